@@ -26,7 +26,9 @@ fn find_clang() -> Result<PathBuf, String> {
     let path = env::var_os("PATH").unwrap_or_default();
     let mut best: Option<(u32, PathBuf)> = None;
     for dir in env::split_paths(&path) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -96,7 +98,11 @@ fn main() {
             ])
             .build_and_generate(&skel)
         {
-            eprintln!("error: compiling {} with {}: {e:#}", src.display(), clang.display());
+            eprintln!(
+                "error: compiling {} with {}: {e:#}",
+                src.display(),
+                clang.display()
+            );
             std::process::exit(1);
         }
     }

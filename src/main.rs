@@ -1,1 +1,53 @@
-fn main(){}
+//! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
+
+mod attach;
+mod bpf_log;
+mod hist;
+mod histogram;
+mod output;
+mod percpu;
+mod session;
+mod syscall_names;
+mod system;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "btrace",
+    version,
+    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
+    Hist(hist::HistArgs),
+}
+
+impl Command {
+    fn verbose(&self) -> bool {
+        match self {
+            Command::Hist(a) => a.common.verbose,
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    bpf_log::init(cli.command.verbose());
+    let result = match cli.command {
+        Command::Hist(a) => hist::run(a),
+    };
+    if let Err(e) = result {
+        if output::is_broken_pipe(&e) {
+            std::process::exit(0);
+        }
+        eprintln!("btrace: {e:#}");
+        std::process::exit(1);
+    }
+}

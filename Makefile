@@ -1,0 +1,59 @@
+# btrace: `make run` and `make test` are all the set-up a fresh Debian machine needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/btrace
+WORKLOAD := target/workload
+
+# Debian packages: build (clang, libbpf's static libs), tests (bpftool, tmux, iproute2,
+# the static workload helper), the kernel matrix (qemu, busybox, cpio), bench (bpftrace).
+PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
+	bpftool bpftrace tmux iproute2 util-linux qemu-system-x86 busybox-static cpio
+
+.PHONY: deps build build-release run test unit lint vmtest bench vmlinux clean
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first"; exit 1; }
+
+build: deps
+	$(CARGO) build
+
+build-release: deps
+	$(CARGO) build --release
+
+$(WORKLOAD): tests/workload/workload.c
+	@mkdir -p target
+	gcc -static -O2 -Wall -pthread -o $@ $<
+
+# The main job: syscall latency histograms of the whole machine for a few seconds.
+run: build-release
+	$(BIN) hist --duration 5 --top 8
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Unit tests and integration tests against the real kernel (needs root).
+unit: deps $(WORKLOAD)
+	$(CARGO) test -- --test-threads=2
+
+vmtest: build-release $(WORKLOAD)
+	bash tests/vm/run.sh
+
+test: lint unit vmtest
+
+bench: build-release $(WORKLOAD)
+	bash bench/run.sh
+
+# Regenerate the committed vmlinux.h from this machine's kernel BTF.
+vmlinux:
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > src/bpf/vmlinux.h
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,54 @@
+//! Choosing the cheapest hook the kernel accepts: try each way in order of cost, keep the
+//! first that loads and attaches. A failed attempt leaves nothing behind: its skeleton is
+//! dropped, which closes its programs, maps and links.
+
+use std::fmt::Display;
+use std::mem::MaybeUninit;
+
+use anyhow::{anyhow, Result};
+use libbpf_rs::OpenObject;
+
+use crate::bpf_log;
+
+/// Storage for one skeleton that lives as long as the program. Skeletons borrow their
+/// object storage; leaking one small box per attempt keeps lifetimes simple for
+/// long-lived owners (the dashboard holds several skeletons at once).
+pub fn skel_storage() -> &'static mut MaybeUninit<OpenObject> {
+    Box::leak(Box::new(MaybeUninit::uninit()))
+}
+
+/// Runs `attempt` for each choice in order and returns the first success with its choice.
+/// When all fail, the error names every choice and why it failed (the first, cheapest
+/// choice's reason first).
+pub fn first_that_works<C, T>(
+    choices: &[C],
+    mut attempt: impl FnMut(C) -> Result<T>,
+) -> Result<(C, T)>
+where
+    C: Copy + Display,
+{
+    let mut reasons = Vec::new();
+    for &choice in choices {
+        match attempt(choice) {
+            Ok(v) => {
+                bpf_log::take();
+                return Ok((choice, v));
+            }
+            Err(e) => reasons.push(format!("{choice}: {}", describe(&e))),
+        }
+    }
+    Err(anyhow!("could not load or attach ({})", reasons.join("; ")))
+}
+
+/// One line for a load/attach error, with the most telling line of libbpf's log.
+pub fn describe(e: &anyhow::Error) -> String {
+    let log = bpf_log::take();
+    let hint = log
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with("processed"))
+        .map(|l| format!(" [{l}]"))
+        .unwrap_or_default();
+    format!("{e:#}{hint}")
+}

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: GPL-2.0
+/* btrace hist: per-syscall latency histograms, computed in the kernel.
+ *
+ * Entry stores the clock and the syscall number per thread; exit adds the duration to
+ * that syscall's log2 histogram in a per-CPU array. Three hooks (tp_btf, raw_tp,
+ * classic tracepoint) and two per-thread stores (task storage, bounded hash) exist as
+ * separate programs; user space enables the cheapest pair the kernel accepts. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "btrace.h"
+#include "common.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Load-time filters, set by user space before load. */
+const volatile __u32 filter_tgid = 0;
+const volatile bool filter_syscalls = false;
+const volatile __u8 syscall_traced[MAX_SYSCALLS] = {};
+
+/* Types user space reads from maps (keeps them in the skeleton's BTF). */
+struct hist _hist_type = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, struct hist);
+} hists SEC(".maps");
+
+/* Bounded per-thread store; user space sets max_entries (--max-threads). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct syscall_start);
+} starts_hash SEC(".maps");
+
+/* Unbounded per-thread store, freed with the task (5.11+). Not created on kernels
+ * that lack it: user space turns its autocreate off. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct syscall_start);
+} starts_task SEC(".maps");
+
+DECLARE_LOSSES()
+
+/* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
+
+static __always_inline bool wanted_process(void)
+{
+	if (!filter_tgid)
+		return true;
+	return (bpf_get_current_pid_tgid() >> 32) == filter_tgid;
+}
+
+static __always_inline bool wanted_syscall(long nr)
+{
+	if (!filter_syscalls)
+		return true;
+	if (nr < 0 || nr >= MAX_SYSCALLS)
+		return false;
+	return syscall_traced[nr];
+}
+
+static __always_inline void record(__u32 nr, __u64 start_ns)
+{
+	struct hist *h;
+
+	if (nr >= MAX_SYSCALLS)
+		return;
+	h = bpf_map_lookup_elem(&hists, &nr);
+	if (h)
+		hist_add(h, bpf_ktime_get_ns() - start_ns);
+}
+
+/* An exit with nothing stored counts as no_entry, unless filters excluded its entry. */
+static __always_inline void missing_entry(long nr)
+{
+	if (wanted_syscall(nr))
+		count_loss(LOSS_NO_ENTRY);
+}
+
+/* ---- store: bounded hash keyed by thread id ---- */
+
+static __always_inline void enter_hash(long nr)
+{
+	struct syscall_start s = {};
+	__u32 tid;
+
+	if (!wanted_process() || !wanted_syscall(nr) || nr == NR_EXIT || nr == NR_EXIT_GROUP)
+		return;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	s.ts_ns = bpf_ktime_get_ns();
+	s.nr = nr;
+	if (bpf_map_update_elem(&starts_hash, &tid, &s, BPF_ANY))
+		count_loss(LOSS_MAP_FULL);
+}
+
+/* nr_at_exit is only evaluated when syscall filters are on (for no_entry accounting). */
+#define EXIT_HASH(nr_at_exit)                                        \
+	do {                                                             \
+		struct syscall_start *s;                                     \
+		__u32 tid;                                                   \
+		if (!wanted_process())                                       \
+			return 0;                                                \
+		tid = (__u32)bpf_get_current_pid_tgid();                     \
+		s = bpf_map_lookup_elem(&starts_hash, &tid);                 \
+		if (!s) {                                                    \
+			missing_entry(filter_syscalls ? (nr_at_exit) : 0);       \
+			return 0;                                                \
+		}                                                            \
+		record(s->nr, s->ts_ns);                                     \
+		bpf_map_delete_elem(&starts_hash, &tid);                     \
+	} while (0)
+
+/* ---- store: task storage ---- */
+
+static __always_inline void enter_task(long nr)
+{
+	struct syscall_start *s;
+
+	if (!wanted_process() || !wanted_syscall(nr))
+		return;
+	s = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
+		count_loss(LOSS_MAP_FULL);
+		return;
+	}
+	s->nr = nr;
+	s->ts_ns = bpf_ktime_get_ns();
+}
+
+/* ---- tp_btf: arguments are typed, read directly ---- */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(hist_enter_btf_task, struct pt_regs *regs, long id)
+{
+	enter_task(id);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(hist_exit_btf_task, struct pt_regs *regs, long ret)
+{
+	struct syscall_start *s;
+
+	if (!wanted_process())
+		return 0;
+	s = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0, 0);
+	if (!s || !s->ts_ns) {
+		missing_entry(filter_syscalls ? regs->orig_ax : 0);
+		return 0;
+	}
+	record(s->nr, s->ts_ns);
+	s->ts_ns = 0;
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(hist_enter_btf_hash, struct pt_regs *regs, long id)
+{
+	enter_hash(id);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(hist_exit_btf_hash, struct pt_regs *regs, long ret)
+{
+	EXIT_HASH(regs->orig_ax);
+	return 0;
+}
+
+/* ---- raw_tp: same arguments, untyped; pt_regs read through CO-RE ---- */
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(hist_enter_raw, struct pt_regs *regs, long id)
+{
+	enter_hash(id);
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(hist_exit_raw, struct pt_regs *regs, long ret)
+{
+	EXIT_HASH(BPF_CORE_READ(regs, orig_ax));
+	return 0;
+}
+
+/* ---- classic tracepoint: the stable raw_syscalls format ---- */
+
+SEC("tracepoint/raw_syscalls/sys_enter")
+int hist_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	enter_hash(ctx->id);
+	return 0;
+}
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int hist_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	EXIT_HASH(ctx->id);
+	return 0;
+}

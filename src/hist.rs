@@ -1,0 +1,360 @@
+//! `btrace hist`: per-syscall latency histograms computed in the kernel.
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use serde_json::json;
+
+use crate::attach;
+use crate::histogram::{fmt_ns, Log2Hist, BUCKETS};
+use crate::output::Output;
+use crate::percpu::{self, Losses};
+use crate::session::{Session, Step, TraceArgs};
+use crate::syscall_names;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/hist.skel.rs"));
+}
+use skel::{types, HistSkel, HistSkelBuilder};
+
+/// Must match MAX_SYSCALLS in btrace.h.
+const MAX_SYSCALLS: u32 = 512;
+/// Default bound of the per-thread hash store: threads in a syscall at the same moment.
+const DEFAULT_MAX_THREADS: u32 = 32768;
+
+#[derive(Args, Debug, Clone)]
+pub struct HistArgs {
+    #[command(flatten)]
+    pub common: TraceArgs,
+    /// Only these syscalls (comma-separated names, e.g. read,write,openat)
+    #[arg(long, value_name = "NAMES")]
+    pub syscalls: Option<String>,
+    /// Show only the N busiest syscalls
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Bound of the per-thread entry store (syscalls in flight at once); setting it
+    /// selects the bounded hash store instead of task storage
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_threads: Option<u32>,
+}
+
+/// The hook on sys_enter/sys_exit, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    TpBtf,
+    RawTp,
+    Tracepoint,
+}
+
+/// Where the entry timestamp waits for the exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    TaskStorage,
+    Hash,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Way {
+    pub hook: Hook,
+    pub store: Store,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::TpBtf => "tp_btf",
+            Hook::RawTp => "raw_tp",
+            Hook::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Store::TaskStorage => "task_storage",
+            Store::Hash => "hash",
+        })
+    }
+}
+
+impl fmt::Display for Way {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{}", self.hook, self.store)
+    }
+}
+
+/// Ways to try, cheapest first. An explicit --max-threads asks for the bounded store.
+pub fn ways(bounded: bool) -> Vec<Way> {
+    let mut v = Vec::new();
+    if !bounded {
+        v.push(Way {
+            hook: Hook::TpBtf,
+            store: Store::TaskStorage,
+        });
+    }
+    v.push(Way {
+        hook: Hook::TpBtf,
+        store: Store::Hash,
+    });
+    v.push(Way {
+        hook: Hook::RawTp,
+        store: Store::Hash,
+    });
+    v.push(Way {
+        hook: Hook::Tracepoint,
+        store: Store::Hash,
+    });
+    v
+}
+
+/// What the kernel side is asked to do, fixed before load.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub tgid: Option<u32>,
+    pub syscalls: Option<Vec<u32>>,
+    pub max_threads: Option<u32>,
+}
+
+/// Opens, configures, loads and attaches the programs of one way.
+pub fn load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
+    let mut open = HistSkelBuilder::default().open(attach::skel_storage())?;
+    {
+        let ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("hist has rodata");
+        ro.filter_tgid = filter.tgid.unwrap_or(0);
+        if let Some(list) = &filter.syscalls {
+            ro.filter_syscalls = true;
+            for &nr in list {
+                if nr >= MAX_SYSCALLS {
+                    bail!("syscall number {nr} is beyond the {MAX_SYSCALLS} btrace tracks");
+                }
+                ro.syscall_traced[nr as usize] = 1;
+            }
+        }
+    }
+    let p = &mut open.progs;
+    let enabled = |h, s| way.hook == h && way.store == s;
+    p.hist_enter_btf_task
+        .set_autoload(enabled(Hook::TpBtf, Store::TaskStorage));
+    p.hist_exit_btf_task
+        .set_autoload(enabled(Hook::TpBtf, Store::TaskStorage));
+    p.hist_enter_btf_hash
+        .set_autoload(enabled(Hook::TpBtf, Store::Hash));
+    p.hist_exit_btf_hash
+        .set_autoload(enabled(Hook::TpBtf, Store::Hash));
+    p.hist_enter_raw
+        .set_autoload(enabled(Hook::RawTp, Store::Hash));
+    p.hist_exit_raw
+        .set_autoload(enabled(Hook::RawTp, Store::Hash));
+    p.hist_enter_tp
+        .set_autoload(enabled(Hook::Tracepoint, Store::Hash));
+    p.hist_exit_tp
+        .set_autoload(enabled(Hook::Tracepoint, Store::Hash));
+    match way.store {
+        Store::TaskStorage => {
+            open.maps.starts_hash.set_max_entries(1)?;
+        }
+        Store::Hash => {
+            open.maps.starts_task.set_autocreate(false)?;
+            open.maps
+                .starts_hash
+                .set_max_entries(filter.max_threads.unwrap_or(DEFAULT_MAX_THREADS))?;
+        }
+    }
+    if way.hook == Hook::Tracepoint {
+        crate::system::ensure_tracefs()?;
+    }
+    let mut skel = open.load()?;
+    skel.attach()?;
+    Ok(skel)
+}
+
+/// Loads the cheapest way this kernel accepts.
+pub fn load_best(filter: &Filter) -> Result<(Way, HistSkel<'static>)> {
+    attach::first_that_works(&ways(filter.max_threads.is_some()), |way| load(way, filter))
+}
+
+impl From<&types::hist> for Log2Hist {
+    fn from(h: &types::hist) -> Self {
+        let mut buckets = [0u64; BUCKETS];
+        buckets.copy_from_slice(&h.buckets[..BUCKETS]);
+        Log2Hist {
+            count: h.count,
+            sum_ns: h.sum_ns,
+            buckets,
+        }
+    }
+}
+
+// SAFETY: a plain C struct of integers, as generated from the BPF object's BTF.
+unsafe impl plain::Plain for types::hist {}
+
+/// Cumulative per-syscall histograms as the kernel holds them, CPUs summed.
+pub fn read_totals(skel: &HistSkel, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for &nr in keys {
+        let mut sum = Log2Hist::default();
+        for cpu in percpu::values::<types::hist>(&skel.maps.hists, nr)? {
+            sum.add(&Log2Hist::from(&cpu));
+        }
+        out.push((nr, sum));
+    }
+    Ok(out)
+}
+
+/// Per-syscall histograms, turned from cumulative counters into per-interval ones.
+struct Reader {
+    keys: Vec<u32>,
+    previous: Vec<(u32, Log2Hist)>,
+}
+
+impl Reader {
+    fn new(filter: &Filter) -> Self {
+        let keys = filter
+            .syscalls
+            .clone()
+            .unwrap_or_else(|| (0..MAX_SYSCALLS).collect());
+        Reader {
+            previous: keys.iter().map(|&k| (k, Log2Hist::default())).collect(),
+            keys,
+        }
+    }
+
+    /// What accumulated since the last call, busiest first, without idle syscalls.
+    fn since_last(&mut self, skel: &HistSkel) -> Result<Vec<(u32, Log2Hist)>> {
+        let now = read_totals(skel, &self.keys)?;
+        let mut delta: Vec<(u32, Log2Hist)> = now
+            .iter()
+            .zip(&self.previous)
+            .map(|((nr, n), (_, p))| (*nr, n.since(p)))
+            .filter(|(_, h)| h.count > 0)
+            .collect();
+        self.previous = now;
+        delta.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
+        Ok(delta)
+    }
+}
+
+fn print_hists(out: &mut Output, hists: &[(u32, Log2Hist)], top: Option<usize>) -> Result<()> {
+    let shown = &hists[..top.unwrap_or(usize::MAX).min(hists.len())];
+    for (nr, h) in shown {
+        let name = syscall_names::name(*nr);
+        if out.json {
+            out.record(&json!({
+                "type": "hist", "syscall": name, "nr": nr, "unit": "us",
+                "total": h.count, "sum_ns": h.sum_ns, "buckets": h.json_buckets(),
+            }))?;
+        } else {
+            out.line(&format!(
+                "@{name}: {} calls, avg {}, total {}   (latency, us)",
+                h.count,
+                fmt_ns(h.avg_ns().unwrap_or(0.0)),
+                fmt_ns(h.sum_ns as f64)
+            ))?;
+            for row in h.render(40) {
+                out.line(&row)?;
+            }
+            out.line("")?;
+        }
+    }
+    if !out.json && hists.is_empty() {
+        out.line("(no syscalls completed)")?;
+    }
+    Ok(())
+}
+
+pub fn run(args: HistArgs) -> Result<()> {
+    let c = &args.common;
+    crate::system::preflight()?;
+    let syscalls = args
+        .syscalls
+        .as_deref()
+        .map(syscall_names::parse_list)
+        .transpose()?;
+    let mut session = Session::new(c)?;
+    let filter = Filter {
+        tgid: session.tgid(),
+        syscalls,
+        max_threads: args.max_threads,
+    };
+    let (way, skel) = load_best(&filter)?;
+    let mut out = Output::new(c.json);
+    let mut reader = Reader::new(&filter);
+    let mut interval_no = 0u64;
+    session.attached("syscalls")?;
+    let end = session.run(|step| {
+        match step {
+            // The histograms live in the kernel; there are no events to consume.
+            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Interval => {
+                interval_no += 1;
+                if !out.json {
+                    out.line(&format!("--- interval {interval_no} ---"))?;
+                }
+                print_hists(&mut out, &reader.since_last(&skel)?, args.top)?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    })?;
+    if c.interval.is_none() || !reader.since_last_is_empty(&skel)? {
+        print_hists(&mut out, &reader.since_last(&skel)?, args.top)?;
+    }
+    let losses = Losses::read(&skel.maps.losses)?;
+    let secs = session.elapsed().as_secs_f64();
+    if out.json {
+        out.record(&json!({
+            "type": "summary", "duration_s": secs,
+            "kernel": crate::system::kernel_release(), "hook": way.hook.to_string(),
+            "store": way.store.to_string(), "end": format!("{end:?}"),
+            "dropped": {"map_full": losses.map_full, "no_entry": losses.no_entry},
+        }))?;
+    } else {
+        out.line(&format!(
+            "Traced {secs:.1} s via {way}. Dropped: {} entries (store full), {} exits without a recorded entry (syscalls begun before tracing, or dropped).",
+            losses.map_full, losses.no_entry
+        ))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+impl Reader {
+    /// With --interval, the last partial interval is printed only if it holds anything.
+    fn since_last_is_empty(&self, skel: &HistSkel) -> Result<bool> {
+        let now = read_totals(skel, &self.keys)?;
+        Ok(now
+            .iter()
+            .zip(&self.previous)
+            .all(|((_, n), (_, p))| n.count == p.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_and_user_bucket_counts_agree() {
+        let h = types::hist::default();
+        assert_eq!(h.buckets.len(), BUCKETS);
+    }
+
+    #[test]
+    fn bounded_store_skips_task_storage() {
+        assert!(ways(true).iter().all(|w| w.store == Store::Hash));
+        assert_eq!(
+            ways(false)[0],
+            Way {
+                hook: Hook::TpBtf,
+                store: Store::TaskStorage
+            }
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Syscall numbers and names of the architecture btrace is built for, from the
+//! `syscalls` crate's table.
+
+use anyhow::{bail, Result};
+use syscalls::Sysno;
+
+pub fn name(nr: u32) -> String {
+    Sysno::new(nr as usize)
+        .map(|s| s.name().to_string())
+        .unwrap_or_else(|| format!("syscall_{nr}"))
+}
+
+pub fn number(name: &str) -> Option<u32> {
+    name.parse::<Sysno>().ok().map(|s| s.id() as u32)
+}
+
+/// Up to three known names close to `wrong`, closest first.
+pub fn suggestions(wrong: &str) -> Vec<&'static str> {
+    let mut scored: Vec<(f64, &'static str)> = Sysno::iter()
+        .map(|s| (strsim::jaro_winkler(wrong, s.name()), s.name()))
+        .filter(|(score, _)| *score > 0.85)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// "read,write,openat" -> syscall numbers; an unknown name is an error naming close ones.
+pub fn parse_list(list: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match number(n) {
+            Some(nr) => out.push(nr),
+            None => {
+                let close = suggestions(n);
+                if close.is_empty() {
+                    bail!("unknown syscall '{n}'");
+                }
+                bail!("unknown syscall '{n}' (did you mean {}?)", close.join(", "));
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("--syscalls needs at least one syscall name, e.g. --syscalls read,write");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let nr = number("getppid").unwrap();
+        assert_eq!(name(nr), "getppid");
+        assert_eq!(name(100_000), "syscall_100000");
+    }
+
+    #[test]
+    fn unknown_name_suggests_close_ones() {
+        let e = parse_list("read,opnat").unwrap_err().to_string();
+        assert!(e.contains("unknown syscall 'opnat'"), "{e}");
+        assert!(e.contains("openat"), "{e}");
+    }
+}

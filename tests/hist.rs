@@ -1,0 +1,228 @@
+//! `btrace hist` against the real kernel, with a workload of exactly known syscalls.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+/// The hist record of one syscall, if present.
+fn hist_of<'a>(records: &'a [Value], name: &str) -> Option<&'a Value> {
+    records
+        .iter()
+        .find(|r| r["type"] == "hist" && r["syscall"] == name)
+}
+
+fn total(records: &[Value], name: &str) -> u64 {
+    records
+        .iter()
+        .filter(|r| r["type"] == "hist" && r["syscall"] == name)
+        .map(|r| r["total"].as_u64().unwrap())
+        .sum()
+}
+
+/// Every record's buckets add up to its total, and the bounds are log2 microseconds.
+fn check_buckets(records: &[Value]) {
+    for r in of_type(records, "hist") {
+        let buckets = r["buckets"].as_array().unwrap();
+        let sum: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert_eq!(sum, r["total"].as_u64().unwrap(), "buckets vs total in {r}");
+        assert_eq!(r["unit"], "us");
+        for b in buckets {
+            let lo = b["lo"].as_u64().unwrap();
+            if let Some(hi) = b["hi"].as_u64() {
+                assert!(hi == 1 && lo == 0 || hi == 2 * lo, "bad bounds {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_counts_for_a_command_and_other_processes_excluded() {
+    let w = workload();
+    // A concurrent process hammering the same syscall must not leak into the counts.
+    let mut noise = Command::new(&w)
+        .args(["spread", "3000000"])
+        .spawn()
+        .unwrap();
+    let cmd = format!("{w} --wait syscalls 1000 500");
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "-c", &cmd]);
+    noise.kill().ok();
+    noise.wait().ok();
+    assert_eq!(code, 0);
+    assert_eq!(total(&recs, "getppid"), 1000, "{recs:?}");
+    assert_eq!(total(&recs, "read"), 500, "{recs:?}");
+    check_buckets(&recs);
+    let g = hist_of(&recs, "getppid").unwrap();
+    assert!(g["sum_ns"].as_u64().unwrap() > 0);
+    assert_eq!(g["nr"], 110);
+    let s = summary(&recs);
+    assert_eq!(s["dropped"]["map_full"], 0);
+    assert!(s["duration_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn syscall_filter_and_top() {
+    let cmd = format!("{} --wait syscalls 300 200", workload());
+    let (recs, code, _) =
+        trace_to_end(&["hist", "--json", "--syscalls", "getppid,read", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let names: Vec<_> = of_type(&recs, "hist")
+        .iter()
+        .map(|r| r["syscall"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["getppid", "read"],
+        "only the filtered syscalls, busiest first"
+    );
+    assert_eq!(total(&recs, "getppid"), 300);
+    assert_eq!(total(&recs, "read"), 200);
+
+    let (recs, _, _) = trace_to_end(&["hist", "--json", "--top", "1", "-c", &cmd]);
+    let hists = of_type(&recs, "hist");
+    assert_eq!(hists.len(), 1);
+    assert_eq!(hists[0]["syscall"], "getppid");
+}
+
+#[test]
+fn pid_mode_ends_with_the_process_and_counts_exactly() {
+    let mut target = Command::new(workload())
+        .args(["--wait", "syscalls", "700", "300"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = target.id().to_string();
+    let mut r = Running::start(&["hist", "--json", "-p", &pid]);
+    let ids = r.wait_attached();
+    target.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    target.wait().unwrap();
+    // btrace must notice the exit by itself: no signal is sent.
+    let (recs, code, _) = r.finish();
+    assert_unloaded(&ids);
+    assert_eq!(code, 0);
+    assert_eq!(total(&recs, "getppid"), 700, "{recs:?}");
+    assert_eq!(total(&recs, "read"), 300, "{recs:?}");
+    assert_eq!(summary(&recs)["end"], "TargetExited");
+}
+
+#[test]
+fn intervals_add_up_to_the_whole() {
+    let cmd = format!("{} --wait syscalls 2000000 1000", workload());
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "-i", "0.2", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let getppid: Vec<_> = recs
+        .iter()
+        .filter(|r| r["type"] == "hist" && r["syscall"] == "getppid")
+        .collect();
+    assert!(
+        getppid.len() >= 2,
+        "expected several intervals: {getppid:?}"
+    );
+    assert_eq!(total(&recs, "getppid"), 2_000_000);
+    assert_eq!(total(&recs, "read"), 1000);
+    check_buckets(&recs);
+}
+
+#[test]
+fn full_store_is_counted_not_fatal() {
+    // 64 threads blocked in nanosleep at once, but room for only 4 in-flight syscalls.
+    let cmd = format!("{} --wait block 64 300", workload());
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "--max-threads", "4", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let s = summary(&recs);
+    assert_eq!(s["store"], "hash");
+    let full = s["dropped"]["map_full"].as_u64().unwrap();
+    let sleeps = total(&recs, "nanosleep");
+    assert!(full > 0, "store of 4 must overflow: {s}");
+    assert!(sleeps < 64, "not all 64 sleeps fit: {sleeps}");
+    // Every sleep is either in the histogram or among the dropped entries.
+    assert!(sleeps + full >= 64, "sleeps {sleeps} + dropped {full} < 64");
+    check_buckets(&recs);
+}
+
+#[test]
+fn sigterm_prints_final_results() {
+    let mut r = Running::start(&["hist", "--json"]);
+    let ids = r.wait_attached();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    r.signal(libc::SIGTERM);
+    let (recs, code, _) = r.finish();
+    assert_unloaded(&ids);
+    assert_eq!(code, 0);
+    assert!(
+        !of_type(&recs, "hist").is_empty(),
+        "a busy machine makes syscalls"
+    );
+    assert_eq!(summary(&recs)["end"], "Interrupted");
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let mut child = Command::new(btrace_bin())
+        .args(["hist", "-i", "0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("--- interval 1"), "{first:?}");
+    drop(out);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "exit {status:?}, stderr {err}");
+    assert_eq!(
+        err.lines().filter(|l| !l.starts_with("Tracing")).count(),
+        0,
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let e = one_line_error(&btrace(&["hist", "--syscalls", "getpid,opnat", "-d", "1"]));
+    assert!(
+        e.contains("unknown syscall 'opnat'") && e.contains("openat"),
+        "{e}"
+    );
+
+    let e = one_line_error(&btrace(&["hist", "-p", "999999999", "-d", "1"]));
+    assert!(e.contains("no process with pid 999999999"), "{e}");
+
+    let e = one_line_error(&btrace(&["hist", "-c", "/no/such/program", "-d", "1"]));
+    assert!(e.contains("command not found"), "{e}");
+
+    let out = Command::new(btrace_bin())
+        .args(["hist", "-d", "1"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let e = one_line_error(&out);
+    assert!(e.contains("CAP_BPF") && e.contains("root"), "{e}");
+}
+
+#[test]
+fn kernel_without_btf_is_refused_clearly() {
+    // Hide BTF in a private mount namespace, as on a kernel built without it.
+    let script = format!(
+        "mount -t tmpfs none /sys/kernel/btf && exec {} hist -d 1",
+        btrace_bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let e = one_line_error(&out);
+    assert!(
+        e.contains("BTF") && e.contains("CONFIG_DEBUG_INFO_BTF"),
+        "{e}"
+    );
+}
+
+use std::os::unix::process::CommandExt;
