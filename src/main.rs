@@ -2,6 +2,7 @@
 
 mod attach;
 mod bpf_log;
+mod events;
 mod hist;
 mod histogram;
 mod output;
