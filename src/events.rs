@@ -1,7 +1,6 @@
 //! Ring-buffer consumption shared by every event-streaming command: libbpf polls the
 //! buffers through epoll; decoded events are queued and handed back after each poll, so
 //! the command prints them with no borrow of its output held inside libbpf's callback.
-#![allow(dead_code)] // first users (kprobe, tracepoint, tcp) land next; remove then
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -40,7 +40,6 @@ impl Log2Hist {
         (self.count > 0).then(|| self.sum_ns as f64 / self.count as f64)
     }
 
-    #[allow(dead_code)] // for the dashboard's p50/p99 columns
     /// Estimated percentile in microseconds: the upper bound of the bucket that holds it
     /// (a histogram cannot say more). None for an empty histogram.
     pub fn percentile_us(&self, p: f64) -> Option<u64> {

@@ -1,16 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-mod attach;
-mod bpf_log;
-mod events;
-mod hist;
-mod histogram;
-mod output;
-mod percpu;
-mod session;
-mod syscall_names;
-mod system;
-
+use btrace::{bpf_log, hist, output};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]

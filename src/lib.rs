@@ -1,0 +1,13 @@
+//! btrace as a library: the tracers and the shared pieces, used by the `btrace` binary,
+//! by the dashboard, and by integration tests that drive a tracer in-process.
+
+pub mod attach;
+pub mod bpf_log;
+pub mod events;
+pub mod hist;
+pub mod histogram;
+pub mod output;
+pub mod percpu;
+pub mod session;
+pub mod syscall_names;
+pub mod system;
