@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod bpf_log;
 pub mod events;
+pub mod floor;
 pub mod hist;
 pub mod histogram;
 pub mod output;

@@ -1,6 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-use btrace::{bpf_log, hist, output};
+use btrace::{bpf_log, floor, hist, output};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -18,12 +18,16 @@ struct Cli {
 enum Command {
     /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
     Hist(hist::HistArgs),
+    /// Reference programs for `make bench` (the overhead floors)
+    #[command(hide = true)]
+    Floor(floor::FloorArgs),
 }
 
 impl Command {
     fn verbose(&self) -> bool {
         match self {
             Command::Hist(a) => a.common.verbose,
+            Command::Floor(a) => a.common.verbose,
         }
     }
 }
@@ -33,6 +37,7 @@ fn main() {
     bpf_log::init(cli.command.verbose());
     let result = match cli.command {
         Command::Hist(a) => hist::run(a),
+        Command::Floor(a) => floor::run(a),
     };
     if let Err(e) = result {
         if output::is_broken_pipe(&e) {

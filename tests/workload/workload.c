@@ -10,6 +10,7 @@
  *   workload block T MS           T threads, each blocked MS ms in one nanosleep
  *   workload spread N             one thread per CPU, pinned, N getppid in total
  *   workload open DIR K           open (create) K files DIR/btrace-K-<pid>-<i>, close each
+ *   workload loop N               N getppid in a tight loop; prints the ns per call
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -118,6 +119,18 @@ static int do_open(const char *dir, long k)
 	return 0;
 }
 
+static int do_loop(long n)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++)
+		syscall(SYS_getppid);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	printf("%.1f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -136,8 +149,10 @@ int main(int argc, char **argv)
 		return do_block(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "spread") && argc == 3)
 		return do_spread(arg(argv, 2));
+	if (!strcmp(cmd, "loop") && argc == 3)
+		return do_loop(arg(argv, 2));
 	if (!strcmp(cmd, "open") && argc == 4)
 		return do_open(argv[2], arg(argv, 3));
-	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K\n");
+	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K | loop N\n");
 	return 2;
 }

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark part, one after the other, on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 bench/hist_overhead.py
+for part in bench/*.sh; do
+    [ "$part" = bench/run.sh ] && continue
+    echo
+    bash "$part"
+done
