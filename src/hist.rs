@@ -195,17 +195,39 @@ impl From<&types::hist> for Log2Hist {
 // SAFETY: a plain C struct of integers, as generated from the BPF object's BTF.
 unsafe impl plain::Plain for types::hist {}
 
-/// Cumulative per-syscall histograms as the kernel holds them, CPUs summed.
-pub fn read_totals(skel: &HistSkel, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
-    let mut out = Vec::with_capacity(keys.len());
-    for &nr in keys {
-        let mut sum = Log2Hist::default();
-        for cpu in percpu::values::<types::hist>(&skel.maps.hists, nr)? {
-            sum.add(&Log2Hist::from(&cpu));
-        }
-        out.push((nr, sum));
+fn sum_cpus(cpus: &[types::hist]) -> Log2Hist {
+    let mut sum = Log2Hist::default();
+    for cpu in cpus {
+        sum.add(&Log2Hist::from(cpu));
     }
-    Ok(out)
+    sum
+}
+
+/// Cumulative per-syscall histograms as the kernel holds them, CPUs summed.
+/// Many keys are read in one batch; a few (a --syscalls list) one by one.
+pub fn read_totals(skel: &HistSkel, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
+    if keys.len() > 16 {
+        let all = percpu::all_values::<types::hist>(&skel.maps.hists)?;
+        return Ok(keys
+            .iter()
+            .map(|&nr| {
+                (
+                    nr,
+                    all.get(nr as usize)
+                        .map(|c| sum_cpus(c))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect());
+    }
+    keys.iter()
+        .map(|&nr| {
+            Ok((
+                nr,
+                sum_cpus(&percpu::values::<types::hist>(&skel.maps.hists, nr)?),
+            ))
+        })
+        .collect()
 }
 
 /// Per-syscall histograms, turned from cumulative counters into per-interval ones.
