@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# Kernel-matrix harness behind `make vmtest`.
+#
+#   bash tests/vm/run.sh [KERNEL...]        default: 5.10 6.1 6.12
+#
+# For every kernel: fetch (or re-use) a Debian cloud kernel, boot it under qemu/TCG
+# with an initramfs holding busybox, btrace, its libraries, the workload helpers and the
+# guest checks (tests/vm/guest-checks.sh + tests/vm/checks/*.sh), read the results from
+# the serial console and print a table check x kernel. Exit status 1 if any check failed,
+# a kernel could not be fetched, a guest timed out or a result is missing.
+# See tests/vm/README.md for environment variables and how to add checks.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+VMDIR=${VMTEST_DIR:-$ROOT/target/vm}
+BTRACE_BIN=${BTRACE_BIN:-$ROOT/target/release/btrace}
+WORKLOAD_BIN=${WORKLOAD_BIN:-$ROOT/target/workload}
+TIMEOUT=${VMTEST_TIMEOUT:-300}     # seconds per guest, boot to poweroff
+JOBS=${VMTEST_JOBS:-3}             # guests booted at the same time
+BUSYBOX=${VMTEST_BUSYBOX:-/bin/busybox}
+
+if [ $# -gt 0 ]; then
+    # accept "5.10 6.1" as one argument too (make vmtest KERNELS="...")
+    read -r -a KERNELS <<<"$*"
+else
+    KERNELS=(5.10 6.1 6.12)
+fi
+
+say() { printf 'vmtest: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 2; }
+
+suite_for() {
+    case "$1" in
+        5.10) echo bullseye ;;
+        6.1) echo bookworm ;;
+        6.12) echo trixie ;;
+        *) return 1 ;;
+    esac
+}
+for v in "${KERNELS[@]}"; do
+    suite_for "$v" >/dev/null || die "unknown kernel '$v' (known: 5.10 bullseye, 6.1 bookworm, 6.12 trixie)"
+done
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------- host packages
+ensure_host_packages() {
+    local need=()
+    command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+    command -v cpio >/dev/null 2>&1 || need+=(cpio)
+    if [ -z "${VMTEST_BUSYBOX:-}" ] &&
+        ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+        need+=(busybox-static)
+    fi
+    [ ${#need[@]} -eq 0 ] && return 0
+    say "installing host packages: ${need[*]}"
+    as_root apt-get update -qq || die "apt-get update failed (needed to install ${need[*]})"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" \
+        >/dev/null || die "apt-get install ${need[*]} failed"
+}
+
+# ---------------------------------------------------------------- kernels
+# The mirror of the system's Debian sources (deb822 or one-line format).
+debian_mirror() {
+    local m=""
+    if [ -n "${VMTEST_MIRROR:-}" ]; then echo "$VMTEST_MIRROR"; return; fi
+    if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+        m=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
+            /etc/apt/sources.list.d/debian.sources)
+    fi
+    if [ -z "$m" ] && [ -r /etc/apt/sources.list ]; then
+        m=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp):/) { if ($i !~ /security/) { print $i; exit } else break } }' \
+            /etc/apt/sources.list)
+    fi
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+# fetch_kernel VER: leaves $VMDIR/kernels/VER/vmlinuz (+ config, System.map, package).
+# Everything apt touches lives under $VMDIR/apt/SUITE; the system's sources are not used.
+fetch_kernel() {
+    local ver=$1 suite dir a meta real tmp deb
+    suite=$(suite_for "$ver")
+    dir=$VMDIR/kernels/$ver
+    if [ -s "$dir/vmlinuz" ] && [ -z "${VMTEST_REFRESH:-}" ]; then
+        echo "cached: $(cat "$dir/package" 2>/dev/null)"
+        return 0
+    fi
+    a=$VMDIR/apt/$suite
+    mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/deb"
+    : >"$a/status"
+    echo "deb [trusted=yes] $MIRROR $suite main" >"$a/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$a/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+        -o Acquire::Languages=none -o APT::Architecture=amd64 -o APT::Architectures=amd64
+        -o APT::Sandbox::User="$(id -un)")
+    meta=linux-image-cloud-amd64
+    if ! apt-get "${opts[@]}" -q update; then
+        echo "FETCH-ERROR kernel $ver: apt-get update of suite '$suite' from $MIRROR failed"
+        return 1
+    fi
+    real=$(apt-cache "${opts[@]}" depends "$meta" 2>/dev/null |
+        awk '$1 ~ /Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    if [ -z "$real" ]; then
+        echo "FETCH-ERROR kernel $ver: metapackage $meta in suite '$suite' ($MIRROR) does not resolve to a linux-image package"
+        return 1
+    fi
+    echo "resolved $meta ($suite) -> $real"
+    rm -f "$a/deb"/*.deb
+    if ! (cd "$a/deb" && apt-get "${opts[@]}" -q download "$real"); then
+        echo "FETCH-ERROR kernel $ver: apt-get download $real (suite '$suite', $MIRROR) failed"
+        return 1
+    fi
+    deb=$(ls "$a/deb"/*.deb | head -n1)
+    tmp=$VMDIR/kernels/.$ver.tmp
+    rm -rf "$tmp" && mkdir -p "$tmp/x"
+    dpkg-deb -x "$deb" "$tmp/x"
+    local vmlinuz
+    vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* 2>/dev/null | head -n1)
+    if [ -z "$vmlinuz" ]; then
+        echo "FETCH-ERROR kernel $ver: $deb has no boot/vmlinuz-*"
+        return 1
+    fi
+    cp "$vmlinuz" "$tmp/vmlinuz"
+    cp "$tmp"/x/boot/config-* "$tmp/config" 2>/dev/null || true
+    cp "$tmp"/x/boot/System.map-* "$tmp/System.map" 2>/dev/null || true
+    echo "$real $(dpkg-deb -f "$deb" Version) ($suite)" >"$tmp/package"
+    rm -rf "$tmp/x" "$deb"
+    rm -rf "$dir" && mv "$tmp" "$dir"
+    echo "fetched: $(cat "$dir/package")"
+}
+
+# ---------------------------------------------------------------- initramfs
+STAGE=$VMDIR/initramfs
+INITRD=$VMDIR/initramfs.cpio
+
+# stage_file HOST GUEST: copy a file (and, for dynamic ELF files, the libraries ldd names).
+stage_file() {
+    local src=$1 dst=$2 lib
+    [ -e "$src" ] || die "file for the initramfs not found: $src"
+    mkdir -p "$STAGE$(dirname "$dst")"
+    cp -L "$src" "$STAGE$dst"
+    if [ -f "$src" ] && [ -x "$src" ] && head -c4 "$src" | grep -q ELF; then
+        for lib in $(ldd "$src" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'); do
+            [ -e "$STAGE$lib" ] && continue
+            mkdir -p "$STAGE$(dirname "$lib")"
+            cp -L "$lib" "$STAGE$lib"
+        done
+    fi
+}
+
+build_initramfs() {
+    local applet f line src dst
+    rm -rf "$STAGE"
+    mkdir -p "$STAGE"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,root,vmtest/checks}
+    cp "$BUSYBOX" "$STAGE/bin/busybox"
+    for applet in $("$BUSYBOX" --list-full); do
+        # never link busybox to itself (ELOOP), and keep our /init
+        case "$applet" in bin/busybox | linuxrc | init) continue ;; esac
+        [ -e "$STAGE/$applet" ] || ln -s /bin/busybox "$STAGE/$applet"
+    done
+    mknod -m 600 "$STAGE/dev/console" c 5 1 2>/dev/null || true
+    mknod -m 666 "$STAGE/dev/null" c 1 3 2>/dev/null || true
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$STAGE/etc/passwd"
+    echo 'root:x:0:' >"$STAGE/etc/group"
+    printf '127.0.0.1 localhost\n::1 localhost\n' >"$STAGE/etc/hosts"
+
+    install -m 755 "$HERE/init" "$STAGE/init"
+    install -m 755 "$HERE/guest-checks.sh" "$STAGE/vmtest/guest-checks.sh"
+    install -m 644 "$HERE/lib.sh" "$STAGE/vmtest/lib.sh"
+    for f in "$HERE"/checks/*.sh; do install -m 644 "$f" "$STAGE/vmtest/checks/"; done
+
+    stage_file "$BTRACE_BIN" /bin/btrace
+    stage_file "$WORKLOAD_BIN" /bin/workload
+    # tests/vm/files.list: "HOST-PATH [GUEST-PATH]" per line, host paths relative to the repo root
+    if [ -r "$HERE/files.list" ]; then
+        while read -r src dst; do
+            case "$src" in '' | '#'*) continue ;; esac
+            case "$src" in /*) ;; *) src=$ROOT/$src ;; esac
+            stage_file "$src" "${dst:-/bin/$(basename "$src")}"
+        done <"$HERE/files.list"
+    fi
+    # VMTEST_EXTRA_FILES="host[:guest] ..." for one-off additions
+    for line in ${VMTEST_EXTRA_FILES:-}; do
+        src=${line%%:*}
+        dst=${line#*:}
+        [ "$dst" = "$line" ] && dst=/bin/$(basename "$src")
+        stage_file "$src" "$dst"
+    done
+    (cd "$STAGE" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --owner=0:0 --quiet) >"$INITRD"
+}
+
+# ---------------------------------------------------------------- boot
+boot_kernel() {
+    local ver=$1 log=$VMDIR/logs/$1.log rc=0 t0
+    local append="console=ttyS0 quiet panic=-1 vmtest.kernel=$ver"
+    [ -n "${VMTEST_CHECKS:-}" ] && append+=" vmtest.checks=$VMTEST_CHECKS"
+    [ -n "${VMTEST_VERBOSE:-}" ] && append+=" vmtest.verbose=1"
+    t0=$(date +%s)
+    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1G -smp 2 \
+        -nographic -no-reboot -nic none \
+        -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$INITRD" -append "$append" \
+        </dev/null >"$log" 2>&1 || rc=$?
+    echo "$rc" >"$VMDIR/logs/$ver.rc"
+    say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc)"
+}
+
+# ---------------------------------------------------------------- main
+T0=$(date +%s)
+[ -x "$BTRACE_BIN" ] || die "btrace binary not found: $BTRACE_BIN (run 'make build-release' or set BTRACE_BIN)"
+[ -x "$WORKLOAD_BIN" ] || die "workload helper not found: $WORKLOAD_BIN (run 'make target/workload' or set WORKLOAD_BIN)"
+ensure_host_packages
+MIRROR=$(debian_mirror)
+mkdir -p "$VMDIR/logs" "$VMDIR/kernels"
+
+declare -A FETCH_OK=()
+pids=()
+for v in "${KERNELS[@]}"; do
+    rm -f "$VMDIR/logs/$v.log" "$VMDIR/logs/$v.rc"
+    fetch_kernel "$v" >"$VMDIR/logs/fetch-$v.log" 2>&1 &
+    pids+=($!)
+done
+build_initramfs
+for i in "${!KERNELS[@]}"; do
+    v=${KERNELS[$i]}
+    if wait "${pids[$i]}"; then
+        FETCH_OK[$v]=1
+        say "$v: kernel $(tail -n1 "$VMDIR/logs/fetch-$v.log")"
+    else
+        say "$v: cannot download kernel (suite $(suite_for "$v"), package linux-image-cloud-amd64 from $MIRROR):"
+        sed 's/^/    /' "$VMDIR/logs/fetch-$v.log" | tail -n 15 >&2
+    fi
+done
+say "initramfs: $(du -h "$INITRD" | cut -f1); booting ${KERNELS[*]} (TCG, timeout ${TIMEOUT}s each, $JOBS at a time)"
+
+running=0
+for v in "${KERNELS[@]}"; do
+    [ -n "${FETCH_OK[$v]:-}" ] || continue
+    if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
+    boot_kernel "$v" &
+    running=$((running + 1))
+done
+wait
+
+# ---------------------------------------------------------------- results
+declare -A RES=() DET=() KREL=()
+CHECKS=()
+PROBLEMS=()
+add_check() {
+    local c
+    for c in "${CHECKS[@]}"; do [ "$c" = "$1" ] && return 0; done
+    CHECKS+=("$1")
+}
+for v in "${KERNELS[@]}"; do
+    if [ -z "${FETCH_OK[$v]:-}" ]; then
+        PROBLEMS+=("$v: kernel could not be downloaded (suite $(suite_for "$v")); see $VMDIR/logs/fetch-$v.log")
+        continue
+    fi
+    log=$VMDIR/logs/$v.log
+    rc=$(cat "$VMDIR/logs/$v.rc" 2>/dev/null || echo "?")
+    done_seen=""
+    started=""
+    while IFS= read -r line; do
+        line=${line%$'\r'}
+        case "$line" in
+            *VMTEST-*) line=VMTEST-${line#*VMTEST-} ;;
+            *) continue ;;
+        esac
+        read -r tag name status detail <<<"$line" || true
+        case "$tag" in
+            VMTEST-PLAN) for c in $name $status $detail; do add_check "$c"; RES[$v,$c]=${RES[$v,$c]:-MISSING}; done ;;
+            VMTEST-INFO) [ "$name" = kernel ] && KREL[$v]=$status ;;
+            VMTEST-START) started=$name ;;
+            VMTEST-RESULT)
+                add_check "$name"
+                RES[$v,$name]=$status
+                DET[$v,$name]=$detail
+                started=""
+                ;;
+            VMTEST-DONE) done_seen=1 ;;
+        esac
+    done <"$log"
+    if [ -n "$started" ]; then RES[$v,$started]=HUNG; fi
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        PROBLEMS+=("$v: guest timed out after ${TIMEOUT}s${started:+ during check '$started'}; log: $log")
+    elif [ -z "$done_seen" ]; then
+        if grep -q 'Kernel panic' "$log"; then
+            PROBLEMS+=("$v: kernel panic: $(grep -m1 'Kernel panic' "$log" | tr -d '\r'); log: $log")
+        else
+            PROBLEMS+=("$v: guest stopped before VMTEST-DONE (qemu exit $rc); log: $log")
+        fi
+    fi
+    [ -n "${KREL[$v]:-}" ] || PROBLEMS+=("$v: no results at all from the guest; log: $log")
+done
+
+FAILED=0
+w=5
+for c in "${CHECKS[@]}"; do [ ${#c} -gt $w ] && w=${#c}; done
+cw=8
+for v in "${KERNELS[@]}"; do k=${KREL[$v]:-?}; [ ${#k} -gt $cw ] && cw=${#k}; done
+echo
+printf "%-${w}s" "check"
+for v in "${KERNELS[@]}"; do printf "  %-${cw}s" "$v"; done
+echo
+printf "%-${w}s" "(uname -r)"
+for v in "${KERNELS[@]}"; do
+    k=${KREL[$v]:-}
+    [ -n "${FETCH_OK[$v]:-}" ] || k="NO KERNEL"
+    printf "  %-${cw}s" "${k:-NO RESULTS}"
+done
+echo
+for c in "${CHECKS[@]}"; do
+    printf "%-${w}s" "$c"
+    for v in "${KERNELS[@]}"; do
+        r=${RES[$v,$c]:-MISSING}
+        [ -n "${FETCH_OK[$v]:-}" ] || r=-
+        case "$r" in PASS | SKIP) ;; *) FAILED=1 ;; esac
+        printf "  %-${cw}s" "$r"
+    done
+    echo
+done
+[ ${#CHECKS[@]} -gt 0 ] || { PROBLEMS+=("no check reported anything"); }
+
+# details of everything that did not pass
+for v in "${KERNELS[@]}"; do
+    [ -n "${FETCH_OK[$v]:-}" ] || continue
+    for c in "${CHECKS[@]}"; do
+        r=${RES[$v,$c]:-MISSING}
+        case "$r" in
+            PASS) continue ;;
+            SKIP) echo "  $v $c: skipped: ${DET[$v,$c]:-}"; continue ;;
+        esac
+        echo
+        echo "--- $v $c: $r ${DET[$v,$c]:-}"
+        tr -d '\r' <"$VMDIR/logs/$v.log" | sed -n "s/^.*VMTEST-LOG $c| \{0,1\}/    /p" | tail -n 60
+    done
+done
+for p in "${PROBLEMS[@]}"; do echo "vmtest: FAIL: $p"; done
+echo
+if [ "$FAILED" = 0 ] && [ ${#PROBLEMS[@]} -eq 0 ]; then
+    say "all checks passed on ${KERNELS[*]} in $(($(date +%s) - T0)) s (logs: $VMDIR/logs)"
+    exit 0
+fi
+say "FAILED (logs: $VMDIR/logs, $(($(date +%s) - T0)) s)"
+exit 1
