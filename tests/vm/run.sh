@@ -100,7 +100,7 @@ fetch_kernel() {
         -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
         -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
         -o Acquire::Languages=none -o APT::Architecture=amd64 -o APT::Architectures=amd64
-        -o APT::Sandbox::User="$(id -un)")
+        -o APT::Sandbox::User="$(id -un)" -o Acquire::Retries=3 -o Acquire::http::Timeout=60)
     meta=linux-image-cloud-amd64
     if ! apt-get "${opts[@]}" -q update; then
         echo "FETCH-ERROR kernel $ver: apt-get update of suite '$suite' from $MIRROR failed"
@@ -219,6 +219,12 @@ T0=$(date +%s)
 ensure_host_packages
 MIRROR=$(debian_mirror)
 mkdir -p "$VMDIR/logs" "$VMDIR/kernels"
+# one run at a time per target dir (initramfs, logs and the apt cache are shared)
+exec 9>"$VMDIR/.lock"
+if ! flock -n 9; then
+    say "waiting for another vmtest run using $VMDIR"
+    flock 9
+fi
 
 declare -A FETCH_OK=()
 pids=()
@@ -235,14 +241,17 @@ for i in "${!KERNELS[@]}"; do
         say "$v: kernel $(tail -n1 "$VMDIR/logs/fetch-$v.log")"
     else
         say "$v: cannot download kernel (suite $(suite_for "$v"), package linux-image-cloud-amd64 from $MIRROR):"
-        sed 's/^/    /' "$VMDIR/logs/fetch-$v.log" | tail -n 15 >&2
+        { grep -E '^(E|W):|FETCH-ERROR' "$VMDIR/logs/fetch-$v.log" || tail -n 5 "$VMDIR/logs/fetch-$v.log"; } |
+            sed 's/^/    /' >&2
     fi
 done
-say "initramfs: $(du -h "$INITRD" | cut -f1); booting ${KERNELS[*]} (TCG, timeout ${TIMEOUT}s each, $JOBS at a time)"
+BOOT=()
+for v in "${KERNELS[@]}"; do [ -n "${FETCH_OK[$v]:-}" ] && BOOT+=("$v"); done
+[ ${#BOOT[@]} -gt 0 ] &&
+    say "initramfs: $(du -h "$INITRD" | cut -f1); booting ${BOOT[*]} (TCG, timeout ${TIMEOUT}s each, $JOBS at a time)"
 
 running=0
-for v in "${KERNELS[@]}"; do
-    [ -n "${FETCH_OK[$v]:-}" ] || continue
+for v in "${BOOT[@]}"; do
     if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
     boot_kernel "$v" &
     running=$((running + 1))
@@ -303,7 +312,7 @@ done
 FAILED=0
 TABLE=$VMDIR/logs/table.txt
 exec 3>&1 >"$TABLE"
-w=5
+w=10
 for c in "${CHECKS[@]}"; do [ ${#c} -gt $w ] && w=${#c}; done
 cw=8
 for v in "${KERNELS[@]}"; do k=${KREL[$v]:-?}; [ ${#k} -gt $cw ] && cw=${#k}; done
@@ -330,7 +339,7 @@ for c in "${CHECKS[@]}"; do
 done
 exec >&3 3>&-
 sed 's/ *$//' "$TABLE"
-[ ${#CHECKS[@]} -gt 0 ] || { PROBLEMS+=("no check reported anything"); }
+[ ${#CHECKS[@]} -gt 0 ] || [ ${#BOOT[@]} -eq 0 ] || PROBLEMS+=("no check reported anything")
 
 # details of everything that did not pass
 for v in "${KERNELS[@]}"; do
