@@ -221,11 +221,12 @@ pub fn transition_line(e: &TcpEvent, secs: f64) -> String {
         ms_text(e.ns_in_old_state),
     );
     if let Some(end) = &e.end {
+        let duration = end
+            .duration_ns
+            .map_or_else(|| "-".into(), |n| format!("{:.3} ms", ms(n)));
         line.push_str(&format!(
-            "  duration {} ms, tx {} B, rx {} B",
-            ms_text(end.duration_ns),
-            end.tx_bytes,
-            end.rx_bytes
+            "  duration {duration}, tx {} B, rx {} B",
+            end.tx_bytes, end.rx_bytes
         ));
     }
     line
