@@ -55,11 +55,15 @@ pub struct TcpArgs {
     /// reported without owner or times, and counted
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: Option<u32>,
+    /// Use this hook only, no fallback (tests of each hook across kernels)
+    #[arg(long, value_enum, hide = true)]
+    pub hook: Option<Hook>,
 }
 
 /// The hook on sock:inet_sock_set_state, cheapest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
+    #[value(name = "tp_btf")]
     TpBtf,
     Tracepoint,
 }
@@ -217,7 +221,8 @@ pub fn run(args: TcpArgs) -> Result<()> {
         life_only: args.life,
         max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
     };
-    let (hook, skel, _filter) = load_best(&opts, &spec)?;
+    let hooks = args.hook.map_or(HOOKS.to_vec(), |h| vec![h]);
+    let (hook, (skel, _filter)) = attach::first_that_works(&hooks, |h| load(h, &opts, &spec))?;
     let stream = events(&skel).context("reading tcp events")?;
     let mut out = Output::new(c.json);
     let mut losses = LossWatch::default();
@@ -291,6 +296,7 @@ mod tests {
             ipv6: v6,
             life: false,
             max_conns: None,
+            hook: None,
         }
     }
 
