@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod bpf_log;
+pub mod cidr;
 pub mod events;
 pub mod floor;
 pub mod hist;
@@ -12,3 +13,6 @@ pub mod percpu;
 pub mod session;
 pub mod syscall_names;
 pub mod system;
+pub mod tcp;
+pub mod tcp_event;
+pub mod tcp_filter;

@@ -1,6 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-use btrace::{bpf_log, floor, hist, output};
+use btrace::{bpf_log, floor, hist, output, tcp};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -21,6 +21,8 @@ enum Command {
     /// Reference programs for `make bench` (the overhead floors)
     #[command(hide = true)]
     Floor(floor::FloorArgs),
+    /// TCP connection lifecycle: state transitions, or one line per connection (--life)
+    Tcp(tcp::TcpArgs),
 }
 
 impl Command {
@@ -28,6 +30,7 @@ impl Command {
         match self {
             Command::Hist(a) => a.common.verbose,
             Command::Floor(a) => a.common.verbose,
+            Command::Tcp(a) => a.common.verbose,
         }
     }
 }
@@ -38,6 +41,7 @@ fn main() {
     let result = match cli.command {
         Command::Hist(a) => hist::run(a),
         Command::Floor(a) => floor::run(a),
+        Command::Tcp(a) => tcp::run(a),
     };
     if let Err(e) = result {
         if output::is_broken_pipe(&e) {

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod net;
+
 pub fn btrace_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_btrace"))
 }

@@ -11,16 +11,29 @@
  *   workload spread N             one thread per CPU, pinned, N getppid in total
  *   workload open DIR K           open (create) K files DIR/btrace-K-<pid>-<i>, close each
  *   workload loop N               N getppid in a tight loop; prints the ns per call
+ *   workload tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]
+ *                                 listen on ADDR:PORT, connect to it, send exactly TX bytes
+ *                                 client->server and RX bytes server->client (each side reads
+ *                                 all), hold the connection HOLD_MS ms, then the client
+ *                                 closes first and the server closes on end of file. With
+ *                                 netns names (ip netns), the listener is made in the first
+ *                                 namespace and the client in the second.
+ *   workload tcp-many ADDR PORT N  N connections to ADDR:PORT, one after the other: connect,
+ *                                 accept, server closes, client closes on end of file
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,6 +144,181 @@ static int do_loop(long n)
 	return 0;
 }
 
+/* ---- TCP ---- */
+
+struct tcp_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int family;
+};
+
+static int tcp_parse(const char *addr, long port, struct tcp_addr *a)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&a->ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
+
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons(port);
+		a->len = sizeof(*in4);
+	} else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		a->len = sizeof(*in6);
+	} else {
+		fprintf(stderr, "workload: bad address %s\n", addr);
+		return -1;
+	}
+	a->family = a->ss.ss_family;
+	return 0;
+}
+
+/* Enters the network namespace `name` (as made by `ip netns add`). */
+static int enter_netns(const char *name)
+{
+	char path[256];
+	int fd, rc;
+
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		perror(path);
+		return -1;
+	}
+	rc = setns(fd, CLONE_NEWNET);
+	close(fd);
+	if (rc)
+		perror("setns");
+	return rc;
+}
+
+static int tcp_listener(const struct tcp_addr *a)
+{
+	int one = 1, fd = socket(a->family, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) || listen(fd, 128)) {
+		perror("workload: bind/listen");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int tcp_client(const struct tcp_addr *a)
+{
+	int fd = socket(a->family, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)&a->ss, a->len)) {
+		perror("workload: connect");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int send_all(int fd, long n)
+{
+	char buf[4096];
+
+	memset(buf, 'x', sizeof(buf));
+	while (n > 0) {
+		ssize_t w = write(fd, buf, n < (long)sizeof(buf) ? n : (long)sizeof(buf));
+		if (w <= 0)
+			return -1;
+		n -= w;
+	}
+	return 0;
+}
+
+static int recv_exactly(int fd, long n)
+{
+	char buf[4096];
+
+	while (n > 0) {
+		ssize_t r = read(fd, buf, n < (long)sizeof(buf) ? n : (long)sizeof(buf));
+		if (r <= 0)
+			return -1;
+		n -= r;
+	}
+	return 0;
+}
+
+/* Waits for end of file (the peer's FIN), then closes. */
+static int close_after_eof(int fd)
+{
+	char c;
+	ssize_t r = read(fd, &c, 1);
+
+	close(fd);
+	return r == 0 ? 0 : -1;
+}
+
+static int do_tcp_pair(const char *addr, long port, long hold_ms, long tx, long rx,
+		       const char *server_ns, const char *client_ns)
+{
+	struct tcp_addr a;
+	struct timespec hold = { hold_ms / 1000, (hold_ms % 1000) * 1000000L };
+	int lfd, cfd, sfd;
+
+	if (tcp_parse(addr, port, &a))
+		return 2;
+	if (server_ns && enter_netns(server_ns))
+		return 1;
+	lfd = tcp_listener(&a);
+	if (lfd < 0)
+		return 1;
+	if (client_ns && enter_netns(client_ns))
+		return 1;
+	cfd = tcp_client(&a);
+	if (cfd < 0)
+		return 1;
+	sfd = accept(lfd, NULL, NULL);
+	if (sfd < 0)
+		return 1;
+	if (send_all(cfd, tx) || recv_exactly(sfd, tx) || send_all(sfd, rx) || recv_exactly(cfd, rx))
+		return 1;
+	nanosleep(&hold, NULL);
+	close(cfd);
+	if (close_after_eof(sfd))
+		return 1;
+	close(lfd);
+	return 0;
+}
+
+static int do_tcp_many(const char *addr, long port, long n)
+{
+	struct tcp_addr a;
+	int lfd;
+
+	if (tcp_parse(addr, port, &a))
+		return 2;
+	lfd = tcp_listener(&a);
+	if (lfd < 0)
+		return 1;
+	for (long i = 0; i < n; i++) {
+		int cfd = tcp_client(&a), sfd;
+
+		if (cfd < 0)
+			return 1;
+		sfd = accept(lfd, NULL, NULL);
+		if (sfd < 0)
+			return 1;
+		/* The server closes first: TIME_WAIT stays with the server's port, and the
+		 * client's ephemeral ports are free again at once. */
+		close(sfd);
+		if (close_after_eof(cfd))
+			return 1;
+	}
+	close(lfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -153,6 +341,13 @@ int main(int argc, char **argv)
 		return do_loop(arg(argv, 2));
 	if (!strcmp(cmd, "open") && argc == 4)
 		return do_open(argv[2], arg(argv, 3));
-	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K | loop N\n");
+	if (!strcmp(cmd, "tcp-pair") && (argc == 7 || argc == 9))
+		return do_tcp_pair(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5), arg(argv, 6),
+				   argc == 9 ? argv[7] : NULL, argc == 9 ? argv[8] : NULL);
+	if (!strcmp(cmd, "tcp-many") && argc == 5)
+		return do_tcp_many(argv[2], arg(argv, 3), arg(argv, 4));
+	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K | loop N"
+			" | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
+			" | tcp-many ADDR PORT N\n");
 	return 2;
 }
