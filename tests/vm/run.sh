@@ -146,12 +146,13 @@ stage_file() {
     local src=$1 dst=$2 lib
     [ -e "$src" ] || die "file for the initramfs not found: $src"
     mkdir -p "$STAGE$(dirname "$dst")"
-    cp -L "$src" "$STAGE$dst"
+    # --remove-destination: DST may be a busybox applet link; never write through it
+    cp -L --remove-destination "$src" "$STAGE$dst"
     if [ -f "$src" ] && [ -x "$src" ] && head -c4 "$src" | grep -q ELF; then
         for lib in $(ldd "$src" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'); do
             [ -e "$STAGE$lib" ] && continue
             mkdir -p "$STAGE$(dirname "$lib")"
-            cp -L "$lib" "$STAGE$lib"
+            cp -L --remove-destination "$lib" "$STAGE$lib"
         done
     fi
 }
@@ -164,7 +165,10 @@ build_initramfs() {
     for applet in $("$BUSYBOX" --list-full); do
         # never link busybox to itself (ELOOP), and keep our /init
         case "$applet" in bin/busybox | linuxrc | init) continue ;; esac
-        [ -e "$STAGE/$applet" ] || ln -s /bin/busybox "$STAGE/$applet"
+        # relative links, so that nothing on the host is ever reached through them
+        local up=${applet//[^\/]/}
+        up=${up//\//../}
+        [ -e "$STAGE/$applet" ] || ln -s "${up}bin/busybox" "$STAGE/$applet"
     done
     mknod -m 600 "$STAGE/dev/console" c 5 1 2>/dev/null || true
     mknod -m 666 "$STAGE/dev/null" c 1 3 2>/dev/null || true
