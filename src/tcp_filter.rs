@@ -6,12 +6,17 @@
 //! parts combine with AND; ports and ranges each match either end of the connection.
 //!
 //! Use from another tool (the dashboard):
-//! ```ignore
-//! let (hook, skel) = btrace::tcp::load_best(&TcpOptions::default(), &spec)?;
-//! let mut filter = TcpFilter::new(&skel)?;     // owns duplicates of the map fds
+//! ```no_run
+//! # use btrace::{tcp::{self, TcpOptions}, tcp_filter::{FilterSpec, TcpFilter}};
+//! # fn demo() -> anyhow::Result<()> {
+//! let spec = FilterSpec::default();
+//! // load_best writes `spec` before attaching and hands back the live filter
+//! let (_hook, skel, mut filter) = tcp::load_best(&TcpOptions::default(), &spec)?;
+//! let mut second = TcpFilter::new(&skel)?;     // another handle: own dups of the map fds
 //! filter.set_ports(&[443, 8080])?;             // takes effect for the next transition
 //! filter.add_addr("10.0.0.0/8".parse()?)?;
-//! filter.set_pid(None)?;
+//! second.set_pid(None)?;                     // both handles write the same maps
+//! # Ok(()) }
 //! ```
 //! `TcpFilter` holds its own file descriptors of the maps, not a borrow of the skeleton,
 //! so it can be kept and changed beside an `EventStream` reading the same skeleton.
