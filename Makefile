@@ -44,7 +44,7 @@ unit: deps $(WORKLOAD)
 	$(CARGO) test -- --test-threads=2
 
 vmtest: build-release $(WORKLOAD)
-	bash tests/vm/run.sh
+	bash tests/vm/run.sh $(KERNELS)
 
 test: lint unit vmtest
 

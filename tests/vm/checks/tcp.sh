@@ -22,9 +22,10 @@ tcp_pair_check() {
     rx=$(json_get /tmp/tcp.json "$cend" rx_bytes)
     dur=$(json_get /tmp/tcp.json "$cend" duration_ms)
     [ "$tx" = 1234 ] && [ "$rx" = 56789 ] || fail "[$hook] client tx=${tx:-none} rx=${rx:-none}, want 1234 and 56789"
-    # Emulated (TCG) guests, three booted at once, are slow: the first connection of a
-    # guest has measured up to 375 ms here, so a wider scheduling slack than on the host.
-    awk -v d="${dur:-0}" 'BEGIN { exit !(d >= 300 && d <= 300 * 1.03 + 150) }' ||
+    # Emulated (TCG) guests, three booted at once on a busy 2-CPU host, overrun sleeps
+    # badly: 481-1440 ms measured for this 300 ms hold. The tight bound (a few percent) is
+    # the host test's job (tests/tcp.rs); here: never shorter than the hold, and not wild.
+    awk -v d="${dur:-0}" 'BEGIN { exit !(d >= 300 && d <= 300 + 5000) }' ||
         fail "[$hook] client duration ${dur:-none} ms for a connection held 300 ms"
     send='"oldstate":"LAST_ACK","newstate":"CLOSE"'
     stx=$(json_get /tmp/tcp.json "$send" tx_bytes)
