@@ -3,16 +3,23 @@
 
 pub mod attach;
 pub mod bpf_log;
+pub mod btf_args;
 pub mod cidr;
+pub mod doctor;
 pub mod events;
+pub mod features;
 pub mod floor;
 pub mod hist;
 pub mod histogram;
 pub mod output;
 pub mod percpu;
 pub mod session;
+pub mod stream_out;
 pub mod syscall_names;
 pub mod system;
 pub mod tcp;
 pub mod tcp_event;
 pub mod tcp_filter;
+pub mod task_filter;
+pub mod tracefs_format;
+pub mod tracepoint;

@@ -1,6 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-use btrace::{bpf_log, floor, hist, output, tcp};
+use btrace::{bpf_log, doctor, floor, hist, output, tcp, tracepoint};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -18,6 +18,10 @@ struct Cli {
 enum Command {
     /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
     Hist(hist::HistArgs),
+    /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
+    Tracepoint(tracepoint::TracepointArgs),
+    /// What this kernel allows (probed for real) and which commands will work here
+    Doctor(doctor::DoctorArgs),
     /// Reference programs for `make bench` (the overhead floors)
     #[command(hide = true)]
     Floor(floor::FloorArgs),
@@ -29,6 +33,8 @@ impl Command {
     fn verbose(&self) -> bool {
         match self {
             Command::Hist(a) => a.common.verbose,
+            Command::Tracepoint(a) => a.common.verbose,
+            Command::Doctor(a) => a.verbose,
             Command::Floor(a) => a.common.verbose,
             Command::Tcp(a) => a.common.verbose,
         }
@@ -40,6 +46,8 @@ fn main() {
     bpf_log::init(cli.command.verbose());
     let result = match cli.command {
         Command::Hist(a) => hist::run(a),
+        Command::Tracepoint(a) => tracepoint::run(a),
+        Command::Doctor(a) => doctor::run(a),
         Command::Floor(a) => floor::run(a),
         Command::Tcp(a) => tcp::run(a),
     };

@@ -105,6 +105,41 @@ struct tcp_conn {
 	__u8 syn_sent;         /* went through SYN_SENT: this end sent the SYN */
 	__u8 _pad[2];
 	char comm[16];
+/* ---- event streams (kprobe, tracepoint) ---- */
+
+#define COMM_LEN 16
+/* Bytes kept of one string argument, NUL included; longer strings are cut. */
+#define STR_LEN 256
+
+/* Who and when, at the head of every streamed event. */
+struct task_hdr {
+	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 pid;     /* thread group id */
+	__u32 tid;
+	char comm[COMM_LEN];
+};
+
+/* btrace kprobe: one call of a kernel function. */
+#define FUNC_MAX_ARGS 6
+#define FUNC_MAX_STRS 3    /* char * arguments read as strings */
+#define FUNC_NO_STR 0xff   /* str_slot[] value of an argument that is not a string */
+
+struct func_event {
+	struct task_hdr h;
+	__u64 args[FUNC_MAX_ARGS];  /* raw register values; user space types them from BTF */
+	__u64 ret;                  /* with --ret: the raw return value */
+	__u64 latency_ns;           /* with --ret: entry to return */
+	char strs[FUNC_MAX_STRS][STR_LEN];
+};
+
+/* btrace tracepoint: a task_hdr, then the record's fixed part (tp_raw_size bytes, as in
+ * the tracepoint's format file), then tp_n_strs strings of STR_LEN bytes each. */
+#define TP_RAW_MAX 1024
+#define TP_MAX_STRS 4
+enum tp_str_kind {
+	TP_STR_PTR = 0,       /* a char * field: the string is read from user or kernel memory */
+	TP_STR_DATA_LOC = 1,  /* __data_loc char[]: u32 (len << 16 | offset from record start) */
+	TP_STR_REL_LOC = 2,   /* __rel_loc char[]: offset from the end of the field */
 };
 
 #endif

@@ -20,6 +20,43 @@
 			(*n)++;                                        \
 	}
 
+/* Load-time task filters (-p, --tid, --comm), set by user space before load. The comm
+ * check needs the current comm, which the caller usually also puts in its event. */
+#define DECLARE_TASK_FILTER()                                                     \
+	const volatile __u32 filter_tgid = 0;                                         \
+	const volatile __u32 filter_tid = 0;                                          \
+	const volatile bool filter_by_comm = false;                                   \
+	const volatile char filter_comm[COMM_LEN] = {};                               \
+	static __always_inline bool wanted_ids(__u64 pid_tgid)                        \
+	{                                                                             \
+		if (filter_tgid && (pid_tgid >> 32) != filter_tgid)                       \
+			return false;                                                         \
+		if (filter_tid && (__u32)pid_tgid != filter_tid)                          \
+			return false;                                                         \
+		return true;                                                              \
+	}                                                                             \
+	static __always_inline bool wanted_comm(const char *comm)                     \
+	{                                                                             \
+		if (!filter_by_comm)                                                      \
+			return true;                                                          \
+		for (int i = 0; i < COMM_LEN; i++) {                                      \
+			if (comm[i] != filter_comm[i])                                        \
+				return false;                                                     \
+			if (!comm[i])                                                         \
+				break;                                                            \
+		}                                                                         \
+		return true;                                                              \
+	}
+
+/* A string at an address that may be user or kernel memory: user first (syscall
+ * arguments), then kernel. An unreadable string is left empty. */
+static __always_inline void read_any_str(char *dst, __u32 size, const void *src)
+{
+	if (bpf_probe_read_user_str(dst, size, src) < 0 &&
+	    bpf_probe_read_kernel_str(dst, size, src) < 0)
+		dst[0] = 0;
+}
+
 /* floor(log2(v)) without branches; 0 for v == 0. */
 static __always_inline __u64 log2_u64(__u64 v)
 {

@@ -1,0 +1,173 @@
+//! What this kernel really allows, found by trying: each probe loads (and where it matters
+//! attaches) a tiny program from src/bpf/features.bpf.c and reports success or the reason
+//! it failed. Used by `btrace doctor` and by commands that explain why they cannot run.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::OpenProgramMut;
+
+use crate::attach;
+use crate::btf_args;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/features.skel.rs"));
+}
+use skel::{FeaturesSkel, FeaturesSkelBuilder, OpenFeaturesSkel};
+
+/// The outcome of one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub ok: bool,
+    /// What was tried and what happened (the error on failure).
+    pub detail: String,
+}
+
+impl Probe {
+    fn yes(detail: impl Into<String>) -> Self {
+        Probe {
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+    fn no(detail: impl Into<String>) -> Self {
+        Probe {
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Functions attach probes use, in order: the first the kernel's BTF has.
+const PROBE_TARGETS: [&str; 4] = ["do_sys_openat2", "vfs_read", "do_nanosleep", "schedule"];
+
+/// A kernel function to test-attach fentry/kprobe to.
+pub fn probe_target() -> Option<&'static str> {
+    let btf = btf_args::vmlinux().ok()?;
+    PROBE_TARGETS
+        .into_iter()
+        .find(|f| btf_args::proto_in(&btf, f).is_some())
+}
+
+/// Kprobes exist when the kernel was built with CONFIG_KPROBES (and kprobe events):
+/// the perf PMU or the tracefs control file shows it.
+pub fn kprobes_present() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe").exists()
+        || crate::system::tracefs_dir().is_some_and(|d| d.join("kprobe_events").exists())
+}
+
+/// Loads the probe object with only `prog` enabled; `setup` can adjust that program.
+fn load_only(
+    prog: &str,
+    mut setup: impl FnMut(&mut OpenProgramMut<'_>) -> Result<()>,
+) -> Result<FeaturesSkel<'static>> {
+    let mut open: OpenFeaturesSkel<'static> =
+        FeaturesSkelBuilder::default().open(attach::skel_storage())?;
+    for mut p in open.open_object_mut().progs_mut() {
+        let wanted = p.name() == prog;
+        p.set_autoload(wanted);
+        if wanted {
+            setup(&mut p)?;
+        }
+    }
+    if prog != "probe_task_storage" {
+        open.maps.probe_store.set_autocreate(false)?;
+    }
+    Ok(open.load()?)
+}
+
+fn describe(e: anyhow::Error) -> String {
+    attach::describe(&e)
+}
+
+/// fentry: load and attach a real fentry program (the answer cannot be read from the
+/// version: sandboxes and kernels without ftrace direct calls refuse it).
+pub fn fentry() -> Probe {
+    let Some(target) = probe_target() else {
+        return Probe::no("no known function to test-attach to in the kernel's BTF");
+    };
+    let result = load_only("probe_fentry", |p| {
+        p.set_attach_target(0, Some(target.to_string()))
+            .context("setting the fentry target")
+    })
+    .and_then(|skel| {
+        let link = skel
+            .progs
+            .probe_fentry
+            .attach_trace()
+            .context("attaching fentry")?;
+        drop(link);
+        Ok(())
+    });
+    match result {
+        Ok(()) => Probe::yes(format!("attached to {target}")),
+        Err(e) => Probe::no(format!("test attach to {target} failed: {}", describe(e))),
+    }
+}
+
+/// kprobes: present, and a real kprobe attaches.
+pub fn kprobe() -> Probe {
+    if !kprobes_present() {
+        return Probe::no(
+            "no kprobe support (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS not set: no /sys/bus/event_source/devices/kprobe, no kprobe_events)",
+        );
+    }
+    let Some(target) = probe_target() else {
+        return Probe::no("no known function to test-attach to");
+    };
+    let result = load_only("probe_kprobe", |_| Ok(())).and_then(|skel| {
+        let link = skel
+            .progs
+            .probe_kprobe
+            .attach_kprobe(false, target)
+            .context("attaching kprobe")?;
+        drop(link);
+        Ok(())
+    });
+    match result {
+        Ok(()) => Probe::yes(format!("attached to {target}")),
+        Err(e) => Probe::no(format!("test attach to {target} failed: {}", describe(e))),
+    }
+}
+
+/// tp_btf: a BTF-typed tracepoint program on sys_enter loads and attaches.
+pub fn tp_btf() -> Probe {
+    let result = load_only("probe_tp_btf", |_| Ok(())).and_then(|skel| {
+        let link = skel
+            .progs
+            .probe_tp_btf
+            .attach()
+            .context("attaching tp_btf")?;
+        drop(link);
+        Ok(())
+    });
+    match result {
+        Ok(()) => Probe::yes("tp_btf/sys_enter attached"),
+        Err(e) => Probe::no(describe(e)),
+    }
+}
+
+/// Task-local storage usable from tracing programs (5.11+).
+pub fn task_storage() -> Probe {
+    match load_only("probe_task_storage", |_| Ok(())) {
+        Ok(_skel) => Probe::yes("task storage map used from a tp_btf program"),
+        Err(e) => Probe::no(describe(e)),
+    }
+}
+
+/// BPF ring buffer maps (5.8+), asked of the kernel through libbpf's probe.
+pub fn ringbuf() -> Probe {
+    // SAFETY: a probe call with no options.
+    let rc = unsafe {
+        libbpf_sys::libbpf_probe_bpf_map_type(libbpf_sys::BPF_MAP_TYPE_RINGBUF, std::ptr::null())
+    };
+    match rc {
+        1 => Probe::yes("BPF_MAP_TYPE_RINGBUF map created"),
+        0 => Probe::no("the kernel has no BPF_MAP_TYPE_RINGBUF (needs Linux 5.8+)"),
+        e => Probe::no(format!(
+            "probing failed: {}",
+            std::io::Error::from_raw_os_error(-e)
+        )),
+    }
+}

@@ -1,0 +1,104 @@
+//! `btrace doctor`: its facts checked against the running kernel.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn fact<'a>(recs: &'a [Value], name: &str) -> &'a Value {
+    recs.iter()
+        .find(|r| r["type"] == "fact" && r["name"] == name)
+        .unwrap_or_else(|| panic!("no fact {name}: {recs:?}"))
+}
+
+fn command<'a>(recs: &'a [Value], cmd: &str, mode: Option<&str>) -> &'a Value {
+    recs.iter()
+        .find(|r| r["type"] == "command" && r["command"] == cmd && r["mode"].as_str() == mode)
+        .unwrap_or_else(|| panic!("no command {cmd} {mode:?}"))
+}
+
+#[test]
+fn facts_match_this_kernel() {
+    let out = btrace(&["doctor", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = parse_ndjson(&out.stdout);
+    let uname = nix_release();
+    assert_eq!(fact(&recs, "kernel")["value"], uname.as_str());
+    assert_eq!(
+        fact(&recs, "btf")["ok"],
+        Path::new("/sys/kernel/btf/vmlinux").exists()
+    );
+    let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    if !kprobes {
+        assert_eq!(fact(&recs, "kprobes")["ok"], false);
+    }
+    // Ring buffers, tp_btf and task storage exist on every kernel btrace is tested on here
+    // (5.11+); the host's hist runs on tp_btf+task_storage.
+    assert_eq!(fact(&recs, "ringbuf")["ok"], true);
+    assert_eq!(fact(&recs, "tp_btf")["ok"], true);
+    assert_eq!(fact(&recs, "capabilities")["ok"], true, "tests run as root");
+    let jit = std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable").unwrap();
+    assert_eq!(fact(&recs, "jit")["value"], jit.trim());
+    // Commands follow from the facts.
+    let fentry = fact(&recs, "fentry")["ok"].as_bool().unwrap();
+    let kprobe = fact(&recs, "kprobes")["ok"].as_bool().unwrap();
+    assert_eq!(command(&recs, "kprobe", Some("fentry"))["works"], fentry);
+    assert_eq!(command(&recs, "kprobe", Some("kprobe"))["works"], kprobe);
+    assert_eq!(
+        command(&recs, "kprobe", Some("auto"))["works"],
+        fentry || kprobe
+    );
+    assert_eq!(command(&recs, "hist", None)["works"], true);
+    assert_eq!(command(&recs, "tracepoint", None)["works"], true);
+    for c in of_type(&recs, "command") {
+        if c["works"] == false {
+            assert!(
+                c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+                "a broken command says what would fix it: {c}"
+            );
+        }
+    }
+    let s = summary(&recs);
+    assert!(s["works"].as_array().unwrap().iter().any(|w| w == "hist"));
+}
+
+#[test]
+fn text_table() {
+    let out = btrace(&["doctor"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "kernel",
+        "btf",
+        "ringbuf",
+        "kprobes",
+        "fentry",
+        "tp_btf",
+        "task_storage",
+        "tracefs",
+        "capabilities",
+        "unprivileged_bpf_disabled",
+        "lockdown",
+        "jit",
+    ] {
+        assert!(
+            text.lines().any(|l| l[1..].starts_with(row)),
+            "row {row} missing:\n{text}"
+        );
+    }
+    assert!(text.contains("kprobe --mode fentry"), "{text}");
+}
+
+fn nix_release() -> String {
+    let out = std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
