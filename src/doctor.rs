@@ -281,6 +281,12 @@ pub fn examine() -> Findings {
             "use a kernel built with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y (distribution kernels are)",
         ),
     ];
+    commands.push(check(
+        "verifier",
+        None,
+        crate::verifier::probe(),
+        "needs privileges to load BPF programs (root, or CAP_BPF and CAP_PERFMON)",
+    ));
     let auto = if fentry.ok {
         Ok("via fentry".to_string())
     } else if kprobe.ok {

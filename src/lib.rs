@@ -23,3 +23,4 @@ pub mod tcp_filter;
 pub mod task_filter;
 pub mod tracefs_format;
 pub mod tracepoint;
+pub mod verifier;

@@ -1,6 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-use btrace::{bpf_log, doctor, floor, hist, output, tcp, tracepoint};
+use btrace::{bpf_log, doctor, floor, hist, output, tcp, tracepoint, verifier};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -22,6 +22,8 @@ enum Command {
     Tracepoint(tracepoint::TracepointArgs),
     /// What this kernel allows (probed for real) and which commands will work here
     Doctor(doctor::DoctorArgs),
+    /// Load deliberately wrong programs: the verifier's log, why, and the fixed variant
+    Verifier(verifier::VerifierArgs),
     /// Reference programs for `make bench` (the overhead floors)
     #[command(hide = true)]
     Floor(floor::FloorArgs),
@@ -35,6 +37,7 @@ impl Command {
             Command::Hist(a) => a.common.verbose,
             Command::Tracepoint(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
+            Command::Verifier(a) => a.verbose,
             Command::Floor(a) => a.common.verbose,
             Command::Tcp(a) => a.common.verbose,
         }
@@ -48,6 +51,7 @@ fn main() {
         Command::Hist(a) => hist::run(a),
         Command::Tracepoint(a) => tracepoint::run(a),
         Command::Doctor(a) => doctor::run(a),
+        Command::Verifier(a) => verifier::run(a),
         Command::Floor(a) => floor::run(a),
         Command::Tcp(a) => tcp::run(a),
     };

@@ -56,6 +56,7 @@ fn facts_match_this_kernel() {
     );
     assert_eq!(command(&recs, "hist", None)["works"], true);
     assert_eq!(command(&recs, "tracepoint", None)["works"], true);
+    assert_eq!(command(&recs, "verifier", None)["works"], true);
     for c in of_type(&recs, "command") {
         if c["works"] == false {
             assert!(

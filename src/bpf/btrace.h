@@ -105,6 +105,8 @@ struct tcp_conn {
 	__u8 syn_sent;         /* went through SYN_SENT: this end sent the SYN */
 	__u8 _pad[2];
 	char comm[16];
+};
+
 /* ---- event streams (kprobe, tracepoint) ---- */
 
 #define COMM_LEN 16
