@@ -57,9 +57,9 @@ fn read_trimmed(path: &str) -> Option<String> {
 fn caps_fact() -> Fact {
     let caps = system::effective_caps();
     let held: Vec<&str> = [
-        (system::CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-        (system::CAP_BPF, "CAP_BPF"),
-        (system::CAP_PERFMON, "CAP_PERFMON"),
+        (system::CAP_SYS_ADMIN, "SYS_ADMIN"),
+        (system::CAP_BPF, "BPF"),
+        (system::CAP_PERFMON, "PERFMON"),
     ]
     .into_iter()
     .filter(|(c, _)| system::has_cap(caps, *c))
@@ -281,12 +281,6 @@ pub fn examine() -> Findings {
             "use a kernel built with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y (distribution kernels are)",
         ),
     ];
-    commands.push(check(
-        "verifier",
-        None,
-        crate::verifier::probe(),
-        "needs privileges to load BPF programs (root, or CAP_BPF and CAP_PERFMON)",
-    ));
     let auto = if fentry.ok {
         Ok("via fentry".to_string())
     } else if kprobe.ok {
@@ -301,6 +295,12 @@ pub fn examine() -> Findings {
         Some("auto"),
         auto,
         "trace through tracepoints instead (btrace tracepoint), or use a kernel with CONFIG_KPROBES=y",
+    ));
+    commands.push(check(
+        "verifier",
+        None,
+        crate::verifier::probe(),
+        "needs privileges to load BPF programs (root, or CAP_BPF and CAP_PERFMON)",
     ));
     Findings { facts, commands }
 }

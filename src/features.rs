@@ -77,8 +77,11 @@ fn load_only(
     Ok(open.load()?)
 }
 
+/// The error itself: the kernel's errno says it all for these one-line probes (libbpf's
+/// kept log is dropped, so it does not leak into a later error).
 fn describe(e: anyhow::Error) -> String {
-    attach::describe(&e)
+    crate::bpf_log::take();
+    format!("{e:#}")
 }
 
 /// fentry: load and attach a real fentry program (the answer cannot be read from the
@@ -91,18 +94,19 @@ pub fn fentry() -> Probe {
         p.set_attach_target(0, Some(target.to_string()))
             .context("setting the fentry target")
     })
+    .context("loading")
     .and_then(|skel| {
         let link = skel
             .progs
             .probe_fentry
             .attach_trace()
-            .context("attaching fentry")?;
+            .context("attaching")?;
         drop(link);
         Ok(())
     });
     match result {
         Ok(()) => Probe::yes(format!("attached to {target}")),
-        Err(e) => Probe::no(format!("test attach to {target} failed: {}", describe(e))),
+        Err(e) => Probe::no(format!("test on {target}: {}", describe(e))),
     }
 }
 
@@ -116,18 +120,20 @@ pub fn kprobe() -> Probe {
     let Some(target) = probe_target() else {
         return Probe::no("no known function to test-attach to");
     };
-    let result = load_only("probe_kprobe", |_| Ok(())).and_then(|skel| {
-        let link = skel
-            .progs
-            .probe_kprobe
-            .attach_kprobe(false, target)
-            .context("attaching kprobe")?;
-        drop(link);
-        Ok(())
-    });
+    let result = load_only("probe_kprobe", |_| Ok(()))
+        .context("loading")
+        .and_then(|skel| {
+            let link = skel
+                .progs
+                .probe_kprobe
+                .attach_kprobe(false, target)
+                .context("attaching")?;
+            drop(link);
+            Ok(())
+        });
     match result {
         Ok(()) => Probe::yes(format!("attached to {target}")),
-        Err(e) => Probe::no(format!("test attach to {target} failed: {}", describe(e))),
+        Err(e) => Probe::no(format!("test on {target}: {}", describe(e))),
     }
 }
 

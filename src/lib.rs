@@ -11,6 +11,7 @@ pub mod features;
 pub mod floor;
 pub mod hist;
 pub mod histogram;
+pub mod kprobe;
 pub mod output;
 pub mod percpu;
 pub mod session;

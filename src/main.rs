@@ -1,6 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-use btrace::{bpf_log, doctor, floor, hist, output, tcp, tracepoint, verifier};
+use btrace::{bpf_log, doctor, floor, hist, kprobe, output, tcp, tracepoint, verifier};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
     Hist(hist::HistArgs),
+    /// Every call of a kernel function (fentry or kprobe), arguments typed from BTF
+    Kprobe(kprobe::KprobeArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
     Tracepoint(tracepoint::TracepointArgs),
     /// What this kernel allows (probed for real) and which commands will work here
@@ -36,6 +38,7 @@ impl Command {
         match self {
             Command::Hist(a) => a.common.verbose,
             Command::Tracepoint(a) => a.common.verbose,
+            Command::Kprobe(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
             Command::Floor(a) => a.common.verbose,
@@ -50,6 +53,7 @@ fn main() {
     let result = match cli.command {
         Command::Hist(a) => hist::run(a),
         Command::Tracepoint(a) => tracepoint::run(a),
+        Command::Kprobe(a) => kprobe::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Verifier(a) => verifier::run(a),
         Command::Floor(a) => floor::run(a),

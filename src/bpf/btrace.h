@@ -131,7 +131,8 @@ struct func_event {
 	__u64 args[FUNC_MAX_ARGS];  /* raw register values; user space types them from BTF */
 	__u64 ret;                  /* with --ret: the raw return value */
 	__u64 latency_ns;           /* with --ret: entry to return */
-	char strs[FUNC_MAX_STRS][STR_LEN];
+	char strs[FUNC_MAX_STRS * STR_LEN];  /* slot i at i * STR_LEN (flat: the Rust
+	                                     * skeleton cannot derive nested arrays) */
 };
 
 /* btrace tracepoint: a task_hdr, then the record's fixed part (tp_raw_size bytes, as in

@@ -20,6 +20,9 @@
  *                                 namespace and the client in the second.
  *   workload tcp-many ADDR PORT N  N connections to ADDR:PORT, one after the other: connect,
  *                                 accept, server closes, client closes on end of file
+ *   workload rate N R             N getppid paced at R calls per second (R 0: flat out);
+ *                                 prints nothing (its stdout may be the tracer's); writes
+ *                                 the seconds taken to $WORKLOAD_TIME_FILE if set
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -319,6 +322,37 @@ static int do_tcp_many(const char *addr, long port, long n)
 	return 0;
 }
 
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int do_rate(long n, long rate)
+{
+	double start = now_s();
+
+	for (long i = 0; i < n; i++) {
+		/* Every 64 calls, wait until the schedule catches up: pacing without a
+		 * syscall per call (clock_gettime is a vDSO call). */
+		if (rate > 0 && i % 64 == 0)
+			while (now_s() - start < (double)i / rate)
+				;
+		syscall(SYS_getppid);
+	}
+	if (getenv("WORKLOAD_TIME_FILE")) {
+		FILE *f = fopen(getenv("WORKLOAD_TIME_FILE"), "w");
+
+		if (!f)
+			return 1;
+		fprintf(f, "%.6f\n", now_s() - start);
+		fclose(f);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -339,6 +373,8 @@ int main(int argc, char **argv)
 		return do_spread(arg(argv, 2));
 	if (!strcmp(cmd, "loop") && argc == 3)
 		return do_loop(arg(argv, 2));
+	if (!strcmp(cmd, "rate") && argc == 4)
+		return do_rate(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "open") && argc == 4)
 		return do_open(argv[2], arg(argv, 3));
 	if (!strcmp(cmd, "tcp-pair") && (argc == 7 || argc == 9))
@@ -347,7 +383,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "tcp-many") && argc == 5)
 		return do_tcp_many(argv[2], arg(argv, 3), arg(argv, 4));
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K | loop N"
-			" | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
+			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N\n");
 	return 2;
 }

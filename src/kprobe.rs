@@ -1,0 +1,503 @@
+//! `btrace kprobe [FUNC]`: every call of a kernel function as an event, its arguments
+//! named and typed from the kernel's BTF; with `--ret`, the return value and latency.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, ValueEnum};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::Link;
+use serde_json::{json, Map, Value};
+
+use crate::attach;
+use crate::btf_args::{self, Proto, ValueKind};
+use crate::events::{EventStream, LossWatch};
+use crate::features;
+use crate::output::Output;
+use crate::session::{Session, Step, TraceArgs};
+use crate::stream_out::{self, Head};
+use crate::task_filter::{comm_text, TaskFilter, TaskFilterArgs};
+use crate::tracefs_format::c_string;
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/kprobe.skel.rs"));
+}
+use skel::{types, KprobeSkel, KprobeSkelBuilder};
+
+/// Must match btrace.h.
+const FUNC_MAX_ARGS: usize = 6;
+const FUNC_MAX_STRS: usize = 3;
+const FUNC_NO_STR: u8 = 0xff;
+const STR_LEN: usize = 256;
+
+/// Ring buffer between the kernel and btrace (a power of two, in bytes).
+const RINGBUF_BYTES: u32 = 4 << 20;
+const DEFAULT_MAX_INFLIGHT: u32 = 10240;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// fentry when the kernel allows it, else kprobe (decided by trying)
+    Auto,
+    Fentry,
+    Kprobe,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KprobeArgs {
+    /// The kernel function to trace
+    #[arg(value_name = "FUNC", default_value = "do_sys_openat2")]
+    pub func: String,
+    /// How to hook the function
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    /// Also report the return value and the latency (fexit or kretprobe)
+    #[arg(long)]
+    pub ret: bool,
+    /// With --ret: bound of the per-thread store of calls in progress
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight: Option<u32>,
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+/// The hook actually used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Fentry,
+    Kprobe,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Fentry => "fentry",
+            Mode::Kprobe => "kprobe",
+        })
+    }
+}
+
+/// Everything fixed before load: the function, what to read of it, the filters.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub func: String,
+    /// None when the function is in kallsyms but not in BTF (kprobe only, no arguments).
+    pub proto: Option<Proto>,
+    pub with_ret: bool,
+    pub max_inflight: u32,
+    pub filter: TaskFilter,
+}
+
+impl Plan {
+    fn nr_args(&self) -> usize {
+        self.proto
+            .as_ref()
+            .map_or(0, |p| p.readable_args(FUNC_MAX_ARGS))
+    }
+
+    /// The string slot of each argument (FUNC_NO_STR when not read as a string).
+    fn str_slots(&self) -> [u8; FUNC_MAX_ARGS] {
+        let mut slots = [FUNC_NO_STR; FUNC_MAX_ARGS];
+        let mut next = 0u8;
+        if let Some(p) = &self.proto {
+            for (i, a) in p.args.iter().take(self.nr_args()).enumerate() {
+                if a.kind == ValueKind::Str && (next as usize) < FUNC_MAX_STRS {
+                    slots[i] = next;
+                    next += 1;
+                }
+            }
+        }
+        slots
+    }
+
+    fn ret_kind(&self) -> ValueKind {
+        self.proto.as_ref().map_or(
+            ValueKind::Int {
+                signed: true,
+                width: 8,
+            },
+            |p| p.ret.clone(),
+        )
+    }
+}
+
+/// Why fentry cannot even be tried for this function (BTF is required; its argument
+/// slots must be plain registers).
+fn fentry_unfit(plan: &Plan) -> Option<String> {
+    match &plan.proto {
+        None => Some(format!(
+            "'{}' has no BTF prototype, which fentry needs",
+            plan.func
+        )),
+        Some(p) if p.args.iter().any(|a| !a.kind.is_register()) => Some(format!(
+            "'{}' takes a struct or float by value, whose fentry argument layout btrace does not read",
+            plan.func
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Opens, configures, loads and attaches the programs of one mode.
+pub fn load(mode: Mode, plan: &Plan) -> Result<(KprobeSkel<'static>, Vec<Link>)> {
+    if mode == Mode::Fentry {
+        if let Some(why) = fentry_unfit(plan) {
+            bail!("{why}");
+        }
+    }
+    let mut open = KprobeSkelBuilder::default().open(attach::skel_storage())?;
+    {
+        let ro = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("kprobe has rodata");
+        ro.nr_args = plan.nr_args() as u32;
+        ro.ret_slot = plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
+        ro.has_ret = plan.ret_kind() != ValueKind::Void;
+        ro.with_ret = plan.with_ret;
+        ro.str_slot = plan.str_slots();
+        ro.filter_tgid = plan.filter.tgid;
+        ro.filter_tid = plan.filter.tid;
+        ro.filter_by_comm = plan.filter.comm.is_some();
+        ro.filter_comm = plan.filter.comm_chars();
+    }
+    open.maps.events.set_max_entries(RINGBUF_BYTES)?;
+    open.maps
+        .inflight
+        .set_max_entries(if plan.with_ret { plan.max_inflight } else { 1 })?;
+    let p = &mut open.progs;
+    let (entry_on, exit_on) = (true, plan.with_ret);
+    p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
+    p.func_fexit.set_autoload(mode == Mode::Fentry && exit_on);
+    p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
+    p.func_kretprobe
+        .set_autoload(mode == Mode::Kprobe && exit_on);
+    if mode == Mode::Fentry {
+        p.func_fentry
+            .set_attach_target(0, Some(plan.func.clone()))?;
+        p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
+    }
+    let skel = open.load()?;
+    // Entry first: a return seen before its entry's hook existed would count as a loss.
+    let mut links = Vec::new();
+    match mode {
+        Mode::Fentry => {
+            links.push(skel.progs.func_fentry.attach_trace()?);
+            if plan.with_ret {
+                links.push(skel.progs.func_fexit.attach_trace()?);
+            }
+        }
+        Mode::Kprobe => {
+            links.push(skel.progs.func_kprobe.attach_kprobe(false, &plan.func)?);
+            if plan.with_ret {
+                links.push(skel.progs.func_kretprobe.attach_kprobe(true, &plan.func)?);
+            }
+        }
+    }
+    Ok((skel, links))
+}
+
+/// The modes to try, in order, for what the user asked.
+pub fn modes(mode: ModeArg) -> Vec<Mode> {
+    match mode {
+        ModeArg::Auto => vec![Mode::Fentry, Mode::Kprobe],
+        ModeArg::Fentry => vec![Mode::Fentry],
+        ModeArg::Kprobe => vec![Mode::Kprobe],
+    }
+}
+
+/// The function's prototype, or the one clear error for a function that does not exist.
+pub fn resolve(func: &str) -> Result<Option<Proto>> {
+    if let Some(p) = btf_args::lookup(func)? {
+        return Ok(Some(p));
+    }
+    if btf_args::in_kallsyms(func) {
+        return Ok(None);
+    }
+    bail!(
+        "unknown kernel function '{func}': it is neither in the kernel's BTF nor in /proc/kallsyms (check the name: grep -w {func} /proc/kallsyms)"
+    )
+}
+
+/// The one line for a kernel where this command cannot work at all, if this is one.
+fn kernel_cannot(mode: ModeArg) -> Option<String> {
+    let kprobes = features::kprobes_present();
+    match mode {
+        ModeArg::Kprobe if !kprobes => Some(
+            "this kernel has no kprobes (CONFIG_KPROBES is not set); try --mode fentry, and run `btrace doctor` to see what works here".into(),
+        ),
+        ModeArg::Auto if !kprobes => {
+            let fentry = features::fentry();
+            (!fentry.ok).then(|| {
+                format!(
+                    "this kernel has neither kprobes (CONFIG_KPROBES is not set) nor fentry ({}); run `btrace doctor` to see what works here",
+                    fentry.detail
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+// SAFETY: a plain C struct of integers and chars, as generated from the object's BTF.
+unsafe impl plain::Plain for types::func_event {}
+
+/// One call as it came from the kernel.
+pub struct FuncEvent {
+    pub head: Head,
+    pub args: [u64; FUNC_MAX_ARGS],
+    pub ret: u64,
+    pub latency_ns: u64,
+    pub strs: Vec<String>,
+}
+
+fn decode_record(data: &[u8]) -> Option<FuncEvent> {
+    let size = std::mem::size_of::<types::func_event>();
+    let e: &types::func_event = plain::from_bytes(data.get(..size)?).ok()?;
+    Some(FuncEvent {
+        head: Head {
+            ts_ns: e.h.ts_ns,
+            pid: e.h.pid,
+            tid: e.h.tid,
+            comm: comm_text(&e.h.comm),
+        },
+        args: e.args,
+        ret: e.ret,
+        latency_ns: e.latency_ns,
+        strs: e
+            .strs
+            .chunks(STR_LEN)
+            .map(|s| c_string(&s.iter().map(|&c| c as u8).collect::<Vec<u8>>()))
+            .collect(),
+    })
+}
+
+/// The arguments of one call by name, typed from the prototype.
+pub fn decode_args(plan: &Plan, ev: &FuncEvent) -> Map<String, Value> {
+    let mut out = Map::new();
+    let Some(proto) = &plan.proto else {
+        return out;
+    };
+    let slots = plan.str_slots();
+    let read = plan.nr_args();
+    for (i, a) in proto.args.iter().enumerate() {
+        let v = if i >= read {
+            match &a.kind {
+                ValueKind::Unsupported(why) => json!(format!("<{why}>")),
+                _ => json!("<not read>"),
+            }
+        } else if slots[i] != FUNC_NO_STR {
+            json!(ev.strs[slots[i] as usize])
+        } else {
+            btf_args::value_json(&a.kind, ev.args[i])
+        };
+        out.insert(a.name.clone(), v);
+    }
+    out
+}
+
+fn fmt_latency(ns: u64) -> String {
+    match ns {
+        n if n < 10_000 => format!("{n}ns"),
+        n if n < 10_000_000 => format!("{:.1}us", n as f64 / 1e3),
+        n => format!("{:.2}ms", n as f64 / 1e6),
+    }
+}
+
+pub fn run(args: KprobeArgs) -> Result<()> {
+    let c = &args.common;
+    if c.interval.is_some() {
+        bail!("--interval does not apply to an event stream; use --duration");
+    }
+    if args.max_inflight.is_some() && !args.ret {
+        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret");
+    }
+    crate::system::preflight()?;
+    let proto = resolve(&args.func)?;
+    if let Some(line) = kernel_cannot(args.mode) {
+        bail!("{line}");
+    }
+    let mut session = Session::new(c)?;
+    let plan = Plan {
+        func: args.func.clone(),
+        proto,
+        with_ret: args.ret,
+        max_inflight: args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+        filter: TaskFilter::new(session.tgid(), &args.filter)?,
+    };
+    let (mode, (skel, _links)) = attach::first_that_works(&modes(args.mode), |m| load(m, &plan))
+        .map_err(|e| {
+            anyhow!(
+                "cannot trace kernel function '{}': {e:#}; `btrace doctor` shows what this kernel allows",
+                plan.func
+            )
+        })?;
+
+    let stream = EventStream::new(&skel.maps.events, decode_record)?;
+    let mut out = Output::new(c.json);
+    let mut losses = LossWatch::default();
+    let mut events = 0u64;
+    let mut last_loss_check = Instant::now();
+    let ret_kind = plan.ret_kind();
+    if !out.json {
+        out.line(&stream_out::text_header("FUNCTION"))?;
+        out.flush()?;
+    }
+    let start_ns = stream_out::monotonic_ns();
+    session.attached(&format!("{} via {mode}", plan.func))?;
+    let end = session.run(|step| {
+        if let Step::Poll(wait) = step {
+            for ev in stream.poll(wait)? {
+                events += 1;
+                let fields = decode_args(&plan, &ev);
+                let ret = btf_args::value_json(&ret_kind, ev.ret);
+                if out.json {
+                    let mut rec = stream_out::json_head(&ev.head);
+                    rec.insert("func".into(), plan.func.clone().into());
+                    rec.insert("mode".into(), mode.to_string().into());
+                    rec.insert("args".into(), Value::Object(fields));
+                    if plan.with_ret {
+                        rec.insert("ret".into(), ret);
+                        rec.insert("latency_ns".into(), ev.latency_ns.into());
+                    }
+                    out.record(&Value::Object(rec))?;
+                } else {
+                    let tail = if plan.with_ret {
+                        format!("ret={ret} lat={}", fmt_latency(ev.latency_ns))
+                    } else {
+                        String::new()
+                    };
+                    out.line(&stream_out::text_line(
+                        &ev.head, start_ns, &plan.func, &fields, &tail,
+                    ))?;
+                }
+            }
+            out.flush()?;
+            if last_loss_check.elapsed() >= Duration::from_millis(250) {
+                losses.check(&skel.maps.losses, out.json)?;
+                last_loss_check = Instant::now();
+            }
+        }
+        Ok(())
+    })?;
+    let lost = losses.check(&skel.maps.losses, out.json)?;
+    let secs = session.elapsed().as_secs_f64();
+    if out.json {
+        out.record(&json!({
+            "type": "summary", "func": plan.func, "mode": mode.to_string(), "events": events,
+            "lost": lost.ringbuf,
+            "dropped": {"map_full": lost.map_full, "no_entry": lost.no_entry},
+            "duration_s": secs, "kernel": crate::system::kernel_release(),
+            "end": format!("{end:?}"),
+        }))?;
+    } else {
+        let mut line = format!(
+            "Traced {} via {mode} for {secs:.1} s: {events} events, {} lost (ring buffer full).",
+            plan.func, lost.ringbuf
+        );
+        if plan.with_ret {
+            line.push_str(&format!(
+                " Dropped: {} calls (in-flight store full), {} returns without a recorded entry (calls begun before tracing, or dropped).",
+                lost.map_full, lost.no_entry
+            ));
+        }
+        out.line(&line)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf_args::Arg;
+
+    fn openat2_plan() -> Plan {
+        Plan {
+            func: "do_sys_openat2".into(),
+            proto: Some(Proto {
+                func: "do_sys_openat2".into(),
+                args: vec![
+                    Arg {
+                        name: "dfd".into(),
+                        kind: ValueKind::Int {
+                            signed: true,
+                            width: 4,
+                        },
+                    },
+                    Arg {
+                        name: "filename".into(),
+                        kind: ValueKind::Str,
+                    },
+                    Arg {
+                        name: "how".into(),
+                        kind: ValueKind::Pointer,
+                    },
+                ],
+                ret: ValueKind::Int {
+                    signed: true,
+                    width: 8,
+                },
+            }),
+            with_ret: true,
+            max_inflight: 16,
+            filter: TaskFilter::default(),
+        }
+    }
+
+    #[test]
+    fn strings_get_slots_in_order() {
+        let p = openat2_plan();
+        assert_eq!(p.nr_args(), 3);
+        assert_eq!(p.str_slots(), [0xff, 0, 0xff, 0xff, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn arguments_decoded_by_name_and_type() {
+        let p = openat2_plan();
+        let mut strs = vec![String::new(); FUNC_MAX_STRS];
+        strs[0] = "/etc/hostname".into();
+        let ev = FuncEvent {
+            head: Head {
+                ts_ns: 1,
+                pid: 2,
+                tid: 3,
+                comm: "cat".into(),
+            },
+            args: [
+                (-100i64) as u64,
+                0x7fff_0000,
+                0xffff_8880_0000_0040,
+                0,
+                0,
+                0,
+            ],
+            ret: 3,
+            latency_ns: 1234,
+            strs,
+        };
+        let a = decode_args(&p, &ev);
+        assert_eq!(
+            Value::Object(a),
+            json!({"dfd": -100, "filename": "/etc/hostname", "how": "0xffff888000000040"})
+        );
+    }
+
+    #[test]
+    fn no_btf_means_no_fentry() {
+        let mut p = openat2_plan();
+        p.proto = None;
+        assert!(fentry_unfit(&p).unwrap().contains("no BTF prototype"));
+        assert!(fentry_unfit(&openat2_plan()).is_none());
+        assert_eq!(modes(ModeArg::Auto), [Mode::Fentry, Mode::Kprobe]);
+    }
+
+    #[test]
+    fn event_layout_matches_the_kernel() {
+        let e: types::func_event = unsafe { std::mem::zeroed() };
+        assert_eq!(e.args.len(), FUNC_MAX_ARGS);
+        assert_eq!(e.strs.len(), FUNC_MAX_STRS * STR_LEN);
+    }
+}
