@@ -31,9 +31,16 @@ pub fn text_header(what: &str) -> String {
     )
 }
 
-/// A value as `name=value` text: strings quoted, numbers as they are.
+/// A value as `name=value` text: strings quoted; numbers, hex addresses (`0x...`) and
+/// markers (`<not read>`) as they are.
 fn text_value(v: &Value) -> String {
+    let bare = |s: &str| {
+        s.strip_prefix("0x")
+            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
+            || (s.starts_with('<') && s.ends_with('>'))
+    };
     match v {
+        Value::String(s) if bare(s) => s.clone(),
         Value::String(s) => format!("{s:?}"),
         Value::Null => "?".into(),
         other => other.to_string(),
@@ -91,7 +98,7 @@ mod tests {
             tid: 43,
             comm: "cat".into(),
         };
-        let args = json!({"dfd": -100, "filename": "/etc/hostname"});
+        let args = json!({"dfd": -100, "filename": "/etc/hostname", "how": "0xffff8880"});
         let line = text_line(
             &head,
             500_000_000,
@@ -101,7 +108,7 @@ mod tests {
         );
         assert!(line.starts_with("1.000000 "), "{line}");
         assert!(
-            line.ends_with(r#"dfd=-100 filename="/etc/hostname" ret=3"#),
+            line.ends_with(r#"dfd=-100 filename="/etc/hostname" how=0xffff8880 ret=3"#),
             "{line}"
         );
     }
