@@ -29,11 +29,18 @@ fn unknown_function_one_line() {
     );
 }
 
+/// One test, two kernels: where kprobe tracing works, exact events; where it cannot (the
+/// development machines), the one clear error. Either way something is asserted.
 #[test]
-fn no_kprobes_no_fentry_says_so() {
+fn kprobe_on_this_kernel() {
     if kprobe_works() {
-        return; // exact_events_per_open covers this kernel
+        exact_events_per_open();
+    } else {
+        no_kprobes_no_fentry_says_so();
     }
+}
+
+fn no_kprobes_no_fentry_says_so() {
     let e = one_line_error(&btrace(&["kprobe"]));
     if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
         assert!(
@@ -62,11 +69,7 @@ fn bad_flags_one_line() {
     assert!(e.contains("--interval"), "{e}");
 }
 
-#[test]
 fn exact_events_per_open() {
-    if !kprobe_works() {
-        return; // no_kprobes_no_fentry_says_so covers this kernel
-    }
     const K: usize = 5;
     let dir = std::env::temp_dir().join(format!("btrace-kp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
