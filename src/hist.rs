@@ -331,12 +331,13 @@ pub fn run(args: HistArgs) -> Result<()> {
     let losses = Losses::read(&skel.maps.losses)?;
     let secs = session.elapsed().as_secs_f64();
     if out.json {
-        out.record(&json!({
-            "type": "summary", "duration_s": secs,
-            "kernel": crate::system::kernel_release(), "hook": way.hook.to_string(),
-            "store": way.store.to_string(), "end": format!("{end:?}"),
-            "dropped": {"map_full": losses.map_full, "no_entry": losses.no_entry},
-        }))?;
+        out.record(&session.summary(
+            end,
+            json!({
+                "hook": way.hook.to_string(), "store": way.store.to_string(),
+                "dropped": {"map_full": losses.map_full, "no_entry": losses.no_entry},
+            }),
+        ))?;
     } else {
         out.line(&format!(
             "Traced {secs:.1} s via {way}. Dropped: {} entries (store full), {} exits without a recorded entry (syscalls begun before tracing, or dropped).",

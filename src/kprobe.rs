@@ -385,13 +385,14 @@ pub fn run(args: KprobeArgs) -> Result<()> {
     let lost = losses.check(&skel.maps.losses, out.json)?;
     let secs = session.elapsed().as_secs_f64();
     if out.json {
-        out.record(&json!({
-            "type": "summary", "func": plan.func, "mode": mode.to_string(), "events": events,
-            "lost": lost.ringbuf,
-            "dropped": {"map_full": lost.map_full, "no_entry": lost.no_entry},
-            "duration_s": secs, "kernel": crate::system::kernel_release(),
-            "end": format!("{end:?}"),
-        }))?;
+        out.record(&session.summary(
+            end,
+            json!({
+                "func": plan.func, "mode": mode.to_string(), "events": events,
+                "lost": lost.ringbuf,
+                "dropped": {"map_full": lost.map_full, "no_entry": lost.no_entry},
+            }),
+        ))?;
     } else {
         let mut line = format!(
             "Traced {} via {mode} for {secs:.1} s: {events} events, {} lost (ring buffer full).",

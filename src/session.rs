@@ -147,6 +147,21 @@ impl Session {
         self.started.elapsed()
     }
 
+    /// The closing JSON record every tracing command ends with: the command's own fields
+    /// (`specific`, a JSON object) between `type` and the common tail (how long, where,
+    /// why it ended).
+    pub fn summary(&self, end: End, specific: serde_json::Value) -> serde_json::Value {
+        let mut rec = serde_json::Map::new();
+        rec.insert("type".into(), "summary".into());
+        if let serde_json::Value::Object(fields) = specific {
+            rec.extend(fields);
+        }
+        rec.insert("duration_s".into(), self.elapsed().as_secs_f64().into());
+        rec.insert("kernel".into(), crate::system::kernel_release().into());
+        rec.insert("end".into(), format!("{end:?}").into());
+        serde_json::Value::Object(rec)
+    }
+
     /// Runs until Ctrl-C/SIGTERM, `--duration`, or the target's exit. `step` consumes
     /// events and prints intervals; after the loop one last `Poll(0)` drains what is left.
     pub fn run(&mut self, mut step: impl FnMut(Step) -> Result<()>) -> Result<End> {

@@ -267,12 +267,13 @@ pub fn run(args: TcpArgs) -> Result<()> {
         "transitions"
     };
     if out.json {
-        out.record(&json!({
-            "type": "summary", "duration_s": secs,
-            "kernel": crate::system::kernel_release(), "hook": hook.to_string(),
-            "end": format!("{end:?}"), kind: shown,
-            "dropped": {"ringbuf": lost.ringbuf, "map_full": lost.map_full},
-        }))?;
+        out.record(&session.summary(
+            end,
+            json!({
+                "hook": hook.to_string(), kind: shown,
+                "dropped": {"ringbuf": lost.ringbuf, "map_full": lost.map_full},
+            }),
+        ))?;
     } else {
         out.line(&format!(
             "Traced {secs:.1} s via {hook}: {shown} {kind}. Dropped: {} events (ring buffer full); {} sockets untracked (store full: shown without owner or times).",

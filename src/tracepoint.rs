@@ -255,11 +255,12 @@ pub fn run(args: TracepointArgs) -> Result<()> {
     let lost = losses.check(&skel.maps.losses, out.json)?;
     let secs = session.elapsed().as_secs_f64();
     if out.json {
-        out.record(&json!({
-            "type": "summary", "tracepoint": shown, "events": events, "lost": lost.ringbuf,
-            "duration_s": secs, "kernel": crate::system::kernel_release(),
-            "end": format!("{end:?}"),
-        }))?;
+        out.record(&session.summary(
+            end,
+            json!({
+                "tracepoint": shown, "events": events, "lost": lost.ringbuf,
+            }),
+        ))?;
     } else {
         out.line(&format!(
             "Traced {shown} for {secs:.1} s: {events} events, {} lost (ring buffer full).",
