@@ -5,8 +5,8 @@
 use std::fmt::Display;
 use std::mem::MaybeUninit;
 
-use anyhow::{anyhow, Result};
-use libbpf_rs::OpenObject;
+use anyhow::{anyhow, Context, Result};
+use libbpf_rs::{Link, Object, OpenObject};
 
 use crate::bpf_log;
 
@@ -51,4 +51,18 @@ pub fn describe(e: &anyhow::Error) -> String {
         .map(|l| format!(" [{l}]"))
         .unwrap_or_default();
     format!("{e:#}{hint}")
+}
+
+/// Attaches every loaded program of `obj` (those left to autoload), in order. The links
+/// are the caller's: dropping them detaches the programs, which stay loaded and can be
+/// attached again by calling this once more. (A skeleton's own `attach()` must not be
+/// used for that: it keeps raw link pointers that would dangle after a detach.)
+pub fn attach_loaded(obj: &Object) -> Result<Vec<Link>> {
+    obj.progs_mut()
+        .filter(|p| p.autoload())
+        .map(|p| {
+            p.attach()
+                .with_context(|| format!("attaching {}", p.name().to_string_lossy()))
+        })
+        .collect()
 }

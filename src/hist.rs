@@ -5,6 +5,7 @@ use std::fmt;
 use anyhow::{bail, Result};
 use clap::Args;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
 use serde_json::json;
 
 use crate::attach;
@@ -17,10 +18,11 @@ use crate::syscall_names;
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/hist.skel.rs"));
 }
-use skel::{types, HistSkel, HistSkelBuilder};
+pub use skel::HistSkel;
+use skel::{types, HistSkelBuilder};
 
 /// Must match MAX_SYSCALLS in btrace.h.
-const MAX_SYSCALLS: u32 = 512;
+pub const MAX_SYSCALLS: u32 = 512;
 /// Default bound of the per-thread hash store: threads in a syscall at the same moment.
 const DEFAULT_MAX_THREADS: u32 = 32768;
 
@@ -116,10 +118,20 @@ pub struct Filter {
     pub tgid: Option<u32>,
     pub syscalls: Option<Vec<u32>>,
     pub max_threads: Option<u32>,
+    /// Count completed syscalls per process too (btrace top's process list).
+    pub count_processes: bool,
 }
 
 /// Opens, configures, loads and attaches the programs of one way.
 pub fn load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
+    let mut skel = open_load(way, filter)?;
+    skel.attach()?;
+    Ok(skel)
+}
+
+/// Opens, configures and loads the programs of one way without attaching them: for an
+/// owner that attaches and detaches them itself (`attach::attach_loaded`).
+pub fn open_load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
     let mut open = HistSkelBuilder::default().open(attach::skel_storage())?;
     {
         let ro = open
@@ -137,6 +149,11 @@ pub fn load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
                 ro.syscall_traced[nr as usize] = 1;
             }
         }
+        ro.count_processes = filter.count_processes;
+    }
+    if !filter.count_processes {
+        open.maps.proc_counts.set_max_entries(1)?;
+        open.maps.proc_comms.set_max_entries(1)?;
     }
     let p = &mut open.progs;
     let enabled = |h, s| way.hook == h && way.store == s;
@@ -156,6 +173,7 @@ pub fn load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
         .set_autoload(enabled(Hook::Tracepoint, Store::Hash));
     p.hist_exit_tp
         .set_autoload(enabled(Hook::Tracepoint, Store::Hash));
+    p.hist_exec_comm.set_autoload(filter.count_processes);
     match way.store {
         Store::TaskStorage => {
             open.maps.starts_hash.set_max_entries(1)?;
@@ -170,9 +188,73 @@ pub fn load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
     if way.hook == Hook::Tracepoint {
         crate::system::ensure_tracefs()?;
     }
-    let mut skel = open.load()?;
-    skel.attach()?;
-    Ok(skel)
+    Ok(open.load()?)
+}
+
+/// Writes the run-time process filter (0 = every process) without reloading. Unlike
+/// the load-time filter it applies at syscall entry only: an exit always completes the
+/// entry its thread stored.
+pub fn set_live_tgid(skel: &mut HistSkel, tgid: u32) {
+    if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
+        bss.live_tgid = tgid;
+    }
+}
+
+/// Marks entries stored before `now_ns` (CLOCK_MONOTONIC) as stale: set before
+/// re-attaching, so an exit is never paired with an entry from before a detach.
+pub fn set_epoch(skel: &mut HistSkel, now_ns: u64) {
+    if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
+        bss.epoch_ns = now_ns;
+    }
+}
+
+/// One process's cumulative count of completed syscalls, CPUs summed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcCount {
+    pub tgid: u32,
+    pub count: u64,
+    /// The process's name when it was last counted on a new CPU or called exec.
+    pub comm: String,
+}
+
+// SAFETY: a plain C struct of bytes, as generated from the BPF object's BTF.
+unsafe impl plain::Plain for types::proc_comm {}
+
+/// Every process in the per-process table (a `count_processes` load), CPUs summed.
+pub fn read_processes(skel: &HistSkel) -> Result<Vec<ProcCount>> {
+    let map = &skel.maps.proc_counts;
+    let mut out = Vec::new();
+    for key in map.keys() {
+        let Ok(raw) = <[u8; 4]>::try_from(key.as_slice()) else {
+            continue;
+        };
+        let tgid = u32::from_ne_bytes(raw);
+        let count = percpu::values::<u64>(map, tgid)?.iter().sum();
+        let comm = skel
+            .maps
+            .proc_comms
+            .lookup(&key, MapFlags::ANY)?
+            .and_then(|v| plain::from_bytes::<types::proc_comm>(&v).ok().copied())
+            .map(|n| comm_string(&n.comm))
+            .unwrap_or_default();
+        out.push(ProcCount { tgid, count, comm });
+    }
+    Ok(out)
+}
+
+/// Forgets a process (it has exited): frees its slot in the kernel's table.
+pub fn forget_process(skel: &HistSkel, tgid: u32) {
+    let _ = skel.maps.proc_counts.delete(&tgid.to_ne_bytes());
+    let _ = skel.maps.proc_comms.delete(&tgid.to_ne_bytes());
+}
+
+fn comm_string(raw: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = raw
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Loads the cheapest way this kernel accepts.
@@ -304,6 +386,7 @@ pub fn run(args: HistArgs) -> Result<()> {
         tgid: session.tgid(),
         syscalls,
         max_threads: args.max_threads,
+        count_processes: false,
     };
     let (way, skel) = load_best(&filter)?;
     let mut out = Output::new(c.json);

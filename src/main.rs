@@ -1,6 +1,6 @@
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
 
-use btrace::{bpf_log, doctor, floor, hist, kprobe, output, tcp, tracepoint, verifier};
+use btrace::{bpf_log, doctor, floor, hist, kprobe, output, tcp, top, tracepoint, verifier};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -31,6 +31,9 @@ enum Command {
     Floor(floor::FloorArgs),
     /// TCP connection lifecycle: state transitions, or one line per connection (--life)
     Tcp(tcp::TcpArgs),
+    /// Live dashboard: syscalls, top processes, run-queue latency, probe costs; keys
+    /// switch probe groups off and on
+    Top(top::TopArgs),
 }
 
 impl Command {
@@ -43,6 +46,7 @@ impl Command {
             Command::Verifier(a) => a.verbose,
             Command::Floor(a) => a.common.verbose,
             Command::Tcp(a) => a.common.verbose,
+            Command::Top(a) => a.common.verbose,
         }
     }
 }
@@ -58,6 +62,7 @@ fn main() {
         Command::Verifier(a) => verifier::run(a),
         Command::Floor(a) => floor::run(a),
         Command::Tcp(a) => tcp::run(a),
+        Command::Top(a) => top::run(a),
     };
     if let Err(e) = result {
         if output::is_broken_pipe(&e) {

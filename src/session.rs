@@ -60,6 +60,11 @@ fn install_stop_handler() -> Result<()> {
     Ok(())
 }
 
+/// Asks the run loop to end as Ctrl-C would (e.g. a quit key in the dashboard).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }

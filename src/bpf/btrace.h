@@ -144,5 +144,14 @@ enum tp_str_kind {
 	TP_STR_DATA_LOC = 1,  /* __data_loc char[]: u32 (len << 16 | offset from record start) */
 	TP_STR_REL_LOC = 2,   /* __rel_loc char[]: offset from the end of the field */
 };
+/* The name of a process counted in btrace top's process list (a hash keyed by tgid,
+ * beside the per-CPU hash of counts): taken when it is first counted on a CPU and again
+ * when it calls exec, so it is the current name even after the process has exited. */
+struct proc_comm {
+	char comm[16];
+};
+
+/* Bound of those maps: distinct processes seen at once (user space prunes dead ones). */
+#define MAX_PROCS 8192
 
 #endif

@@ -18,9 +18,20 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 filter_tgid = 0;
 const volatile bool filter_syscalls = false;
 const volatile __u8 syscall_traced[MAX_SYSCALLS] = {};
+/* btrace top's process list; off (and its map shrunk to one entry) for btrace hist. */
+const volatile bool count_processes = false;
+
+/* Run-time settings, written by user space while attached (btrace top), in .bss: a read
+ * is one load from a fixed address, so they cost nothing measurable when unused.
+ * live_tgid: only this process's syscalls are recorded (0 = all).
+ * epoch_ns: entries stored before this time (before the programs were last detached)
+ * are stale and ignored; user space sets it when it re-attaches. */
+__u32 live_tgid = 0;
+__u64 epoch_ns = 0;
 
 /* Types user space reads from maps (keeps them in the skeleton's BTF). */
 struct hist _hist_type = {};
+struct proc_comm _proc_comm_type = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -46,17 +57,43 @@ struct {
 	__type(value, struct syscall_start);
 } starts_task SEC(".maps");
 
+/* Syscalls completed per process, and the process's name; user space sets max_entries
+ * (1 when not counting). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);
+	__type(value, __u64);
+} proc_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct proc_comm);
+} proc_comms SEC(".maps");
+
 DECLARE_LOSSES()
 
 /* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
 
+/* The load-time filter: checked on entry and exit (dead code when off). */
 static __always_inline bool wanted_process(void)
 {
 	if (!filter_tgid)
 		return true;
 	return (bpf_get_current_pid_tgid() >> 32) == filter_tgid;
+}
+
+/* The run-time filter: checked on entry only. An exit records whatever entry its thread
+ * stored, so changing the filter never pairs an exit with a stale entry. */
+static __always_inline bool wanted_now(void)
+{
+	__u32 want = live_tgid;
+
+	return !want || (bpf_get_current_pid_tgid() >> 32) == want;
 }
 
 static __always_inline bool wanted_syscall(long nr)
@@ -68,6 +105,33 @@ static __always_inline bool wanted_syscall(long nr)
 	return syscall_traced[nr];
 }
 
+/* The fast path is one per-CPU lookup and an increment; the first count of a process
+ * on a CPU also records its name. */
+static __always_inline void count_process(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_comm name;
+	__u64 *c, one = 1;
+
+	c = bpf_map_lookup_elem(&proc_counts, &tgid);
+	if (c) {
+		(*c)++;
+		return;
+	}
+	if (bpf_map_update_elem(&proc_counts, &tgid, &one, BPF_NOEXIST)) {
+		/* Another CPU may have created the key since the lookup; else the map is full. */
+		c = bpf_map_lookup_elem(&proc_counts, &tgid);
+		if (!c) {
+			count_loss(LOSS_MAP_FULL);
+			return;
+		}
+		(*c)++;
+	}
+	bpf_get_current_comm(name.comm, sizeof(name.comm));
+	if (bpf_map_update_elem(&proc_comms, &tgid, &name, BPF_ANY))
+		count_loss(LOSS_MAP_FULL);
+}
+
 static __always_inline void record(__u32 nr, __u64 start_ns)
 {
 	struct hist *h;
@@ -77,12 +141,14 @@ static __always_inline void record(__u32 nr, __u64 start_ns)
 	h = bpf_map_lookup_elem(&hists, &nr);
 	if (h)
 		hist_add(h, bpf_ktime_get_ns() - start_ns);
+	if (count_processes)
+		count_process();
 }
 
 /* An exit with nothing stored counts as no_entry, unless filters excluded its entry. */
 static __always_inline void missing_entry(long nr)
 {
-	if (wanted_syscall(nr))
+	if (wanted_now() && wanted_syscall(nr))
 		count_loss(LOSS_NO_ENTRY);
 }
 
@@ -93,7 +159,8 @@ static __always_inline void enter_hash(long nr)
 	struct syscall_start s = {};
 	__u32 tid;
 
-	if (!wanted_process() || !wanted_syscall(nr) || nr == NR_EXIT || nr == NR_EXIT_GROUP)
+	if (!wanted_process() || !wanted_now() || !wanted_syscall(nr) || nr == NR_EXIT ||
+	    nr == NR_EXIT_GROUP)
 		return;
 	tid = (__u32)bpf_get_current_pid_tgid();
 	s.ts_ns = bpf_ktime_get_ns();
@@ -111,7 +178,9 @@ static __always_inline void enter_hash(long nr)
 			return 0;                                                \
 		tid = (__u32)bpf_get_current_pid_tgid();                     \
 		s = bpf_map_lookup_elem(&starts_hash, &tid);                 \
-		if (!s) {                                                    \
+		if (!s || s->ts_ns < epoch_ns) {                             \
+			if (s)                                                   \
+				bpf_map_delete_elem(&starts_hash, &tid);             \
 			missing_entry(filter_syscalls ? (nr_at_exit) : 0);       \
 			return 0;                                                \
 		}                                                            \
@@ -125,7 +194,7 @@ static __always_inline void enter_task(long nr)
 {
 	struct syscall_start *s;
 
-	if (!wanted_process() || !wanted_syscall(nr))
+	if (!wanted_process() || !wanted_now() || !wanted_syscall(nr))
 		return;
 	s = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -154,7 +223,7 @@ int BPF_PROG(hist_exit_btf_task, struct pt_regs *regs, long ret)
 	if (!wanted_process())
 		return 0;
 	s = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0, 0);
-	if (!s || !s->ts_ns) {
+	if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {
 		missing_entry(filter_syscalls ? regs->orig_ax : 0);
 		return 0;
 	}
@@ -206,5 +275,20 @@ SEC("tracepoint/raw_syscalls/sys_exit")
 int hist_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
 	EXIT_HASH(ctx->id);
+	return 0;
+}
+
+/* ---- process names: a counted process that calls exec gets its new name ---- */
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(hist_exec_comm)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_comm name;
+
+	if (!bpf_map_lookup_elem(&proc_comms, &tgid))
+		return 0;
+	bpf_get_current_comm(name.comm, sizeof(name.comm));
+	bpf_map_update_elem(&proc_comms, &tgid, &name, BPF_EXIST);
 	return 0;
 }

@@ -11,6 +11,7 @@
  *   workload spread N             one thread per CPU, pinned, N getppid in total
  *   workload open DIR K           open (create) K files DIR/btrace-K-<pid>-<i>, close each
  *   workload loop N               N getppid in a tight loop; prints the ns per call
+ *   workload pace RATE SECS       RATE getppid per second (in 10 ms slices) for SECS seconds
  *   workload tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]
  *                                 listen on ADDR:PORT, connect to it, send exactly TX bytes
  *                                 client->server and RX bytes server->client (each side reads
@@ -353,6 +354,26 @@ static int do_rate(long n, long rate)
 	return 0;
 }
 
+/* A steady rate, so a dashboard sampling at any moment sees the same order of processes. */
+static int do_pace(long rate, long secs)
+{
+	struct timespec next;
+	long per_slice = rate / 100;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (long slice = 0; slice < secs * 100; slice++) {
+		for (long i = 0; i < per_slice; i++)
+			syscall(SYS_getppid);
+		next.tv_nsec += 10000000L;
+		if (next.tv_nsec >= 1000000000L) {
+			next.tv_nsec -= 1000000000L;
+			next.tv_sec++;
+		}
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -382,8 +403,10 @@ int main(int argc, char **argv)
 				   argc == 9 ? argv[7] : NULL, argc == 9 ? argv[8] : NULL);
 	if (!strcmp(cmd, "tcp-many") && argc == 5)
 		return do_tcp_many(argv[2], arg(argv, 3), arg(argv, 4));
+	if (!strcmp(cmd, "pace") && argc == 4)
+		return do_pace(arg(argv, 2), arg(argv, 3));
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
-			" | tcp-many ADDR PORT N\n");
+			" | tcp-many ADDR PORT N | pace RATE SECS\n");
 	return 2;
 }
