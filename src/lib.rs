@@ -23,7 +23,7 @@ pub mod task_filter;
 pub mod tcp;
 pub mod tcp_event;
 pub mod tcp_filter;
+pub mod top;
 pub mod tracefs_format;
 pub mod tracepoint;
 pub mod verifier;
-pub mod top;
