@@ -10,6 +10,7 @@ Figures are written into README.md between the bench:hist markers.
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ BTRACE = os.environ.get("BTRACE", os.path.join(ROOT, "target/release/btrace"))
 WORKLOAD = os.environ.get("WORKLOAD", os.path.join(ROOT, "target/workload"))
 CALLS = int(os.environ.get("CALLS", "2000000"))
 RUNS = int(os.environ.get("RUNS", "5"))
+STARTS = int(os.environ.get("STARTS", "7"))
 LOOP_CPU, TRACER_CPU = "1", "0"
 
 BPFTRACE_HIST = (
@@ -50,9 +52,9 @@ def peak_rss_kb(pid):
         return None
 
 
-def with_tracer(cmd, ready):
-    """Starts cmd pinned to TRACER_CPU, waits for a stderr/stdout line starting with
-    `ready`, runs the loop, stops it. Returns (ns per call, ms to ready, peak RSS kB)."""
+def start(cmd, ready):
+    """Starts cmd pinned to TRACER_CPU and waits for its line starting with `ready`.
+    Returns (process, ms from spawn to that line)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(
         ["taskset", "-c", TRACER_CPU] + cmd,
@@ -64,17 +66,31 @@ def with_tracer(cmd, ready):
             p.wait()
             sys.exit(f"{' '.join(cmd)} exited before it was ready")
         if line.startswith(ready):
-            break
-    ready_ms = (time.perf_counter() - t0) * 1000
-    ns = loop_ns()
-    rss = peak_rss_kb(p.pid)
+            return p, (time.perf_counter() - t0) * 1000
+
+
+def stop(p):
     p.send_signal(signal.SIGINT)
     try:
         p.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         p.kill()
         p.communicate()
-    return ns, ready_ms, rss
+
+
+def with_tracer(cmd, ready):
+    """Median start-up over STARTS starts, then the loop under one running tracer.
+    Returns (ns per call, median ms to ready, peak RSS kB)."""
+    starts = []
+    for _ in range(STARTS):
+        p, ms = start(cmd, ready)
+        starts.append(ms)
+        stop(p)
+    p, _ = start(cmd, ready)
+    ns = loop_ns()
+    rss = peak_rss_kb(p.pid)
+    stop(p)
+    return ns, statistics.median(starts), rss
 
 
 def main():
@@ -104,7 +120,7 @@ def main():
     lines = [
         f"Baseline getppid: {base:.0f} ns per call.",
         "",
-        "| configuration | overhead per syscall | x latency floor | start-up (to ready line) | peak RSS |",
+        f"| configuration | overhead per syscall | x latency floor | start-up (median of {STARTS}, to ready line) | peak RSS |",
         "|---|---|---|---|---|",
     ]
     for name, over, ready_ms, rss in rows:
