@@ -90,9 +90,7 @@ fn summary(session: &Session, sources: &Sources, end: End) -> Result<serde_json:
     let tcp = sources.losses(GroupId::Tcp)?;
     let sched = sources.losses(GroupId::Sched)?;
     let hook = |g| sources.group(g).hook.clone();
-    Ok(json!({
-        "type": "summary", "duration_s": session.elapsed().as_secs_f64(),
-        "kernel": crate::system::kernel_release(), "end": format!("{end:?}"),
+    Ok(session.summary(end, json!({
         "hooks": {
             "syscalls": hook(GroupId::Syscalls), "tcp": hook(GroupId::Tcp),
             "sched": hook(GroupId::Sched),
@@ -102,7 +100,7 @@ fn summary(session: &Session, sources: &Sources, end: End) -> Result<serde_json:
             "tcp": {"map_full": tcp.map_full, "ringbuf": tcp.ringbuf},
             "sched": {"map_full": sched.map_full},
         },
-    }))
+    })))
 }
 
 /// True while the terminal is in raw mode on the alternate screen.
