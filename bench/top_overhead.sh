@@ -91,8 +91,8 @@ text="$header
 $idle
 $loaded
 
-"No load added": the machine as it was; it is shared, and other work on it still drove
-the probe runs per second shown, so this is not a truly idle machine. Whole cost = the
+\"No load added\": the machine as it was, with nothing else started by the bench (the
+probe runs it shows come from whatever else ran). Whole cost = the
 dashboard process's own CPU time plus the run time the kernel measured
 for all its BPF programs, over ${DURATION} s, as a share of all ${NCPU} CPUs (100% = the
 whole machine). The dashboard ran in a terminal (tmux, 180x50), refreshing every second.
