@@ -12,6 +12,9 @@
 #                                              target/release/btrace and target/workload)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything printed is also kept, to be written into README.md at the end.
+REPORT=$(mktemp)
+exec > >(tee "$REPORT")
 BTRACE=${BTRACE:-target/release/btrace}
 WORKLOAD=${WORKLOAD:-$PWD/target/workload}
 RATES=${RATES:-"25000 50000 100000 200000 400000 800000 1600000 0"}
@@ -84,3 +87,18 @@ if [ "$HAVE_BPFTRACE" = 1 ]; then
 else
     echo "bpftrace not installed: no comparison (apt-get install bpftrace)"
 fi
+
+# The figures of this run replace the fenced block between the bench:tracepoint markers.
+exec >&-
+wait "$!" 2>/dev/null || true
+python3 - "$REPORT" <<'PY'
+import re, sys
+table = open(sys.argv[1]).read().strip()
+doc = open("README.md").read()
+new = re.sub(r"(<!-- bench:tracepoint -->.*?```\n).*?(\n```\n<!-- /bench:tracepoint -->)",
+             lambda m: m.group(1) + table + m.group(2), doc, flags=re.S)
+if new != doc:
+    open("README.md", "w").write(new)
+    print("(figures written into README.md)", file=sys.stderr)
+PY
+rm -f "$REPORT"
