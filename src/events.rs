@@ -4,12 +4,14 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
 
+use crate::output::Output;
 use crate::percpu::Losses;
+use crate::session::{End, Session, Step};
 
 pub struct EventStream<'a, T> {
     rb: RingBuffer<'a>,
@@ -71,4 +73,40 @@ impl LossWatch {
         self.reported = now;
         Ok(now)
     }
+}
+
+/// How often the loss counters are read while events stream (a few map reads each time).
+const LOSS_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The run loop of every event-streaming command: each event goes to `emit`, which
+/// prints it and says whether it counted as shown; output is flushed after each batch;
+/// losses are watched while running and read once more at the end.
+/// Returns how the run ended, the number of events shown, and the final loss counters.
+pub fn pump<T>(
+    session: &mut Session,
+    stream: &EventStream<'_, T>,
+    out: &mut Output,
+    losses_map: &dyn MapCore,
+    mut emit: impl FnMut(&mut Output, T) -> Result<bool>,
+) -> Result<(End, u64, Losses)> {
+    let mut watch = LossWatch::default();
+    let mut shown = 0u64;
+    let mut last_check = Instant::now();
+    let end = session.run(|step| {
+        if let Step::Poll(wait) = step {
+            for ev in stream.poll(wait)? {
+                if emit(out, ev)? {
+                    shown += 1;
+                }
+            }
+            out.flush()?;
+            if last_check.elapsed() >= LOSS_CHECK_EVERY {
+                watch.check(losses_map, out.json)?;
+                last_check = Instant::now();
+            }
+        }
+        Ok(())
+    })?;
+    let losses = watch.check(losses_map, out.json)?;
+    Ok((end, shown, losses))
 }

@@ -2,7 +2,6 @@
 //! named and typed from the kernel's BTF; with `--ret`, the return value and latency.
 
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, ValueEnum};
@@ -12,10 +11,10 @@ use serde_json::{json, Map, Value};
 
 use crate::attach;
 use crate::btf_args::{self, Proto, ValueKind};
-use crate::events::{EventStream, LossWatch};
+use crate::events::{pump, EventStream};
 use crate::features;
 use crate::output::Output;
-use crate::session::{Session, Step, TraceArgs};
+use crate::session::{Session, TraceArgs};
 use crate::stream_out::{self, Head};
 use crate::task_filter::{comm_text, TaskFilter, TaskFilterArgs};
 use crate::tracefs_format::c_string;
@@ -337,52 +336,44 @@ pub fn run(args: KprobeArgs) -> Result<()> {
 
     let stream = EventStream::new(&skel.maps.events, decode_record)?;
     let mut out = Output::new(c.json);
-    let mut losses = LossWatch::default();
-    let mut events = 0u64;
-    let mut last_loss_check = Instant::now();
     let ret_kind = plan.ret_kind();
     if !out.json {
         out.line(&stream_out::text_header("FUNCTION"))?;
         out.flush()?;
     }
-    let start_ns = stream_out::monotonic_ns();
+    let start_ns = crate::system::monotonic_ns();
     session.attached(&format!("{} via {mode}", plan.func))?;
-    let end = session.run(|step| {
-        if let Step::Poll(wait) = step {
-            for ev in stream.poll(wait)? {
-                events += 1;
-                let fields = decode_args(&plan, &ev);
-                let ret = btf_args::value_json(&ret_kind, ev.ret);
-                if out.json {
-                    let mut rec = stream_out::json_head(&ev.head);
-                    rec.insert("func".into(), plan.func.clone().into());
-                    rec.insert("mode".into(), mode.to_string().into());
-                    rec.insert("args".into(), Value::Object(fields));
-                    if plan.with_ret {
-                        rec.insert("ret".into(), ret);
-                        rec.insert("latency_ns".into(), ev.latency_ns.into());
-                    }
-                    out.record(&Value::Object(rec))?;
-                } else {
-                    let tail = if plan.with_ret {
-                        format!("ret={ret} lat={}", fmt_latency(ev.latency_ns))
-                    } else {
-                        String::new()
-                    };
-                    out.line(&stream_out::text_line(
-                        &ev.head, start_ns, &plan.func, &fields, &tail,
-                    ))?;
+    let (end, events, lost) = pump(
+        &mut session,
+        &stream,
+        &mut out,
+        &skel.maps.losses,
+        |out, ev| {
+            let fields = decode_args(&plan, &ev);
+            let ret = btf_args::value_json(&ret_kind, ev.ret);
+            if out.json {
+                let mut rec = stream_out::json_head(&ev.head);
+                rec.insert("func".into(), plan.func.clone().into());
+                rec.insert("mode".into(), mode.to_string().into());
+                rec.insert("args".into(), Value::Object(fields));
+                if plan.with_ret {
+                    rec.insert("ret".into(), ret);
+                    rec.insert("latency_ns".into(), ev.latency_ns.into());
                 }
+                out.record(&Value::Object(rec))?;
+            } else {
+                let tail = if plan.with_ret {
+                    format!("ret={ret} lat={}", fmt_latency(ev.latency_ns))
+                } else {
+                    String::new()
+                };
+                out.line(&stream_out::text_line(
+                    &ev.head, start_ns, &plan.func, &fields, &tail,
+                ))?;
             }
-            out.flush()?;
-            if last_loss_check.elapsed() >= Duration::from_millis(250) {
-                losses.check(&skel.maps.losses, out.json)?;
-                last_loss_check = Instant::now();
-            }
-        }
-        Ok(())
-    })?;
-    let lost = losses.check(&skel.maps.losses, out.json)?;
+            Ok(true)
+        },
+    )?;
     let secs = session.elapsed().as_secs_f64();
     if out.json {
         out.record(&session.summary(

@@ -12,17 +12,6 @@ pub struct Head {
     pub comm: String,
 }
 
-/// CLOCK_MONOTONIC now, the clock of bpf_ktime_get_ns().
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The column header of text output; `what` names the event column.
 pub fn text_header(what: &str) -> String {
     format!(

@@ -113,3 +113,15 @@ pub fn tracefs_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|d| d.join("events").is_dir())
 }
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns(), so kernel timestamps
+/// can be turned into "seconds since tracing began".
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills one timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -13,10 +13,9 @@ use serde_json::json;
 
 use crate::attach;
 use crate::cidr::Cidr;
-use crate::events::{EventStream, LossWatch};
+use crate::events::{pump, EventStream};
 use crate::output::Output;
-use crate::percpu::Losses;
-use crate::session::{Session, Step, TraceArgs};
+use crate::session::{Session, TraceArgs};
 use crate::tcp_event::{self, TcpEvent};
 use crate::tcp_filter::{Family, FilterSpec, TcpFilter};
 
@@ -172,17 +171,6 @@ pub fn filter_from_args(args: &TcpArgs, pid: Option<u32>) -> Result<FilterSpec> 
     Ok(spec)
 }
 
-/// CLOCK_MONOTONIC now, the clock of the kernel's timestamps.
-fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `t`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
 fn what_is_traced(spec: &FilterSpec, life: bool) -> String {
     let mut what = if life {
         "TCP connections"
@@ -225,8 +213,6 @@ pub fn run(args: TcpArgs) -> Result<()> {
     let (hook, (skel, _filter)) = attach::first_that_works(&hooks, |h| load(h, &opts, &spec))?;
     let stream = events(&skel).context("reading tcp events")?;
     let mut out = Output::new(c.json);
-    let mut losses = LossWatch::default();
-    let mut shown = 0u64;
     if !out.json {
         out.line(if args.life {
             tcp_event::LIFE_HEADER
@@ -235,31 +221,29 @@ pub fn run(args: TcpArgs) -> Result<()> {
         })?;
         out.flush()?;
     }
-    let start_ns = monotonic_ns();
+    let start_ns = crate::system::monotonic_ns();
     session.attached(&what_is_traced(&spec, args.life))?;
-    let end = session.run(|step| {
-        if let Step::Poll(wait) = step {
-            for e in stream.poll(wait)? {
-                if args.life && !e.ends_connection() {
-                    continue;
-                }
-                shown += 1;
-                match (out.json, args.life) {
-                    (true, true) => out.record(&e.to_life_json())?,
-                    (true, false) => out.record(&e.to_json())?,
-                    (false, true) => out.line(&tcp_event::life_line(&e))?,
-                    (false, false) => {
-                        let secs = e.ts_ns.saturating_sub(start_ns) as f64 / 1e9;
-                        out.line(&tcp_event::transition_line(&e, secs))?
-                    }
+    let (end, shown, lost) = pump(
+        &mut session,
+        &stream,
+        &mut out,
+        &skel.maps.losses,
+        |out, e| {
+            if args.life && !e.ends_connection() {
+                return Ok(false);
+            }
+            match (out.json, args.life) {
+                (true, true) => out.record(&e.to_life_json())?,
+                (true, false) => out.record(&e.to_json())?,
+                (false, true) => out.line(&tcp_event::life_line(&e))?,
+                (false, false) => {
+                    let secs = e.ts_ns.saturating_sub(start_ns) as f64 / 1e9;
+                    out.line(&tcp_event::transition_line(&e, secs))?
                 }
             }
-            out.flush()?;
-            losses.check(&skel.maps.losses, out.json)?;
-        }
-        Ok(())
-    })?;
-    let lost = Losses::read(&skel.maps.losses)?;
+            Ok(true)
+        },
+    )?;
     let secs = session.elapsed().as_secs_f64();
     let kind = if args.life {
         "connections"

@@ -1,8 +1,6 @@
 //! `btrace tracepoint CATEGORY:NAME`: every hit of a classic tracepoint as an event, its
 //! fields decoded from the tracepoint's format file.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -10,9 +8,9 @@ use libbpf_rs::Link;
 use serde_json::{json, Map, Value};
 
 use crate::attach;
-use crate::events::{EventStream, LossWatch};
+use crate::events::{pump, EventStream};
 use crate::output::Output;
-use crate::session::{Session, Step, TraceArgs};
+use crate::session::{Session, TraceArgs};
 use crate::stream_out::{self, Head};
 use crate::task_filter::{comm_text, TaskFilter, TaskFilterArgs};
 use crate::tracefs_format::{self, Format};
@@ -219,40 +217,32 @@ pub fn run(args: TracepointArgs) -> Result<()> {
         decode_record(d, raw_size, n_strs)
     })?;
     let mut out = Output::new(c.json);
-    let mut losses = LossWatch::default();
-    let mut events = 0u64;
-    let mut last_loss_check = Instant::now();
     if !out.json {
         out.line(&stream_out::text_header("TRACEPOINT"))?;
         out.flush()?;
     }
-    let start_ns = stream_out::monotonic_ns();
+    let start_ns = crate::system::monotonic_ns();
     session.attached(&shown)?;
-    let end = session.run(|step| {
-        if let Step::Poll(wait) = step {
-            for ev in stream.poll(wait)? {
-                events += 1;
-                let fields = decode_args(&format, &ev);
-                if out.json {
-                    let mut rec = stream_out::json_head(&ev.head);
-                    rec.insert("tracepoint".into(), shown.clone().into());
-                    rec.insert("args".into(), Value::Object(fields));
-                    out.record(&Value::Object(rec))?;
-                } else {
-                    out.line(&stream_out::text_line(
-                        &ev.head, start_ns, &shown, &fields, "",
-                    ))?;
-                }
+    let (end, events, lost) = pump(
+        &mut session,
+        &stream,
+        &mut out,
+        &skel.maps.losses,
+        |out, ev| {
+            let fields = decode_args(&format, &ev);
+            if out.json {
+                let mut rec = stream_out::json_head(&ev.head);
+                rec.insert("tracepoint".into(), shown.clone().into());
+                rec.insert("args".into(), Value::Object(fields));
+                out.record(&Value::Object(rec))?;
+            } else {
+                out.line(&stream_out::text_line(
+                    &ev.head, start_ns, &shown, &fields, "",
+                ))?;
             }
-            out.flush()?;
-            if last_loss_check.elapsed() >= Duration::from_millis(250) {
-                losses.check(&skel.maps.losses, out.json)?;
-                last_loss_check = Instant::now();
-            }
-        }
-        Ok(())
-    })?;
-    let lost = losses.check(&skel.maps.losses, out.json)?;
+            Ok(true)
+        },
+    )?;
     let secs = session.elapsed().as_secs_f64();
     if out.json {
         out.record(&session.summary(

@@ -90,17 +90,20 @@ fn summary(session: &Session, sources: &Sources, end: End) -> Result<serde_json:
     let tcp = sources.losses(GroupId::Tcp)?;
     let sched = sources.losses(GroupId::Sched)?;
     let hook = |g| sources.group(g).hook.clone();
-    Ok(session.summary(end, json!({
-        "hooks": {
-            "syscalls": hook(GroupId::Syscalls), "tcp": hook(GroupId::Tcp),
-            "sched": hook(GroupId::Sched),
-        },
-        "dropped": {
-            "syscalls": {"map_full": hist.map_full, "no_entry": hist.no_entry},
-            "tcp": {"map_full": tcp.map_full, "ringbuf": tcp.ringbuf},
-            "sched": {"map_full": sched.map_full},
-        },
-    })))
+    Ok(session.summary(
+        end,
+        json!({
+            "hooks": {
+                "syscalls": hook(GroupId::Syscalls), "tcp": hook(GroupId::Tcp),
+                "sched": hook(GroupId::Sched),
+            },
+            "dropped": {
+                "syscalls": {"map_full": hist.map_full, "no_entry": hist.no_entry},
+                "tcp": {"map_full": tcp.map_full, "ringbuf": tcp.ringbuf},
+                "sched": {"map_full": sched.map_full},
+            },
+        }),
+    ))
 }
 
 /// True while the terminal is in raw mode on the alternate screen.

@@ -14,8 +14,9 @@ use crate::sched;
 use crate::syscall_names;
 
 use super::conns::{ClosedConn, OpenConn, TcpInterval};
-use super::sources::{monotonic_ns, GroupId, Sources};
+use super::sources::{GroupId, Sources};
 use super::stats::ProgRunTime;
+use crate::system::monotonic_ns;
 
 pub struct SyscallRow {
     pub nr: u32,

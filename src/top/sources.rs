@@ -224,7 +224,7 @@ impl Sources {
             g.attached = false;
             return Ok(());
         }
-        let now = monotonic_ns();
+        let now = crate::system::monotonic_ns();
         match id {
             GroupId::Syscalls => hist::set_epoch(&mut self.hist, now),
             GroupId::Tcp => {
@@ -321,15 +321,4 @@ impl Sources {
             },
         })
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns().
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to fill; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
