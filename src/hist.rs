@@ -40,12 +40,17 @@ pub struct HistArgs {
     /// selects the bounded hash store instead of task storage
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_threads: Option<u32>,
+    /// Only this hook (tests use it to exercise every fallback on one kernel)
+    #[arg(long, value_enum, hide = true)]
+    pub hook: Option<Hook>,
 }
 
 /// The hook on sys_enter/sys_exit, cheapest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
+    #[value(name = "tp_btf")]
     TpBtf,
+    #[value(name = "raw_tp")]
     RawTp,
     Tracepoint,
 }
@@ -155,24 +160,39 @@ pub fn open_load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
         open.maps.proc_counts.set_max_entries(1)?;
         open.maps.proc_comms.set_max_entries(1)?;
     }
+    // Each way is an entry/exit pair of programs; only the chosen pair is loaded.
     let p = &mut open.progs;
-    let enabled = |h, s| way.hook == h && way.store == s;
-    p.hist_enter_btf_task
-        .set_autoload(enabled(Hook::TpBtf, Store::TaskStorage));
-    p.hist_exit_btf_task
-        .set_autoload(enabled(Hook::TpBtf, Store::TaskStorage));
-    p.hist_enter_btf_hash
-        .set_autoload(enabled(Hook::TpBtf, Store::Hash));
-    p.hist_exit_btf_hash
-        .set_autoload(enabled(Hook::TpBtf, Store::Hash));
-    p.hist_enter_raw
-        .set_autoload(enabled(Hook::RawTp, Store::Hash));
-    p.hist_exit_raw
-        .set_autoload(enabled(Hook::RawTp, Store::Hash));
-    p.hist_enter_tp
-        .set_autoload(enabled(Hook::Tracepoint, Store::Hash));
-    p.hist_exit_tp
-        .set_autoload(enabled(Hook::Tracepoint, Store::Hash));
+    let pairs = [
+        (
+            Hook::TpBtf,
+            Store::TaskStorage,
+            &mut p.hist_enter_btf_task,
+            &mut p.hist_exit_btf_task,
+        ),
+        (
+            Hook::TpBtf,
+            Store::Hash,
+            &mut p.hist_enter_btf_hash,
+            &mut p.hist_exit_btf_hash,
+        ),
+        (
+            Hook::RawTp,
+            Store::Hash,
+            &mut p.hist_enter_raw,
+            &mut p.hist_exit_raw,
+        ),
+        (
+            Hook::Tracepoint,
+            Store::Hash,
+            &mut p.hist_enter_tp,
+            &mut p.hist_exit_tp,
+        ),
+    ];
+    for (hook, store, enter, exit) in pairs {
+        let chosen = way == Way { hook, store };
+        enter.set_autoload(chosen);
+        exit.set_autoload(chosen);
+    }
     p.hist_exec_comm.set_autoload(filter.count_processes);
     match way.store {
         Store::TaskStorage => {
@@ -259,7 +279,12 @@ fn comm_string(raw: &[std::ffi::c_char]) -> String {
 
 /// Loads the cheapest way this kernel accepts.
 pub fn load_best(filter: &Filter) -> Result<(Way, HistSkel<'static>)> {
-    attach::first_that_works(&ways(filter.max_threads.is_some()), |way| load(way, filter))
+    load_first(&ways(filter.max_threads.is_some()), filter)
+}
+
+/// Loads the first of `ways` this kernel accepts.
+pub fn load_first(ways: &[Way], filter: &Filter) -> Result<(Way, HistSkel<'static>)> {
+    attach::first_that_works(ways, |way| load(way, filter))
 }
 
 impl From<&types::hist> for Log2Hist {
@@ -388,7 +413,9 @@ pub fn run(args: HistArgs) -> Result<()> {
         max_threads: args.max_threads,
         count_processes: false,
     };
-    let (way, skel) = load_best(&filter)?;
+    let mut candidates = ways(filter.max_threads.is_some());
+    candidates.retain(|w| args.hook.is_none_or(|h| w.hook == h));
+    let (way, skel) = load_first(&candidates, &filter)?;
     let mut out = Output::new(c.json);
     let mut reader = Reader::new(&filter);
     let mut interval_no = 0u64;

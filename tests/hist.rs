@@ -63,6 +63,21 @@ fn exact_counts_for_a_command_and_other_processes_excluded() {
     assert!(s["duration_s"].as_f64().unwrap() > 0.0);
 }
 
+/// Every fallback hook counts exactly too (the host picks tp_btf; older or unusual
+/// kernels fall back to raw_tp or the classic tracepoint).
+#[test]
+fn every_hook_counts_exactly() {
+    let cmd = format!("{} --wait syscalls 400 300", workload());
+    for hook in ["tp_btf", "raw_tp", "tracepoint"] {
+        let (recs, code, _) = trace_to_end(&["hist", "--json", "--hook", hook, "-c", &cmd]);
+        assert_eq!(code, 0);
+        assert_eq!(summary(&recs)["hook"], hook);
+        assert_eq!(total(&recs, "getppid"), 400, "{hook}: {recs:?}");
+        assert_eq!(total(&recs, "read"), 300, "{hook}: {recs:?}");
+        check_buckets(&recs);
+    }
+}
+
 #[test]
 fn syscall_filter_and_top() {
     let cmd = format!("{} --wait syscalls 300 200", workload());
