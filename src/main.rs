@@ -52,7 +52,7 @@ impl Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage(e));
     bpf_log::init(cli.command.verbose());
     let result = match cli.command {
         Command::Hist(a) => hist::run(a),
@@ -71,4 +71,32 @@ fn main() {
         eprintln!("btrace: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Help and version go out as clap prints them; a usage error is one line, like every
+/// other error, with the hint to `--help` folded into it.
+fn exit_on_usage(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("bad usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // clap's "tip: a similar ... exists" lines are the useful part of a typo.
+    let tips: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+        .collect();
+    if tips.is_empty() {
+        eprintln!("btrace: {first} (see btrace --help)");
+    } else {
+        eprintln!("btrace: {first}; {}", tips.join("; "));
+    }
+    std::process::exit(2);
 }

@@ -180,6 +180,10 @@ impl Session {
             if self.target_exited() {
                 break End::TargetExited;
             }
+            if crate::system::stdout_reader_gone() {
+                // Same ending as a failed write to a closed pipe: quiet, exit 0.
+                return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());
+            }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 break End::DurationElapsed;

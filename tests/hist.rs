@@ -198,6 +198,38 @@ fn closed_stdout_ends_quietly() {
     );
 }
 
+/// A trace that has nothing to write yet (no interval, no -d) still notices that its
+/// reader has gone, instead of running until someone kills it.
+#[test]
+fn reader_gone_before_any_output_ends_quietly() {
+    let mut child = Command::new(btrace_bin())
+        .args(["hist"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("btrace kept running with nobody reading its output");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "exit {status:?}, stderr {err}");
+    assert_eq!(
+        err.lines().filter(|l| !l.starts_with("Tracing")).count(),
+        0,
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_input_gives_one_clear_line() {
     let e = one_line_error(&btrace(&["hist", "--syscalls", "getpid,opnat", "-d", "1"]));
@@ -205,6 +237,9 @@ fn bad_input_gives_one_clear_line() {
         e.contains("unknown syscall 'opnat'") && e.contains("openat"),
         "{e}"
     );
+
+    let e = one_line_error(&btrace(&["hist", "-p", "abc", "-d", "1"]));
+    assert!(e.contains("'abc'") && e.contains("--pid"), "{e}");
 
     let e = one_line_error(&btrace(&["hist", "-p", "999999999", "-d", "1"]));
     assert!(e.contains("no process with pid 999999999"), "{e}");
