@@ -23,8 +23,19 @@ use skel::{types, HistSkelBuilder};
 
 /// Must match MAX_SYSCALLS in btrace.h.
 pub const MAX_SYSCALLS: u32 = 512;
-/// Default bound of the per-thread hash store: threads in a syscall at the same moment.
-const DEFAULT_MAX_THREADS: u32 = 32768;
+/// Least default bound of the per-thread hash store (threads that make traced syscalls,
+/// alive at once); a busier machine gets twice its current thread count.
+const MIN_DEFAULT_MAX_THREADS: u32 = 32768;
+
+/// The hash store's default bound: room for every thread alive now, twice over.
+fn default_max_threads() -> u32 {
+    // /proc/loadavg's fourth field is "runnable/total" scheduling entities (threads).
+    let threads = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
+        .unwrap_or(0u32);
+    threads.saturating_mul(2).max(MIN_DEFAULT_MAX_THREADS)
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct HistArgs {
@@ -36,8 +47,9 @@ pub struct HistArgs {
     /// Show only the N busiest syscalls
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
-    /// Bound of the per-thread entry store (syscalls in flight at once); setting it
-    /// selects the bounded hash store instead of task storage
+    /// Bound of the per-thread entry store (threads making traced syscalls, alive at
+    /// once; default: twice the threads alive now, at least 32768); setting it selects
+    /// the bounded hash store instead of task storage
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_threads: Option<u32>,
     /// Only this hook (tests use it to exercise every fallback on one kernel)
@@ -193,6 +205,13 @@ pub fn open_load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
         enter.set_autoload(chosen);
         exit.set_autoload(chosen);
     }
+    // The hash store frees a thread's entry when the thread ends, on the hook family
+    // of the way (the classic tracepoint way must not depend on raw_tp).
+    let hash = way.store == Store::Hash;
+    p.hist_reap_raw
+        .set_autoload(hash && way.hook != Hook::Tracepoint);
+    p.hist_reap_tp
+        .set_autoload(hash && way.hook == Hook::Tracepoint);
     p.hist_exec_comm.set_autoload(filter.count_processes);
     match way.store {
         Store::TaskStorage => {
@@ -202,7 +221,7 @@ pub fn open_load(way: Way, filter: &Filter) -> Result<HistSkel<'static>> {
             open.maps.starts_task.set_autocreate(false)?;
             open.maps
                 .starts_hash
-                .set_max_entries(filter.max_threads.unwrap_or(DEFAULT_MAX_THREADS))?;
+                .set_max_entries(filter.max_threads.unwrap_or_else(default_max_threads))?;
         }
     }
     if way.hook == Hook::Tracepoint {
@@ -225,6 +244,16 @@ pub fn set_live_tgid(skel: &mut HistSkel, tgid: u32) {
 pub fn set_epoch(skel: &mut HistSkel, now_ns: u64) {
     if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
         bss.epoch_ns = now_ns;
+    }
+}
+
+/// Empties the per-thread hash store. For re-attaching after a detach: threads that
+/// ended meanwhile were not reaped, and every entry left is stale anyway.
+pub fn clear_thread_store(skel: &HistSkel) {
+    let map = &skel.maps.starts_hash;
+    let keys: Vec<Vec<u8>> = map.keys().collect();
+    for k in keys {
+        let _ = map.delete(&k);
     }
 }
 

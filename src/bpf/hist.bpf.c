@@ -40,7 +40,10 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
-/* Bounded per-thread store; user space sets max_entries (--max-threads). */
+/* Bounded per-thread store; user space sets max_entries (--max-threads). A thread's
+ * entry is made at its first traced syscall, rewritten in place at every later one,
+ * marked idle (ts_ns 0) at exit, and removed when the thread ends (hist_reap_*): an
+ * update and a delete per syscall would cost about twice as much. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -78,6 +81,11 @@ DECLARE_LOSSES()
 /* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
+/* ... and these return twice: in the child, with 0, an exit whose entry was the parent's. */
+#define NR_CLONE 56
+#define NR_FORK 57
+#define NR_VFORK 58
+#define NR_CLONE3 435
 
 /* The load-time filter: checked on entry and exit (dead code when off). */
 static __always_inline bool wanted_process(void)
@@ -145,9 +153,13 @@ static __always_inline void record(__u32 nr, __u64 start_ns)
 		count_process();
 }
 
-/* An exit with nothing stored counts as no_entry, unless filters excluded its entry. */
-static __always_inline void missing_entry(long nr)
+/* An exit with nothing stored counts as no_entry, unless filters excluded its entry or
+ * it is a new task's return from clone/fork (nothing was lost: the parent's entry and
+ * exit are recorded). */
+static __always_inline void missing_entry(long nr, long ret)
 {
+	if (ret == 0 && (nr == NR_CLONE || nr == NR_FORK || nr == NR_VFORK || nr == NR_CLONE3))
+		return;
 	if (wanted_now() && wanted_syscall(nr))
 		count_loss(LOSS_NO_ENTRY);
 }
@@ -156,21 +168,28 @@ static __always_inline void missing_entry(long nr)
 
 static __always_inline void enter_hash(long nr)
 {
-	struct syscall_start s = {};
+	struct syscall_start *e, s = {};
 	__u32 tid;
 
 	if (!wanted_process() || !wanted_now() || !wanted_syscall(nr) || nr == NR_EXIT ||
 	    nr == NR_EXIT_GROUP)
 		return;
 	tid = (__u32)bpf_get_current_pid_tgid();
+	/* Only this thread writes its entry, so an in-place write races with nothing. */
+	e = bpf_map_lookup_elem(&starts_hash, &tid);
+	if (e) {
+		e->nr = nr;
+		e->ts_ns = bpf_ktime_get_ns();
+		return;
+	}
 	s.ts_ns = bpf_ktime_get_ns();
 	s.nr = nr;
-	if (bpf_map_update_elem(&starts_hash, &tid, &s, BPF_ANY))
+	if (bpf_map_update_elem(&starts_hash, &tid, &s, BPF_NOEXIST))
 		count_loss(LOSS_MAP_FULL);
 }
 
-/* nr_at_exit is only evaluated when syscall filters are on (for no_entry accounting). */
-#define EXIT_HASH(nr_at_exit)                                        \
+/* nr_at_exit and ret are only evaluated when no entry is found (no_entry accounting). */
+#define EXIT_HASH(nr_at_exit, ret)                                   \
 	do {                                                             \
 		struct syscall_start *s;                                     \
 		__u32 tid;                                                   \
@@ -178,15 +197,38 @@ static __always_inline void enter_hash(long nr)
 			return 0;                                                \
 		tid = (__u32)bpf_get_current_pid_tgid();                     \
 		s = bpf_map_lookup_elem(&starts_hash, &tid);                 \
-		if (!s || s->ts_ns < epoch_ns) {                             \
+		if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {                \
 			if (s)                                                   \
-				bpf_map_delete_elem(&starts_hash, &tid);             \
-			missing_entry(filter_syscalls ? (nr_at_exit) : 0);       \
+				s->ts_ns = 0;                                        \
+			missing_entry(nr_at_exit, ret);                          \
 			return 0;                                                \
 		}                                                            \
 		record(s->nr, s->ts_ns);                                     \
-		bpf_map_delete_elem(&starts_hash, &tid);                     \
+		s->ts_ns = 0;                                                \
 	} while (0)
+
+/* A thread that ends frees its entry (a no-op for threads that never made a traced
+ * syscall). Runs in the exiting thread, also when it died inside a syscall. */
+static __always_inline void reap_hash(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	bpf_map_delete_elem(&starts_hash, &tid);
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(hist_reap_raw)
+{
+	reap_hash();
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int hist_reap_tp(void *ctx)
+{
+	reap_hash();
+	return 0;
+}
 
 /* ---- store: task storage ---- */
 
@@ -224,7 +266,7 @@ int BPF_PROG(hist_exit_btf_task, struct pt_regs *regs, long ret)
 		return 0;
 	s = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0, 0);
 	if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {
-		missing_entry(filter_syscalls ? regs->orig_ax : 0);
+		missing_entry(regs->orig_ax, ret);
 		return 0;
 	}
 	record(s->nr, s->ts_ns);
@@ -242,7 +284,7 @@ int BPF_PROG(hist_enter_btf_hash, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(hist_exit_btf_hash, struct pt_regs *regs, long ret)
 {
-	EXIT_HASH(regs->orig_ax);
+	EXIT_HASH(regs->orig_ax, ret);
 	return 0;
 }
 
@@ -258,7 +300,7 @@ int BPF_PROG(hist_enter_raw, struct pt_regs *regs, long id)
 SEC("raw_tp/sys_exit")
 int BPF_PROG(hist_exit_raw, struct pt_regs *regs, long ret)
 {
-	EXIT_HASH(BPF_CORE_READ(regs, orig_ax));
+	EXIT_HASH(BPF_CORE_READ(regs, orig_ax), ret);
 	return 0;
 }
 
@@ -274,7 +316,7 @@ int hist_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/raw_syscalls/sys_exit")
 int hist_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	EXIT_HASH(ctx->id);
+	EXIT_HASH(ctx->id, ctx->ret);
 	return 0;
 }
 

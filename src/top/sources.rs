@@ -226,7 +226,10 @@ impl Sources {
         }
         let now = crate::system::monotonic_ns();
         match id {
-            GroupId::Syscalls => hist::set_epoch(&mut self.hist, now),
+            GroupId::Syscalls => {
+                hist::set_epoch(&mut self.hist, now);
+                hist::clear_thread_store(&self.hist);
+            }
             GroupId::Tcp => {
                 if let Some(t) = self.tcp.as_mut() {
                     t.conns.forget_open();

@@ -9,6 +9,8 @@
  *   workload syscalls N M         N getppid and M read(2) of 1 byte from /dev/zero
  *   workload block T MS           T threads, each blocked MS ms in one nanosleep
  *   workload spread N             one thread per CPU, pinned, N getppid in total
+ *   workload threads T N          T threads one after another (each joined before the
+ *                                 next starts), each making N getppid
  *   workload open DIR K           open (create) K files DIR/btrace-K-<pid>-<i>, close each
  *   workload loop N               N getppid in a tight loop; prints the ns per call
  *   workload pace RATE SECS       RATE getppid per second (in 10 ms slices) for SECS seconds
@@ -83,6 +85,25 @@ static int do_block(long threads, long ms)
 		pthread_create(&t[i], NULL, blocker, NULL);
 	for (long i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
+	return 0;
+}
+
+static void *getppid_n(void *n)
+{
+	for (long i = 0; i < (long)n; i++)
+		syscall(SYS_getppid);
+	return NULL;
+}
+
+static int do_threads(long threads, long n)
+{
+	for (long i = 0; i < threads; i++) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, getppid_n, (void *)n))
+			return 1;
+		pthread_join(t, NULL);
+	}
 	return 0;
 }
 
@@ -390,6 +411,8 @@ int main(int argc, char **argv)
 		return do_syscalls(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "block") && argc == 4)
 		return do_block(arg(argv, 2), arg(argv, 3));
+	if (!strcmp(cmd, "threads") && argc == 4)
+		return do_threads(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "spread") && argc == 3)
 		return do_spread(arg(argv, 2));
 	if (!strcmp(cmd, "loop") && argc == 3)
@@ -405,7 +428,7 @@ int main(int argc, char **argv)
 		return do_tcp_many(argv[2], arg(argv, 3), arg(argv, 4));
 	if (!strcmp(cmd, "pace") && argc == 4)
 		return do_pace(arg(argv, 2), arg(argv, 3));
-	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | open DIR K | loop N"
+	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | pace RATE SECS\n");
 	return 2;

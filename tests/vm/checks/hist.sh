@@ -26,3 +26,23 @@ hist_every_hook() {
     detail "exact via$ways"
 }
 register hist_every_hook 150
+
+# The bounded store frees a thread's entry when the thread ends (sched_process_exit):
+# 300 threads one after another fit a store of 8; new threads' clone returns are not
+# counted as missing entries.
+hist_threads_reaped() {
+    ways=""
+    for hook in tp_btf raw_tp tracepoint; do
+        run /tmp/thr.json /tmp/thr.err "$BTRACE" hist --json --max-threads 8 --hook $hook \
+            -c "$WORKLOAD threads 300 10" ||
+            fail "[$hook] btrace hist exited $?: $(head -n1 /tmp/thr.err)"
+        g=$(json_get /tmp/thr.json '"syscall":"getppid"' total)
+        full=$(json_get /tmp/thr.json '"type":"summary"' map_full)
+        missing=$(json_get /tmp/thr.json '"type":"summary"' no_entry)
+        [ "$g" = 3000 ] && [ "$full" = 0 ] && [ "${missing:-9}" -le 1 ] ||
+            fail "[$hook] getppid=${g:-none} map_full=${full:-none} no_entry=${missing:-none}, want 3000, 0, <=1"
+        ways="$ways $hook"
+    done
+    detail "3000 getppid from 300 threads, store of 8, via$ways"
+}
+register hist_threads_reaped 150
