@@ -410,8 +410,9 @@ fn print_hists(out: &mut Output, hists: &[(u32, Log2Hist)], top: Option<usize>) 
             }))?;
         } else {
             out.line(&format!(
-                "@{name}: {} calls, avg {}, total {}   (latency, us)",
+                "@{name}: {} call{}, avg {}, total {}   (buckets: latency in us)",
                 h.count,
+                if h.count == 1 { "" } else { "s" },
                 fmt_ns(h.avg_ns().unwrap_or(0.0)),
                 fmt_ns(h.sum_ns as f64)
             ))?;
