@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::OpenProgramMut;
+use libbpf_rs::{Link, OpenProgramMut};
 
 use crate::attach;
 use crate::btf_args;
@@ -84,30 +84,41 @@ fn describe(e: anyhow::Error) -> String {
     format!("{e:#}")
 }
 
+/// Loads `prog` alone (after `setup`), attaches it with `attach`, and detaches again.
+fn load_and_attach(
+    prog: &str,
+    setup: impl FnMut(&mut OpenProgramMut<'_>) -> Result<()>,
+    attach: impl FnOnce(&FeaturesSkel<'static>) -> libbpf_rs::Result<Link>,
+) -> Result<()> {
+    let skel = load_only(prog, setup).context("loading")?;
+    // Attached is the answer; dropping the link detaches at once.
+    drop(attach(&skel).context("attaching")?);
+    Ok(())
+}
+
+/// The probe's answer for an attach test on the kernel function `target`.
+fn on_target(target: &str, result: Result<()>) -> Probe {
+    match result {
+        Ok(()) => Probe::yes(format!("attached to {target}")),
+        Err(e) => Probe::no(format!("test on {target}: {}", describe(e))),
+    }
+}
+
 /// fentry: load and attach a real fentry program (the answer cannot be read from the
 /// version: sandboxes and kernels without ftrace direct calls refuse it).
 pub fn fentry() -> Probe {
     let Some(target) = probe_target() else {
         return Probe::no("no known function to test-attach to in the kernel's BTF");
     };
-    let result = load_only("probe_fentry", |p| {
-        p.set_attach_target(0, Some(target.to_string()))
-            .context("setting the fentry target")
-    })
-    .context("loading")
-    .and_then(|skel| {
-        let link = skel
-            .progs
-            .probe_fentry
-            .attach_trace()
-            .context("attaching")?;
-        drop(link);
-        Ok(())
-    });
-    match result {
-        Ok(()) => Probe::yes(format!("attached to {target}")),
-        Err(e) => Probe::no(format!("test on {target}: {}", describe(e))),
-    }
+    let result = load_and_attach(
+        "probe_fentry",
+        |p| {
+            p.set_attach_target(0, Some(target.to_string()))
+                .context("setting the fentry target")
+        },
+        |skel| skel.progs.probe_fentry.attach_trace(),
+    );
+    on_target(target, result)
 }
 
 /// kprobes: present, and a real kprobe attaches.
@@ -120,35 +131,21 @@ pub fn kprobe() -> Probe {
     let Some(target) = probe_target() else {
         return Probe::no("no known function to test-attach to");
     };
-    let result = load_only("probe_kprobe", |_| Ok(()))
-        .context("loading")
-        .and_then(|skel| {
-            let link = skel
-                .progs
-                .probe_kprobe
-                .attach_kprobe(false, target)
-                .context("attaching")?;
-            drop(link);
-            Ok(())
-        });
-    match result {
-        Ok(()) => Probe::yes(format!("attached to {target}")),
-        Err(e) => Probe::no(format!("test on {target}: {}", describe(e))),
-    }
+    let result = load_and_attach(
+        "probe_kprobe",
+        |_| Ok(()),
+        |skel| skel.progs.probe_kprobe.attach_kprobe(false, target),
+    );
+    on_target(target, result)
 }
 
 /// tp_btf: a BTF-typed tracepoint program on sys_enter loads and attaches.
 pub fn tp_btf() -> Probe {
-    let result = load_only("probe_tp_btf", |_| Ok(())).and_then(|skel| {
-        let link = skel
-            .progs
-            .probe_tp_btf
-            .attach()
-            .context("attaching tp_btf")?;
-        drop(link);
-        Ok(())
-    });
-    match result {
+    match load_and_attach(
+        "probe_tp_btf",
+        |_| Ok(()),
+        |skel| skel.progs.probe_tp_btf.attach(),
+    ) {
         Ok(()) => Probe::yes("tp_btf/sys_enter attached"),
         Err(e) => Probe::no(describe(e)),
     }

@@ -164,7 +164,32 @@ static __always_inline void missing_entry(long nr, long ret)
 		count_loss(LOSS_NO_ENTRY);
 }
 
+/* The exit half, whatever the store: `stored` finds this thread's entry (NULL when
+ * none); a completed entry is marked idle (ts_ns 0). A macro so that nr_at_exit and ret
+ * are only evaluated when no entry is found, off the fast path. */
+#define EXIT_WITH(stored, nr_at_exit, ret)                           \
+	do {                                                             \
+		struct syscall_start *s;                                     \
+		if (!wanted_process())                                       \
+			return 0;                                                \
+		s = (stored);                                                \
+		if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {                \
+			missing_entry(nr_at_exit, ret);                          \
+			return 0;                                                \
+		}                                                            \
+		record(s->nr, s->ts_ns);                                     \
+		s->ts_ns = 0;                                                \
+	} while (0)
+
 /* ---- store: bounded hash keyed by thread id ---- */
+
+/* This thread's entry, NULL when it has none. */
+static __always_inline struct syscall_start *stored_hash(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	return bpf_map_lookup_elem(&starts_hash, &tid);
+}
 
 static __always_inline void enter_hash(long nr)
 {
@@ -174,38 +199,19 @@ static __always_inline void enter_hash(long nr)
 	if (!wanted_process() || !wanted_now() || !wanted_syscall(nr) || nr == NR_EXIT ||
 	    nr == NR_EXIT_GROUP)
 		return;
-	tid = (__u32)bpf_get_current_pid_tgid();
 	/* Only this thread writes its entry, so an in-place write races with nothing. */
-	e = bpf_map_lookup_elem(&starts_hash, &tid);
+	e = stored_hash();
 	if (e) {
 		e->nr = nr;
 		e->ts_ns = bpf_ktime_get_ns();
 		return;
 	}
+	tid = (__u32)bpf_get_current_pid_tgid();
 	s.ts_ns = bpf_ktime_get_ns();
 	s.nr = nr;
 	if (bpf_map_update_elem(&starts_hash, &tid, &s, BPF_NOEXIST))
 		count_loss(LOSS_MAP_FULL);
 }
-
-/* nr_at_exit and ret are only evaluated when no entry is found (no_entry accounting). */
-#define EXIT_HASH(nr_at_exit, ret)                                   \
-	do {                                                             \
-		struct syscall_start *s;                                     \
-		__u32 tid;                                                   \
-		if (!wanted_process())                                       \
-			return 0;                                                \
-		tid = (__u32)bpf_get_current_pid_tgid();                     \
-		s = bpf_map_lookup_elem(&starts_hash, &tid);                 \
-		if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {                \
-			if (s)                                                   \
-				s->ts_ns = 0;                                        \
-			missing_entry(nr_at_exit, ret);                          \
-			return 0;                                                \
-		}                                                            \
-		record(s->nr, s->ts_ns);                                     \
-		s->ts_ns = 0;                                                \
-	} while (0)
 
 /* A thread that ends frees its entry (a no-op for threads that never made a traced
  * syscall). Runs in the exiting thread, also when it died inside a syscall. */
@@ -260,17 +266,8 @@ int BPF_PROG(hist_enter_btf_task, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(hist_exit_btf_task, struct pt_regs *regs, long ret)
 {
-	struct syscall_start *s;
-
-	if (!wanted_process())
-		return 0;
-	s = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0, 0);
-	if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {
-		missing_entry(regs->orig_ax, ret);
-		return 0;
-	}
-	record(s->nr, s->ts_ns);
-	s->ts_ns = 0;
+	EXIT_WITH(bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0, 0),
+		  regs->orig_ax, ret);
 	return 0;
 }
 
@@ -284,7 +281,7 @@ int BPF_PROG(hist_enter_btf_hash, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(hist_exit_btf_hash, struct pt_regs *regs, long ret)
 {
-	EXIT_HASH(regs->orig_ax, ret);
+	EXIT_WITH(stored_hash(), regs->orig_ax, ret);
 	return 0;
 }
 
@@ -300,7 +297,7 @@ int BPF_PROG(hist_enter_raw, struct pt_regs *regs, long id)
 SEC("raw_tp/sys_exit")
 int BPF_PROG(hist_exit_raw, struct pt_regs *regs, long ret)
 {
-	EXIT_HASH(BPF_CORE_READ(regs, orig_ax), ret);
+	EXIT_WITH(stored_hash(), BPF_CORE_READ(regs, orig_ax), ret);
 	return 0;
 }
 
@@ -316,7 +313,7 @@ int hist_enter_tp(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/raw_syscalls/sys_exit")
 int hist_exit_tp(struct trace_event_raw_sys_exit *ctx)
 {
-	EXIT_HASH(ctx->id, ctx->ret);
+	EXIT_WITH(stored_hash(), ctx->id, ctx->ret);
 	return 0;
 }
 
