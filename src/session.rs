@@ -173,18 +173,23 @@ impl Session {
         const TICK: Duration = Duration::from_millis(100);
         let mut next_interval = self.interval.map(|i| self.started + i);
         let deadline = self.duration.map(|d| self.started + d);
+        // The checks that cost a syscall run once a tick, not once per batch of events.
+        let mut next_check = self.started;
         let end = loop {
             if stop_requested() {
                 break End::Interrupted;
             }
-            if self.target_exited() {
-                break End::TargetExited;
-            }
-            if crate::system::stdout_reader_gone() {
-                // Same ending as a failed write to a closed pipe: quiet, exit 0.
-                return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());
-            }
             let now = Instant::now();
+            if now >= next_check {
+                if self.target_exited() {
+                    break End::TargetExited;
+                }
+                if crate::system::stdout_reader_gone() {
+                    // Same ending as a failed write to a closed pipe: quiet, exit 0.
+                    return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());
+                }
+                next_check = now + TICK;
+            }
             if deadline.is_some_and(|d| now >= d) {
                 break End::DurationElapsed;
             }
