@@ -1,4 +1,8 @@
-//! Compiles every `src/bpf/*.bpf.c` into a libbpf skeleton (`$OUT_DIR/<name>.skel.rs`).
+//! Compiles every `*.bpf.c` under `src/` into a libbpf skeleton (`$OUT_DIR/<name>.skel.rs`):
+//! the tracers' programs (`src/tracers/NAME/NAME.bpf.c`), the apps' and core's own. Each is
+//! compiled with the shared kernel-side headers (`src/bpf/include`), `vmlinux.h`
+//! (`src/bpf`, per architecture) and its own folder (a tracer's header beside it).
+//! File stems name the skeletons, so they must be unique.
 //!
 //! clang is found through `$CLANG`, else the newest `clang`/`clang-NN` on PATH. The BPF
 //! objects are CO-RE: they are relocated against the running kernel's BTF at load time,
@@ -53,6 +57,35 @@ fn find_clang() -> Result<PathBuf, String> {
     })
 }
 
+/// Every `*.bpf.c` below `dir`, sorted, with every directory seen (for rerun-if-changed).
+fn find_sources(dir: &Path, sources: &mut Vec<PathBuf>, dirs: &mut Vec<PathBuf>) {
+    dirs.push(dir.to_path_buf());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            find_sources(&p, sources, dirs);
+        } else if p.to_string_lossy().ends_with(".bpf.c") {
+            sources.push(p);
+        }
+    }
+}
+
+/// The architecture as libbpf's headers name it (`__TARGET_ARCH_<name>`).
+fn target_arch() -> &'static str {
+    match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => "x86",
+        Ok("aarch64") => "arm64",
+        Ok(other) => {
+            eprintln!("error: btrace has no BPF build for target architecture {other}");
+            std::process::exit(1);
+        }
+        Err(_) => "x86",
+    }
+}
+
 fn main() {
     let clang = match find_clang() {
         Ok(c) => c,
@@ -62,25 +95,42 @@ fn main() {
         }
     };
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR set by cargo"));
-    let bpf_dir = Path::new("src/bpf");
     println!("cargo:rerun-if-env-changed=CLANG");
-    println!("cargo:rerun-if-changed={}", bpf_dir.display());
 
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(bpf_dir)
-        .expect("src/bpf exists")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
-        .collect();
+    let mut sources = Vec::new();
+    let mut dirs = Vec::new();
+    find_sources(Path::new("src"), &mut sources, &mut dirs);
     sources.sort();
+    // A new or removed file changes its directory's mtime; headers are watched one by one.
+    for d in &dirs {
+        println!("cargo:rerun-if-changed={}", d.display());
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "h" || x == "c") {
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
+        }
+    }
 
+    let arch_define = format!("-D__TARGET_ARCH_{}", target_arch());
+    let mut stems = std::collections::BTreeSet::new();
     for src in sources {
-        println!("cargo:rerun-if-changed={}", src.display());
         let stem = src
             .file_name()
             .and_then(OsStr::to_str)
             .and_then(|n| n.strip_suffix(".bpf.c"))
             .expect("name.bpf.c");
+        if !stems.insert(stem.to_string()) {
+            eprintln!(
+                "error: two BPF sources are named {stem}.bpf.c; skeleton names must be unique"
+            );
+            std::process::exit(1);
+        }
+        let own_dir = src
+            .parent()
+            .expect("a file has a folder")
+            .to_string_lossy()
+            .into_owned();
         let skel = out.join(format!("{stem}.skel.rs"));
         let obj = out.join(format!("{stem}.bpf.o"));
         if let Err(e) = SkeletonBuilder::new()
@@ -89,12 +139,16 @@ fn main() {
             .clang(&clang)
             .clang_args([
                 "-I",
+                "src/bpf/include",
+                "-I",
                 "src/bpf",
+                "-I",
+                own_dir.as_str(),
                 "-Wall",
                 "-Wno-unused-function",
                 "-O2",
                 "-g",
-                "-D__TARGET_ARCH_x86",
+                arch_define.as_str(),
             ])
             .build_and_generate(&skel)
         {
@@ -106,5 +160,4 @@ fn main() {
             std::process::exit(1);
         }
     }
-    println!("cargo:rerun-if-changed=src/bpf/vmlinux.h");
 }

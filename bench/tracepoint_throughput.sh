@@ -36,7 +36,7 @@ run_btrace() {
     n=$(calls_for "$1")
     WORKLOAD_TIME_FILE=$TMP/bt.time "$BTRACE" tracepoint --json "$TP" -c "$WORKLOAD rate $n $1" >"$TMP/bt.json" 2>"$TMP/bt.err"
     ev=$(grep -c '"type":"event"' "$TMP/bt.json" || true)
-    lost=$(grep '"type":"summary"' "$TMP/bt.json" | sed 's/.*"lost":\([0-9]*\).*/\1/')
+    lost=$(grep '"type":"summary"' "$TMP/bt.json" | sed 's/.*"lost":{"ringbuf":\([0-9]*\).*/\1/')
     echo "$ev ${lost:-?} $(cat "$TMP/bt.time")"
 }
 

@@ -1,29 +1,16 @@
-//! btrace as a library: the tracers and the shared pieces, used by the `btrace` binary,
-//! by the dashboard, and by integration tests that drive a tracer in-process.
+//! btrace as a library: the tracers and the shared pieces, used by the `btrace` binary
+//! (src/main.rs, the only place that knows the commands) and by integration tests that
+//! drive a tracer in-process.
+//!
+//! - `core`: the run session, attaching, output, streaming, per-CPU reads, losses, checks;
+//! - `model`: histograms, tasks, TCP, address ranges, units;
+//! - `resolve`: BTF prototypes, tracepoint formats, syscall names;
+//! - `tracers`: one folder per tracer, and the registry the apps walk;
+//! - `apps`: programs built from several tracers (the dashboard, doctor, verifier).
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod attach;
-pub mod bpf_log;
-pub mod btf_args;
-pub mod cidr;
-pub mod doctor;
-pub mod events;
-pub mod features;
-pub mod floor;
-pub mod hist;
-pub mod histogram;
-pub mod kprobe;
-pub mod output;
-pub mod percpu;
-pub mod sched;
-pub mod session;
-pub mod stream_out;
-pub mod syscall_names;
-pub mod system;
-pub mod task_filter;
-pub mod tcp;
-pub mod tcp_event;
-pub mod tcp_filter;
-pub mod top;
-pub mod tracefs_format;
-pub mod tracepoint;
-pub mod verifier;
+pub mod apps;
+pub mod core;
+pub mod model;
+pub mod resolve;
+pub mod tracers;

@@ -1,6 +1,12 @@
-//! btrace: eBPF tracing for Linux. This file is the command line and nothing else.
+//! btrace: eBPF tracing for Linux. This file is the command line and nothing else: it is
+//! the only module that knows the commands.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-use btrace::{bpf_log, doctor, floor, hist, kprobe, output, tcp, top, tracepoint, verifier};
+#[cfg(feature = "testing")]
+use btrace::apps::floor;
+use btrace::apps::{doctor, top, verifier};
+use btrace::core::{bpf_log, output};
+use btrace::tracers::{hist, kprobe, tcp, tracepoint};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -17,20 +23,21 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
-    Hist(hist::HistArgs),
+    Hist(hist::command::HistArgs),
     /// Every call of a kernel function (fentry or kprobe), arguments typed from BTF
-    Kprobe(kprobe::KprobeArgs),
+    Kprobe(kprobe::command::KprobeArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
-    Tracepoint(tracepoint::TracepointArgs),
+    Tracepoint(tracepoint::command::TracepointArgs),
     /// What this kernel allows (probed for real) and which commands will work here
     Doctor(doctor::DoctorArgs),
     /// Load deliberately wrong programs: the verifier's log, why, and the fixed variant
     Verifier(verifier::VerifierArgs),
-    /// Reference programs for `make bench` (the overhead floors)
+    /// Reference programs for `make bench` (the overhead floors; `testing` builds only)
+    #[cfg(feature = "testing")]
     #[command(hide = true)]
     Floor(floor::FloorArgs),
     /// TCP connection lifecycle: state transitions, or one line per connection (--life)
-    Tcp(tcp::TcpArgs),
+    Tcp(tcp::command::TcpArgs),
     /// Live dashboard: syscalls, top processes, run-queue latency, probe costs; keys
     /// switch probe groups off and on
     Top(top::TopArgs),
@@ -44,6 +51,7 @@ impl Command {
             Command::Kprobe(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
+            #[cfg(feature = "testing")]
             Command::Floor(a) => a.common.verbose,
             Command::Tcp(a) => a.common.verbose,
             Command::Top(a) => a.common.verbose,
@@ -55,13 +63,14 @@ fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage(e));
     bpf_log::init(cli.command.verbose());
     let result = match cli.command {
-        Command::Hist(a) => hist::run(a),
-        Command::Tracepoint(a) => tracepoint::run(a),
-        Command::Kprobe(a) => kprobe::run(a),
+        Command::Hist(a) => hist::command::run(a),
+        Command::Tracepoint(a) => tracepoint::command::run(a),
+        Command::Kprobe(a) => kprobe::command::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Verifier(a) => verifier::run(a),
+        #[cfg(feature = "testing")]
         Command::Floor(a) => floor::run(a),
-        Command::Tcp(a) => tcp::run(a),
+        Command::Tcp(a) => tcp::command::run(a),
         Command::Top(a) => top::run(a),
     };
     if let Err(e) = result {

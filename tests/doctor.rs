@@ -93,7 +93,7 @@ fn text_table() {
             "row {row} missing:\n{text}"
         );
     }
-    assert!(text.contains("kprobe --mode fentry"), "{text}");
+    assert!(text.contains("kprobe --hook fentry"), "{text}");
 }
 
 fn nix_release() -> String {

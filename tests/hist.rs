@@ -59,7 +59,7 @@ fn exact_counts_for_a_command_and_other_processes_excluded() {
     assert!(g["sum_ns"].as_u64().unwrap() > 0);
     assert_eq!(g["nr"], 110);
     let s = summary(&recs);
-    assert_eq!(s["dropped"]["map_full"], 0);
+    assert_eq!(s["lost"]["map_full"], 0);
     assert!(s["duration_s"].as_f64().unwrap() > 0.0);
 }
 
@@ -149,7 +149,7 @@ fn full_store_is_counted_not_fatal() {
     assert_eq!(code, 0);
     let s = summary(&recs);
     assert_eq!(s["store"], "hash");
-    let full = s["dropped"]["map_full"].as_u64().unwrap();
+    let full = s["lost"]["map_full"].as_u64().unwrap();
     let sleeps = total(&recs, "nanosleep");
     assert!(full > 0, "store of 4 must overflow: {s}");
     assert!(sleeps < 64, "not all 64 sleeps fit: {sleeps}");
@@ -177,13 +177,10 @@ fn ended_threads_free_their_store_entries() {
         assert_eq!(code, 0);
         let s = summary(&recs);
         assert_eq!(s["store"], "hash", "{s}");
-        assert_eq!(s["dropped"]["map_full"], 0, "[{hook}] {s}");
+        assert_eq!(s["lost"]["map_full"], 0, "[{hook}] {s}");
         // A new thread's return from clone is not a lost entry; only the -c gate's
         // read, in progress when tracing began, may be.
-        assert!(
-            s["dropped"]["no_entry"].as_u64().unwrap() <= 1,
-            "[{hook}] {s}"
-        );
+        assert!(s["lost"]["no_entry"].as_u64().unwrap() <= 1, "[{hook}] {s}");
         assert_eq!(total(&recs, "getppid"), 3000, "[{hook}]");
         check_buckets(&recs);
     }

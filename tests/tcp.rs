@@ -125,8 +125,8 @@ fn ipv4_loopback_connection_of_known_length_and_size() {
     assert_held(f(&server_end["duration_ms"]), 400.0);
 
     let s = summary(&recs);
-    assert_eq!(s["dropped"]["ringbuf"], 0);
-    assert_eq!(s["dropped"]["map_full"], 0);
+    assert_eq!(s["lost"]["ringbuf"], 0);
+    assert_eq!(s["lost"]["map_full"], 0);
     assert_eq!(s["transitions"], of_type(&recs, "tcp").len());
 }
 
@@ -264,7 +264,7 @@ fn many_short_connections_are_each_reported_or_counted() {
     assert_eq!(code, 0);
     let lives = of_type(&recs, "tcp_life");
     let s = summary(&recs);
-    let dropped = s["dropped"]["ringbuf"].as_u64().unwrap();
+    let dropped = s["lost"]["ringbuf"].as_u64().unwrap();
     eprintln!(
         "{N} connections in {secs:.2} s: {} reported, {dropped} dropped",
         lives.len()
@@ -272,7 +272,7 @@ fn many_short_connections_are_each_reported_or_counted() {
     // Two sockets per connection: the client and the accepted one.
     assert_eq!(lives.len() as u64 + dropped, 2 * N, "{s}");
     assert_eq!(s["connections"], lives.len());
-    assert_eq!(s["dropped"]["map_full"], 0);
+    assert_eq!(s["lost"]["map_full"], 0);
     for r in &lives {
         assert!(
             r["sport"] == port.parse::<u64>().unwrap()

@@ -6,20 +6,24 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use btrace::tcp::{self, Hook, TcpOptions};
-use btrace::tcp_event::TcpEvent;
-use btrace::tcp_filter::{FilterSpec, TcpFilter};
+use btrace::core::stream::EventStream;
+use btrace::model::tcp::TcpState;
+use btrace::tracers::tcp::event::TcpEvent;
+use btrace::tracers::tcp::filter::{FilterSpec, TcpFilter};
+use btrace::tracers::tcp::tracer::{self, Hook, TcpOptions};
 use common::net::{free_port, run_workload};
 
 /// Collects events until the listening socket on `port` closes (the workload's last
 /// transition), or a deadline passes.
 fn until_listener_closed(
-    stream: &btrace::events::EventStream<'_, TcpEvent>,
+    stream: &mut EventStream<TcpEvent>,
     events: &mut Vec<TcpEvent>,
     port: u16,
 ) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let done = |e: &TcpEvent| e.sport == port && e.oldstate == 10 && e.newstate == 7;
+    let done = |e: &TcpEvent| {
+        e.sport == port && e.oldstate == TcpState::LISTEN && e.newstate == TcpState::CLOSE
+    };
     while Instant::now() < deadline {
         let batch = stream.poll(Duration::from_millis(50)).unwrap();
         let finished = batch.iter().any(done);
@@ -49,15 +53,16 @@ fn runtime_port_change(hook: Hook) {
         ports: vec![p1],
         ..FilterSpec::default()
     };
-    let (skel, mut filter) = tcp::load(hook, &TcpOptions::default(), &spec).unwrap();
-    let stream = tcp::events(&skel).unwrap();
+    let (skel, mut filter) = tracer::open_load(hook, &TcpOptions::default(), &spec).unwrap();
+    let _links = tracer::attach(&skel).unwrap();
+    let mut stream = tracer::events(&skel).unwrap();
     let pair = |p: &str| run_workload(&["tcp-pair", "127.0.0.1", p, "0", "5", "5"]);
 
     // Before: only p1.
     let mut before = Vec::new();
     pair(&s2);
     pair(&s1);
-    until_listener_closed(&stream, &mut before, p1);
+    until_listener_closed(&mut stream, &mut before, p1);
     assert_eq!(on_port(&before, p1), TRANSITIONS_PER_PAIR, "{before:#?}");
     assert_eq!(on_port(&before, p2), 0, "{before:#?}");
 
@@ -67,7 +72,7 @@ fn runtime_port_change(hook: Hook) {
     let mut after = Vec::new();
     pair(&s1);
     pair(&s2);
-    until_listener_closed(&stream, &mut after, p2);
+    until_listener_closed(&mut stream, &mut after, p2);
     assert_eq!(on_port(&after, p2), TRANSITIONS_PER_PAIR, "{after:#?}");
     assert_eq!(on_port(&after, p1), 0, "{after:#?}");
 
@@ -76,7 +81,7 @@ fn runtime_port_change(hook: Hook) {
     let mut both = Vec::new();
     pair(&s1);
     pair(&s2);
-    until_listener_closed(&stream, &mut both, p2);
+    until_listener_closed(&mut stream, &mut both, p2);
     assert_eq!(on_port(&both, p1), TRANSITIONS_PER_PAIR);
     assert_eq!(on_port(&both, p2), TRANSITIONS_PER_PAIR);
 
@@ -84,13 +89,13 @@ fn runtime_port_change(hook: Hook) {
     other.clear().unwrap();
     let mut all = Vec::new();
     pair(&s1);
-    until_listener_closed(&stream, &mut all, p1);
+    until_listener_closed(&mut stream, &mut all, p1);
     assert_eq!(on_port(&all, p1), TRANSITIONS_PER_PAIR);
 
     // Closing bytes and owners come through this hook too.
     let end = both
         .iter()
-        .find(|e| e.dport == p1 && e.newstate == 7)
+        .find(|e| e.dport == p1 && e.newstate == TcpState::CLOSE)
         .expect("client's end");
     let end = end.end.as_ref().unwrap();
     assert_eq!((end.tx_bytes, end.rx_bytes), (5, 5));
@@ -115,13 +120,14 @@ fn address_and_pid_filters_change_while_running() {
         addrs: vec!["::1".parse().unwrap()],
         ..FilterSpec::default()
     };
-    let (_hook, skel, mut filter) = tcp::load_best(&TcpOptions::default(), &spec).unwrap();
-    let stream = tcp::events(&skel).unwrap();
+    let (_hook, skel, mut filter, _links) =
+        tracer::load_best(&TcpOptions::default(), &spec).unwrap();
+    let mut stream = tracer::events(&skel).unwrap();
 
     let mut v6_only = Vec::new();
     run_workload(&["tcp-pair", "127.0.0.1", &p, "0", "1", "1"]);
     run_workload(&["tcp-pair", "::1", &p, "0", "1", "1"]);
-    until_listener_closed(&stream, &mut v6_only, port);
+    until_listener_closed(&mut stream, &mut v6_only, port);
     assert!(!v6_only.is_empty());
     assert!(v6_only.iter().all(|e| e.daddr.is_ipv6()), "{v6_only:#?}");
 
@@ -129,7 +135,7 @@ fn address_and_pid_filters_change_while_running() {
     let mut v4_only = Vec::new();
     run_workload(&["tcp-pair", "::1", &p, "0", "1", "1"]);
     run_workload(&["tcp-pair", "127.0.0.1", &p, "0", "1", "1"]);
-    until_listener_closed(&stream, &mut v4_only, port);
+    until_listener_closed(&mut stream, &mut v4_only, port);
     assert_eq!(v4_only.len(), TRANSITIONS_PER_PAIR, "{v4_only:#?}");
     assert!(v4_only.iter().all(|e| e.daddr.is_ipv4()), "{v4_only:#?}");
 
@@ -146,14 +152,14 @@ fn address_and_pid_filters_change_while_running() {
         drop(client);
         assert_eq!(accepted.read(&mut [0u8; 1]).unwrap(), 0);
     }
-    until_listener_closed(&stream, &mut mine, port);
+    until_listener_closed(&mut stream, &mut mine, port);
     assert!(
         mine.iter().all(|e| e.pid == Some(std::process::id())),
         "{mine:#?}"
     );
     let seen = |old, new| {
         mine.iter()
-            .filter(|e| e.oldstate == old && e.newstate == new)
+            .filter(|e| e.oldstate == TcpState(old) && e.newstate == TcpState(new))
             .count()
     };
     // Client: connect and close in this process. Accepted socket: its handshake ran in

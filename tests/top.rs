@@ -109,7 +109,7 @@ fn json_snapshots_carry_exact_totals_of_a_command() {
     assert!(sys["avg_ns"].as_f64().unwrap() > 0.0);
     let s = summary(&recs);
     assert_eq!(s["end"], "TargetExited");
-    assert_eq!(s["dropped"]["syscalls"]["map_full"], 0);
+    assert_eq!(s["lost"]["syscalls"]["map_full"], 0);
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn run_queue_latency_counts_every_wakeup_of_the_process() {
     let snaps = of_type(&recs, "snapshot");
     let mut waits = 0;
     for s in &snaps {
-        let sched = &s["sched"];
+        let sched = &s["runq"];
         let b: u64 = sched["buckets"]
             .as_array()
             .unwrap()
@@ -168,10 +168,10 @@ fn run_queue_latency_counts_every_wakeup_of_the_process() {
         waits += sched["count"].as_u64().unwrap();
     }
     assert!(waits >= 64, "only {waits} run-queue waits: {recs:?}");
-    let sched = probe(snaps.last().unwrap(), "sched");
+    let sched = probe(snaps.last().unwrap(), "runq");
     assert_eq!(sched["attached"], true);
     assert!(sched["total_run_cnt"].as_u64().unwrap() >= 64);
-    assert_eq!(summary(&recs)["dropped"]["sched"]["map_full"], 0);
+    assert_eq!(summary(&recs)["lost"]["runq"]["map_full"], 0);
 }
 
 #[test]
@@ -453,14 +453,14 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
     assert_eq!(
         links.len(),
         7,
-        "3 syscall + 1 tcp + 3 sched links: {links:?}"
+        "3 syscall + 1 tcp + 3 runq links: {links:?}"
     );
     let listed = bpftool_links();
     assert!(
         links.iter().all(|l| listed.contains(l)),
         "bpftool lists {listed:?}"
     );
-    for (key, group, n) in [("1", "syscalls", 3), ("2", "tcp", 1), ("3", "sched", 3)] {
+    for (key, group, n) in [("1", "syscalls", 3), ("2", "tcp", 1), ("3", "runq", 3)] {
         let before = link_ids(pid);
         t.keys(&[key]);
         t.wait_for(5, "group off", |s| probe_state(s, group) == Some("off"));
@@ -483,7 +483,7 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
         t.keys(&["1", "2", "3"]);
     }
     t.wait_for(5, "groups on", |s| {
-        ["syscalls", "tcp", "sched"]
+        ["syscalls", "tcp", "runq"]
             .iter()
             .all(|g| probe_state(s, g) == Some("on"))
     });

@@ -10,14 +10,14 @@ kprobe_exact() {
     dir=/tmp/kp-$mode$ret
     rm -rf "$dir" && mkdir -p "$dir"
     out=/tmp/kp-$mode$ret.json
-    run "$out" /tmp/kp-$mode$ret.err "$BTRACE" kprobe --json --mode "$mode" $ret -c "$WORKLOAD open $dir $k" ||
-        fail "btrace kprobe --mode $mode $ret exited $?: $(head -n1 /tmp/kp-$mode$ret.err)"
+    run "$out" /tmp/kp-$mode$ret.err "$BTRACE" kprobe --json --hook "$mode" $ret -c "$WORKLOAD open $dir $k" ||
+        fail "btrace kprobe --hook $mode $ret exited $?: $(head -n1 /tmp/kp-$mode$ret.err)"
     n=$(grep -c '"type":"event"' "$out")
     [ "$n" = "$k" ] || fail "--mode $mode $ret: $n events, want $k"
     grep -q '"type":"summary"' "$out" || fail "no summary"
-    lost=$(json_get "$out" '"type":"summary"' lost)
-    [ "$lost" = 0 ] || fail "summary says lost=$lost"
-    used=$(json_get "$out" '"type":"summary"' mode)
+    lost=$(json_get "$out" '"type":"summary"' ringbuf)
+    [ "$lost" = 0 ] || fail "summary says lost.ringbuf=$lost"
+    used=$(json_get "$out" '"type":"summary"' hook)
     if [ "$mode" != auto ]; then
         [ "$used" = "$mode" ] || fail "asked --mode $mode, summary says $used"
     fi
@@ -30,8 +30,8 @@ kprobe_exact() {
         [ "$c" = 1 ] || fail "--mode $mode: $c events for $f (pid $pid), want 1"
         i=$((i + 1))
     done
-    [ "$(grep '"type":"event"' "$out" | grep -c "\"pid\":$pid,\"tid\":$pid,\"comm\":\"workload\",\"func\":\"do_sys_openat2\",\"mode\":\"$used\"")" = "$k" ] ||
-        fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=do_sys_openat2 mode=$used"
+    [ "$(grep '"type":"event"' "$out" | grep -c "\"pid\":$pid,\"tid\":$pid,\"comm\":\"workload\",\"func\":\"do_sys_openat2\",\"hook\":\"$used\"")" = "$k" ] ||
+        fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=do_sys_openat2 hook=$used"
     [ "$(grep '"type":"event"' "$out" | grep -c '"dfd":-100,')" = "$k" ] || fail "--mode $mode: dfd is not -100 (AT_FDCWD) in every event"
     if [ -n "$ret" ]; then
         # fds of a fresh process: non-negative, and each latency positive
@@ -73,7 +73,7 @@ kprobe_text() {
     head -n1 /tmp/kpt.out | grep -q '^TIME(s) *PID *TID *COMM *FUNCTION *ARGS' || fail "no header line"
     n=$(grep -c " do_sys_openat2 *dfd=-100 filename=\"$dir/btrace-3-[0-9]*-[0-2]\" how=0x[0-9a-f]* ret=[0-9][0-9]* lat=[0-9.]*[mun]*s$" /tmp/kpt.out)
     [ "$n" = 3 ] || fail "$n well-formed event lines, want 3"
-    grep -q "^Traced do_sys_openat2 via .*: 3 events, 0 lost" /tmp/kpt.out || fail "no summary line"
+    grep -q "^Traced do_sys_openat2 via .*: 3 events. Lost: 0 events" /tmp/kpt.out || fail "no summary line"
     detail "3 event lines and the summary"
 }
 register kprobe_text 60

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What every tracer shares with user space: limits, loss counter slots, the log2
+ * histogram and the header of streamed events.
+ *
+ * Constants are enums, not #defines, so that they reach the BTF of the objects: user space
+ * takes them (and the structs) from the generated skeletons (src/core/abi.rs), never from
+ * a copy. A tracer's own shared types live in its folder (src/tracers/NAME/NAME.h). */
+#ifndef BTRACE_ABI_H
+#define BTRACE_ABI_H
+
+enum btrace_limits {
+	/* Log2 latency histogram: bucket 0 = [0,1) us, bucket i = [2^(i-1), 2^i) us; the last
+	 * bucket also holds everything above it (>= 2^30 us, about 18 minutes). */
+	HIST_BUCKETS = 32,
+	/* Syscall numbers index per-syscall arrays; x86_64's stay below 512 (x32 and numbers
+	 * beyond the table are counted in the last slot, see SYSCALL_OTHER). */
+	MAX_SYSCALLS = 512,
+	/* A task's name: 15 characters and the NUL (TASK_COMM_LEN). */
+	COMM_LEN = 16,
+	/* Bytes kept of one string argument, NUL included; longer strings are cut. */
+	STR_LEN = 256,
+};
+
+/* Loss counters, one slot each in a tracer's per-CPU `losses` array.
+ * Nothing is dropped without being counted in one of these. */
+enum loss_kind {
+	LOSS_MAP_FULL = 0,  /* a bounded map had no room: the record was dropped */
+	LOSS_NO_ENTRY = 1,  /* an exit came without its entry (began before tracing, or dropped) */
+	LOSS_RINGBUF = 2,   /* ring buffer reserve failed: the event was dropped */
+	LOSS_KINDS = 4,
+};
+
+struct hist {
+	__u64 count;   /* exact number of samples */
+	__u64 sum_ns;  /* exact sum of the samples, nanoseconds */
+	__u64 buckets[HIST_BUCKETS];
+};
+
+/* Who and when, at the head of every streamed event. */
+struct task_hdr {
+	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u32 pid;     /* thread group id */
+	__u32 tid;
+	char comm[COMM_LEN];
+};
+
+#endif

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* CO-RE shims: one place for every kernel difference btrace bridges, each with the change
+ * that made it necessary. Reads go through bpf_core_field_exists and ___flavour structs,
+ * never through version checks. */
+#ifndef BTRACE_COMPAT_H
+#define BTRACE_COMPAT_H
+
+/* task_struct.state became __state (and unsigned int) in 5.14, commit 2f064a59a11f
+ * ("sched: Change task_struct::state"). */
+struct task_struct___pre514 {
+	volatile long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline long task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___pre514 *)t, state);
+}
+
+#endif

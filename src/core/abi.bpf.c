@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Never loaded: compiled only so that the types every tracer shares with user space
+ * (include/abi.h) reach a skeleton's BTF, from which src/core/abi.rs takes them. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "abi.h"
+#include "net.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile enum btrace_limits abi_limits = 0;
+const volatile enum loss_kind abi_loss_kind = 0;
+const volatile struct hist abi_hist = {};
+const volatile struct task_hdr abi_task_hdr = {};
+const volatile enum tcp_state_nr abi_tcp_state = 0;
+const volatile enum tcp_family abi_tcp_family = 0;

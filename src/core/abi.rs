@@ -1,0 +1,36 @@
+//! The types and constants every tracer shares with user space (src/bpf/include/abi.h),
+//! taken from the BTF of a skeleton compiled for that purpose (abi.bpf.c), never copied.
+//! A tracer's own types come from its own skeleton.
+
+#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/abi.skel.rs"));
+}
+pub use skel::types;
+
+/// Log2 histogram buckets (bucket 0 = [0,1) us, the last one open-ended).
+pub const HIST_BUCKETS: usize = types::btrace_limits::HIST_BUCKETS.0 as usize;
+/// Syscall numbers the per-syscall arrays index.
+pub const MAX_SYSCALLS: u32 = types::btrace_limits::MAX_SYSCALLS.0;
+/// A task's name with its NUL (TASK_COMM_LEN).
+pub const COMM_LEN: usize = types::btrace_limits::COMM_LEN.0 as usize;
+/// Bytes kept of one string argument, NUL included.
+pub const STR_LEN: usize = types::btrace_limits::STR_LEN.0 as usize;
+
+// SAFETY: plain C structs of integers and chars, as generated from the object's BTF: every
+// bit pattern is a valid value.
+unsafe impl plain::Plain for types::hist {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::task_hdr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_the_header() {
+        assert_eq!(types::hist::default().buckets.len(), HIST_BUCKETS);
+        assert_eq!(std::mem::size_of::<types::task_hdr>(), 16 + COMM_LEN);
+        assert_eq!(types::loss_kind::LOSS_RINGBUF.0, 2);
+    }
+}

@@ -1,0 +1,73 @@
+//! Choosing the cheapest hook the kernel accepts: try each way in order of cost, keep the
+//! first that loads and attaches. A failed attempt leaves nothing behind: its skeleton is
+//! dropped, which closes its programs, maps and links.
+
+use std::fmt::Display;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use anyhow::{anyhow, Context, Result};
+use libbpf_rs::{Link, Object};
+
+use crate::core::bpf_log;
+
+/// Runs `attempt` for each choice in order and returns the first success with its choice.
+/// When all fail, the error names every choice and why it failed (the first, cheapest
+/// choice's reason first).
+pub fn first_that_works<C, T>(
+    choices: &[C],
+    mut attempt: impl FnMut(C) -> Result<T>,
+) -> Result<(C, T)>
+where
+    C: Copy + Display,
+{
+    let mut reasons = Vec::new();
+    for &choice in choices {
+        match attempt(choice) {
+            Ok(v) => {
+                bpf_log::take();
+                return Ok((choice, v));
+            }
+            Err(e) => reasons.push(format!("{choice}: {}", describe(&e))),
+        }
+    }
+    Err(anyhow!("could not load or attach ({})", reasons.join("; ")))
+}
+
+/// One line for a load/attach error, with the most telling line of libbpf's log.
+pub fn describe(e: &anyhow::Error) -> String {
+    let log = bpf_log::take();
+    let hint = log
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with("processed"))
+        .map(|l| format!(" [{l}]"))
+        .unwrap_or_default();
+    format!("{e:#}{hint}")
+}
+
+/// Attaches every loaded program of `obj` (those left to autoload), in order. The links
+/// are the caller's: dropping them detaches the programs, which stay loaded and can be
+/// attached again by calling this once more. (A skeleton's own `attach()` must not be
+/// used for that: it keeps raw link pointers that would dangle after a detach.)
+pub fn attach_loaded(obj: &Object) -> Result<Vec<Link>> {
+    obj.progs_mut()
+        .filter(|p| p.autoload())
+        .map(|p| {
+            p.attach()
+                .with_context(|| format!("attaching {}", p.name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// The programs of `obj` that were loaded (those left to autoload).
+pub fn loaded_programs(obj: &Object) -> Vec<BorrowedFd<'_>> {
+    obj.progs()
+        .filter(|p| p.autoload())
+        .map(|p| {
+            // SAFETY: the descriptor belongs to the program, which lives as long as `obj`;
+            // the borrow handed out is bounded by `obj`'s.
+            unsafe { BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&p.as_fd())) }
+        })
+        .collect()
+}

@@ -1,0 +1,181 @@
+//! What this kernel really allows, found by trying: each probe loads (and where it matters
+//! attaches) a tiny program from features.bpf.c and reports success or the reason
+//! it failed. Used by `btrace doctor` and by commands that explain why they cannot run.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, OpenProgramMut};
+
+use crate::core::skel::Loaded;
+use crate::resolve::btf;
+
+#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/features.skel.rs"));
+}
+use skel::{FeaturesSkel, FeaturesSkelBuilder};
+
+crate::skel_kind!(FeaturesKind, FeaturesSkel);
+type Features = Loaded<FeaturesKind>;
+
+/// The outcome of one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub ok: bool,
+    /// What was tried and what happened (the error on failure).
+    pub detail: String,
+}
+
+impl Probe {
+    fn yes(detail: impl Into<String>) -> Self {
+        Probe {
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+    fn no(detail: impl Into<String>) -> Self {
+        Probe {
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Functions attach probes use, in order: the first the kernel's BTF has.
+const PROBE_TARGETS: [&str; 4] = ["do_sys_openat2", "vfs_read", "do_nanosleep", "schedule"];
+
+/// A kernel function to test-attach fentry/kprobe to.
+pub fn probe_target() -> Option<&'static str> {
+    let btf = btf::vmlinux().ok()?;
+    PROBE_TARGETS
+        .into_iter()
+        .find(|f| btf::proto_in(&btf, f).is_some())
+}
+
+/// Kprobes exist when the kernel was built with CONFIG_KPROBES (and kprobe events):
+/// the perf PMU or the tracefs control file shows it.
+pub fn kprobes_present() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe").exists()
+        || crate::core::system::tracefs_dir().is_some_and(|d| d.join("kprobe_events").exists())
+}
+
+/// Loads the probe object with only `prog` enabled; `setup` can adjust that program.
+fn load_only(
+    prog: &str,
+    mut setup: impl FnMut(&mut OpenProgramMut<'_>) -> Result<()>,
+) -> Result<Features> {
+    Loaded::new(|storage| {
+        let mut open = FeaturesSkelBuilder::default().open(storage)?;
+        for mut p in open.open_object_mut().progs_mut() {
+            let wanted = p.name() == prog;
+            p.set_autoload(wanted);
+            if wanted {
+                setup(&mut p)?;
+            }
+        }
+        if prog != "probe_task_storage" {
+            open.maps.probe_store.set_autocreate(false)?;
+        }
+        Ok(open.load()?)
+    })
+}
+
+/// The error itself: the kernel's errno says it all for these one-line probes (libbpf's
+/// kept log is dropped, so it does not leak into a later error).
+fn describe(e: anyhow::Error) -> String {
+    crate::core::bpf_log::take();
+    format!("{e:#}")
+}
+
+/// Loads `prog` alone (after `setup`), attaches it with `attach`, and detaches again.
+fn load_and_attach(
+    prog: &str,
+    setup: impl FnMut(&mut OpenProgramMut<'_>) -> Result<()>,
+    attach: impl FnOnce(&Features) -> libbpf_rs::Result<Link>,
+) -> Result<()> {
+    let skel = load_only(prog, setup).context("loading")?;
+    // Attached is the answer; dropping the link detaches at once.
+    drop(attach(&skel).context("attaching")?);
+    Ok(())
+}
+
+/// The probe's answer for an attach test on the kernel function `target`.
+fn on_target(target: &str, result: Result<()>) -> Probe {
+    match result {
+        Ok(()) => Probe::yes(format!("attached to {target}")),
+        Err(e) => Probe::no(format!("test on {target}: {}", describe(e))),
+    }
+}
+
+/// fentry: load and attach a real fentry program (the answer cannot be read from the
+/// version: sandboxes and kernels without ftrace direct calls refuse it).
+pub fn fentry() -> Probe {
+    let Some(target) = probe_target() else {
+        return Probe::no("no known function to test-attach to in the kernel's BTF");
+    };
+    let result = load_and_attach(
+        "probe_fentry",
+        |p| {
+            p.set_attach_target(0, Some(target.to_string()))
+                .context("setting the fentry target")
+        },
+        |skel| skel.progs.probe_fentry.attach_trace(),
+    );
+    on_target(target, result)
+}
+
+/// kprobes: present, and a real kprobe attaches.
+pub fn kprobe() -> Probe {
+    if !kprobes_present() {
+        return Probe::no(
+            "no kprobe support (CONFIG_KPROBES/CONFIG_KPROBE_EVENTS not set: no /sys/bus/event_source/devices/kprobe, no kprobe_events)",
+        );
+    }
+    let Some(target) = probe_target() else {
+        return Probe::no("no known function to test-attach to");
+    };
+    let result = load_and_attach(
+        "probe_kprobe",
+        |_| Ok(()),
+        |skel| skel.progs.probe_kprobe.attach_kprobe(false, target),
+    );
+    on_target(target, result)
+}
+
+/// tp_btf: a BTF-typed tracepoint program on sys_enter loads and attaches.
+pub fn tp_btf() -> Probe {
+    match load_and_attach(
+        "probe_tp_btf",
+        |_| Ok(()),
+        |skel| skel.progs.probe_tp_btf.attach(),
+    ) {
+        Ok(()) => Probe::yes("tp_btf/sys_enter attached"),
+        Err(e) => Probe::no(describe(e)),
+    }
+}
+
+/// Task-local storage usable from tracing programs (5.11+).
+pub fn task_storage() -> Probe {
+    match load_only("probe_task_storage", |_| Ok(())) {
+        Ok(_skel) => Probe::yes("task storage map used from a tp_btf program"),
+        Err(e) => Probe::no(describe(e)),
+    }
+}
+
+/// BPF ring buffer maps (5.8+), asked of the kernel through libbpf's probe.
+pub fn ringbuf() -> Probe {
+    // SAFETY: a probe call with no options.
+    let rc = unsafe {
+        libbpf_sys::libbpf_probe_bpf_map_type(libbpf_sys::BPF_MAP_TYPE_RINGBUF, std::ptr::null())
+    };
+    match rc {
+        1 => Probe::yes("BPF_MAP_TYPE_RINGBUF map created"),
+        0 => Probe::no("the kernel has no BPF_MAP_TYPE_RINGBUF (needs Linux 5.8+)"),
+        e => Probe::no(format!(
+            "probing failed: {}",
+            std::io::Error::from_raw_os_error(-e)
+        )),
+    }
+}

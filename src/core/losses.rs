@@ -1,0 +1,79 @@
+//! What a tracer could not record, as its kernel programs counted it (the per-CPU `losses`
+//! array, one slot per `enum loss_kind` in src/bpf/include/abi.h), and the one way every
+//! command reports it: the same JSON keys in every summary, the same words in text.
+
+use anyhow::Result;
+use libbpf_rs::MapCore;
+use serde_json::{json, Value};
+
+use crate::core::abi::types::loss_kind;
+use crate::core::percpu;
+
+/// Loss counters, CPUs summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Events dropped because the ring buffer was full (user space fell behind).
+    pub ringbuf: u64,
+    /// Records dropped because a bounded map (a store) was full.
+    pub map_full: u64,
+    /// Exits (returns) seen without their recorded entry.
+    pub no_entry: u64,
+}
+
+impl Losses {
+    /// Reads a tracer's `losses` map.
+    pub fn read(map: &dyn MapCore) -> Result<Losses> {
+        let sum = |k: loss_kind| percpu::values::<u64>(map, k.0).map(|v| v.iter().sum::<u64>());
+        Ok(Losses {
+            ringbuf: sum(loss_kind::LOSS_RINGBUF)?,
+            map_full: sum(loss_kind::LOSS_MAP_FULL)?,
+            no_entry: sum(loss_kind::LOSS_NO_ENTRY)?,
+        })
+    }
+
+    pub fn add(&mut self, o: &Losses) {
+        self.ringbuf += o.ringbuf;
+        self.map_full += o.map_full;
+        self.no_entry += o.no_entry;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.ringbuf + self.map_full + self.no_entry
+    }
+
+    /// The summary's `"lost"` object: every key, always.
+    pub fn to_json(&self) -> Value {
+        json!({"ringbuf": self.ringbuf, "map_full": self.map_full, "no_entry": self.no_entry})
+    }
+
+    /// The text summary's sentence, e.g. `Lost: 0 events (ring buffer full), 0 records
+    /// (store full), 2 exits without a recorded entry (begun before tracing, or dropped).`
+    pub fn text(&self) -> String {
+        format!(
+            "Lost: {} events (ring buffer full), {} records (store full), {} exits without a recorded entry (begun before tracing, or dropped).",
+            self.ringbuf, self.map_full, self.no_entry
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_schema() {
+        let l = Losses {
+            ringbuf: 1,
+            map_full: 2,
+            no_entry: 3,
+        };
+        assert_eq!(
+            l.to_json(),
+            json!({"ringbuf": 1, "map_full": 2, "no_entry": 3})
+        );
+        assert!(l
+            .text()
+            .starts_with("Lost: 1 events (ring buffer full), 2 records"));
+        assert_eq!(l.total(), 6);
+    }
+}

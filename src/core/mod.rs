@@ -1,0 +1,19 @@
+//! The shared user-space layer every tracer and app builds on: the run session and its
+//! target, attaching with fallback, libbpf's log, output, the streaming loop, per-CPU reads,
+//! losses, BPF run-time statistics, system checks and feature probes.
+
+pub mod abi;
+pub mod attach;
+pub mod bpf_log;
+pub mod delta;
+pub mod event_out;
+pub mod features;
+pub mod losses;
+pub mod output;
+pub mod percpu;
+pub mod runstats;
+pub mod scope;
+pub mod session;
+pub mod skel;
+pub mod stream;
+pub mod system;

@@ -1,0 +1,8 @@
+//! What the numbers mean, independent of how they were measured: log2 histograms, tasks,
+//! TCP states and address families, address ranges, units.
+
+pub mod cidr;
+pub mod histogram;
+pub mod task;
+pub mod tcp;
+pub mod units;

@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+/* btrace hist: per-syscall latency histograms, computed in the kernel.
+ *
+ * Entry stores the clock and the syscall number per thread; exit adds the duration to
+ * that syscall's log2 histogram in a per-CPU array. Three hooks (tp_btf, raw_tp,
+ * classic tracepoint) and two per-thread stores (task storage, bounded hash) exist as
+ * separate programs; user space enables the cheapest pair the kernel accepts. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "abi.h"
+#include "losses.h"
+#include "log2_hist.h"
+#include "scope.h"
+#include "thread_store.h"
+#include "hist.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Load-time filters, set by user space before load (the scope filter is in scope.h). */
+const volatile bool filter_syscalls = false;
+const volatile __u8 syscall_traced[MAX_SYSCALLS] = {};
+/* btrace top's process list; off (and its map shrunk to one entry) for btrace hist. */
+const volatile bool count_processes = false;
+
+/* Run-time setting, written by user space while attached (btrace top), in .bss: a read
+ * is one load from a fixed address, so it costs nothing measurable when unused.
+ * Entries stored before epoch_ns (before the programs were last detached) are stale and
+ * ignored; user space sets it when it re-attaches. */
+__u64 epoch_ns = 0;
+
+/* Types user space reads from maps (keeps them in the skeleton's BTF). */
+const volatile struct hist _hist_type = {};
+const volatile struct proc_comm _proc_comm_type = {};
+const volatile enum hist_limits _hist_limits_type = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SYSCALLS);
+	__type(key, __u32);
+	__type(value, struct hist);
+} hists SEC(".maps");
+
+/* The entry of each thread's syscall in flight: starts_task or starts_hash (user space
+ * sets its bound, --max-threads); an entry is marked idle (ts_ns 0) at exit. */
+DECLARE_THREAD_STORE(starts, struct syscall_start)
+
+/* Syscalls completed per process, and the process's name; user space sets max_entries
+ * (1 when not counting). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);
+	__type(value, __u64);
+} proc_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct proc_comm);
+} proc_comms SEC(".maps");
+
+/* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
+/* ... and these return twice: in the child, with 0, an exit whose entry was the parent's. */
+#define NR_CLONE 56
+#define NR_FORK 57
+#define NR_VFORK 58
+#define NR_CLONE3 435
+
+/* The scope's load-time ids: checked on entry and exit (dead code when off). */
+static __always_inline bool wanted_process(void)
+{
+	return scope_fixed_current(bpf_get_current_pid_tgid());
+}
+
+/* The whole scope, run-time part and name included: checked on entry only. An exit
+ * records whatever entry its thread stored, so changing the run-time filter never pairs
+ * an exit with a stale entry. */
+static __always_inline bool wanted_now(void)
+{
+	return scope_current();
+}
+
+static __always_inline bool wanted_syscall(long nr)
+{
+	if (!filter_syscalls)
+		return true;
+	if (nr < 0 || nr >= MAX_SYSCALLS)
+		return false;
+	return syscall_traced[nr];
+}
+
+/* The fast path is one per-CPU lookup and an increment; the first count of a process
+ * on a CPU also records its name. */
+static __always_inline void count_process(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_comm name;
+	__u64 *c, one = 1;
+
+	c = bpf_map_lookup_elem(&proc_counts, &tgid);
+	if (c) {
+		(*c)++;
+		return;
+	}
+	if (bpf_map_update_elem(&proc_counts, &tgid, &one, BPF_NOEXIST)) {
+		/* Another CPU may have created the key since the lookup; else the map is full. */
+		c = bpf_map_lookup_elem(&proc_counts, &tgid);
+		if (!c) {
+			count_loss(LOSS_MAP_FULL);
+			return;
+		}
+		(*c)++;
+	}
+	bpf_get_current_comm(name.comm, sizeof(name.comm));
+	if (bpf_map_update_elem(&proc_comms, &tgid, &name, BPF_ANY))
+		count_loss(LOSS_MAP_FULL);
+}
+
+static __always_inline void record(__u32 nr, __u64 start_ns)
+{
+	struct hist *h;
+
+	if (nr >= MAX_SYSCALLS)
+		return;
+	h = bpf_map_lookup_elem(&hists, &nr);
+	if (h)
+		hist_add(h, bpf_ktime_get_ns() - start_ns);
+	if (count_processes)
+		count_process();
+}
+
+/* An exit with nothing stored counts as no_entry, unless filters excluded its entry or
+ * it is a new task's return from clone/fork (nothing was lost: the parent's entry and
+ * exit are recorded). */
+static __always_inline void missing_entry(long nr, long ret)
+{
+	if (ret == 0 && (nr == NR_CLONE || nr == NR_FORK || nr == NR_VFORK || nr == NR_CLONE3))
+		return;
+	if (wanted_now() && wanted_syscall(nr))
+		count_loss(LOSS_NO_ENTRY);
+}
+
+/* The exit half, whatever the store: `stored` finds this thread's entry (NULL when
+ * none); a completed entry is marked idle (ts_ns 0). A macro so that nr_at_exit and ret
+ * are only evaluated when no entry is found, off the fast path. */
+#define EXIT_WITH(stored, nr_at_exit, ret)                           \
+	do {                                                             \
+		struct syscall_start *s;                                     \
+		if (!wanted_process())                                       \
+			return 0;                                                \
+		s = (stored);                                                \
+		if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {                \
+			missing_entry(nr_at_exit, ret);                          \
+			return 0;                                                \
+		}                                                            \
+		record(s->nr, s->ts_ns);                                     \
+		s->ts_ns = 0;                                                \
+	} while (0)
+
+/* ---- store: bounded hash keyed by thread id ---- */
+
+static __always_inline void enter_hash(long nr)
+{
+	struct syscall_start *e, s = {};
+
+	if (!wanted_now() || !wanted_syscall(nr) || nr == NR_EXIT || nr == NR_EXIT_GROUP)
+		return;
+	/* Only this thread writes its entry, so an in-place write races with nothing. */
+	e = starts_hash_get();
+	if (e) {
+		e->nr = nr;
+		e->ts_ns = bpf_ktime_get_ns();
+		return;
+	}
+	s.ts_ns = bpf_ktime_get_ns();
+	s.nr = nr;
+	if (!starts_hash_add(&s))
+		count_loss(LOSS_MAP_FULL);
+}
+
+/* ---- store: task storage ---- */
+
+static __always_inline void enter_task(long nr)
+{
+	struct syscall_start *s;
+
+	if (!wanted_now() || !wanted_syscall(nr))
+		return;
+	s = starts_task_get(true);
+	if (!s) {
+		count_loss(LOSS_MAP_FULL);
+		return;
+	}
+	s->nr = nr;
+	s->ts_ns = bpf_ktime_get_ns();
+}
+
+/* ---- tp_btf: arguments are typed, read directly ---- */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(hist_enter_btf_task, struct pt_regs *regs, long id)
+{
+	enter_task(id);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(hist_exit_btf_task, struct pt_regs *regs, long ret)
+{
+	EXIT_WITH(starts_task_get(false),
+		  regs->orig_ax, ret);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(hist_enter_btf_hash, struct pt_regs *regs, long id)
+{
+	enter_hash(id);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(hist_exit_btf_hash, struct pt_regs *regs, long ret)
+{
+	EXIT_WITH(starts_hash_get(), regs->orig_ax, ret);
+	return 0;
+}
+
+/* ---- raw_tp: same arguments, untyped; pt_regs read through CO-RE ---- */
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(hist_enter_raw, struct pt_regs *regs, long id)
+{
+	enter_hash(id);
+	return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(hist_exit_raw, struct pt_regs *regs, long ret)
+{
+	EXIT_WITH(starts_hash_get(), BPF_CORE_READ(regs, orig_ax), ret);
+	return 0;
+}
+
+/* ---- classic tracepoint: the stable raw_syscalls format ---- */
+
+SEC("tracepoint/raw_syscalls/sys_enter")
+int hist_enter_tp(struct trace_event_raw_sys_enter *ctx)
+{
+	enter_hash(ctx->id);
+	return 0;
+}
+
+SEC("tracepoint/raw_syscalls/sys_exit")
+int hist_exit_tp(struct trace_event_raw_sys_exit *ctx)
+{
+	EXIT_WITH(starts_hash_get(), ctx->id, ctx->ret);
+	return 0;
+}
+
+/* ---- process names: a counted process that calls exec gets its new name ---- */
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(hist_exec_comm)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_comm name;
+
+	if (!bpf_map_lookup_elem(&proc_comms, &tgid))
+		return 0;
+	bpf_get_current_comm(name.comm, sizeof(name.comm));
+	bpf_map_update_elem(&proc_comms, &tgid, &name, BPF_EXIST);
+	return 0;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* btrace hist: types shared by hist.bpf.c and user space (through the skeleton). */
+#ifndef BTRACE_HIST_H
+#define BTRACE_HIST_H
+
+#include "abi.h"
+
+enum hist_limits {
+	/* Distinct processes counted at once by the dashboard's process list (user space
+	 * prunes the ones that ended). */
+	MAX_PROCS = 8192,
+};
+
+/* Per-thread state between a syscall's entry and its exit. */
+struct syscall_start {
+	__u64 ts_ns;   /* 0 = no syscall in flight */
+	__u32 nr;
+	__u32 _pad;
+};
+
+/* The name of a process counted in the dashboard's process list: taken when it is first
+ * counted on a CPU and again when it calls exec, so it is the current name even after the
+ * process has exited. */
+struct proc_comm {
+	char comm[COMM_LEN];
+};
+
+#endif

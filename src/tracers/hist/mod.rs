@@ -1,0 +1,5 @@
+//! Syscall latency: `btrace hist`, and the syscall tracer of the dashboard and exporter.
+
+pub mod command;
+pub mod skel;
+pub mod tracer;

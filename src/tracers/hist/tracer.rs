@@ -1,0 +1,426 @@
+//! The syscall latency tracer: per-syscall log2 histograms kept in the kernel, loaded
+//! the cheapest way this kernel allows. Used by `btrace hist` and by the dashboard.
+
+use std::fmt;
+use std::os::fd::BorrowedFd;
+
+use anyhow::{bail, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags};
+
+use crate::core::abi::MAX_SYSCALLS;
+use crate::core::attach;
+use crate::core::delta::Deltas;
+use crate::core::losses::Losses;
+use crate::core::percpu;
+use crate::core::scope::Scope;
+use crate::core::skel::{write_bss, Loaded};
+use crate::model::histogram::Log2Hist;
+use crate::model::task::comm_text;
+use crate::tracers::{LiveFilter, Sample, Tracer};
+
+use super::skel::{types, Hist, HistSkelBuilder, MAX_PROCS};
+
+/// Least default bound of the per-thread hash store (threads that make traced syscalls,
+/// alive at once); a busier machine gets twice its current thread count.
+const MIN_DEFAULT_MAX_THREADS: u32 = 32768;
+
+/// The hash store's default bound: room for every thread alive now, twice over.
+fn default_max_threads() -> u32 {
+    // /proc/loadavg's fourth field is "runnable/total" scheduling entities (threads).
+    let threads = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
+        .unwrap_or(0u32);
+    threads.saturating_mul(2).max(MIN_DEFAULT_MAX_THREADS)
+}
+
+/// The hook on sys_enter/sys_exit, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    #[value(name = "tp_btf")]
+    TpBtf,
+    #[value(name = "raw_tp")]
+    RawTp,
+    Tracepoint,
+}
+
+/// Where the entry timestamp waits for the exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    TaskStorage,
+    Hash,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Way {
+    pub hook: Hook,
+    pub store: Store,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::TpBtf => "tp_btf",
+            Hook::RawTp => "raw_tp",
+            Hook::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Store::TaskStorage => "task_storage",
+            Store::Hash => "hash",
+        })
+    }
+}
+
+impl fmt::Display for Way {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{}", self.hook, self.store)
+    }
+}
+
+/// Ways to try, cheapest first. An explicit --max-threads asks for the bounded store.
+pub fn ways(bounded: bool) -> Vec<Way> {
+    let mut v = Vec::new();
+    if !bounded {
+        v.push(Way {
+            hook: Hook::TpBtf,
+            store: Store::TaskStorage,
+        });
+    }
+    for hook in [Hook::TpBtf, Hook::RawTp, Hook::Tracepoint] {
+        v.push(Way {
+            hook,
+            store: Store::Hash,
+        });
+    }
+    v
+}
+
+/// What the kernel side is asked to do, fixed before load.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub scope: Scope,
+    pub syscalls: Option<Vec<u32>>,
+    pub max_threads: Option<u32>,
+    /// Count completed syscalls per process too (the dashboard's process list).
+    pub count_processes: bool,
+}
+
+/// Opens, configures and loads the programs of one way without attaching them.
+pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
+    if let Some(list) = &cfg.syscalls {
+        if let Some(nr) = list.iter().find(|&&nr| nr >= MAX_SYSCALLS) {
+            bail!("syscall number {nr} is beyond the {MAX_SYSCALLS} btrace tracks");
+        }
+    }
+    if way.hook == Hook::Tracepoint {
+        crate::core::system::ensure_tracefs()?;
+    }
+    Loaded::new(|storage| {
+        let mut open = HistSkelBuilder::default().open(storage)?;
+        {
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("hist has rodata");
+            crate::set_scope_rodata!(&mut *ro, &cfg.scope);
+            if let Some(list) = &cfg.syscalls {
+                ro.filter_syscalls = true;
+                for &nr in list {
+                    ro.syscall_traced[nr as usize] = 1;
+                }
+            }
+            ro.count_processes = cfg.count_processes;
+        }
+        if !cfg.count_processes {
+            open.maps.proc_counts.set_max_entries(1)?;
+            open.maps.proc_comms.set_max_entries(1)?;
+        } else {
+            open.maps.proc_counts.set_max_entries(MAX_PROCS)?;
+            open.maps.proc_comms.set_max_entries(MAX_PROCS)?;
+        }
+        // Each way is an entry/exit pair of programs; only the chosen pair is loaded.
+        let p = &mut open.progs;
+        let pairs = [
+            (
+                Hook::TpBtf,
+                Store::TaskStorage,
+                &mut p.hist_enter_btf_task,
+                &mut p.hist_exit_btf_task,
+            ),
+            (
+                Hook::TpBtf,
+                Store::Hash,
+                &mut p.hist_enter_btf_hash,
+                &mut p.hist_exit_btf_hash,
+            ),
+            (
+                Hook::RawTp,
+                Store::Hash,
+                &mut p.hist_enter_raw,
+                &mut p.hist_exit_raw,
+            ),
+            (
+                Hook::Tracepoint,
+                Store::Hash,
+                &mut p.hist_enter_tp,
+                &mut p.hist_exit_tp,
+            ),
+        ];
+        for (hook, store, enter, exit) in pairs {
+            let chosen = way == Way { hook, store };
+            enter.set_autoload(chosen);
+            exit.set_autoload(chosen);
+        }
+        // The hash store frees a thread's entry when the thread ends, on the hook family
+        // of the way (the classic tracepoint way must not depend on raw_tp).
+        let hash = way.store == Store::Hash;
+        p.starts_reap_raw
+            .set_autoload(hash && way.hook != Hook::Tracepoint);
+        p.starts_reap_tp
+            .set_autoload(hash && way.hook == Hook::Tracepoint);
+        p.hist_exec_comm.set_autoload(cfg.count_processes);
+        match way.store {
+            Store::TaskStorage => {
+                open.maps.starts_hash.set_max_entries(1)?;
+            }
+            Store::Hash => {
+                open.maps.starts_task.set_autocreate(false)?;
+                open.maps
+                    .starts_hash
+                    .set_max_entries(cfg.max_threads.unwrap_or_else(default_max_threads))?;
+            }
+        }
+        Ok(open.load()?)
+    })
+}
+
+/// Loads and attaches the first of `ways` this kernel accepts.
+pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
+    let (way, (hist, links)) = attach::first_that_works(ways, |way| {
+        let hist = open_load(way, cfg)?;
+        let links = attach::attach_loaded(hist.object())?;
+        Ok((hist, links))
+    })?;
+    Ok((way, hist, links))
+}
+
+/// Loads and attaches the cheapest way this kernel accepts.
+pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
+    load_first(&ways(cfg.max_threads.is_some()), cfg)
+}
+
+/// Writes the run-time settings: the process filter (0 = every process; unlike the
+/// load-time scope it applies at syscall entry only, so an exit always completes the entry
+/// its thread stored) and the epoch before which stored entries are stale.
+fn write_live(hist: &Hist, live_tgid: Option<u32>, epoch_ns: Option<u64>) -> Result<()> {
+    write_bss(
+        &hist.maps.bss,
+        hist.maps.bss_data.as_deref(),
+        |bss: &mut types::bss| {
+            if let Some(t) = live_tgid {
+                bss.scope_live_tgid = t;
+            }
+            if let Some(e) = epoch_ns {
+                bss.epoch_ns = e;
+            }
+        },
+    )
+}
+
+/// Empties the per-thread hash store. For re-attaching after a detach: threads that
+/// ended meanwhile were not reaped, and every entry left is stale anyway.
+fn clear_thread_store(hist: &Hist) {
+    let map = &hist.maps.starts_hash;
+    let keys: Vec<Vec<u8>> = map.keys().collect();
+    for k in keys {
+        let _ = map.delete(&k);
+    }
+}
+
+/// One process's cumulative count of completed syscalls, CPUs summed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcCount {
+    pub tgid: u32,
+    pub count: u64,
+    /// The process's name when it was last counted on a new CPU or called exec.
+    pub comm: String,
+}
+
+/// Every process in the per-process table (a `count_processes` load), CPUs summed.
+fn read_processes(hist: &Hist) -> Result<Vec<ProcCount>> {
+    let map = &hist.maps.proc_counts;
+    let mut out = Vec::new();
+    for key in map.keys() {
+        let Ok(raw) = <[u8; 4]>::try_from(key.as_slice()) else {
+            continue;
+        };
+        let tgid = u32::from_ne_bytes(raw);
+        let count = percpu::values::<u64>(map, tgid)?.iter().sum();
+        let comm = hist
+            .maps
+            .proc_comms
+            .lookup(&key, MapFlags::ANY)?
+            .and_then(|v| plain::from_bytes::<types::proc_comm>(&v).ok().copied())
+            .map(|n| comm_text(&n.comm))
+            .unwrap_or_default();
+        out.push(ProcCount { tgid, count, comm });
+    }
+    Ok(out)
+}
+
+/// Cumulative per-syscall histograms as the kernel holds them, CPUs summed.
+/// Many keys are read in one batch; a few (a --syscalls list) one by one.
+pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
+    let map = &hist.maps.hists;
+    if keys.len() > 16 {
+        let all = percpu::all_values::<crate::core::abi::types::hist>(map)?;
+        return Ok(keys
+            .iter()
+            .map(|&nr| {
+                let h = all
+                    .get(nr as usize)
+                    .map(|c| Log2Hist::sum_cpus(c))
+                    .unwrap_or_default();
+                (nr, h)
+            })
+            .collect());
+    }
+    keys.iter()
+        .map(|&nr| {
+            let cpus = percpu::values::<crate::core::abi::types::hist>(map, nr)?;
+            Ok((nr, Log2Hist::sum_cpus(&cpus)))
+        })
+        .collect()
+}
+
+pub fn losses(hist: &Hist) -> Result<Losses> {
+    Losses::read(&hist.maps.losses)
+}
+
+/// The syscall tracer as the dashboard and the exporter hold it: loaded once, counting
+/// per process too, attached and detached at run time.
+pub struct SyscallTracer {
+    hist: Hist,
+    way: Way,
+    links: Vec<Link>,
+    /// Per-process counts at the last sample, to notice processes that ended.
+    seen: Deltas<u32, u64>,
+}
+
+impl SyscallTracer {
+    pub fn load(filter: &LiveFilter) -> Result<Box<dyn Tracer>> {
+        let cfg = Config {
+            count_processes: true,
+            ..Default::default()
+        };
+        let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
+            let hist = open_load(way, &cfg)?;
+            // Filtered from the first event on: set before attaching.
+            write_live(&hist, Some(filter.pid.unwrap_or(0)), None)?;
+            let links = attach::attach_loaded(hist.object())?;
+            Ok((hist, links))
+        })?;
+        Ok(Box::new(SyscallTracer {
+            hist,
+            way,
+            links,
+            seen: Deltas::default(),
+        }))
+    }
+
+    /// Processes that counted nothing since the last sample and have ended are removed
+    /// from the kernel's tables (after being reported once), so they hold only live or
+    /// just-ended processes.
+    fn processes(&mut self) -> Result<Vec<ProcCount>> {
+        let procs = read_processes(&self.hist)?;
+        for p in &procs {
+            let idle = self.seen.step(&p.tgid, &p.count) == 0;
+            if idle && !std::path::Path::new(&format!("/proc/{}", p.tgid)).exists() {
+                let _ = self.hist.maps.proc_counts.delete(&p.tgid.to_ne_bytes());
+                let _ = self.hist.maps.proc_comms.delete(&p.tgid.to_ne_bytes());
+                self.seen.forget(&p.tgid);
+            }
+        }
+        Ok(procs)
+    }
+}
+
+impl Tracer for SyscallTracer {
+    fn name(&self) -> &'static str {
+        "syscalls"
+    }
+
+    fn hook(&self) -> String {
+        self.way.to_string()
+    }
+
+    fn attached(&self) -> bool {
+        !self.links.is_empty()
+    }
+
+    /// Entries stored before the detach are marked stale first, so no latency spans the
+    /// time the tracer was off.
+    fn attach(&mut self) -> Result<()> {
+        if self.attached() {
+            return Ok(());
+        }
+        write_live(&self.hist, None, Some(crate::core::system::monotonic_ns()))?;
+        clear_thread_store(&self.hist);
+        self.links = attach::attach_loaded(self.hist.object())?;
+        Ok(())
+    }
+
+    fn detach(&mut self) {
+        self.links.clear();
+    }
+
+    fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
+        write_live(&self.hist, Some(f.pid.unwrap_or(0)), None)
+    }
+
+    fn losses(&self) -> Result<Losses> {
+        losses(&self.hist)
+    }
+
+    fn programs(&self) -> Vec<BorrowedFd<'_>> {
+        attach::loaded_programs(self.hist.object())
+    }
+
+    fn sample(&mut self) -> Result<Sample> {
+        let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
+        Ok(Sample::Syscalls {
+            hists: read_totals(&self.hist, &keys)?,
+            processes: self.processes()?,
+        })
+    }
+}
+
+/// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
+pub fn check() -> Result<String> {
+    let (way, _hist, _links) = load_best(&Config::default())?;
+    Ok(format!("via {way}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_store_skips_task_storage() {
+        assert!(ways(true).iter().all(|w| w.store == Store::Hash));
+        assert_eq!(
+            ways(false)[0],
+            Way {
+                hook: Hook::TpBtf,
+                store: Store::TaskStorage
+            }
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! `btrace kprobe [FUNC]`: every call of a kernel function as an event, its arguments
+//! named and typed from the kernel's BTF; with `--ret`, the return value and latency.
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::core::attach;
+use crate::core::event_out;
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::stream::{pump, EventStream};
+use crate::model::units::fmt_latency;
+use crate::resolve::btf;
+
+use super::tracer::{
+    decode_args, decode_record, kernel_cannot, load, modes, resolve, ModeArg, Plan,
+    DEFAULT_MAX_INFLIGHT,
+};
+
+#[derive(Args, Debug, Clone)]
+pub struct KprobeArgs {
+    /// The kernel function to trace
+    #[arg(value_name = "FUNC", default_value = "do_sys_openat2")]
+    pub func: String,
+    /// How to hook the function: fentry where the kernel allows it, else kprobe (auto),
+    /// or only one of them
+    #[arg(long = "hook", visible_alias = "mode", value_enum, default_value_t = ModeArg::Auto)]
+    pub mode: ModeArg,
+    /// Also report the return value and the latency (fexit or kretprobe)
+    #[arg(long)]
+    pub ret: bool,
+    /// With --ret: bound of the per-thread store of calls in progress
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_inflight: Option<u32>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+pub fn run(args: KprobeArgs) -> Result<()> {
+    let c = &args.common;
+    if c.interval.is_some() {
+        bail!("--interval does not apply to an event stream; use --duration");
+    }
+    if args.max_inflight.is_some() && !args.ret {
+        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret");
+    }
+    crate::core::system::preflight()?;
+    let proto = resolve(&args.func)?;
+    if let Some(line) = kernel_cannot(args.mode) {
+        bail!("{line}");
+    }
+    let mut session = Session::new(c)?;
+    let plan = Plan {
+        func: args.func.clone(),
+        proto,
+        with_ret: args.ret,
+        max_inflight: args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+        scope: Scope::new(session.tgid(), &args.scope)?,
+    };
+    let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode), |m| load(m, &plan))
+        .map_err(|e| {
+            anyhow!(
+                "cannot trace kernel function '{}': {e:#}; `btrace doctor` shows what this kernel allows",
+                plan.func
+            )
+        })?;
+
+    let mut stream = EventStream::new(&kp.maps.events, decode_record)?;
+    let mut out = Output::new(c.json);
+    let ret_kind = plan.ret_kind();
+    if !out.json {
+        out.line(&event_out::text_header("FUNCTION"))?;
+        out.flush()?;
+    }
+    let start_ns = crate::core::system::monotonic_ns();
+    session.attached(&format!("{} via {mode}", plan.func))?;
+    let (end, events, lost) = pump(
+        &mut session,
+        &mut stream,
+        &mut out,
+        &kp.maps.losses,
+        |out, ev| {
+            let fields = decode_args(&plan, &ev);
+            let ret = btf::value_json(&ret_kind, ev.ret);
+            if out.json {
+                let mut rec = event_out::json_head(&ev.head);
+                rec.insert("func".into(), plan.func.clone().into());
+                rec.insert("hook".into(), mode.to_string().into());
+                rec.insert("args".into(), Value::Object(fields));
+                if plan.with_ret {
+                    rec.insert("ret".into(), ret);
+                    rec.insert("latency_ns".into(), ev.latency_ns.into());
+                }
+                out.record(&Value::Object(rec))?;
+            } else {
+                let tail = if plan.with_ret {
+                    format!("ret={ret} lat={}", fmt_latency(ev.latency_ns))
+                } else {
+                    String::new()
+                };
+                out.line(&event_out::text_line(
+                    &ev.head, start_ns, &plan.func, &fields, &tail,
+                ))?;
+            }
+            Ok(true)
+        },
+    )?;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: &plan.func,
+            hook: &mode.to_string(),
+            counted: Some(("events", events)),
+            losses: lost,
+            specific: json!({ "func": plan.func }),
+        },
+    )
+}

@@ -1,0 +1,183 @@
+//! The tracers: one folder each (`NAME/`), holding its kernel program (`NAME.bpf.c`, and
+//! `NAME.h` for what it shares with user space), the leaf module owning its skeleton
+//! (`skel.rs`), the tracer (`tracer.rs`: load with fallback, attach/detach, filters, reads,
+//! losses) and, when it has one, its command (`command.rs`, used only by main.rs).
+//!
+//! What the dashboard, doctor and the exporter walk over is the small object-safe
+//! [`Tracer`] trait and the [`REGISTRY`]; commands use their tracer's own functions, so
+//! the decoding path stays monomorphic.
+
+pub mod hist;
+pub mod kprobe;
+pub mod runq;
+pub mod tcp;
+pub mod tracepoint;
+
+use std::os::fd::BorrowedFd;
+
+use anyhow::Result;
+
+use crate::core::losses::Losses;
+use crate::model::histogram::Log2Hist;
+
+/// Run-time filters a long-lived owner (the dashboard) changes without reloading; each
+/// tracer applies the parts that mean something to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveFilter {
+    /// Only this process (thread group id).
+    pub pid: Option<u32>,
+    /// Only TCP connections with this port at either end.
+    pub port: Option<u16>,
+}
+
+/// What a tracer measured: cumulative figures (histograms, counts) or the events that
+/// arrived since the last call.
+pub enum Sample {
+    /// Per-syscall histograms and per-process counts of completed syscalls, since load.
+    Syscalls {
+        hists: Vec<(u32, Log2Hist)>,
+        processes: Vec<hist::tracer::ProcCount>,
+    },
+    /// Run-queue latency since load.
+    RunQueue(Box<Log2Hist>),
+    /// TCP state transitions since the last sample.
+    Tcp(Vec<tcp::event::TcpEvent>),
+}
+
+/// A tracer loaded once and kept: attached and detached at run time (the programs stay
+/// loaded, so a toggle costs no reload), filtered, sampled.
+pub trait Tracer {
+    /// The group name shown by the dashboard and the exporter (`syscalls`, `tcp`, `runq`).
+    fn name(&self) -> &'static str;
+    /// The way it was loaded, e.g. `tp_btf+task_storage`.
+    fn hook(&self) -> String;
+    fn attached(&self) -> bool;
+    /// Re-attaches after a detach; what was stored before the detach is not paired with
+    /// anything after it.
+    fn attach(&mut self) -> Result<()>;
+    fn detach(&mut self);
+    fn set_filter(&mut self, filter: &LiveFilter) -> Result<()>;
+    /// What it could not record, since load.
+    fn losses(&self) -> Result<Losses>;
+    /// Its loaded programs (for the kernel's run-time statistics).
+    fn programs(&self) -> Vec<BorrowedFd<'_>>;
+    fn sample(&mut self) -> Result<Sample>;
+    /// For tracers that stream events: what arrived since the last call. A long-lived
+    /// owner calls it often so the ring buffer never fills; cumulative tracers have none.
+    fn events(&mut self) -> Result<Option<Sample>> {
+        Ok(None)
+    }
+}
+
+/// One way of a command to work, as doctor reports it.
+pub struct Check {
+    /// The mode this check is about (`--hook fentry`), if the command has several.
+    pub mode: Option<&'static str>,
+    /// How it works here, or why it does not.
+    pub result: Result<String>,
+    /// What would make it work.
+    pub fix: &'static str,
+}
+
+/// Loads a tracer for a long-lived owner.
+pub type LoadFn = fn(&LiveFilter) -> Result<Box<dyn Tracer>>;
+
+/// One tracer, as the dashboard, doctor and the exporter know it.
+pub struct Entry {
+    /// The group name (`syscalls`), also the exporter's and dashboard's.
+    pub name: &'static str,
+    /// What it measures, in a few words.
+    pub what: &'static str,
+    /// The command that runs it alone.
+    pub command: &'static str,
+    /// Whether it works here, found by loading and attaching it for real.
+    pub checks: fn() -> Vec<Check>,
+    /// Loads it for a long-lived owner (attached, filtered from its first event), for the
+    /// tracers the dashboard and the exporter show.
+    pub load: Option<LoadFn>,
+}
+
+/// Every tracer, in the order the dashboard numbers its groups (1, 2, 3...).
+pub const REGISTRY: &[Entry] = &[
+    Entry {
+        name: "syscalls",
+        what: "syscall latency histograms",
+        command: "hist",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: hist::tracer::check(),
+                fix: "needs BTF and one of tp_btf, raw_tp or classic tracepoints on raw_syscalls (Linux 5.8+ with BTF)",
+            }]
+        },
+        load: Some(hist::tracer::SyscallTracer::load),
+    },
+    Entry {
+        name: "tcp",
+        what: "TCP connection lifecycle",
+        command: "tcp",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: tcp::tracer::check(),
+                fix: "needs the sock:inet_sock_set_state tracepoint (Linux 4.16+) through tp_btf or tracefs, and a ring buffer (5.8+)",
+            }]
+        },
+        load: Some(tcp::tracer::TcpTracer::load),
+    },
+    Entry {
+        name: "runq",
+        what: "run-queue latency",
+        command: "top",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: runq::tracer::check(),
+                fix: "needs the sched_wakeup/sched_switch tracepoints through tp_btf or raw_tp",
+            }]
+        },
+        load: Some(runq::tracer::RunqTracer::load),
+    },
+    Entry {
+        name: "tracepoint",
+        what: "any tracepoint as events",
+        command: "tracepoint",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: tracepoint::tracer::check(),
+                fix: "needs tracefs (CONFIG_TRACING) and a ring buffer (Linux 5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "kprobe",
+        what: "kernel function calls",
+        command: "kprobe",
+        checks: kprobe::tracer::checks,
+        load: None,
+    },
+];
+
+/// The registry entry of a group name.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        for (i, e) in REGISTRY.iter().enumerate() {
+            assert!(
+                REGISTRY[i + 1..].iter().all(|o| o.name != e.name),
+                "{}",
+                e.name
+            );
+            assert_eq!(entry(e.name).unwrap().command, e.command);
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Run-queue latency: the dashboard's scheduler tracer.
+
+pub mod skel;
+pub mod tracer;

@@ -1,0 +1,16 @@
+//! The leaf module of the run-queue tracer: its generated skeleton.
+
+#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/runq.skel.rs"));
+}
+pub use generated::*;
+
+crate::skel_kind!(RunqKind, RunqSkel);
+
+/// A loaded runq object with its storage.
+pub type Runq = crate::core::skel::Loaded<RunqKind>;
+
+// SAFETY: a plain C struct of integers, as generated from the object's BTF: every bit
+// pattern is a valid value.
+unsafe impl plain::Plain for types::bss {}

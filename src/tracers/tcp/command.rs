@@ -1,0 +1,222 @@
+//! `btrace tcp`: TCP connection lifecycle from the `sock:inet_sock_set_state`
+//! tracepoint: every state transition, or one line per finished connection (`--life`).
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::core::output::Output;
+use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::stream::pump;
+use crate::model::cidr::Cidr;
+use crate::model::tcp::Family;
+
+use super::event;
+use super::filter::FilterSpec;
+use super::tracer::{self, Hook, TcpOptions, DEFAULT_MAX_CONNS, HOOKS};
+
+#[derive(Args, Debug, Clone)]
+pub struct TcpArgs {
+    #[command(flatten)]
+    pub common: TraceArgs,
+    /// Only connections with this port at either end (repeatable)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<String>,
+    /// Only connections with an address in this range at either end, e.g. 10.0.0.0/8
+    /// or fd00::/64 (repeatable)
+    #[arg(long = "addr", value_name = "CIDR")]
+    pub addrs: Vec<String>,
+    /// Only IPv4 sockets
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Only IPv6 sockets
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// One line per finished connection: owner, endpoints, bytes each way, duration
+    #[arg(long)]
+    pub life: bool,
+    /// Bound of the per-socket store (sockets open at once); beyond it sockets are
+    /// reported without owner or times, and counted
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
+    /// Use only this hook, no fallback (default: tp_btf, else the classic tracepoint)
+    #[arg(long, value_enum)]
+    pub hook: Option<Hook>,
+}
+
+/// The command line's filter, checked: one clear message for anything wrong.
+pub fn filter_from_args(args: &TcpArgs, pid: Option<u32>) -> Result<FilterSpec> {
+    let mut ports = Vec::new();
+    for p in &args.ports {
+        match p.trim().parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => ports.push(n as u16),
+            _ => bail!("--port {p}: a port is a number from 1 to 65535"),
+        }
+    }
+    let addrs = args
+        .addrs
+        .iter()
+        .map(|a| {
+            a.trim()
+                .parse::<Cidr>()
+                .map_err(|e| anyhow::anyhow!("--addr {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let family = match (args.ipv4, args.ipv6) {
+        (true, _) => Some(Family::V4),
+        (_, true) => Some(Family::V6),
+        _ => None,
+    };
+    let spec = FilterSpec {
+        pid,
+        ports,
+        addrs,
+        family,
+    };
+    spec.check()?;
+    Ok(spec)
+}
+
+fn what_is_traced(spec: &FilterSpec, life: bool) -> String {
+    let mut what = if life {
+        "TCP connections"
+    } else {
+        "TCP state changes"
+    }
+    .to_string();
+    if let Some(f) = spec.family {
+        what = format!("{f} {what}");
+    }
+    if !spec.ports.is_empty() {
+        let p: Vec<String> = spec.ports.iter().map(u16::to_string).collect();
+        what += &format!(" on port {}", p.join(","));
+    }
+    if !spec.addrs.is_empty() {
+        let a: Vec<String> = spec.addrs.iter().map(Cidr::to_string).collect();
+        what += &format!(" with an address in {}", a.join(","));
+    }
+    if let Some(pid) = spec.pid {
+        what += &format!(" of pid {pid}");
+    }
+    what
+}
+
+pub fn run(args: TcpArgs) -> Result<()> {
+    let c = &args.common;
+    if c.interval.is_some() {
+        bail!("btrace tcp prints events as they happen; --interval does not apply to it");
+    }
+    // Bad filters are reported before anything is checked or loaded.
+    filter_from_args(&args, None)?;
+    crate::core::system::preflight()?;
+    let mut session = Session::new(c)?;
+    let spec = filter_from_args(&args, session.tgid())?;
+    let opts = TcpOptions {
+        life_only: args.life,
+        max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
+    };
+    let hooks = args.hook.map_or(HOOKS.to_vec(), |h| vec![h]);
+    let (hook, tcp, _filter, _links) = tracer::load_first(&hooks, &opts, &spec)?;
+    let mut stream = tracer::events(&tcp)?;
+    let mut out = Output::new(c.json);
+    if !out.json {
+        out.line(if args.life {
+            event::LIFE_HEADER
+        } else {
+            event::TRANSITION_HEADER
+        })?;
+        out.flush()?;
+    }
+    let start_ns = crate::core::system::monotonic_ns();
+    session.attached(&what_is_traced(&spec, args.life))?;
+    let (end, shown, lost) = pump(
+        &mut session,
+        &mut stream,
+        &mut out,
+        &tcp.maps.losses,
+        |out, e| {
+            if args.life && !e.ends_connection() {
+                return Ok(false);
+            }
+            match (out.json, args.life) {
+                (true, true) => out.record(&e.to_life_json())?,
+                (true, false) => out.record(&e.to_json())?,
+                (false, true) => out.line(&event::life_line(&e))?,
+                (false, false) => {
+                    let secs = e.ts_ns.saturating_sub(start_ns) as f64 / 1e9;
+                    out.line(&event::transition_line(&e, secs))?
+                }
+            }
+            Ok(true)
+        },
+    )?;
+    let kind = if args.life {
+        "connections"
+    } else {
+        "transitions"
+    };
+    let what = if args.life {
+        "TCP connections"
+    } else {
+        "TCP state changes"
+    };
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what,
+            hook: &hook.to_string(),
+            counted: Some((kind, shown)),
+            losses: lost,
+            specific: json!({}),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(ports: &[&str], addrs: &[&str], v4: bool, v6: bool) -> TcpArgs {
+        TcpArgs {
+            common: TraceArgs::default(),
+            ports: ports.iter().map(|s| s.to_string()).collect(),
+            addrs: addrs.iter().map(|s| s.to_string()).collect(),
+            ipv4: v4,
+            ipv6: v6,
+            life: false,
+            max_conns: None,
+            hook: None,
+        }
+    }
+
+    #[test]
+    fn command_line_filters() {
+        let s = filter_from_args(
+            &args(&["80", "8080"], &["10.0.0.0/8"], true, false),
+            Some(7),
+        )
+        .unwrap();
+        assert_eq!(s.ports, vec![80, 8080]);
+        assert_eq!(s.addrs[0].to_string(), "10.0.0.0/8");
+        assert_eq!(s.family, Some(Family::V4));
+        assert_eq!(s.pid, Some(7));
+        for bad in ["0", "65536", "-1", "http", ""] {
+            let e = filter_from_args(&args(&[bad], &[], false, false), None).unwrap_err();
+            assert!(e.to_string().contains("1 to 65535"), "{bad}: {e}");
+        }
+        let e = filter_from_args(&args(&[], &["10.0.0.0/33"], false, false), None).unwrap_err();
+        assert!(e.to_string().starts_with("--addr '10.0.0.0/33'"), "{e}");
+        let e = filter_from_args(&args(&[], &["::1"], true, false), None).unwrap_err();
+        assert!(e.to_string().contains("IPv6 range"), "{e}");
+    }
+
+    #[test]
+    fn the_tracing_line_says_what_is_filtered() {
+        let s = filter_from_args(&args(&["443"], &["fd00::/8"], false, true), None).unwrap();
+        assert_eq!(
+            what_is_traced(&s, false),
+            "IPv6 TCP state changes on port 443 with an address in fd00::/8"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! TCP connection lifecycle: `btrace tcp`, and the tcp tracer of the dashboard.
+
+pub mod command;
+pub mod event;
+pub mod filter;
+pub mod skel;
+pub mod tracer;

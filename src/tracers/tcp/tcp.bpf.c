@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0
+/* btrace tcp: TCP connection lifecycle from the sock:inet_sock_set_state tracepoint.
+ *
+ * Every TCP state transition updates a small per-socket record (keyed by the socket's
+ * address): when the current state began, when ESTABLISHED began, and the socket's
+ * owner. Transitions that pass the run-time filters go to user space through a ring
+ * buffer; the one into CLOSE also carries the byte counters of struct tcp_sock.
+ *
+ * Two hooks share all of this: tp_btf (typed arguments, no tracefs, cheapest) and the
+ * classic tracepoint (its stable record format, read through CO-RE), which every kernel
+ * with BTF accepts. User space loads the first that works. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "abi.h"
+#include "losses.h"
+#include "tcp.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Load-time choice (not a filter): only report connection ends (`--life`). */
+const volatile bool life_only = false;
+
+/* Types user space reads (keeps them in the skeleton's BTF). */
+const volatile struct tcp_event _tcp_event_type = {};
+const volatile struct tcp_addr_key _tcp_addr_key_type = {};
+const volatile struct tcp_filter_cfg _tcp_filter_cfg_type = {};
+const volatile enum tcp_event_flag _tcp_event_flag_type = 0;
+const volatile enum tcp_limits _tcp_limits_type = 0;
+
+/* ---- run-time filters, written by user space while the program runs ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tcp_filter_cfg);
+} tcp_filter_cfg SEC(".maps");
+
+/* Ports to trace (value unused). A hash: "is this port in the set" is one lookup for
+ * any number of ports. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TCP_MAX_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+} tcp_filter_ports SEC(".maps");
+
+/* Address ranges to trace (value unused). An LPM trie rather than an array of
+ * (prefix, mask) pairs: one lookup per endpoint answers "is this address inside any of
+ * the ranges" whatever their number, with no loop for the verifier to bound, and user
+ * space adds or removes one range atomically. IPv4 ranges are stored as IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d/96+n), so one trie holds both families (and an AF_INET6 socket
+ * talking to a mapped IPv4 address matches the IPv4 range, as it should). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TCP_MAX_ADDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tcp_addr_key);
+	__type(value, __u8);
+} tcp_filter_addrs SEC(".maps");
+
+/* ---- per-socket state and output ---- */
+
+/* Sockets between two transitions; user space sets max_entries. Preallocated: tracing
+ * programs on older kernels may only use preallocated hashes. A full map is counted
+ * (LOSS_MAP_FULL); the event is still reported, without owner or times. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tcp_conn);
+} tcp_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+/* The transition is seen in the context of the task that owns the socket exactly when
+ * that task holds the socket lock: system calls (connect, listen, shutdown, close) take
+ * it, and the softirq and timer paths only change the state of a socket nobody owns
+ * (otherwise they defer the work to the owner's release_sock, which runs in the owner's
+ * context with the lock still held). The current task in softirq is unrelated. */
+static __always_inline bool in_owner_context(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_lock.owned) != 0;
+}
+
+/* Mapped into ::ffff:0:0/96 for IPv4, as the trie holds it. */
+static __always_inline bool addr_wanted(const struct tcp_event *ev, const __u8 *addr)
+{
+	struct tcp_addr_key key = { .prefixlen = 128 };
+
+	if (ev->family == TCP_AF_INET) {
+		key.addr[10] = 0xff;
+		key.addr[11] = 0xff;
+		__builtin_memcpy(&key.addr[12], addr, 4);
+	} else {
+		__builtin_memcpy(key.addr, addr, 16);
+	}
+	return bpf_map_lookup_elem(&tcp_filter_addrs, &key) != NULL;
+}
+
+static __always_inline bool wanted(const struct tcp_event *ev, const struct tcp_conn *c)
+{
+	__u32 zero = 0;
+	struct tcp_filter_cfg *f = bpf_map_lookup_elem(&tcp_filter_cfg, &zero);
+
+	if (!f)
+		return true;
+	if (f->pid && !(c && c->owner_known && c->pid == f->pid))
+		return false;
+	if (f->family && f->family != ev->family)
+		return false;
+	if (f->ports_on && !bpf_map_lookup_elem(&tcp_filter_ports, &ev->sport) &&
+	    !bpf_map_lookup_elem(&tcp_filter_ports, &ev->dport))
+		return false;
+	if (f->addrs_on && !addr_wanted(ev, ev->saddr) && !addr_wanted(ev, ev->daddr))
+		return false;
+	return true;
+}
+
+/* A connection that was ESTABLISHED: its CLOSE ends a connection `--life` reports. */
+static __always_inline bool was_connected(int oldstate)
+{
+	return oldstate == TCPS_ESTABLISHED || oldstate == TCPS_FIN_WAIT1 ||
+	       oldstate == TCPS_FIN_WAIT2 || oldstate == TCPS_CLOSE_WAIT ||
+	       oldstate == TCPS_LAST_ACK || oldstate == TCPS_CLOSING ||
+	       oldstate == TCPS_TIME_WAIT;
+}
+
+/* bytes_acked and bytes_received count sequence space: the SYN and the FINs occupy one
+ * number each. Say which of those are inside the counters so user space can report
+ * payload bytes. Our FIN was sent in the closing states; it is acknowledged when
+ * everything written is (snd_una == write_seq). The peer's FIN was received when
+ * tcp_fin marked the socket SOCK_DONE. */
+static __always_inline void read_counters(const struct sock *sk, int oldstate,
+					  const struct tcp_conn *c, struct tcp_event *ev)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	unsigned long sk_flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	int sock_done = bpf_core_enum_value(enum sock_flags, SOCK_DONE);
+
+	ev->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	ev->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	ev->flags |= TCP_EV_COUNTERS;
+	if (c && c->syn_sent && c->established_ns)
+		ev->flags |= TCP_EV_SYN_ACKED;
+	if ((oldstate == TCPS_FIN_WAIT1 || oldstate == TCPS_FIN_WAIT2 ||
+	     oldstate == TCPS_CLOSING || oldstate == TCPS_LAST_ACK ||
+	     oldstate == TCPS_TIME_WAIT) &&
+	    BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq))
+		ev->flags |= TCP_EV_FIN_ACKED;
+	if (sk_flags & (1UL << (sock_done & 63)))
+		ev->flags |= TCP_EV_FIN_RECV;
+}
+
+/* Everything after the endpoints are known. `ev` holds family, ports and addresses. */
+static __always_inline void on_transition(const struct sock *sk, int oldstate, int newstate,
+					  struct tcp_event *ev)
+{
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+	struct tcp_conn *c, fresh = {};
+	bool ending = newstate == TCPS_CLOSE;
+
+	/* Request sockets (NEW_SYN_RECV) are not full sockets: no lock, no counters. */
+	if (oldstate == TCPS_NEW_SYN_RECV || newstate == TCPS_NEW_SYN_RECV)
+		return;
+
+	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	if (!c && !ending) {
+		if (bpf_map_update_elem(&tcp_conns, &key, &fresh, BPF_NOEXIST) == 0)
+			c = bpf_map_lookup_elem(&tcp_conns, &key);
+		else
+			count_loss(LOSS_MAP_FULL);
+	}
+	if (c) {
+		if (!c->owner_known && in_owner_context(sk)) {
+			c->pid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(c->comm, sizeof(c->comm));
+			c->owner_known = 1;
+		}
+		if (newstate == TCPS_SYN_SENT)
+			c->syn_sent = 1;
+		ev->old_since_ns = c->last_ns;
+		if (newstate == TCPS_ESTABLISHED)
+			c->established_ns = now;
+		ev->established_ns = c->established_ns;
+		c->last_ns = now;
+	}
+
+	if ((!life_only || (ending && was_connected(oldstate))) && wanted(ev, c)) {
+		ev->ts_ns = now;
+		ev->oldstate = oldstate;
+		ev->newstate = newstate;
+		if (c && c->owner_known) {
+			ev->pid = c->pid;
+			__builtin_memcpy(ev->comm, c->comm, sizeof(ev->comm));
+			ev->flags |= TCP_EV_OWNER;
+		}
+		if (ending)
+			read_counters(sk, oldstate, c, ev);
+		if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+			count_loss(LOSS_RINGBUF);
+	}
+
+	if (ending && c)
+		bpf_map_delete_elem(&tcp_conns, &key);
+}
+
+/* ---- tp_btf: the socket itself; endpoints read as the tracepoint reads them ---- */
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_state_btf, const struct sock *sk, int oldstate, int newstate)
+{
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+	struct tcp_event ev = {};
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev.sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	ev.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (ev.family == TCP_AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)ev.saddr, inet, inet_saddr);
+		BPF_CORE_READ_INTO((__u32 *)ev.daddr, sk, __sk_common.skc_daddr);
+	} else if (ev.family == TCP_AF_INET6) {
+		BPF_CORE_READ_INTO(&ev.saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&ev.daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return 0;
+	}
+	on_transition(sk, oldstate, newstate, &ev);
+	return 0;
+}
+
+/* ---- classic tracepoint: the stable record, fields relocated through CO-RE ---- */
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcp_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct tcp_event ev = {};
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	ev.family = ctx->family;
+	ev.sport = ctx->sport;
+	ev.dport = ctx->dport;
+	if (ev.family == TCP_AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)ev.saddr, ctx, saddr);
+		BPF_CORE_READ_INTO((__u32 *)ev.daddr, ctx, daddr);
+	} else if (ev.family == TCP_AF_INET6) {
+		BPF_CORE_READ_INTO(&ev.saddr, ctx, saddr_v6);
+		BPF_CORE_READ_INTO(&ev.daddr, ctx, daddr_v6);
+	} else {
+		return 0;
+	}
+	on_transition((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, &ev);
+	return 0;
+}

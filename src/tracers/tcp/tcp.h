@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* btrace tcp: types shared by tcp.bpf.c and user space (through the skeleton). */
+#ifndef BTRACE_TCP_H
+#define BTRACE_TCP_H
+
+#include "abi.h"
+#include "net.h"
+
+/* tcp_event.flags: which of the optional fields were measured. */
+enum tcp_event_flag {
+	TCP_EV_OWNER = 1,       /* pid/comm hold the socket's owner */
+	TCP_EV_COUNTERS = 2,    /* bytes_acked/bytes_received were read (closing event) */
+	TCP_EV_SYN_ACKED = 4,   /* this end sent the SYN (seen in SYN_SENT): 1 of bytes_acked is the SYN */
+	TCP_EV_FIN_ACKED = 8,   /* this end's FIN was acknowledged: 1 of bytes_acked is the FIN */
+	TCP_EV_FIN_RECV = 16,   /* the peer's FIN was received: 1 of bytes_received is the FIN */
+};
+
+enum tcp_limits {
+	TCP_MAX_PORTS = 1024,   /* ports in the run-time filter */
+	TCP_MAX_ADDRS = 256,    /* address ranges in the run-time filter */
+};
+
+/* The run-time filter, one entry in the `tcp_filter_cfg` array; changed by user space
+ * while the program runs. Zero means "no filter" for each part. */
+struct tcp_filter_cfg {
+	__u32 pid;       /* owner process id (tgid) */
+	__u16 family;    /* AF_INET (2) or AF_INET6 (10) */
+	__u8 ports_on;   /* only sockets with a port in `tcp_filter_ports` at either end */
+	__u8 addrs_on;   /* only sockets with an address in `tcp_filter_addrs` at either end */
+};
+
+/* Key of the address-range trie: IPv6 addresses as they are, IPv4 ones mapped into
+ * ::ffff:0:0/96 (prefix lengths 96 + n), so one trie serves both families. */
+struct tcp_addr_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* One state transition of one TCP socket. */
+struct tcp_event {
+	__u64 ts_ns;           /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the transition */
+	__u64 old_since_ns;    /* when the old state began; 0 = not seen */
+	__u64 established_ns;  /* when ESTABLISHED began; 0 = not seen */
+	__u64 bytes_acked;     /* tcp_sock counters, read at the closing transition */
+	__u64 bytes_received;
+	__u32 pid;             /* owner tgid, valid with TCP_EV_OWNER */
+	__u16 family;          /* AF_INET or AF_INET6 */
+	__u16 sport;           /* host order */
+	__u16 dport;
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 flags;            /* enum tcp_event_flag */
+	__u8 _pad[3];
+	__u8 saddr[16];        /* IPv4: first 4 bytes */
+	__u8 daddr[16];
+	char comm[COMM_LEN];   /* owner's command name, valid with TCP_EV_OWNER */
+};
+
+/* What the kernel keeps per socket between transitions. */
+struct tcp_conn {
+	__u64 last_ns;         /* when the current state began */
+	__u64 established_ns;  /* 0 = ESTABLISHED not seen */
+	__u32 pid;
+	__u8 owner_known;
+	__u8 syn_sent;         /* went through SYN_SENT: this end sent the SYN */
+	__u8 _pad[2];
+	char comm[COMM_LEN];
+};
+
+#endif

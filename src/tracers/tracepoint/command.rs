@@ -1,0 +1,122 @@
+//! `btrace tracepoint CATEGORY:NAME`: every hit of a classic tracepoint as an event, its
+//! fields decoded from the tracepoint's format file.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::core::event_out;
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::stream::{pump, EventStream};
+use crate::resolve::tracefs_format;
+
+use super::tracer::{self, decode_args, decode_record, layout, unknown_tracepoint};
+
+#[derive(Args, Debug, Clone)]
+pub struct TracepointArgs {
+    /// The tracepoint, as CATEGORY:NAME (e.g. syscalls:sys_enter_openat; see
+    /// /sys/kernel/tracing/available_events)
+    #[arg(value_name = "CATEGORY:NAME")]
+    pub tracepoint: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+/// `cat:name` (or `cat/name`) split in two.
+pub fn split_name(s: &str) -> Result<(&str, &str)> {
+    let (cat, name) = s
+        .split_once(':')
+        .or_else(|| s.split_once('/'))
+        .filter(|(c, n)| !c.is_empty() && !n.is_empty() && !n.contains([':', '/']))
+        .with_context(|| format!("'{s}' is not CATEGORY:NAME (e.g. syscalls:sys_enter_openat)"))?;
+    Ok((cat, name))
+}
+
+pub fn run(args: TracepointArgs) -> Result<()> {
+    let c = &args.common;
+    let (cat, name) = split_name(&args.tracepoint)?;
+    if c.interval.is_some() {
+        bail!("--interval does not apply to an event stream; use --duration");
+    }
+    crate::core::system::preflight()?;
+    let tracefs = crate::core::system::ensure_tracefs()?;
+    if !tracefs.join("events").join(cat).join(name).is_dir() {
+        return Err(unknown_tracepoint(&tracefs, cat, name));
+    }
+    let format = tracefs_format::read(&tracefs, cat, name)?;
+    let layout = layout(&format);
+    let mut session = Session::new(c)?;
+    let scope = Scope::new(session.tgid(), &args.scope)?;
+    let (tp, _link) = tracer::load(cat, name, &layout, &scope).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot trace {cat}:{name}: {}",
+            crate::core::attach::describe(&e)
+        )
+    })?;
+    let shown = format!("{cat}:{name}");
+    let (raw_size, n_strs) = (layout.raw_size, layout.strings.len());
+    let mut stream =
+        EventStream::new(&tp.maps.events, move |d| decode_record(d, raw_size, n_strs))?;
+    let mut out = Output::new(c.json);
+    if !out.json {
+        out.line(&event_out::text_header("TRACEPOINT"))?;
+        out.flush()?;
+    }
+    let start_ns = crate::core::system::monotonic_ns();
+    session.attached(&shown)?;
+    let (end, events, lost) = pump(
+        &mut session,
+        &mut stream,
+        &mut out,
+        &tp.maps.losses,
+        |out, ev| {
+            let fields = decode_args(&format, &ev);
+            if out.json {
+                let mut rec = event_out::json_head(&ev.head);
+                rec.insert("tracepoint".into(), shown.clone().into());
+                rec.insert("args".into(), Value::Object(fields));
+                out.record(&Value::Object(rec))?;
+            } else {
+                out.line(&event_out::text_line(
+                    &ev.head, start_ns, &shown, &fields, "",
+                ))?;
+            }
+            Ok(true)
+        },
+    )?;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: &shown,
+            hook: "tracepoint",
+            counted: Some(("events", events)),
+            losses: lost,
+            specific: json!({ "tracepoint": shown }),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            split_name("syscalls:sys_enter_openat").unwrap(),
+            ("syscalls", "sys_enter_openat")
+        );
+        assert_eq!(
+            split_name("sched/sched_switch").unwrap(),
+            ("sched", "sched_switch")
+        );
+        assert!(split_name("sched").is_err());
+        assert!(split_name(":x").is_err());
+        assert!(split_name("a:b:c").is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! Any classic tracepoint as an event stream: `btrace tracepoint`.
+
+pub mod command;
+pub mod skel;
+pub mod tracer;
