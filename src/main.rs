@@ -66,19 +66,21 @@ fn main() {
         Command::Hist(a) => hist::command::run(a),
         Command::Tracepoint(a) => tracepoint::command::run(a),
         Command::Kprobe(a) => kprobe::command::run(a),
-        Command::Doctor(a) => doctor::run(a),
-        Command::Verifier(a) => verifier::run(a),
+        Command::Doctor(a) => doctor::run(a).map(|()| 0),
+        Command::Verifier(a) => verifier::run(a).map(|()| 0),
         #[cfg(feature = "testing")]
         Command::Floor(a) => floor::run(a),
         Command::Tcp(a) => tcp::command::run(a),
         Command::Top(a) => top::run(a),
     };
-    if let Err(e) = result {
-        if output::is_broken_pipe(&e) {
-            std::process::exit(0);
+    match result {
+        // A -c command that ended the run passes its exit status on.
+        Ok(code) => std::process::exit(code),
+        Err(e) if output::is_broken_pipe(&e) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("btrace: {e:#}");
+            std::process::exit(1);
         }
-        eprintln!("btrace: {e:#}");
-        std::process::exit(1);
     }
 }
 

@@ -19,7 +19,7 @@ fn total(records: &[Value], name: &str) -> u64 {
     records
         .iter()
         .filter(|r| r["type"] == "hist" && r["syscall"] == name)
-        .map(|r| r["total"].as_u64().unwrap())
+        .map(|r| r["count"].as_u64().unwrap())
         .sum()
 }
 
@@ -28,7 +28,11 @@ fn check_buckets(records: &[Value]) {
     for r in of_type(records, "hist") {
         let buckets = r["buckets"].as_array().unwrap();
         let sum: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
-        assert_eq!(sum, r["total"].as_u64().unwrap(), "buckets vs total in {r}");
+        assert_eq!(sum, r["count"].as_u64().unwrap(), "buckets vs count in {r}");
+        assert!(
+            r["total"].as_u64().unwrap() >= sum,
+            "total is since start: {r}"
+        );
         assert_eq!(r["unit"], "us");
         for b in buckets {
             let lo = b["lo"].as_u64().unwrap();
@@ -213,7 +217,10 @@ fn closed_stdout_ends_quietly() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
-    assert!(first.starts_with("--- interval 1"), "{first:?}");
+    assert!(
+        first.starts_with("--- interval 0: 0.000 s to "),
+        "{first:?}"
+    );
     drop(out);
     let status = child.wait().unwrap();
     assert_ended_quietly(status, &mut child);
@@ -302,3 +309,124 @@ fn kernel_without_btf_is_refused_clearly() {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// With -i every interval is delimited by an "interval" record (numbered from 0, with its
+/// bounds), empty intervals included; every hist record names its interval; "count" is the
+/// interval's, "total" the running total since tracing began.
+#[test]
+fn intervals_are_delimited_and_numbered() {
+    let cmd = format!("{} --wait block 1 900", workload());
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "-i", "0.2", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let marks = of_type(&recs, "interval");
+    assert!(marks.len() >= 4, "0.9 s in 0.2 s intervals: {marks:?}");
+    for (i, m) in marks.iter().enumerate() {
+        assert_eq!(m["interval"], i as u64, "{m}");
+        assert!(m["end_s"].as_f64() >= m["start_s"].as_f64(), "{m}");
+        assert!(m["end_ns"].as_u64() > m["start_ns"].as_u64(), "{m}");
+        if i > 0 {
+            assert_eq!(m["start_s"], marks[i - 1]["end_s"], "contiguous: {m}");
+        }
+    }
+    assert!(
+        marks.iter().any(|m| m["calls"] == 0),
+        "a sleeping command leaves empty intervals, still written: {marks:?}"
+    );
+    // Records follow their interval record and name it.
+    let mut current = None;
+    for r in &recs {
+        match r["type"].as_str() {
+            Some("interval") => current = r["interval"].as_u64(),
+            Some("hist") => assert_eq!(r["interval"].as_u64(), current, "{r}"),
+            _ => {}
+        }
+    }
+    assert_eq!(total(&recs, "nanosleep"), 1);
+    let last_total = recs
+        .iter()
+        .filter(|r| r["syscall"] == "nanosleep")
+        .map(|r| r["total"].as_u64().unwrap())
+        .max();
+    assert_eq!(last_total, Some(1));
+}
+
+/// In --json mode stdout is btrace's record stream only: a -c command's own output goes
+/// to stderr; with -o the records go to the file and the command keeps stdout.
+#[test]
+fn json_stream_holds_only_records() {
+    let cmd = "sh -c 'echo hello from the command; echo second line'";
+    let (recs, code, stderr) = trace_to_end(&["hist", "--json", "-c", cmd]);
+    assert_eq!(code, 0);
+    assert!(!of_type(&recs, "hist").is_empty());
+    assert!(
+        stderr.iter().any(|l| l == "hello from the command"),
+        "{stderr:?}"
+    );
+    let file = std::env::temp_dir().join(format!("btrace-o-{}.json", std::process::id()));
+    let out = btrace(&["hist", "--json", "-o", file.to_str().unwrap(), "-c", cmd]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from the command\nsecond line\n"
+    );
+    let recs = parse_ndjson(&std::fs::read(&file).unwrap());
+    summary(&recs);
+    std::fs::remove_file(file).ok();
+    let e = one_line_error(&btrace(&["hist", "-o", "/no/such/dir/x", "-d", "1"]));
+    assert!(e.contains("/no/such/dir/x"), "{e}");
+}
+
+/// Syscalls outside the table (here number 1000, which no kernel has) are counted as
+/// "other", never dropped; a syscall named twice is reported once.
+#[test]
+fn unknown_numbers_and_duplicate_names() {
+    let cmd = format!("{} --wait unknown 37", workload());
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "-c", &cmd]);
+    assert_eq!(code, 0);
+    assert_eq!(total(&recs, "other"), 37, "{recs:?}");
+    let cmd = format!("{} --wait syscalls 20 10", workload());
+    let (recs, _, _) = trace_to_end(&[
+        "hist",
+        "--json",
+        "--syscalls",
+        "read,getppid,read",
+        "-c",
+        &cmd,
+    ]);
+    let names: Vec<_> = of_type(&recs, "hist")
+        .iter()
+        .map(|r| r["syscall"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["getppid", "read"]);
+}
+
+/// Between the start gate and execve the child makes no syscall btrace would count as the
+/// command's (the gate closes on exec): the workload itself never calls close.
+#[test]
+fn the_gate_is_not_the_commands_work() {
+    let cmd = format!("{} --wait syscalls 20 10", workload());
+    let (recs, _, _) = trace_to_end(&["hist", "--json", "-c", &cmd]);
+    assert_eq!(total(&recs, "close"), 0, "{recs:?}");
+    assert_eq!(total(&recs, "execve"), 1, "{recs:?}");
+}
+
+/// Only commands that aggregate take -i; absurd durations are refused in one line.
+#[test]
+fn flags_a_command_does_not_take_are_not_offered() {
+    for cmd in ["tcp", "tracepoint", "kprobe"] {
+        let help = btrace(&[cmd, "--help"]);
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(!text.contains("--interval"), "{cmd} --help:\n{text}");
+        assert!(text.contains("--output"), "{cmd} --help:\n{text}");
+    }
+    let help = btrace(&["hist", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--interval"));
+    for bad in ["1e19", "1e300", "inf"] {
+        let out = btrace(&["hist", "-d", bad]);
+        let e = one_line_error(&out);
+        assert_eq!(out.status.code(), Some(2), "{e}");
+        assert!(!e.contains("panicked"), "{e}");
+    }
+    let e = one_line_error(&btrace(&["tcp", "-i", "1"]));
+    assert!(e.contains("'-i'"), "{e}");
+}

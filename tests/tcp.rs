@@ -312,5 +312,61 @@ fn bad_filters_give_one_clear_line() {
         "{e}"
     );
     let e = one_line_error(&btrace(&["tcp", "-i", "1", "-d", "1"]));
-    assert!(e.contains("--interval does not apply"), "{e}");
+    assert!(e.contains("unexpected argument '-i'"), "{e}");
+}
+
+/// A per-socket store far too small (10 entries for 201 sockets): every connection end is
+/// either reported or counted, sockets that found the store full are counted once each,
+/// and no byte count is wrong (a socket without its entry reports tx_bytes as unknown).
+#[test]
+fn a_full_store_loses_nothing_silently() {
+    const N: u64 = 100;
+    for hook in ["tp_btf", "tracepoint"] {
+        let port = free_port();
+        let cmd = format!(
+            "{} --wait tcp-concurrent 127.0.0.1 {port} {N} 10",
+            workload()
+        );
+        let (recs, code, _) = trace_to_end(&[
+            "tcp",
+            "--json",
+            "--life",
+            "--max-conns",
+            "10",
+            "--hook",
+            hook,
+            "-c",
+            &cmd,
+        ]);
+        assert_eq!(code, 0);
+        let s = summary(&recs);
+        assert_eq!(s["store"], "hash", "{s}");
+        // The listener and 2N connection sockets are born; the first 10 births fit.
+        assert_eq!(s["untracked_sockets"], 2 * N + 1 - 10, "[{hook}] {s}");
+        let lives = of_type(&recs, "tcp_life");
+        let unattributed = s["unattributed"].as_u64().unwrap();
+        let ringbuf = s["lost"]["ringbuf"].as_u64().unwrap();
+        assert_eq!(
+            lives.len() as u64 + unattributed + ringbuf,
+            2 * N,
+            "[{hook}] every end reported or counted: {s}"
+        );
+        // Clients send 10 bytes, the accepted sockets receive them.
+        let mut exact = 0;
+        for r in &lives {
+            let (tx, rx) = if r["sport"] == port { (0, 10) } else { (10, 0) };
+            assert_eq!(r["rx_bytes"], rx, "[{hook}] {r}");
+            match r["tx_bytes"].as_u64() {
+                Some(b) => {
+                    assert_eq!(b, tx, "[{hook}] {r}");
+                    exact += 1;
+                }
+                None => assert!(r["tx_bytes"].is_null()),
+            }
+        }
+        assert!(
+            exact >= 8,
+            "[{hook}] tracked sockets keep exact bytes: {exact}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ use btrace::core::stream::EventStream;
 use btrace::model::tcp::TcpState;
 use btrace::tracers::tcp::event::TcpEvent;
 use btrace::tracers::tcp::filter::{FilterSpec, TcpFilter};
-use btrace::tracers::tcp::tracer::{self, Hook, TcpOptions};
+use btrace::tracers::tcp::tracer::{self, Hook, Store, TcpOptions, Way};
 use common::net::{free_port, run_workload};
 
 /// Collects events until the listening socket on `port` closes (the workload's last
@@ -53,7 +53,11 @@ fn runtime_port_change(hook: Hook) {
         ports: vec![p1],
         ..FilterSpec::default()
     };
-    let (skel, mut filter) = tracer::open_load(hook, &TcpOptions::default(), &spec).unwrap();
+    let way = Way {
+        hook,
+        store: Store::Hash,
+    };
+    let (skel, mut filter) = tracer::open_load(way, &TcpOptions::default(), &spec).unwrap();
     let _links = tracer::attach(&skel).unwrap();
     let mut stream = tracer::events(&skel).unwrap();
     let pair = |p: &str| run_workload(&["tcp-pair", "127.0.0.1", p, "0", "5", "5"]);
@@ -98,7 +102,7 @@ fn runtime_port_change(hook: Hook) {
         .find(|e| e.dport == p1 && e.newstate == TcpState::CLOSE)
         .expect("client's end");
     let end = end.end.as_ref().unwrap();
-    assert_eq!((end.tx_bytes, end.rx_bytes), (5, 5));
+    assert_eq!((end.tx_bytes, end.rx_bytes), (Some(5), 5));
 }
 
 #[test]

@@ -12,6 +12,8 @@ pub use skel::types;
 pub const HIST_BUCKETS: usize = types::btrace_limits::HIST_BUCKETS.0 as usize;
 /// Syscall numbers the per-syscall arrays index.
 pub const MAX_SYSCALLS: u32 = types::btrace_limits::MAX_SYSCALLS.0;
+/// The per-syscall slot that counts syscalls numbered outside the table.
+pub const SYSCALL_OTHER: u32 = types::btrace_limits::SYSCALL_OTHER.0;
 /// A task's name with its NUL (TASK_COMM_LEN).
 pub const COMM_LEN: usize = types::btrace_limits::COMM_LEN.0 as usize;
 /// Bytes kept of one string argument, NUL included.

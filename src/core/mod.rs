@@ -17,3 +17,4 @@ pub mod session;
 pub mod skel;
 pub mod stream;
 pub mod system;
+pub mod target;

@@ -1,61 +1,85 @@
-//! The run loop every tracing command shares: common flags, the traced target
-//! (`-p` an existing process, `-c` a command started once probes are attached),
-//! Ctrl-C/SIGTERM, `--duration` and `--interval`.
+//! The run every tracing command shares: the common flags, the traced target (see
+//! [`target`](crate::core::target)), Ctrl-C/SIGTERM, `--duration`, `--interval`, and the
+//! closing record.
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, pipe, ForkResult, Pid};
 
-/// Flags that mean the same in every command.
+use crate::core::losses::Losses;
+use crate::core::output::Output;
+use crate::core::target::{self, ExitStatus, Target};
+
+/// Flags that mean the same in every tracing command.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
     /// Trace only this process; stop when it exits
     #[arg(short = 'p', long, value_name = "PID", conflicts_with = "cmd")]
     pub pid: Option<u32>,
-    /// Run CMD once every probe is attached, trace only it, stop when it exits
+    /// Run CMD once every probe is attached, trace only it, stop when it exits (btrace
+    /// then exits with its status)
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after SECS seconds
-    #[arg(short = 'd', long, value_name = "SECS", value_parser = positive_secs)]
+    #[arg(short = 'd', long, value_name = "SECS", value_parser = seconds)]
     pub duration: Option<f64>,
-    /// Print (and reset) results every SECS seconds
-    #[arg(short = 'i', long, value_name = "SECS", value_parser = positive_secs)]
-    pub interval: Option<f64>,
-    /// Output NDJSON: one object per line, ending with a "summary" object
+    /// Output NDJSON: one object per line, ending with a "summary" object (a -c
+    /// command's own stdout then goes to btrace's stderr, unless -o is given)
     #[arg(long)]
     pub json: bool,
+    /// Write results to FILE instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Show libbpf's log on stderr
     #[arg(short = 'v', long)]
     pub verbose: bool,
 }
 
-fn positive_secs(s: &str) -> Result<f64, String> {
+/// `-i`, for the commands that aggregate (and print per interval).
+#[derive(Args, Debug, Clone, Default)]
+pub struct IntervalArgs {
+    /// Print (and start counting afresh) every SECS seconds
+    #[arg(short = 'i', long, value_name = "SECS", value_parser = seconds)]
+    pub interval: Option<f64>,
+}
+
+/// The longest `-d`/`-i` accepted: longer would overflow the clock arithmetic, and no
+/// run lasts that long.
+pub const MAX_SECS: f64 = 100_000_000.0;
+
+fn seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(v) if v > 0.0 && v <= MAX_SECS => Ok(v),
+        Ok(v) if v > MAX_SECS => Err(format!(
+            "'{s}' seconds is too long: at most {MAX_SECS:.0} (about 3 years)"
+        )),
         _ => Err(format!("'{s}' is not a positive number of seconds")),
     }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
 static HANDLER: OnceLock<()> = OnceLock::new();
 
-/// Ctrl-C, SIGTERM and SIGHUP ask the loop to finish and print final results.
+/// Ctrl-C, SIGTERM and SIGHUP ask the loop to finish and print final results; a second
+/// one ends btrace at once (with a `-c` command killed first).
 fn install_stop_handler() -> Result<()> {
     if HANDLER.get().is_some() {
         return Ok(());
     }
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C/SIGTERM handler")?;
+    ctrlc::set_handler(|| {
+        STOP.store(true, Ordering::SeqCst);
+        if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+            target::kill_child_now();
+            // The kernel closes every descriptor: programs and links go with them.
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C/SIGTERM handler")?;
     let _ = HANDLER.set(());
     Ok(())
 }
@@ -67,35 +91,6 @@ pub fn request_stop() {
 
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
-}
-
-/// The process being traced.
-enum Target {
-    Everything,
-    /// An existing process, watched through a pidfd (readable once it has exited).
-    Process {
-        pid: u32,
-        pidfd: OwnedFd,
-    },
-    /// A child forked at start, blocked until `release` writes to `gate`.
-    Command {
-        child: Pid,
-        gate: Option<OwnedFd>,
-        done: bool,
-    },
-}
-
-/// What a command's closing record says (see [`Session::finish`]).
-pub struct Closing<'a> {
-    /// What was traced, for the text line ("syscalls", a function, a tracepoint).
-    pub what: &'a str,
-    /// The hook (and store) it attached with.
-    pub hook: &'a str,
-    /// How many of what were shown, e.g. ("events", 12); None for aggregating commands.
-    pub counted: Option<(&'a str, u64)>,
-    pub losses: crate::core::losses::Losses,
-    /// The command's own JSON fields, first in the record.
-    pub specific: serde_json::Value,
 }
 
 /// Why the loop ended.
@@ -114,50 +109,61 @@ pub enum Step {
     Interval,
 }
 
+/// What a command's closing record says (see [`Session::finish`]).
+pub struct Closing<'a> {
+    /// What was traced, for the text line ("syscalls", a function, a tracepoint).
+    pub what: &'a str,
+    /// The hook (and store) it attached with.
+    pub hook: &'a str,
+    /// How many of what were shown, e.g. ("events", 12); None for aggregating commands.
+    pub counted: Option<(&'a str, u64)>,
+    pub losses: Losses,
+    /// The command's own JSON fields, first in the record.
+    pub specific: serde_json::Value,
+}
+
 pub struct Session {
     target: Target,
     duration: Option<Duration>,
     interval: Option<Duration>,
     started: Instant,
+    end: Option<End>,
 }
 
 impl Session {
-    /// Validates the target (a `-p` that exists, a `-c` that can be found) and, for `-c`,
+    /// Validates the target (a `-p` that exists, a `-c` that can run) and, for `-c`,
     /// forks the child now so its pid can be given to the kernel programs before load.
-    pub fn new(args: &TraceArgs) -> Result<Self> {
+    pub fn new(args: &TraceArgs, interval: Option<f64>) -> Result<Self> {
         install_stop_handler()?;
         let target = match (&args.pid, &args.cmd) {
-            (Some(pid), _) => watch_process(*pid)?,
-            (None, Some(cmd)) => spawn_gated(cmd)?,
+            (Some(pid), _) => target::watch_process(*pid)?,
+            // In JSON mode btrace's stdout is the record stream: the command's own output
+            // goes to stderr, unless the records go to a file.
+            (None, Some(cmd)) => target::spawn_gated(cmd, args.json && args.output.is_none())?,
             (None, None) => Target::Everything,
         };
         Ok(Session {
             target,
             duration: args.duration.map(Duration::from_secs_f64),
-            interval: args.interval.map(Duration::from_secs_f64),
+            interval: interval.map(Duration::from_secs_f64),
             started: Instant::now(),
+            end: None,
         })
     }
 
     /// The process id the kernel programs should filter on, if any.
     pub fn tgid(&self) -> Option<u32> {
-        match &self.target {
-            Target::Everything => None,
-            Target::Process { pid, .. } => Some(*pid),
-            Target::Command { child, .. } => Some(child.as_raw() as u32),
-        }
+        self.target.tgid()
     }
 
     /// Everything is attached: say so on stderr and let a `-c` command run. The line goes
     /// to stderr in JSON mode too, so scripts can wait for it without parsing stdout.
     pub fn attached(&mut self, what: &str) -> Result<()> {
-        eprintln!("Tracing {what}... Hit Ctrl-C to end.");
-        self.started = Instant::now();
-        if let Target::Command { gate, .. } = &mut self.target {
-            if let Some(fd) = gate.take() {
-                nix::unistd::write(&fd, b"go").context("starting the traced command")?;
-            }
+        self.target.release(stop_requested())?;
+        if !stop_requested() {
+            eprintln!("Tracing {what}... Hit Ctrl-C to end.");
         }
+        self.started = Instant::now();
         Ok(())
     }
 
@@ -165,9 +171,19 @@ impl Session {
         self.started.elapsed()
     }
 
+    /// The interval length, when the command prints per interval.
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval
+    }
+
+    /// When the run started (after everything was attached).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// The closing JSON record every tracing command ends with: the command's own fields
     /// (`specific`, a JSON object) between `type` and the common tail (how long, where,
-    /// why it ended).
+    /// why it ended, and how a `-c` command exited).
     pub fn summary(&self, end: End, specific: serde_json::Value) -> serde_json::Value {
         let mut rec = serde_json::Map::new();
         rec.insert("type".into(), "summary".into());
@@ -180,19 +196,37 @@ impl Session {
             crate::core::system::kernel_release().into(),
         );
         rec.insert("end".into(), format!("{end:?}").into());
+        if let Target::Command(_) = self.target {
+            let status = self.target.exit_status();
+            let code = match status {
+                Some(ExitStatus::Code(c)) => serde_json::Value::from(c),
+                _ => serde_json::Value::Null,
+            };
+            let signal = match status {
+                Some(ExitStatus::Signal(s)) => serde_json::Value::from(s.as_str()),
+                _ => serde_json::Value::Null,
+            };
+            rec.insert("exit_status".into(), code);
+            rec.insert("exit_signal".into(), signal);
+        }
         serde_json::Value::Object(rec)
+    }
+
+    /// What btrace should exit with: the `-c` command's status when the command ended
+    /// the run (a shell's convention: 128 + signal when killed), else 0.
+    pub fn exit_code(&self) -> i32 {
+        match (self.end, self.target.exit_status()) {
+            (Some(End::TargetExited), Some(s)) => s.shell_code(),
+            _ => 0,
+        }
     }
 
     /// Writes the closing record every tracing command ends with, in JSON or text:
     /// `what` was traced via `hook` for the run's duration, `counted` says how many of what
     /// were shown (none for aggregating commands), then the losses. JSON carries
-    /// `specific` (the command's own fields) before the common ones.
-    pub fn finish(
-        &self,
-        out: &mut crate::core::output::Output,
-        end: End,
-        closing: Closing<'_>,
-    ) -> Result<()> {
+    /// `specific` (the command's own fields) before the common ones. Returns btrace's exit
+    /// code ([`Session::exit_code`]).
+    pub fn finish(&self, out: &mut Output, end: End, closing: Closing<'_>) -> Result<i32> {
         if out.json {
             let mut fields = match closing.specific {
                 serde_json::Value::Object(m) => m,
@@ -218,7 +252,7 @@ impl Session {
             ))?;
         }
         out.flush()?;
-        Ok(())
+        Ok(self.exit_code())
     }
 
     /// Runs until Ctrl-C/SIGTERM, `--duration`, or the target's exit. `step` consumes
@@ -235,10 +269,10 @@ impl Session {
             }
             let now = Instant::now();
             if now >= next_check {
-                if self.target_exited() {
+                if self.target.exited() {
                     break End::TargetExited;
                 }
-                if crate::core::system::stdout_reader_gone() {
+                if crate::core::output::reader_gone() {
                     // Same ending as a failed write to a closed pipe: quiet, exit 0.
                     return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());
                 }
@@ -261,170 +295,24 @@ impl Session {
             step(Step::Poll(wait))?;
         };
         step(Step::Poll(Duration::ZERO))?;
+        self.end = Some(end);
         Ok(end)
-    }
-
-    fn target_exited(&mut self) -> bool {
-        match &mut self.target {
-            Target::Everything => false,
-            Target::Process { pidfd, .. } => {
-                let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-                matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-            }
-            Target::Command { child, done, .. } => {
-                if !*done {
-                    *done = !matches!(
-                        waitpid(*child, Some(WaitPidFlag::WNOHANG)),
-                        Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)
-                    );
-                }
-                *done
-            }
-        }
-    }
-}
-
-impl Drop for Session {
-    /// A `-c` command still running when btrace stops early is ended too, not orphaned.
-    fn drop(&mut self) {
-        if let Target::Command { child, gate, done } = &mut self.target {
-            if !*done {
-                gate.take();
-                let _ = kill(*child, Signal::SIGTERM);
-                let _ = waitpid(*child, None);
-            }
-        }
-    }
-}
-
-fn watch_process(pid: u32) -> Result<Target> {
-    if pid == 0 || pid > i32::MAX as u32 {
-        bail!("invalid pid {pid}");
-    }
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            bail!("no process with pid {pid}");
-        }
-        return Err(err).with_context(|| format!("watching pid {pid}"));
-    }
-    // SAFETY: fd is a fresh pidfd that nothing else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    Ok(Target::Process { pid, pidfd })
-}
-
-/// Splits a command line into words, honouring single and double quotes (no shell:
-/// the traced process is the command itself, not a shell around it).
-pub fn split_words(cmd: &str) -> Result<Vec<String>> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    for c in cmd.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        bail!("unbalanced quote in command: {cmd}");
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-/// The path execvp would run for `prog`, if any.
-fn resolve_program(prog: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &std::path::Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if prog.contains('/') {
-        let p = std::path::PathBuf::from(prog);
-        return is_exec(&p).then_some(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| is_exec(p))
-}
-
-fn spawn_gated(cmd: &str) -> Result<Target> {
-    let words = split_words(cmd)?;
-    let Some(prog) = words.first() else {
-        bail!("-c needs a command to run");
-    };
-    let Some(path) = resolve_program(prog) else {
-        bail!("command not found: {prog}");
-    };
-    let path = CString::new(path.as_os_str().as_encoded_bytes()).context("command path")?;
-    let argv: Vec<CString> = words
-        .iter()
-        .map(|w| CString::new(w.as_str()))
-        .collect::<Result<_, _>>()
-        .context("command contains a NUL byte")?;
-    let (gate_read, gate_write) = pipe().context("creating the start gate for -c")?;
-    // SAFETY: the child only calls async-signal-safe functions (read, close, execv, _exit).
-    match unsafe { fork() }.context("fork for -c")? {
-        ForkResult::Child => {
-            drop(gate_write);
-            let mut buf = [0u8; 2];
-            // Blocks until the parent has attached every probe (or exits: read gives 0).
-            // SAFETY: read into a 2-byte buffer of our own from a descriptor we own.
-            let n = unsafe { libc::read(gate_read.as_raw_fd(), buf.as_mut_ptr().cast(), 2) };
-            if n != 2 {
-                // SAFETY: _exit ends this forked child without running the parent's
-                // atexit handlers or destructors (async-signal-safe).
-                unsafe { libc::_exit(0) };
-            }
-            drop(gate_read);
-            let _ = nix::unistd::execv(&path, &argv);
-            let msg = b"btrace: could not execute the -c command\n";
-            // SAFETY: write of a static buffer to stderr, then _exit (both async-signal-safe).
-            unsafe {
-                libc::write(2, msg.as_ptr().cast(), msg.len());
-                libc::_exit(127)
-            };
-        }
-        ForkResult::Parent { child } => Ok(Target::Command {
-            child,
-            gate: Some(gate_write),
-            done: false,
-        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_words;
+    use super::*;
 
     #[test]
-    fn words_and_quotes() {
-        assert_eq!(
-            split_words(r#"a  'b c' "d'e" f"#).unwrap(),
-            vec!["a", "b c", "d'e", "f"]
-        );
-        assert!(split_words("a 'b").is_err());
-        assert_eq!(split_words("x ''").unwrap(), vec!["x", ""]);
+    fn seconds_are_bounded() {
+        assert_eq!(seconds("1.5"), Ok(1.5));
+        assert!(seconds("0").is_err());
+        assert!(seconds("-1").is_err());
+        assert!(seconds("nan").is_err());
+        let e = seconds("1e19").unwrap_err();
+        assert!(e.contains("at most 100000000"), "{e}");
+        assert!(seconds("1e300").is_err());
+        assert!(seconds("inf").is_err());
     }
 }

@@ -138,6 +138,9 @@ impl LossWatch {
 
 /// How often the loss counters are read while events stream (a few map reads each time).
 const LOSS_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// After the target exited: how long a quiet ring buffer is waited for, and at most.
+const LINGER: Duration = Duration::from_millis(30);
+const LINGER_MAX: Duration = Duration::from_millis(500);
 
 /// The run loop of every event-streaming command: each event goes to `emit`, which
 /// prints it and says whether it counted as shown; output is flushed after each batch;
@@ -153,14 +156,20 @@ pub fn pump<T>(
     let mut watch = LossWatch::default();
     let mut shown = 0u64;
     let mut last_check = Instant::now();
+    let mut take = |out: &mut Output, wait: Duration| -> Result<usize> {
+        let events = stream.poll(wait)?;
+        let n = events.len();
+        for ev in events {
+            if emit(out, ev)? {
+                shown += 1;
+            }
+        }
+        out.flush()?;
+        Ok(n)
+    };
     let end = session.run(|step| {
         if let Step::Poll(wait) = step {
-            for ev in stream.poll(wait)? {
-                if emit(out, ev)? {
-                    shown += 1;
-                }
-            }
-            out.flush()?;
+            take(out, wait)?;
             if last_check.elapsed() >= LOSS_CHECK_EVERY {
                 watch.check(losses_map, out.json)?;
                 last_check = Instant::now();
@@ -168,6 +177,13 @@ pub fn pump<T>(
         }
         Ok(())
     })?;
+    // What the target set in motion may still be on its way: a connection closed by a
+    // process that has just exited finishes in softirq. Take events until a short wait
+    // brings none.
+    if end == End::TargetExited {
+        let until = Instant::now() + LINGER_MAX;
+        while take(out, LINGER)? > 0 && Instant::now() < until {}
+    }
     let losses = watch.check(losses_map, out.json)?;
     Ok((end, shown, losses))
 }

@@ -4,7 +4,13 @@
 use anyhow::{bail, Result};
 use syscalls::Sysno;
 
+use crate::core::abi::SYSCALL_OTHER;
+
+/// The name of a syscall slot: `other` for the slot of numbers outside the table.
 pub fn name(nr: u32) -> String {
+    if nr == SYSCALL_OTHER {
+        return "other".into();
+    }
     Sysno::new(nr as usize)
         .map(|s| s.name().to_string())
         .unwrap_or_else(|| format!("syscall_{nr}"))
@@ -24,11 +30,13 @@ pub fn suggestions(wrong: &str) -> Vec<&'static str> {
     scored.into_iter().take(3).map(|(_, n)| n).collect()
 }
 
-/// "read,write,openat" -> syscall numbers; an unknown name is an error naming close ones.
+/// "read,write,openat" -> syscall numbers, each once; an unknown name is an error naming
+/// close ones.
 pub fn parse_list(list: &str) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match number(n) {
+            Some(nr) if out.contains(&nr) => {}
             Some(nr) => out.push(nr),
             None => {
                 let close = suggestions(n);
@@ -54,6 +62,8 @@ mod tests {
         let nr = number("getppid").unwrap();
         assert_eq!(name(nr), "getppid");
         assert_eq!(name(100_000), "syscall_100000");
+        assert_eq!(name(SYSCALL_OTHER), "other");
+        assert_eq!(parse_list("read, read,write").unwrap().len(), 2);
     }
 
     #[test]

@@ -23,6 +23,11 @@
  *                                 namespace and the client in the second.
  *   workload tcp-many ADDR PORT N  N connections to ADDR:PORT, one after the other: connect,
  *                                 accept, server closes, client closes on end of file
+ *   workload tcp-concurrent ADDR PORT N TX
+ *                                 N connections open at once; each client sends TX bytes,
+ *                                 then all clients close, then all servers on end of file
+ *   workload unknown N            N calls of syscall number 1000, which no kernel has
+ *                                 (each fails with ENOSYS)
  *   workload rate N R             N getppid paced at R calls per second (R 0: flat out);
  *                                 prints nothing (its stdout may be the tracer's); writes
  *                                 the seconds taken to $WORKLOAD_TIME_FILE if set
@@ -344,6 +349,49 @@ static int do_tcp_many(const char *addr, long port, long n)
 	return 0;
 }
 
+/* N connections open at once: N clients connect, the server accepts them all, each
+ * client writes TX bytes that the server reads, then every client closes and every
+ * server socket closes on end of file. */
+static int do_tcp_concurrent(const char *addr, long port, long n, long tx)
+{
+	static int cfd[1024], sfd[1024];
+	char buf[4096] = { 0 };
+	struct tcp_addr a;
+	int lfd;
+
+	if (n > 1024 || tx > (long)sizeof(buf) || tcp_parse(addr, port, &a))
+		return 2;
+	lfd = tcp_listener(&a);
+	if (lfd < 0)
+		return 1;
+	for (long i = 0; i < n; i++) {
+		cfd[i] = tcp_client(&a);
+		sfd[i] = cfd[i] < 0 ? -1 : accept(lfd, NULL, NULL);
+		if (sfd[i] < 0)
+			return 1;
+	}
+	for (long i = 0; i < n; i++) {
+		long got = 0;
+
+		if (write(cfd[i], buf, tx) != tx)
+			return 1;
+		while (got < tx) {
+			long r = read(sfd[i], buf, tx - got);
+
+			if (r <= 0)
+				return 1;
+			got += r;
+		}
+	}
+	for (long i = 0; i < n; i++)
+		close(cfd[i]);
+	for (long i = 0; i < n; i++)
+		if (close_after_eof(sfd[i]))
+			return 1;
+	close(lfd);
+	return 0;
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -395,6 +443,13 @@ static int do_pace(long rate, long secs)
 	return 0;
 }
 
+static int do_unknown(long n)
+{
+	for (long i = 0; i < n; i++)
+		syscall(1000);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -428,8 +483,12 @@ int main(int argc, char **argv)
 		return do_tcp_many(argv[2], arg(argv, 3), arg(argv, 4));
 	if (!strcmp(cmd, "pace") && argc == 4)
 		return do_pace(arg(argv, 2), arg(argv, 3));
+	if (!strcmp(cmd, "tcp-concurrent") && argc == 6)
+		return do_tcp_concurrent(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5));
+	if (!strcmp(cmd, "unknown") && argc == 3)
+		return do_unknown(arg(argv, 2));
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
-			" | tcp-many ADDR PORT N | pace RATE SECS\n");
+			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N\n");
 	return 2;
 }

@@ -30,9 +30,9 @@ pub struct FloorArgs {
     pub kind: Kind,
 }
 
-pub fn run(args: FloorArgs) -> Result<()> {
+pub fn run(args: FloorArgs) -> Result<i32> {
     crate::core::system::preflight()?;
-    let mut session = Session::new(&args.common)?;
+    let mut session = Session::new(&args.common, None)?;
     let mut storage = std::mem::MaybeUninit::uninit();
     let mut open = FloorSkelBuilder::default().open(&mut storage)?;
     let empty = matches!(args.kind, Kind::Empty);
@@ -49,5 +49,5 @@ pub fn run(args: FloorArgs) -> Result<()> {
         }
         Ok(())
     })?;
-    Ok(())
+    Ok(0)
 }

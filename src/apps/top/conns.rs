@@ -33,7 +33,7 @@ pub struct ClosedConn {
     pub remote: String,
     /// Since ESTABLISHED, as the kernel measured it; None when that was not seen.
     pub duration_ns: Option<u64>,
-    pub tx_bytes: u64,
+    pub tx_bytes: Option<u64>,
     pub rx_bytes: u64,
     pub closed_ns: u64,
 }

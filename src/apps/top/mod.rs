@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::core::output::Output;
 use crate::core::runstats;
-use crate::core::session::{self, End, Session, Step, TraceArgs};
+use crate::core::session::{self, End, IntervalArgs, Session, Step, TraceArgs};
 use crate::tracers::LiveFilter;
 
 use groups::Groups;
@@ -37,10 +37,12 @@ use ui::{Prompt, PromptKind, View};
 
 #[derive(Args, Debug, Clone)]
 pub struct TopArgs {
-    /// -p sets the initial pid filter (and ends the dashboard when that process exits);
-    /// -i is the refresh interval (default 1 s)
+    /// -p sets the initial pid filter (and ends the dashboard when that process exits)
     #[command(flatten)]
     pub common: TraceArgs,
+    /// The refresh interval (default 1 s)
+    #[command(flatten)]
+    pub interval: IntervalArgs,
     /// Start with this TCP port filter (either end of a connection); `f` changes it
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
@@ -48,12 +50,13 @@ pub struct TopArgs {
 
 const DEFAULT_INTERVAL_S: f64 = 1.0;
 
-pub fn run(args: TopArgs) -> Result<()> {
+pub fn run(args: TopArgs) -> Result<i32> {
     crate::core::system::preflight()?;
     let mut common = args.common.clone();
-    common.interval.get_or_insert(DEFAULT_INTERVAL_S);
-    let json = common.json || !std::io::stdout().is_terminal();
-    let mut session = Session::new(&common)?;
+    // Without a terminal to draw on (or with -o), the dashboard writes JSON snapshots.
+    common.json |= common.output.is_some() || !std::io::stdout().is_terminal();
+    let interval = args.interval.interval.unwrap_or(DEFAULT_INTERVAL_S);
+    let mut session = Session::new(&common, Some(interval))?;
     let mut groups = Groups::load(LiveFilter {
         pid: session.tgid(),
         port: args.port,
@@ -74,15 +77,21 @@ pub fn run(args: TopArgs) -> Result<()> {
         .map(|g| g.name)
         .collect();
     session.attached(&on.join(", "))?;
-    if json {
-        run_json(&mut session, &mut groups, &mut sampler)
+    if common.json {
+        let out = Output::to(true, common.output.as_deref())?;
+        run_json(&mut session, &mut groups, &mut sampler, out)?;
     } else {
-        run_tui(&mut session, &mut groups, &mut sampler)
+        run_tui(&mut session, &mut groups, &mut sampler)?;
     }
+    Ok(session.exit_code())
 }
 
-fn run_json(session: &mut Session, groups: &mut Groups, sampler: &mut Sampler) -> Result<()> {
-    let mut out = Output::new(true);
+fn run_json(
+    session: &mut Session,
+    groups: &mut Groups,
+    sampler: &mut Sampler,
+    mut out: Output,
+) -> Result<()> {
     let end = session.run(|step| {
         match step {
             Step::Poll(wait) => {

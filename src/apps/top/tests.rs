@@ -105,7 +105,7 @@ fn transition(sport: u16, old: u8, new: u8, ts: u64) -> TcpEvent {
         ns_in_old_state: None,
         end: (new == 7).then_some(ConnEnd {
             duration_ns: Some(1_000_000),
-            tx_bytes: 100,
+            tx_bytes: Some(100),
             rx_bytes: 2000,
         }),
     }
@@ -150,7 +150,7 @@ fn connection_table_follows_a_connection_from_connect_to_close() {
     assert_eq!(interval.opened, 1);
     assert_eq!(interval.closed.len(), 1);
     let closed = &c.recently_closed()[0];
-    assert_eq!((closed.tx_bytes, closed.rx_bytes), (100, 2000));
+    assert_eq!((closed.tx_bytes, closed.rx_bytes), (Some(100), 2000));
     assert_eq!(closed.pid, Some(42));
     // The interval was taken: the next one starts empty, the closed list stays.
     assert_eq!(c.take_interval().transitions, 0);

@@ -321,7 +321,11 @@ fn draw_tcp(f: &mut Frame, area: Rect, s: &Snapshot) {
             c.duration_ns
                 .map(|d| fmt_ns(d as f64))
                 .unwrap_or_else(|| "-".into()),
-            format!("{}/{}", c.tx_bytes, c.rx_bytes),
+            format!(
+                "{}/{}",
+                c.tx_bytes.map_or_else(|| "-".into(), |n| n.to_string()),
+                c.rx_bytes
+            ),
         ])
     });
     let widths = [

@@ -121,13 +121,21 @@ static __always_inline void count_process(void)
 		count_loss(LOSS_MAP_FULL);
 }
 
-static __always_inline void record(__u32 nr, __u64 start_ns)
+/* The histogram slot of a syscall number: numbers beyond the table (x32, and anything
+ * newer than MAX_SYSCALLS) and negative ones (a syscall skipped by seccomp or ptrace)
+ * share the last slot, so no completed syscall goes uncounted. */
+static __always_inline __u32 syscall_slot(long nr)
+{
+	return (nr < 0 || nr >= SYSCALL_OTHER) ? SYSCALL_OTHER : nr;
+}
+
+static __always_inline void record(__u32 slot, __u64 start_ns)
 {
 	struct hist *h;
 
-	if (nr >= MAX_SYSCALLS)
+	if (slot >= MAX_SYSCALLS)
 		return;
-	h = bpf_map_lookup_elem(&hists, &nr);
+	h = bpf_map_lookup_elem(&hists, &slot);
 	if (h)
 		hist_add(h, bpf_ktime_get_ns() - start_ns);
 	if (count_processes)
@@ -173,12 +181,12 @@ static __always_inline void enter_hash(long nr)
 	/* Only this thread writes its entry, so an in-place write races with nothing. */
 	e = starts_hash_get();
 	if (e) {
-		e->nr = nr;
+		e->nr = syscall_slot(nr);
 		e->ts_ns = bpf_ktime_get_ns();
 		return;
 	}
 	s.ts_ns = bpf_ktime_get_ns();
-	s.nr = nr;
+	s.nr = syscall_slot(nr);
 	if (!starts_hash_add(&s))
 		count_loss(LOSS_MAP_FULL);
 }
@@ -196,7 +204,7 @@ static __always_inline void enter_task(long nr)
 		count_loss(LOSS_MAP_FULL);
 		return;
 	}
-	s->nr = nr;
+	s->nr = syscall_slot(nr);
 	s->ts_ns = bpf_ktime_get_ns();
 }
 

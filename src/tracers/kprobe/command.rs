@@ -40,11 +40,8 @@ pub struct KprobeArgs {
     pub common: TraceArgs,
 }
 
-pub fn run(args: KprobeArgs) -> Result<()> {
+pub fn run(args: KprobeArgs) -> Result<i32> {
     let c = &args.common;
-    if c.interval.is_some() {
-        bail!("--interval does not apply to an event stream; use --duration");
-    }
     if args.max_inflight.is_some() && !args.ret {
         bail!("--max-inflight bounds the calls waiting for their return: it needs --ret");
     }
@@ -53,7 +50,7 @@ pub fn run(args: KprobeArgs) -> Result<()> {
     if let Some(line) = kernel_cannot(args.mode) {
         bail!("{line}");
     }
-    let mut session = Session::new(c)?;
+    let mut session = Session::new(c, None)?;
     let plan = Plan {
         func: args.func.clone(),
         proto,
@@ -70,7 +67,7 @@ pub fn run(args: KprobeArgs) -> Result<()> {
         })?;
 
     let mut stream = EventStream::new(&kp.maps.events, decode_record)?;
-    let mut out = Output::new(c.json);
+    let mut out = Output::to(c.json, c.output.as_deref())?;
     let ret_kind = plan.ret_kind();
     if !out.json {
         out.line(&event_out::text_header("FUNCTION"))?;

@@ -13,7 +13,7 @@ use crate::model::tcp::Family;
 
 use super::event;
 use super::filter::FilterSpec;
-use super::tracer::{self, Hook, TcpOptions, DEFAULT_MAX_CONNS, HOOKS};
+use super::tracer::{self, Hook, TcpOptions, DEFAULT_MAX_CONNS};
 
 #[derive(Args, Debug, Clone)]
 pub struct TcpArgs {
@@ -35,8 +35,9 @@ pub struct TcpArgs {
     /// One line per finished connection: owner, endpoints, bytes each way, duration
     #[arg(long)]
     pub life: bool,
-    /// Bound of the per-socket store (sockets open at once); beyond it sockets are
-    /// reported without owner or times, and counted
+    /// Bound of the per-socket store (sockets open at once); setting it selects the bounded
+    /// store instead of socket storage. Sockets born while it is full are reported without
+    /// owner or times, and counted
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: Option<u32>,
     /// Use only this hook, no fallback (default: tp_btf, else the classic tracepoint)
@@ -101,24 +102,21 @@ fn what_is_traced(spec: &FilterSpec, life: bool) -> String {
     what
 }
 
-pub fn run(args: TcpArgs) -> Result<()> {
+pub fn run(args: TcpArgs) -> Result<i32> {
     let c = &args.common;
-    if c.interval.is_some() {
-        bail!("btrace tcp prints events as they happen; --interval does not apply to it");
-    }
     // Bad filters are reported before anything is checked or loaded.
     filter_from_args(&args, None)?;
     crate::core::system::preflight()?;
-    let mut session = Session::new(c)?;
+    let mut session = Session::new(c, None)?;
     let spec = filter_from_args(&args, session.tgid())?;
     let opts = TcpOptions {
         life_only: args.life,
         max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
     };
-    let hooks = args.hook.map_or(HOOKS.to_vec(), |h| vec![h]);
-    let (hook, tcp, _filter, _links) = tracer::load_first(&hooks, &opts, &spec)?;
+    let ways = tracer::ways(args.max_conns.is_some(), args.hook);
+    let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec)?;
     let mut stream = tracer::events(&tcp)?;
-    let mut out = Output::new(c.json);
+    let mut out = Output::to(c.json, c.output.as_deref())?;
     if !out.json {
         out.line(if args.life {
             event::LIFE_HEADER
@@ -160,15 +158,26 @@ pub fn run(args: TcpArgs) -> Result<()> {
     } else {
         "TCP state changes"
     };
+    let counts = tracer::counts(&tcp)?;
+    if !out.json && (counts.untracked_sockets > 0 || counts.unattributed > 0) {
+        out.line(&format!(
+            "{} sockets untracked (store full: shown without owner or times); {} transitions of sockets with no known owner left out by the pid filter.",
+            counts.untracked_sockets, counts.unattributed
+        ))?;
+    }
     session.finish(
         &mut out,
         end,
         Closing {
             what,
-            hook: &hook.to_string(),
+            hook: &way.hook.to_string(),
             counted: Some((kind, shown)),
             losses: lost,
-            specific: json!({}),
+            specific: json!({
+                "store": way.store.to_string(),
+                "untracked_sockets": counts.untracked_sockets,
+                "unattributed": counts.unattributed,
+            }),
         },
     )
 }

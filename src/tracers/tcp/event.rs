@@ -16,6 +16,7 @@ const EV_COUNTERS: u8 = F::TCP_EV_COUNTERS.0 as u8;
 const EV_SYN_ACKED: u8 = F::TCP_EV_SYN_ACKED.0 as u8;
 const EV_FIN_ACKED: u8 = F::TCP_EV_FIN_ACKED.0 as u8;
 const EV_FIN_RECV: u8 = F::TCP_EV_FIN_RECV.0 as u8;
+const EV_BIRTH: u8 = F::TCP_EV_BIRTH.0 as u8;
 
 /// What the closing transition adds.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,8 +24,10 @@ pub struct ConnEnd {
     /// Since ESTABLISHED; None when that was not seen (connected before tracing began,
     /// never connected, or the per-socket store was full).
     pub duration_ns: Option<u64>,
-    /// Payload bytes the peer acknowledged / this end received.
-    pub tx_bytes: u64,
+    /// Payload bytes the peer acknowledged; None when the socket's first transition was not
+    /// seen (whether this end sent the SYN, which the counter includes, is then unknown).
+    pub tx_bytes: Option<u64>,
+    /// Payload bytes this end received.
     pub rx_bytes: u64,
 }
 
@@ -81,7 +84,7 @@ pub fn decode(data: &[u8]) -> Option<TcpEvent> {
         let (tx_bytes, rx_bytes) = payload_bytes(ev.bytes_acked, ev.bytes_received, ev.flags);
         ConnEnd {
             duration_ns: since(ev.ts_ns, ev.established_ns),
-            tx_bytes,
+            tx_bytes: (ev.flags & EV_BIRTH != 0).then_some(tx_bytes),
             rx_bytes,
         }
     });
@@ -135,7 +138,7 @@ impl TcpEvent {
         );
         if let Some(end) = &self.end {
             m.insert("duration_ms".into(), json!(end.duration_ns.map(ms)));
-            m.insert("tx_bytes".into(), end.tx_bytes.into());
+            m.insert("tx_bytes".into(), json!(end.tx_bytes));
             m.insert("rx_bytes".into(), end.rx_bytes.into());
         }
         Value::Object(m)
@@ -145,7 +148,7 @@ impl TcpEvent {
     pub fn to_life_json(&self) -> Value {
         let mut m = self.endpoint_fields("tcp_life");
         if let Some(end) = &self.end {
-            m.insert("tx_bytes".into(), end.tx_bytes.into());
+            m.insert("tx_bytes".into(), json!(end.tx_bytes));
             m.insert("rx_bytes".into(), end.rx_bytes.into());
             m.insert("duration_ms".into(), json!(end.duration_ns.map(ms)));
         }
@@ -159,6 +162,11 @@ pub fn endpoint(addr: IpAddr, port: u16) -> String {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),
     }
+}
+
+/// A measured number, or `-` when it is not known.
+fn opt_text(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".into(), |n| n.to_string())
 }
 
 fn ms_text(ns: Option<u64>) -> String {
@@ -191,7 +199,8 @@ pub fn transition_line(e: &TcpEvent, secs: f64) -> String {
             .map_or_else(|| "-".into(), |n| format!("{:.3} ms", ms(n)));
         line.push_str(&format!(
             "  duration {duration}, tx {} B, rx {} B",
-            end.tx_bytes, end.rx_bytes
+            opt_text(end.tx_bytes),
+            end.rx_bytes
         ));
     }
     line
@@ -207,7 +216,7 @@ pub fn life_line(e: &TcpEvent) -> String {
         "{pid:>7} {comm:<16} {:<22} {:<22} {:>10} {:>10} {:>11}",
         endpoint(e.saddr, e.sport),
         endpoint(e.daddr, e.dport),
-        end.map_or(0, |x| x.tx_bytes),
+        end.map_or_else(|| "-".into(), |x| opt_text(x.tx_bytes)),
         end.map_or(0, |x| x.rx_bytes),
         ms_text(end.and_then(|x| x.duration_ns)),
     )
@@ -260,7 +269,7 @@ mod tests {
 
     #[test]
     fn decodes_a_closing_ipv4_transition() {
-        let e = decode(&bytes(&raw(2, 1 | 2 | 8 | 16))).unwrap();
+        let e = decode(&bytes(&raw(2, 1 | 2 | 8 | 16 | 32))).unwrap();
         let j = e.to_json();
         assert_eq!(j["type"], "tcp");
         assert_eq!(j["pid"], 42);
@@ -296,6 +305,20 @@ mod tests {
                 "tx_bytes",
                 "rx_bytes"
             ]
+        );
+    }
+
+    /// Whether this end sent a SYN (counted in bytes_acked) is known only when the
+    /// socket's first transition was seen: otherwise tx_bytes is unknown, never off by one.
+    #[test]
+    fn tx_bytes_unknown_without_the_birth() {
+        let e = decode(&bytes(&raw(2, 1 | 2 | 8 | 16))).unwrap();
+        assert!(e.to_json()["tx_bytes"].is_null());
+        assert_eq!(e.to_json()["rx_bytes"], 500);
+        assert!(
+            life_line(&e).contains("        -        500"),
+            "{}",
+            life_line(&e)
         );
     }
 

@@ -29,6 +29,7 @@ const volatile struct tcp_addr_key _tcp_addr_key_type = {};
 const volatile struct tcp_filter_cfg _tcp_filter_cfg_type = {};
 const volatile enum tcp_event_flag _tcp_event_flag_type = 0;
 const volatile enum tcp_limits _tcp_limits_type = 0;
+const volatile enum tcp_count _tcp_count_type = 0;
 
 /* ---- run-time filters, written by user space while the program runs ---- */
 
@@ -64,15 +65,43 @@ struct {
 
 /* ---- per-socket state and output ---- */
 
-/* Sockets between two transitions; user space sets max_entries. Preallocated: tracing
- * programs on older kernels may only use preallocated hashes. A full map is counted
- * (LOSS_MAP_FULL); the event is still reported, without owner or times. */
+/* What the kernel keeps per socket, in one of two stores (user space creates only the
+ * one of the way it loads):
+ *  - socket-local storage (tp_btf, 5.11+): unbounded, freed with the socket, made at the
+ *    first transition seen;
+ *  - a bounded hash keyed by the socket's address (every kernel; --max-conns sets its
+ *    size). Preallocated: tracing programs on older kernels may only use preallocated
+ *    hashes. An entry is made only at a socket's birth (its first transition), so a full
+ *    store is met once per socket and counted exactly (TCP_UNTRACKED); such a socket is
+ *    still reported, without owner or times. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct tcp_conn);
+} tcp_sk_conns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct tcp_conn);
 } tcp_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCP_COUNTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tcp_counts SEC(".maps");
+
+static __always_inline void count_tcp(__u32 what)
+{
+	__u64 *n = bpf_map_lookup_elem(&tcp_counts, &what);
+
+	if (n)
+		(*n)++;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -104,15 +133,19 @@ static __always_inline bool addr_wanted(const struct tcp_event *ev, const __u8 *
 	return bpf_map_lookup_elem(&tcp_filter_addrs, &key) != NULL;
 }
 
-static __always_inline bool wanted(const struct tcp_event *ev, const struct tcp_conn *c)
+/* `owner`: the socket's owner tgid, 0 when not known. */
+static __always_inline bool wanted(const struct tcp_event *ev, __u32 owner)
 {
 	__u32 zero = 0;
 	struct tcp_filter_cfg *f = bpf_map_lookup_elem(&tcp_filter_cfg, &zero);
 
 	if (!f)
 		return true;
-	if (f->pid && !(c && c->owner_known && c->pid == f->pid))
+	if (f->pid && owner != f->pid) {
+		if (!owner)
+			count_tcp(TCP_UNATTRIBUTED);
 		return false;
+	}
 	if (f->family && f->family != ev->family)
 		return false;
 	if (f->ports_on && !bpf_map_lookup_elem(&tcp_filter_ports, &ev->sport) &&
@@ -147,6 +180,8 @@ static __always_inline void read_counters(const struct sock *sk, int oldstate,
 	ev->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
 	ev->bytes_received = BPF_CORE_READ(tp, bytes_received);
 	ev->flags |= TCP_EV_COUNTERS;
+	if (c && c->birth_seen)
+		ev->flags |= TCP_EV_BIRTH;
 	if (c && c->syn_sent && c->established_ns)
 		ev->flags |= TCP_EV_SYN_ACKED;
 	if ((oldstate == TCPS_FIN_WAIT1 || oldstate == TCPS_FIN_WAIT2 ||
@@ -158,28 +193,43 @@ static __always_inline void read_counters(const struct sock *sk, int oldstate,
 		ev->flags |= TCP_EV_FIN_RECV;
 }
 
-/* Everything after the endpoints are known. `ev` holds family, ports and addresses. */
-static __always_inline void on_transition(const struct sock *sk, int oldstate, int newstate,
-					  struct tcp_event *ev)
+/* A socket's first transition: connect and listen start from CLOSE; an accepted socket is
+ * born as the listener's clone, in SYN_RECV. (NEW_SYN_RECV request sockets never get here.) */
+static __always_inline bool is_birth(int oldstate, int newstate)
+{
+	return oldstate == TCPS_CLOSE || (oldstate == TCPS_LISTEN && newstate == TCPS_SYN_RECV);
+}
+
+/* This socket's entry in the bounded hash; made at its birth only (NULL otherwise, and
+ * when the store is full: counted once per socket). */
+static __always_inline struct tcp_conn *conn_hash(const struct sock *sk, int oldstate,
+						  int newstate)
 {
 	__u64 key = (__u64)sk;
-	__u64 now = bpf_ktime_get_ns();
-	struct tcp_conn *c, fresh = {};
-	bool ending = newstate == TCPS_CLOSE;
-
-	/* Request sockets (NEW_SYN_RECV) are not full sockets: no lock, no counters. */
-	if (oldstate == TCPS_NEW_SYN_RECV || newstate == TCPS_NEW_SYN_RECV)
-		return;
+	struct tcp_conn *c, fresh = { .birth_seen = 1 };
 
 	c = bpf_map_lookup_elem(&tcp_conns, &key);
-	if (!c && !ending) {
-		if (bpf_map_update_elem(&tcp_conns, &key, &fresh, BPF_NOEXIST) == 0)
-			c = bpf_map_lookup_elem(&tcp_conns, &key);
-		else
-			count_loss(LOSS_MAP_FULL);
+	if (c || newstate == TCPS_CLOSE || !is_birth(oldstate, newstate))
+		return c;
+	if (bpf_map_update_elem(&tcp_conns, &key, &fresh, BPF_NOEXIST)) {
+		count_tcp(TCP_UNTRACKED);
+		return NULL;
 	}
+	return bpf_map_lookup_elem(&tcp_conns, &key);
+}
+
+/* Everything after the endpoints are known and the socket's entry `c` (if any) is found.
+ * `ev` holds family, ports and addresses. */
+static __always_inline void on_transition(const struct sock *sk, int oldstate, int newstate,
+					  struct tcp_conn *c, struct tcp_event *ev)
+{
+	__u64 now = bpf_ktime_get_ns();
+	bool ending = newstate == TCPS_CLOSE;
+	bool owner_here = in_owner_context(sk);
+	__u32 owner = 0;
+
 	if (c) {
-		if (!c->owner_known && in_owner_context(sk)) {
+		if (!c->owner_known && owner_here) {
 			c->pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(c->comm, sizeof(c->comm));
 			c->owner_known = 1;
@@ -191,50 +241,105 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 			c->established_ns = now;
 		ev->established_ns = c->established_ns;
 		c->last_ns = now;
-	}
-
-	if ((!life_only || (ending && was_connected(oldstate))) && wanted(ev, c)) {
-		ev->ts_ns = now;
-		ev->oldstate = oldstate;
-		ev->newstate = newstate;
-		if (c && c->owner_known) {
+		if (c->owner_known) {
+			owner = c->pid;
 			ev->pid = c->pid;
 			__builtin_memcpy(ev->comm, c->comm, sizeof(ev->comm));
 			ev->flags |= TCP_EV_OWNER;
 		}
+	}
+	/* No entry (connected before tracing, or untracked): the owner is still known while
+	 * it holds the socket. */
+	if (!owner && owner_here) {
+		owner = bpf_get_current_pid_tgid() >> 32;
+		ev->pid = owner;
+		bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+		ev->flags |= TCP_EV_OWNER;
+	}
+
+	if ((!life_only || (ending && was_connected(oldstate))) && wanted(ev, owner)) {
+		ev->ts_ns = now;
+		ev->oldstate = oldstate;
+		ev->newstate = newstate;
 		if (ending)
 			read_counters(sk, oldstate, c, ev);
 		if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 			count_loss(LOSS_RINGBUF);
 	}
+}
 
-	if (ending && c)
+/* Request sockets (NEW_SYN_RECV) are not full sockets: no lock, no counters. */
+static __always_inline bool full_socket(int oldstate, int newstate)
+{
+	return oldstate != TCPS_NEW_SYN_RECV && newstate != TCPS_NEW_SYN_RECV;
+}
+
+/* The hash store's way: find or make the entry, handle the transition, and free the
+ * entry at CLOSE. */
+static __always_inline void on_transition_hash(const struct sock *sk, int oldstate,
+					       int newstate, struct tcp_event *ev)
+{
+	__u64 key = (__u64)sk;
+
+	if (!full_socket(oldstate, newstate))
+		return;
+	on_transition(sk, oldstate, newstate, conn_hash(sk, oldstate, newstate), ev);
+	if (newstate == TCPS_CLOSE)
 		bpf_map_delete_elem(&tcp_conns, &key);
 }
 
 /* ---- tp_btf: the socket itself; endpoints read as the tracepoint reads them ---- */
 
+/* Reads the endpoints as the tracepoint does; false for a socket that is not TCP/IP. */
+static __always_inline bool endpoints(const struct sock *sk, struct tcp_event *ev)
+{
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return false;
+	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	ev->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	ev->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (ev->family == TCP_AF_INET) {
+		BPF_CORE_READ_INTO((__u32 *)ev->saddr, inet, inet_saddr);
+		BPF_CORE_READ_INTO((__u32 *)ev->daddr, sk, __sk_common.skc_daddr);
+	} else if (ev->family == TCP_AF_INET6) {
+		BPF_CORE_READ_INTO(&ev->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&ev->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* tp_btf with socket-local storage (5.11+): the entry lives with the socket. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_state_btf_sk, struct sock *sk, int oldstate, int newstate)
+{
+	struct tcp_event ev = {};
+	struct tcp_conn *c;
+	bool ending = newstate == TCPS_CLOSE;
+
+	if (!full_socket(oldstate, newstate) || !endpoints(sk, &ev))
+		return 0;
+	c = bpf_sk_storage_get(&tcp_sk_conns, sk, 0, ending ? 0 : BPF_SK_STORAGE_GET_F_CREATE);
+	if (c && !c->last_ns && is_birth(oldstate, newstate))
+		c->birth_seen = 1;
+	on_transition(sk, oldstate, newstate, c, &ev);
+	/* A closed socket may connect again: its next life starts from nothing. */
+	if (ending && c)
+		bpf_sk_storage_delete(&tcp_sk_conns, sk);
+	return 0;
+}
+
+/* tp_btf with the bounded hash (kernels without socket storage for tracing programs). */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_state_btf, const struct sock *sk, int oldstate, int newstate)
 {
-	const struct inet_sock *inet = (const struct inet_sock *)sk;
 	struct tcp_event ev = {};
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	ev.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	ev.sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	ev.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (ev.family == TCP_AF_INET) {
-		BPF_CORE_READ_INTO((__u32 *)ev.saddr, inet, inet_saddr);
-		BPF_CORE_READ_INTO((__u32 *)ev.daddr, sk, __sk_common.skc_daddr);
-	} else if (ev.family == TCP_AF_INET6) {
-		BPF_CORE_READ_INTO(&ev.saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&ev.daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		return 0;
-	}
-	on_transition(sk, oldstate, newstate, &ev);
+	if (endpoints(sk, &ev))
+		on_transition_hash(sk, oldstate, newstate, &ev);
 	return 0;
 }
 
@@ -259,6 +364,6 @@ int tcp_state_tp(struct trace_event_raw_inet_sock_set_state *ctx)
 	} else {
 		return 0;
 	}
-	on_transition((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, &ev);
+	on_transition_hash((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate, &ev);
 	return 0;
 }

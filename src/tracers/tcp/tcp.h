@@ -13,6 +13,17 @@ enum tcp_event_flag {
 	TCP_EV_SYN_ACKED = 4,   /* this end sent the SYN (seen in SYN_SENT): 1 of bytes_acked is the SYN */
 	TCP_EV_FIN_ACKED = 8,   /* this end's FIN was acknowledged: 1 of bytes_acked is the FIN */
 	TCP_EV_FIN_RECV = 16,   /* the peer's FIN was received: 1 of bytes_received is the FIN */
+	TCP_EV_BIRTH = 32,      /* the socket's first transition was seen: whether this end sent
+	                         * the SYN is known, so its payload byte count is exact */
+};
+
+/* What the tracer counts beside the loss slots (per-CPU array `tcp_counts`). */
+enum tcp_count {
+	TCP_UNTRACKED = 0,      /* sockets born while the per-socket store was full: reported
+	                         * without owner or times (the hash store only) */
+	TCP_UNATTRIBUTED = 1,   /* transitions a pid filter left out because the socket's owner
+	                         * was not known (connected before tracing, or untracked) */
+	TCP_COUNTS = 2,
 };
 
 enum tcp_limits {
@@ -63,7 +74,8 @@ struct tcp_conn {
 	__u32 pid;
 	__u8 owner_known;
 	__u8 syn_sent;         /* went through SYN_SENT: this end sent the SYN */
-	__u8 _pad[2];
+	__u8 birth_seen;       /* the entry was made at the socket's first transition */
+	__u8 _pad;
 	char comm[COMM_LEN];
 };
 

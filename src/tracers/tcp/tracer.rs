@@ -39,7 +39,56 @@ impl fmt::Display for Hook {
     }
 }
 
-pub const HOOKS: [Hook; 2] = [Hook::TpBtf, Hook::Tracepoint];
+/// Where the per-socket state waits between transitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// Socket-local storage (tp_btf, 5.11+): unbounded, freed with the socket.
+    SkStorage,
+    /// A bounded hash (`--max-conns`), every kernel.
+    Hash,
+}
+
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Store::SkStorage => "sk_storage",
+            Store::Hash => "hash",
+        })
+    }
+}
+
+/// A hook with a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Way {
+    pub hook: Hook,
+    pub store: Store,
+}
+
+impl fmt::Display for Way {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}+{}", self.hook, self.store)
+    }
+}
+
+/// Ways to try, cheapest first: socket storage is only for tp_btf, and not when the
+/// user bounds the store (`--max-conns`); `hook` keeps one hook only.
+pub fn ways(bounded: bool, hook: Option<Hook>) -> Vec<Way> {
+    let mut v = Vec::new();
+    if !bounded {
+        v.push(Way {
+            hook: Hook::TpBtf,
+            store: Store::SkStorage,
+        });
+    }
+    for hook in [Hook::TpBtf, Hook::Tracepoint] {
+        v.push(Way {
+            hook,
+            store: Store::Hash,
+        });
+    }
+    v.retain(|w| hook.is_none_or(|h| w.hook == h));
+    v
+}
 
 /// What is fixed at load time (the filter is not: see [`TcpFilter`]).
 #[derive(Clone, Copy, Debug)]
@@ -59,10 +108,10 @@ impl Default for TcpOptions {
     }
 }
 
-/// Opens and loads the programs of one hook and sets the filter, without attaching: the
+/// Opens and loads the programs of one way and sets the filter, without attaching: the
 /// first transition the tracer sees after [`attach`] is already filtered.
-pub fn open_load(hook: Hook, opts: &TcpOptions, spec: &FilterSpec) -> Result<(Tcp, TcpFilter)> {
-    if hook == Hook::Tracepoint {
+pub fn open_load(way: Way, opts: &TcpOptions, spec: &FilterSpec) -> Result<(Tcp, TcpFilter)> {
+    if way.hook == Hook::Tracepoint {
         crate::core::system::ensure_tracefs()?;
     }
     let tcp = Tcp::new(|storage| {
@@ -72,11 +121,17 @@ pub fn open_load(hook: Hook, opts: &TcpOptions, spec: &FilterSpec) -> Result<(Tc
             .as_deref_mut()
             .expect("tcp has rodata")
             .life_only = opts.life_only;
-        open.maps.tcp_conns.set_max_entries(opts.max_conns)?;
-        open.progs.tcp_state_btf.set_autoload(hook == Hook::TpBtf);
-        open.progs
-            .tcp_state_tp
-            .set_autoload(hook == Hook::Tracepoint);
+        let sk = way.store == Store::SkStorage;
+        if sk {
+            open.maps.tcp_conns.set_max_entries(1)?;
+        } else {
+            open.maps.tcp_sk_conns.set_autocreate(false)?;
+            open.maps.tcp_conns.set_max_entries(opts.max_conns)?;
+        }
+        let p = &mut open.progs;
+        p.tcp_state_btf_sk.set_autoload(sk);
+        p.tcp_state_btf.set_autoload(!sk && way.hook == Hook::TpBtf);
+        p.tcp_state_tp.set_autoload(way.hook == Hook::Tracepoint);
         Ok(open.load()?)
     })?;
     let mut filter = TcpFilter::new(&tcp)?;
@@ -89,27 +144,44 @@ pub fn attach(tcp: &Tcp) -> Result<Vec<Link>> {
     attach::attach_loaded(tcp.object())
 }
 
-/// Loads and attaches the first of `hooks` this kernel accepts, with `spec` as the
+/// Loads and attaches the first of `ways` this kernel accepts, with `spec` as the
 /// initial filter.
 pub fn load_first(
-    hooks: &[Hook],
+    ways: &[Way],
     opts: &TcpOptions,
     spec: &FilterSpec,
-) -> Result<(Hook, Tcp, TcpFilter, Vec<Link>)> {
-    let (hook, (tcp, filter, links)) = attach::first_that_works(hooks, |h| {
-        let (tcp, filter) = open_load(h, opts, spec)?;
+) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
+    let (way, (tcp, filter, links)) = attach::first_that_works(ways, |w| {
+        let (tcp, filter) = open_load(w, opts, spec)?;
         let links = attach(&tcp)?;
         Ok((tcp, filter, links))
     })?;
-    Ok((hook, tcp, filter, links))
+    Ok((way, tcp, filter, links))
 }
 
-/// Loads and attaches the cheapest hook this kernel accepts.
-pub fn load_best(
-    opts: &TcpOptions,
-    spec: &FilterSpec,
-) -> Result<(Hook, Tcp, TcpFilter, Vec<Link>)> {
-    load_first(&HOOKS, opts, spec)
+/// Loads and attaches the cheapest way this kernel accepts.
+pub fn load_best(opts: &TcpOptions, spec: &FilterSpec) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
+    load_first(&ways(false, None), opts, spec)
+}
+
+/// What the tracer counts beside its losses (enum tcp_count in tcp.h), CPUs summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounts {
+    /// Sockets born while the bounded store was full: reported without owner or times.
+    pub untracked_sockets: u64,
+    /// Transitions a pid filter left out because their socket's owner was unknown.
+    pub unattributed: u64,
+}
+
+pub fn counts(tcp: &Tcp) -> Result<TcpCounts> {
+    use super::skel::types::tcp_count;
+    let sum = |k: tcp_count| {
+        crate::core::percpu::values::<u64>(&tcp.maps.tcp_counts, k.0).map(|v| v.iter().sum::<u64>())
+    };
+    Ok(TcpCounts {
+        untracked_sockets: sum(tcp_count::TCP_UNTRACKED)?,
+        unattributed: sum(tcp_count::TCP_UNATTRIBUTED)?,
+    })
 }
 
 /// The tracer's events, decoded.
@@ -124,7 +196,7 @@ pub fn losses(tcp: &Tcp) -> Result<Losses> {
 /// The tcp tracer as the dashboard and the exporter hold it.
 pub struct TcpTracer {
     tcp: Tcp,
-    hook: Hook,
+    way: Way,
     filter: TcpFilter,
     events: EventStream<TcpEvent>,
     links: Vec<Link>,
@@ -137,11 +209,11 @@ impl TcpTracer {
             ports: f.port.into_iter().collect(),
             ..Default::default()
         };
-        let (hook, tcp, filter, links) = load_best(&TcpOptions::default(), &spec)?;
+        let (way, tcp, filter, links) = load_best(&TcpOptions::default(), &spec)?;
         let events = events(&tcp)?;
         Ok(Box::new(TcpTracer {
             tcp,
-            hook,
+            way,
             filter,
             events,
             links,
@@ -155,7 +227,7 @@ impl Tracer for TcpTracer {
     }
 
     fn hook(&self) -> String {
-        self.hook.to_string()
+        self.way.to_string()
     }
 
     fn attached(&self) -> bool {
@@ -198,6 +270,6 @@ impl Tracer for TcpTracer {
 
 /// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
 pub fn check() -> Result<String> {
-    let (hook, ..) = load_best(&TcpOptions::default(), &FilterSpec::default())?;
-    Ok(format!("via {hook}"))
+    let (way, ..) = load_best(&TcpOptions::default(), &FilterSpec::default())?;
+    Ok(format!("via {way}"))
 }

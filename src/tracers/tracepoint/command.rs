@@ -1,7 +1,7 @@
 //! `btrace tracepoint CATEGORY:NAME`: every hit of a classic tracepoint as an event, its
 //! fields decoded from the tracepoint's format file.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
@@ -36,12 +36,9 @@ pub fn split_name(s: &str) -> Result<(&str, &str)> {
     Ok((cat, name))
 }
 
-pub fn run(args: TracepointArgs) -> Result<()> {
+pub fn run(args: TracepointArgs) -> Result<i32> {
     let c = &args.common;
     let (cat, name) = split_name(&args.tracepoint)?;
-    if c.interval.is_some() {
-        bail!("--interval does not apply to an event stream; use --duration");
-    }
     crate::core::system::preflight()?;
     let tracefs = crate::core::system::ensure_tracefs()?;
     if !tracefs.join("events").join(cat).join(name).is_dir() {
@@ -49,7 +46,7 @@ pub fn run(args: TracepointArgs) -> Result<()> {
     }
     let format = tracefs_format::read(&tracefs, cat, name)?;
     let layout = layout(&format);
-    let mut session = Session::new(c)?;
+    let mut session = Session::new(c, None)?;
     let scope = Scope::new(session.tgid(), &args.scope)?;
     let (tp, _link) = tracer::load(cat, name, &layout, &scope).map_err(|e| {
         anyhow::anyhow!(
@@ -61,7 +58,7 @@ pub fn run(args: TracepointArgs) -> Result<()> {
     let (raw_size, n_strs) = (layout.raw_size, layout.strings.len());
     let mut stream =
         EventStream::new(&tp.maps.events, move |d| decode_record(d, raw_size, n_strs))?;
-    let mut out = Output::new(c.json);
+    let mut out = Output::to(c.json, c.output.as_deref())?;
     if !out.json {
         out.line(&event_out::text_header("TRACEPOINT"))?;
         out.flush()?;
