@@ -226,7 +226,9 @@ impl Session {
     /// were shown (none for aggregating commands), then the losses. JSON carries
     /// `specific` (the command's own fields) before the common ones. Returns btrace's exit
     /// code ([`Session::exit_code`]).
-    pub fn finish(&self, out: &mut Output, end: End, closing: Closing<'_>) -> Result<i32> {
+    pub fn finish(&mut self, out: &mut Output, end: End, closing: Closing<'_>) -> Result<i32> {
+        // A -c command still running is ended first, so the record can say how it ended.
+        self.target.end();
         if out.json {
             let mut fields = match closing.specific {
                 serde_json::Value::Object(m) => m,

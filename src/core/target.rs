@@ -107,6 +107,13 @@ impl Target {
         }
     }
 
+    /// Ends a `-c` command that is still running (SIGTERM, SIGKILL after [`GRACE`]).
+    pub fn end(&mut self) {
+        if let Target::Command(c) = self {
+            c.end();
+        }
+    }
+
     /// How the `-c` command ended, once it has.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         match self {
@@ -171,9 +178,7 @@ impl Child {
 impl Drop for Target {
     /// A `-c` command still running when btrace stops early is ended too, not orphaned.
     fn drop(&mut self) {
-        if let Target::Command(c) = self {
-            c.end();
-        }
+        self.end();
     }
 }
 
@@ -329,9 +334,12 @@ pub fn spawn_gated(cmd: &str, stdout_to_stderr: bool) -> Result<Target> {
     }))
 }
 
-/// The forked child: made to run exactly as it would without btrace (default signal
-/// dispositions, empty signal mask: btrace's runtime ignores SIGPIPE and its Ctrl-C
-/// handler must not swallow a SIGTERM), killed if btrace dies, then held at the gate.
+/// The forked child: made to run exactly as it would without btrace, as a shell starts a
+/// command: empty signal mask; signals btrace catches (its Ctrl-C handler) back to their
+/// default, now rather than at execve, so a SIGTERM at the gate ends the child; SIGPIPE,
+/// which btrace's runtime ignores, back to its default; what btrace inherited as ignored
+/// stays ignored, as it would for a command started beside it. Killed if btrace dies,
+/// then held at the gate.
 ///
 /// # Safety
 /// Only in a freshly forked child; `path` and `argv` (NULL-terminated) stay valid.
@@ -348,8 +356,15 @@ unsafe fn child_until_exec(
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         for sig in 1..=libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            let caught = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
+            if caught || sig == libc::SIGPIPE {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }
         }
         // btrace killed (even with SIGKILL) must not leave the command running; a parent
