@@ -31,10 +31,11 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
-/// Within a few percent of `hold_ms`, plus scheduling slack, and never shorter.
+/// Never shorter than `hold_ms`, and longer only by scheduling slack (generous: a loaded
+/// 2-CPU machine can delay the close by a few hundred ms).
 fn assert_held(ms: f64, hold_ms: f64) {
     assert!(
-        ms >= hold_ms && ms <= hold_ms * 1.03 + 30.0,
+        ms >= hold_ms && ms <= hold_ms * 1.1 + 300.0,
         "{ms} ms for a connection held {hold_ms} ms"
     );
 }
