@@ -201,3 +201,163 @@ fn a_command_that_cannot_run_says_why() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// -p of something that is not a live user-space process says what it is instead.
+#[test]
+fn targets_that_are_not_what_they_seem() {
+    // A thread that is not its process's leader.
+    let mut w = Command::new(workload())
+        .args(["block", "2", "3000"])
+        .spawn()
+        .unwrap();
+    let pid = w.id();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let thread = loop {
+        let tids: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&t| t != pid)
+            .collect();
+        if let Some(&t) = tids.first() {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the workload started no thread");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let e = one_line_error(&btrace(&["hist", "-p", &thread.to_string()]));
+    assert!(
+        e.contains(&format!("is a thread of process {pid}")) && e.contains("--tid"),
+        "{e}"
+    );
+    let e = one_line_error(&btrace(&[
+        "hist",
+        "-p",
+        &pid.to_string(),
+        "--tid",
+        "999999999",
+        "-d",
+        "1",
+    ]));
+    assert!(e.contains("no thread with id 999999999"), "{e}");
+    w.kill().ok();
+    w.wait().ok();
+    // kthreadd, the parent of every kernel thread, is pid 2.
+    let e = one_line_error(&btrace(&["hist", "-p", "2"]));
+    assert!(e.contains("kernel thread"), "{e}");
+    // A child of this test that exited and was not reaped yet.
+    let mut z = Command::new("true").spawn().unwrap();
+    let zpid = z.id();
+    std::thread::sleep(Duration::from_millis(200));
+    let e = one_line_error(&btrace(&["hist", "-p", &zpid.to_string()]));
+    assert!(e.contains("zombie"), "{e}");
+    z.wait().ok();
+}
+
+/// Store bounds beyond what could ever fill are refused at parse time, with their cost.
+#[test]
+fn absurd_store_sizes_are_refused_with_their_cost() {
+    for (cmd, flag) in [("hist", "--max-threads"), ("tcp", "--max-conns")] {
+        let out = btrace(&[cmd, flag, "4294967295", "-d", "1"]);
+        let e = one_line_error(&out);
+        assert_eq!(out.status.code(), Some(2), "{e}");
+        assert!(
+            e.contains("beyond the limit of 4194304") && e.contains("GB of kernel memory"),
+            "{e}"
+        );
+    }
+}
+
+/// Capabilities held only in a user namespace cannot load BPF: one line, for every
+/// command, and doctor says so instead of blaming the kernel.
+#[test]
+fn a_user_namespace_gets_one_clear_line() {
+    let unshare = |args: &[&str]| {
+        Command::new("unshare")
+            .args(["-U", "-r"])
+            .arg(btrace_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["hist", "-d", "1"][..], &["tcp", "-d", "1"], &["verifier"]] {
+        let e = one_line_error(&unshare(args));
+        assert!(e.contains("user namespace"), "{args:?}: {e}");
+    }
+    let out = unshare(&["doctor", "--json"]);
+    let recs = parse_ndjson(&out.stdout);
+    let caps = recs
+        .iter()
+        .find(|r| r["type"] == "fact" && r["name"] == "capabilities")
+        .unwrap();
+    assert_eq!(caps["value"], "user namespace", "{caps}");
+    let ringbuf = recs
+        .iter()
+        .find(|r| r["type"] == "fact" && r["name"] == "ringbuf")
+        .unwrap();
+    assert!(
+        ringbuf["detail"].as_str().unwrap().contains("not tried"),
+        "{ringbuf}"
+    );
+}
+
+/// CAP_BPF and CAP_PERFMON without root: syscall tracing works; classic tracepoints need
+/// tracefs, which root keeps unreadable here (mode 0700), and the error says exactly that.
+#[test]
+fn capabilities_without_root() {
+    // A copy every user may run (target/ may sit under a directory others cannot enter).
+    let bin = std::env::temp_dir().join(format!("btrace-caps-{}", std::process::id()));
+    std::fs::copy(btrace_bin(), &bin).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=+bpf,+perfmon",
+                "--ambient-caps=+bpf,+perfmon",
+            ])
+            .arg(&bin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["hist", "--json", "-d", "0.3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary(&parse_ndjson(&out.stdout));
+    let tracefs = std::fs::metadata("/sys/kernel/tracing").map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o005
+    });
+    let tp = as_nobody(&["tracepoint", "sched:sched_switch", "-d", "0.3"]);
+    if tracefs.is_ok_and(|other| other == 0) {
+        let e = one_line_error(&tp);
+        assert!(e.contains("not readable by this user"), "{e}");
+    } else {
+        assert!(
+            tp.status.success(),
+            "{}",
+            String::from_utf8_lossy(&tp.stderr)
+        );
+    }
+    std::fs::remove_file(bin).ok();
+}
+
+/// A /proc that is hidden (another filesystem mounted over it) is named as the problem,
+/// not mistaken for missing capabilities.
+#[test]
+fn a_hidden_proc_is_named() {
+    let script = format!(
+        "mount -t tmpfs none /proc && exec {} hist -d 1",
+        btrace_bin().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let e = one_line_error(&out);
+    assert!(e.contains("/proc is not readable"), "{e}");
+}

@@ -574,3 +574,59 @@ fn a_panic_still_restores_the_terminal_and_unloads() {
     assert_terminal_restored(&screen, &t);
     assert_unloaded(&progs);
 }
+
+/// With -c the dashboard keeps the terminal: a command that reads the terminal gets
+/// /dev/null, so 'q' reaches the dashboard (and never the command).
+#[test]
+fn the_dashboard_owns_the_terminal() {
+    let dir = std::env::temp_dir().join(format!("btrace-top-tty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let got = dir.join("got-q");
+    let cmd = format!(
+        "sh -c 'read x; [ \\\"$x\\\" = q ] && touch {}; sleep 30'",
+        got.display()
+    );
+    let t = Tmux::start(
+        "tty",
+        &format!(
+            "{} top -i 0.5 -c \"{cmd}\"; echo EXITED $?; sleep 60",
+            btrace_bin().display()
+        ),
+    );
+    t.wait_for(10, "the dashboard", |s| s.contains("Syscalls"));
+    t.keys(&["q", "Enter"]);
+    let screen = t.wait_for(10, "exit", |s| s.contains("EXITED"));
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    assert!(!got.exists(), "the command read the dashboard's keys");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The terminal going away (its window closed) ends the dashboard: no spinning on end of
+/// file, nothing left running.
+#[test]
+fn a_terminal_that_goes_away_ends_the_dashboard() {
+    let t = Tmux::start(
+        "gone",
+        &format!("{} top -i 0.5 -c 'sleep 60'", btrace_bin().display()),
+    );
+    let pid = t.child_pid();
+    t.wait_for(10, "the dashboard", |s| s.contains("Syscalls"));
+    let progs = prog_ids(pid);
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    drop(t); // kills the tmux server: the pane's terminal is gone
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "btrace top outlived its terminal"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_unloaded(&progs);
+    for k in kids.split_whitespace() {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{k}")).exists(),
+            "the command outlived the dashboard"
+        );
+    }
+}

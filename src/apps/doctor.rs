@@ -56,6 +56,14 @@ fn read_trimmed(path: &str) -> Option<String> {
 }
 
 fn caps_fact() -> Fact {
+    if !system::in_initial_user_ns() {
+        return Fact {
+            name: "capabilities",
+            value: "user namespace".into(),
+            ok: Some(false),
+            detail: "held only inside a user namespace, which does not allow BPF: run btrace in the host's user namespace".into(),
+        };
+    }
     let caps = system::effective_caps();
     let held: Vec<&str> = [
         (system::CAP_SYS_ADMIN, "SYS_ADMIN"),
@@ -156,27 +164,36 @@ fn jit_fact() -> Fact {
 }
 
 fn tracefs_fact() -> Fact {
-    match system::tracefs_dir() {
-        Some(d) => Fact {
+    if let Some(d) = system::tracefs_dir() {
+        return Fact {
             name: "tracefs",
             value: "mounted".into(),
             ok: Some(true),
             detail: d.display().to_string(),
+        };
+    }
+    if let Some(d) = system::tracefs_mount() {
+        return Fact {
+            name: "tracefs",
+            value: "unreadable".into(),
+            ok: Some(false),
+            detail: format!(
+                "mounted at {} but not readable by this user: classic tracepoints need root or read access",
+                d.display()
+            ),
+        };
+    }
+    let known = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|s| s.lines().any(|l| l.ends_with("tracefs")));
+    Fact {
+        name: "tracefs",
+        value: "not mounted".into(),
+        ok: Some(known),
+        detail: if known {
+            "btrace mounts it on /sys/kernel/tracing when a command needs it".into()
+        } else {
+            "this kernel has no tracefs (CONFIG_TRACING): classic tracepoints and kprobes cannot attach".into()
         },
-        None => {
-            let known = std::fs::read_to_string("/proc/filesystems")
-                .is_ok_and(|s| s.lines().any(|l| l.ends_with("tracefs")));
-            Fact {
-                name: "tracefs",
-                value: "not mounted".into(),
-                ok: Some(known),
-                detail: if known {
-                    "btrace mounts it on /sys/kernel/tracing when a command needs it".into()
-                } else {
-                    "this kernel has no tracefs (CONFIG_TRACING): classic tracepoints and kprobes cannot attach".into()
-                },
-            }
-        }
     }
 }
 
@@ -249,13 +266,28 @@ fn top_check(commands: &[CommandCheck]) -> CommandCheck {
     }
 }
 
+/// Why no BPF program can load here whatever the kernel allows, if so: probes would only
+/// report the same EPERM as if features were missing.
+fn blocked() -> Option<String> {
+    if !system::in_initial_user_ns() {
+        return Some("BPF is not allowed in a user namespace".into());
+    }
+    let missing = system::missing_tracing_caps(system::effective_caps());
+    (!missing.is_empty()).then(|| format!("missing {}", missing.join(" and ")))
+}
+
 pub fn examine() -> Findings {
     let btf = system::has_btf();
-    let ringbuf = features::ringbuf();
-    let kprobe = features::kprobe();
-    let fentry = features::fentry();
-    let tp_btf = features::tp_btf();
-    let task_storage = features::task_storage();
+    let blocked = blocked();
+    let probe = |f: fn() -> Probe| match &blocked {
+        Some(why) => Probe::no(format!("not tried: {why}")),
+        None => f(),
+    };
+    let ringbuf = probe(features::ringbuf);
+    let kprobe = probe(features::kprobe);
+    let fentry = probe(features::fentry);
+    let tp_btf = probe(features::tp_btf);
+    let task_storage = probe(features::task_storage);
     let facts = vec![
         Fact {
             name: "kernel",
@@ -290,6 +322,24 @@ pub fn examine() -> Findings {
 
     // Every tracer of the registry, as the command that runs it; then the apps.
     let mut commands = Vec::new();
+    if let Some(why) = &blocked {
+        let fix = if system::in_initial_user_ns() {
+            "run as root, or grant CAP_BPF and CAP_PERFMON"
+        } else {
+            "run btrace in the host's user namespace (as root, or a privileged container)"
+        };
+        for e in REGISTRY {
+            commands.push(command_check(
+                label(e),
+                Check {
+                    mode: None,
+                    result: Err(anyhow::anyhow!("{why}")),
+                    fix,
+                },
+            ));
+        }
+        return Findings { facts, commands };
+    }
     for e in REGISTRY {
         for c in (e.checks)() {
             commands.push(command_check(label(e), c));

@@ -31,6 +31,17 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(tgid: Option<u32>, args: &ScopeArgs) -> Result<Self> {
+        if let Some(tid) = args.tid {
+            match crate::core::target::task_info(tid) {
+                None => bail!("no thread with id {tid}"),
+                Some(t) if tgid.is_some_and(|p| p != t.tgid) => bail!(
+                    "thread {tid} belongs to process {}, not to the traced process {}",
+                    t.tgid,
+                    tgid.unwrap_or(0)
+                ),
+                Some(_) => {}
+            }
+        }
         Ok(Scope {
             tgid: tgid.unwrap_or(0),
             tid: args.tid.unwrap_or(0),

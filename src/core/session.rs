@@ -134,12 +134,27 @@ impl Session {
     /// Validates the target (a `-p` that exists, a `-c` that can run) and, for `-c`,
     /// forks the child now so its pid can be given to the kernel programs before load.
     pub fn new(args: &TraceArgs, interval: Option<f64>) -> Result<Self> {
+        // In JSON mode btrace's stdout is the record stream: the command's own output goes
+        // to stderr, unless the records go to a file.
+        let stdio = if args.json && args.output.is_none() {
+            target::Stdio::StdoutToStderr
+        } else {
+            target::Stdio::Inherit
+        };
+        Self::with_stdio(args, interval, stdio)
+    }
+
+    /// As [`Session::new`], with the `-c` command's streams given (the dashboard gives it
+    /// /dev/null while it draws on the terminal).
+    pub fn with_stdio(
+        args: &TraceArgs,
+        interval: Option<f64>,
+        stdio: target::Stdio,
+    ) -> Result<Self> {
         install_stop_handler()?;
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
-            // In JSON mode btrace's stdout is the record stream: the command's own output
-            // goes to stderr, unless the records go to a file.
-            (None, Some(cmd)) => target::spawn_gated(cmd, args.json && args.output.is_none())?,
+            (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
             (None, None) => Target::Everything,
         };
         Ok(Session {

@@ -43,7 +43,27 @@ pub fn missing_tracing_caps(caps: u64) -> Vec<&'static str> {
     missing
 }
 
+/// Whether this process runs in the initial user namespace. Capabilities held in another
+/// one (`unshare -U -r`, rootless containers) do not allow loading tracing programs.
+/// The initial namespace maps every uid: its uid_map is the single line `0 0 4294967295`.
+pub fn in_initial_user_ns() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| {
+            let words: Vec<&str> = m.split_whitespace().collect();
+            words == ["0", "0", "4294967295"]
+        })
+        .unwrap_or(true)
+}
+
+pub const USER_NS_LINE: &str = "running in a user namespace: capabilities held there (root in `unshare -U -r`, rootless containers) do not allow BPF; run it in the host's user namespace (as root, or a privileged container)";
+
 pub fn require_privileges() -> Result<()> {
+    if let Some(why) = crate::core::target::proc_unreadable() {
+        bail!("{why}");
+    }
+    if !in_initial_user_ns() {
+        bail!("{USER_NS_LINE}");
+    }
     let missing = missing_tracing_caps(effective_caps());
     if !missing.is_empty() {
         bail!(
@@ -82,11 +102,37 @@ pub fn kernel_release() -> String {
 
 const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
+/// Where tracefs is mounted (from /proc/mounts), readable or not.
+pub fn tracefs_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (_, dir, fs) = (w.next(), w.next()?, w.next()?);
+        (fs == "tracefs").then(|| PathBuf::from(dir))
+    })
+}
+
 /// The tracefs directory, mounting tracefs on /sys/kernel/tracing when it is missing.
 /// Classic tracepoints and legacy kprobes need it; tp_btf, raw_tp and fentry do not.
 pub fn ensure_tracefs() -> Result<PathBuf> {
     if let Some(dir) = tracefs_dir() {
         return Ok(dir);
+    }
+    if let Some(dir) = tracefs_mount() {
+        // Mounted, but not readable by this process (mode 0700, owned by root).
+        let mode = std::fs::metadata(&dir)
+            .map(|m| {
+                format!(
+                    "{:o}",
+                    std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+                )
+            })
+            .unwrap_or_else(|_| "unknown".into());
+        bail!(
+            "tracefs is mounted at {} but not readable by this user (mode {mode}): run as root, or let this user read it (e.g. mount -o remount,mode=755 {})",
+            dir.display(),
+            dir.display()
+        );
     }
     let target = Path::new(TRACEFS_DIRS[0]);
     nix::mount::mount(
@@ -140,6 +186,60 @@ pub fn stdout_reader_gone() -> bool {
         && fds[0]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLERR))
+}
+
+/// Kernel memory a preallocated hash of `entries` takes, roughly: each element carries
+/// about 48 bytes of the kernel's own beside its key and value (8-byte aligned).
+pub fn hash_store_bytes(entries: u64, key: u64, value: u64) -> u64 {
+    entries * (48 + key.div_ceil(8) * 8 + value.div_ceil(8) * 8)
+}
+
+/// A store size as the user reads it: "512 MB".
+pub fn fmt_bytes(b: u64) -> String {
+    const MB: u64 = 1 << 20;
+    if b >= 10 << 30 {
+        format!("{:.1} GB", b as f64 / (1u64 << 30) as f64)
+    } else if b >= MB {
+        format!("{} MB", b / MB)
+    } else {
+        format!("{} KB", b.div_ceil(1024))
+    }
+}
+
+/// Parses a store bound given on the command line: at least 1, at most `max` (`why` says
+/// where the limit comes from); beyond it, the message says what the store would cost.
+pub fn parse_store_size(
+    s: &str,
+    max: u32,
+    why: &str,
+    key: u64,
+    value: u64,
+) -> std::result::Result<u32, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of entries"))?;
+    if n == 0 {
+        return Err("a store needs at least 1 entry".into());
+    }
+    if n > u64::from(max) {
+        return Err(format!(
+            "{n} entries is beyond the limit of {max} ({why}); such a store would take about {} of kernel memory",
+            fmt_bytes(hash_store_bytes(n, key, value))
+        ));
+    }
+    Ok(n as u32)
+}
+
+/// Says on stderr what a large bounded store costs (above 64 MB), once, before loading.
+pub fn note_store_cost(what: &str, entries: u64, key: u64, value: u64) {
+    let b = hash_store_bytes(entries, key, value);
+    if b >= 64 << 20 {
+        eprintln!(
+            "btrace: the {what} of {entries} entries takes about {} of kernel memory",
+            fmt_bytes(b)
+        );
+    }
 }
 
 /// CPUs online now (the share of the machine a figure is relative to).

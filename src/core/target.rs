@@ -182,10 +182,67 @@ impl Drop for Target {
     }
 }
 
-/// `-p PID`: the process must exist.
+/// What /proc says of a task: its thread group, whether it is a kernel thread, its state.
+pub struct TaskInfo {
+    pub tgid: u32,
+    pub kernel_thread: bool,
+    pub zombie: bool,
+}
+
+/// Reads /proc/ID/stat and /proc/ID/status; None when there is no such task (threads are
+/// reachable at /proc/TID too, though not listed).
+pub fn task_info(id: u32) -> Option<TaskInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
+    // Fields after the comm, which may hold spaces and parentheses: state is the first,
+    // flags the seventh.
+    let rest: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let state = *rest.first()?;
+    let flags: u64 = rest.get(6)?.parse().ok()?;
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    let status = std::fs::read_to_string(format!("/proc/{id}/status")).ok()?;
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(TaskInfo {
+        tgid,
+        kernel_thread: flags & PF_KTHREAD != 0,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// Why `/proc` cannot answer, when it cannot: btrace resolves every pid through it.
+pub fn proc_unreadable() -> Option<String> {
+    match std::fs::read_to_string("/proc/self/stat") {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "/proc is not readable ({e}): btrace needs a mounted, visible /proc (mount -t proc proc /proc)"
+        )),
+    }
+}
+
+/// `-p PID`: a live user-space process, named by its process id.
 pub fn watch_process(pid: u32) -> Result<Target> {
     if pid == 0 || pid > i32::MAX as u32 {
         bail!("invalid pid {pid}");
+    }
+    if let Some(why) = proc_unreadable() {
+        bail!("{why}");
+    }
+    match task_info(pid) {
+        None => bail!("no process with pid {pid}"),
+        Some(t) if t.tgid != pid => bail!(
+            "pid {pid} is a thread of process {}: use -p {} for the whole process, or --tid {pid} for this thread",
+            t.tgid,
+            t.tgid
+        ),
+        Some(t) if t.kernel_thread => bail!(
+            "pid {pid} is a kernel thread: it makes no syscalls and owns no sockets; trace it by name with --comm, or the whole system"
+        ),
+        Some(t) if t.zombie => bail!("process {pid} has exited (a zombie): nothing is left to trace"),
+        Some(_) => {}
     }
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -276,11 +333,22 @@ fn resolve_program(prog: &str) -> Result<PathBuf> {
     }
 }
 
-/// Forks the `-c` command, held at a gate until [`Target::release`]. Between the fork
-/// and its `execve` the child makes no syscall of its own that tracing could count but
-/// the gate's read (its return is seen without entry) and, with `stdout_to_stderr`, one
-/// `dup2` before the gate.
-pub fn spawn_gated(cmd: &str, stdout_to_stderr: bool) -> Result<Target> {
+/// Where the `-c` command's standard streams go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    /// btrace's own, as a shell would pass them.
+    Inherit,
+    /// stdout to btrace's stderr: btrace's stdout carries the JSON records.
+    StdoutToStderr,
+    /// All three to /dev/null: the dashboard owns the terminal while it draws.
+    Null,
+}
+
+/// Forks the `-c` command, held at a gate until [`Target::release`]. Every syscall the
+/// child makes of its own before `execve` happens before the gate, and the parent waits
+/// until the child sits in the gate's read before it goes on to attach anything: tracing
+/// sees only that read's return (counted as an exit without entry), then the command.
+pub fn spawn_gated(cmd: &str, stdio: Stdio) -> Result<Target> {
     let words = split_words(cmd)?;
     let Some(prog) = words.first() else {
         bail!("-c needs a command to run");
@@ -307,6 +375,15 @@ pub fn spawn_gated(cmd: &str, stdout_to_stderr: bool) -> Result<Target> {
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
+    let null = match stdio {
+        Stdio::Null => Some(
+            std::fs::File::open("/dev/null")
+                .map(OwnedFd::from)
+                .context("opening /dev/null for the -c command")?,
+        ),
+        _ => None,
+    };
+    let null_fd = null.as_ref().map_or(-1, |f| f.as_raw_fd());
     // SAFETY: fork; the child runs only async-signal-safe libc calls until execv/_exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -319,19 +396,38 @@ pub fn spawn_gated(cmd: &str, stdout_to_stderr: bool) -> Result<Target> {
             child_until_exec(
                 gate_read.as_raw_fd(),
                 parent,
-                stdout_to_stderr,
+                stdio,
+                null_fd,
                 &path,
                 &argv_ptrs,
             )
         };
     }
     drop(gate_read);
+    drop(null);
     CHILD.store(pid, Ordering::SeqCst);
+    wait_at_gate(pid, fds[0]);
     Ok(Target::Command(Child {
         pid: Pid::from_raw(pid),
         gate: Some(gate_write),
         status: None,
     }))
+}
+
+/// Waits (at most a second) until the child is blocked in its read of the gate, as
+/// /proc/PID/syscall shows it (`0 0x<fd> ...`: read on that descriptor), so nothing it does
+/// before the gate can be traced even when it is slow to get there. Without that file
+/// (other architectures) this returns at once.
+fn wait_at_gate(pid: i32, gate_fd: i32) {
+    let want = format!("0 0x{gate_fd:x} ");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/syscall")) {
+            Ok(s) if s.starts_with(&want) => return,
+            Ok(_) => std::thread::sleep(Duration::from_micros(200)),
+            Err(_) => return,
+        }
+    }
 }
 
 /// The forked child: made to run exactly as it would without btrace, as a shell starts a
@@ -346,7 +442,8 @@ pub fn spawn_gated(cmd: &str, stdout_to_stderr: bool) -> Result<Target> {
 unsafe fn child_until_exec(
     gate: i32,
     parent: libc::pid_t,
-    stdout_to_stderr: bool,
+    stdio: Stdio,
+    null_fd: i32,
     path: &CString,
     argv: &[*const libc::c_char],
 ) -> ! {
@@ -373,8 +470,16 @@ unsafe fn child_until_exec(
         if libc::getppid() != parent {
             libc::_exit(1);
         }
-        if stdout_to_stderr {
-            libc::dup2(2, 1);
+        match stdio {
+            Stdio::Inherit => {}
+            Stdio::StdoutToStderr => {
+                libc::dup2(2, 1);
+            }
+            Stdio::Null => {
+                libc::dup2(null_fd, 0);
+                libc::dup2(null_fd, 1);
+                libc::dup2(null_fd, 2);
+            }
         }
         // Blocks until every probe is attached ("go"), or btrace is gone (end of file).
         let mut buf = [0u8; 2];

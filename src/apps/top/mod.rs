@@ -29,6 +29,7 @@ use serde_json::json;
 use crate::core::output::Output;
 use crate::core::runstats;
 use crate::core::session::{self, End, IntervalArgs, Session, Step, TraceArgs};
+use crate::core::target;
 use crate::tracers::LiveFilter;
 
 use groups::Groups;
@@ -56,7 +57,13 @@ pub fn run(args: TopArgs) -> Result<i32> {
     // Without a terminal to draw on (or with -o), the dashboard writes JSON snapshots.
     common.json |= common.output.is_some() || !std::io::stdout().is_terminal();
     let interval = args.interval.interval.unwrap_or(DEFAULT_INTERVAL_S);
-    let mut session = Session::new(&common, Some(interval))?;
+    let mut session = if common.json {
+        Session::new(&common, Some(interval))?
+    } else {
+        // The dashboard owns the terminal: keys are its own, and the screen is drawn by
+        // it alone, so a -c command gets /dev/null for its standard streams.
+        Session::with_stdio(&common, Some(interval), target::Stdio::Null)?
+    };
     let mut groups = Groups::load(LiveFilter {
         pid: session.tgid(),
         port: args.port,
@@ -224,8 +231,9 @@ enum Input {
     Gone,
 }
 
-/// Waits for keyboard input. A hung-up terminal is reported rather than handed to
-/// crossterm, whose reader would spin on the endless end-of-file.
+/// Waits for keyboard input. A terminal that went away (hung up, or readable with
+/// nothing to read: end of file) is reported rather than handed to crossterm, whose
+/// reader would spin on the endless end-of-file.
 fn terminal_input(wait: Duration) -> Result<Input> {
     let stdin = std::io::stdin();
     let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
@@ -237,7 +245,9 @@ fn terminal_input(wait: Duration) -> Result<Input> {
         Ok(0) | Err(Errno::EINTR) => Ok(Input::Idle),
         Ok(_) => {
             let ev = fds[0].revents().unwrap_or(PollFlags::empty());
-            if ev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            if ev.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+                || bytes_waiting(&stdin) == Some(0)
+            {
                 Ok(Input::Gone)
             } else {
                 Ok(Input::Ready)
@@ -245,6 +255,16 @@ fn terminal_input(wait: Duration) -> Result<Input> {
         }
         Err(e) => Err(e).context("waiting for keyboard input"),
     }
+}
+
+/// Bytes a readable terminal holds; 0 when "readable" means end of file (or an error:
+/// EIO once the terminal is gone).
+fn bytes_waiting(stdin: &std::io::Stdin) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`.
+    let rc = unsafe { libc::ioctl(stdin.as_raw_fd(), libc::FIONREAD, &mut n) };
+    Some(if rc < 0 { 0 } else { n })
 }
 
 fn on_key(

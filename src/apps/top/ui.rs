@@ -361,7 +361,8 @@ fn draw_probes(f: &mut Frame, area: Rect, s: &Snapshot) {
             p.key.to_string(),
             p.group.to_string(),
             state.to_string(),
-            p.hook.clone(),
+            // An unavailable group says why where its hook would be.
+            p.unavailable.clone().unwrap_or_else(|| p.hook.clone()),
             format!("{}/{}", p.links, p.programs),
             fig.map(|f| format!("{:.0}", f.events_per_s))
                 .unwrap_or_else(dash),

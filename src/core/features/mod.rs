@@ -29,13 +29,13 @@ pub struct Probe {
 }
 
 impl Probe {
-    fn yes(detail: impl Into<String>) -> Self {
+    pub fn yes(detail: impl Into<String>) -> Self {
         Probe {
             ok: true,
             detail: detail.into(),
         }
     }
-    fn no(detail: impl Into<String>) -> Self {
+    pub fn no(detail: impl Into<String>) -> Self {
         Probe {
             ok: false,
             detail: detail.into(),

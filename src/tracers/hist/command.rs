@@ -33,7 +33,7 @@ pub struct HistArgs {
     /// Bound of the per-thread entry store (threads making traced syscalls, alive at
     /// once; default: twice the threads alive now, at least 32768); setting it selects
     /// the bounded hash store instead of task storage
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = tracer::parse_max_threads)]
     pub max_threads: Option<u32>,
     /// Use only this hook, no fallback (default: the cheapest the kernel accepts:
     /// tp_btf, then raw_tp, then the classic tracepoint)

@@ -35,6 +35,21 @@ fn default_max_threads() -> u32 {
     threads.saturating_mul(2).max(MIN_DEFAULT_MAX_THREADS)
 }
 
+/// Threads a kernel can have at most (PID_MAX_LIMIT on 64-bit): a bigger per-thread store
+/// could never fill.
+pub const MAX_THREADS_LIMIT: u32 = 1 << 22;
+
+/// `--max-threads N`, bounded (see [`crate::core::system::parse_store_size`]).
+pub fn parse_max_threads(s: &str) -> std::result::Result<u32, String> {
+    crate::core::system::parse_store_size(
+        s,
+        MAX_THREADS_LIMIT,
+        "a kernel has at most that many threads",
+        4,
+        std::mem::size_of::<types::syscall_start>() as u64,
+    )
+}
+
 /// The hook on sys_enter/sys_exit, cheapest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
@@ -191,10 +206,9 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 open.maps.starts_hash.set_max_entries(1)?;
             }
             Store::Hash => {
+                let entries = cfg.max_threads.unwrap_or_else(default_max_threads);
                 open.maps.starts_task.set_autocreate(false)?;
-                open.maps
-                    .starts_hash
-                    .set_max_entries(cfg.max_threads.unwrap_or_else(default_max_threads))?;
+                open.maps.starts_hash.set_max_entries(entries)?;
             }
         }
         Ok(open.load()?)
@@ -203,6 +217,14 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
 
 /// Loads and attaches the first of `ways` this kernel accepts.
 pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
+    if let Some(n) = cfg.max_threads {
+        crate::core::system::note_store_cost(
+            "per-thread store",
+            n.into(),
+            4,
+            std::mem::size_of::<types::syscall_start>() as u64,
+        );
+    }
     let (way, (hist, links)) = attach::first_that_works(ways, |way| {
         let hist = open_load(way, cfg)?;
         let links = attach::attach_loaded(hist.object())?;

@@ -38,7 +38,7 @@ pub struct TcpArgs {
     /// Bound of the per-socket store (sockets open at once); setting it selects the bounded
     /// store instead of socket storage. Sockets born while it is full are reported without
     /// owner or times, and counted
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = tracer::parse_max_conns)]
     pub max_conns: Option<u32>,
     /// Use only this hook, no fallback (default: tp_btf, else the classic tracepoint)
     #[arg(long, value_enum)]
@@ -113,6 +113,14 @@ pub fn run(args: TcpArgs) -> Result<i32> {
         life_only: args.life,
         max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
     };
+    if let Some(n) = args.max_conns {
+        crate::core::system::note_store_cost(
+            "per-socket store",
+            n.into(),
+            8,
+            std::mem::size_of::<super::skel::types::tcp_conn>() as u64,
+        );
+    }
     let ways = tracer::ways(args.max_conns.is_some(), args.hook);
     let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec)?;
     let mut stream = tracer::events(&tcp)?;

@@ -22,6 +22,21 @@ use super::skel::{Tcp, TcpSkelBuilder};
 /// transition and CLOSE) at once.
 pub const DEFAULT_MAX_CONNS: u32 = 16384;
 
+/// Sockets the bounded store may hold at most: far beyond any machine's open TCP sockets
+/// (bounded by file descriptors), so a bigger bound is a mistake.
+pub const MAX_CONNS_LIMIT: u32 = 1 << 22;
+
+/// `--max-conns N`, bounded (see [`crate::core::system::parse_store_size`]).
+pub fn parse_max_conns(s: &str) -> std::result::Result<u32, String> {
+    crate::core::system::parse_store_size(
+        s,
+        MAX_CONNS_LIMIT,
+        "more sockets than a machine keeps open at once",
+        8,
+        std::mem::size_of::<super::skel::types::tcp_conn>() as u64,
+    )
+}
+
 /// The hook on sock:inet_sock_set_state, cheapest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
