@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use btrace::core::scope::Scope;
 use btrace::core::stream::EventStream;
 use btrace::model::tcp::TcpState;
 use btrace::tracers::tcp::event::TcpEvent;
@@ -57,7 +58,8 @@ fn runtime_port_change(hook: Hook) {
         hook,
         store: Store::Hash,
     };
-    let (skel, mut filter) = tracer::open_load(way, &TcpOptions::default(), &spec).unwrap();
+    let scope = Scope::default();
+    let (skel, mut filter) = tracer::open_load(way, &TcpOptions::default(), &spec, &scope).unwrap();
     let _links = tracer::attach(&skel).unwrap();
     let mut stream = tracer::events(&skel).unwrap();
     let pair = |p: &str| run_workload(&["tcp-pair", "127.0.0.1", p, "0", "5", "5"]);
@@ -125,7 +127,7 @@ fn address_and_pid_filters_change_while_running() {
         ..FilterSpec::default()
     };
     let (_hook, skel, mut filter, _links) =
-        tracer::load_best(&TcpOptions::default(), &spec).unwrap();
+        tracer::load_best(&TcpOptions::default(), &spec, &Scope::default()).unwrap();
     let mut stream = tracer::events(&skel).unwrap();
 
     let mut v6_only = Vec::new();

@@ -227,7 +227,8 @@ fn tcp_connections_with_exact_bytes_and_the_port_filter() {
     assert_eq!(closed.len(), 2, "{closed:?}");
     let tcp = probe(snaps.last().unwrap(), "tcp");
     assert_eq!(tcp["attached"], true);
-    assert_eq!(tcp["links"], 1);
+    // The transition program, and the two that keep the pid filter's process tree.
+    assert_eq!(tcp["links"], 3);
 }
 
 // ---- the dashboard in a real terminal ----
@@ -450,17 +451,18 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
     // Toggling a group detaches its links (the programs stay loaded), and back.
     let progs = prog_ids(pid);
     let links = link_ids(pid);
+    // Each group: its programs plus the two that keep the pid filter's process tree.
     assert_eq!(
         links.len(),
-        7,
-        "3 syscall + 1 tcp + 3 runq links: {links:?}"
+        13,
+        "5 syscall + 3 tcp + 5 runq links: {links:?}"
     );
     let listed = bpftool_links();
     assert!(
         links.iter().all(|l| listed.contains(l)),
         "bpftool lists {listed:?}"
     );
-    for (key, group, n) in [("1", "syscalls", 3), ("2", "tcp", 1), ("3", "runq", 3)] {
+    for (key, group, n) in [("1", "syscalls", 5), ("2", "tcp", 3), ("3", "runq", 5)] {
         let before = link_ids(pid);
         t.keys(&[key]);
         t.wait_for(5, "group off", |s| probe_state(s, group) == Some("off"));
@@ -560,7 +562,7 @@ fn a_panic_still_restores_the_terminal_and_unloads() {
     let pid = t.child_pid();
     let progs = loop {
         let ids = prog_ids(pid);
-        if ids.len() >= 7 {
+        if ids.len() >= 13 {
             break ids;
         }
         std::thread::sleep(Duration::from_millis(20));

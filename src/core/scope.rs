@@ -1,15 +1,37 @@
 //! The scope filter's user side: which tasks a tracer records (src/bpf/include/scope.h).
-//! The target (`-p`/`-c`) comes from the session; `--tid` and `--comm` from [`ScopeArgs`].
-//! Every tracer takes the same [`Scope`] and writes it into its rodata with
-//! [`set_scope_rodata!`](crate::set_scope_rodata), so every command means the same.
+//!
+//! | flags | traced |
+//! |---|---|
+//! | `-c CMD` | CMD and every process it starts, recursively (daemons and re-parented ones too) |
+//! | `-p PID` | PID, the descendants it has at start, and every process they start afterwards |
+//! | `--no-children` with `-c`/`-p` | that one process only (its threads included) |
+//! | `--cgroup PATH` (repeatable) | tasks in one of those cgroup v2 groups or below them |
+//! | `--tid TID`, `--comm NAME` | only that thread, only tasks of that name |
+//!
+//! Filters combine with AND. Every tracer takes the same [`Scope`]: its rodata is written
+//! with [`apply_scope!`](crate::apply_scope) before load, and [`Scope::install`] fills its
+//! maps (cgroups, the process tree) after load.
 
-use anyhow::{bail, Result};
+use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::abi::COMM_LEN;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ScopeArgs {
+    /// With -p/-c: that one process only, not the processes it starts
+    #[arg(long)]
+    pub no_children: bool,
+    /// Only tasks in this cgroup v2 group or below it: a path (absolute, or relative to
+    /// the cgroup2 mount, e.g. system.slice/nginx.service) or a cgroup id (repeatable)
+    #[arg(long = "cgroup", value_name = "PATH|ID")]
+    pub cgroups: Vec<String>,
     /// Trace only this thread id
     #[arg(long, value_name = "TID", value_parser = clap::value_parser!(u32).range(1..))]
     pub tid: Option<u32>,
@@ -18,41 +40,88 @@ pub struct ScopeArgs {
     pub comm: Option<String>,
 }
 
-/// The whole load-time scope, as the kernel programs take it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Cgroups a filter may name at once (SCOPE_MAX_CGROUPS in scope.h).
+pub const MAX_CGROUPS: usize = 8;
+
+/// A cgroup v2 group, resolved.
+#[derive(Debug)]
+pub struct CgroupTarget {
+    pub path: PathBuf,
+    /// The cgroup's id: the inode number of its directory (what the kernel reports).
+    pub id: u64,
+    /// Its directory, open: what a cgroup array entry is made from.
+    pub dir: OwnedFd,
+}
+
+/// The whole scope, as the kernel programs take it.
+#[derive(Debug, Default)]
 pub struct Scope {
-    /// Only this process (thread group id); 0 = any.
+    /// Only this process, exactly (--no-children); 0 = any.
     pub tgid: u32,
+    /// The root of a process tree to follow (-p/-c), if any.
+    pub tree: Option<u32>,
     /// Only this thread; 0 = any.
     pub tid: u32,
     /// NUL-padded comm, when filtering by name.
     pub comm: Option<[u8; COMM_LEN]>,
+    pub cgroups: Vec<CgroupTarget>,
+    /// Keep a process tree at run time (the dashboard's pid filter): the bitmap is sized
+    /// and the tree-keeping programs loaded although no tree is followed yet.
+    pub live_tree: bool,
 }
 
 impl Scope {
-    pub fn new(tgid: Option<u32>, args: &ScopeArgs) -> Result<Self> {
+    /// The scope of a run: `target` is the -p/-c process, if any.
+    pub fn new(target: Option<u32>, args: &ScopeArgs) -> Result<Self> {
         if let Some(tid) = args.tid {
             match crate::core::target::task_info(tid) {
                 None => bail!("no thread with id {tid}"),
-                Some(t) if tgid.is_some_and(|p| p != t.tgid) => bail!(
+                Some(t) if target.is_some_and(|p| p != t.tgid) && args.no_children => bail!(
                     "thread {tid} belongs to process {}, not to the traced process {}",
                     t.tgid,
-                    tgid.unwrap_or(0)
+                    target.unwrap_or(0)
                 ),
                 Some(_) => {}
             }
         }
+        if args.no_children && target.is_none() {
+            bail!("--no-children applies to -p or -c: give one of them");
+        }
+        if args.cgroups.len() > MAX_CGROUPS {
+            bail!("--cgroup can be given at most {MAX_CGROUPS} times");
+        }
+        let cgroups = args
+            .cgroups
+            .iter()
+            .map(|c| resolve_cgroup(c))
+            .collect::<Result<Vec<_>>>()?;
+        let (tgid, tree) = match (target, args.no_children) {
+            (Some(p), true) => (p, None),
+            (Some(p), false) => (0, Some(p)),
+            (None, _) => (0, None),
+        };
         Ok(Scope {
-            tgid: tgid.unwrap_or(0),
+            tgid,
+            tree,
             tid: args.tid.unwrap_or(0),
             comm: args.comm.as_deref().map(comm_bytes).transpose()?,
+            cgroups,
+            live_tree: false,
         })
     }
 
-    /// Only the process `tgid` (None: everything).
+    /// The dashboard's scope: nothing fixed, a process tree kept for its pid filter.
+    pub fn live() -> Self {
+        Scope {
+            live_tree: true,
+            ..Default::default()
+        }
+    }
+
+    /// Only the process `tgid` and what it starts (None: everything).
     pub fn process(tgid: Option<u32>) -> Self {
         Scope {
-            tgid: tgid.unwrap_or(0),
+            tree: tgid,
             ..Default::default()
         }
     }
@@ -61,20 +130,303 @@ impl Scope {
     pub fn comm_chars(&self) -> [i8; COMM_LEN] {
         self.comm.unwrap_or_default().map(|b| b as i8)
     }
+
+    /// The cgroup ids, padded, for a skeleton's rodata.
+    pub fn cgroup_ids(&self) -> [u64; MAX_CGROUPS] {
+        let mut ids = [0u64; MAX_CGROUPS];
+        for (slot, c) in ids.iter_mut().zip(&self.cgroups) {
+            *slot = c.id;
+        }
+        ids
+    }
+
+    /// Entries of the process-tree bitmap: one bit per possible pid (1 when unused).
+    pub fn tree_words(&self) -> u32 {
+        if self.tree.is_none() && !self.live_tree {
+            return 1;
+        }
+        pid_max().div_ceil(64).max(1)
+    }
+
+    /// Fills a loaded tracer's scope maps: the cgroup array now, before anything is
+    /// attached; the process tree is seeded by [`Scope::seed`] once attached.
+    pub fn install(&self, cgroups: &dyn MapCore) -> Result<()> {
+        for (i, c) in self.cgroups.iter().enumerate() {
+            let fd = c.dir.as_raw_fd() as u32;
+            cgroups
+                .update(&(i as u32).to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .with_context(|| format!("adding cgroup {} to the filter", c.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Seeds the process tree of an attached tracer: the root, then the descendants it
+    /// has now. Runs after attaching, so a process forked meanwhile is caught either by
+    /// the kernel (its parent was already in) or by the walk of /proc that follows.
+    pub fn seed(&self, procs: &dyn MapCore) -> Result<()> {
+        match self.tree {
+            Some(root) => seed_tree(procs, root, false),
+            None => Ok(()),
+        }
+    }
 }
 
-/// Writes a [`Scope`] into an open skeleton's rodata (every tracer's rodata has the
-/// scope.h fields): `set_scope_rodata!(rodata, &scope)`.
+/// Makes a long-lived tracer's process tree the dashboard's pid filter: cleared, then
+/// `pid` and its descendants seeded (nothing for no pid). Written before the .bss switch
+/// ([`set_live_scope!`](crate::set_live_scope)) turns it on.
+pub fn prepare_live_tree(procs: &dyn MapCore, pid: Option<u32>) -> Result<()> {
+    match pid {
+        Some(root) => seed_tree(procs, root, true),
+        None => Ok(()),
+    }
+}
+
+/// Writes the run-time part of the scope into a tracer's `.bss` copy: the dashboard's pid
+/// filter follows the process and what it starts (its tree, prepared with
+/// [`prepare_live_tree`]).
 #[macro_export]
-macro_rules! set_scope_rodata {
-    ($ro:expr, $scope:expr) => {{
-        let ro = $ro;
-        let scope: &$crate::core::scope::Scope = $scope;
-        ro.scope_tgid = scope.tgid;
-        ro.scope_tid = scope.tid;
-        ro.scope_by_comm = scope.comm.is_some();
-        ro.scope_comm = scope.comm_chars();
+macro_rules! set_live_scope {
+    ($bss:expr, $filter:expr) => {{
+        let f: &$crate::tracers::LiveFilter = $filter;
+        $bss.scope_live_tgid = 0;
+        $bss.scope_live_tree = f.pid.is_some();
     }};
+}
+
+/// Seeds `root` and its descendants into a process-tree bitmap (`fresh`: clear it first,
+/// for a new run-time tree).
+pub fn seed_tree(procs: &dyn MapCore, root: u32, fresh: bool) -> Result<()> {
+    let bitmap = Bitmap::map(procs)?;
+    if fresh {
+        bitmap.clear();
+    }
+    bitmap.set(root);
+    // Two rounds: a process forked during the first walk by one not yet in the tree is
+    // found by the second.
+    for _ in 0..2 {
+        for pid in descendants(root) {
+            bitmap.set(pid);
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the tree-keeping programs of a loaded object (those left to autoload), for
+/// tracers that attach their own programs one by one.
+pub fn attach_tree(obj: &libbpf_rs::Object) -> Result<Vec<libbpf_rs::Link>> {
+    obj.progs_mut()
+        .filter(|p| p.autoload() && p.name().to_string_lossy().starts_with("scope_"))
+        .map(|p| {
+            p.attach()
+                .with_context(|| format!("attaching {}", p.name().to_string_lossy()))
+        })
+        .collect()
+}
+
+/// Writes a [`Scope`] into an open skeleton (every tracer includes scope.h): rodata, the
+/// process bitmap's size, and which tree-keeping programs load (`raw`: on raw_tp, else on
+/// classic tracepoints). `apply_scope!(open_skel, &scope, raw)?`-style use inside a
+/// closure returning `Result`.
+#[macro_export]
+macro_rules! apply_scope {
+    ($open:expr, $scope:expr, $raw:expr) => {{
+        let scope: &$crate::core::scope::Scope = $scope;
+        let raw: bool = $raw;
+        {
+            let ro = $open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("every tracer has rodata");
+            ro.scope_tgid = scope.tgid;
+            ro.scope_tree = scope.tree.is_some();
+            ro.scope_tid = scope.tid;
+            ro.scope_ncgroups = scope.cgroups.len() as u32;
+            ro.scope_cgroup_ids = scope.cgroup_ids();
+            ro.scope_by_comm = scope.comm.is_some();
+            ro.scope_comm = scope.comm_chars();
+        }
+        $open.maps.scope_procs.set_max_entries(scope.tree_words())?;
+        let tree = scope.tree.is_some() || scope.live_tree;
+        $open.progs.scope_fork_raw.set_autoload(tree && raw);
+        $open.progs.scope_exit_raw.set_autoload(tree && raw);
+        $open.progs.scope_fork_tp.set_autoload(tree && !raw);
+        $open.progs.scope_exit_tp.set_autoload(tree && !raw);
+    }};
+}
+
+/// The kernel's pid_max: pids stay below it.
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 22)
+}
+
+/// The process-tree bitmap, mapped into this process: bits are set with atomic ORs, as
+/// the kernel programs set and clear them with atomic adds.
+struct Bitmap {
+    addr: *mut AtomicU64,
+    words: usize,
+    len: usize,
+}
+
+impl Bitmap {
+    fn map(procs: &dyn MapCore) -> Result<Bitmap> {
+        let words = procs.max_entries() as usize;
+        let len = (words * 8).next_multiple_of(4096);
+        // SAFETY: maps an mmapable array map (BPF_F_MMAPABLE in scope.h) of `words` u64
+        // values, shared and writable, at an address the kernel chooses.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                procs.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mapping the process tree");
+        }
+        Ok(Bitmap {
+            addr: addr.cast(),
+            words,
+            len,
+        })
+    }
+
+    fn clear(&self) {
+        for i in 0..self.words {
+            // SAFETY: as in set(): i is within the mapping.
+            unsafe { &*self.addr.add(i) }.store(0, Ordering::SeqCst);
+        }
+    }
+
+    fn set(&self, pid: u32) {
+        let i = pid as usize / 64;
+        if i < self.words {
+            // SAFETY: i is within the mapping, which is u64-aligned (page-aligned) and
+            // lives until drop; the kernel only touches it with atomic operations.
+            let w = unsafe { &*self.addr.add(i) };
+            w.fetch_or(1 << (pid % 64), Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Bitmap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in map(), unmapped once.
+        unsafe { libc::munmap(self.addr.cast(), self.len) };
+    }
+}
+
+/// Every live descendant of `root` (children, their children...), from /proc.
+pub fn descendants(root: u32) -> BTreeSet<u32> {
+    let mut parent_of = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = BTreeSet::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parent_of {
+            if parent == p && found.insert(child) {
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// The cgroup v2 mount: `/sys/fs/cgroup` on a pure v2 system, `/sys/fs/cgroup/unified` on
+/// a hybrid one.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (_, dir, fs) = (w.next(), w.next()?, w.next()?);
+        (fs == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
+
+/// A cgroup's id: the inode number of its directory on the cgroup2 mount.
+pub fn cgroup_id(dir: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(dir)
+        .with_context(|| format!("reading cgroup {}", dir.display()))?
+        .ino())
+}
+
+/// `--cgroup PATH|ID` as a cgroup of the v2 hierarchy.
+fn resolve_cgroup(spec: &str) -> Result<CgroupTarget> {
+    let Some(root) = cgroup2_mount() else {
+        bail!(
+            "--cgroup needs the cgroup v2 hierarchy, which is not mounted here (cgroup v1 only); mount it with `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with systemd.unified_cgroup_hierarchy=1"
+        );
+    };
+    let path = if let Ok(id) = spec.parse::<u64>() {
+        find_cgroup_by_id(&root, id).with_context(|| {
+            format!(
+                "--cgroup {spec}: no cgroup with that id under {}",
+                root.display()
+            )
+        })?
+    } else {
+        let p = Path::new(spec);
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            root.join(p)
+        };
+        if !full.starts_with(&root) {
+            bail!(
+                "--cgroup {spec}: not under the cgroup v2 mount {} (cgroup v1 groups cannot be filtered on)",
+                root.display()
+            );
+        }
+        if !full.join("cgroup.procs").exists() {
+            bail!(
+                "--cgroup {spec}: no such cgroup ({} has no cgroup.procs)",
+                full.display()
+            );
+        }
+        full
+    };
+    let dir = std::fs::File::open(&path)
+        .map(OwnedFd::from)
+        .with_context(|| format!("opening cgroup {}", path.display()))?;
+    Ok(CgroupTarget {
+        id: cgroup_id(&path)?,
+        path,
+        dir,
+    })
+}
+
+fn find_cgroup_by_id(root: &Path, id: u64) -> Option<PathBuf> {
+    if cgroup_id(root).ok()? == id {
+        return Some(root.to_path_buf());
+    }
+    for e in std::fs::read_dir(root).ok()?.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            if let Some(p) = find_cgroup_by_id(&e.path(), id) {
+                return Some(p);
+            }
+        }
+    }
+    None
 }
 
 /// `name` as the kernel stores a comm: at most 15 bytes, NUL-padded.
@@ -100,5 +452,17 @@ mod tests {
         assert_eq!(&long[..15], b"systemd-journal");
         assert_eq!(long[15], 0);
         assert!(comm_bytes("").is_err());
+    }
+
+    #[test]
+    fn descendants_of_this_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let d = descendants(std::process::id());
+        child.kill().ok();
+        child.wait().ok();
+        assert!(d.contains(&child.id()), "{d:?}");
     }
 }

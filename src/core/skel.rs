@@ -93,6 +93,18 @@ impl<K: SkelKind> Drop for Loaded<K> {
 // skeleton, which the generated code declares Send.
 unsafe impl<K: SkelKind> Send for Loaded<K> where K::Skel<'static>: Send {}
 
+/// A plain C value from the bytes a map gave: the section may be shorter than the Rust
+/// struct, which pads to its alignment; the rest stays zero.
+pub fn plain_prefix<T: plain::Plain + Copy>(bytes: &[u8]) -> T {
+    // SAFETY: T is Plain (a C struct of integers): all-zero bytes are a valid value.
+    let mut v: T = unsafe { std::mem::zeroed() };
+    // SAFETY: T is Plain: any bytes are a valid value, and its bytes are its value.
+    let dst = unsafe { plain::as_mut_bytes(&mut v) };
+    let n = dst.len().min(bytes.len());
+    dst[..n].copy_from_slice(&bytes[..n]);
+    v
+}
+
 /// Writes a skeleton's whole `.bss` (run-time settings) through the map, which needs no
 /// `&mut` of the skeleton; `update` changes a copy of the current contents.
 pub fn write_bss<T: plain::Plain + Copy>(

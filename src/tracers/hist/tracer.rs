@@ -117,7 +117,7 @@ pub fn ways(bounded: bool) -> Vec<Way> {
 }
 
 /// What the kernel side is asked to do, fixed before load.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Config {
     pub scope: Scope,
     pub syscalls: Option<Vec<u32>>,
@@ -144,7 +144,6 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 .rodata_data
                 .as_deref_mut()
                 .expect("hist has rodata");
-            crate::set_scope_rodata!(&mut *ro, &cfg.scope);
             if let Some(list) = &cfg.syscalls {
                 ro.filter_syscalls = true;
                 for &nr in list {
@@ -153,6 +152,7 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
             }
             ro.count_processes = cfg.count_processes;
         }
+        crate::apply_scope!(open, &cfg.scope, way.hook != Hook::Tracepoint);
         if !cfg.count_processes {
             open.maps.proc_counts.set_max_entries(1)?;
             open.maps.proc_comms.set_max_entries(1)?;
@@ -211,7 +211,9 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 open.maps.starts_hash.set_max_entries(entries)?;
             }
         }
-        Ok(open.load()?)
+        let hist = open.load()?;
+        cfg.scope.install(&hist.maps.scope_cgroups)?;
+        Ok(hist)
     })
 }
 
@@ -228,6 +230,7 @@ pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> 
     let (way, (hist, links)) = attach::first_that_works(ways, |way| {
         let hist = open_load(way, cfg)?;
         let links = attach::attach_loaded(hist.object())?;
+        cfg.scope.seed(&hist.maps.scope_procs)?;
         Ok((hist, links))
     })?;
     Ok((way, hist, links))
@@ -238,16 +241,19 @@ pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
     load_first(&ways(cfg.max_threads.is_some()), cfg)
 }
 
-/// Writes the run-time settings: the process filter (0 = every process; unlike the
-/// load-time scope it applies at syscall entry only, so an exit always completes the entry
-/// its thread stored) and the epoch before which stored entries are stale.
-fn write_live(hist: &Hist, live_tgid: Option<u32>, epoch_ns: Option<u64>) -> Result<()> {
+/// Writes the run-time settings: the process filter (unlike the load-time scope it
+/// applies at syscall entry only, so an exit always completes the entry its thread
+/// stored) and the epoch before which stored entries are stale.
+fn write_live(hist: &Hist, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+    if let Some(f) = live {
+        crate::core::scope::prepare_live_tree(&hist.maps.scope_procs, f.pid)?;
+    }
     write_bss(
         &hist.maps.bss,
         hist.maps.bss_data.as_deref(),
         |bss: &mut types::bss| {
-            if let Some(t) = live_tgid {
-                bss.scope_live_tgid = t;
+            if let Some(f) = live {
+                crate::set_live_scope!(bss, f);
             }
             if let Some(e) = epoch_ns {
                 bss.epoch_ns = e;
@@ -340,12 +346,13 @@ impl SyscallTracer {
     pub fn load(filter: &LiveFilter) -> Result<Box<dyn Tracer>> {
         let cfg = Config {
             count_processes: true,
+            scope: Scope::live(),
             ..Default::default()
         };
         let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
             let hist = open_load(way, &cfg)?;
             // Filtered from the first event on: set before attaching.
-            write_live(&hist, Some(filter.pid.unwrap_or(0)), None)?;
+            write_live(&hist, Some(filter), None)?;
             let links = attach::attach_loaded(hist.object())?;
             Ok((hist, links))
         })?;
@@ -404,7 +411,7 @@ impl Tracer for SyscallTracer {
     }
 
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
-        write_live(&self.hist, Some(f.pid.unwrap_or(0)), None)
+        write_live(&self.hist, Some(f), None)
     }
 
     fn losses(&self) -> Result<Losses> {

@@ -6,7 +6,7 @@ use std::fmt;
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 use serde_json::{json, Map, Value};
 
@@ -49,7 +49,7 @@ impl fmt::Display for Mode {
 }
 
 /// Everything fixed before load: the function, what to read of it, the filters.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Plan {
     pub func: String,
     /// None when the function is in kallsyms but not in BTF (kprobe only, no arguments).
@@ -128,8 +128,8 @@ pub fn load(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
             ro.has_ret = plan.ret_kind() != ValueKind::Void;
             ro.with_ret = plan.with_ret;
             ro.str_slot = plan.str_slots();
-            crate::set_scope_rodata!(&mut *ro, &plan.scope);
         }
+        crate::apply_scope!(open, &plan.scope, true);
         open.maps.events.set_max_entries(RINGBUF_BYTES)?;
         open.maps
             .inflight
@@ -146,10 +146,13 @@ pub fn load(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
                 .set_attach_target(0, Some(plan.func.clone()))?;
             p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
         }
-        Ok(open.load()?)
+        let kp = open.load()?;
+        plan.scope.install(&kp.maps.scope_cgroups)?;
+        Ok(kp)
     })?;
+    // The process tree is kept from before the first traced call on.
+    let mut links = crate::core::scope::attach_tree(skel.object())?;
     // Entry first: a return seen before its entry's hook existed would count as a loss.
-    let mut links = Vec::new();
     match mode {
         Mode::Fentry => {
             links.push(skel.progs.func_fentry.attach_trace()?);
@@ -164,6 +167,7 @@ pub fn load(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
             }
         }
     }
+    plan.scope.seed(&skel.maps.scope_procs)?;
     Ok((skel, links))
 }
 

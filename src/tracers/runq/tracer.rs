@@ -43,13 +43,7 @@ impl fmt::Display for Way {
 pub fn open_load(way: Way, scope: &Scope) -> Result<Runq> {
     Loaded::new(|storage| {
         let mut open = RunqSkelBuilder::default().open(storage)?;
-        crate::set_scope_rodata!(
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("runq has rodata"),
-            scope
-        );
+        crate::apply_scope!(open, scope, true);
         let btf = way == Way::TpBtfTask;
         let p = &mut open.progs;
         p.sched_wakeup_btf.set_autoload(btf);
@@ -63,16 +57,19 @@ pub fn open_load(way: Way, scope: &Scope) -> Result<Runq> {
         } else {
             open.maps.queued_task.set_autocreate(false)?;
         }
-        Ok(open.load()?)
+        let runq = open.load()?;
+        scope.install(&runq.maps.scope_cgroups)?;
+        Ok(runq)
     })
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
-pub fn load_best(scope: &Scope, live_pid: Option<u32>) -> Result<(Way, Runq, Vec<Link>)> {
+pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Vec<Link>)> {
     let (way, (runq, links)) = attach::first_that_works(&WAYS, |way| {
         let runq = open_load(way, scope)?;
-        write_live(&runq, Some(live_pid.unwrap_or(0)), None)?;
+        write_live(&runq, live, None)?;
         let links = attach::attach_loaded(runq.object())?;
+        scope.seed(&runq.maps.scope_procs)?;
         Ok((runq, links))
     })?;
     Ok((way, runq, links))
@@ -80,13 +77,16 @@ pub fn load_best(scope: &Scope, live_pid: Option<u32>) -> Result<(Way, Runq, Vec
 
 /// Writes the run-time process filter and the epoch before which stored wake times are
 /// stale (set before re-attaching, so a task woken while detached is not measured).
-fn write_live(runq: &Runq, live_tgid: Option<u32>, epoch_ns: Option<u64>) -> Result<()> {
+fn write_live(runq: &Runq, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+    if let Some(f) = live {
+        crate::core::scope::prepare_live_tree(&runq.maps.scope_procs, f.pid)?;
+    }
     write_bss(
         &runq.maps.bss,
         runq.maps.bss_data.as_deref(),
         |bss: &mut types::bss| {
-            if let Some(t) = live_tgid {
-                bss.scope_live_tgid = t;
+            if let Some(f) = live {
+                crate::set_live_scope!(bss, f);
             }
             if let Some(e) = epoch_ns {
                 bss.epoch_ns = e;
@@ -112,7 +112,7 @@ pub struct RunqTracer {
 
 impl RunqTracer {
     pub fn load(f: &LiveFilter) -> Result<Box<dyn Tracer>> {
-        let (way, runq, links) = load_best(&Scope::default(), f.pid)?;
+        let (way, runq, links) = load_best(&Scope::live(), Some(f))?;
         Ok(Box::new(RunqTracer { runq, way, links }))
     }
 }
@@ -143,7 +143,7 @@ impl Tracer for RunqTracer {
     }
 
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
-        write_live(&self.runq, Some(f.pid.unwrap_or(0)), None)
+        write_live(&self.runq, Some(f), None)
     }
 
     fn losses(&self) -> Result<Losses> {

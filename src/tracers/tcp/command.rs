@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::stream::pump;
 use crate::model::cidr::Cidr;
@@ -19,6 +20,8 @@ use super::tracer::{self, Hook, TcpOptions, DEFAULT_MAX_CONNS};
 pub struct TcpArgs {
     #[command(flatten)]
     pub common: TraceArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Only connections with this port at either end (repeatable)
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<String>,
@@ -78,7 +81,7 @@ pub fn filter_from_args(args: &TcpArgs, pid: Option<u32>) -> Result<FilterSpec> 
     Ok(spec)
 }
 
-fn what_is_traced(spec: &FilterSpec, life: bool) -> String {
+fn what_is_traced(spec: &FilterSpec, life: bool, scope: &Scope) -> String {
     let mut what = if life {
         "TCP connections"
     } else {
@@ -96,8 +99,10 @@ fn what_is_traced(spec: &FilterSpec, life: bool) -> String {
         let a: Vec<String> = spec.addrs.iter().map(Cidr::to_string).collect();
         what += &format!(" with an address in {}", a.join(","));
     }
-    if let Some(pid) = spec.pid {
-        what += &format!(" of pid {pid}");
+    if let Some(pid) = scope.tree {
+        what += &format!(" of process {pid} and the processes it starts");
+    } else if scope.tgid != 0 {
+        what += &format!(" of process {}", scope.tgid);
     }
     what
 }
@@ -105,10 +110,12 @@ fn what_is_traced(spec: &FilterSpec, life: bool) -> String {
 pub fn run(args: TcpArgs) -> Result<i32> {
     let c = &args.common;
     // Bad filters are reported before anything is checked or loaded.
-    filter_from_args(&args, None)?;
+    let spec = filter_from_args(&args, None)?;
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
-    let spec = filter_from_args(&args, session.tgid())?;
+    // The scope applies to each socket's owner (the process that connects, listens,
+    // accepts or closes it).
+    let scope = Scope::new(session.tgid(), &args.scope)?;
     let opts = TcpOptions {
         life_only: args.life,
         max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
@@ -122,7 +129,7 @@ pub fn run(args: TcpArgs) -> Result<i32> {
         );
     }
     let ways = tracer::ways(args.max_conns.is_some(), args.hook);
-    let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec)?;
+    let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec, &scope)?;
     let mut stream = tracer::events(&tcp)?;
     let mut out = Output::to(c.json, c.output.as_deref())?;
     if !out.json {
@@ -134,7 +141,7 @@ pub fn run(args: TcpArgs) -> Result<i32> {
         out.flush()?;
     }
     let start_ns = crate::core::system::monotonic_ns();
-    session.attached(&what_is_traced(&spec, args.life))?;
+    session.attached(&what_is_traced(&spec, args.life, &scope))?;
     let (end, shown, lost) = pump(
         &mut session,
         &mut stream,
@@ -197,6 +204,7 @@ mod tests {
     fn args(ports: &[&str], addrs: &[&str], v4: bool, v6: bool) -> TcpArgs {
         TcpArgs {
             common: TraceArgs::default(),
+            scope: ScopeArgs::default(),
             ports: ports.iter().map(|s| s.to_string()).collect(),
             addrs: addrs.iter().map(|s| s.to_string()).collect(),
             ipv4: v4,
@@ -232,7 +240,7 @@ mod tests {
     fn the_tracing_line_says_what_is_filtered() {
         let s = filter_from_args(&args(&["443"], &["fd00::/8"], false, true), None).unwrap();
         assert_eq!(
-            what_is_traced(&s, false),
+            what_is_traced(&s, false, &Scope::default()),
             "IPv6 TCP state changes on port 443 with an address in fd00::/8"
         );
     }

@@ -1,7 +1,7 @@
 //! The run-time filter of the tcp tracer: which sockets' transitions reach user space.
 //!
 //! The filter lives in BPF maps, so it can change while the programs run, with no
-//! reload: a small config array (pid, family, which sets are on), a hash of ports and an
+//! reload: a small config array (family, which sets are on), a hash of ports and an
 //! LPM trie of address ranges (IPv4 and IPv6). Each part is "no filter" when unset;
 //! parts combine with AND; ports and ranges each match either end of the connection.
 //!
@@ -21,10 +21,11 @@
 //! `TcpFilter` holds its own file descriptors of the maps, not a borrow of the skeleton,
 //! so it can be kept and changed beside an `EventStream` reading the same skeleton.
 //!
-//! The pid is the socket's owner as the kernel side recorded it (the process that
-//! connected, listened or closed it), not whatever task a softirq interrupted: a
-//! transition of a socket whose owner is not known yet (an accepted connection before
-//! its process first touches it) does not match a pid filter.
+//! The pid (the scope's run-time part, written to the tracer's .bss) is the socket's
+//! owner as the kernel side recorded it (the process that connected, listened or closed
+//! it), not whatever task a softirq interrupted: a transition of a socket whose owner is
+//! not known yet (an accepted connection before its process first touches it) does not
+//! match a pid filter, and is counted as unattributed.
 
 use std::collections::BTreeSet;
 
@@ -82,6 +83,9 @@ pub struct TcpFilter {
     cfg: MapHandle,
     ports: MapHandle,
     addrs: MapHandle,
+    /// The tracer's .bss (the scope's run-time part) and its process-tree bitmap.
+    bss: MapHandle,
+    procs: MapHandle,
     spec: FilterSpec,
 }
 
@@ -94,6 +98,8 @@ impl TcpFilter {
             cfg: dup(&skel.maps.tcp_filter_cfg)?,
             ports: dup(&skel.maps.tcp_filter_ports)?,
             addrs: dup(&skel.maps.tcp_filter_addrs)?,
+            bss: dup(&skel.maps.bss)?,
+            procs: dup(&skel.maps.scope_procs)?,
             spec: FilterSpec::default(),
         };
         f.write_cfg()?;
@@ -118,12 +124,40 @@ impl TcpFilter {
         self.apply(&FilterSpec::default())
     }
 
+    /// Only sockets owned by this process (None: any).
     pub fn set_pid(&mut self, pid: Option<u32>) -> Result<()> {
+        self.write_pid(pid, false)
+    }
+
+    /// Only sockets owned by this process or a process it starts (the dashboard's rule).
+    pub fn set_pid_tree(&mut self, pid: Option<u32>) -> Result<()> {
+        self.write_pid(pid, true)
+    }
+
+    fn write_pid(&mut self, pid: Option<u32>, tree: bool) -> Result<()> {
         if pid == Some(0) {
             bail!("pid 0 cannot own a socket; use None for any process");
         }
+        if tree {
+            crate::core::scope::prepare_live_tree(&self.procs, pid)?;
+        }
+        let key = 0u32.to_ne_bytes();
+        let mut bss = self
+            .bss
+            .lookup(&key, MapFlags::ANY)
+            .context("reading the tcp tracer's run-time settings")?
+            .map(|v| crate::core::skel::plain_prefix::<types::bss>(&v))
+            .context("the tcp tracer has no run-time settings")?;
+        bss.scope_live_tgid = if tree { 0 } else { pid.unwrap_or(0) };
+        bss.scope_live_tree = tree && pid.is_some();
+        // SAFETY: a plain struct of integers (Plain in skel.rs).
+        let bytes = unsafe { plain::as_bytes(&bss) };
+        let len = (self.bss.value_size() as usize).min(bytes.len());
+        self.bss
+            .update(&key, &bytes[..len], MapFlags::ANY)
+            .context("writing the tcp pid filter")?;
         self.spec.pid = pid;
-        self.write_cfg()
+        Ok(())
     }
 
     pub fn set_family(&mut self, family: Option<Family>) -> Result<()> {
@@ -223,7 +257,6 @@ impl TcpFilter {
 
     fn write_cfg(&self) -> Result<()> {
         let cfg = types::tcp_filter_cfg {
-            pid: self.spec.pid.unwrap_or(0),
             family: self.spec.family.map_or(0, Family::af),
             ports_on: u8::from(!self.spec.ports.is_empty()),
             addrs_on: u8::from(!self.spec.addrs.is_empty()),

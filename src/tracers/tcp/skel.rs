@@ -23,3 +23,5 @@ unsafe impl plain::Plain for types::tcp_event {}
 unsafe impl plain::Plain for types::tcp_filter_cfg {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::tcp_addr_key {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::bss {}

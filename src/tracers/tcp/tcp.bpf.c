@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "abi.h"
 #include "losses.h"
+#include "scope.h"
 #include "tcp.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -133,19 +134,45 @@ static __always_inline bool addr_wanted(const struct tcp_event *ev, const __u8 *
 	return bpf_map_lookup_elem(&tcp_filter_addrs, &key) != NULL;
 }
 
-/* `owner`: the socket's owner tgid, 0 when not known. */
-static __always_inline bool wanted(const struct tcp_event *ev, __u32 owner)
+/* Whether any scope filter is on (the load-time part is constant: dead code when off). */
+static __always_inline bool scoped(void)
+{
+	return scope_tgid || scope_tree || scope_tid || scope_ncgroups || scope_by_comm ||
+	       scope_live_tgid || scope_live_tree;
+}
+
+/* The scope's load-time part for the current task, which owns the socket right now. */
+static __always_inline bool owner_in_scope_now(void)
+{
+	char comm[COMM_LEN];
+
+	if (!scope_fixed_current(bpf_get_current_pid_tgid()))
+		return false;
+	if (scope_by_comm) {
+		bpf_get_current_comm(comm, sizeof(comm));
+		return scope_comm_ok(comm);
+	}
+	return true;
+}
+
+/* `owner`: the socket's owner tgid (0 when not known) and whether it passed the scope's
+ * load-time part (`in_scope`, meaningful only with an owner). */
+static __always_inline bool wanted(const struct tcp_event *ev, __u32 owner, bool in_scope)
 {
 	__u32 zero = 0;
-	struct tcp_filter_cfg *f = bpf_map_lookup_elem(&tcp_filter_cfg, &zero);
+	struct tcp_filter_cfg *f;
 
+	if (scoped()) {
+		if (!owner) {
+			count_tcp(TCP_UNATTRIBUTED);
+			return false;
+		}
+		if (!in_scope || !scope_live_ids(owner))
+			return false;
+	}
+	f = bpf_map_lookup_elem(&tcp_filter_cfg, &zero);
 	if (!f)
 		return true;
-	if (f->pid && owner != f->pid) {
-		if (!owner)
-			count_tcp(TCP_UNATTRIBUTED);
-		return false;
-	}
 	if (f->family && f->family != ev->family)
 		return false;
 	if (f->ports_on && !bpf_map_lookup_elem(&tcp_filter_ports, &ev->sport) &&
@@ -226,6 +253,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 	__u64 now = bpf_ktime_get_ns();
 	bool ending = newstate == TCPS_CLOSE;
 	bool owner_here = in_owner_context(sk);
+	bool in_scope = false;
 	__u32 owner = 0;
 
 	if (c) {
@@ -233,6 +261,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 			c->pid = bpf_get_current_pid_tgid() >> 32;
 			bpf_get_current_comm(c->comm, sizeof(c->comm));
 			c->owner_known = 1;
+			c->in_scope = owner_in_scope_now();
 		}
 		if (newstate == TCPS_SYN_SENT)
 			c->syn_sent = 1;
@@ -243,6 +272,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 		c->last_ns = now;
 		if (c->owner_known) {
 			owner = c->pid;
+			in_scope = c->in_scope;
 			ev->pid = c->pid;
 			__builtin_memcpy(ev->comm, c->comm, sizeof(ev->comm));
 			ev->flags |= TCP_EV_OWNER;
@@ -252,12 +282,13 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 	 * it holds the socket. */
 	if (!owner && owner_here) {
 		owner = bpf_get_current_pid_tgid() >> 32;
+		in_scope = owner_in_scope_now();
 		ev->pid = owner;
 		bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 		ev->flags |= TCP_EV_OWNER;
 	}
 
-	if ((!life_only || (ending && was_connected(oldstate))) && wanted(ev, owner)) {
+	if ((!life_only || (ending && was_connected(oldstate))) && wanted(ev, owner, in_scope)) {
 		ev->ts_ns = now;
 		ev->oldstate = oldstate;
 		ev->newstate = newstate;

@@ -21,8 +21,8 @@ enum tcp_event_flag {
 enum tcp_count {
 	TCP_UNTRACKED = 0,      /* sockets born while the per-socket store was full: reported
 	                         * without owner or times (the hash store only) */
-	TCP_UNATTRIBUTED = 1,   /* transitions a pid filter left out because the socket's owner
-	                         * was not known (connected before tracing, or untracked) */
+	TCP_UNATTRIBUTED = 1,   /* transitions a scope left out because the socket's owner was
+	                         * not known (connected before tracing, or untracked) */
 	TCP_COUNTS = 2,
 };
 
@@ -32,9 +32,9 @@ enum tcp_limits {
 };
 
 /* The run-time filter, one entry in the `tcp_filter_cfg` array; changed by user space
- * while the program runs. Zero means "no filter" for each part. */
+ * while the program runs. Zero means "no filter" for each part. Which processes' sockets
+ * are traced is the scope (scope.h), applied to the socket's owner. */
 struct tcp_filter_cfg {
-	__u32 pid;       /* owner process id (tgid) */
 	__u16 family;    /* AF_INET (2) or AF_INET6 (10) */
 	__u8 ports_on;   /* only sockets with a port in `tcp_filter_ports` at either end */
 	__u8 addrs_on;   /* only sockets with an address in `tcp_filter_addrs` at either end */
@@ -75,7 +75,7 @@ struct tcp_conn {
 	__u8 owner_known;
 	__u8 syn_sent;         /* went through SYN_SENT: this end sent the SYN */
 	__u8 birth_seen;       /* the entry was made at the socket's first transition */
-	__u8 _pad;
+	__u8 in_scope;         /* the owner passed the scope's load-time part when it was learned */
 	char comm[COMM_LEN];
 };
 

@@ -11,6 +11,7 @@ use libbpf_rs::Link;
 
 use crate::core::attach;
 use crate::core::losses::Losses;
+use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
 use crate::tracers::{LiveFilter, Sample, Tracer};
 
@@ -125,7 +126,12 @@ impl Default for TcpOptions {
 
 /// Opens and loads the programs of one way and sets the filter, without attaching: the
 /// first transition the tracer sees after [`attach`] is already filtered.
-pub fn open_load(way: Way, opts: &TcpOptions, spec: &FilterSpec) -> Result<(Tcp, TcpFilter)> {
+pub fn open_load(
+    way: Way,
+    opts: &TcpOptions,
+    spec: &FilterSpec,
+    scope: &Scope,
+) -> Result<(Tcp, TcpFilter)> {
     if way.hook == Hook::Tracepoint {
         crate::core::system::ensure_tracefs()?;
     }
@@ -147,7 +153,10 @@ pub fn open_load(way: Way, opts: &TcpOptions, spec: &FilterSpec) -> Result<(Tcp,
         p.tcp_state_btf_sk.set_autoload(sk);
         p.tcp_state_btf.set_autoload(!sk && way.hook == Hook::TpBtf);
         p.tcp_state_tp.set_autoload(way.hook == Hook::Tracepoint);
-        Ok(open.load()?)
+        crate::apply_scope!(open, scope, way.hook == Hook::TpBtf);
+        let tcp = open.load()?;
+        scope.install(&tcp.maps.scope_cgroups)?;
+        Ok(tcp)
     })?;
     let mut filter = TcpFilter::new(&tcp)?;
     filter.apply(spec)?;
@@ -165,18 +174,24 @@ pub fn load_first(
     ways: &[Way],
     opts: &TcpOptions,
     spec: &FilterSpec,
+    scope: &Scope,
 ) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
     let (way, (tcp, filter, links)) = attach::first_that_works(ways, |w| {
-        let (tcp, filter) = open_load(w, opts, spec)?;
+        let (tcp, filter) = open_load(w, opts, spec, scope)?;
         let links = attach(&tcp)?;
+        scope.seed(&tcp.maps.scope_procs)?;
         Ok((tcp, filter, links))
     })?;
     Ok((way, tcp, filter, links))
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
-pub fn load_best(opts: &TcpOptions, spec: &FilterSpec) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
-    load_first(&ways(false, None), opts, spec)
+pub fn load_best(
+    opts: &TcpOptions,
+    spec: &FilterSpec,
+    scope: &Scope,
+) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
+    load_first(&ways(false, None), opts, spec, scope)
 }
 
 /// What the tracer counts beside its losses (enum tcp_count in tcp.h), CPUs summed.
@@ -220,11 +235,12 @@ pub struct TcpTracer {
 impl TcpTracer {
     pub fn load(f: &LiveFilter) -> Result<Box<dyn Tracer>> {
         let spec = FilterSpec {
-            pid: f.pid,
             ports: f.port.into_iter().collect(),
             ..Default::default()
         };
-        let (way, tcp, filter, links) = load_best(&TcpOptions::default(), &spec)?;
+        let (way, tcp, mut filter, links) =
+            load_best(&TcpOptions::default(), &spec, &Scope::live())?;
+        filter.set_pid_tree(f.pid)?;
         let events = events(&tcp)?;
         Ok(Box::new(TcpTracer {
             tcp,
@@ -261,7 +277,7 @@ impl Tracer for TcpTracer {
     }
 
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
-        self.filter.set_pid(f.pid)?;
+        self.filter.set_pid_tree(f.pid)?;
         self.filter
             .set_ports(&f.port.into_iter().collect::<Vec<_>>())
     }
@@ -285,6 +301,10 @@ impl Tracer for TcpTracer {
 
 /// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
 pub fn check() -> Result<String> {
-    let (way, ..) = load_best(&TcpOptions::default(), &FilterSpec::default())?;
+    let (way, ..) = load_best(
+        &TcpOptions::default(),
+        &FilterSpec::default(),
+        &Scope::default(),
+    )?;
     Ok(format!("via {way}"))
 }

@@ -2,7 +2,7 @@
 //! record copied as the tracepoint's format file lays it out and decoded in user space.
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 use serde_json::{Map, Value};
 
@@ -67,7 +67,7 @@ pub fn unknown_tracepoint(tracefs: &std::path::Path, cat: &str, name: &str) -> a
 }
 
 /// Opens, configures, loads and attaches the program for one tracepoint.
-pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp, Link)> {
+pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp, Vec<Link>)> {
     let tp = Tp::new(|storage| {
         let mut open = TracepointSkelBuilder::default().open(storage)?;
         {
@@ -82,17 +82,22 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
                 ro.tp_str_off[i] = off;
                 ro.tp_str_kind[i] = kind;
             }
-            crate::set_scope_rodata!(&mut *ro, scope);
         }
+        crate::apply_scope!(open, scope, true);
         open.maps.events.set_max_entries(RINGBUF_BYTES)?;
-        Ok(open.load()?)
+        let tp = open.load()?;
+        scope.install(&tp.maps.scope_cgroups)?;
+        Ok(tp)
     })?;
+    let mut links = crate::core::scope::attach_tree(tp.object())?;
     let link = tp
         .progs
         .tp_record
         .attach_tracepoint(libbpf_rs::TracepointCategory::Custom(cat.to_string()), name)
         .with_context(|| format!("attaching to tracepoint {cat}:{name}"))?;
-    Ok((tp, link))
+    links.push(link);
+    scope.seed(&tp.maps.scope_procs)?;
+    Ok((tp, links))
 }
 
 /// One event as it came from the kernel.
