@@ -438,6 +438,17 @@ mod tests {
                 width: 8
             }
         );
+        // Buffers: const for what the function reads, not for what it fills.
+        let w = proto_in(&btf, "vfs_write").unwrap();
+        assert_eq!(w.args[1].kind, ValueKind::Str { constant: true });
+        let r = proto_in(&btf, "vfs_read").unwrap();
+        assert_eq!(r.args[1].kind, ValueKind::Str { constant: false });
+        // An enum argument keeps its enumerators.
+        let t = proto_in(&btf, "__task_pid_nr_ns").unwrap();
+        let ValueKind::Enum { names, .. } = &t.args[1].kind else {
+            panic!("{:?}", t.args[1])
+        };
+        assert!(names.contains(&(1, "PIDTYPE_TGID".to_string())));
         assert!(proto_in(&btf, "no_such_function_btrace").is_none());
         // A struct type's name is not a function.
         assert!(proto_in(&btf, "task_struct").is_none());
