@@ -12,5 +12,7 @@ const volatile enum btrace_limits abi_limits = 0;
 const volatile enum loss_kind abi_loss_kind = 0;
 const volatile struct hist abi_hist = {};
 const volatile struct task_hdr abi_task_hdr = {};
+const volatile struct str_hdr abi_str_hdr = {};
+const volatile enum str_flags abi_str_flags = 0;
 const volatile enum tcp_state_nr abi_tcp_state = 0;
 const volatile enum tcp_family abi_tcp_family = 0;

@@ -16,14 +16,24 @@ pub const MAX_SYSCALLS: u32 = types::btrace_limits::MAX_SYSCALLS.0;
 pub const SYSCALL_OTHER: u32 = types::btrace_limits::SYSCALL_OTHER.0;
 /// A task's name with its NUL (TASK_COMM_LEN).
 pub const COMM_LEN: usize = types::btrace_limits::COMM_LEN.0 as usize;
-/// Bytes kept of one string argument, NUL included.
-pub const STR_LEN: usize = types::btrace_limits::STR_LEN.0 as usize;
+/// Bytes kept of a string or buffer by default, and the range `--string-size` accepts.
+pub const STR_SIZE_DEFAULT: usize = types::btrace_limits::STR_SIZE_DEFAULT.0 as usize;
+pub const STR_SIZE_MIN: usize = types::btrace_limits::STR_SIZE_MIN.0 as usize;
+pub const STR_SIZE_MAX: usize = types::btrace_limits::STR_SIZE_MAX.0 as usize;
+/// Items of a char ** list read at most.
+pub const ARGV_MAX: usize = types::btrace_limits::ARGV_MAX.0 as usize;
+/// String slot flags.
+pub const STR_TRUNCATED: u32 = types::str_flags::STR_TRUNCATED.0;
+pub const STR_FAULT: u32 = types::str_flags::STR_FAULT.0;
+pub const STR_NOT_READ: u32 = types::str_flags::STR_NOT_READ.0;
 
 // SAFETY: plain C structs of integers and chars, as generated from the object's BTF: every
 // bit pattern is a valid value.
 unsafe impl plain::Plain for types::hist {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::task_hdr {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::str_hdr {}
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::model::task::Head;
+use crate::model::value::{text_args, Field};
 
 /// The column header of text output; `what` names the event column.
 pub fn text_header(what: &str) -> String {
@@ -13,42 +14,16 @@ pub fn text_header(what: &str) -> String {
     )
 }
 
-/// A value as `name=value` text: strings quoted; numbers, hex addresses (`0x...`) and
-/// markers (`<not read>`) as they are.
-fn text_value(v: &Value) -> String {
-    let bare = |s: &str| {
-        s.strip_prefix("0x")
-            .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
-            || (s.starts_with('<') && s.ends_with('>'))
-    };
-    match v {
-        Value::String(s) if bare(s) => s.clone(),
-        Value::String(s) => format!("{s:?}"),
-        Value::Null => "?".into(),
-        other => other.to_string(),
-    }
-}
-
 /// One text line: time since `start_ns` in seconds, pid, tid, comm, event name, then
-/// `name=value` pairs and `tail` (e.g. `ret=3 lat=12.3us`).
-pub fn text_line(
-    head: &Head,
-    start_ns: u64,
-    what: &str,
-    args: &Map<String, Value>,
-    tail: &str,
-) -> String {
+/// `name=value` pairs (strings quoted and C-escaped, `...` after a cut one; numbers,
+/// addresses and names bare) and `tail` (e.g. `ret=3 lat=12.3us`).
+pub fn text_line(head: &Head, start_ns: u64, what: &str, args: &[Field<'_>], tail: &str) -> String {
     let secs = head.ts_ns.saturating_sub(start_ns) as f64 / 1e9;
     let mut line = format!(
         "{:<12.6} {:>7} {:>7} {:<16} {:<24}",
         secs, head.pid, head.tid, head.comm, what
     );
-    for (k, v) in args {
-        line.push(' ');
-        line.push_str(k);
-        line.push('=');
-        line.push_str(&text_value(v));
-    }
+    text_args(args, &mut line);
     if !tail.is_empty() {
         line.push(' ');
         line.push_str(tail);
@@ -70,7 +45,7 @@ pub fn json_head(head: &Head) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::model::value::Val;
 
     #[test]
     fn a_text_line() {
@@ -80,14 +55,18 @@ mod tests {
             tid: 43,
             comm: "cat".into(),
         };
-        let args = json!({"dfd": -100, "filename": "/etc/hostname", "how": "0xffff8880"});
-        let line = text_line(
-            &head,
-            500_000_000,
-            "do_sys_openat2",
-            args.as_object().unwrap(),
-            "ret=3",
-        );
+        let args = [
+            Field::plain("dfd", Val::Int(-100)),
+            Field::plain(
+                "filename",
+                Val::Bytes {
+                    data: b"/etc/hostname".to_vec(),
+                    truncated: false,
+                },
+            ),
+            Field::plain("how", Val::Hex(0xffff8880)),
+        ];
+        let line = text_line(&head, 500_000_000, "do_sys_openat2", &args, "ret=3");
         assert!(line.starts_with("1.000000 "), "{line}");
         assert!(
             line.ends_with(r#"dfd=-100 filename="/etc/hostname" how=0xffff8880 ret=3"#),

@@ -1,6 +1,7 @@
 //! The shared user-space layer every tracer and app builds on: the run session and its
 //! target, attaching with fallback, libbpf's log, output, the streaming loop, per-CPU reads,
-//! losses, BPF run-time statistics, system checks and feature probes.
+//! losses, string slots of streamed records, BPF run-time statistics, system checks and
+//! feature probes.
 
 pub mod abi;
 pub mod attach;
@@ -15,6 +16,7 @@ pub mod runstats;
 pub mod scope;
 pub mod session;
 pub mod skel;
+pub mod slots;
 pub mod stream;
 pub mod system;
 pub mod target;

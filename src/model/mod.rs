@@ -1,8 +1,11 @@
 //! What the numbers mean, independent of how they were measured: log2 histograms, tasks,
-//! TCP states and address families, address ranges, units.
+//! TCP states and address families, address ranges, units, bytes as text and JSON, and
+//! decoded event values.
 
+pub mod bytes;
 pub mod cidr;
 pub mod histogram;
 pub mod task;
 pub mod tcp;
 pub mod units;
+pub mod value;

@@ -1,6 +1,12 @@
 //! Turning names into what the kernel needs and numbers into names: kernel function
-//! prototypes from BTF, tracepoint formats from tracefs, syscall names.
+//! prototypes and types from BTF, tracepoint formats and print formats from tracefs,
+//! C constant expressions, kernel symbols, buffers and their lengths, syscall names.
 
 pub mod btf;
+pub mod buffers;
+pub mod cexpr;
+pub mod ctype;
+pub mod kallsyms;
+pub mod print_fmt;
 pub mod syscalls;
 pub mod tracefs_format;

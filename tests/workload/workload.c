@@ -31,6 +31,19 @@
  *   workload rate N R             N getppid paced at R calls per second (R 0: flat out);
  *                                 prints nothing (its stdout may be the tracer's); writes
  *                                 the seconds taken to $WORKLOAD_TIME_FILE if set
+ *   workload bytes                write(2) to /dev/null exactly the 9 bytes
+ *                                 "ab\0c\xff\n\\\"d" from a longer buffer (a NUL-terminated
+ *                                 read would show more), then read(2) 4 bytes of /dev/zero
+ *                                 into a buffer holding "XXXXXXXX"
+ *   workload signed               lseek(fd of /dev/zero, -5, SEEK_CUR); timer_create on the
+ *                                 process CPU clock (clockid -6) and timer_delete
+ *   workload long-path LEN        openat a path of exactly LEN bytes ("/nonexistent-btrace/"
+ *                                 then 'p's, ending in 'E'; it fails with ENOENT)
+ *   workload exec-args N          execve("/proc/self/exe") with N arguments (N >= 6):
+ *                                 "workload" "noop" "sp ace" "tab\tq\"uote\\" "\xff\x01" ""
+ *                                 then "arg-6" ... "arg-<N-1>", environment "BTRACE_ENV=1"
+ *   workload noop ...             nothing (the program exec-args runs)
+ *   workload fsync PATH           create PATH, write 1 byte, fsync it, close
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -450,6 +463,92 @@ static int do_unknown(long n)
 	return 0;
 }
 
+/* ---- exact bytes, signed values, long strings, argv (decoding tests) ---- */
+
+/* The 9 bytes written, then more the program never writes. */
+static const char WRITTEN[] = "ab\0c\xff\n\\\"d" "NEVER-WRITTEN";
+enum { WRITTEN_LEN = 9 };
+
+static int do_bytes(void)
+{
+	char in[8] = "XXXXXXXX";
+	int null = open("/dev/null", O_WRONLY);
+	int zero = open("/dev/zero", O_RDONLY);
+
+	if (null < 0 || zero < 0)
+		return 1;
+	if (syscall(SYS_write, null, WRITTEN, WRITTEN_LEN) != WRITTEN_LEN)
+		return 1;
+	if (syscall(SYS_read, zero, in, 4) != 4)
+		return 1;
+	close(null);
+	close(zero);
+	return 0;
+}
+
+static int do_signed(void)
+{
+	/* MAKE_PROCESS_CPUCLOCK(0, CPUCLOCK_SCHED): this process's CPU clock. */
+	const clockid_t cpu_clock = (clockid_t)((~0u << 3) | 2);
+	int fd = open("/dev/zero", O_RDONLY);
+	int timer = -1;
+
+	if (fd < 0)
+		return 1;
+	syscall(SYS_lseek, fd, -5L, SEEK_CUR);
+	if (syscall(SYS_timer_create, cpu_clock, NULL, &timer) != 0)
+		return 1;
+	syscall(SYS_timer_delete, timer);
+	close(fd);
+	return 0;
+}
+
+static int do_long_path(long len)
+{
+	static const char head[] = "/nonexistent-btrace/";
+	char path[8192];
+
+	if (len < (long)sizeof(head) || len >= (long)sizeof(path))
+		return 2;
+	memset(path, 'p', len);
+	memcpy(path, head, sizeof(head) - 1);
+	path[len - 1] = 'E';
+	path[len] = 0;
+	syscall(SYS_openat, AT_FDCWD, path, O_RDONLY, 0);
+	return 0;
+}
+
+static int do_exec_args(long n)
+{
+	static char *fixed[] = { "workload", "noop", "sp ace", "tab\tq\"uote\\", "\xff\x01", "" };
+	static char bufs[64][16];
+	char *argv[66];
+	char *envp[] = { "BTRACE_ENV=1", NULL };
+
+	if (n < 6 || n > 64)
+		return 2;
+	for (long i = 0; i < n; i++) {
+		if (i < 6) {
+			argv[i] = fixed[i];
+		} else {
+			snprintf(bufs[i], sizeof(bufs[i]), "arg-%ld", i);
+			argv[i] = bufs[i];
+		}
+	}
+	argv[n] = NULL;
+	execve("/proc/self/exe", argv, envp);
+	return 1;
+}
+
+static int do_fsync(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+
+	if (fd < 0 || write(fd, "x", 1) != 1 || fsync(fd) != 0)
+		return 1;
+	return close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -487,8 +586,21 @@ int main(int argc, char **argv)
 		return do_tcp_concurrent(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5));
 	if (!strcmp(cmd, "unknown") && argc == 3)
 		return do_unknown(arg(argv, 2));
+	if (!strcmp(cmd, "bytes") && argc == 2)
+		return do_bytes();
+	if (!strcmp(cmd, "signed") && argc == 2)
+		return do_signed();
+	if (!strcmp(cmd, "long-path") && argc == 3)
+		return do_long_path(arg(argv, 2));
+	if (!strcmp(cmd, "exec-args") && argc == 3)
+		return do_exec_args(arg(argv, 2));
+	if (!strcmp(cmd, "noop"))
+		return 0;
+	if (!strcmp(cmd, "fsync") && argc == 3)
+		return do_fsync(argv[2]);
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
-			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N\n");
+			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
+			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH\n");
 	return 2;
 }

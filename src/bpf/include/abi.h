@@ -19,8 +19,30 @@ enum btrace_limits {
 	SYSCALL_OTHER = MAX_SYSCALLS - 1,
 	/* A task's name: 15 characters and the NUL (TASK_COMM_LEN). */
 	COMM_LEN = 16,
-	/* Bytes kept of one string argument, NUL included; longer strings are cut. */
-	STR_LEN = 256,
+	/* Bytes kept of one string or buffer value (--string-size): the default and the
+	 * accepted range. Longer values are cut to this many bytes and marked STR_TRUNCATED. */
+	STR_SIZE_DEFAULT = 256,
+	STR_SIZE_MIN = 16,
+	STR_SIZE_MAX = 4096,
+	/* Items of a char ** list (execve's argv) read at most. */
+	ARGV_MAX = 20,
+};
+
+/* What a string slot's header says about the bytes after it. */
+enum str_flags {
+	STR_TRUNCATED = 1,  /* the value went on beyond the bytes kept (or the list beyond ARGV_MAX) */
+	STR_FAULT = 2,      /* its memory could not be read: no bytes */
+	STR_NOT_READ = 4,   /* deliberately not read: an output buffer not filled yet */
+};
+
+/* The head of a string slot in a streamed record. A string or buffer slot is this header
+ * and `len` bytes (no NUL counted: a buffer may hold NULs), in room for the string size
+ * plus two bytes (one more than kept, to see whether a C string goes on, and its NUL),
+ * rounded up to 8. A list slot (argv) is this header, `len` = the number of items, then
+ * ARGV_MAX string slots. User space computes the sizes and tells the programs. */
+struct str_hdr {
+	__u32 len;
+	__u32 flags;  /* enum str_flags */
 };
 
 /* Loss counters, one slot each in a tracer's per-CPU `losses` array.

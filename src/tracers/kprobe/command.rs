@@ -10,12 +10,13 @@ use crate::core::event_out;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::slots::StringArgs;
 use crate::core::stream::{pump, EventStream};
 use crate::model::units::fmt_latency;
-use crate::resolve::btf;
+use crate::model::value::{json_args, Marks};
 
 use super::tracer::{
-    decode_args, decode_record, kernel_cannot, load, modes, resolve, ModeArg, Plan,
+    decode_args, decode_record, decode_ret, kernel_cannot, load, modes, resolve, ModeArg, Plan,
     DEFAULT_MAX_INFLIGHT,
 };
 
@@ -35,6 +36,8 @@ pub struct KprobeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_inflight: Option<u32>,
     #[command(flatten)]
+    pub strings: StringArgs,
+    #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub common: TraceArgs,
@@ -51,13 +54,14 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         bail!("{line}");
     }
     let mut session = Session::new(c, None)?;
-    let plan = Plan {
-        func: args.func.clone(),
+    let plan = Plan::new(
+        &args.func,
         proto,
-        with_ret: args.ret,
-        max_inflight: args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        scope: Scope::new(session.tgid(), &args.scope)?,
-    };
+        args.ret,
+        args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+        Scope::new(session.tgid(), &args.scope)?,
+        args.strings.string_size,
+    );
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode), |m| load(m, &plan))
         .map_err(|e| {
             anyhow!(
@@ -68,7 +72,6 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
 
     let mut stream = EventStream::new(&kp.maps.events, decode_record)?;
     let mut out = Output::to(c.json, c.output.as_deref())?;
-    let ret_kind = plan.ret_kind();
     if !out.json {
         out.line(&event_out::text_header("FUNCTION"))?;
         out.flush()?;
@@ -82,23 +85,34 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         &kp.maps.losses,
         |out, ev| {
             let fields = decode_args(&plan, &ev);
-            let ret = btf::value_json(&ret_kind, ev.ret);
+            let ret = plan.with_ret.then(|| decode_ret(&plan, &ev)).flatten();
             if out.json {
                 let mut rec = event_out::json_head(&ev.head);
                 rec.insert("func".into(), plan.func.clone().into());
                 rec.insert("hook".into(), mode.to_string().into());
-                rec.insert("args".into(), Value::Object(fields));
+                let mut marks = Marks::default();
+                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
+                if let Some(r) = &ret {
+                    rec.insert("ret".into(), r.val.json(r.name, &mut marks));
+                    if let Some(raw) = &r.raw {
+                        marks
+                            .raw
+                            .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
+                    }
+                }
                 if plan.with_ret {
-                    rec.insert("ret".into(), ret);
                     rec.insert("latency_ns".into(), ev.latency_ns.into());
                 }
+                marks.insert_into(&mut rec);
                 out.record(&Value::Object(rec))?;
             } else {
-                let tail = if plan.with_ret {
-                    format!("ret={ret} lat={}", fmt_latency(ev.latency_ns))
-                } else {
-                    String::new()
-                };
+                let mut tail = String::new();
+                if let Some(r) = &ret {
+                    tail = format!("ret={} ", r.val.text());
+                }
+                if plan.with_ret {
+                    tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
+                }
                 out.line(&event_out::text_line(
                     &ev.head, start_ns, &plan.func, &fields, &tail,
                 ))?;

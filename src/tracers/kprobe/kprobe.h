@@ -7,18 +7,25 @@
 
 enum func_limits {
 	FUNC_MAX_ARGS = 6,
-	FUNC_MAX_STRS = 3,    /* char * arguments read as strings */
-	FUNC_NO_STR = 0xff,   /* str_slot[] value of an argument that is not a string */
+	FUNC_MAX_SLOTS = 3,   /* arguments read into string slots (strings, buffers) */
 };
 
-/* One call of a kernel function. */
+/* How an argument is read (besides its raw register value, always kept). */
+enum arg_read {
+	ARG_RAW = 0,      /* the register only */
+	ARG_STR = 1,      /* char *: the C string it points at, at entry */
+	ARG_BUF_IN = 2,   /* a buffer the function reads: len-argument bytes, at entry */
+	ARG_BUF_OUT = 3,  /* a buffer the function fills: with --ret, min(ret, len) bytes at
+	                   * return when ret > 0; else not read (STR_NOT_READ) */
+};
+
+/* One call of a kernel function; its string slots (struct str_hdr and bytes, abi.h)
+ * follow it in the record, ev_slot_bytes each. */
 struct func_event {
 	struct task_hdr h;
 	__u64 args[FUNC_MAX_ARGS];  /* raw register values; user space types them from BTF */
 	__u64 ret;                  /* with --ret: the raw return value */
 	__u64 latency_ns;           /* with --ret: entry to return */
-	char strs[FUNC_MAX_STRS * STR_LEN];  /* slot i at i * STR_LEN (flat: the Rust
-	                                     * skeleton cannot derive nested arrays) */
 };
 
 #endif

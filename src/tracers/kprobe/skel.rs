@@ -14,10 +14,8 @@ pub type Kprobe = crate::core::skel::Loaded<KprobeKind>;
 
 /// Arguments read at most.
 pub const FUNC_MAX_ARGS: usize = types::func_limits::FUNC_MAX_ARGS.0 as usize;
-/// `char *` arguments read as strings at most.
-pub const FUNC_MAX_STRS: usize = types::func_limits::FUNC_MAX_STRS.0 as usize;
-/// The string slot of an argument that is not read as a string.
-pub const FUNC_NO_STR: u8 = types::func_limits::FUNC_NO_STR.0 as u8;
+/// Arguments read into string slots (strings, buffers) at most.
+pub const FUNC_MAX_SLOTS: usize = types::func_limits::FUNC_MAX_SLOTS.0 as usize;
 
 // SAFETY: a plain C struct of integers and chars, as generated from the object's BTF:
 // every bit pattern is a valid value.

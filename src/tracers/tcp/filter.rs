@@ -7,11 +7,13 @@
 //!
 //! Use from another tool (the dashboard):
 //! ```no_run
+//! # use btrace::core::scope::Scope;
 //! # use btrace::tracers::tcp::{tracer::{self, TcpOptions}, filter::{FilterSpec, TcpFilter}};
 //! # fn demo() -> anyhow::Result<()> {
 //! let spec = FilterSpec::default();
 //! // load_best writes `spec` before attaching and hands back the live filter
-//! let (_hook, tcp, mut filter, _links) = tracer::load_best(&TcpOptions::default(), &spec)?;
+//! let (_hook, tcp, mut filter, _links) =
+//!     tracer::load_best(&TcpOptions::default(), &spec, &Scope::default())?;
 //! let mut second = TcpFilter::new(&tcp)?;     // another handle: own dups of the map fds
 //! filter.set_ports(&[443, 8080])?;             // takes effect for the next transition
 //! filter.add_addr("10.0.0.0/8".parse()?)?;

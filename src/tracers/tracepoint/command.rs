@@ -9,10 +9,13 @@ use crate::core::event_out;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::slots::StringArgs;
 use crate::core::stream::{pump, EventStream};
+use crate::model::value::{json_args, Marks};
+use crate::resolve::btf::BtfTypes;
 use crate::resolve::tracefs_format;
 
-use super::tracer::{self, decode_args, decode_record, layout, unknown_tracepoint};
+use super::tracer::{self, decode_record, unknown_tracepoint, Decoder};
 
 #[derive(Args, Debug, Clone)]
 pub struct TracepointArgs {
@@ -20,6 +23,8 @@ pub struct TracepointArgs {
     /// /sys/kernel/tracing/available_events)
     #[arg(value_name = "CATEGORY:NAME")]
     pub tracepoint: String,
+    #[command(flatten)]
+    pub strings: StringArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -44,20 +49,22 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     if !tracefs.join("events").join(cat).join(name).is_dir() {
         return Err(unknown_tracepoint(&tracefs, cat, name));
     }
-    let format = tracefs_format::read(&tracefs, cat, name)?;
-    let layout = layout(&format);
+    // Field types, typedefs and enumerators from the kernel's BTF; the decode tables are
+    // built here, once.
+    let types = BtfTypes::vmlinux()?;
+    let format = tracefs_format::read(&tracefs, cat, name, &types)?;
+    let decoder = Decoder::new(format, args.strings.string_size, &types);
+    drop(types);
     let mut session = Session::new(c, None)?;
     let scope = Scope::new(session.tgid(), &args.scope)?;
-    let (tp, _link) = tracer::load(cat, name, &layout, &scope).map_err(|e| {
+    let (tp, _link) = tracer::load(cat, name, &decoder.layout, &scope).map_err(|e| {
         anyhow::anyhow!(
             "cannot trace {cat}:{name}: {}",
             crate::core::attach::describe(&e)
         )
     })?;
     let shown = format!("{cat}:{name}");
-    let (raw_size, n_strs) = (layout.raw_size, layout.strings.len());
-    let mut stream =
-        EventStream::new(&tp.maps.events, move |d| decode_record(d, raw_size, n_strs))?;
+    let mut stream = EventStream::new(&tp.maps.events, decode_record)?;
     let mut out = Output::to(c.json, c.output.as_deref())?;
     if !out.json {
         out.line(&event_out::text_header("TRACEPOINT"))?;
@@ -71,11 +78,13 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
         &mut out,
         &tp.maps.losses,
         |out, ev| {
-            let fields = decode_args(&format, &ev);
+            let fields = decoder.fields(&ev);
             if out.json {
                 let mut rec = event_out::json_head(&ev.head);
                 rec.insert("tracepoint".into(), shown.clone().into());
-                rec.insert("args".into(), Value::Object(fields));
+                let mut marks = Marks::default();
+                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
+                marks.insert_into(&mut rec);
                 out.record(&Value::Object(rec))?;
             } else {
                 out.line(&event_out::text_line(

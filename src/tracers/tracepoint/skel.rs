@@ -14,5 +14,5 @@ pub type Tp = crate::core::skel::Loaded<TracepointKind>;
 
 /// Bytes of a record's fixed part copied at most.
 pub const TP_RAW_MAX: usize = types::tp_limits::TP_RAW_MAX.0 as usize;
-/// String fields read at most.
-pub const TP_MAX_STRS: usize = types::tp_limits::TP_MAX_STRS.0 as usize;
+/// Fields read into slots at most.
+pub const TP_MAX_SLOTS: usize = types::tp_limits::TP_MAX_SLOTS.0 as usize;

@@ -4,45 +4,92 @@
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
-use serde_json::{Map, Value};
 
-use crate::core::abi::{types::task_hdr, STR_LEN};
+use crate::core::abi::{types::task_hdr, STR_SIZE_DEFAULT};
 use crate::core::scope::Scope;
+use crate::core::slots;
 use crate::model::task::Head;
-use crate::resolve::tracefs_format::{self, Format};
+use crate::model::value::{Field, Val};
+use crate::resolve::ctype::{unqualified, KernelTypes};
+use crate::resolve::kallsyms::Kallsyms;
+use crate::resolve::print_fmt::{self, Render};
+use crate::resolve::tracefs_format::{self, Format, Kind};
 
-use super::skel::{types::tp_str_kind, Tp, TracepointSkelBuilder, TP_MAX_STRS, TP_RAW_MAX};
+use super::skel::{types::tp_slot_kind, Tp, TracepointSkelBuilder, TP_MAX_SLOTS, TP_RAW_MAX};
 
 /// Ring buffer between the kernel and btrace (a power of two, in bytes).
 pub const RINGBUF_BYTES: u32 = 4 << 20;
 
-/// What the kernel program copies for one tracepoint.
-pub struct Layout {
-    pub raw_size: usize,
-    /// (offset, kind) of each field whose string the program reads, in field order.
-    pub strings: Vec<(u16, u8)>,
+/// One field the kernel program reads into a slot of the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotPlan {
+    /// Index of the field in [`Format::fields`].
+    pub field: usize,
+    /// enum tp_slot_kind.
+    pub kind: u8,
+    /// The field's offset in the tracepoint's record.
+    pub field_off: u16,
+    /// A buffer's length field: offset, width, signedness.
+    pub len: Option<(u16, u8, bool)>,
+    /// The slot's offset in our record.
+    pub off: usize,
 }
 
-pub fn layout(format: &Format) -> Layout {
-    let strings = format
-        .fields
-        .iter()
-        .filter(|f| f.needs_kernel_string())
-        .take(TP_MAX_STRS)
-        .map(|f| {
-            let kind = match f.kind {
-                tracefs_format::Kind::StrPtr => tp_str_kind::TP_STR_PTR.0 as u8,
-                tracefs_format::Kind::DataLocStr { relative: false } => {
-                    tp_str_kind::TP_STR_DATA_LOC.0 as u8
+/// What the kernel program copies for one tracepoint, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Bytes of the tracepoint's fixed record copied.
+    pub raw_size: usize,
+    /// Bytes kept of a string (--string-size).
+    pub str_size: usize,
+    pub slots: Vec<SlotPlan>,
+    /// Bytes of a whole record: task header, fixed record, slots.
+    pub rec_size: usize,
+}
+
+pub fn layout(format: &Format, str_size: usize) -> Layout {
+    let raw_size = format.fixed_size.min(TP_RAW_MAX);
+    let mut off = (std::mem::size_of::<task_hdr>() + raw_size).next_multiple_of(8);
+    let mut plans = Vec::new();
+    for (i, f) in format.fields.iter().enumerate() {
+        if !f.needs_slot() || plans.len() == TP_MAX_SLOTS {
+            continue;
+        }
+        let (kind, bytes) = match f.kind {
+            Kind::StrPtr => (tp_slot_kind::TP_SLOT_STR_PTR, slots::slot_bytes(str_size)),
+            Kind::DataLocStr { relative: false } => {
+                (tp_slot_kind::TP_SLOT_DATA_LOC, slots::slot_bytes(str_size))
+            }
+            Kind::DataLocStr { relative: true } => {
+                (tp_slot_kind::TP_SLOT_REL_LOC, slots::slot_bytes(str_size))
+            }
+            Kind::Buffer { .. } => (tp_slot_kind::TP_SLOT_BUF, slots::slot_bytes(str_size)),
+            _ => (tp_slot_kind::TP_SLOT_ARGV, slots::list_slot_bytes(str_size)),
+        };
+        let len = match f.kind {
+            Kind::Buffer { len } => {
+                let l = &format.fields[len];
+                match l.kind {
+                    Kind::Int { signed, width } => Some((l.offset as u16, width as u8, signed)),
+                    _ => None,
                 }
-                _ => tp_str_kind::TP_STR_REL_LOC.0 as u8,
-            };
-            (f.offset as u16, kind)
-        })
-        .collect();
+            }
+            _ => None,
+        };
+        plans.push(SlotPlan {
+            field: i,
+            kind: kind.0 as u8,
+            field_off: f.offset as u16,
+            len,
+            off,
+        });
+        off += bytes;
+    }
     Layout {
-        raw_size: format.fixed_size.min(TP_RAW_MAX),
-        strings,
+        raw_size,
+        str_size,
+        slots: plans,
+        rec_size: off,
     }
 }
 
@@ -77,10 +124,19 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
                 .as_deref_mut()
                 .expect("tracepoint has rodata");
             ro.tp_raw_size = layout.raw_size as u32;
-            ro.tp_n_strs = layout.strings.len() as u32;
-            for (i, &(off, kind)) in layout.strings.iter().enumerate() {
-                ro.tp_str_off[i] = off;
-                ro.tp_str_kind[i] = kind;
+            ro.tp_rec_size = layout.rec_size as u32;
+            ro.tp_n_slots = layout.slots.len() as u32;
+            ro.str_size = layout.str_size as u32;
+            ro.str_slot_bytes = slots::slot_bytes(layout.str_size) as u32;
+            for (i, s) in layout.slots.iter().enumerate() {
+                ro.tp_field_off[i] = s.field_off;
+                ro.tp_slot_kind[i] = s.kind;
+                ro.tp_slot_off[i] = s.off as u32;
+                if let Some((off, width, signed)) = s.len {
+                    ro.tp_len_off[i] = off;
+                    ro.tp_len_size[i] = width;
+                    ro.tp_len_signed[i] = signed;
+                }
             }
         }
         crate::apply_scope!(open, scope, true);
@@ -100,44 +156,121 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
     Ok((tp, links))
 }
 
-/// One event as it came from the kernel.
+/// One event as it came from the kernel: who, and the whole record.
 pub struct TpEvent {
     pub head: Head,
-    pub raw: Vec<u8>,
-    pub strings: Vec<String>,
+    pub rec: Vec<u8>,
 }
 
-pub fn decode_record(data: &[u8], raw_size: usize, n_strs: usize) -> Option<TpEvent> {
+pub fn decode_record(data: &[u8]) -> Option<TpEvent> {
     let hdr_len = std::mem::size_of::<task_hdr>();
     let hdr: &task_hdr = plain::from_bytes(data.get(..hdr_len)?).ok()?;
-    let raw = data.get(hdr_len..hdr_len + raw_size)?.to_vec();
-    let strings = (0..n_strs)
-        .map(|i| {
-            let at = hdr_len + raw_size + i * STR_LEN;
-            data.get(at..at + STR_LEN)
-                .map(tracefs_format::c_string)
-                .unwrap_or_default()
-        })
-        .collect();
     Some(TpEvent {
         head: Head::from_hdr(hdr),
-        raw,
-        strings,
+        rec: data.to_vec(),
     })
 }
 
-/// The decoded fields of a record, by name in record order.
-pub fn decode_args(format: &Format, ev: &TpEvent) -> Map<String, Value> {
-    let mut args = Map::new();
-    let mut string_no = 0;
-    for f in &format.fields {
-        let v = tracefs_format::decode(f, &ev.raw, &ev.strings, string_no);
-        if f.needs_kernel_string() {
-            string_no += 1;
+/// Everything fixed for one tracepoint, built once: its format, where the kernel puts
+/// each field, and the names its values are shown by.
+pub struct Decoder {
+    pub format: Format,
+    pub layout: Layout,
+    /// Per field: the slot holding its value, if it has one.
+    slot_of: Vec<Option<usize>>,
+    /// Per field: how it is shown by name, if it is.
+    renders: Vec<Option<Render>>,
+    kallsyms: Option<Kallsyms>,
+}
+
+impl Decoder {
+    pub fn new(format: Format, str_size: usize, types: &dyn KernelTypes) -> Decoder {
+        let layout = layout(&format, str_size);
+        let mut slot_of = vec![None; format.fields.len()];
+        for (i, s) in layout.slots.iter().enumerate() {
+            slot_of[s.field] = Some(i);
         }
-        args.insert(f.name.clone(), v);
+        let from_fmt = print_fmt::renders(&format.print_fmt, types);
+        let renders: Vec<Option<Render>> = format
+            .fields
+            .iter()
+            .map(|f| {
+                if let Some((_, r)) = from_fmt.iter().find(|(n, _)| *n == f.name) {
+                    return Some(r.clone());
+                }
+                if !matches!(f.kind, Kind::Int { .. }) {
+                    return None;
+                }
+                if unqualified(&f.c_type) == "dev_t" {
+                    return Some(Render::DevT);
+                }
+                types.enum_names(&f.c_type).map(Render::Symbolic)
+            })
+            .collect();
+        let kallsyms = renders
+            .iter()
+            .any(|r| matches!(r, Some(Render::KernelSym { .. })))
+            .then(Kallsyms::load)
+            .and_then(Result::ok);
+        Decoder {
+            format,
+            layout,
+            slot_of,
+            renders,
+            kallsyms,
+        }
     }
-    args
+
+    /// The fields of one record, by name in record order.
+    pub fn fields(&self, ev: &TpEvent) -> Vec<Field<'_>> {
+        let hdr_len = std::mem::size_of::<task_hdr>();
+        let raw = ev
+            .rec
+            .get(hdr_len..hdr_len + self.layout.raw_size)
+            .unwrap_or_default();
+        let size = self.layout.str_size;
+        self.format
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let slotted = self.slot_of[i].and_then(|s| {
+                    let off = self.layout.slots[s].off;
+                    match f.kind {
+                        Kind::StrList => {
+                            let (items, flags) = slots::read_list(&ev.rec, off, size)?;
+                            slots::list_val(&items, flags)
+                        }
+                        _ => slots::read(&ev.rec, off, size)?.val(),
+                    }
+                });
+                let val = match (slotted, &f.kind) {
+                    (Some(v), _) => v,
+                    (None, Kind::DataLocStr { .. }) if self.slot_of[i].is_some() => Val::Missing,
+                    (None, _) => tracefs_format::decode(f, raw),
+                };
+                self.named(i, f, val)
+            })
+            .collect()
+    }
+
+    /// A value shown by the name the kernel gives it, with the number kept as raw.
+    fn named<'a>(&self, i: usize, f: &'a tracefs_format::Field, val: Val) -> Field<'a> {
+        let name = match (&self.renders[i], &val) {
+            (Some(r), Val::Int(v)) => r.int(*v as u64, self.kallsyms.as_ref()),
+            (Some(r), Val::UInt(v) | Val::Hex(v)) => r.int(*v, self.kallsyms.as_ref()),
+            (Some(r), Val::HexBytes(b)) => r.bytes(b),
+            _ => None,
+        };
+        match name {
+            Some(n) => Field {
+                name: &f.name,
+                val: Val::Name(n),
+                raw: Some(val),
+            },
+            None => Field::plain(&f.name, val),
+        }
+    }
 }
 
 /// Whether this command works here: the real program attached to a tracepoint every
@@ -145,7 +278,13 @@ pub fn decode_args(format: &Format, ev: &TpEvent) -> Map<String, Value> {
 pub fn check() -> Result<String> {
     let (cat, name) = ("sched", "sched_process_exec");
     let tracefs = crate::core::system::ensure_tracefs()?;
-    let format = tracefs_format::read(&tracefs, cat, name)?;
-    let (_tp, _link) = load(cat, name, &layout(&format), &Scope::default())?;
+    let types = crate::resolve::btf::BtfTypes::vmlinux()?;
+    let format = tracefs_format::read(&tracefs, cat, name, &types)?;
+    let (_tp, _link) = load(
+        cat,
+        name,
+        &layout(&format, STR_SIZE_DEFAULT),
+        &Scope::default(),
+    )?;
     Ok(format!("attached to {cat}:{name}"))
 }

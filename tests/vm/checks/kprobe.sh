@@ -77,3 +77,99 @@ kprobe_text() {
     detail "3 event lines and the summary"
 }
 register kprobe_text 60
+
+# ---- Decoding (issue 11): exact bytes, buffers at return, enum names, no ret for void ----
+
+# Hooks to try for vfs_read/vfs_write: auto and kprobe everywhere; fentry named only from
+# 6.1, since 5.10's verifier refuses fentry loads of pointer-to-integer arguments (their
+# `loff_t *pos`: "arg3 type INT is not a struct"), where auto falls back to kprobe.
+buffer_hooks() {
+    if kver_ge 6.1; then echo "auto fentry kprobe"; else echo "auto kprobe"; fi
+}
+
+# The 9 bytes `workload bytes` writes to /dev/null, as serde_json writes the escaped form
+# (not valid UTF-8: listed under "escaped").
+WRITTEN_JSON='"buf":"ab\u0000c\\xff\n\\\\\"d","count":9'
+
+# kprobe vfs_write: the buffer is exactly the count bytes written (never read on to a NUL),
+# with every hook.
+kprobe_write_bytes() {
+    for hook in $(buffer_hooks); do
+        out=/tmp/kpw-$hook.json
+        run "$out" /tmp/kpw.err "$BTRACE" kprobe vfs_write --json --hook "$hook" -c "$WORKLOAD bytes" ||
+            fail "--hook $hook: btrace exited $?: $(head -n1 /tmp/kpw.err)"
+        n=$(grep '"comm":"workload"' "$out" | grep -c '"type":"event"')
+        [ "$n" = 1 ] || fail "--hook $hook: $n vfs_write events of the workload, want 1"
+        grep '"comm":"workload"' "$out" | grep -qF "$WRITTEN_JSON" ||
+            fail "--hook $hook: not exactly the 9 bytes written: $(grep '"comm":"workload"' "$out" | head -c 400)"
+        grep '"comm":"workload"' "$out" | grep -qF '"escaped":["buf"]' || fail "--hook $hook: buf not listed as escaped"
+    done
+    # The largest string size: the biggest scratch and in-flight values, with --ret.
+    run /tmp/kpw-max.json /tmp/kpw.err "$BTRACE" kprobe vfs_write --ret --string-size 4096 --json -c "$WORKLOAD bytes" ||
+        fail "--string-size 4096 --ret: btrace exited $?: $(head -n1 /tmp/kpw.err)"
+    grep '"comm":"workload"' /tmp/kpw-max.json | grep -qF "$WRITTEN_JSON" ||
+        fail "--string-size 4096 --ret: not exactly the 9 bytes written"
+    run /tmp/kpw.txt /tmp/kpw.err "$BTRACE" kprobe vfs_write -c "$WORKLOAD bytes" ||
+        fail "text: btrace exited $?"
+    grep ' workload ' /tmp/kpw.txt | grep -qF ' buf="ab\x00c\xff\n\\\"d" count=9' ||
+        fail "text: not the C-escaped 9 bytes: $(grep ' workload ' /tmp/kpw.txt)"
+    detail "vfs_write buf = the 9 bytes written ($(buffer_hooks), text)"
+}
+register kprobe_write_bytes 120
+
+# kprobe --ret vfs_read: the buffer is read at return (4 NULs from /dev/zero, where entry
+# would have seen "XXXX"); without --ret, at entry, it is only its address.
+kprobe_read_at_return() {
+    for hook in $(buffer_hooks); do
+        out=/tmp/kpr-$hook.json
+        run "$out" /tmp/kpr.err "$BTRACE" kprobe vfs_read --ret --json --hook "$hook" -c "$WORKLOAD bytes" ||
+            fail "--hook $hook: btrace exited $?: $(head -n1 /tmp/kpr.err)"
+        line=$(grep '"comm":"workload"' "$out" | grep '"count":4,')
+        [ -n "$line" ] || fail "--hook $hook: no vfs_read of 4 bytes by the workload"
+        echo "$line" | grep -qF '"buf":"\u0000\u0000\u0000\u0000","count":4' ||
+            fail "--hook $hook: buf is not the 4 bytes read: $line"
+        echo "$line" | grep -qF '"ret":4,' || fail "--hook $hook: ret is not 4: $line"
+    done
+    run /tmp/kpr.json /tmp/kpr.err "$BTRACE" kprobe vfs_read --json -c "$WORKLOAD bytes" ||
+        fail "no --ret: btrace exited $?"
+    grep '"comm":"workload"' /tmp/kpr.json | grep '"count":4,' | grep -q '"buf":"0x[0-9a-f]*"' ||
+        fail "no --ret: the unfilled buffer is not shown as its address: $(grep '"count":4,' /tmp/kpr.json)"
+    detail "vfs_read buf: 4 bytes at return ($(buffer_hooks)), address at entry"
+}
+register kprobe_read_at_return 120
+
+# A void function has no ret (JSON and text); a pointer return is bare hex in text.
+kprobe_void_and_pointer_ret() {
+    for hook in fentry kprobe; do
+        out=/tmp/kpv-$hook.json
+        run "$out" /tmp/kpv.err "$BTRACE" kprobe fput --ret --json --hook "$hook" -c "$WORKLOAD bytes" ||
+            fail "--hook $hook: btrace exited $?: $(head -n1 /tmp/kpv.err)"
+        n=$(grep -c '"type":"event"' "$out")
+        [ "$n" -ge 2 ] || fail "--hook $hook: $n fput events, want >= 2 (two closes)"
+        grep '"type":"event"' "$out" | grep -q '"ret"' && fail "--hook $hook: fput is void but has ret"
+        [ "$(grep '"type":"event"' "$out" | grep -c '"latency_ns":[1-9]')" = "$n" ] ||
+            fail "--hook $hook: latency missing"
+    done
+    run /tmp/kpv.txt /tmp/kpv.err "$BTRACE" kprobe fput --ret -c "$WORKLOAD bytes" || fail "text: exited $?"
+    grep ' fput ' /tmp/kpv.txt | grep -q 'ret=' && fail "text: fput is void but shows ret="
+    grep ' fput ' /tmp/kpv.txt | grep -q ' lat=[0-9.]*[mun]*s$' || fail "text: no lat="
+    dir=/tmp/kpp && rm -rf $dir && mkdir -p $dir
+    run /tmp/kpp.txt /tmp/kpp.err "$BTRACE" kprobe do_filp_open --ret -c "$WORKLOAD open $dir 2" ||
+        fail "do_filp_open: exited $?"
+    n=$(grep ' do_filp_open ' /tmp/kpp.txt | grep -c ' ret=0x[0-9a-f]* lat=')
+    [ "$n" -ge 2 ] || fail "do_filp_open: $n lines with a bare hex ret, want >= 2"
+    detail "fput: no ret; do_filp_open: ret=0x..."
+}
+register kprobe_void_and_pointer_ret 120
+
+# An enum argument by enumerator name, the number in raw: getppid's pid lookup.
+kprobe_enum_by_name() {
+    run /tmp/kpe.json /tmp/kpe.err "$BTRACE" kprobe __task_pid_nr_ns --json -c "$WORKLOAD syscalls 3 0" ||
+        fail "btrace exited $?: $(head -n1 /tmp/kpe.err)"
+    n=$(grep '"comm":"workload"' /tmp/kpe.json | grep -c '"type":"PIDTYPE_TGID"')
+    [ "$n" -ge 3 ] || fail "$n events with type=PIDTYPE_TGID, want >= 3 (three getppid)"
+    grep '"comm":"workload"' /tmp/kpe.json | grep '"type":"PIDTYPE_TGID"' | grep -q '"raw":{"type":1}' ||
+        fail "raw number missing: $(grep -m1 PIDTYPE_TGID /tmp/kpe.json)"
+    detail "$n calls with type=PIDTYPE_TGID (raw 1)"
+}
+register kprobe_enum_by_name 60

@@ -1,0 +1,242 @@
+//! A decoded value of an event's field or argument, and how it is shown: as `name=value`
+//! text, or in a JSON record's `args` with the record-level lists that say how to read
+//! it (`raw`, `escaped`, `truncated`).
+
+use serde_json::{Map, Value};
+
+use super::bytes;
+
+/// One value, typed for showing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Val {
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    /// A pointer or address: `0x...` (a JSON string).
+    Hex(u64),
+    /// The bytes of a string or buffer, and whether they were cut.
+    Bytes {
+        data: Vec<u8>,
+        truncated: bool,
+    },
+    /// A list of strings (execve's argv): each with its cut mark, and whether the list was
+    /// cut.
+    List {
+        items: Vec<(Vec<u8>, bool)>,
+        truncated: bool,
+    },
+    /// What the kernel calls the value (an enumerator, flags, a symbol, an address, a
+    /// device number): bare in text, a string in JSON.
+    Name(String),
+    /// An array that is not text, as hex digits.
+    HexBytes(Vec<u8>),
+    /// Why there is no value (`<not read>`).
+    Note(String),
+    /// Not in the record (beyond the bytes copied).
+    Missing,
+}
+
+/// A named value; `raw` holds the number it was decoded from when it is shown by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a str,
+    pub val: Val,
+    pub raw: Option<Val>,
+}
+
+impl<'a> Field<'a> {
+    pub fn plain(name: &'a str, val: Val) -> Self {
+        Field {
+            name,
+            val,
+            raw: None,
+        }
+    }
+}
+
+impl Val {
+    /// The value as text (`name=` not included).
+    pub fn text(&self) -> String {
+        match self {
+            Val::Int(v) => v.to_string(),
+            Val::UInt(v) => v.to_string(),
+            Val::Bool(v) => v.to_string(),
+            Val::Hex(v) => format!("0x{v:x}"),
+            Val::Bytes { data, truncated } => bytes::quoted_c(data, *truncated),
+            Val::List { items, truncated } => {
+                let mut parts: Vec<String> = items
+                    .iter()
+                    .map(|(b, cut)| bytes::quoted_c(b, *cut))
+                    .collect();
+                if *truncated {
+                    parts.push("...".into());
+                }
+                format!("[{}]", parts.join(", "))
+            }
+            Val::Name(s) | Val::Note(s) => s.clone(),
+            Val::HexBytes(b) => bytes::hex(b),
+            Val::Missing => "?".into(),
+        }
+    }
+
+    /// The value as JSON; the names of what had to be escaped or was cut are added to
+    /// `marks` (`name`, or `name[i]` for a list item).
+    pub fn json(&self, name: &str, marks: &mut Marks) -> Value {
+        match self {
+            Val::Int(v) => (*v).into(),
+            Val::UInt(v) => (*v).into(),
+            Val::Bool(v) => (*v).into(),
+            Val::Hex(v) => format!("0x{v:x}").into(),
+            Val::Bytes { data, truncated } => {
+                let (s, escaped) = bytes::json_string(data);
+                if escaped {
+                    marks.escaped.push(name.to_string());
+                }
+                if *truncated {
+                    marks.truncated.push(name.to_string());
+                }
+                s.into()
+            }
+            Val::List { items, truncated } => {
+                if *truncated {
+                    marks.truncated.push(name.to_string());
+                }
+                let mut out = Vec::with_capacity(items.len());
+                for (i, (b, cut)) in items.iter().enumerate() {
+                    let (s, escaped) = bytes::json_string(b);
+                    if escaped {
+                        marks.escaped.push(format!("{name}[{i}]"));
+                    }
+                    if *cut {
+                        marks.truncated.push(format!("{name}[{i}]"));
+                    }
+                    out.push(Value::String(s));
+                }
+                Value::Array(out)
+            }
+            Val::Name(s) | Val::Note(s) => s.clone().into(),
+            Val::HexBytes(b) => bytes::hex(b).into(),
+            Val::Missing => Value::Null,
+        }
+    }
+}
+
+/// What a record says about its values besides them.
+#[derive(Default, Debug)]
+pub struct Marks {
+    /// Values in the escaped form (not valid UTF-8): `\\` and `\xNN` to undo.
+    pub escaped: Vec<String>,
+    /// Values cut at the string size (or lists cut at their item limit).
+    pub truncated: Vec<String>,
+    /// The numbers behind values shown by name.
+    pub raw: Map<String, Value>,
+}
+
+impl Marks {
+    /// Adds the non-empty lists to a record.
+    pub fn insert_into(self, rec: &mut Map<String, Value>) {
+        if !self.raw.is_empty() {
+            rec.insert("raw".into(), Value::Object(self.raw));
+        }
+        let list = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+        if !self.escaped.is_empty() {
+            rec.insert("escaped".into(), list(self.escaped));
+        }
+        if !self.truncated.is_empty() {
+            rec.insert("truncated".into(), list(self.truncated));
+        }
+    }
+}
+
+/// The fields as a JSON `args` object, and the marks that go beside it in the record.
+pub fn json_args(fields: &[Field<'_>], marks: &mut Marks) -> Map<String, Value> {
+    let mut args = Map::new();
+    for f in fields {
+        let v = f.val.json(f.name, marks);
+        if let Some(raw) = &f.raw {
+            let r = raw.json(f.name, &mut Marks::default());
+            marks.raw.insert(f.name.to_string(), r);
+        }
+        args.insert(f.name.to_string(), v);
+    }
+    args
+}
+
+/// The fields as ` name=value` pairs.
+pub fn text_args(fields: &[Field<'_>], line: &mut String) {
+    for f in fields {
+        line.push(' ');
+        line.push_str(f.name);
+        line.push('=');
+        line.push_str(&f.val.text());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_forms() {
+        let b = |d: &[u8], t| Val::Bytes {
+            data: d.to_vec(),
+            truncated: t,
+        };
+        assert_eq!(b(b"a\0\xff", false).text(), r#""a\x00\xff""#);
+        assert_eq!(b(b"abc", true).text(), r#""abc"..."#);
+        assert_eq!(Val::Hex(0xff00).text(), "0xff00");
+        assert_eq!(Val::Int(-5).text(), "-5");
+        assert_eq!(Val::Name("TCP_CLOSE".into()).text(), "TCP_CLOSE");
+        // A string that looks like a number is still quoted.
+        assert_eq!(b(b"0x10", false).text(), "\"0x10\"");
+        let list = Val::List {
+            items: vec![(b"ls".to_vec(), false), (b"-l\tx".to_vec(), true)],
+            truncated: true,
+        };
+        assert_eq!(list.text(), r#"["ls", "-l\tx"..., ...]"#);
+    }
+
+    #[test]
+    fn json_with_marks() {
+        let fields = [
+            Field::plain(
+                "buf",
+                Val::Bytes {
+                    data: b"\xff\\".to_vec(),
+                    truncated: true,
+                },
+            ),
+            Field {
+                name: "newstate",
+                val: Val::Name("TCP_CLOSE".into()),
+                raw: Some(Val::Int(7)),
+            },
+            Field::plain(
+                "argv",
+                Val::List {
+                    items: vec![(b"a".to_vec(), false), (b"\xfe".to_vec(), true)],
+                    truncated: false,
+                },
+            ),
+        ];
+        let mut marks = Marks::default();
+        let args = json_args(&fields, &mut marks);
+        let mut rec = Map::new();
+        rec.insert("args".into(), Value::Object(args));
+        marks.insert_into(&mut rec);
+        assert_eq!(
+            Value::Object(rec),
+            json!({
+                "args": {"buf": "\\xff\\\\", "newstate": "TCP_CLOSE", "argv": ["a", "\\xfe"]},
+                "raw": {"newstate": 7},
+                "escaped": ["buf", "argv[1]"],
+                "truncated": ["buf", "argv[1]"],
+            })
+        );
+        // Nothing to say: no lists at all.
+        let mut rec = Map::new();
+        Marks::default().insert_into(&mut rec);
+        assert!(rec.is_empty());
+    }
+}
