@@ -16,8 +16,8 @@ use crate::model::units::fmt_latency;
 use crate::model::value::{json_args, Marks};
 
 use super::tracer::{
-    decode_args, decode_record, decode_ret, kernel_cannot, load, modes, resolve, ModeArg, Plan,
-    DEFAULT_MAX_INFLIGHT,
+    decode_args, decode_record, decode_ret, kernel_cannot, load, modes, parse_max_inflight,
+    resolve, ModeArg, Plan, DEFAULT_MAX_INFLIGHT,
 };
 
 #[derive(Args, Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct KprobeArgs {
     #[arg(long)]
     pub ret: bool,
     /// With --ret: bound of the per-thread store of calls in progress
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
     pub max_inflight: Option<u32>,
     #[command(flatten)]
     pub strings: StringArgs,
@@ -62,7 +62,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         Scope::new(session.tgid(), &args.scope)?,
         args.strings.string_size,
     );
-    let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode), |m| load(m, &plan))
+    let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| {
             anyhow!(
                 "cannot trace kernel function '{}': {e:#}; `btrace doctor` shows what this kernel allows",

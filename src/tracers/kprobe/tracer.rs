@@ -168,9 +168,31 @@ impl Plan {
     }
 }
 
+/// Functions btrace never traces with fentry, on any kernel: the BPF trampoline and the
+/// program run time call them, so a trampoline on them recurses. Newer kernels refuse
+/// them (kernel/bpf/verifier.c's btf_id_deny, Linux 6.12: migrate_disable/enable,
+/// rcu_read_unlock_strict, preempt_count_add/sub, __rcu_read_lock/unlock); older ones do
+/// not, and hang: fentry on __rcu_read_lock stopped a 6.1 guest for good. kprobes have
+/// their own recursion guard (a recursive hit is counted as missed), so these go there.
+pub const FENTRY_DENY: &[&str] = &[
+    "migrate_disable",
+    "migrate_enable",
+    "rcu_read_unlock_strict",
+    "preempt_count_add",
+    "preempt_count_sub",
+    "__rcu_read_lock",
+    "__rcu_read_unlock",
+];
+
 /// Why fentry cannot even be tried for this function (BTF is required; its argument
-/// slots must be plain registers).
+/// slots must be plain registers; never on the deny list).
 fn fentry_unfit(plan: &Plan) -> Option<String> {
+    if FENTRY_DENY.contains(&plan.func.as_str()) {
+        return Some(format!(
+            "'{}' is used by the BPF trampoline itself: fentry on it recurses (older kernels hang, newer ones refuse it); use --hook kprobe, which guards against recursion",
+            plan.func
+        ));
+    }
     match &plan.proto {
         None => Some(format!(
             "'{}' has no BTF prototype, which fentry needs",
@@ -184,8 +206,16 @@ fn fentry_unfit(plan: &Plan) -> Option<String> {
     }
 }
 
-/// Opens, configures, loads and attaches the programs of one mode.
+/// Opens, configures, loads and attaches the programs of one mode; a refusal says what it
+/// means.
 pub fn load(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
+    load_mode(mode, plan).map_err(|e| match explain_refusal(mode, &plan.func, &e) {
+        Some(why) => anyhow::anyhow!("{why} [{e:#}]"),
+        None => e,
+    })
+}
+
+fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
     if mode == Mode::Fentry {
         if let Some(why) = fentry_unfit(plan) {
             bail!("{why}");
@@ -256,13 +286,78 @@ pub fn load(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
     Ok((skel, links))
 }
 
-/// The modes to try, in order, for what the user asked.
-pub fn modes(mode: ModeArg) -> Vec<Mode> {
+/// The modes to try, in order, for what the user asked; auto never tries fentry on a
+/// function of the deny list.
+pub fn modes(mode: ModeArg, func: &str) -> Vec<Mode> {
     match mode {
+        ModeArg::Auto if FENTRY_DENY.contains(&func) => vec![Mode::Kprobe],
         ModeArg::Auto => vec![Mode::Fentry, Mode::Kprobe],
         ModeArg::Fentry => vec![Mode::Fentry],
         ModeArg::Kprobe => vec![Mode::Kprobe],
     }
+}
+
+/// Bound of --max-inflight: each call in flight keeps its whole event (about 1 KB with
+/// the default string size), so more would cost hundreds of MB of kernel memory.
+pub const MAX_INFLIGHT_LIMIT: u32 = 1 << 18;
+
+/// `--max-inflight N`, bounded (see [`crate::core::system::parse_store_size`]).
+pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
+    crate::core::system::parse_store_size(
+        s,
+        MAX_INFLIGHT_LIMIT,
+        "calls in flight at once across all threads",
+        4,
+        std::mem::size_of::<types::func_event>() as u64 + 3 * 264,
+    )
+}
+
+/// The operating-system error code behind a load or attach failure, if any.
+fn os_error(e: &anyhow::Error) -> Option<i32> {
+    if let Some(code) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>()?.raw_os_error())
+    {
+        return Some(code);
+    }
+    // libbpf-rs keeps the io::Error inside; its text ends with "(os error N)".
+    let text = format!("{e:#}");
+    let at = text.rfind("(os error ")?;
+    text[at + 10..].split(')').next()?.trim().parse().ok()
+}
+
+/// What a refused fentry/kprobe means, in words, with what works instead.
+pub fn explain_refusal(mode: Mode, func: &str, e: &anyhow::Error) -> Option<String> {
+    const ENOTSUPP: i32 = 524;
+    let why = match (mode, os_error(e)?) {
+        (Mode::Fentry, libc::EACCES) => format!(
+            "the verifier cannot read '{func}''s arguments as declared on this kernel"
+        ),
+        (Mode::Fentry, libc::EINVAL) => format!(
+            "this kernel does not allow fentry on '{func}' (on its deny list, or not traceable: notrace or inlined)"
+        ),
+        (Mode::Fentry, ENOTSUPP) | (Mode::Fentry, libc::E2BIG) => format!(
+            "a BPF trampoline cannot attach to '{func}' (too many arguments, or arguments passed by value that trampolines do not handle)"
+        ),
+        (Mode::Fentry, libc::EBUSY) => format!(
+            "'{func}' is already taken by another ftrace direct call (a livepatch or another tool)"
+        ),
+        (Mode::Fentry, libc::EPERM) => {
+            "function tracing is not allowed here (kernel lockdown or a sandbox)".to_string()
+        }
+        (Mode::Kprobe, libc::EINVAL) => format!(
+            "the kernel will not place a kprobe on '{func}': it is marked notrace/NOKPROBE, on the kprobe blacklist (/sys/kernel/debug/kprobes/blacklist), or inlined everywhere"
+        ),
+        (Mode::Kprobe, libc::ENOENT) => {
+            format!("no kprobe-able symbol '{func}' (a static function may have been renamed, e.g. '{func}.constprop.0')")
+        }
+        _ => return None,
+    };
+    let instead = match mode {
+        Mode::Fentry => "--hook kprobe works where kprobes exist",
+        Mode::Kprobe => "trace a caller, or a tracepoint near it",
+    };
+    Some(format!("{why}; {instead}"))
 }
 
 /// The function's prototype, or the one clear error for a function that does not exist.
@@ -586,12 +681,38 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_explained() {
+        let e = anyhow::anyhow!("attaching: Invalid argument (os error 22)");
+        let why = explain_refusal(Mode::Kprobe, "f", &e).unwrap();
+        assert!(why.contains("blacklist"), "{why}");
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(524));
+        let why = explain_refusal(Mode::Fentry, "f", &e).unwrap();
+        assert!(
+            why.contains("too many arguments") && why.contains("--hook kprobe"),
+            "{why}"
+        );
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EBUSY));
+        assert!(explain_refusal(Mode::Fentry, "f", &e)
+            .unwrap()
+            .contains("livepatch"));
+        assert!(explain_refusal(Mode::Kprobe, "f", &anyhow::anyhow!("other")).is_none());
+    }
+
+    #[test]
     fn no_btf_means_no_fentry() {
         let mut p = openat2_plan();
         p.proto = None;
         assert!(fentry_unfit(&p).unwrap().contains("no BTF prototype"));
         assert!(fentry_unfit(&openat2_plan()).is_none());
-        assert_eq!(modes(ModeArg::Auto), [Mode::Fentry, Mode::Kprobe]);
+        assert_eq!(
+            modes(ModeArg::Auto, "do_sys_openat2"),
+            [Mode::Fentry, Mode::Kprobe]
+        );
+        // The trampoline's own functions never get fentry.
+        assert_eq!(modes(ModeArg::Auto, "__rcu_read_lock"), [Mode::Kprobe]);
+        let mut p = openat2_plan();
+        p.func = "__rcu_read_lock".into();
+        assert!(fentry_unfit(&p).unwrap().contains("--hook kprobe"));
     }
 
     #[test]

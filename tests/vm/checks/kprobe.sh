@@ -173,3 +173,20 @@ kprobe_enum_by_name() {
     detail "$n calls with type=PIDTYPE_TGID (raw 1)"
 }
 register kprobe_enum_by_name 60
+
+# Functions the BPF trampoline itself uses never get fentry (older kernels hang on it):
+# auto goes to kprobe, which counts calls normally; --hook fentry is refused in one line.
+kprobe_trampoline_deny_list() {
+    run /tmp/kpd.json /tmp/kpd.err "$BTRACE" kprobe __rcu_read_lock --json -d 0.5 ||
+        fail "auto on __rcu_read_lock exited $?: $(head -n1 /tmp/kpd.err)"
+    [ "$(json_get /tmp/kpd.json '"type":"summary"' hook)" = kprobe ] ||
+        fail "auto on __rcu_read_lock did not take kprobe: $(tail -n1 /tmp/kpd.json)"
+    n=$(grep -c '"type":"event"' /tmp/kpd.json)
+    [ "$n" -gt 0 ] || fail "no __rcu_read_lock calls in 0.5 s"
+    run /tmp/kpd2.out /tmp/kpd2.err "$BTRACE" kprobe __rcu_read_lock --hook fentry -d 0.5 &&
+        fail "--hook fentry on __rcu_read_lock was not refused"
+    [ "$(wc -l </tmp/kpd2.err)" = 1 ] || fail "not one line: $(cat /tmp/kpd2.err)"
+    grep -q "BPF trampoline" /tmp/kpd2.err || fail "no reason: $(cat /tmp/kpd2.err)"
+    detail "auto: $n calls via kprobe; --hook fentry refused"
+}
+register kprobe_trampoline_deny_list 60
