@@ -26,6 +26,11 @@
  *   workload tcp-concurrent ADDR PORT N TX
  *                                 N connections open at once; each client sends TX bytes,
  *                                 then all clients close, then all servers on end of file
+ *   workload tree N               a process tree of known shape, each member making known
+ *                                 getppid calls: this process N, a child 2N, its child 3N,
+ *                                 a double-forked daemon (re-parented) 4N, and a child that
+ *                                 execs `workload syscalls 5N 0`: 15N in all. Returns once
+ *                                 every member is done.
  *   workload unknown N            N calls of syscall number 1000, which no kernel has
  *                                 (each fails with ENOSYS)
  *   workload rate N R             N getppid paced at R calls per second (R 0: flat out);
@@ -58,6 +63,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -549,6 +555,60 @@ static int do_fsync(const char *path)
 	return close(fd);
 }
 
+static void getppid_times(long n)
+{
+	for (long i = 0; i < n; i++)
+		syscall(SYS_getppid);
+}
+
+static int do_tree(long n, const char *self)
+{
+	int done[2];
+	char c, count[32];
+	pid_t a, d, e;
+
+	if (pipe(done))
+		return 1;
+	getppid_times(n);
+	a = fork();
+	if (a == 0) {
+		pid_t g;
+
+		getppid_times(2 * n);
+		g = fork();
+		if (g == 0) {
+			getppid_times(3 * n);
+			_exit(0);
+		}
+		waitpid(g, NULL, 0);
+		_exit(0);
+	}
+	d = fork();
+	if (d == 0) {
+		/* Double fork: the middle process exits at once, the daemon is re-parented. */
+		if (fork() == 0) {
+			setsid();
+			getppid_times(4 * n);
+			(void)!write(done[1], "d", 1);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	e = fork();
+	if (e == 0) {
+		snprintf(count, sizeof(count), "%ld", 5 * n);
+		execl(self, "workload", "syscalls", count, "0", (char *)NULL);
+		_exit(127);
+	}
+	waitpid(a, NULL, 0);
+	waitpid(d, NULL, 0);
+	waitpid(e, NULL, 0);
+	/* The daemon is nobody's child here: it says when it is done. */
+	if (read(done[0], &c, 1) != 1)
+		return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -584,6 +644,8 @@ int main(int argc, char **argv)
 		return do_pace(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "tcp-concurrent") && argc == 6)
 		return do_tcp_concurrent(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5));
+	if (!strcmp(cmd, "tree") && argc == 3)
+		return do_tree(arg(argv, 2), "/proc/self/exe");
 	if (!strcmp(cmd, "unknown") && argc == 3)
 		return do_unknown(arg(argv, 2));
 	if (!strcmp(cmd, "bytes") && argc == 2)
@@ -601,6 +663,6 @@ int main(int argc, char **argv)
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
-			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH\n");
+			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N\n");
 	return 2;
 }
