@@ -183,6 +183,30 @@ fn a_cgroup_and_its_descendants() {
         assert_eq!(code, 0);
         assert_eq!(count(&recs, "getppid"), 333, "--cgroup {spec}: {recs:?}");
     }
+    // Events name their cgroup by path.
+    let mut w = waiting(&["syscalls", "5", "0"]);
+    std::fs::write(child.join("cgroup.procs"), w.id().to_string()).unwrap();
+    let rel = format!("/{}", child.strip_prefix(&root).unwrap().display());
+    let mut r = Running::start(&[
+        "tracepoint",
+        "--json",
+        "syscalls:sys_enter_getppid",
+        "--cgroup",
+        parent.to_str().unwrap(),
+    ]);
+    let ids = r.wait_attached();
+    release(&mut w);
+    w.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    r.signal(libc::SIGTERM);
+    let (recs, _, _) = r.finish();
+    assert_unloaded(&ids);
+    let events = of_type(&recs, "event");
+    assert_eq!(events.len(), 5, "{recs:?}");
+    assert!(
+        events.iter().all(|e| e["cgroup"] == rel.as_str()),
+        "{events:?}"
+    );
     let e = one_line_error(&btrace(&["hist", "--cgroup", "no/such/group", "-d", "1"]));
     assert!(e.contains("no such cgroup"), "{e}");
     let e = one_line_error(&btrace(&["hist", "--cgroup", "/tmp", "-d", "1"]));
@@ -203,4 +227,57 @@ impl Drop for Cleanup {
             }
         }
     }
+}
+
+/// Inside a pid namespace of its own (as in a container): -c and -p count exactly, and
+/// the pids printed are the namespace's.
+#[test]
+fn inside_a_pid_namespace() {
+    let bin = btrace_bin();
+    let in_ns = |script: &str| {
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let out = in_ns(&format!(
+        "{} hist --json --syscalls getppid -c '{} tree {N}'",
+        bin.display(),
+        workload()
+    ));
+    let recs = parse_ndjson(&out.stdout);
+    assert_eq!(count(&recs, "getppid"), 15 * N, "{recs:?}");
+
+    // -p of a process of the namespace, whose events name it by its namespace pid.
+    let dir = std::env::temp_dir().join(format!("btrace-pidns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = format!(
+        r#"cd {dir}; mkfifo go
+        {w} --wait syscalls 321 0 < go & wpid=$!
+        {b} tracepoint --json syscalls:sys_enter_getppid -p $wpid > out.json 2> err &
+        while ! grep -q Tracing err; do sleep 0.02; done
+        echo go > go; wait; echo $wpid > wpid"#,
+        dir = dir.display(),
+        w = workload(),
+        b = bin.display()
+    );
+    let out = in_ns(&script);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wpid: u64 = std::fs::read_to_string(dir.join("wpid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let recs = parse_ndjson(&std::fs::read(dir.join("out.json")).unwrap());
+    let events = of_type(&recs, "event");
+    assert_eq!(events.len(), 321, "{recs:?}");
+    for e in &events {
+        assert_eq!(e["pid"], wpid, "the namespace's pid: {e}");
+        assert_ne!(e["host_pid"], wpid, "the host's pid beside it: {e}");
+    }
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -42,7 +42,7 @@ mod tests {
     #[test]
     fn sizes_follow_the_header() {
         assert_eq!(types::hist::default().buckets.len(), HIST_BUCKETS);
-        assert_eq!(std::mem::size_of::<types::task_hdr>(), 16 + COMM_LEN);
+        assert_eq!(std::mem::size_of::<types::task_hdr>(), 32 + COMM_LEN);
         assert_eq!(types::loss_kind::LOSS_RINGBUF.0, 2);
     }
 }

@@ -12,6 +12,7 @@ pub mod features;
 pub mod losses;
 pub mod output;
 pub mod percpu;
+pub mod pidns;
 pub mod runstats;
 pub mod scope;
 pub mod session;

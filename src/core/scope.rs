@@ -22,6 +22,7 @@ use clap::Args;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::abi::COMM_LEN;
+use crate::core::pidns::PidView;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ScopeArgs {
@@ -68,11 +69,22 @@ pub struct Scope {
     /// Keep a process tree at run time (the dashboard's pid filter): the bitmap is sized
     /// and the tree-keeping programs loaded although no tree is followed yet.
     pub live_tree: bool,
+    /// btrace's pid namespace: the ids above are host ids; the user's (and /proc's) are
+    /// this namespace's.
+    pids: std::cell::RefCell<PidView>,
+    /// The tree's root as btrace's namespace numbers it (for walking /proc).
+    tree_ns: Option<u32>,
 }
 
 impl Scope {
     /// The scope of a run: `target` is the -p/-c process, if any.
     pub fn new(target: Option<u32>, args: &ScopeArgs) -> Result<Self> {
+        let mut pids = PidView::new()?;
+        // The kernel programs compare host ids: ids given here are btrace's namespace's.
+        let host = |pids: &mut PidView, id: u32, what: &str| {
+            pids.to_host(id)
+                .with_context(|| format!("{what} {id} is not visible from btrace's pid namespace"))
+        };
         if let Some(tid) = args.tid {
             match crate::core::target::task_info(tid) {
                 None => bail!("no thread with id {tid}"),
@@ -95,15 +107,23 @@ impl Scope {
             .iter()
             .map(|c| resolve_cgroup(c))
             .collect::<Result<Vec<_>>>()?;
-        let (tgid, tree) = match (target, args.no_children) {
+        let host_target = target.map(|p| host(&mut pids, p, "process")).transpose()?;
+        let (tgid, tree) = match (host_target, args.no_children) {
             (Some(p), true) => (p, None),
             (Some(p), false) => (0, Some(p)),
             (None, _) => (0, None),
         };
+        let tid = args
+            .tid
+            .map(|t| host(&mut pids, t, "thread"))
+            .transpose()?
+            .unwrap_or(0);
         Ok(Scope {
             tgid,
             tree,
-            tid: args.tid.unwrap_or(0),
+            tree_ns: target.filter(|_| !args.no_children),
+            pids: std::cell::RefCell::new(pids),
+            tid,
             comm: args.comm.as_deref().map(comm_bytes).transpose()?,
             cgroups,
             live_tree: false,
@@ -122,6 +142,7 @@ impl Scope {
     pub fn process(tgid: Option<u32>) -> Self {
         Scope {
             tree: tgid,
+            tree_ns: tgid,
             ..Default::default()
         }
     }
@@ -164,10 +185,24 @@ impl Scope {
     /// has now. Runs after attaching, so a process forked meanwhile is caught either by
     /// the kernel (its parent was already in) or by the walk of /proc that follows.
     pub fn seed(&self, procs: &dyn MapCore) -> Result<()> {
-        match self.tree {
-            Some(root) => seed_tree(procs, root, false),
-            None => Ok(()),
+        let (Some(root), Some(ns_root)) = (self.tree, self.tree_ns) else {
+            return Ok(());
+        };
+        let mut pids = self.pids.borrow_mut();
+        if !pids.translates() {
+            return seed_tree(procs, root, false);
         }
+        // /proc numbers the descendants in btrace's namespace: each is translated.
+        let bitmap = Bitmap::map(procs)?;
+        bitmap.set(root);
+        for _ in 0..2 {
+            for pid in descendants(ns_root) {
+                if let Some(h) = pids.to_host(pid) {
+                    bitmap.set(h);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -245,6 +280,9 @@ macro_rules! apply_scope {
             ro.scope_cgroup_ids = scope.cgroup_ids();
             ro.scope_by_comm = scope.comm.is_some();
             ro.scope_comm = scope.comm_chars();
+            let (dev, ino) = $crate::core::pidns::own_ns_dev_ino().unwrap_or((0, 0));
+            ro.scope_ns_dev = dev;
+            ro.scope_ns_ino = ino;
         }
         $open.maps.scope_procs.set_max_entries(scope.tree_words())?;
         let tree = scope.tree.is_some() || scope.live_tree;

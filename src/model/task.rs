@@ -6,18 +6,40 @@ use crate::core::abi::types;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
     pub ts_ns: u64,
+    /// Host ids (what the kernel programs see).
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
+    /// When btrace runs in a pid namespace of its own: the ids that namespace gives the
+    /// task (None for a task outside it). Printed instead of the host ids.
+    pub ns: Option<NsIds>,
+    /// The task's cgroup v2 id (0: none).
+    pub cgroup_id: u64,
+}
+
+/// A task's ids in btrace's pid namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NsIds {
+    pub pid: Option<u32>,
+    pub tid: Option<u32>,
 }
 
 impl Head {
+    /// When btrace runs in a pid namespace of its own, the header's namespace ids (0:
+    /// outside it) are the ones to print.
     pub fn from_hdr(h: &types::task_hdr) -> Head {
+        let in_ns = crate::core::pidns::in_child_ns();
+        let nonzero = |v: u32| (v != 0).then_some(v);
         Head {
             ts_ns: h.ts_ns,
             pid: h.pid,
             tid: h.tid,
             comm: comm_text(&h.comm),
+            ns: in_ns.then(|| NsIds {
+                pid: nonzero(h.ns_pid),
+                tid: nonzero(h.ns_tid),
+            }),
+            cgroup_id: h.cgroup_id,
         }
     }
 }

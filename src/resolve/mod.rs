@@ -5,6 +5,7 @@
 pub mod btf;
 pub mod buffers;
 pub mod cexpr;
+pub mod cgroups;
 pub mod ctype;
 pub mod kallsyms;
 pub mod print_fmt;

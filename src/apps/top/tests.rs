@@ -94,6 +94,7 @@ fn transition(sport: u16, old: u8, new: u8, ts: u64) -> TcpEvent {
     TcpEvent {
         ts_ns: ts,
         pid: Some(42),
+        host_pid: None,
         comm: Some("curl".into()),
         family: Family::V4,
         saddr: addr(1),

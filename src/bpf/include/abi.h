@@ -63,9 +63,12 @@ struct hist {
 /* Who and when, at the head of every streamed event. */
 struct task_hdr {
 	__u64 ts_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u32 pid;     /* thread group id */
+	__u32 pid;     /* thread group id, as the initial pid namespace numbers it */
 	__u32 tid;
 	char comm[COMM_LEN];
+	__u32 ns_pid;  /* when btrace runs in a pid namespace of its own: the ids there */
+	__u32 ns_tid;  /* (0: the task is outside it, or btrace is not in one) */
+	__u64 cgroup_id; /* the task's cgroup v2 (0 without a v2 hierarchy) */
 };
 
 #endif

@@ -41,6 +41,10 @@ const volatile __u32 scope_ncgroups = 0;  /* only tasks in one of these cgroups 
 const volatile __u64 scope_cgroup_ids[SCOPE_MAX_CGROUPS] = {};
 const volatile bool scope_by_comm = false;
 const volatile char scope_comm[COMM_LEN] = {};
+/* btrace's own pid namespace (device and inode of /proc/self/ns/pid) when it is not the
+ * initial one: events carry the ids it gives the task. */
+const volatile __u64 scope_ns_dev = 0;
+const volatile __u64 scope_ns_ino = 0;
 
 /* Run-time (the dashboard): only this process (0 = any), or, with scope_live_tree, only
  * the processes in scope_procs (the dashboard's pid and its descendants). */

@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::core::attach;
-use crate::core::event_out;
+use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
@@ -40,6 +40,8 @@ pub struct KprobeArgs {
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
+    pub heads: HeadArgs,
+    #[command(flatten)]
     pub common: TraceArgs,
 }
 
@@ -72,8 +74,9 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
 
     let mut stream = EventStream::new(&kp.maps.events, decode_record)?;
     let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut heads = Heads::new(&args.heads);
     if !out.json {
-        out.line(&event_out::text_header("FUNCTION"))?;
+        out.line(&heads.text_header("FUNCTION"))?;
         out.flush()?;
     }
     let start_ns = crate::core::system::monotonic_ns();
@@ -87,7 +90,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
             let fields = decode_args(&plan, &ev);
             let ret = plan.with_ret.then(|| decode_ret(&plan, &ev)).flatten();
             if out.json {
-                let mut rec = event_out::json_head(&ev.head);
+                let mut rec = heads.json(&ev.head);
                 rec.insert("func".into(), plan.func.clone().into());
                 rec.insert("hook".into(), mode.to_string().into());
                 let mut marks = Marks::default();
@@ -113,9 +116,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
                 if plan.with_ret {
                     tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
                 }
-                out.line(&event_out::text_line(
-                    &ev.head, start_ns, &plan.func, &fields, &tail,
-                ))?;
+                out.line(&heads.text_line(&ev.head, start_ns, &plan.func, &fields, &tail))?;
             }
             Ok(true)
         },

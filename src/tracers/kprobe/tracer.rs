@@ -411,6 +411,9 @@ pub fn decode_record(data: &[u8]) -> Option<FuncEvent> {
         pid: e.h.pid,
         tid: e.h.tid,
         comm: e.h.comm,
+        ns_pid: e.h.ns_pid,
+        ns_tid: e.h.ns_tid,
+        cgroup_id: e.h.cgroup_id,
     };
     Some(FuncEvent {
         head: Head::from_hdr(&hdr),
@@ -581,6 +584,8 @@ mod tests {
                 pid: 2,
                 tid: 3,
                 comm: "cat".into(),
+                ns: None,
+                cgroup_id: 0,
             },
             args,
             ret: 3,

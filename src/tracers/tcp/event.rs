@@ -36,8 +36,11 @@ pub struct TcpEvent {
     /// CLOCK_MONOTONIC nanoseconds of the transition.
     pub ts_ns: u64,
     /// The socket's owner (the process that connected, listened or closed it); None
-    /// while no transition of the socket has been seen in its owner's context.
+    /// while no transition of the socket has been seen in its owner's context. When
+    /// btrace runs in a pid namespace of its own: the owner's pid there (None for an owner
+    /// outside it), with the host's in `host_pid`.
     pub pid: Option<u32>,
+    pub host_pid: Option<u32>,
     pub comm: Option<String>,
     pub family: Family,
     pub saddr: IpAddr,
@@ -90,7 +93,12 @@ pub fn decode(data: &[u8]) -> Option<TcpEvent> {
     });
     Some(TcpEvent {
         ts_ns: ev.ts_ns,
-        pid: owner.then_some(ev.pid),
+        pid: match (owner, crate::core::pidns::in_child_ns()) {
+            (true, true) => (ev.ns_pid != 0).then_some(ev.ns_pid),
+            (true, false) => Some(ev.pid),
+            (false, _) => None,
+        },
+        host_pid: (owner && crate::core::pidns::in_child_ns()).then_some(ev.pid),
         comm,
         family,
         saddr: addr(family, &ev.saddr),
@@ -115,12 +123,15 @@ impl TcpEvent {
     }
 
     fn endpoint_fields(&self, kind: &str) -> serde_json::Map<String, Value> {
-        let v = json!({
+        let mut v = json!({
             "type": kind, "ts_ns": self.ts_ns, "pid": self.pid, "comm": self.comm,
             "family": self.family.number(),
             "saddr": self.saddr.to_string(), "sport": self.sport,
             "daddr": self.daddr.to_string(), "dport": self.dport,
         });
+        if let Some(h) = self.host_pid {
+            v["host_pid"] = h.into();
+        }
         match v {
             Value::Object(m) => m,
             _ => unreachable!(),

@@ -17,6 +17,7 @@
 #include "abi.h"
 #include "losses.h"
 #include "scope.h"
+#include "task_event.h"
 #include "tcp.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -259,6 +260,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 	if (c) {
 		if (!c->owner_known && owner_here) {
 			c->pid = bpf_get_current_pid_tgid() >> 32;
+			c->ns_pid = current_ns_tgid();
 			bpf_get_current_comm(c->comm, sizeof(c->comm));
 			c->owner_known = 1;
 			c->in_scope = owner_in_scope_now();
@@ -274,6 +276,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 			owner = c->pid;
 			in_scope = c->in_scope;
 			ev->pid = c->pid;
+			ev->ns_pid = c->ns_pid;
 			__builtin_memcpy(ev->comm, c->comm, sizeof(ev->comm));
 			ev->flags |= TCP_EV_OWNER;
 		}
@@ -284,6 +287,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 		owner = bpf_get_current_pid_tgid() >> 32;
 		in_scope = owner_in_scope_now();
 		ev->pid = owner;
+		ev->ns_pid = current_ns_tgid();
 		bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 		ev->flags |= TCP_EV_OWNER;
 	}

@@ -65,6 +65,8 @@ struct tcp_event {
 	__u8 saddr[16];        /* IPv4: first 4 bytes */
 	__u8 daddr[16];
 	char comm[COMM_LEN];   /* owner's command name, valid with TCP_EV_OWNER */
+	__u32 ns_pid;          /* owner's tgid in btrace's pid namespace (0: outside, or none) */
+	__u32 _pad2;
 };
 
 /* What the kernel keeps per socket between transitions. */
@@ -77,6 +79,8 @@ struct tcp_conn {
 	__u8 birth_seen;       /* the entry was made at the socket's first transition */
 	__u8 in_scope;         /* the owner passed the scope's load-time part when it was learned */
 	char comm[COMM_LEN];
+	__u32 ns_pid;          /* the owner in btrace's pid namespace (see task_hdr) */
+	__u32 _pad;
 };
 
 #endif

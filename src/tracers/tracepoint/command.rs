@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::core::event_out;
+use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
@@ -27,6 +27,8 @@ pub struct TracepointArgs {
     pub strings: StringArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub heads: HeadArgs,
     #[command(flatten)]
     pub common: TraceArgs,
 }
@@ -66,8 +68,9 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     let shown = format!("{cat}:{name}");
     let mut stream = EventStream::new(&tp.maps.events, decode_record)?;
     let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut heads = Heads::new(&args.heads);
     if !out.json {
-        out.line(&event_out::text_header("TRACEPOINT"))?;
+        out.line(&heads.text_header("TRACEPOINT"))?;
         out.flush()?;
     }
     let start_ns = crate::core::system::monotonic_ns();
@@ -80,16 +83,14 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
         |out, ev| {
             let fields = decoder.fields(&ev);
             if out.json {
-                let mut rec = event_out::json_head(&ev.head);
+                let mut rec = heads.json(&ev.head);
                 rec.insert("tracepoint".into(), shown.clone().into());
                 let mut marks = Marks::default();
                 rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
                 marks.insert_into(&mut rec);
                 out.record(&Value::Object(rec))?;
             } else {
-                out.line(&event_out::text_line(
-                    &ev.head, start_ns, &shown, &fields, "",
-                ))?;
+                out.line(&heads.text_line(&ev.head, start_ns, &shown, &fields, ""))?;
             }
             Ok(true)
         },

@@ -1,0 +1,170 @@
+//! Pids as btrace's pid namespace sees them. Kernel programs see host ids; a user gives
+//! and reads ids of btrace's own namespace. In the initial namespace the two are the
+//! same; in another (a container with its own pid namespace) a task iterator
+//! (pidns.bpf.c) maps between them.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::Iter;
+
+use crate::core::skel::Loaded;
+
+#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/pidns.skel.rs"));
+}
+use skel::{types, PidnsSkel, PidnsSkelBuilder};
+
+crate::skel_kind!(PidnsKind, PidnsSkel);
+
+// SAFETY: a plain C struct of integers, as generated from the object's BTF.
+unsafe impl plain::Plain for types::pidns_entry {}
+
+/// The initial pid namespace's inode number (PROC_PID_INIT_INO).
+const INIT_PID_NS: u64 = 0xEFFF_FFFC;
+
+/// The inode number of this process's pid namespace.
+pub fn own_ns_inum() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The device and inode of this process's pid namespace when it is not the initial one
+/// (what bpf_get_ns_current_pid_tgid() takes), else None.
+pub fn own_ns_dev_ino() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    if !in_child_ns() {
+        return None;
+    }
+    let m = std::fs::metadata("/proc/self/ns/pid").ok()?;
+    Some((m.dev(), m.ino()))
+}
+
+/// Whether btrace runs in a pid namespace other than the initial one (asked once: a
+/// process does not change its pid namespace).
+pub fn in_child_ns() -> bool {
+    static IN_CHILD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN_CHILD.get_or_init(|| own_ns_inum().is_some_and(|i| i != INIT_PID_NS))
+}
+
+/// One task's ids, host and namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ids {
+    pub host_pid: u32,
+    pub host_tgid: u32,
+    pub ns_pid: u32,
+    pub ns_tgid: u32,
+}
+
+/// The tasks btrace's namespace sees, by host and by namespace id.
+#[derive(Debug, Default)]
+pub struct PidView {
+    /// None: btrace runs in the initial namespace, where ids are the same.
+    inum: Option<u32>,
+    by_host: HashMap<u32, Ids>,
+    by_ns: HashMap<u32, Ids>,
+    refreshed: Option<Instant>,
+}
+
+/// How often a miss may trigger a new walk of every task.
+const REFRESH_AT_MOST: Duration = Duration::from_millis(100);
+
+impl PidView {
+    /// The view of this process's namespace (reads every task once when it is not the
+    /// initial namespace).
+    pub fn new() -> Result<PidView> {
+        let mut v = PidView::default();
+        if let Some(inum) = own_ns_inum().filter(|&i| i != INIT_PID_NS) {
+            v.inum = Some(inum as u32);
+            v.refresh()?;
+        }
+        Ok(v)
+    }
+
+    /// Whether ids need translating at all.
+    pub fn translates(&self) -> bool {
+        self.inum.is_some()
+    }
+
+    fn refresh(&mut self) -> Result<()> {
+        let Some(inum) = self.inum else {
+            return Ok(());
+        };
+        let entries = walk(inum)?;
+        self.by_host = entries.iter().map(|e| (e.host_pid, *e)).collect();
+        self.by_ns = entries.iter().map(|e| (e.ns_pid, *e)).collect();
+        self.refreshed = Some(Instant::now());
+        Ok(())
+    }
+
+    fn refresh_if_stale(&mut self) {
+        if self
+            .refreshed
+            .is_none_or(|t| t.elapsed() >= REFRESH_AT_MOST)
+        {
+            let _ = self.refresh();
+        }
+    }
+
+    /// The host id of a task btrace's namespace calls `ns_id`.
+    pub fn to_host(&mut self, ns_id: u32) -> Option<u32> {
+        if self.inum.is_none() {
+            return Some(ns_id);
+        }
+        if !self.by_ns.contains_key(&ns_id) {
+            self.refresh_if_stale();
+        }
+        self.by_ns.get(&ns_id).map(|e| e.host_pid)
+    }
+
+    /// The namespace id of the host task `host_id`; None for a task outside the namespace.
+    pub fn to_ns(&mut self, host_id: u32) -> Option<u32> {
+        if self.inum.is_none() {
+            return Some(host_id);
+        }
+        if !self.by_host.contains_key(&host_id) {
+            self.refresh_if_stale();
+        }
+        self.by_host.get(&host_id).map(|e| e.ns_pid)
+    }
+}
+
+/// Every task visible in the namespace `inum`, from the kernel's task iterator.
+fn walk(inum: u32) -> Result<Vec<Ids>> {
+    let it = Loaded::<PidnsKind>::new(|storage| {
+        let mut open = PidnsSkelBuilder::default().open(storage)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("pidns has rodata")
+            .target_ns_inum = inum;
+        Ok(open.load()?)
+    })
+    .context("loading the pid namespace iterator (needs Linux 5.8+)")?;
+    let link = it
+        .progs
+        .pidns_tasks
+        .attach()
+        .context("attaching the pid namespace iterator")?;
+    let mut bytes = Vec::new();
+    Iter::new(&link)
+        .context("starting the pid namespace iterator")?
+        .read_to_end(&mut bytes)
+        .context("reading the pid namespace iterator")?;
+    let size = std::mem::size_of::<types::pidns_entry>();
+    Ok(bytes
+        .chunks_exact(size)
+        .filter_map(|c| plain::from_bytes::<types::pidns_entry>(c).ok())
+        .map(|e| Ids {
+            host_pid: e.host_pid,
+            host_tgid: e.host_tgid,
+            ns_pid: e.ns_pid,
+            ns_tgid: e.ns_tgid,
+        })
+        .collect())
+}
