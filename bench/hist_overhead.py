@@ -93,6 +93,41 @@ def with_tracer(cmd, ready):
     return ns, statistics.median(starts), rss
 
 
+def bench_cgroup():
+    """A cgroup v2 for this script and its children (the loops), or None."""
+    with open("/proc/self/mounts") as f:
+        roots = [l.split()[1] for l in f if l.split()[2] == "cgroup2"]
+    if not roots:
+        print("no cgroup v2 mounted: the --cgroup row is left out")
+        return None
+    global HOME_CGROUP
+    with open("/proc/self/cgroup") as f:
+        own = next(l.strip()[3:] for l in f if l.startswith("0::"))
+    HOME_CGROUP = os.path.join(roots[0], own.lstrip("/"))
+    path = os.path.join(roots[0], f"btrace-bench-{os.getpid()}")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    return path
+
+
+HOME_CGROUP = None
+
+
+def leave_cgroup(path):
+    """Moves this script back to the cgroup it came from and removes the bench cgroup."""
+    if not path:
+        return
+    with open(os.path.join(HOME_CGROUP, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def main():
     for path in (BTRACE, WORKLOAD):
         if not os.access(path, os.X_OK):
@@ -100,22 +135,38 @@ def main():
     print(f"btrace hist overhead: getppid loop of {CALLS} calls on CPU {LOOP_CPU}, "
           f"tracer on CPU {TRACER_CPU}, best of {RUNS} runs")
     base = loop_ns()
+    # Scope: the loop processes are children of this script, so `-p <this pid>` traces
+    # them through the process tree, and `--cgroup <a cgroup this script moved into>`
+    # through the cgroup filter; `-p <an idle process>` leaves them out of scope.
+    idle = subprocess.Popen(["sleep", "100000"])
+    cgroup = bench_cgroup()
     configs = [
         ("empty floor (empty tp_btf programs)", [BTRACE, "floor", "empty"], "Tracing"),
         ("latency floor (clock + task storage)", [BTRACE, "floor", "latency"], "Tracing"),
         ("btrace hist", [BTRACE, "hist"], "Tracing"),
         ("btrace hist, bounded hash store", [BTRACE, "hist", "--max-threads", "32768"],
          "Tracing"),
+        ("btrace hist -p (process tree; the loop in scope)",
+         [BTRACE, "hist", "-p", str(os.getpid())], "Tracing"),
+        ("btrace hist -p (the loop out of scope)",
+         [BTRACE, "hist", "-p", str(idle.pid)], "Tracing"),
     ]
+    if cgroup:
+        configs.append(("btrace hist --cgroup (the loop in scope)",
+                        [BTRACE, "hist", "--cgroup", cgroup], "Tracing"))
     if subprocess.run(["which", "bpftrace"], capture_output=True).returncode == 0:
         configs.append(("bpftrace latency hist script", ["bpftrace", "-e", BPFTRACE_HIST],
                         "Attaching"))
     else:
         print("bpftrace not installed: its row is left out")
     rows = []
-    for name, cmd, ready in configs:
-        ns, ready_ms, rss = with_tracer(cmd, ready)
-        rows.append((name, ns - base, ready_ms, rss))
+    try:
+        for name, cmd, ready in configs:
+            ns, ready_ms, rss = with_tracer(cmd, ready)
+            rows.append((name, ns - base, ready_ms, rss))
+    finally:
+        idle.kill()
+        leave_cgroup(cgroup)
     floor = {r[0]: r[1] for r in rows}["latency floor (clock + task storage)"]
     lines = [
         f"Baseline getppid: {base:.0f} ns per call.",
@@ -127,7 +178,21 @@ def main():
         rss_s = f"{rss / 1024:.1f} MB" if rss else "n/a"
         lines.append(f"| {name} | +{over:.0f} ns | {over / floor:.2f}x | {ready_ms:.0f} ms | {rss_s} |")
     hist = {r[0]: r for r in rows}["btrace hist"]
+    by = {r[0]: r[1] for r in rows}
+    tree = by["btrace hist -p (process tree; the loop in scope)"]
+    outside = by["btrace hist -p (the loop out of scope)"]
+    empty = by["empty floor (empty tp_btf programs)"]
+    scope_line = (
+        f"Scope: a process-tree filter adds {tree / hist[1] * 100 - 100:+.0f} % to hist's "
+        f"overhead (goal: at most +10 %); a syscall out of scope costs +{outside:.0f} ns "
+        f"against the empty floor's +{empty:.0f} ns (goal: at most the empty floor)"
+    )
+    if cgroup:
+        cg = by["btrace hist --cgroup (the loop in scope)"]
+        scope_line += f"; the cgroup filter adds {cg / hist[1] * 100 - 100:+.0f} %"
     lines += [
+        "",
+        scope_line + ".",
         "",
         f"Targets: btrace hist within 1.15x of the latency floor "
         f"({'met' if hist[1] <= 1.15 * floor else 'NOT met'}: {hist[1] / floor:.2f}x), "
