@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # btrace: `make run` and `make test` are all the set-up a fresh Debian machine needs.
 SHELL := /bin/bash
 CARGO ?= cargo

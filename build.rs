@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Compiles every `*.bpf.c` under `src/` into a libbpf skeleton (`$OUT_DIR/<name>.skel.rs`):
 //! the tracers' programs (`src/tracers/NAME/NAME.bpf.c`), the apps' and core's own. Each is
 //! compiled with the shared kernel-side headers (`src/bpf/include`), `vmlinux.h`

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Overhead of `btrace hist` per traced syscall, against the floors measured on the same
 hooks and against bpftrace; plus time to attached and peak memory.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # `make bench`: every benchmark part, one after the other, on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The whole cost of `btrace top`: its own CPU time (utime+stime from /proc/PID/stat)
 # plus the kernel-measured run time of all its BPF programs (run_time_ns, which the
 # dashboard itself enables), over DURATION seconds, as a share of the whole machine.

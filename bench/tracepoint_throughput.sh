@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Event throughput of `btrace tracepoint` against bpftrace `printf` on the same tracepoint
 # (syscalls:sys_enter_getppid), both writing every event to a file.
 #

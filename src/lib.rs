@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! btrace as a library: the tracers and the shared pieces, used by the `btrace` binary
 //! (src/main.rs, the only place that knows the commands) and by integration tests that
 //! drive a tracer in-process.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else: it is
 //! the only module that knows the commands.
 #![deny(clippy::undocumented_unsafe_blocks)]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace doctor`: its facts checked against the running kernel.
 
 mod common;

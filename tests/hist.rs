@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace hist` against the real kernel, with a workload of exactly known syscalls.
 
 mod common;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace kprobe` on this machine. The development kernel has neither kprobes nor
 //! usable fentry: there the test is the one clear error. On a kernel that has them (the
 //! VMs of `make vmtest` run the same checks from tests/vm/checks/kprobe.sh) the events

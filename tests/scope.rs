@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Scope: what -c, -p, --no-children and --cgroup include, with exact counts from
 //! workloads of known shape, real cgroups made by the test, and real process trees.
 

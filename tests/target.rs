@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The `-c` command's life under btrace: it never runs untraced, runs exactly as it would
 //! without btrace, ends when btrace ends (even when it ignores SIGTERM, even when btrace
 //! is killed), and its exit status comes back through btrace.

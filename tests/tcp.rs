@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace tcp` against the real kernel, with real sockets: loopback connections and
 //! connections between test-owned network namespaces, of exactly known duration and size.
 

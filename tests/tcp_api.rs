@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The tcp tracer driven in-process through the library, as the dashboard drives it:
 //! load once, change the filter while it runs, and see the change take effect with no
 //! reload. Run for each hook, so the classic tracepoint is exercised on this kernel too.

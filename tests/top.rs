@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace top` against the real kernel: JSON snapshots with exact totals, and the
 //! dashboard itself driven in a real terminal (tmux).
 

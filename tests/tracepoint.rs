@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace tracepoint` against the real kernel: a workload opening exactly K uniquely
 //! named files, decoded from the tracepoint's format.
 

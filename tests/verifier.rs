@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace verifier`: every wrong program is rejected by this kernel's verifier with the
 //! log that explains it, and every fixed variant loads.
 

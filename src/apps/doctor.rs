@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace doctor`: what this kernel and this process allow, found by trying (feature
 //! probes load and attach real programs), and which btrace commands will work here.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Programs built from several tracers or from none: the dashboard (`top`), `doctor`,
 //! `verifier`, and the bench-only floor programs.
 

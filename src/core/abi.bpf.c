@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Never loaded: compiled only so that the types every tracer shares with user space
  * (include/abi.h) reach a skeleton's BTF, from which src/core/abi.rs takes them. */
 #include "vmlinux.h"
@@ -6,7 +6,7 @@
 #include "abi.h"
 #include "net.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile enum btrace_limits abi_limits = 0;
 const volatile enum loss_kind abi_loss_kind = 0;

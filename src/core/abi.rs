@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The types and constants every tracer shares with user space (src/bpf/include/abi.h),
 //! taken from the BTF of a skeleton compiled for that purpose (abi.bpf.c), never copied.
 //! A tracer's own types come from its own skeleton.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Choosing the cheapest hook the kernel accepts: try each way in order of cost, keep the
 //! first that loads and attaches. A failed attempt leaves nothing behind: its skeleton is
 //! dropped, which closes its programs, maps and links.

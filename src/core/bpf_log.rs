@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! libbpf's own log: shown on stderr with `-v`, otherwise kept (the last lines) so an
 //! error can say what libbpf or the verifier reported.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Interval figures from cumulative counters: the kernel only ever adds, so what happened
 //! in an interval is "now minus what was read last time", per key. Used by every command
 //! that prints per interval and by the dashboard.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Printing streamed events (kprobe, tracepoint): one aligned text line per event, or
 //! one NDJSON record; both start with who and when.
 

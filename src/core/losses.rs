@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What a tracer could not record, as its kernel programs counted it (the per-CPU `losses`
 //! array, one slot per `enum loss_kind` in src/bpf/include/abi.h), and the one way every
 //! command reports it: the same JSON keys in every summary, the same words in text.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The shared user-space layer every tracer and app builds on: the run session and its
 //! target, attaching with fallback, libbpf's log, output, the streaming loop, per-CPU reads,
 //! losses, string slots of streamed records, BPF run-time statistics, system checks and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Where results go: stdout (or the `-o` file), as text for people or NDJSON for
 //! programs. A closed stdout (`| head`) surfaces as an io::ErrorKind::BrokenPipe error
 //! that main turns into a quiet exit.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Reading per-CPU maps: one value per possible CPU, summed in user space.
 
 use anyhow::{Context, Result};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The kernel's own BPF run-time statistics: with BPF_ENABLE_STATS held, every program
 //! run adds to its `run_cnt` and `run_time_ns` (read with BPF_OBJ_GET_INFO_BY_FD).
 //! Accounting costs two clock reads per run, so it is on only while the dashboard runs.

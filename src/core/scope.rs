@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The scope filter's user side: which tasks a tracer records (src/bpf/include/scope.h).
 //!
 //! | flags | traced |

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The run every tracing command shares: the common flags, the traced target (see
 //! [`target`](crate::core::target)), Ctrl-C/SIGTERM, `--duration`, `--interval`, and the
 //! closing record.

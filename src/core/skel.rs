@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A loaded skeleton that owns the storage it was opened in.
 //!
 //! libbpf-rs skeletons borrow their object's storage (`&'obj mut MaybeUninit<OpenObject>`),

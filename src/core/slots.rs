@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! String slots of streamed records (`struct str_hdr` in abi.h, filled by the readers of
 //! src/bpf/include/strings.h): their sizes for a string size, reading them back, and the
 //! `--string-size` option that sets it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Ring-buffer consumption shared by every event-streaming command: libbpf polls the
 //! buffer through epoll; decoded events are queued and handed back after each poll, so
 //! the command prints them with no borrow of its output held inside libbpf's callback.

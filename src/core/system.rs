@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Facts about the running system and the checks every command makes before loading
 //! anything: privileges, kernel BTF, tracefs.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What a run traces: everything, an existing process (`-p`), or a command btrace starts
 //! (`-c`), and the command's life: gated until every probe is attached, run exactly as
 //! it would run without btrace, ended (SIGTERM, then SIGKILL after a grace period) when

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Bytes as btrace shows them: strings and buffers read from a traced program may hold any
 //! byte (NULs, invalid UTF-8), and what is printed must give those bytes back exactly.
 //!

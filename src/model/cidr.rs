@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Address ranges (CIDR) for IPv4 and IPv6: parsing, formatting, membership, and the
 //! 16-byte form the kernel's address trie uses (IPv4 mapped into ::ffff:0:0/96).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Log2 latency histograms as the kernel programs keep them (bucket 0 = [0,1) us,
 //! bucket i = [2^(i-1), 2^i) us, the last bucket open-ended), with rendering in
 //! bpftrace's style and as JSON, and percentile estimates.

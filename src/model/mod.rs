@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What the numbers mean, independent of how they were measured: log2 histograms, tasks,
 //! TCP states and address families, address ranges, units, bytes as text and JSON, and
 //! decoded event values.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Who did something: a task's ids and name as the kernel reported them.
 
 use crate::core::abi::types;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! TCP as the kernel numbers it: connection states and address families (the constants
 //! come from src/bpf/include/net.h through the ABI skeleton).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Durations as people read them.
 
 /// A duration in nanoseconds with a unit chosen for reading: "812 ns", "3.21 us", "4.05 ms", "1.20 s".

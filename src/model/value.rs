@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A decoded value of an event's field or argument, and how it is shown: as `name=value`
 //! text, or in a JSON record's `args` with the record-level lists that say how to read
 //! it (`raw`, `escaped`, `truncated`).

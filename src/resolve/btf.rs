@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The kernel's BTF (/sys/kernel/btf/vmlinux): a function's prototype (the names and kinds
 //! of its arguments and of its return value, so `btrace kprobe` can print `dfd=-100
 //! filename="/etc/hostname"` instead of six raw registers), and the kernel's types by

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Which pointer arguments are buffers with their length beside them (`write(fd, buf,
 //! count)`): such a buffer is read for exactly `count` bytes (at most the string size),
 //! never as a NUL-terminated string, so nothing the program did not write is shown.

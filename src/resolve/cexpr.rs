@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A small evaluator for the C constant expressions of tracepoint print formats: the
 //! values of `__print_symbolic`/`__print_flags` tables, e.g. GFP flags written as
 //! `( unsigned long)(((( gfp_t)((((1UL))) << (10))|((((1UL))) << (11)))) | ...)`, or

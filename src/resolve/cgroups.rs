@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Cgroup ids as paths: the kernel reports a task's cgroup v2 by id (the inode number of
 //! its directory); people know cgroups by path (`system.slice/nginx.service`, a
 //! container's scope). The hierarchy is walked once, and again (at most every 100 ms) when

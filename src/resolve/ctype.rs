@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! C type names as tracefs formats and print formats write them (`off_t`, `const
 //! clockid_t`, `unsigned long`, `enum skb_drop_reason`, `gfp_t`): their width, their
 //! signedness and, for enums, the names of their values. C's own integer types are read

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Kernel text addresses as `symbol+0xoff`, from /proc/kallsyms: read once, sorted,
 //! searched by bisection.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Turning names into what the kernel needs and numbers into names: kernel function
 //! prototypes and types from BTF, tracepoint formats and print formats from tracefs,
 //! C constant expressions, kernel symbols, buffers and their lengths, syscall names.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What a tracepoint's `print fmt:` line says about its fields: the kernel's own names
 //! for their values. The format string's conversions are paired, in order, with the
 //! top-level comma-separated argument expressions:

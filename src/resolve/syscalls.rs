@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Syscall numbers and names of the architecture btrace is built for, from the
 //! `syscalls` crate's table.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! A tracepoint's record layout, from its tracefs format file
 //! (`/sys/kernel/tracing/events/CATEGORY/NAME/format`), and decoding of raw records.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The tracers: one folder each (`NAME/`), holding its kernel program (`NAME.bpf.c`, and
 //! `NAME.h` for what it shares with user space), the leaf module owning its skeleton
 //! (`skel.rs`), the tracer (`tracer.rs`: load with fallback, attach/detach, filters, reads,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Shared pieces of the integration tests: running btrace against the real kernel,
 //! the static workload helper, and checking that no BPF program outlives btrace.
 #![allow(dead_code)]

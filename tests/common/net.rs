@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Network helpers for the tcp tests: ports nobody else uses, test-owned network
 //! namespaces joined by a veth pair (removed even when the test fails), the workload.
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Guest-side runner: load every tests/vm/checks/*.sh (which register checks), run them one
 # by one and report on the console:
 #   VMTEST-INFO kernel <uname -r>

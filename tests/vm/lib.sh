@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Helpers for guest checks (busybox ash). Sourced by guest-checks.sh and by the shell
 # that runs each check. See tests/vm/README.md.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Kernel-matrix harness behind `make vmtest`.
 #
 #   bash tests/vm/run.sh [KERNEL...]        default: 5.10 6.1 6.12

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0
 /* Test workload with exact, known syscall counts. Built static (no dynamic loader doing
  * its own reads), so the only syscalls are the few of process start-up and these.
  *

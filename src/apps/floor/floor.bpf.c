@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Reference programs for `make bench`: the floors btrace hist is measured against, on the
  * same hooks (tp_btf sys_enter/sys_exit).
  *   empty:   programs that do nothing (the price of the hooks themselves)
@@ -8,7 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct clock_pair {
 	__u64 start_ns;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace floor` (only in builds with the `testing` feature, which `make bench` uses):
 //! loads the reference programs of floor.bpf.c so the benchmark can measure the floors on
 //! the same hooks as the tracers.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The TCP panel's table: connections open now and recently closed, built from the tcp
 //! tracer's state transitions. Only what was seen since the dashboard started (or since
 //! the tcp group was last switched on) is known: a connection older than that appears at

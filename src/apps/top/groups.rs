@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The dashboard's probe groups: every tracer of the registry that can be kept loaded,
 //! loaded once and owned for the dashboard's whole life, switched off and on by dropping
 //! and re-creating their links (the programs really stop running; they stay loaded, so a

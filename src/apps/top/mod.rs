@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace top`: a live dashboard of several tracers at once, with probe groups switched
 //! off and on at run time. In a terminal it draws panels (ratatui on crossterm); without
 //! one (`--json`, or stdout not a TTY) it prints one JSON snapshot per interval.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The numbers of one refresh: what every source counted since the previous one, next
 //! to the totals since the start. The terminal view and the JSON records both come from
 //! a `Snapshot`, so they always agree.

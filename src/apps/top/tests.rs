@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The dashboard's pure parts, without the kernel: a scripted tracer stands in for the
 //! real ones (whose own tests load real programs), so the connection table, the sampler's
 //! interval figures and the panels can be checked exactly.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Drawing the dashboard: one frame from the last `Snapshot` and the view state.
 
 use ratatui::layout::{Constraint, Layout, Rect};

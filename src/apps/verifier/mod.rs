@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace verifier [CASE]`: loads deliberately wrong programs (src/bpf/verifier_cases.bpf.c)
 //! and shows what the kernel's verifier says about each, why, and the fixed variant,
 //! which is then loaded to prove the fix. Nothing is attached: loading is the verdict.

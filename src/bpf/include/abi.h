@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* What every tracer shares with user space: limits, loss counter slots, the log2
  * histogram and the header of streamed events.
  *

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* CO-RE shims: one place for every kernel difference btrace bridges, each with the change
  * that made it necessary. Reads go through bpf_core_field_exists and ___flavour structs,
  * never through version checks. */

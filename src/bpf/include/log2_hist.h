@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Log2 latency histograms (struct hist in abi.h): bucketing without branches. */
 #ifndef BTRACE_LOG2_HIST_H
 #define BTRACE_LOG2_HIST_H

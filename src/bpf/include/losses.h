@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Loss counters: every tracer declares one per-CPU array with a slot per enum loss_kind,
  * and counts there whatever it could not record. User space sums the CPUs and reports. */
 #ifndef BTRACE_LOSSES_H

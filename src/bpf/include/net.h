@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Network constants of the kernel's ABI that user space names (through the skeletons):
  * kept as named enums because vmlinux.h's own are anonymous. */
 #ifndef BTRACE_NET_H

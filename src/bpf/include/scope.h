@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The scope filter every tracer uses: which tasks are traced (-p, -c and the processes
  * they start, --no-children, --cgroup, --tid, --comm, and the dashboard's live pid
  * filter). One definition, so every command means the same. User space: src/core/scope.rs.

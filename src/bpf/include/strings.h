@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Reading strings, bounded buffers and char ** lists into string slots (struct str_hdr in
  * abi.h): the bytes and how many, and whether they were cut, never a NUL-terminated guess.
  * Addresses may be user or kernel memory: user is tried first (syscall arguments), then

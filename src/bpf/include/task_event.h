@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Filling the head of a streamed event (struct task_hdr in abi.h). */
 #ifndef BTRACE_TASK_EVENT_H
 #define BTRACE_TASK_EVENT_H

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Per-thread stores: what an entry probe keeps for its exit probe, in one of two forms.
  *
  *  - task storage (BPF_MAP_TYPE_TASK_STORAGE, tracing programs 5.11+): unbounded, freed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! What this kernel really allows, found by trying: each probe loads (and where it matters
 //! attaches) a tiny program from features.bpf.c and reports success or the reason
 //! it failed. Used by `btrace doctor` and by commands that explain why they cannot run.

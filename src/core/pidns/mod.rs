@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Pids as btrace's pid namespace sees them. Kernel programs see host ids; a user gives
 //! and reads ids of btrace's own namespace. In the initial namespace the two are the
 //! same; in another (a container with its own pid namespace) a task iterator

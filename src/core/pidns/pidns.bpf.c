@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Pids as btrace's pid namespace sees them. A task iterator walks every task and writes,
  * for each one visible in the namespace whose inode number user space sets, its host ids
  * and its ids in that namespace. Kernel programs filter on host ids; user space reads
@@ -10,7 +10,7 @@
 #include <bpf/bpf_core_read.h>
 #include "pidns.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile __u32 target_ns_inum = 0;
 const volatile struct pidns_entry _pidns_entry_type = {};

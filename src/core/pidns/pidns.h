@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The pid-namespace iterator's record (pidns.bpf.c), shared with user space. */
 #ifndef BTRACE_PIDNS_H
 #define BTRACE_PIDNS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace hist`: per-syscall latency histograms computed in the kernel.
 
 use anyhow::Result;

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* btrace hist: per-syscall latency histograms, computed in the kernel.
  *
  * Entry stores the clock and the syscall number per thread; exit adds the duration to
@@ -16,7 +16,7 @@
 #include "thread_store.h"
 #include "hist.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Load-time filters, set by user space before load (the scope filter is in scope.h). */
 const volatile bool filter_syscalls = false;

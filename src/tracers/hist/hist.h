@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* btrace hist: types shared by hist.bpf.c and user space (through the skeleton). */
 #ifndef BTRACE_HIST_H
 #define BTRACE_HIST_H

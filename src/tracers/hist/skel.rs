@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The leaf module of the hist tracer: its generated skeleton and the kernel ABI it
 //! shares with hist.bpf.c (hist.h).
 

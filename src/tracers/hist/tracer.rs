@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The syscall latency tracer: per-syscall log2 histograms kept in the kernel, loaded
 //! the cheapest way this kernel allows. Used by `btrace hist` and by the dashboard.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace kprobe [FUNC]`: every call of a kernel function as an event, its arguments
 //! named and typed from the kernel's BTF; with `--ret`, the return value and latency.
 

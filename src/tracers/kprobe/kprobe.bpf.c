@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* btrace kprobe: calls of one kernel function, streamed through a ring buffer.
  *
  * Generic programs: the function is chosen at run time (fentry/fexit: attach target set
@@ -19,7 +19,7 @@
 #include "task_event.h"
 #include "kprobe.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before load (from the function's BTF prototype and --string-size). */
 const volatile __u32 nr_args = 0;      /* arguments to read, <= FUNC_MAX_ARGS */

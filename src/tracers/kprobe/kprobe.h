@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* btrace kprobe: types shared by kprobe.bpf.c and user space (through the skeleton). */
 #ifndef BTRACE_KPROBE_H
 #define BTRACE_KPROBE_H

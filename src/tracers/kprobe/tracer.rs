@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The kernel function tracer: every call of one function as an event, its arguments
 //! named and typed from the kernel's BTF; with `--ret`, the return value and latency.
 //! fentry/fexit where the kernel allows them, else kprobe/kretprobe (decided by trying).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Run-queue latency: the dashboard's scheduler tracer.
 
 pub mod skel;

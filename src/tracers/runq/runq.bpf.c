@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* btrace runq: run-queue latency, the time a runnable task waits for a CPU.
  *
  * A task becomes runnable when it is woken (sched_wakeup, sched_wakeup_new) or when it
@@ -18,7 +18,7 @@
 #include "scope.h"
 #include "compat.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TASK_RUNNING 0
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The leaf module of the run-queue tracer: its generated skeleton.
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Run-queue latency: how long runnable tasks wait for a CPU, as a log2 histogram kept in
 //! the kernel (runq.bpf.c). Used by the dashboard.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace tcp`: TCP connection lifecycle from the `sock:inet_sock_set_state`
 //! tracepoint: every state transition, or one line per finished connection (`--life`).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! One TCP state transition as user space sees it: decoded from the kernel's record,
 //! with payload byte counts, as JSON and as text.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The run-time filter of the tcp tracer: which sockets' transitions reach user space.
 //!
 //! The filter lives in BPF maps, so it can change while the programs run, with no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! TCP connection lifecycle: `btrace tcp`, and the tcp tracer of the dashboard.
 
 pub mod command;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The leaf module of the tcp tracer: its generated skeleton and the kernel ABI it shares
 //! with tcp.bpf.c (tcp.h).
 

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* btrace tcp: TCP connection lifecycle from the sock:inet_sock_set_state tracepoint.
  *
  * Every TCP state transition updates a small per-socket record (keyed by the socket's
@@ -20,7 +20,7 @@
 #include "task_event.h"
 #include "tcp.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Load-time choice (not a filter): only report connection ends (`--life`). */
 const volatile bool life_only = false;

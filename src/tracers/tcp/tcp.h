@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* btrace tcp: types shared by tcp.bpf.c and user space (through the skeleton). */
 #ifndef BTRACE_TCP_H
 #define BTRACE_TCP_H

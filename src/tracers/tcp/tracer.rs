@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The TCP lifecycle tracer (`sock:inet_sock_set_state`): loaded with fallback, steered by
 //! its run-time filter ([`TcpFilter`]), read as a stream of [`TcpEvent`]s. Used by
 //! `btrace tcp` and by the dashboard.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! `btrace tracepoint CATEGORY:NAME`: every hit of a classic tracepoint as an event, its
 //! fields decoded from the tracepoint's format file.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! Any classic tracepoint as an event stream: `btrace tracepoint`.
 
 pub mod command;

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* btrace tracepoint: any classic tracepoint, its record streamed through a ring buffer.
  *
  * One generic program, attached at run time to CATEGORY:NAME. It copies the fixed part
@@ -19,7 +19,7 @@
 #include "task_event.h"
 #include "tracepoint.h"
 
-char LICENSE[] SEC("license") = "GPL";
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before load (from the format file and --string-size). */
 const volatile __u32 tp_raw_size = 0;              /* bytes of the fixed record, <= TP_RAW_MAX */

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* btrace tracepoint: types shared by tracepoint.bpf.c and user space (through the
  * skeleton). A record is a task_hdr, then the tracepoint's fixed part (tp_raw_size bytes,
  * as in its format file), then one slot per field the program reads for user space

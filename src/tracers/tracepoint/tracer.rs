@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 //! The tracepoint tracer: one generic program attached to any classic tracepoint, its
 //! record copied as the tracepoint's format file lays it out and decoded in user space.
 

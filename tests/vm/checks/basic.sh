@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Basic checks: the binary starts on this kernel with the libraries we copied.
 
 btrace_runs() {

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # A kernel without BTF must give one clear error: hide /sys/kernel/btf behind an empty tmpfs.
 
 no_btf_error() {

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # btrace doctor: its facts against what this kernel is.
 
 # doctor_facts: what doctor says against what this kernel is.

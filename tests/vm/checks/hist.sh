@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # btrace hist: exact per-syscall counts for a child command (same expectations as the host
 # tests), through the hook the kernel gets by default and through every fallback hook.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # btrace kprobe on real kernels (kprobes and fentry exist only here): every mode, --ret,
 # and the clear error for an unknown function.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # btrace tracepoint: exact openat events with filenames read from user memory.
 
 tracepoint_exact() {

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # btrace verifier: every wrong program rejected, every fixed variant loaded, on this kernel.
 
 verifier_cases() {
