@@ -120,6 +120,7 @@ pub fn run(args: TcpArgs) -> Result<i32> {
     let opts = TcpOptions {
         life_only: args.life,
         max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
+        ..Default::default()
     };
     if let Some(n) = args.max_conns {
         crate::core::system::note_store_cost(

@@ -18,12 +18,16 @@
 #include "losses.h"
 #include "scope.h"
 #include "task_event.h"
+#include "log2_hist.h"
 #include "tcp.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Load-time choice (not a filter): only report connection ends (`--life`). */
+/* Load-time choices (not filters): only report connection ends (`--life`); send events
+ * at all (the exporter reads the counters only); keep the counters. */
 const volatile bool life_only = false;
+const volatile bool events_on = true;
+const volatile bool stats_on = false;
 
 /* Types user space reads (keeps them in the skeleton's BTF). */
 const volatile struct tcp_event _tcp_event_type = {};
@@ -32,6 +36,7 @@ const volatile struct tcp_filter_cfg _tcp_filter_cfg_type = {};
 const volatile enum tcp_event_flag _tcp_event_flag_type = 0;
 const volatile enum tcp_limits _tcp_limits_type = 0;
 const volatile enum tcp_count _tcp_count_type = 0;
+const volatile enum tcp_stat _tcp_stat_type = 0;
 
 /* ---- run-time filters, written by user space while the program runs ---- */
 
@@ -96,6 +101,29 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } tcp_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TCP_STATS);
+	__type(key, __u32);
+	__type(value, __u64);
+} tcp_stats SEC(".maps");
+
+/* Durations of the connections that ended, ESTABLISHED to CLOSE. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hist);
+} tcp_durations SEC(".maps");
+
+static __always_inline void add_stat(__u32 what, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&tcp_stats, &what);
+
+	if (v)
+		*v += n;
+}
 
 static __always_inline void count_tcp(__u32 what)
 {
@@ -246,6 +274,52 @@ static __always_inline struct tcp_conn *conn_hash(const struct sock *sk, int old
 	return bpf_map_lookup_elem(&tcp_conns, &key);
 }
 
+/* The exporter's counters for one transition (`ev` holds the closing counters). Payload
+ * bytes as user space computes them (payload_bytes in event.rs): the SYN this end sent
+ * and the FINs occupy one sequence number each. */
+static __always_inline void account(int oldstate, int newstate, const struct tcp_event *ev)
+{
+	__u32 zero = 0;
+	struct hist *h;
+
+	if (newstate == TCPS_ESTABLISHED) {
+		if (oldstate == TCPS_SYN_SENT)
+			add_stat(TCP_STAT_OPEN_ACTIVE, 1);
+		else if (oldstate == TCPS_SYN_RECV)
+			add_stat(TCP_STAT_OPEN_PASSIVE, 1);
+		return;
+	}
+	if (newstate != TCPS_CLOSE)
+		return;
+	if (oldstate == TCPS_SYN_SENT) {
+		add_stat(TCP_STAT_CONNECT_FAILED, 1);
+		return;
+	}
+	if (!was_connected(oldstate))
+		return;
+	add_stat(TCP_STAT_CLOSED, 1);
+	if (oldstate == TCPS_ESTABLISHED || oldstate == TCPS_CLOSE_WAIT)
+		add_stat(TCP_STAT_RESET, 1);
+	if (ev->flags & TCP_EV_BIRTH) {
+		__u64 control = !!(ev->flags & TCP_EV_SYN_ACKED) + !!(ev->flags & TCP_EV_FIN_ACKED);
+
+		add_stat(TCP_STAT_TX_BYTES, ev->bytes_acked > control ? ev->bytes_acked - control : 0);
+	} else {
+		add_stat(TCP_STAT_TX_UNKNOWN, 1);
+	}
+	{
+		__u64 fin = !!(ev->flags & TCP_EV_FIN_RECV);
+
+		add_stat(TCP_STAT_RX_BYTES,
+			 ev->bytes_received > fin ? ev->bytes_received - fin : 0);
+	}
+	if (ev->established_ns && ev->ts_ns > ev->established_ns) {
+		h = bpf_map_lookup_elem(&tcp_durations, &zero);
+		if (h)
+			hist_add(h, ev->ts_ns - ev->established_ns);
+	}
+}
+
 /* Everything after the endpoints are known and the socket's entry `c` (if any) is found.
  * `ev` holds family, ports and addresses. */
 static __always_inline void on_transition(const struct sock *sk, int oldstate, int newstate,
@@ -292,15 +366,19 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 		ev->flags |= TCP_EV_OWNER;
 	}
 
-	if ((!life_only || (ending && was_connected(oldstate))) && wanted(ev, owner, in_scope)) {
-		ev->ts_ns = now;
-		ev->oldstate = oldstate;
-		ev->newstate = newstate;
-		if (ending)
-			read_counters(sk, oldstate, c, ev);
-		if (bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-			count_loss(LOSS_RINGBUF);
-	}
+	bool report = events_on && (!life_only || (ending && was_connected(oldstate)));
+
+	if ((!report && !stats_on) || !wanted(ev, owner, in_scope))
+		return;
+	ev->ts_ns = now;
+	ev->oldstate = oldstate;
+	ev->newstate = newstate;
+	if (ending)
+		read_counters(sk, oldstate, c, ev);
+	if (stats_on)
+		account(oldstate, newstate, ev);
+	if (report && bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
+		count_loss(LOSS_RINGBUF);
 }
 
 /* Request sockets (NEW_SYN_RECV) are not full sockets: no lock, no counters. */

@@ -17,6 +17,22 @@ enum tcp_event_flag {
 	                         * the SYN is known, so its payload byte count is exact */
 };
 
+/* Connection counters kept in the kernel for the exporter (per-CPU array `tcp_stats`),
+ * for the transitions the scope lets through. */
+enum tcp_stat {
+	TCP_STAT_OPEN_ACTIVE = 0,     /* SYN_SENT -> ESTABLISHED: this end connected */
+	TCP_STAT_OPEN_PASSIVE = 1,    /* SYN_RECV -> ESTABLISHED: this end accepted */
+	TCP_STAT_CLOSED = 2,          /* an established connection ended (-> CLOSE) */
+	TCP_STAT_RESET = 3,           /* ... straight from ESTABLISHED or CLOSE_WAIT: no FIN
+	                               * handshake, a reset or an abort */
+	TCP_STAT_CONNECT_FAILED = 4,  /* SYN_SENT -> CLOSE: refused, reset or timed out */
+	TCP_STAT_TX_BYTES = 5,        /* payload bytes acknowledged by the peer, closed
+	                               * connections whose first transition was seen */
+	TCP_STAT_TX_UNKNOWN = 6,      /* closed connections whose sent bytes are not exact */
+	TCP_STAT_RX_BYTES = 7,        /* payload bytes received, closed connections */
+	TCP_STATS = 8,
+};
+
 /* What the tracer counts beside the loss slots (per-CPU array `tcp_counts`). */
 enum tcp_count {
 	TCP_UNTRACKED = 0,      /* sockets born while the per-socket store was full: reported

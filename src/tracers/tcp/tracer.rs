@@ -14,6 +14,7 @@ use crate::core::attach;
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
+use crate::model::histogram::Log2Hist;
 use crate::tracers::{LiveFilter, Sample, Tracer};
 
 use super::event::{self, TcpEvent};
@@ -114,6 +115,10 @@ pub struct TcpOptions {
     pub life_only: bool,
     /// Bound of the per-socket store.
     pub max_conns: u32,
+    /// Send events at all (the exporter reads only the counters).
+    pub events: bool,
+    /// Keep the connection counters in the kernel ([`stats`]).
+    pub stats: bool,
 }
 
 impl Default for TcpOptions {
@@ -121,8 +126,50 @@ impl Default for TcpOptions {
         TcpOptions {
             life_only: false,
             max_conns: DEFAULT_MAX_CONNS,
+            events: true,
+            stats: false,
         }
     }
+}
+
+/// The connection counters the kernel keeps (with [`TcpOptions::stats`]), CPUs summed:
+/// enum tcp_stat in tcp.h.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    pub opened_active: u64,
+    pub opened_passive: u64,
+    pub closed: u64,
+    pub resets: u64,
+    pub connect_failures: u64,
+    pub tx_bytes: u64,
+    /// Closed connections whose sent bytes are not exact (not counted in tx_bytes).
+    pub tx_unknown: u64,
+    pub rx_bytes: u64,
+    /// ESTABLISHED to CLOSE, closed connections.
+    pub durations: Log2Hist,
+}
+
+pub fn stats(tcp: &Tcp) -> Result<TcpStats> {
+    use super::skel::types::tcp_stat as S;
+    let sum = |k: S| {
+        crate::core::percpu::values::<u64>(&tcp.maps.tcp_stats, k.0).map(|v| v.iter().sum::<u64>())
+    };
+    Ok(TcpStats {
+        opened_active: sum(S::TCP_STAT_OPEN_ACTIVE)?,
+        opened_passive: sum(S::TCP_STAT_OPEN_PASSIVE)?,
+        closed: sum(S::TCP_STAT_CLOSED)?,
+        resets: sum(S::TCP_STAT_RESET)?,
+        connect_failures: sum(S::TCP_STAT_CONNECT_FAILED)?,
+        tx_bytes: sum(S::TCP_STAT_TX_BYTES)?,
+        tx_unknown: sum(S::TCP_STAT_TX_UNKNOWN)?,
+        rx_bytes: sum(S::TCP_STAT_RX_BYTES)?,
+        durations: Log2Hist::sum_cpus(
+            &crate::core::percpu::values::<crate::core::abi::types::hist>(
+                &tcp.maps.tcp_durations,
+                0,
+            )?,
+        ),
+    })
 }
 
 /// Opens and loads the programs of one way and sets the filter, without attaching: the
@@ -138,11 +185,16 @@ pub fn open_load(
     }
     let tcp = Tcp::new(|storage| {
         let mut open = crate::skel_builder!(TcpSkelBuilder).open(storage)?;
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("tcp has rodata")
-            .life_only = opts.life_only;
+        {
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("tcp has rodata");
+            ro.life_only = opts.life_only;
+            ro.events_on = opts.events;
+            ro.stats_on = opts.stats;
+        }
         let sk = way.store == Store::SkStorage;
         if sk {
             open.maps.tcp_conns.set_max_entries(1)?;
