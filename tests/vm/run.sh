@@ -16,7 +16,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 VMDIR=${VMTEST_DIR:-$ROOT/target/vm}
 BTRACE_BIN=${BTRACE_BIN:-$ROOT/target/release/btrace}
 WORKLOAD_BIN=${WORKLOAD_BIN:-$ROOT/target/workload}
-TIMEOUT=${VMTEST_TIMEOUT:-300}     # seconds per guest, boot to poweroff
+TIMEOUT=${VMTEST_TIMEOUT:-600}     # seconds per guest, boot to poweroff
 JOBS=${VMTEST_JOBS:-3}             # guests booted at the same time
 BUSYBOX=${VMTEST_BUSYBOX:-/bin/busybox}
 # No CX16: with qemu 7.2 (bookworm) TCG, the 6.12 guest died at boot in about 1 run of 3:
@@ -269,6 +269,7 @@ boot_kernel() {
     local append="console=ttyS0 quiet panic=-1 vmtest.kernel=$ver"
     [ -n "${VMTEST_CHECKS:-}" ] && append+=" vmtest.checks=$VMTEST_CHECKS"
     [ -n "${VMTEST_VERBOSE:-}" ] && append+=" vmtest.verbose=1"
+    [ -n "${VMTEST_APPEND:-}" ] && append+=" $VMTEST_APPEND"
     t0=$(date +%s)
     timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel "$ACCEL" -cpu "$(cpu_for "$ver")" -m 1G -smp 2 \
         -nographic -no-reboot -nic none \
@@ -419,6 +420,10 @@ for v in "${KERNELS[@]}"; do
         echo
         echo "--- $v $c: $r ${DET[$v,$c]:-}"
         tr -d '\r' <"$VMDIR/logs/$v.log" | sed -n "s/^.*VMTEST-LOG $c| \{0,1\}/    /p" | tail -n 60
+        if [ "$r" = HUNG ]; then
+            # the guest died in this check: its last console lines (progress, kernel messages)
+            tr -d '\r' <"$VMDIR/logs/$v.log" | grep -av 'VMTEST-' | tail -n 20 | sed 's/^/    console: /'
+        fi
     done
 done
 for p in "${PROBLEMS[@]}"; do echo "vmtest: FAIL: $p"; done
