@@ -9,6 +9,8 @@
 #   VMTEST-RESULT <check> PASS|FAIL|SKIP <detail>
 #   VMTEST-DONE
 # Kernel command line: vmtest.checks=a,b runs only those; vmtest.verbose=1 logs every check.
+# After the checks of checks/*.sh comes dmesg_clean (lib.sh): no oops, BUG, stall, lockup,
+# GPF or WARNING in the kernel log since boot.
 VMTEST_DIR=/vmtest
 . $VMTEST_DIR/lib.sh
 mkdir -p "$VMTEST_STATE"
@@ -17,6 +19,9 @@ VMTEST_REGISTERED=""
 for f in $VMTEST_DIR/checks/*.sh; do
     . "$f"
 done
+# Last of all: the kernel log since boot must be clean (lib.sh), so a check that oopses or
+# warns the kernel without failing itself is still caught.
+register dmesg_clean 60
 
 only="" verbose=""
 for arg in $(cat /proc/cmdline); do

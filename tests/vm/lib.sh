@@ -51,6 +51,12 @@ json_get() {
     }'
 }
 
+# progress TEXT: one line straight to the console (not part of the check's log), so that
+# the serial log shows where a guest that hangs for good got to.
+progress() {
+    echo "vmtest-progress: $VMTEST_CHECK: $*" >/dev/console
+}
+
 # run OUT ERR CMD...: run CMD with stdout/stderr in files, echo both into the check's log
 # (shown by the host when the check fails) and return CMD's exit status.
 run() {
@@ -63,4 +69,34 @@ run() {
     sed 's/^/  stderr: /' "$_err" | head -n 100
     echo "  exit: $_rc"
     return $_rc
+}
+
+# Kernel log lines that mean the kernel is in trouble: oopses, BUG (also soft lockups and
+# sleeping-in-atomic), RCU stalls, hard lockups, general protection faults, WARN_ON, hung
+# tasks, panics.
+DMESG_BAD='Oops|BUG:|RCU stall|detected stalls? on CPU|self-detected stall|soft lockup|hard LOCKUP|general protection|WARNING:|blocked for more than|Kernel panic'
+
+# dmesg_mark FILE: note how many lines the kernel log has now (for dmesg_bad FILE).
+dmesg_mark() {
+    dmesg | wc -l >"$1"
+}
+
+# dmesg_bad [MARK-FILE]: the kernel log lines matching DMESG_BAD (only those after the
+# mark, if given), each with the 12 lines after it (the call trace); nothing if clean.
+dmesg_bad() {
+    _skip=0
+    [ -n "$1" ] && _skip=$(cat "$1")
+    dmesg | tail -n +$((_skip + 1)) >/tmp/vmtest-dmesg.new
+    grep -q -E "$DMESG_BAD" /tmp/vmtest-dmesg.new && grep -E -A 12 "$DMESG_BAD" /tmp/vmtest-dmesg.new
+}
+
+# dmesg_clean: run by guest-checks.sh after every other check: the whole kernel log since
+# boot must be free of DMESG_BAD lines, whichever check caused them.
+dmesg_clean() {
+    dmesg_bad >/tmp/dmesg-clean.bad || {
+        detail "$(dmesg | wc -l) kernel log lines, none matching: $DMESG_BAD"
+        exit 0
+    }
+    cat /tmp/dmesg-clean.bad | head -n 150
+    fail "kernel log: $(grep -c -E "$DMESG_BAD" /tmp/dmesg-clean.bad) bad lines, first: $(grep -m1 -E "$DMESG_BAD" /tmp/dmesg-clean.bad)"
 }

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Kernel-matrix harness behind `make vmtest`.
 #
-#   bash tests/vm/run.sh [KERNEL...]        default: 5.10 6.1 6.12
+#   bash tests/vm/run.sh [KERNEL...]        default: 5.10 6.1 6.12 newest
 #
 # For every kernel: fetch (or re-use) a Debian cloud kernel, boot it under qemu/TCG
 # with an initramfs holding busybox, btrace, its libraries, the workload helpers and the
@@ -17,7 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 VMDIR=${VMTEST_DIR:-$ROOT/target/vm}
 BTRACE_BIN=${BTRACE_BIN:-$ROOT/target/release/btrace}
 WORKLOAD_BIN=${WORKLOAD_BIN:-$ROOT/target/workload}
-TIMEOUT=${VMTEST_TIMEOUT:-300}     # seconds per guest, boot to poweroff
+TIMEOUT=${VMTEST_TIMEOUT:-600}     # seconds per guest, boot to poweroff
 JOBS=${VMTEST_JOBS:-3}             # guests booted at the same time
 BUSYBOX=${VMTEST_BUSYBOX:-/bin/busybox}
 # No CX16: with qemu 7.2 (bookworm) TCG, the 6.12 guest died at boot in about 1 run of 3:
@@ -26,27 +26,47 @@ BUSYBOX=${VMTEST_BUSYBOX:-/bin/busybox}
 # corruption, NULL derefs -- all consistent with TCG computing wrong flags after that
 # instruction. Without CX16 the kernel uses its non-cmpxchg128 path: 36 of 36 boots clean.
 CPU=${VMTEST_CPU:-max,-cx16}
+# ...except for kernels from 6.19 on, which keep CX16: there, task (and cgroup, socket,
+# inode) local storage allocates with kmalloc_nolock() (f484f4a3e058 "bpf: Replace bpf
+# memory allocator with kmalloc_nolock() in local storage"), and kmalloc_nolock() returns
+# NULL whenever the slab cache has no __CMPXCHG_DOUBLE, i.e. on a CPU without CX16: every
+# bpf_task_storage_get(..., F_CREATE) fails and hist/top lose every event on 7.3 with
+# max,-cx16. No x86-64 machine btrace targets lacks CX16; the boot crash above was seen
+# on 6.12. VMTEST_CPU, when set, applies to every kernel.
+CPU_CX16=${VMTEST_CPU:-max}
+# Single-threaded TCG (one host thread runs both vCPUs in turn): with multi-threaded TCG
+# (qemu 7.2), repeated kernel live patching -- kprobe/fentry attach and detach by btrace or
+# bpftrace, ftrace kprobe events without BPF, even static-key flips -- crashed 6.12 guests
+# in 12 of 13 boots (NULL instruction fetches, int3 oopses at already-patched sites: a vCPU
+# ran a stale translation). With 1 vCPU, or 2 vCPUs under thread=single, 0 of 18 crashed.
+# -smp 2 stays, so per-CPU maps and cross-CPU paths are still exercised.
+ACCEL=${VMTEST_ACCEL:-tcg,thread=single}
 
 if [ $# -gt 0 ]; then
     # accept "5.10 6.1" as one argument too (make vmtest KERNELS="...")
     read -r -a KERNELS <<<"$*"
 else
-    KERNELS=(5.10 6.1 6.12)
+    KERNELS=(5.10 6.1 6.12 newest)
 fi
 
 say() { printf 'vmtest: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
 
+# The Debian suites a kernel name is taken from. With several, the one whose
+# linux-image-cloud-amd64 resolves to the highest version wins ("newest": sid and
+# trixie-backports, either of which may be ahead).
 suite_for() {
     case "$1" in
         5.10) echo bullseye ;;
         6.1) echo bookworm ;;
         6.12) echo trixie ;;
+        newest) echo "sid trixie-backports" ;;
         *) return 1 ;;
     esac
 }
 for v in "${KERNELS[@]}"; do
-    suite_for "$v" >/dev/null || die "unknown kernel '$v' (known: 5.10 bullseye, 6.1 bookworm, 6.12 trixie)"
+    suite_for "$v" >/dev/null ||
+        die "unknown kernel '$v' (known: 5.10 bullseye, 6.1 bookworm, 6.12 trixie, newest = the higher of sid and trixie-backports)"
 done
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -83,57 +103,88 @@ debian_mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
-# fetch_kernel VER: leaves $VMDIR/kernels/VER/vmlinuz (+ config, System.map, package).
+# apt_opts SUITE: the private apt configuration of one suite, in the array APT_OPTS.
 # Everything apt touches lives under $VMDIR/apt/SUITE; the system's sources are not used.
+apt_opts() {
+    local a=$VMDIR/apt/$1
+    mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/deb"
+    : >"$a/status"
+    echo "deb [trusted=yes] $MIRROR $1 main" >"$a/sources.list"
+    APT_OPTS=(-o "Dir::Etc::SourceList=$a/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+        -o Acquire::Languages=none -o APT::Architecture=amd64 -o APT::Architectures=amd64
+        -o APT::Sandbox::User="$(id -un)" -o Acquire::Retries=3 -o Acquire::http::Timeout=60)
+}
+
+# fetch_kernel VER: leaves $VMDIR/kernels/VER/vmlinuz (+ config, System.map, package).
 fetch_kernel() {
-    local ver=$1 suite dir a meta real tmp deb
-    suite=$(suite_for "$ver")
+    local ver=$1 suite dir meta real tmp deb
+    local best_suite="" best_real="" best_version="" version
     dir=$VMDIR/kernels/$ver
     if [ -s "$dir/vmlinuz" ] && [ -z "${VMTEST_REFRESH:-}" ]; then
         echo "cached: $(cat "$dir/package" 2>/dev/null)"
         return 0
     fi
-    a=$VMDIR/apt/$suite
-    mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/deb"
-    : >"$a/status"
-    echo "deb [trusted=yes] $MIRROR $suite main" >"$a/sources.list"
-    local opts=(-o "Dir::Etc::SourceList=$a/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
-        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
-        -o Acquire::Languages=none -o APT::Architecture=amd64 -o APT::Architectures=amd64
-        -o APT::Sandbox::User="$(id -un)" -o Acquire::Retries=3 -o Acquire::http::Timeout=60)
     meta=linux-image-cloud-amd64
-    if ! apt-get "${opts[@]}" -q update; then
-        echo "FETCH-ERROR kernel $ver: apt-get update of suite '$suite' from $MIRROR failed"
-        return 1
-    fi
-    real=$(apt-cache "${opts[@]}" depends "$meta" 2>/dev/null |
-        awk '$1 ~ /Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
-    if [ -z "$real" ]; then
-        echo "FETCH-ERROR kernel $ver: metapackage $meta in suite '$suite' ($MIRROR) does not resolve to a linux-image package"
-        return 1
-    fi
-    echo "resolved $meta ($suite) -> $real"
+    for suite in $(suite_for "$ver"); do
+        apt_opts "$suite"
+        if ! apt-get "${APT_OPTS[@]}" -q update; then
+            echo "FETCH-ERROR kernel $ver: apt-get update of suite '$suite' from $MIRROR failed"
+            return 1
+        fi
+        real=$(apt-cache "${APT_OPTS[@]}" depends "$meta" 2>/dev/null |
+            awk '$1 ~ /Depends:$/ && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+        if [ -z "$real" ]; then
+            echo "FETCH-ERROR kernel $ver: metapackage $meta in suite '$suite' ($MIRROR) does not resolve to a linux-image package"
+            return 1
+        fi
+        version=$(apt-cache "${APT_OPTS[@]}" show "$real" 2>/dev/null | awk '$1 == "Version:" { print $2; exit }')
+        if [ -z "$version" ]; then
+            echo "FETCH-ERROR kernel $ver: no version for $real in suite '$suite' ($MIRROR)"
+            return 1
+        fi
+        echo "resolved $meta ($suite) -> $real $version"
+        if [ -z "$best_suite" ] || dpkg --compare-versions "$version" gt "$best_version"; then
+            best_suite=$suite best_real=$real best_version=$version
+        fi
+    done
+    suite=$best_suite real=$best_real
+    apt_opts "$suite"
+    # From 7.x on, linux-image-ABI is an empty package: the image is in linux-binary-ABI
+    # (signed; linux-binary-unsigned-ABI is the alternative), config and System.map in
+    # linux-base-ABI. Take those of its dependencies too (never linux-modules-ABI: 23 MB
+    # the guests do not need).
+    local pkgs
+    pkgs="$real $(apt-cache "${APT_OPTS[@]}" depends "$real" 2>/dev/null |
+        awk -v abi="${real#linux-image-}" '$1 ~ /Depends:$/ &&
+            ($2 == "linux-binary-" abi || $2 == "linux-base-" abi) { print $2 }' | sort -u | tr '\n' ' ')"
+    echo "downloading: $pkgs"
+    local a=$VMDIR/apt/$suite
     rm -f "$a/deb"/*.deb
-    if ! (cd "$a/deb" && apt-get "${opts[@]}" -q download "$real"); then
-        echo "FETCH-ERROR kernel $ver: apt-get download $real (suite '$suite', $MIRROR) failed"
+    # shellcheck disable=SC2086 # word splitting wanted
+    if ! (cd "$a/deb" && apt-get "${APT_OPTS[@]}" -q download $pkgs); then
+        echo "FETCH-ERROR kernel $ver: apt-get download $pkgs (suite '$suite', $MIRROR) failed"
         return 1
     fi
-    deb=$(ls "$a/deb"/*.deb | head -n1)
     tmp=$VMDIR/kernels/.$ver.tmp
     rm -rf "$tmp" && mkdir -p "$tmp/x"
-    dpkg-deb -x "$deb" "$tmp/x"
-    local vmlinuz
-    vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* 2>/dev/null | head -n1)
+    for deb in "$a/deb"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
+    deb=$(ls "$a/deb/${real}_"*.deb | head -n1)
+    # up to 6.x: boot/vmlinuz-ABI, boot/config-ABI, boot/System.map-ABI;
+    # 7.x: usr/lib/modules/ABI/vmlinuz, config, System.map
+    local vmlinuz f
+    vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* "$tmp"/x/usr/lib/modules/*/vmlinuz 2>/dev/null | head -n1) || true
     if [ -z "$vmlinuz" ]; then
-        echo "FETCH-ERROR kernel $ver: $deb has no boot/vmlinuz-*"
+        echo "FETCH-ERROR kernel $ver: no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz in $pkgs"
         return 1
     fi
     cp "$vmlinuz" "$tmp/vmlinuz"
-    cp "$tmp"/x/boot/config-* "$tmp/config" 2>/dev/null || true
-    cp "$tmp"/x/boot/System.map-* "$tmp/System.map" 2>/dev/null || true
+    for f in config System.map; do
+        cp "$(ls "$tmp"/x/boot/$f-* "$tmp"/x/usr/lib/modules/*/$f 2>/dev/null | head -n1)" "$tmp/$f" 2>/dev/null || true
+    done
     echo "$real $(dpkg-deb -f "$deb" Version) ($suite)" >"$tmp/package"
-    rm -rf "$tmp/x" "$deb"
+    rm -rf "$tmp/x" "$a/deb"/*.deb
     rm -rf "$dir" && mv "$tmp" "$dir"
     echo "fetched: $(cat "$dir/package")"
 }
@@ -203,18 +254,30 @@ build_initramfs() {
 }
 
 # ---------------------------------------------------------------- boot
+# cpu_for VER: the qemu -cpu model for a fetched kernel (see CPU and CPU_CX16 above).
+cpu_for() {
+    local rel
+    rel=$(awk '{ sub(/^linux-image-/, "", $1); print $1; exit }' "$VMDIR/kernels/$1/package" 2>/dev/null)
+    if awk -v r="$rel" 'BEGIN { split(r, v, "[.+-]"); exit !(v[1] > 6 || (v[1] == 6 && v[2] >= 19)) }'; then
+        echo "$CPU_CX16"
+    else
+        echo "$CPU"
+    fi
+}
+
 boot_kernel() {
     local ver=$1 log=$VMDIR/logs/$1.log rc=0 t0
     local append="console=ttyS0 quiet panic=-1 vmtest.kernel=$ver"
     [ -n "${VMTEST_CHECKS:-}" ] && append+=" vmtest.checks=$VMTEST_CHECKS"
     [ -n "${VMTEST_VERBOSE:-}" ] && append+=" vmtest.verbose=1"
+    [ -n "${VMTEST_APPEND:-}" ] && append+=" $VMTEST_APPEND"
     t0=$(date +%s)
-    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu "$CPU" -m 1G -smp 2 \
+    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel "$ACCEL" -cpu "$(cpu_for "$ver")" -m 1G -smp 2 \
         -nographic -no-reboot -nic none \
         -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$INITRD" -append "$append" \
         </dev/null >"$log" 2>&1 || rc=$?
     echo "$rc" >"$VMDIR/logs/$ver.rc"
-    say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc)"
+    say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc, -cpu $(cpu_for "$ver"))"
 }
 
 # ---------------------------------------------------------------- main
@@ -245,7 +308,7 @@ for i in "${!KERNELS[@]}"; do
         FETCH_OK[$v]=1
         say "$v: kernel $(tail -n1 "$VMDIR/logs/fetch-$v.log")"
     else
-        say "$v: cannot download kernel (suite $(suite_for "$v"), package linux-image-cloud-amd64 from $MIRROR):"
+        say "$v: cannot download kernel (Debian $(suite_for "$v"), package linux-image-cloud-amd64 from $MIRROR):"
         { grep -E '^(E|W):|FETCH-ERROR' "$VMDIR/logs/fetch-$v.log" || tail -n 5 "$VMDIR/logs/fetch-$v.log"; } |
             sed 's/^/    /' >&2
     fi
@@ -253,7 +316,7 @@ done
 BOOT=()
 for v in "${KERNELS[@]}"; do [ -n "${FETCH_OK[$v]:-}" ] && BOOT+=("$v"); done
 [ ${#BOOT[@]} -gt 0 ] &&
-    say "initramfs: $(du -h "$INITRD" | cut -f1); booting ${BOOT[*]} (TCG, timeout ${TIMEOUT}s each, $JOBS at a time)"
+    say "initramfs: $(du -h "$INITRD" | cut -f1); booting ${BOOT[*]} ($ACCEL, timeout ${TIMEOUT}s each, $JOBS at a time)"
 
 running=0
 for v in "${BOOT[@]}"; do
@@ -274,7 +337,7 @@ add_check() {
 }
 for v in "${KERNELS[@]}"; do
     if [ -z "${FETCH_OK[$v]:-}" ]; then
-        PROBLEMS+=("$v: kernel could not be downloaded (suite $(suite_for "$v")); see $VMDIR/logs/fetch-$v.log")
+        PROBLEMS+=("$v: kernel could not be downloaded (Debian $(suite_for "$v")); see $VMDIR/logs/fetch-$v.log")
         continue
     fi
     log=$VMDIR/logs/$v.log
@@ -358,6 +421,10 @@ for v in "${KERNELS[@]}"; do
         echo
         echo "--- $v $c: $r ${DET[$v,$c]:-}"
         tr -d '\r' <"$VMDIR/logs/$v.log" | sed -n "s/^.*VMTEST-LOG $c| \{0,1\}/    /p" | tail -n 60
+        if [ "$r" = HUNG ]; then
+            # the guest died in this check: its last console lines (progress, kernel messages)
+            tr -d '\r' <"$VMDIR/logs/$v.log" | grep -av 'VMTEST-' | tail -n 20 | sed 's/^/    console: /'
+        fi
     done
 done
 for p in "${PROBLEMS[@]}"; do echo "vmtest: FAIL: $p"; done
