@@ -19,6 +19,10 @@ use crate::core::session::{End, Session, Step};
 
 type Decode<T> = Box<dyn Fn(&[u8]) -> Option<T>>;
 
+/// Records taken from the ring buffer per poll: enough that a batch amortizes a poll's
+/// syscalls, few enough that the run loop sees its deadline and signals often.
+pub const BATCH: usize = 4096;
+
 /// Where libbpf's callback puts decoded events (its address is the callback's context).
 struct Sink<T> {
     decode: Decode<T>,
@@ -89,17 +93,61 @@ impl<T> EventStream<T> {
         })
     }
 
-    /// Waits up to `timeout` for events and returns all that arrived. An interrupted
-    /// wait (a signal) is not an error: the caller's loop checks why it woke.
+    /// Returns the events waiting, at most [`BATCH`], or waits up to `timeout` for some
+    /// when there are none. Bounded so that a producer faster than the consumer (a probe
+    /// on a function every syscall calls, printing included) never keeps the caller away
+    /// from its deadline and signals, nor queues without bound in memory: libbpf's own
+    /// poll consumes for as long as records keep coming. An interrupted wait (a signal)
+    /// is not an error: the caller's loop checks why it woke.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<T>> {
-        let ms = timeout.as_millis().min(i32::MAX as u128) as c_int;
-        // SAFETY: rb is the live ring buffer made in new(); the callbacks it runs use the
-        // sink, which nothing else borrows during this call (&mut self).
-        let rc = unsafe { libbpf_sys::ring_buffer__poll(self.rb.as_ptr(), ms) };
-        if rc < 0 && rc != -libc::EINTR {
-            return Err(std::io::Error::from_raw_os_error(-rc)).context("polling the ring buffer");
+        if self.consume()? == 0 && !timeout.is_zero() {
+            let ms = timeout.as_millis().min(i32::MAX as u128) as c_int;
+            let mut ready = [libc::epoll_event { events: 0, u64: 0 }];
+            // SAFETY: rb is the live ring buffer made in new(); its epoll descriptor lives
+            // as long as it; `ready` has room for the one event asked for.
+            let rc = unsafe {
+                libc::epoll_wait(
+                    libbpf_sys::ring_buffer__epoll_fd(self.rb.as_ptr()),
+                    ready.as_mut_ptr(),
+                    1,
+                    ms,
+                )
+            };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINTR) {
+                    return Err(e).context("waiting on the ring buffer");
+                }
+            } else if rc > 0 {
+                self.consume()?;
+            }
         }
         Ok(std::mem::take(&mut self.sink.queue))
+    }
+
+    /// The events already waiting, without waiting, up to about `max` (whole batches):
+    /// for owners that call it on a timer and do not otherwise block.
+    pub fn take_ready(&mut self, max: usize) -> Result<Vec<T>> {
+        let mut taken = 0;
+        while taken < max {
+            let n = self.consume()?;
+            taken += n;
+            if n < BATCH {
+                break;
+            }
+        }
+        Ok(std::mem::take(&mut self.sink.queue))
+    }
+
+    /// Takes up to [`BATCH`] records into the queue; how many.
+    fn consume(&mut self) -> Result<usize> {
+        // SAFETY: rb is the live ring buffer made in new(); the callbacks it runs use the
+        // sink, which nothing else borrows during this call (&mut self).
+        let rc = unsafe { libbpf_sys::ring_buffer__consume_n(self.rb.as_ptr(), BATCH as _) };
+        if rc < 0 {
+            return Err(std::io::Error::from_raw_os_error(-rc)).context("reading the ring buffer");
+        }
+        Ok(rc as usize)
     }
 }
 

@@ -214,6 +214,15 @@ pub fn proto_in(btf: &Btf<'_>, func: &str) -> Option<Proto> {
     })
 }
 
+/// Whether `btf` has `struct name` with a member called `member` (a kernel feature told
+/// by a field it added); None when the struct itself is missing.
+pub fn struct_has_member(btf: &Btf<'_>, name: &str, member: &str) -> Option<bool> {
+    let id = find(btf, name, libbpf_sys::BTF_KIND_STRUCT)?;
+    let st: types::Struct<'_> = btf.type_by_id(id)?;
+    let found = st.iter().any(|m| m.name.is_some_and(|n| n == member));
+    Some(found)
+}
+
 /// The kernel's BTF (or the `--btf` file standing in for it).
 pub fn vmlinux() -> Result<Btf<'static>> {
     match crate::core::system::custom_btf() {

@@ -185,6 +185,55 @@ pub const FENTRY_DENY: &[&str] = &[
     "__rcu_read_unlock",
 ];
 
+/// Functions a BPF program's own helpers take on their way (spin locks, the hash maps'
+/// free lists, the ring buffer's reserve): fentry on one re-enters the program from
+/// inside itself. Kernels from 5.12 catch that (a per-program recursion counter, struct
+/// bpf_prog's `active`) and count it as missed; 5.10's trampolines do not, and the
+/// program spins on a lock it already holds with interrupts off: fentry --ret on
+/// _raw_spin_lock stopped a 5.10 guest for good. By name prefix, since the set is
+/// everything below those helpers.
+const FENTRY_REENTRANT_PREFIXES: &[&str] = &[
+    "_raw_spin_",
+    "_raw_read_",
+    "_raw_write_",
+    "do_raw_spin_",
+    "queued_spin_",
+    "queued_read_",
+    "queued_write_",
+    "native_queued_spin_",
+    "__pv_queued_spin_",
+    "pcpu_freelist_",
+    "__pcpu_freelist_",
+    "htab_",
+    "__htab_",
+    "bpf_",
+    "__bpf_",
+    "ringbuf_",
+];
+
+/// Whether this kernel's BPF trampolines stop a program from re-entering itself (5.12+);
+/// told by BTF, assumed when the BTF cannot say.
+fn trampolines_guard_recursion() -> bool {
+    crate::resolve::btf::vmlinux()
+        .ok()
+        .and_then(|btf| crate::resolve::btf::struct_has_member(&btf, "bpf_prog", "active"))
+        .unwrap_or(true)
+}
+
+/// Why fentry on `func` would re-enter its own program on this kernel, if it would.
+fn fentry_reenters(func: &str) -> Option<String> {
+    if !FENTRY_REENTRANT_PREFIXES
+        .iter()
+        .any(|p| func.starts_with(p))
+        || trampolines_guard_recursion()
+    {
+        return None;
+    }
+    Some(format!(
+        "'{func}' is taken by the BPF program's own helpers, and this kernel's trampolines (before 5.12) do not stop a program from re-entering itself: fentry on it would deadlock; use --hook kprobe, which guards against recursion"
+    ))
+}
+
 /// Why fentry cannot even be tried for this function (BTF is required; its argument
 /// slots must be plain registers; never on the deny list).
 fn fentry_unfit(plan: &Plan) -> Option<String> {
@@ -193,6 +242,9 @@ fn fentry_unfit(plan: &Plan) -> Option<String> {
             "'{}' is used by the BPF trampoline itself: fentry on it recurses (older kernels hang, newer ones refuse it); use --hook kprobe, which guards against recursion",
             plan.func
         ));
+    }
+    if let Some(why) = fentry_reenters(&plan.func) {
+        return Some(why);
     }
     match &plan.proto {
         None => Some(format!(
@@ -291,7 +343,9 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
 /// function of the deny list.
 pub fn modes(mode: ModeArg, func: &str) -> Vec<Mode> {
     match mode {
-        ModeArg::Auto if FENTRY_DENY.contains(&func) => vec![Mode::Kprobe],
+        ModeArg::Auto if FENTRY_DENY.contains(&func) || fentry_reenters(func).is_some() => {
+            vec![Mode::Kprobe]
+        }
         ModeArg::Auto => vec![Mode::Fentry, Mode::Kprobe],
         ModeArg::Fentry => vec![Mode::Fentry],
         ModeArg::Kprobe => vec![Mode::Kprobe],

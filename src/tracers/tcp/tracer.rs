@@ -344,7 +344,10 @@ impl Tracer for TcpTracer {
     }
 
     fn sample(&mut self) -> Result<Sample> {
-        Ok(Sample::Tcp(self.events.poll(std::time::Duration::ZERO)?))
+        // Called on the owner's timer: what is waiting, bounded so one call stays short.
+        Ok(Sample::Tcp(
+            self.events.take_ready(16 * crate::core::stream::BATCH)?,
+        ))
     }
 
     fn events(&mut self) -> Result<Option<Sample>> {

@@ -9,14 +9,15 @@
 # COMBOS: k = kprobe, K = kprobe --ret, f = fentry, F = fentry --ret (fexit); h = hot:
 # must see events within 0.3 s. LETTERS>=VERSION: those combos only from that kernel on:
 #  - F>=5.12 on _raw_spin_lock: before 5.12 trampolines have no per-program recursion
-#    check, and the fentry program's entry-store update takes _raw_spin_lock again: 5.10
-#    deadlocks (see kprobe_fentry_unsafe);
+#    check, and the fentry program's entry-store update takes _raw_spin_lock again: btrace
+#    refuses it there (see kprobe_fentry_reentry);
 #  - fF>=5.17 on vfs_read/vfs_write: their `loff_t *` argument cannot be read from an
 #    fentry program before 5.17 (verifier: "arg3 type INT is not a struct"), btrace's
 #    load fails with EACCES;
 #  - fF>=6.16 on kfree: the same for its `const void *` argument before 6.16.
 # Never fentry on functions the BPF trampoline itself calls (__rcu_read_lock/unlock,
-# migrate_disable/enable, ...): that hangs 6.1 for good (see kprobe_fentry_unsafe).
+# migrate_disable/enable, ...): that hangs 6.1 for good, so btrace refuses it on every
+# kernel (kprobe_trampoline_deny_list).
 SOAK_FUNCS="
 kKfFh __kmalloc_noprof|__kmalloc
 kFh   kmem_cache_alloc_noprof|kmem_cache_alloc
@@ -139,37 +140,27 @@ kprobe_soak() {
 }
 register kprobe_soak 400
 
-# fentry where it can hang the kernel for good, until btrace refuses such functions itself
-# (a deny list, being added on another branch):
-#  - __rcu_read_lock, which the BPF trampoline itself calls before its recursion check:
-#    6.1 hangs; kernels with __rcu_read_lock in their own btf_id_deny list
-#    (kernel/bpf/verifier.c; 6.12 and 7.3 here) refuse it with EINVAL: one clear error.
-#  - _raw_spin_lock with --ret on kernels without the trampoline's per-program recursion
-#    check (5.12): the fentry program's entry-store update (htab_map_update_elem ->
-#    pcpu_freelist_pop -> _raw_spin_lock) re-enters the program, which spins on the hash
-#    bucket lock it already holds, IRQs off, on both vCPUs: 5.10 hangs silently.
-#    From 5.12 the recursion is caught and counted as missed: it must just work.
-kprobe_fentry_unsafe() {
-    notes="" done=""
-    if f=$(soak_pick __rcu_read_lock); then
-        if kver_ge 6.12; then
-            run /tmp/unsafe.out /tmp/unsafe.err "$BTRACE" kprobe "$f" --hook fentry -d 0.3 --json
-            rc=$?
-            [ "$rc" != 0 ] || fail "exit 0 for fentry on $f (this kernel should refuse it)"
-            [ "$(grep -c . /tmp/unsafe.err)" = 1 ] || fail "fentry on $f: want one stderr line"
-            done="$done $f refused (exit $rc);"
-        else
-            notes="$notes fentry on $f would hang $(uname -r);"
-        fi
-    fi
+# fentry where the program would re-enter itself: _raw_spin_lock, which the fentry
+# program's own store update takes (htab_map_update_elem -> pcpu_freelist_pop), on
+# kernels whose trampolines have no per-program recursion check (before 5.12): there 5.10
+# hangs silently, so btrace refuses --hook fentry in one line and auto takes kprobe; from
+# 5.12 the recursion is caught and counted as missed, and fentry --ret must just work.
+# (Functions the trampoline itself calls: kprobe_trampoline_deny_list.)
+kprobe_fentry_reentry() {
     if kver_ge 5.12; then
-        run /tmp/unsafe.out /tmp/unsafe.err "$BTRACE" kprobe _raw_spin_lock --hook fentry --ret -d 0.3 --json ||
-            fail "fentry --ret on _raw_spin_lock exited $?"
-        done="$done _raw_spin_lock fentry --ret ok;"
-    else
-        notes="$notes fentry --ret on _raw_spin_lock would deadlock $(uname -r);"
+        run /tmp/reent.json /tmp/reent.err "$BTRACE" kprobe _raw_spin_lock --hook fentry --ret -d 0.3 --json ||
+            fail "fentry --ret on _raw_spin_lock exited $?: $(head -n1 /tmp/reent.err)"
+        detail "fentry --ret on _raw_spin_lock: $(json_get /tmp/reent.json '"type":"summary"' events) events"
+        return
     fi
-    [ -z "$notes" ] || skip "until btrace refuses them:$notes${done:+ done:$done}"
-    detail "$done"
+    run /tmp/reent.out /tmp/reent.err "$BTRACE" kprobe _raw_spin_lock --hook fentry --ret -d 0.3 --json &&
+        fail "--hook fentry --ret on _raw_spin_lock was not refused on $(uname -r)"
+    [ "$(grep -c . /tmp/reent.err)" = 1 ] || fail "not one line: $(cat /tmp/reent.err)"
+    grep -q "re-entering itself" /tmp/reent.err || fail "no reason: $(cat /tmp/reent.err)"
+    run /tmp/reent.json /tmp/reent.err2 "$BTRACE" kprobe _raw_spin_lock --ret -d 0.3 --json ||
+        fail "auto --ret on _raw_spin_lock exited $?: $(head -n1 /tmp/reent.err2)"
+    [ "$(json_get /tmp/reent.json '"type":"summary"' hook)" = kprobe ] ||
+        fail "auto --ret on _raw_spin_lock did not take kprobe: $(tail -n1 /tmp/reent.json)"
+    detail "--hook fentry refused in one line; auto took kprobe ($(json_get /tmp/reent.json '"type":"summary"' events) events)"
 }
-register kprobe_fentry_unsafe 60
+register kprobe_fentry_reentry 60
