@@ -5,6 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include "abi.h"
 #include "net.h"
+#include "func.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -16,3 +17,6 @@ const volatile struct str_hdr abi_str_hdr = {};
 const volatile enum str_flags abi_str_flags = 0;
 const volatile enum tcp_state_nr abi_tcp_state = 0;
 const volatile enum tcp_family abi_tcp_family = 0;
+const volatile struct func_event abi_func_event = {};
+const volatile enum func_limits abi_func_limits = 0;
+const volatile enum arg_read abi_arg_read = 0;

@@ -35,6 +35,8 @@ unsafe impl plain::Plain for types::hist {}
 unsafe impl plain::Plain for types::task_hdr {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::str_hdr {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::func_event {}
 
 #[cfg(test)]
 mod tests {

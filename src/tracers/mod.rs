@@ -8,6 +8,7 @@
 //! [`Tracer`] trait and the [`REGISTRY`]; commands use their tracer's own functions, so
 //! the decoding path stays monomorphic.
 
+pub mod func;
 pub mod hist;
 pub mod kprobe;
 pub mod runq;

@@ -17,9 +17,9 @@ use crate::model::units::fmt_latency;
 use crate::model::value::{json_args, Marks};
 
 use super::tracer::{
-    decode_args, decode_record, decode_ret, kernel_cannot, load, modes, parse_max_inflight,
-    resolve, ModeArg, Plan, DEFAULT_MAX_INFLIGHT,
+    kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
 };
+use crate::tracers::func::{decode_args, decode_record, decode_ret, Plan};
 
 #[derive(Args, Debug, Clone)]
 pub struct KprobeArgs {

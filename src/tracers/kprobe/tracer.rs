@@ -11,18 +11,12 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 
 use crate::core::features;
-use crate::core::scope::Scope;
-use crate::core::slots;
-use crate::model::task::Head;
-use crate::model::value::{Field, Val};
-use crate::resolve::btf::{self, Proto, ValueKind};
-use crate::resolve::buffers::{self, Direction, Shape};
+use crate::resolve::btf::{self, Proto};
 use crate::tracers::Check;
 
-use super::skel::{types, Kprobe, KprobeSkelBuilder, FUNC_MAX_ARGS, FUNC_MAX_SLOTS};
+use super::skel::{Kprobe, KprobeSkelBuilder};
+use crate::tracers::func::{self, Plan};
 
-/// Ring buffer between the kernel and btrace (a power of two, in bytes).
-const RINGBUF_BYTES: u32 = 4 << 20;
 pub const DEFAULT_MAX_INFLIGHT: u32 = 10240;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,126 +40,6 @@ impl fmt::Display for Mode {
             Mode::Fentry => "fentry",
             Mode::Kprobe => "kprobe",
         })
-    }
-}
-
-/// How one argument is read, as the kernel program is told (enum arg_read and its slot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArgRead {
-    /// enum arg_read.
-    pub how: u8,
-    /// Its string slot (strings and buffers).
-    pub slot: u8,
-    /// Buffers: the argument holding the length.
-    pub len: u8,
-}
-
-const RAW: ArgRead = ArgRead {
-    how: types::arg_read::ARG_RAW.0 as u8,
-    slot: 0,
-    len: 0,
-};
-
-/// Everything fixed before load: the function, what to read of it, the filters.
-#[derive(Debug)]
-pub struct Plan {
-    pub func: String,
-    /// None when the function is in kallsyms but not in BTF (kprobe only, no arguments).
-    pub proto: Option<Proto>,
-    pub with_ret: bool,
-    pub max_inflight: u32,
-    pub scope: Scope,
-    /// Bytes kept of a string or buffer (--string-size).
-    pub str_size: usize,
-    /// How each argument is read.
-    pub reads: [ArgRead; FUNC_MAX_ARGS],
-}
-
-impl Plan {
-    pub fn new(
-        func: &str,
-        proto: Option<Proto>,
-        with_ret: bool,
-        max_inflight: u32,
-        scope: Scope,
-        str_size: usize,
-    ) -> Plan {
-        let mut plan = Plan {
-            func: func.to_string(),
-            proto,
-            with_ret,
-            max_inflight,
-            scope,
-            str_size,
-            reads: [RAW; FUNC_MAX_ARGS],
-        };
-        plan.reads = plan.arg_reads();
-        plan
-    }
-
-    pub fn nr_args(&self) -> usize {
-        self.proto
-            .as_ref()
-            .map_or(0, |p| p.readable_args(FUNC_MAX_ARGS))
-    }
-
-    /// Strings, and buffers paired with their length argument, in argument order, as
-    /// long as there are slots for them.
-    fn arg_reads(&self) -> [ArgRead; FUNC_MAX_ARGS] {
-        let mut reads = [RAW; FUNC_MAX_ARGS];
-        let Some(p) = &self.proto else {
-            return reads;
-        };
-        let args = &p.args[..self.nr_args()];
-        let shapes: Vec<(&str, Shape)> = args
-            .iter()
-            .map(|a| {
-                let shape = match a.kind {
-                    ValueKind::Str { constant } => Shape::CharPtr { constant },
-                    ValueKind::Pointer => Shape::Ptr,
-                    ValueKind::Int { .. } => Shape::Int,
-                    _ => Shape::Other,
-                };
-                (a.name.as_str(), shape)
-            })
-            .collect();
-        let pairs = buffers::pairs(&self.func, &shapes);
-        let mut next = 0u8;
-        for (i, a) in args.iter().enumerate() {
-            let (how, len) = match pairs.iter().find(|p| p.buf == i) {
-                Some(p) if p.dir == Direction::In => (types::arg_read::ARG_BUF_IN, p.len),
-                Some(p) => (types::arg_read::ARG_BUF_OUT, p.len),
-                None if matches!(a.kind, ValueKind::Str { .. }) => (types::arg_read::ARG_STR, 0),
-                None => continue,
-            };
-            if next as usize == FUNC_MAX_SLOTS {
-                break;
-            }
-            reads[i] = ArgRead {
-                how: how.0 as u8,
-                slot: next,
-                len: len as u8,
-            };
-            next += 1;
-        }
-        reads
-    }
-
-    /// String slots used.
-    pub fn n_slots(&self) -> usize {
-        self.reads.iter().filter(|r| **r != RAW).count()
-    }
-
-    /// Bytes of one event: the fixed part and its string slots.
-    pub fn ev_size(&self) -> usize {
-        std::mem::size_of::<types::func_event>() + self.n_slots() * slots::slot_bytes(self.str_size)
-    }
-
-    /// What the function returns; a function without a prototype has no known return.
-    pub fn ret_kind(&self) -> ValueKind {
-        self.proto
-            .as_ref()
-            .map_or(ValueKind::Void, |p| p.ret.clone())
     }
 }
 
@@ -282,26 +156,9 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
                 .rodata_data
                 .as_deref_mut()
                 .expect("kprobe has rodata");
-            ro.nr_args = plan.nr_args() as u32;
             ro.ret_slot = plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
-            ro.has_ret = plan.ret_kind() != ValueKind::Void;
-            ro.with_ret = plan.with_ret;
-            ro.str_size = plan.str_size as u32;
-            ro.str_slot_bytes = slots::slot_bytes(plan.str_size) as u32;
-            ro.ev_size = plan.ev_size() as u32;
-            for (i, r) in plan.reads.iter().enumerate() {
-                ro.arg_read[i] = r.how;
-                ro.arg_slot[i] = r.slot;
-                ro.arg_len[i] = r.len;
-            }
         }
-        crate::apply_scope!(open, &plan.scope, true);
-        open.maps.events.set_max_entries(RINGBUF_BYTES)?;
-        open.maps.scratch.set_value_size(plan.ev_size() as u32)?;
-        open.maps.inflight.set_value_size(plan.ev_size() as u32)?;
-        open.maps
-            .inflight
-            .set_max_entries(if plan.with_ret { plan.max_inflight } else { 1 })?;
+        crate::func_configure!(open, plan);
         let p = &mut open.progs;
         let (entry_on, exit_on) = (true, plan.with_ret);
         p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
@@ -363,7 +220,7 @@ pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
         MAX_INFLIGHT_LIMIT,
         "calls in flight at once across all threads",
         4,
-        std::mem::size_of::<types::func_event>() as u64 + 3 * 264,
+        func::EVENT_BYTES as u64 + 3 * 264,
     )
 }
 
@@ -448,88 +305,6 @@ pub fn kernel_cannot(mode: ModeArg) -> Option<String> {
     }
 }
 
-/// One call as it came from the kernel.
-pub struct FuncEvent {
-    pub head: Head,
-    pub args: [u64; FUNC_MAX_ARGS],
-    pub ret: u64,
-    pub latency_ns: u64,
-    /// The whole record (its string slots follow the fixed part).
-    pub rec: Vec<u8>,
-}
-
-pub fn decode_record(data: &[u8]) -> Option<FuncEvent> {
-    let size = std::mem::size_of::<types::func_event>();
-    let e: &types::func_event = plain::from_bytes(data.get(..size)?).ok()?;
-    let hdr = crate::core::abi::types::task_hdr {
-        ts_ns: e.h.ts_ns,
-        pid: e.h.pid,
-        tid: e.h.tid,
-        comm: e.h.comm,
-        ns_pid: e.h.ns_pid,
-        ns_tid: e.h.ns_tid,
-        cgroup_id: e.h.cgroup_id,
-    };
-    Some(FuncEvent {
-        head: Head::from_hdr(&hdr),
-        args: e.args,
-        ret: e.ret,
-        latency_ns: e.latency_ns,
-        rec: data.to_vec(),
-    })
-}
-
-/// The arguments of one call by name, typed from the prototype.
-pub fn decode_args<'p>(plan: &'p Plan, ev: &FuncEvent) -> Vec<Field<'p>> {
-    let Some(proto) = &plan.proto else {
-        return Vec::new();
-    };
-    let read = plan.nr_args();
-    let slot_bytes = slots::slot_bytes(plan.str_size);
-    proto
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            if i >= read {
-                let note = match &a.kind {
-                    ValueKind::Unsupported(why) => format!("<{why}>"),
-                    _ => "<not read>".to_string(),
-                };
-                return Field::plain(&a.name, Val::Note(note));
-            }
-            let r = plan.reads[i];
-            if r != RAW {
-                let off = std::mem::size_of::<types::func_event>() + r.slot as usize * slot_bytes;
-                let bytes = slots::read(&ev.rec, off, plan.str_size).and_then(|s| s.val());
-                // Unreadable, or an output buffer not filled: the pointer.
-                return Field::plain(&a.name, bytes.unwrap_or(Val::Hex(ev.args[i])));
-            }
-            let (val, raw) = btf::value(&a.kind, ev.args[i]);
-            Field {
-                name: &a.name,
-                val,
-                raw,
-            }
-        })
-        .collect()
-}
-
-/// The return value of one call, or None for a function that returns nothing (or whose
-/// prototype is unknown).
-pub fn decode_ret(plan: &Plan, ev: &FuncEvent) -> Option<Field<'static>> {
-    let kind = plan.ret_kind();
-    if kind == ValueKind::Void {
-        return None;
-    }
-    let (val, raw) = btf::value(&kind, ev.ret);
-    Some(Field {
-        name: "ret",
-        val,
-        raw,
-    })
-}
-
 /// Every mode of the command, as doctor reports it (found by real attaches).
 pub fn checks() -> Vec<Check> {
     let fentry = features::fentry();
@@ -572,172 +347,39 @@ pub fn checks() -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::abi::{STR_FAULT, STR_NOT_READ, STR_TRUNCATED};
-    use crate::model::value::{json_args, Marks};
+    use crate::core::scope::Scope;
     use crate::resolve::btf::Arg;
-    use serde_json::{json, Value};
-
-    fn arg(name: &str, kind: ValueKind) -> Arg {
-        Arg {
-            name: name.into(),
-            kind,
-        }
-    }
-
-    fn int(signed: bool, width: usize) -> ValueKind {
-        ValueKind::Int { signed, width }
-    }
-
-    fn plan(func: &str, args: Vec<Arg>, ret: ValueKind) -> Plan {
-        let proto = Proto {
-            func: func.into(),
-            args,
-            ret,
-        };
-        Plan::new(func, Some(proto), true, 16, Scope::default(), 16)
-    }
+    use crate::resolve::btf::ValueKind;
 
     fn openat2_plan() -> Plan {
-        plan(
-            "do_sys_openat2",
-            vec![
-                arg("dfd", int(true, 4)),
-                arg("filename", ValueKind::Str { constant: true }),
-                arg("how", ValueKind::Pointer),
+        let proto = Proto {
+            func: "do_sys_openat2".into(),
+            args: vec![
+                Arg {
+                    name: "dfd".into(),
+                    kind: ValueKind::Int {
+                        signed: true,
+                        width: 4,
+                    },
+                },
+                Arg {
+                    name: "filename".into(),
+                    kind: ValueKind::Str { constant: true },
+                },
             ],
-            int(true, 8),
-        )
-    }
-
-    /// vfs_write(file, const char *buf, size_t count, loff_t *pos), and vfs_read.
-    fn vfs_plan(func: &str, constant: bool) -> Plan {
-        plan(
-            func,
-            vec![
-                arg("file", ValueKind::Pointer),
-                arg("buf", ValueKind::Str { constant }),
-                arg("count", int(false, 8)),
-                arg("pos", ValueKind::Pointer),
-            ],
-            int(true, 8),
-        )
-    }
-
-    /// An event with string slots `slots` (len, flags, bytes) after its fixed part.
-    fn event(p: &Plan, args: [u64; FUNC_MAX_ARGS], slots: &[(u32, u32, &[u8])]) -> FuncEvent {
-        let mut rec = vec![0u8; p.ev_size()];
-        let base = std::mem::size_of::<types::func_event>();
-        for (i, (len, flags, data)) in slots.iter().enumerate() {
-            let off = base + i * slots::slot_bytes(p.str_size);
-            rec[off..off + 4].copy_from_slice(&len.to_ne_bytes());
-            rec[off + 4..off + 8].copy_from_slice(&flags.to_ne_bytes());
-            rec[off + 8..off + 8 + data.len()].copy_from_slice(data);
-        }
-        FuncEvent {
-            head: Head {
-                ts_ns: 1,
-                pid: 2,
-                tid: 3,
-                comm: "cat".into(),
-                ns: None,
-                cgroup_id: 0,
+            ret: ValueKind::Int {
+                signed: true,
+                width: 8,
             },
-            args,
-            ret: 3,
-            latency_ns: 1234,
-            rec,
-        }
-    }
-
-    fn json(fields: &[Field<'_>]) -> (Value, Marks) {
-        let mut marks = Marks::default();
-        (Value::Object(json_args(fields, &mut marks)), marks)
-    }
-
-    #[test]
-    fn strings_and_buffers_get_slots_in_order() {
-        let p = openat2_plan();
-        assert_eq!(p.nr_args(), 3);
-        assert_eq!(p.reads[1].how, types::arg_read::ARG_STR.0 as u8);
-        assert_eq!(p.reads[0], RAW);
-        assert_eq!(p.n_slots(), 1);
-        let w = vfs_plan("vfs_write", true);
-        assert_eq!(
-            w.reads[1],
-            ArgRead {
-                how: types::arg_read::ARG_BUF_IN.0 as u8,
-                slot: 0,
-                len: 2
-            }
-        );
-        let r = vfs_plan("vfs_read", false);
-        assert_eq!(r.reads[1].how, types::arg_read::ARG_BUF_OUT.0 as u8);
-        // The rule alone, for a function the table does not know.
-        let other = vfs_plan("some_write", true);
-        assert_eq!(other.reads[1].how, types::arg_read::ARG_BUF_IN.0 as u8);
-        assert_eq!(
-            w.ev_size(),
-            std::mem::size_of::<types::func_event>() + slots::slot_bytes(16)
-        );
-    }
-
-    #[test]
-    fn arguments_decoded_by_name_and_type() {
-        let p = openat2_plan();
-        let ev = event(
-            &p,
-            [
-                (-100i64) as u64,
-                0x7fff_0000,
-                0xffff_8880_0000_0040,
-                0,
-                0,
-                0,
-            ],
-            &[(13, 0, b"/etc/hostname")],
-        );
-        let (a, _) = json(&decode_args(&p, &ev));
-        assert_eq!(
-            a,
-            json!({"dfd": -100, "filename": "/etc/hostname", "how": "0xffff888000000040"})
-        );
-        assert_eq!(decode_ret(&p, &ev).unwrap().val, Val::Int(3));
-    }
-
-    #[test]
-    fn buffers_exact_bytes_or_the_pointer() {
-        let w = vfs_plan("vfs_write", true);
-        let ev = event(&w, [0xff00, 0x7000, 5, 0, 0, 0], &[(5, 0, b"a\0b\n\xff")]);
-        let (a, marks) = json(&decode_args(&w, &ev));
-        assert_eq!(a["buf"], "a\u{0}b\n\\xff");
-        assert_eq!(marks.escaped, ["buf"]);
-        let cut = event(
-            &w,
-            [0xff00, 0x7000, 99, 0, 0, 0],
-            &[(16, STR_TRUNCATED, &[b'x'; 16])],
-        );
-        let (_, marks) = json(&decode_args(&w, &cut));
-        assert_eq!(marks.truncated, ["buf"]);
-        // Not filled yet (no --ret, or ret <= 0), or unreadable: the pointer.
-        let r = vfs_plan("vfs_read", false);
-        for flags in [STR_NOT_READ, STR_FAULT] {
-            let ev = event(&r, [0xff00, 0x7000, 5, 0, 0, 0], &[(0, flags, b"")]);
-            assert_eq!(decode_args(&r, &ev)[1].val, Val::Hex(0x7000));
-        }
-    }
-
-    #[test]
-    fn void_and_unknown_functions_have_no_ret() {
-        let v = plan("kfree", vec![arg("x", ValueKind::Pointer)], ValueKind::Void);
-        let ev = event(&v, [1, 0, 0, 0, 0, 0], &[]);
-        assert!(decode_ret(&v, &ev).is_none());
-        let mut unknown = openat2_plan();
-        unknown.proto = None;
-        assert!(decode_ret(&unknown, &ev).is_none());
-        // A pointer return is hex, like any pointer.
-        let k = plan("kmalloc_thing", vec![], ValueKind::Pointer);
-        let ev = event(&k, [0; FUNC_MAX_ARGS], &[]);
-        assert_eq!(decode_ret(&k, &ev).unwrap().val.text(), "0x3");
+        };
+        Plan::new(
+            "do_sys_openat2",
+            Some(proto),
+            true,
+            16,
+            Scope::default(),
+            16,
+        )
     }
 
     #[test]
@@ -773,13 +415,5 @@ mod tests {
         let mut p = openat2_plan();
         p.func = "__rcu_read_lock".into();
         assert!(fentry_unfit(&p).unwrap().contains("--hook kprobe"));
-    }
-
-    #[test]
-    fn event_layout_matches_the_kernel() {
-        // SAFETY: a plain struct of integers and chars, valid all zero.
-        let e: types::func_event = unsafe { std::mem::zeroed() };
-        assert_eq!(e.args.len(), FUNC_MAX_ARGS);
-        assert_eq!(std::mem::size_of::<types::func_event>() % 8, 0);
     }
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* btrace kprobe: types shared by kprobe.bpf.c and user space (through the skeleton). */
-#ifndef BTRACE_KPROBE_H
-#define BTRACE_KPROBE_H
+/* Function tracers (kprobe, uprobe, usdt): the event of one call, shared with user space
+ * (anchored in core/abi.bpf.c, taken from there by src/tracers/func). */
+#ifndef BTRACE_FUNC_H
+#define BTRACE_FUNC_H
 
 #include "abi.h"
 
@@ -19,7 +20,7 @@ enum arg_read {
 	                   * return when ret > 0; else not read (STR_NOT_READ) */
 };
 
-/* One call of a kernel function; its string slots (struct str_hdr and bytes, abi.h)
+/* One call of a function; its string slots (struct str_hdr and bytes, abi.h)
  * follow it in the record, ev_slot_bytes each. */
 struct func_event {
 	struct task_hdr h;

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Function tracers (kprobe, uprobe, usdt): what their programs share. The function is
+ * chosen at run time; user space says before load how many arguments to read and which
+ * of them are strings or buffers (with the argument holding their length).
+ * Without --ret, entry writes the event straight into the ring buffer. With --ret, entry
+ * keeps the event per thread in a bounded hash and the return completes it (return
+ * value, latency, the bytes of output buffers) and sends it. With --hist, no events:
+ * entry keeps its time per thread and the return adds the latency to one histogram.
+ * A tracer's programs fill e->args from their context between begin() and finish(), and
+ * call on_return() at the return. */
+#ifndef BTRACE_FUNC_PROBE_H
+#define BTRACE_FUNC_PROBE_H
+
+#include "abi.h"
+#include "func.h"
+#include "log2_hist.h"
+#include "losses.h"
+#include "scope.h"
+#include "strings.h"
+#include "task_event.h"
+
+/* Set by user space before load (from the function's BTF prototype and --string-size). */
+const volatile __u32 nr_args = 0;      /* arguments to read, <= FUNC_MAX_ARGS */
+const volatile bool has_ret = false;   /* the function returns a value */
+const volatile bool with_ret = false;  /* --ret: pair entry and return */
+const volatile __u32 str_size = STR_SIZE_DEFAULT;  /* bytes kept of a string or buffer */
+const volatile __u32 str_slot_bytes = 0;  /* one string slot, header included */
+const volatile __u32 ev_size = sizeof(struct func_event);  /* the event and its slots */
+const volatile __u8 arg_read[FUNC_MAX_ARGS] = {};  /* enum arg_read */
+const volatile __u8 arg_slot[FUNC_MAX_ARGS] = {};  /* its string slot (ARG_STR, ARG_BUF_*) */
+const volatile __u8 arg_len[FUNC_MAX_ARGS] = {};   /* ARG_BUF_*: the length argument */
+const volatile bool hist_on = false;   /* --hist: no events, a latency histogram */
+
+/* Types user space decodes (kept in the skeleton's BTF). */
+const volatile struct func_event _func_event_type = {};
+const volatile enum func_limits _func_limits_type = 0;
+const volatile enum arg_read _arg_read_type = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* user space sets the size */
+} events SEC(".maps");
+
+/* --ret: the event in progress per thread id; user space sets the bound, and the value
+ * size (ev_size: the event with its string slots). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct func_event));
+} inflight SEC(".maps");
+
+/* An event is too large for the stack: it is built here before going into `inflight`
+ * (value size ev_size, set by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct func_event));
+} scratch SEC(".maps");
+
+/* --hist: the entry time per thread id (user space sets the bound). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, __u64);
+} starts SEC(".maps");
+
+/* --hist: the function's latency histogram, per CPU (summed by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hist);
+} latency SEC(".maps");
+
+/* String slot `slot` of event `e`. */
+static __always_inline struct str_hdr *slot_at(struct func_event *e, __u32 slot)
+{
+	return (void *)(e + 1) + slot * str_slot_bytes;
+}
+
+/* Where the entry program builds the event, or NULL (filtered out, or no room: counted). */
+static __always_inline struct func_event *begin(__u64 id)
+{
+	struct func_event *e;
+	char comm[COMM_LEN];
+	__u32 zero = 0;
+
+	if (!scope_fixed_current(id) || !scope_live_ids(id >> 32))
+		return NULL;
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (!scope_comm_ok(comm))
+		return NULL;
+	if (hist_on) {
+		__u32 tid = (__u32)id;
+		__u64 ts = bpf_ktime_get_ns();
+
+		if (bpf_map_update_elem(&starts, &tid, &ts, BPF_ANY))
+			count_loss(LOSS_MAP_FULL);
+		return NULL;
+	}
+	if (with_ret) {
+		e = bpf_map_lookup_elem(&scratch, &zero);
+		if (!e)
+			return NULL;
+	} else {
+		e = bpf_ringbuf_reserve(&events, ev_size, 0);
+		if (!e) {
+			count_loss(LOSS_RINGBUF);
+			return NULL;
+		}
+	}
+	fill_task_hdr(&e->h, id, comm);
+	e->ret = 0;
+	e->latency_ns = 0;
+	return e;
+}
+
+/* Reads the strings and input buffers, then sends the event (no --ret) or parks it
+ * (--ret). Output buffers are not filled yet: marked, and read at return. */
+static __always_inline void finish(struct func_event *e)
+{
+#pragma unroll
+	for (int i = 0; i < FUNC_MAX_ARGS; i++) {
+		struct str_hdr *h = slot_at(e, arg_slot[i]);
+		__u8 len_arg = arg_len[i];
+
+		if (i >= nr_args || arg_slot[i] >= FUNC_MAX_SLOTS || len_arg >= FUNC_MAX_ARGS)
+			continue;
+		switch (arg_read[i]) {
+		case ARG_STR:
+			read_str(h, str_size, (const void *)e->args[i]);
+			break;
+		case ARG_BUF_IN:
+			read_buf(h, str_size, (const void *)e->args[i], e->args[len_arg]);
+			break;
+		case ARG_BUF_OUT:
+			h->len = 0;
+			h->flags = STR_NOT_READ;
+			break;
+		}
+	}
+	if (!with_ret) {
+		bpf_ringbuf_submit(e, 0);
+		return;
+	}
+	if (bpf_map_update_elem(&inflight, &e->h.tid, e, BPF_ANY))
+		count_loss(LOSS_MAP_FULL);
+}
+
+/* At return: the output buffers hold what the function wrote, min(ret, len) bytes when
+ * it returned a positive count. */
+static __always_inline void fill_out_bufs(struct func_event *e, __u64 ret)
+{
+#pragma unroll
+	for (int i = 0; i < FUNC_MAX_ARGS; i++) {
+		struct str_hdr *h = slot_at(e, arg_slot[i]);
+		__u8 len_arg = arg_len[i];
+		__u64 n = ret;
+
+		if (i >= nr_args || arg_read[i] != ARG_BUF_OUT || arg_slot[i] >= FUNC_MAX_SLOTS ||
+		    len_arg >= FUNC_MAX_ARGS || (__s64)ret <= 0)
+			continue;
+		if (n > e->args[len_arg])
+			n = e->args[len_arg];
+		read_buf(h, str_size, (const void *)e->args[i], n);
+	}
+}
+
+/* The return of a call whose entry was parked: complete it and send it. */
+static __always_inline void on_return(__u64 id, __u64 ret)
+{
+	__u32 tid = (__u32)id;
+	struct func_event *e;
+
+	if (!scope_fixed_current(id))
+		return;
+	if (hist_on) {
+		__u64 *ts = bpf_map_lookup_elem(&starts, &tid);
+		__u32 zero = 0;
+		struct hist *h;
+
+		if (!ts) {
+			count_loss(LOSS_NO_ENTRY);
+			return;
+		}
+		h = bpf_map_lookup_elem(&latency, &zero);
+		if (h)
+			hist_add(h, bpf_ktime_get_ns() - *ts);
+		bpf_map_delete_elem(&starts, &tid);
+		return;
+	}
+	e = bpf_map_lookup_elem(&inflight, &tid);
+	if (!e) {
+		/* Entered before tracing began, filtered out by --comm, or dropped. */
+		count_loss(LOSS_NO_ENTRY);
+		return;
+	}
+	e->ret = ret;
+	e->latency_ns = bpf_ktime_get_ns() - e->h.ts_ns;
+	if (has_ret)
+		fill_out_bufs(e, ret);
+	if (bpf_ringbuf_output(&events, e, ev_size, 0))
+		count_loss(LOSS_RINGBUF);
+	bpf_map_delete_elem(&inflight, &tid);
+}
+
+#endif

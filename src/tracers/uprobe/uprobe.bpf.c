@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* btrace uprobe and usdt: calls of one user-space function (uprobe/uretprobe, attached by
+ * user space at a file offset it resolved from the ELF symbols), or hits of one USDT
+ * probe (libbpf's USDT support decodes the arguments from the probe's note). What
+ * happens at entry and return is func_probe.h's, shared with kprobe. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/usdt.bpf.h>
+#include "func_probe.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("uprobe")
+int func_uprobe(struct pt_regs *ctx)
+{
+	struct func_event *e = begin(bpf_get_current_pid_tgid());
+
+	if (!e)
+		return 0;
+	if (nr_args > 0) e->args[0] = PT_REGS_PARM1(ctx);
+	if (nr_args > 1) e->args[1] = PT_REGS_PARM2(ctx);
+	if (nr_args > 2) e->args[2] = PT_REGS_PARM3(ctx);
+	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
+	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
+	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
+	finish(e);
+	return 0;
+}
+
+SEC("uretprobe")
+int func_uretprobe(struct pt_regs *ctx)
+{
+	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
+	return 0;
+}
+
+/* A USDT probe: its arguments as libbpf's spec decodes them (sign-extended to 64 bits). */
+SEC("usdt")
+int func_usdt(struct pt_regs *ctx)
+{
+	struct func_event *e = begin(bpf_get_current_pid_tgid());
+	long n = bpf_usdt_arg_cnt(ctx);
+
+	if (!e)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < FUNC_MAX_ARGS; i++) {
+		__u64 v = 0;
+
+		if (i < nr_args && i < n)
+			bpf_usdt_arg(ctx, i, (long *)&v);
+		e->args[i] = v;
+	}
+	finish(e);
+	return 0;
+}
