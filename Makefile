@@ -4,11 +4,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := target/release/btrace
 WORKLOAD := target/workload
+UFUNCS := target/ufuncs
 
 # Debian packages: build (clang, libbpf's static libs), tests (bpftool, tmux, iproute2,
 # the static workload helper), the kernel matrix (qemu, busybox, cpio), bench (bpftrace).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
-	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio
+	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
+	systemtap-sdt-dev
 
 .PHONY: deps build build-release run test unit lint vmtest bench vmlinux clean
 
@@ -32,6 +34,11 @@ $(WORKLOAD): tests/workload/workload.c
 	@mkdir -p target
 	gcc -static -O2 -Wall -pthread -o $@ $<
 
+# User-space functions for the uprobe/usdt tests: dynamic (libc's malloc), with DWARF.
+$(UFUNCS): tests/workload/ufuncs.c
+	@mkdir -p target
+	gcc -g -O0 -Wall -o $@ $<
+
 # The main job: syscall latency histograms of the whole machine for a few seconds.
 run: build-release
 	$(BIN) hist --duration 5 --top 8
@@ -43,10 +50,10 @@ lint: deps
 
 # Unit tests and integration tests against the real kernel (needs root). The `testing`
 # feature adds the test hooks the release binary leaves out (see README).
-unit: deps $(WORKLOAD)
+unit: deps $(WORKLOAD) $(UFUNCS)
 	$(CARGO) test --features testing -- --test-threads=2
 
-vmtest: build-release $(WORKLOAD)
+vmtest: build-release $(WORKLOAD) $(UFUNCS)
 	bash tests/vm/run.sh $(KERNELS)
 
 test: lint unit vmtest

@@ -7,7 +7,7 @@
 use btrace::apps::floor;
 use btrace::apps::{doctor, top, verifier};
 use btrace::core::{bpf_log, output};
-use btrace::tracers::{hist, kprobe, tcp, tracepoint};
+use btrace::tracers::{hist, kprobe, tcp, tracepoint, uprobe};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -31,6 +31,10 @@ enum Command {
     Hist(hist::command::HistArgs),
     /// Every call of a kernel function (fentry or kprobe), arguments typed from BTF
     Kprobe(kprobe::command::KprobeArgs),
+    /// Every call of a user-space function (TARGET:FUNC), arguments typed from DWARF
+    Uprobe(uprobe::command::UprobeArgs),
+    /// Every hit of a USDT probe (TARGET:PROVIDER:NAME), or --list a file's probes
+    Usdt(uprobe::usdt::UsdtArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
     Tracepoint(tracepoint::command::TracepointArgs),
     /// What this kernel allows (probed for real) and which commands will work here
@@ -54,6 +58,8 @@ impl Command {
             Command::Hist(a) => a.common.verbose,
             Command::Tracepoint(a) => a.common.verbose,
             Command::Kprobe(a) => a.common.verbose,
+            Command::Uprobe(a) => a.common.verbose,
+            Command::Usdt(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
             #[cfg(feature = "testing")]
@@ -72,6 +78,8 @@ fn main() {
         Command::Hist(a) => hist::command::run(a),
         Command::Tracepoint(a) => tracepoint::command::run(a),
         Command::Kprobe(a) => kprobe::command::run(a),
+        Command::Uprobe(a) => uprobe::command::run(a),
+        Command::Usdt(a) => uprobe::usdt::run(a),
         Command::Doctor(a) => doctor::run(a).map(|()| 0),
         Command::Verifier(a) => verifier::run(a).map(|()| 0),
         #[cfg(feature = "testing")]

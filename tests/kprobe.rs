@@ -67,7 +67,9 @@ fn bad_flags_one_line() {
     let e = one_line_error(&btrace(&["kprobe", "--max-inflight", "5"]));
     assert!(e.contains("--ret"), "{e}");
     let e = one_line_error(&btrace(&["kprobe", "-i", "1"]));
-    assert!(e.contains("unexpected argument '-i'"), "{e}");
+    assert!(e.contains("needs --hist"), "{e}");
+    let e = one_line_error(&btrace(&["kprobe", "--hist", "--ret"]));
+    assert!(e.contains("cannot be used with"), "{e}");
 }
 
 fn exact_events_per_open() {

@@ -94,6 +94,20 @@ impl Log2Hist {
         )
     }
 
+    /// A titled histogram as `hist` prints it: `@name: N calls, avg .., total ..` and
+    /// its rows.
+    pub fn text_block(&self, name: &str) -> Vec<String> {
+        let mut lines = vec![format!(
+            "@{name}: {} call{}, avg {}, total {}   (buckets: latency in us)",
+            self.count,
+            if self.count == 1 { "" } else { "s" },
+            crate::model::units::fmt_ns(self.avg_ns().unwrap_or(0.0)),
+            crate::model::units::fmt_ns(self.sum_ns as f64)
+        )];
+        lines.extend(self.render(40));
+        lines
+    }
+
     /// bpftrace-style rows: `[2, 4)   1234 |@@@@@@   |`, bounds in microseconds.
     pub fn render(&self, width: usize) -> Vec<String> {
         let Some((first, last)) = self.used_range() else {

@@ -6,6 +6,14 @@
 
 use anyhow::Result;
 use libbpf_rs::MapCore;
+use serde_json::{json, Value};
+
+use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::output::Output;
+use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stream::{pump, EventStream};
+use crate::model::units::fmt_latency;
+use crate::model::value::{json_args, Marks};
 
 use crate::core::abi::types;
 use crate::core::scope::Scope;
@@ -81,6 +89,11 @@ impl Plan {
         };
         plan.reads = plan.arg_reads();
         plan
+    }
+
+    /// Whether the return is hooked (--ret, --hist).
+    pub fn needs_return(&self) -> bool {
+        self.with_ret || self.hist
     }
 
     pub fn nr_args(&self) -> usize {
@@ -163,7 +176,7 @@ macro_rules! func_configure {
                 .expect("function tracers have rodata");
             ro.nr_args = plan.nr_args() as u32;
             ro.has_ret = plan.ret_kind() != $crate::resolve::btf::ValueKind::Void;
-            ro.with_ret = plan.with_ret || plan.hist;
+            ro.with_ret = plan.needs_return();
             ro.hist_on = plan.hist;
             ro.str_size = plan.str_size as u32;
             ro.str_slot_bytes = $crate::core::slots::slot_bytes(plan.str_size) as u32;
@@ -279,6 +292,162 @@ pub fn decode_ret(plan: &Plan, ev: &FuncEvent) -> Option<Field<'static>> {
         val,
         raw,
     })
+}
+
+/// What a function tracer's run prints and closes with.
+pub struct Run<'a> {
+    pub plan: &'a Plan,
+    /// The function (or probe) as shown: `do_sys_openat2`, `libc:malloc`.
+    pub what: &'a str,
+    /// The hook it attached with (`fentry`, `uprobe`, `usdt`).
+    pub hook: &'a str,
+    /// Fields every event record carries after `func` and `hook` (e.g. the target file).
+    pub extra: Vec<(&'static str, Value)>,
+    /// The closing record's own fields.
+    pub specific: Value,
+}
+
+/// The loaded maps a run reads.
+pub struct RunMaps<'a> {
+    pub events: &'a dyn MapCore,
+    pub losses: &'a dyn MapCore,
+    pub latency: &'a dyn MapCore,
+}
+
+/// Streams every call as an event until the session ends, then closes.
+pub fn stream_events(
+    session: &mut Session,
+    c: &TraceArgs,
+    heads: &HeadArgs,
+    run: &Run<'_>,
+    maps: &RunMaps<'_>,
+) -> Result<i32> {
+    let plan = run.plan;
+    let mut stream = EventStream::new(maps.events, decode_record)?;
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut heads = Heads::new(heads);
+    if !out.json {
+        out.line(&heads.text_header("FUNCTION"))?;
+        out.flush()?;
+    }
+    let start_ns = crate::core::system::monotonic_ns();
+    session.attached(&format!("{} via {}", run.what, run.hook))?;
+    let (end, events, lost) = pump(session, &mut stream, &mut out, maps.losses, |out, ev| {
+        let fields = decode_args(plan, &ev);
+        let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
+        if out.json {
+            let mut rec = heads.json(&ev.head);
+            rec.insert("func".into(), run.what.into());
+            rec.insert("hook".into(), run.hook.into());
+            for (k, v) in &run.extra {
+                rec.insert((*k).into(), v.clone());
+            }
+            let mut marks = Marks::default();
+            rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
+            if let Some(r) = &ret {
+                rec.insert("ret".into(), r.val.json(r.name, &mut marks));
+                if let Some(raw) = &r.raw {
+                    marks
+                        .raw
+                        .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
+                }
+            }
+            if plan.with_ret {
+                rec.insert("latency_ns".into(), ev.latency_ns.into());
+            }
+            marks.insert_into(&mut rec);
+            out.record(&Value::Object(rec))?;
+        } else {
+            let mut tail = String::new();
+            if let Some(r) = &ret {
+                tail = format!("ret={} ", r.val.text());
+            }
+            if plan.with_ret {
+                tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
+            }
+            out.line(&heads.text_line(&ev.head, start_ns, run.what, &fields, &tail))?;
+        }
+        Ok(true)
+    })?;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: run.what,
+            hook: run.hook,
+            counted: Some(("events", events)),
+            losses: lost,
+            specific: run.specific.clone(),
+        },
+    )
+}
+
+/// `--hist`: the function's latency histogram, kept in the kernel, printed at the end (and
+/// every interval with -i) as `hist` prints its histograms.
+pub fn print_hists(
+    session: &mut Session,
+    c: &TraceArgs,
+    run: &Run<'_>,
+    maps: &RunMaps<'_>,
+) -> Result<i32> {
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    session.attached(&format!("{} via {}", run.what, run.hook))?;
+    let start = session.started();
+    let mut number = 0u64;
+    let mut start_s = 0.0;
+    let mut last = Log2Hist::default();
+    let per_interval = session.interval().is_some();
+    let mut close = |out: &mut Output| -> Result<()> {
+        let now = read_latency(maps.latency)?;
+        let h = now.since(&last);
+        let end_s = start.elapsed().as_secs_f64();
+        if out.json {
+            if per_interval {
+                out.record(&json!({"type": "interval", "interval": number,
+                    "start_s": start_s, "end_s": end_s, "calls": h.count}))?;
+            }
+            let mut rec = json!({"type": "hist", "func": run.what, "unit": "us",
+                "count": h.count, "total": now.count, "sum_ns": h.sum_ns,
+                "buckets": h.json_buckets()});
+            if per_interval {
+                rec["interval"] = number.into();
+            }
+            out.record(&rec)?;
+        } else {
+            if per_interval {
+                out.line(&format!("--- interval {number}: {start_s:.3} s to {end_s:.3} s ---"))?;
+            }
+            for row in h.text_block(run.what) {
+                out.line(&row)?;
+            }
+            out.line("")?;
+        }
+        out.flush()?;
+        number += 1;
+        start_s = end_s;
+        last = now;
+        Ok(())
+    };
+    let end = session.run(|step| {
+        match step {
+            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Interval => close(&mut out)?,
+        }
+        Ok(())
+    })?;
+    close(&mut out)?;
+    let losses = crate::core::stream::LossWatch::default().check(maps.losses, out.json)?;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: run.what,
+            hook: run.hook,
+            counted: None,
+            losses,
+            specific: run.specific.clone(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod kprobe;
 pub mod runq;
 pub mod tcp;
 pub mod tracepoint;
+pub mod uprobe;
 
 use std::os::fd::BorrowedFd;
 
@@ -158,6 +159,13 @@ pub const REGISTRY: &[Entry] = &[
         what: "kernel function calls",
         command: "kprobe",
         checks: kprobe::tracer::checks,
+        load: None,
+    },
+    Entry {
+        name: "uprobe",
+        what: "user-space function calls and USDT probes",
+        command: "uprobe",
+        checks: uprobe::tracer::checks,
         load: None,
     },
 ];

@@ -11,7 +11,6 @@ use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, IntervalArgs, Session, Step, TraceArgs};
 use crate::model::histogram::Log2Hist;
-use crate::model::units::fmt_ns;
 use crate::resolve::syscalls;
 
 use super::skel::Hist;
@@ -137,14 +136,7 @@ fn print_hists(
             }
             out.record(&rec)?;
         } else {
-            out.line(&format!(
-                "@{name}: {} call{}, avg {}, total {}   (buckets: latency in us)",
-                h.count,
-                if h.count == 1 { "" } else { "s" },
-                fmt_ns(h.avg_ns().unwrap_or(0.0)),
-                fmt_ns(h.sum_ns as f64)
-            ))?;
-            for row in h.render(40) {
+            for row in h.text_block(&name) {
                 out.line(&row)?;
             }
             out.line("")?;

@@ -4,22 +4,18 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::core::attach;
-use crate::core::event_out::{HeadArgs, Heads};
-use crate::core::output::Output;
+use crate::core::event_out::HeadArgs;
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
-use crate::core::stream::{pump, EventStream};
-use crate::model::units::fmt_latency;
-use crate::model::value::{json_args, Marks};
 
 use super::tracer::{
     kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
 };
-use crate::tracers::func::{decode_args, decode_record, decode_ret, Plan};
+use crate::tracers::func::{self, Plan, Run, RunMaps};
 
 #[derive(Args, Debug, Clone)]
 pub struct KprobeArgs {
@@ -33,7 +29,12 @@ pub struct KprobeArgs {
     /// Also report the return value and the latency (fexit or kretprobe)
     #[arg(long)]
     pub ret: bool,
-    /// With --ret: bound of the per-thread store of calls in progress
+    /// A latency histogram of the function kept in the kernel (no event per call)
+    #[arg(long, conflicts_with = "ret")]
+    pub hist: bool,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    /// With --ret or --hist: bound of the per-thread store of calls in progress
     #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
     pub max_inflight: Option<u32>,
     #[command(flatten)]
@@ -48,16 +49,19 @@ pub struct KprobeArgs {
 
 pub fn run(args: KprobeArgs) -> Result<i32> {
     let c = &args.common;
-    if args.max_inflight.is_some() && !args.ret {
-        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret");
+    if args.max_inflight.is_some() && !args.ret && !args.hist {
+        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret or --hist");
+    }
+    if args.interval.interval.is_some() && !args.hist {
+        bail!("-i prints a histogram per interval: it needs --hist");
     }
     crate::core::system::preflight()?;
     let proto = resolve(&args.func)?;
     if let Some(line) = kernel_cannot(args.mode) {
         bail!("{line}");
     }
-    let mut session = Session::new(c, None)?;
-    let plan = Plan::new(
+    let mut session = Session::new(c, args.interval.interval)?;
+    let mut plan = Plan::new(
         &args.func,
         proto,
         args.ret,
@@ -65,6 +69,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         Scope::new(session.tgid(), &args.scope)?,
         args.strings.string_size,
     );
+    plan.hist = args.hist;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| {
             anyhow!(
@@ -73,64 +78,22 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
             )
         })?;
 
-    let mut stream = EventStream::new(&kp.maps.events, decode_record)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
-    let mut heads = Heads::new(&args.heads);
-    if !out.json {
-        out.line(&heads.text_header("FUNCTION"))?;
-        out.flush()?;
+    let hook = mode.to_string();
+    let run = Run {
+        plan: &plan,
+        what: &plan.func,
+        hook: &hook,
+        extra: Vec::new(),
+        specific: json!({ "func": plan.func }),
+    };
+    let maps = RunMaps {
+        events: &kp.maps.events,
+        losses: &kp.maps.losses,
+        latency: &kp.maps.latency,
+    };
+    if plan.hist {
+        func::print_hists(&mut session, c, &run, &maps)
+    } else {
+        func::stream_events(&mut session, c, &args.heads, &run, &maps)
     }
-    let start_ns = crate::core::system::monotonic_ns();
-    session.attached(&format!("{} via {mode}", plan.func))?;
-    let (end, events, lost) = pump(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &kp.maps.losses,
-        |out, ev| {
-            let fields = decode_args(&plan, &ev);
-            let ret = plan.with_ret.then(|| decode_ret(&plan, &ev)).flatten();
-            if out.json {
-                let mut rec = heads.json(&ev.head);
-                rec.insert("func".into(), plan.func.clone().into());
-                rec.insert("hook".into(), mode.to_string().into());
-                let mut marks = Marks::default();
-                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
-                if let Some(r) = &ret {
-                    rec.insert("ret".into(), r.val.json(r.name, &mut marks));
-                    if let Some(raw) = &r.raw {
-                        marks
-                            .raw
-                            .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
-                    }
-                }
-                if plan.with_ret {
-                    rec.insert("latency_ns".into(), ev.latency_ns.into());
-                }
-                marks.insert_into(&mut rec);
-                out.record(&Value::Object(rec))?;
-            } else {
-                let mut tail = String::new();
-                if let Some(r) = &ret {
-                    tail = format!("ret={} ", r.val.text());
-                }
-                if plan.with_ret {
-                    tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
-                }
-                out.line(&heads.text_line(&ev.head, start_ns, &plan.func, &fields, &tail))?;
-            }
-            Ok(true)
-        },
-    )?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: &plan.func,
-            hook: &mode.to_string(),
-            counted: Some(("events", events)),
-            losses: lost,
-            specific: json!({ "func": plan.func }),
-        },
-    )
 }

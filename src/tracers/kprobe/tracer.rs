@@ -160,7 +160,7 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
         }
         crate::func_configure!(open, plan);
         let p = &mut open.progs;
-        let (entry_on, exit_on) = (true, plan.with_ret);
+        let (entry_on, exit_on) = (true, plan.needs_return());
         p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
         p.func_fexit.set_autoload(mode == Mode::Fentry && exit_on);
         p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
@@ -181,13 +181,13 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
     match mode {
         Mode::Fentry => {
             links.push(skel.progs.func_fentry.attach_trace()?);
-            if plan.with_ret {
+            if plan.needs_return() {
                 links.push(skel.progs.func_fexit.attach_trace()?);
             }
         }
         Mode::Kprobe => {
             links.push(skel.progs.func_kprobe.attach_kprobe(false, &plan.func)?);
-            if plan.with_ret {
+            if plan.needs_return() {
                 links.push(skel.progs.func_kretprobe.attach_kprobe(true, &plan.func)?);
             }
         }

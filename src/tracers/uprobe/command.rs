@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace uprobe TARGET:FUNC`: every call of a user-space function as an event, its
+//! arguments named and typed from DWARF (else arg0..arg5 as integers); with `--ret`, the
+//! return value and latency; with `--hist`, a latency histogram kept in the kernel.
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::core::event_out::HeadArgs;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{IntervalArgs, Session, TraceArgs};
+use crate::core::slots::StringArgs;
+use crate::resolve::btf::{Arg, Proto, ValueKind};
+use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
+use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
+
+use super::tracer::{load, resolve, Probe};
+
+#[derive(Args, Debug, Clone)]
+pub struct UprobeArgs {
+    /// TARGET:FUNC: TARGET a path, a library (libc, libssl: found as the dynamic linker
+    /// finds it, or in the -p process's maps) or a program on PATH; FUNC a symbol
+    /// (mangled or demangled), SYMBOL+OFF or an address (0x...)
+    #[arg(value_name = "TARGET:FUNC")]
+    pub probe: String,
+    /// Also report the return value and the latency (uretprobe)
+    #[arg(long)]
+    pub ret: bool,
+    /// A latency histogram of the function kept in the kernel (no event per call)
+    #[arg(long, conflicts_with = "ret")]
+    pub hist: bool,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    /// With --ret or --hist: bound of the per-thread store of calls in progress
+    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
+    pub max_inflight: Option<u32>,
+    #[command(flatten)]
+    pub strings: StringArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub heads: HeadArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+/// Without DWARF: six integer registers (the x86-64 calling convention's), and an
+/// integer return.
+fn registers(func: &str) -> Proto {
+    Proto {
+        func: func.to_string(),
+        args: (0..FUNC_MAX_ARGS)
+            .map(|i| Arg {
+                name: format!("arg{i}"),
+                kind: ValueKind::Int {
+                    signed: true,
+                    width: 8,
+                },
+            })
+            .collect(),
+        ret: ValueKind::Int {
+            signed: true,
+            width: 8,
+        },
+    }
+}
+
+pub fn run(args: UprobeArgs) -> Result<i32> {
+    let c = &args.common;
+    if args.max_inflight.is_some() && !args.ret && !args.hist {
+        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret or --hist");
+    }
+    if args.interval.interval.is_some() && !args.hist {
+        bail!("-i prints a histogram per interval: it needs --hist");
+    }
+    crate::core::system::preflight()?;
+    let target = resolve(&args.probe, c.pid)?;
+    let mut session = Session::new(c, args.interval.interval)?;
+    let dwarf = target.proto.is_some();
+    let proto = target
+        .proto
+        .unwrap_or_else(|| registers(&target.func.name));
+    let mut plan = Plan::new(
+        &target.func.name,
+        Some(proto),
+        args.ret,
+        args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+        Scope::new(session.tgid(), &args.scope)?,
+        args.strings.string_size,
+    );
+    plan.hist = args.hist;
+    let probe = Probe::Func {
+        path: &target.path,
+        offset: target.func.offset,
+    };
+    let (skel, _links) = load(&plan, &probe).map_err(|e| {
+        anyhow!(
+            "cannot place a uprobe on {} at offset {:#x}: {e:#}; `btrace doctor` shows what this kernel allows",
+            target.path.display(),
+            target.func.offset
+        )
+    })?;
+    let path = target.path.to_string_lossy().into_owned();
+    let run = Run {
+        plan: &plan,
+        what: &args.probe,
+        hook: "uprobe",
+        extra: vec![("target", path.clone().into())],
+        specific: json!({
+            "func": args.probe, "target": path, "offset": target.func.offset,
+            "dwarf": dwarf,
+        }),
+    };
+    let maps = RunMaps {
+        events: &skel.maps.events,
+        losses: &skel.maps.losses,
+        latency: &skel.maps.latency,
+    };
+    if plan.hist {
+        func::print_hists(&mut session, c, &run, &maps)
+    } else {
+        func::stream_events(&mut session, c, &args.heads, &run, &maps)
+    }
+}

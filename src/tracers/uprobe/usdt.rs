@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace usdt TARGET:PROVIDER:NAME`: every hit of a USDT probe as an event, its
+//! arguments decoded by libbpf from the probe's note (sized and signed as the note says);
+//! `btrace usdt TARGET --list`: the probes a file carries.
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::core::event_out::HeadArgs;
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Session, TraceArgs};
+use crate::resolve::btf::{Arg, Proto, ValueKind};
+use crate::resolve::elf::{self, ElfFile};
+use crate::resolve::usdt::{self, UsdtProbe};
+use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
+
+use super::tracer::{load, Probe};
+
+#[derive(Args, Debug, Clone)]
+pub struct UsdtArgs {
+    /// TARGET:PROVIDER:NAME (TARGET a path, a library or a program on PATH), or with
+    /// --list only TARGET
+    #[arg(value_name = "TARGET:PROVIDER:NAME")]
+    pub probe: String,
+    /// List the USDT probes of TARGET and exit
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub heads: HeadArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+fn list(args: &UsdtArgs) -> Result<i32> {
+    let path = elf::find_target(&args.probe, args.common.pid)?;
+    let probes = usdt::probes(&ElfFile::open(&path)?);
+    let mut out = Output::to(args.common.json, args.common.output.as_deref())?;
+    for p in &probes {
+        if out.json {
+            out.record(&json!({"type": "usdt", "target": path.to_string_lossy(),
+                "provider": p.provider, "name": p.name, "addr": p.addr,
+                "semaphore": p.semaphore, "args": p.args}))?;
+        } else {
+            out.line(&format!(
+                "{}:{}:{}  ({} argument{}: {})",
+                args.probe,
+                p.provider,
+                p.name,
+                p.args.len(),
+                if p.args.len() == 1 { "" } else { "s" },
+                p.args.join(" ")
+            ))?;
+        }
+    }
+    if !out.json && probes.is_empty() {
+        out.line(&format!("(no USDT probes in {})", path.display()))?;
+    }
+    out.flush()?;
+    Ok(0)
+}
+
+/// The probe's arguments as the note types them: arg0.. signed or not, of their size.
+fn proto(p: &UsdtProbe) -> Proto {
+    Proto {
+        func: format!("{}:{}", p.provider, p.name),
+        args: p
+            .arg_types()
+            .into_iter()
+            .take(FUNC_MAX_ARGS)
+            .enumerate()
+            .map(|(i, (signed, width))| Arg {
+                name: format!("arg{i}"),
+                kind: ValueKind::Int {
+                    signed,
+                    // libbpf extends each value to 64 bits by its signedness.
+                    width: if signed { 8 } else { width },
+                },
+            })
+            .collect(),
+        ret: ValueKind::Void,
+    }
+}
+
+pub fn run(args: UsdtArgs) -> Result<i32> {
+    if args.list {
+        return list(&args);
+    }
+    let c = &args.common;
+    let mut parts = args.probe.rsplitn(3, ':');
+    let (Some(name), Some(provider), Some(target)) = (parts.next(), parts.next(), parts.next())
+    else {
+        bail!(
+            "'{}' is not TARGET:PROVIDER:NAME (btrace usdt TARGET --list shows them)",
+            args.probe
+        );
+    };
+    crate::core::system::preflight()?;
+    let path = elf::find_target(target, c.pid)?;
+    let file = ElfFile::open(&path)?;
+    let probes = usdt::probes(&file);
+    let Some(found) = probes
+        .iter()
+        .find(|p| p.provider == provider && p.name == name)
+    else {
+        bail!(
+            "no USDT probe {provider}:{name} in {} ({} probes; btrace usdt {target} --list shows them)",
+            path.display(),
+            probes.len()
+        );
+    };
+    let mut session = Session::new(c, None)?;
+    let plan = Plan::new(
+        &format!("{provider}:{name}"),
+        Some(proto(found)),
+        false,
+        1,
+        Scope::new(session.tgid(), &args.scope)?,
+        crate::core::abi::STR_SIZE_MIN,
+    );
+    let probe = Probe::Usdt {
+        path: &path,
+        provider,
+        name,
+    };
+    let (skel, _links) = load(&plan, &probe).map_err(|e| {
+        anyhow!(
+            "cannot attach to USDT probe {provider}:{name} of {}: {e:#}",
+            path.display()
+        )
+    })?;
+    let target_path = path.to_string_lossy().into_owned();
+    let run = Run {
+        plan: &plan,
+        what: &args.probe,
+        hook: "usdt",
+        extra: vec![("target", target_path.clone().into())],
+        specific: json!({ "probe": args.probe, "target": target_path }),
+    };
+    let maps = RunMaps {
+        events: &skel.maps.events,
+        losses: &skel.maps.losses,
+        latency: &skel.maps.latency,
+    };
+    func::stream_events(&mut session, c, &args.heads, &run, &maps)
+}

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: Apache-2.0
+/* User-space functions with exact, known calls, for the uprobe and usdt tests. Built
+ * dynamically linked (libc's malloc is a library function to trace), with -g -O0 (DWARF
+ * for argument names and types; f is never inlined).
+ *
+ *   ufuncs f N        calls f(a, b, s) N times, for i = 0..N-1:
+ *                     a = i - 2, b = -1000000000000 * i + 7, s = "s-<i>", except that the
+ *                     last call's s is 300 'x' (longer than the default string size);
+ *                     f returns 2 * a - 1
+ *   ufuncs malloc K   K malloc(100000 + i) for i = 0..K-1, each freed at once (and nothing
+ *                     else of its own that allocates: no stdio)
+ *   ufuncs usdt N     the USDT probe btrace_test:tick(i, -i - 1, 1000000 * i) fired N times
+ *   ufuncs wait CMD.. waits until stdin is readable (poll, no read), then runs CMD
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sdt.h>
+
+__attribute__((noinline)) int f(int a, long b, const char *s)
+{
+	/* Something the compiler cannot drop. */
+	__asm__ volatile("" : : "r"(b), "r"(s) : "memory");
+	return 2 * a - 1;
+}
+
+static void fmt_index(char *buf, long i)
+{
+	char digits[24];
+	int n = 0;
+
+	memcpy(buf, "s-", 2);
+	do {
+		digits[n++] = '0' + i % 10;
+		i /= 10;
+	} while (i);
+	for (int k = 0; k < n; k++)
+		buf[2 + k] = digits[n - 1 - k];
+	buf[2 + n] = 0;
+}
+
+static int do_f(long n)
+{
+	static char longs[301];
+	char buf[32];
+	int sum = 0;
+
+	memset(longs, 'x', 300);
+	for (long i = 0; i < n; i++) {
+		fmt_index(buf, i);
+		sum += f((int)(i - 2), -1000000000000L * i + 7, i == n - 1 ? longs : buf);
+	}
+	return sum == 12345678 ? 3 : 0;
+}
+
+static int do_malloc(long k)
+{
+	for (long i = 0; i < k; i++) {
+		void *volatile p = malloc(100000 + i);
+
+		if (!p)
+			return 1;
+		free(p);
+	}
+	return 0;
+}
+
+static int do_usdt(long n)
+{
+	for (long i = 0; i < n; i++) {
+		long neg = -i - 1, big = 1000000L * i;
+
+		STAP_PROBE3(btrace_test, tick, i, neg, big);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 2 ? atol(argv[2]) : 0;
+
+	if (argc > 1 && !strcmp(argv[1], "wait")) {
+		struct pollfd p = { .fd = 0, .events = POLLIN };
+
+		poll(&p, 1, -1);
+		argv += 1;
+		argc -= 1;
+		n = argc > 2 ? atol(argv[2]) : 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "f"))
+		return do_f(n);
+	if (argc == 3 && !strcmp(argv[1], "malloc"))
+		return do_malloc(n);
+	if (argc == 3 && !strcmp(argv[1], "usdt"))
+		return do_usdt(n);
+	return 2;
+}
