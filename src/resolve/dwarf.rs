@@ -174,7 +174,10 @@ fn kind_of(u: UnitRef<'_, R<'_>>, t: AttributeValue<R<'_>>, depth: u32) -> Value
             width: size,
         },
         gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type => {
-            match e.attr_value(gimli::DW_AT_type).and_then(|p| char_pointee(u, p)) {
+            match e
+                .attr_value(gimli::DW_AT_type)
+                .and_then(|p| char_pointee(u, p))
+            {
                 Some(constant) => ValueKind::Str { constant },
                 None => ValueKind::Pointer,
             }

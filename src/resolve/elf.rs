@@ -85,7 +85,10 @@ impl ElfFile {
                 .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
         };
         let found = functions().find(|s| s.name() == Ok(name)).or_else(|| {
-            functions().find(|s| s.name().is_ok_and(|n| demangled(n).as_deref() == Some(name)))
+            functions().find(|s| {
+                s.name()
+                    .is_ok_and(|n| demangled(n).as_deref() == Some(name))
+            })
         });
         if let Some(s) = found {
             return Ok(s.address());
@@ -257,7 +260,9 @@ fn in_dir(dir: &Path, name: &str) -> Option<PathBuf> {
         .collect();
     // libc.so.6 before libc.so (a linker script in -dev packages).
     found.sort_by_key(|p| std::cmp::Reverse(p.to_string_lossy().len()));
-    found.into_iter().find(|p| std::fs::read(p).is_ok_and(|d| d.starts_with(b"\x7fELF")))
+    found
+        .into_iter()
+        .find(|p| std::fs::read(p).is_ok_and(|d| d.starts_with(b"\x7fELF")))
 }
 
 #[cfg(test)]
@@ -299,7 +304,10 @@ mod tests {
         let f = ElfFile::open(&p).unwrap();
         let m = f.func("malloc").unwrap();
         assert!(m.offset > 0);
-        let e = f.func("mallocx_nothing_like_it_btrace").unwrap_err().to_string();
+        let e = f
+            .func("mallocx_nothing_like_it_btrace")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("stripped") || e.contains("no function"), "{e}");
     }
 }

@@ -14,5 +14,5 @@ pub mod elf;
 pub mod kallsyms;
 pub mod print_fmt;
 pub mod syscalls;
-pub mod usdt;
 pub mod tracefs_format;
+pub mod usdt;

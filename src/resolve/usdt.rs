@@ -125,7 +125,10 @@ mod tests {
         n.resize(n.len().next_multiple_of(4), 0);
         let p = parse_notes(&n, true);
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].provider.as_str(), p[0].name.as_str()), ("prov", "tick"));
+        assert_eq!(
+            (p[0].provider.as_str(), p[0].name.as_str()),
+            ("prov", "tick")
+        );
         assert_eq!(p[0].addr, 0x1234);
         assert_eq!(p[0].arg_types(), [(true, 8), (false, 4)]);
     }

@@ -415,7 +415,9 @@ pub fn print_hists(
             out.record(&rec)?;
         } else {
             if per_interval {
-                out.line(&format!("--- interval {number}: {start_s:.3} s to {end_s:.3} s ---"))?;
+                out.line(&format!(
+                    "--- interval {number}: {start_s:.3} s to {end_s:.3} s ---"
+                ))?;
             }
             for row in h.text_block(run.what) {
                 out.line(&row)?;

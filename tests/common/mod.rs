@@ -35,6 +35,22 @@ pub fn workload() -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// target/ufuncs (tests/workload/ufuncs.c: user-space functions with known calls, dynamic,
+/// with DWARF), built by the Makefile (built here too when missing).
+pub fn ufuncs() -> String {
+    static BUILD: Once = Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    BUILD.call_once(|| {
+        let ok = Command::new("make")
+            .args(["-s", "target/ufuncs"])
+            .current_dir(&root)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "building target/ufuncs failed");
+    });
+    root.join("target/ufuncs").to_string_lossy().into_owned()
+}
+
 /// Runs btrace to completion.
 pub fn btrace(args: &[&str]) -> Output {
     Command::new(btrace_bin())

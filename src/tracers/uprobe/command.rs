@@ -78,9 +78,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     let target = resolve(&args.probe, c.pid)?;
     let mut session = Session::new(c, args.interval.interval)?;
     let dwarf = target.proto.is_some();
-    let proto = target
-        .proto
-        .unwrap_or_else(|| registers(&target.func.name));
+    let proto = target.proto.unwrap_or_else(|| registers(&target.func.name));
     let mut plan = Plan::new(
         &target.func.name,
         Some(proto),

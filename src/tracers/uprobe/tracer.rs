@@ -85,7 +85,11 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             let off = *offset as usize;
             links.push(skel.progs.func_uprobe.attach_uprobe(false, -1, path, off)?);
             if plan.needs_return() {
-                links.push(skel.progs.func_uretprobe.attach_uprobe(true, -1, path, off)?);
+                links.push(
+                    skel.progs
+                        .func_uretprobe
+                        .attach_uprobe(true, -1, path, off)?,
+                );
             }
         }
         Probe::Usdt {

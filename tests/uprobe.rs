@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace uprobe` and `btrace usdt` on this machine (uprobes work on the development
+//! kernel): exact calls of known functions of target/ufuncs (tests/workload/ufuncs.c),
+//! named and typed from DWARF, return values, the latency histogram, libc's malloc, a
+//! USDT probe, and the one-line errors.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The events and summary of one run of btrace with `args`, its -c command `cmd`.
+fn run(args: &[&str], cmd: &str) -> (Vec<Value>, Value) {
+    let mut all = args.to_vec();
+    all.extend(["--json", "-c", cmd]);
+    let (recs, code, stderr) = trace_to_end(&all);
+    assert_eq!(code, 0, "{stderr:?}");
+    let s = summary(&recs).clone();
+    (recs, s)
+}
+
+fn events(recs: &[Value]) -> Vec<&Value> {
+    of_type(recs, "event")
+}
+
+/// What f(a, b, s) gets on call i of `ufuncs f n`.
+fn f_args(i: i64, n: i64) -> Value {
+    let s = if i == n - 1 {
+        "x".repeat(256)
+    } else {
+        format!("s-{i}")
+    };
+    json!({"a": i - 2, "b": -1_000_000_000_000i64 * i + 7, "s": s})
+}
+
+#[test]
+fn every_call_with_named_typed_args() {
+    const N: i64 = 7;
+    let u = ufuncs();
+    let (recs, sum) = run(&["uprobe", &format!("{u}:f")], &format!("{u} wait f {N}"));
+    let ev = events(&recs);
+    assert_eq!(ev.len(), N as usize, "{recs:?}");
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(e["args"], f_args(i as i64, N), "{e}");
+        assert_eq!(e["hook"], "uprobe");
+        assert_eq!(e["comm"], "ufuncs");
+        // The last string is longer than the string size: cut and marked.
+        let cut = i as i64 == N - 1;
+        assert_eq!(e.get("truncated").is_some(), cut, "{e}");
+        if cut {
+            assert_eq!(e["truncated"], json!(["s"]));
+        }
+        assert!(e.get("ret").is_none());
+    }
+    assert_eq!(sum["events"], N);
+    assert_eq!(sum["dwarf"], true);
+    assert_eq!(
+        sum["lost"],
+        json!({"ringbuf": 0, "map_full": 0, "no_entry": 0})
+    );
+}
+
+#[test]
+fn ret_gives_the_known_return_values() {
+    const N: i64 = 5;
+    let u = ufuncs();
+    let (recs, sum) = run(
+        &["uprobe", &format!("{u}:f"), "--ret"],
+        &format!("{u} wait f {N}"),
+    );
+    let ev = events(&recs);
+    assert_eq!(ev.len(), N as usize, "{recs:?}");
+    for (i, e) in ev.iter().enumerate() {
+        let a = i as i64 - 2;
+        assert_eq!(e["args"]["a"], a);
+        assert_eq!(e["ret"], 2 * a - 1, "{e}");
+        assert!(e["latency_ns"].as_u64().unwrap() > 0, "{e}");
+    }
+    assert_eq!(sum["lost"]["no_entry"], 0);
+}
+
+#[test]
+fn hist_totals_every_call() {
+    const N: u64 = 2000;
+    let u = ufuncs();
+    let (recs, sum) = run(
+        &["uprobe", &format!("{u}:f"), "--hist"],
+        &format!("{u} wait f {N}"),
+    );
+    assert!(events(&recs).is_empty(), "--hist sends no events");
+    let h = of_type(&recs, "hist");
+    assert_eq!(h.len(), 1, "{recs:?}");
+    assert_eq!(h[0]["count"], N);
+    assert_eq!(h[0]["total"], N);
+    let in_buckets: u64 = h[0]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_buckets, N, "{}", h[0]);
+    assert!(h[0]["sum_ns"].as_u64().unwrap() > 0);
+    assert_eq!(
+        sum["lost"],
+        json!({"ringbuf": 0, "map_full": 0, "no_entry": 0})
+    );
+}
+
+/// libc's malloc, found by library name. ufuncs uses no stdio, and libc allocates
+/// nothing of its own at start-up in it (measured: exactly K events), but other libc
+/// builds may; so: every known size exactly once, and nothing else from `malloc K`'s
+/// loop.
+#[test]
+fn libc_malloc_by_library_name() {
+    const K: u64 = 6;
+    let u = ufuncs();
+    let (recs, sum) = run(&["uprobe", "libc:malloc"], &format!("{u} wait malloc {K}"));
+    let ev = events(&recs);
+    let sizes: Vec<u64> = ev
+        .iter()
+        .map(|e| e["args"]["arg0"].as_u64().unwrap_or(0))
+        .collect();
+    for i in 0..K {
+        let n = sizes.iter().filter(|&&s| s == 100_000 + i).count();
+        assert_eq!(n, 1, "size {} in {sizes:?}", 100_000 + i);
+    }
+    assert!(ev.len() as u64 >= K);
+    assert_eq!(sum["dwarf"], false);
+    assert!(sum["target"].as_str().unwrap().contains("libc.so"), "{sum}");
+}
+
+/// A stripped copy, traced at f's address: no DWARF, so six integer registers.
+#[test]
+fn stripped_binary_by_address_gives_registers() {
+    let u = ufuncs();
+    let nm = Command::new("nm").arg(&u).output().unwrap();
+    let addr = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .find(|l| l.ends_with(" T f"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("btrace-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stripped = dir.join("ufuncs");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&u)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let s = stripped.to_string_lossy().into_owned();
+    let e = one_line_error(&btrace(&["uprobe", &format!("{s}:f")]));
+    assert!(e.contains("stripped"), "{e}");
+    let (recs, sum) = run(
+        &["uprobe", &format!("{s}:0x{addr}")],
+        &format!("{s} wait f 3"),
+    );
+    let ev = events(&recs);
+    assert_eq!(ev.len(), 3, "{recs:?}");
+    for (i, e) in ev.iter().enumerate() {
+        // An int in a 64-bit register: only its low half is defined by the ABI.
+        let a = e["args"]["arg0"].as_i64().unwrap() as i32;
+        assert_eq!(a as i64, i as i64 - 2, "{e}");
+        assert_eq!(e["args"]["arg1"], -1_000_000_000_000i64 * i as i64 + 7);
+        assert!(e["args"].get("arg5").is_some());
+    }
+    assert_eq!(sum["dwarf"], false);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn usdt_probe_exact_hits_and_list() {
+    const N: i64 = 4;
+    let u = ufuncs();
+    let out = btrace(&["usdt", &u, "--list", "--json"]);
+    assert!(out.status.success());
+    let list = parse_ndjson(&out.stdout);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (&list[0]["provider"], &list[0]["name"]),
+        (&json!("btrace_test"), &json!("tick"))
+    );
+    assert_eq!(list[0]["args"].as_array().unwrap().len(), 3);
+    let (recs, sum) = run(
+        &["usdt", &format!("{u}:btrace_test:tick")],
+        &format!("{u} wait usdt {N}"),
+    );
+    let ev = events(&recs);
+    assert_eq!(ev.len(), N as usize, "{recs:?}");
+    for (i, e) in ev.iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(
+            e["args"],
+            json!({"arg0": i, "arg1": -i - 1, "arg2": 1_000_000 * i}),
+            "{e}"
+        );
+        assert_eq!(e["hook"], "usdt");
+    }
+    assert_eq!(sum["events"], N);
+}
+
+#[test]
+fn errors_are_one_line() {
+    let u = ufuncs();
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:no_such_function")]));
+    assert!(e.contains("no function 'no_such_function'"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", "/etc/passwd:f"]));
+    assert!(e.contains("is not an ELF file"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", "/nonexistent/btrace:f"]));
+    assert!(e.contains("no such file: /nonexistent/btrace"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", "no_such_lib_btrace:f"]));
+    assert!(
+        e.contains("no library or program 'no_such_lib_btrace'"),
+        "{e}"
+    );
+    let e = one_line_error(&btrace(&["uprobe", &u]));
+    assert!(e.contains("not TARGET:FUNC"), "{e}");
+    let e = one_line_error(&btrace(&["usdt", &format!("{u}:nope:nothing")]));
+    assert!(e.contains("no USDT probe nope:nothing"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:f"), "-i", "1"]));
+    assert!(e.contains("needs --hist"), "{e}");
+}
