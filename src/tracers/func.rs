@@ -294,6 +294,24 @@ pub fn decode_ret(plan: &Plan, ev: &FuncEvent) -> Option<Field<'static>> {
     })
 }
 
+/// The flags of `--ret`/`--hist` that need one another.
+pub fn check_flags(
+    ret: bool,
+    hist: bool,
+    max_inflight: Option<u32>,
+    interval: &crate::core::session::IntervalArgs,
+) -> Result<()> {
+    if max_inflight.is_some() && !ret && !hist {
+        anyhow::bail!(
+            "--max-inflight bounds the calls waiting for their return: it needs --ret or --hist"
+        );
+    }
+    if interval.interval.is_some() && !hist {
+        anyhow::bail!("-i prints a histogram per interval: it needs --hist");
+    }
+    Ok(())
+}
+
 /// What a function tracer's run prints and closes with.
 pub struct Run<'a> {
     pub plan: &'a Plan,

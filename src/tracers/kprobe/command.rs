@@ -49,12 +49,7 @@ pub struct KprobeArgs {
 
 pub fn run(args: KprobeArgs) -> Result<i32> {
     let c = &args.common;
-    if args.max_inflight.is_some() && !args.ret && !args.hist {
-        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret or --hist");
-    }
-    if args.interval.interval.is_some() && !args.hist {
-        bail!("-i prints a histogram per interval: it needs --hist");
-    }
+    func::check_flags(args.ret, args.hist, args.max_inflight, &args.interval)?;
     crate::core::system::preflight()?;
     let proto = resolve(&args.func)?;
     if let Some(line) = kernel_cannot(args.mode) {

@@ -3,7 +3,7 @@
 //! arguments named and typed from DWARF (else arg0..arg5 as integers); with `--ret`, the
 //! return value and latency; with `--hist`, a latency histogram kept in the kernel.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use clap::Args;
 use serde_json::json;
 
@@ -68,12 +68,7 @@ fn registers(func: &str) -> Proto {
 
 pub fn run(args: UprobeArgs) -> Result<i32> {
     let c = &args.common;
-    if args.max_inflight.is_some() && !args.ret && !args.hist {
-        bail!("--max-inflight bounds the calls waiting for their return: it needs --ret or --hist");
-    }
-    if args.interval.interval.is_some() && !args.hist {
-        bail!("-i prints a histogram per interval: it needs --hist");
-    }
+    func::check_flags(args.ret, args.hist, args.max_inflight, &args.interval)?;
     crate::core::system::preflight()?;
     let target = resolve(&args.probe, c.pid)?;
     let mut session = Session::new(c, args.interval.interval)?;

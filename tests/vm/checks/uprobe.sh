@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: Apache-2.0
+# btrace uprobe / usdt, and the --hist latency histogram of uprobe and kprobe: exact calls
+# of target/ufuncs (tests/workload/ufuncs.c) and of getppid, as the host tests expect.
+
+UFUNCS=/bin/ufuncs
+
+uprobe_exact() {
+    run /tmp/u.json /tmp/u.err "$BTRACE" uprobe --json "$UFUNCS:f" --ret -c "$UFUNCS f 7" ||
+        fail "btrace uprobe exited $?: $(head -n1 /tmp/u.err)"
+    n=$(grep -c '"type":"event"' /tmp/u.json)
+    [ "$n" = 7 ] || fail "events=$n, want 7"
+    grep -q '"args":{"a":-2,"b":7,"s":"s-0"},"ret":-5' /tmp/u.json || fail "first call's args/ret wrong"
+    grep -q '"args":{"a":3,"b":-4999999999993,"s":"s-5"},"ret":5' /tmp/u.json || fail "sixth call's args/ret wrong"
+    grep -q '"truncated":\["s"\]' /tmp/u.json || fail "the long string is not marked truncated"
+    detail "7 events, DWARF args and ret"
+}
+register uprobe_exact 60
+
+uprobe_hist_exact() {
+    run /tmp/uh.json /tmp/uh.err "$BTRACE" uprobe --json "$UFUNCS:f" --hist -c "$UFUNCS f 1000" ||
+        fail "btrace uprobe --hist exited $?: $(head -n1 /tmp/uh.err)"
+    c=$(json_get /tmp/uh.json '"type":"hist"' count)
+    [ "$c" = 1000 ] || fail "hist count=${c:-none}, want 1000"
+    detail "count=1000"
+}
+register uprobe_hist_exact 60
+
+uprobe_libc_malloc() {
+    run /tmp/um.json /tmp/um.err "$BTRACE" uprobe --json libc:malloc -c "$UFUNCS malloc 5" ||
+        fail "btrace uprobe libc:malloc exited $?: $(head -n1 /tmp/um.err)"
+    for s in 100000 100001 100002 100003 100004; do
+        n=$(grep -c "\"arg0\":$s," /tmp/um.json)
+        [ "$n" = 1 ] || fail "malloc($s) seen $n times, want 1"
+    done
+    detail "5 sizes, $(grep -c '"type":"event"' /tmp/um.json) events"
+}
+register uprobe_libc_malloc 60
+
+usdt_exact() {
+    run /tmp/us.json /tmp/us.err "$BTRACE" usdt --json "$UFUNCS:btrace_test:tick" -c "$UFUNCS usdt 4" ||
+        fail "btrace usdt exited $?: $(head -n1 /tmp/us.err)"
+    n=$(grep -c '"type":"event"' /tmp/us.json)
+    [ "$n" = 4 ] || fail "events=$n, want 4"
+    grep -q '"args":{"arg0":3,"arg1":-4,"arg2":3000000}' /tmp/us.json || fail "last hit's args wrong"
+    detail "4 hits with args"
+}
+register usdt_exact 60
+
+kprobe_hist_exact() {
+    run /tmp/kh.json /tmp/kh.err "$BTRACE" kprobe --json __x64_sys_getppid --hist -c "$WORKLOAD syscalls 1000 0" ||
+        fail "btrace kprobe --hist exited $?: $(head -n1 /tmp/kh.err)"
+    c=$(json_get /tmp/kh.json '"type":"hist"' count)
+    [ "$c" = 1000 ] || fail "hist count=${c:-none}, want 1000"
+    detail "count=1000 via $(json_get /tmp/kh.json '"type":"summary"' hook)"
+}
+register kprobe_hist_exact 90
