@@ -224,3 +224,88 @@ fn errors_are_one_line() {
     let e = one_line_error(&btrace(&["uprobe", &format!("{u}:f"), "-i", "1"]));
     assert!(e.contains("needs --hist"), "{e}");
 }
+
+/// A process started before btrace, traced with -p: it is released (a line on its stdin)
+/// once btrace has attached, and btrace ends when it exits.
+fn trace_pid(btrace_args: &[&str], child: &mut std::process::Child) -> (Vec<Value>, Value) {
+    let pid = child.id().to_string();
+    let mut all = btrace_args.to_vec();
+    all.extend(["--json", "-p", &pid]);
+    let mut r = Running::start(&all);
+    r.wait_attached();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    assert!(child.wait().unwrap().success());
+    let (recs, code, stderr) = r.finish();
+    assert_eq!(code, 0, "{stderr:?}");
+    let s = summary(&recs).clone();
+    (recs, s)
+}
+
+/// -p: the library is the one the process maps (found in /proc/PID/maps, opened through
+/// /proc/PID/root).
+#[test]
+fn pid_library_from_its_maps() {
+    const K: u64 = 4;
+    let mut child = Command::new(ufuncs())
+        .args(["wait", "malloc", &K.to_string()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its libc is mapped once the dynamic linker is done: before `wait` polls.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (recs, sum) = trace_pid(&["uprobe", "libc:malloc"], &mut child);
+    let root = format!("/proc/{}/root/", child.id());
+    assert!(sum["target"].as_str().unwrap().starts_with(&root), "{sum}");
+    let sizes: Vec<u64> = events(&recs)
+        .iter()
+        .map(|e| e["args"]["arg0"].as_u64().unwrap_or(0))
+        .collect();
+    for i in 0..K {
+        assert_eq!(
+            sizes.iter().filter(|&&s| s == 100_000 + i).count(),
+            1,
+            "{sizes:?}"
+        );
+    }
+}
+
+/// A binary that exists only in another mount namespace (a tmpfs mounted there), traced
+/// with -p by the path it has inside: found through /proc/PID/root.
+#[test]
+fn binary_in_another_mount_namespace() {
+    const N: usize = 3;
+    let dir = std::env::temp_dir().join(format!("btrace-mntns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    let script = format!(
+        "mount -t tmpfs none {d} && cp {} {d}/ufuncs && exec {d}/ufuncs wait f {N}",
+        ufuncs()
+    );
+    let mut child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let inside = format!("{d}/ufuncs");
+    // Wait until the exec happened (the process's exe is the copy).
+    for _ in 0..100 {
+        let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap_or_default();
+        if exe.to_string_lossy() == inside {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !std::path::Path::new(&inside).exists(),
+        "the copy is visible on the host"
+    );
+    let (recs, sum) = trace_pid(&["uprobe", &format!("{inside}:f")], &mut child);
+    assert_eq!(events(&recs).len(), N, "{recs:?}");
+    assert_eq!(events(&recs)[0]["args"]["a"], -2);
+    assert!(
+        sum["target"].as_str().unwrap().starts_with("/proc/"),
+        "{sum}"
+    );
+    std::fs::remove_dir(&dir).ok();
+}

@@ -196,16 +196,18 @@ fn in_maps(pid: u32, name: &str) -> Option<PathBuf> {
         .map(|p| Path::new(&format!("/proc/{pid}/root")).join(p.trim_start_matches('/')))
 }
 
-/// The file `TARGET` names: a path (inside a traced process's root when `pid` is given
-/// and the path is not there on the host), or a library as the dynamic linker finds it
+/// The file `TARGET` names: a path (inside the traced process's root when `pid` is
+/// given), or a library as the dynamic linker finds it
 /// (LD_LIBRARY_PATH, its cache, the default directories), or what the process `pid`
 /// maps, or a program on PATH.
 pub fn find_target(target: &str, pid: Option<u32>) -> Result<PathBuf> {
     if target.contains('/') {
         let p = PathBuf::from(target);
+        // The traced process's own view of the path (its container's file, or the host's
+        // when it shares the host's root).
         if let (Some(pid), true) = (pid, p.is_absolute()) {
             let inside = Path::new(&format!("/proc/{pid}/root")).join(&target[1..]);
-            if !p.exists() && inside.exists() {
+            if inside.exists() {
                 return Ok(inside);
             }
         }
