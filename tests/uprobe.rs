@@ -309,3 +309,20 @@ fn binary_in_another_mount_namespace() {
     );
     std::fs::remove_dir(&dir).ok();
 }
+
+/// usdt -p: the probe attached for that one process (libbpf's only way on kernels without
+/// BPF cookies), exact hits.
+#[test]
+fn usdt_with_pid() {
+    let mut child = Command::new(ufuncs())
+        .args(["wait", "usdt", "3"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let probe = format!("{}:btrace_test:tick", ufuncs());
+    let (recs, sum) = trace_pid(&["usdt", &probe], &mut child);
+    assert_eq!(events(&recs).len(), 3, "{recs:?}");
+    assert_eq!(events(&recs)[2]["args"]["arg1"], -3);
+    assert_eq!(sum["events"], 3);
+}

@@ -10,12 +10,18 @@
  *   ufuncs malloc K   K malloc(100000 + i) for i = 0..K-1, each freed at once (and nothing
  *                     else of its own that allocates: no stdio)
  *   ufuncs usdt N     the USDT probe btrace_test:tick(i, -i - 1, 1000000 * i) fired N times
+ *   ufuncs loop N     calls f(1, 2, "s") N times flat out; writes the ns per call to the
+ *                     file $UFUNCS_TIME_FILE if set (make bench)
  *   ufuncs wait CMD.. waits until stdin is readable (poll, no read), then runs CMD
  */
+#include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sdt.h>
+#include <time.h>
+#include <unistd.h>
 
 __attribute__((noinline)) int f(int a, long b, const char *s)
 {
@@ -75,6 +81,28 @@ static int do_usdt(long n)
 	return 0;
 }
 
+static int do_loop(long n)
+{
+	const char *file = getenv("UFUNCS_TIME_FILE");
+	struct timespec a, b;
+	char out[64];
+	int fd, len;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++)
+		f(1, 2, "s");
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (!file || n <= 0)
+		return 0;
+	len = snprintf(out, sizeof(out), "%.1f\n",
+		       ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / n);
+	fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, out, len) != len)
+		return 1;
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	long n = argc > 2 ? atol(argv[2]) : 0;
@@ -91,6 +119,8 @@ int main(int argc, char **argv)
 		return do_f(n);
 	if (argc == 3 && !strcmp(argv[1], "malloc"))
 		return do_malloc(n);
+	if (argc == 3 && !strcmp(argv[1], "loop"))
+		return do_loop(n);
 	if (argc == 3 && !strcmp(argv[1], "usdt"))
 		return do_usdt(n);
 	return 2;

@@ -20,11 +20,13 @@ use super::skel::{Uprobe, UprobeSkelBuilder};
 pub enum Probe<'a> {
     /// A function at a file offset.
     Func { path: &'a Path, offset: u64 },
-    /// A USDT probe (libbpf reads the note and decodes the arguments).
+    /// A USDT probe (libbpf reads the note and decodes the arguments); `pid`: the one
+    /// process to attach for (-p), else every process (-1).
     Usdt {
         path: &'a Path,
         provider: &'a str,
         name: &'a str,
+        pid: i32,
     },
 }
 
@@ -96,8 +98,13 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             path,
             provider,
             name,
+            pid,
         } => {
-            links.push(skel.progs.func_usdt.attach_usdt(-1, path, provider, name)?);
+            links.push(
+                skel.progs
+                    .func_usdt
+                    .attach_usdt(*pid, path, provider, name)?,
+            );
         }
     }
     plan.scope.seed(&skel.maps.scope_procs)?;

@@ -125,10 +125,19 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         path: &path,
         provider,
         name,
+        pid: c.pid.map_or(-1, |p| p as i32),
     };
     let (skel, _links) = load(&plan, &probe).map_err(|e| {
+        // libbpf finds a probe's spec by its BPF cookie (Linux 5.15+); without cookies it
+        // goes by absolute address, which in a position-independent file only a given
+        // running process has.
+        let hint = if format!("{e:#}").contains("os error 95") && c.pid.is_none() {
+            "; this kernel has no BPF cookies (Linux 5.15+), so libbpf attaches USDT probes of a shared library or PIE program only to one running process: use -p PID"
+        } else {
+            ""
+        };
         anyhow!(
-            "cannot attach to USDT probe {provider}:{name} of {}: {e:#}",
+            "cannot attach to USDT probe {provider}:{name} of {}: {e:#}{hint}",
             path.display()
         )
     })?;
