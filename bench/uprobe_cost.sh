@@ -31,6 +31,7 @@ median() {
     printf '%s\n' "${v[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
 }
 
+LOAD=$(cut -d' ' -f1 /proc/loadavg)
 LOOP="$UFUNCS loop $N"
 base=$(median $LOOP)
 row() { # LABEL NS
@@ -57,8 +58,9 @@ $table
 
 \`ufuncs loop $N\` (f called $N times flat out), ns per call as the program measures it,
 median of $RUNS runs; \`-o /dev/null\` for btrace's events. \`--hist\` costs ${ratio}x the
-floor's added cost. Measured $(date -u +%F) on kernel $(uname -r), one run of
-\`bash bench/uprobe_cost.sh\`.
+floor's added cost. Measured $(date -u +%F) on kernel $(uname -r) ($(nproc) CPUs, load
+average $LOAD at the start: uprobe traps are costly under emulation and vary with load),
+one run of \`bash bench/uprobe_cost.sh\`.
 <!-- /bench:uprobe -->"
 python3 - "$block" <<'PY'
 import re, sys
