@@ -414,14 +414,17 @@ fn the_gate_is_not_the_commands_work() {
 /// Only commands that aggregate take -i; absurd durations are refused in one line.
 #[test]
 fn flags_a_command_does_not_take_are_not_offered() {
-    for cmd in ["tcp", "tracepoint", "kprobe"] {
+    for cmd in ["tcp", "tracepoint", "usdt"] {
         let help = btrace(&[cmd, "--help"]);
         let text = String::from_utf8_lossy(&help.stdout);
         assert!(!text.contains("--interval"), "{cmd} --help:\n{text}");
         assert!(text.contains("--output"), "{cmd} --help:\n{text}");
     }
-    let help = btrace(&["hist", "--help"]);
-    assert!(String::from_utf8_lossy(&help.stdout).contains("--interval"));
+    // kprobe and uprobe aggregate with --hist (and uprobe with --count).
+    for cmd in ["hist", "kprobe", "uprobe"] {
+        let help = btrace(&[cmd, "--help"]);
+        assert!(String::from_utf8_lossy(&help.stdout).contains("--interval"));
+    }
     for bad in ["1e19", "1e300", "inf"] {
         let out = btrace(&["hist", "-d", bad]);
         let e = one_line_error(&out);

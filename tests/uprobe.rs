@@ -326,3 +326,33 @@ fn usdt_with_pid() {
     assert_eq!(events(&recs)[2]["args"]["arg1"], -3);
     assert_eq!(sum["events"], 3);
 }
+
+/// --count: calls per function counted in the kernel, for one function and for a glob;
+/// a glob beyond the bound of attach points is one line.
+#[test]
+fn count_per_function_and_glob() {
+    let u = ufuncs();
+    let (recs, _) = run(
+        &["uprobe", &format!("{u}:f"), "--count"],
+        &format!("{u} wait f 9"),
+    );
+    let c = of_type(&recs, "count");
+    assert_eq!(c.len(), 1, "{recs:?}");
+    assert_eq!((&c[0]["func"], &c[0]["count"]), (&json!("f"), &json!(9)));
+    const K: u64 = 5;
+    let (recs, sum) = run(
+        &["uprobe", "libc:malloc*", "--count"],
+        &format!("{u} wait malloc {K}"),
+    );
+    assert!(sum["functions"].as_u64().unwrap() > 1, "{sum}");
+    let malloc: Vec<_> = of_type(&recs, "count")
+        .into_iter()
+        .filter(|r| r["func"] == "malloc")
+        .collect();
+    assert_eq!(malloc.len(), 1, "{recs:?}");
+    assert_eq!(malloc[0]["count"], K, "{recs:?}");
+    let e = one_line_error(&btrace(&["uprobe", "libc:*", "--count"]));
+    assert!(e.contains("at most 1000"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:zz*"), "--count"]));
+    assert!(e.contains("no function"), "{e}");
+}

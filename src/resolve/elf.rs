@@ -116,10 +116,68 @@ impl ElfFile {
         }
     }
 
+    /// The functions whose symbol matches a glob (`*`, `?`), one per address (the public
+    /// name of aliases), by name.
+    pub fn glob(&self, pattern: &str) -> Vec<Func> {
+        let obj = self.object();
+        let mut found: Vec<Func> = obj
+            .symbols()
+            .chain(obj.dynamic_symbols())
+            .filter(|s| s.kind() == SymbolKind::Text && s.is_definition() && s.address() != 0)
+            .filter_map(|s| {
+                let name = s.name().ok()?;
+                if !glob_match(pattern, name) {
+                    return None;
+                }
+                Some(Func {
+                    name: name.to_string(),
+                    addr: s.address(),
+                    offset: file_offset(&obj, s.address())?,
+                    plus: 0,
+                })
+            })
+            .collect();
+        // Aliases (malloc, __libc_malloc) share an address: the public name is kept.
+        found.sort_by_key(|f| {
+            (
+                f.addr,
+                f.name.starts_with('_'),
+                f.name.len(),
+                f.name.clone(),
+            )
+        });
+        found.dedup_by_key(|f| f.addr);
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
+    }
+
     /// The file's GNU build id, if it has one.
     pub fn build_id(&self) -> Option<Vec<u8>> {
         self.object().build_id().ok().flatten().map(<[u8]>::to_vec)
     }
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters and `?` one.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    let mut back: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            back = Some((i, j));
+            i += 1;
+        } else if let Some((bi, bj)) = back {
+            i = bi + 1;
+            j = bj + 1;
+            back = Some((bi, bj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
 }
 
 /// `NAME+OFF` into the name and the offset (decimal or 0x hex).
@@ -280,6 +338,17 @@ mod tests {
         assert!(!is_library("libcrypt.so.1", "libc"));
         assert!(!is_library("libcap.so.2", "libc"));
         assert!(is_library("libc-2.31.so", "libc"));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("malloc*", "malloc"));
+        assert!(glob_match("malloc*", "malloc_usable_size"));
+        assert!(glob_match("*alloc", "calloc"));
+        assert!(glob_match("?alloc", "calloc"));
+        assert!(!glob_match("?alloc", "malloc_x"));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
     }
 
     #[test]

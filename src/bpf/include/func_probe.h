@@ -81,6 +81,16 @@ static __always_inline struct str_hdr *slot_at(struct func_event *e, __u32 slot)
 	return (void *)(e + 1) + slot * str_slot_bytes;
 }
 
+/* Whether the current task is traced (process tree, cgroup, --tid, --comm); its name is
+ * left in `comm`. */
+static __always_inline bool func_in_scope(__u64 id, char *comm)
+{
+	if (!scope_fixed_current(id) || !scope_live_ids(id >> 32))
+		return false;
+	bpf_get_current_comm(comm, COMM_LEN);
+	return scope_comm_ok(comm);
+}
+
 /* Where the entry program builds the event, or NULL (filtered out, or no room: counted). */
 static __always_inline struct func_event *begin(__u64 id)
 {
@@ -88,10 +98,7 @@ static __always_inline struct func_event *begin(__u64 id)
 	char comm[COMM_LEN];
 	__u32 zero = 0;
 
-	if (!scope_fixed_current(id) || !scope_live_ids(id >> 32))
-		return NULL;
-	bpf_get_current_comm(comm, sizeof(comm));
-	if (!scope_comm_ok(comm))
+	if (!func_in_scope(id, comm))
 		return NULL;
 	if (hist_on) {
 		__u32 tid = (__u32)id;

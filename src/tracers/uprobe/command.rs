@@ -3,19 +3,22 @@
 //! arguments named and typed from DWARF (else arg0..arg5 as integers); with `--ret`, the
 //! return value and latency; with `--hist`, a latency histogram kept in the kernel.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use serde_json::json;
 
 use crate::core::event_out::HeadArgs;
+use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Step};
 use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
+use crate::resolve::elf::{self, ElfFile};
 use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
 use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
-use super::tracer::{load, resolve, Probe};
+use super::tracer::{load, load_count, read_counts, resolve, Probe, MAX_ATTACH};
 
 #[derive(Args, Debug, Clone)]
 pub struct UprobeArgs {
@@ -30,6 +33,10 @@ pub struct UprobeArgs {
     /// A latency histogram of the function kept in the kernel (no event per call)
     #[arg(long, conflicts_with = "ret")]
     pub hist: bool,
+    /// Calls per function counted in the kernel (no event per call); FUNC may then be a
+    /// glob (`malloc*`, `?alloc`), up to 1000 functions
+    #[arg(long, conflicts_with_all = ["ret", "hist"])]
+    pub count: bool,
     #[command(flatten)]
     pub interval: IntervalArgs,
     /// With --ret or --hist: bound of the per-thread store of calls in progress
@@ -68,6 +75,9 @@ fn registers(func: &str) -> Proto {
 
 pub fn run(args: UprobeArgs) -> Result<i32> {
     let c = &args.common;
+    if args.count {
+        return run_count(&args);
+    }
     func::check_flags(args.ret, args.hist, args.max_inflight, &args.interval)?;
     crate::core::system::preflight()?;
     let target = resolve(&args.probe, c.pid)?;
@@ -115,4 +125,115 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     } else {
         func::stream_events(&mut session, c, &args.heads, &run, &maps)
     }
+}
+
+/// `--count`: calls per function (one, or every function a glob matches), counted in the
+/// kernel, printed at the end (and every -i interval), busiest first.
+fn run_count(args: &UprobeArgs) -> Result<i32> {
+    let c = &args.common;
+    if args.max_inflight.is_some() {
+        bail!("--max-inflight bounds the calls waiting for their return: --count has none");
+    }
+    crate::core::system::preflight()?;
+    let (target, pattern) = args
+        .probe
+        .rsplit_once(':')
+        .filter(|(t, f)| !t.is_empty() && !f.is_empty())
+        .ok_or_else(|| anyhow!("'{}' is not TARGET:FUNC (e.g. 'libc:malloc*')", args.probe))?;
+    let path = elf::find_target(target, c.pid)?;
+    let file = ElfFile::open(&path)?;
+    let funcs = if pattern.contains(['*', '?']) {
+        file.glob(pattern)
+    } else {
+        vec![file.func(pattern)?]
+    };
+    if funcs.is_empty() {
+        bail!("no function of {} matches '{pattern}'", path.display());
+    }
+    if funcs.len() > MAX_ATTACH {
+        bail!(
+            "'{pattern}' matches {} functions of {}: at most {MAX_ATTACH} are counted at once; narrow the pattern",
+            funcs.len(),
+            path.display()
+        );
+    }
+    let mut session = Session::new(c, args.interval.interval)?;
+    let plan = Plan::new(
+        pattern,
+        None,
+        false,
+        1,
+        Scope::new(session.tgid(), &args.scope)?,
+        crate::core::abi::STR_SIZE_MIN,
+    );
+    let (skel, _links) = load_count(&plan, &path, &funcs).map_err(|e| {
+        anyhow!(
+            "cannot place counting uprobes on {}: {e:#} (--count needs BPF cookies, Linux 5.15+)",
+            path.display()
+        )
+    })?;
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let n = funcs.len();
+    let plural = if n == 1 { "" } else { "s" };
+    session.attached(&format!("{} ({n} function{plural}) via uprobe", args.probe))?;
+    let per_interval = session.interval().is_some();
+    let mut last = vec![0u64; funcs.len()];
+    let mut number = 0u64;
+    let mut print = |out: &mut Output| -> Result<()> {
+        let now = read_counts(&skel, funcs.len())?;
+        let mut rows: Vec<(usize, u64)> = now
+            .iter()
+            .zip(&last)
+            .map(|(n, l)| n.saturating_sub(*l))
+            .enumerate()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(funcs[a.0].name.cmp(&funcs[b.0].name)));
+        if !out.json {
+            if per_interval {
+                out.line(&format!("--- interval {number} ---"))?;
+            }
+            out.line(&format!("{:<40} {:>12}", "FUNCTION", "CALLS"))?;
+        }
+        for (i, n) in &rows {
+            if out.json {
+                let mut rec = json!({"type": "count", "func": funcs[*i].name, "count": n,
+                    "total": now[*i]});
+                if per_interval {
+                    rec["interval"] = number.into();
+                }
+                out.record(&rec)?;
+            } else {
+                out.line(&format!("{:<40} {:>12}", funcs[*i].name, n))?;
+            }
+        }
+        if !out.json && rows.is_empty() {
+            out.line("(no calls)")?;
+        }
+        out.flush()?;
+        last = now;
+        number += 1;
+        Ok(())
+    };
+    let end = session.run(|step| {
+        match step {
+            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Interval => print(&mut out)?,
+        }
+        Ok(())
+    })?;
+    print(&mut out)?;
+    let losses = crate::core::stream::LossWatch::default().check(&skel.maps.losses, out.json)?;
+    let path = path.to_string_lossy().into_owned();
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: &args.probe,
+            hook: "uprobe",
+            counted: None,
+            losses,
+            specific: json!({ "func": args.probe, "target": path, "functions": funcs.len() }),
+        },
+    )
 }

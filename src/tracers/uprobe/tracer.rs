@@ -111,6 +111,55 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
     Ok((skel, links))
 }
 
+/// Attach points `--count` takes at most: each is a uprobe (an inode-wide breakpoint) and a
+/// perf event; more would take long to attach and slow every process that maps the file.
+pub const MAX_ATTACH: usize = 1000;
+
+/// `--count`: one counting uprobe per function, each with its index as BPF cookie (the
+/// slot of `counts` it adds to).
+pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, Vec<Link>)> {
+    let skel = Uprobe::new(|storage| {
+        let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
+        crate::func_configure!(open, plan);
+        open.maps
+            .counts
+            .set_max_entries(funcs.len().max(1) as u32)?;
+        let p = &mut open.progs;
+        p.func_uprobe.set_autoload(false);
+        p.func_uretprobe.set_autoload(false);
+        p.func_usdt.set_autoload(false);
+        p.func_count.set_autoload(true);
+        let skel = open.load()?;
+        plan.scope.install(&skel.maps.scope_cgroups)?;
+        Ok(skel)
+    })?;
+    let mut links = crate::core::scope::attach_tree(skel.object())?;
+    for (i, f) in funcs.iter().enumerate() {
+        let opts = libbpf_rs::UprobeOpts {
+            cookie: i as u64,
+            ..Default::default()
+        };
+        let link = skel
+            .progs
+            .func_count
+            .attach_uprobe_with_opts(-1, path, f.offset as usize, opts)
+            .map_err(|e| anyhow!("{} at {:#x}: {e}", f.name, f.offset))?;
+        links.push(link);
+    }
+    plan.scope.seed(&skel.maps.scope_procs)?;
+    Ok((skel, links))
+}
+
+/// Calls per function so far (summed over CPUs), in `funcs` order.
+pub fn read_counts(skel: &Uprobe, n: usize) -> Result<Vec<u64>> {
+    (0..n as u32)
+        .map(|k| {
+            let cpus = crate::core::percpu::values::<u64>(&skel.maps.counts, k)?;
+            Ok(cpus.iter().sum())
+        })
+        .collect()
+}
+
 /// Whether uprobes work here, found by attaching one to a function of btrace itself.
 pub fn checks() -> Vec<Check> {
     let result = (|| -> Result<String> {

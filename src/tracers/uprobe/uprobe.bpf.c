@@ -36,6 +36,30 @@ int func_uretprobe(struct pt_regs *ctx)
 	return 0;
 }
 
+/* --count: calls per attach point, indexed by the BPF cookie user space gave each (Linux
+ * 5.15+); user space sets the size (the number of attach points). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+SEC("uprobe")
+int func_count(struct pt_regs *ctx)
+{
+	__u32 k = (__u32)bpf_get_attach_cookie(ctx);
+	char comm[COMM_LEN];
+	__u64 *n;
+
+	if (!func_in_scope(bpf_get_current_pid_tgid(), comm))
+		return 0;
+	n = bpf_map_lookup_elem(&counts, &k);
+	if (n)
+		*n += 1;
+	return 0;
+}
+
 /* A USDT probe: its arguments as libbpf's spec decodes them (sign-extended to 64 bits). */
 SEC("usdt")
 int func_usdt(struct pt_regs *ctx)

@@ -63,3 +63,20 @@ kprobe_hist_exact() {
     detail "count=1000 via $(json_get /tmp/kh.json '"type":"summary"' hook)"
 }
 register kprobe_hist_exact 90
+
+uprobe_count_exact() {
+    if ! kver_ge 5.15; then
+        # --count tells its functions apart by BPF cookie (5.15+).
+        run /tmp/uc.json /tmp/uc.err "$BTRACE" uprobe --json "$UFUNCS:f" --count -c "$UFUNCS f 9" &&
+            fail "--count worked without BPF cookies"
+        grep -q "5.15" /tmp/uc.err || fail "no 5.15 hint: $(head -n1 /tmp/uc.err)"
+        detail "no BPF cookies: one line"
+        return 0
+    fi
+    run /tmp/uc.json /tmp/uc.err "$BTRACE" uprobe --json "libc:malloc*" --count -c "$UFUNCS malloc 5" ||
+        fail "btrace uprobe --count exited $?: $(head -n1 /tmp/uc.err)"
+    c=$(json_get /tmp/uc.json '"func":"malloc"' count)
+    [ "$c" = 5 ] || fail "malloc count=${c:-none}, want 5"
+    detail "malloc=5 of $(json_get /tmp/uc.json '"type":"summary"' functions) functions"
+}
+register uprobe_count_exact 60
