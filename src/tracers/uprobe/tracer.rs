@@ -75,6 +75,8 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
         p.func_uprobe.set_autoload(!usdt);
         p.func_uretprobe.set_autoload(!usdt && plan.needs_return());
         p.func_usdt.set_autoload(usdt);
+        // --count's program uses BPF cookies (5.15+): loaded only by load_count.
+        p.func_count.set_autoload(false);
         let skel = open.load()?;
         plan.scope.install(&skel.maps.scope_cgroups)?;
         Ok(skel)
