@@ -540,7 +540,9 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
 
     // q quits, restores the terminal and unloads everything.
     t.keys(&["q"]);
-    let screen = t.wait_for(10, "exit", |s| s.contains("EXITED"));
+    let screen = t.wait_for(10, "exit and stty -a", |s| {
+        s.contains("EXITED") && s.contains("icanon")
+    });
     assert!(screen.contains("EXITED 0"), "{screen}");
     assert_terminal_restored(&screen, &t);
     assert_unloaded(&progs);
@@ -568,7 +570,9 @@ fn a_panic_still_restores_the_terminal_and_unloads() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let screen = t.wait_for(10, "exit", |s| s.contains("EXITED"));
+    let screen = t.wait_for(10, "exit and stty -a", |s| {
+        s.contains("EXITED") && s.contains("icanon")
+    });
     assert!(!screen.contains("EXITED 0"), "a panic must fail: {screen}");
     assert!(
         screen.contains("BTRACE_TOP_TEST_PANIC"),

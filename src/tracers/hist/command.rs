@@ -174,6 +174,12 @@ pub fn run(args: HistArgs) -> Result<i32> {
     let mut candidates = tracer::ways(cfg.max_threads.is_some());
     candidates.retain(|w| args.hook.is_none_or(|h| w.hook == h));
     let (way, hist, _links) = tracer::load_first(&candidates, &cfg)?;
+    if way.hook != tracer::Hook::Tracepoint {
+        // Only with an explicit --hook: auto takes the tracepoint way first on such kernels.
+        if let Some(why) = crate::core::features::syscall_hooks_skip_runs() {
+            eprintln!("btrace: note: {why}: runs the kernel skips are counted as missed; --hook tracepoint misses none");
+        }
+    }
     let mut out = Output::to(c.json, c.output.as_deref())?;
     let mut reader = Reader::new(&cfg);
     session.attached("syscalls")?;

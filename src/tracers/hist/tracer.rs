@@ -100,8 +100,18 @@ impl fmt::Display for Way {
 }
 
 /// Ways to try, cheapest first. An explicit --max-threads asks for the bounded store.
+/// Where this kernel may skip tp_btf and raw_tp programs on the syscall tracepoints
+/// ([`features::syscall_hooks_skip_runs`]), the classic tracepoint way, exact there, goes
+/// first.
 pub fn ways(bounded: bool) -> Vec<Way> {
     let mut v = Vec::new();
+    let exact_first = crate::core::features::syscall_hooks_skip_runs().is_some();
+    if exact_first {
+        v.push(Way {
+            hook: Hook::Tracepoint,
+            store: Store::Hash,
+        });
+    }
     if !bounded {
         v.push(Way {
             hook: Hook::TpBtf,
@@ -109,6 +119,9 @@ pub fn ways(bounded: bool) -> Vec<Way> {
         });
     }
     for hook in [Hook::TpBtf, Hook::RawTp, Hook::Tracepoint] {
+        if exact_first && hook == Hook::Tracepoint {
+            continue;
+        }
         v.push(Way {
             hook,
             store: Store::Hash,
@@ -330,7 +343,7 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
 }
 
 pub fn losses(hist: &Hist) -> Result<Losses> {
-    Losses::read(&hist.maps.losses)
+    Losses::read(&hist.maps.losses)?.with_missed(hist.object())
 }
 
 /// The syscall tracer as the dashboard and the exporter hold it: loaded once, counting
@@ -435,7 +448,12 @@ impl Tracer for SyscallTracer {
 /// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
 pub fn check() -> Result<String> {
     let (way, _hist, _links) = load_best(&Config::default())?;
-    Ok(format!("via {way}"))
+    Ok(match crate::core::features::syscall_hooks_skip_runs() {
+        Some(why) => format!(
+            "via {way}, the exact way here: {why}, where tp_btf and raw_tp programs get skipped"
+        ),
+        None => format!("via {way}"),
+    })
 }
 
 #[cfg(test)]
@@ -445,12 +463,21 @@ mod tests {
     #[test]
     fn bounded_store_skips_task_storage() {
         assert!(ways(true).iter().all(|w| w.store == Store::Hash));
-        assert_eq!(
-            ways(false)[0],
+        let first = if crate::core::features::syscall_hooks_skip_runs().is_some() {
+            Way {
+                hook: Hook::Tracepoint,
+                store: Store::Hash,
+            }
+        } else {
             Way {
                 hook: Hook::TpBtf,
-                store: Store::TaskStorage
+                store: Store::TaskStorage,
             }
-        );
+        };
+        assert_eq!(ways(false)[0], first);
+        assert!(ways(false).contains(&Way {
+            hook: Hook::TpBtf,
+            store: Store::TaskStorage
+        }));
     }
 }

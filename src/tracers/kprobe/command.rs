@@ -4,6 +4,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::{json, Value};
 
 use crate::core::attach;
@@ -87,6 +88,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         &mut stream,
         &mut out,
         &kp.maps.losses,
+        kp.object(),
         |out, ev| {
             let fields = decode_args(&plan, &ev);
             let ret = plan.with_ret.then(|| decode_ret(&plan, &ev)).flatten();

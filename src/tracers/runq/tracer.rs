@@ -148,7 +148,7 @@ impl Tracer for RunqTracer {
     }
 
     fn losses(&self) -> Result<Losses> {
-        Losses::read(&self.runq.maps.losses)
+        Losses::read(&self.runq.maps.losses)?.with_missed(self.runq.object())
     }
 
     fn programs(&self) -> Vec<BorrowedFd<'_>> {

@@ -273,7 +273,7 @@ pub fn events(tcp: &Tcp) -> Result<EventStream<TcpEvent>> {
 }
 
 pub fn losses(tcp: &Tcp) -> Result<Losses> {
-    Losses::read(&tcp.maps.losses)
+    Losses::read(&tcp.maps.losses)?.with_missed(tcp.object())
 }
 
 /// The tcp tracer as the dashboard and the exporter hold it.

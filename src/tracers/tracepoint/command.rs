@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::{json, Value};
 
 use crate::core::event_out::{HeadArgs, Heads};
@@ -81,6 +82,7 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
         &mut stream,
         &mut out,
         &tp.maps.losses,
+        tp.object(),
         |out, ev| {
             let fields = decoder.fields(&ev);
             if out.json {
