@@ -133,7 +133,9 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parsed {
     if head_end + 4 > max_head {
         return Parsed::Error(431);
     }
-    let Ok(head) = std::str::from_utf8(&buf[line_end + 2..head_end]) else {
+    // No headers: the request line's CRLF is the blank line's first half.
+    let headers = buf.get(line_end + 2..head_end).unwrap_or_default();
+    let Ok(head) = std::str::from_utf8(headers) else {
         return Parsed::Error(400);
     };
     let mut accept = None;
@@ -414,6 +416,13 @@ mod tests {
         assert_eq!(p("GET metrics HTTP/1.1\r\n\r\n"), Parsed::Error(400));
         assert_eq!(p("GET / HTTP/1.1\r\nno colon\r\n\r\n"), Parsed::Error(400));
         assert_eq!(p("POST /metrics HTTP/1.1\r\n\r\n"), Parsed::Error(405));
+        assert_eq!(
+            p("GET / HTTP/1.0\r\n\r\n"),
+            Parsed::Get {
+                path: "/".into(),
+                accept: None
+            }
+        );
         assert_eq!(
             p("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
             Parsed::Error(413)
