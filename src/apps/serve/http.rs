@@ -5,8 +5,10 @@
 //! deadline for its whole request head, so a client that sends nothing or sends slowly
 //! (slowloris) holds no worker; complete requests go to a fixed pool of workers, which
 //! get the body from the tracers' owner and write it with a write timeout. At most
-//! [`Limits::max_conns`] connections are open at once: more are closed as soon as they are
-//! accepted. Every response closes its connection (`Connection: close`).
+//! [`Limits::max_conns`] connections are open at once: past that, each new connection
+//! closes the one that has waited longest for its request head (or, when every open one is
+//! being answered, is itself closed at once). Every response closes its connection
+//! (`Connection: close`).
 //!
 //! Answers: `GET /metrics` 200; `GET /` 200 (a link); other paths 404; other methods 405;
 //! a request line or header that is not HTTP 400; a head over [`Limits::max_head`] 431; a
@@ -255,6 +257,9 @@ fn answer_now(conn: &mut Conn, status: u16) {
     let _ = conn.stream.write(&error_response(status));
 }
 
+/// Connections accepted per round of the accepting loop.
+const ACCEPT_BATCH: usize = 16;
+
 fn accept_loop(
     listener: TcpListener,
     limits: Limits,
@@ -322,13 +327,20 @@ fn accept_loop(
         }
         reading = still;
         if ready[0] {
-            loop {
+            // A few at a time, so requests that arrived are read between batches.
+            for _ in 0..ACCEPT_BATCH {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         if open.load(Ordering::SeqCst) >= limits.max_conns {
-                            // Over the cap: closed at once.
-                            drop(stream);
-                            continue;
+                            if reading.is_empty() {
+                                // Every open connection is being answered: closed at once.
+                                drop(stream);
+                                continue;
+                            }
+                            // Make room by closing the connection that has waited longest
+                            // for its request head (an idle or slow client), so a flood of
+                            // connections that send nothing cannot lock a scraper out.
+                            reading.remove(0);
                         }
                         open.fetch_add(1, Ordering::SeqCst);
                         let conn = Conn {
