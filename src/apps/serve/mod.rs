@@ -31,13 +31,14 @@ use crate::tracers::{self, LiveFilter, LoadConfig, LoadFn, Mode, Tracer, REGISTR
 
 use exposition::Format;
 
-/// The default port: not among the well-known exporters' (prometheus/wiki "Default port
-/// allocations" has no 9435).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9435";
+/// The default address: loopback only. The exporters' customary range (9100-9999,
+/// Prometheus' wiki "Default port allocations") is fully allocated, and 9435 there is
+/// ebpf_exporter's, the exporter most likely to run beside btrace; 19435 is outside it.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:19435";
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to serve /metrics on [default: 127.0.0.1:9435, or none with --textfile];
+    /// Address to serve /metrics on [default: 127.0.0.1:19435, or none with --textfile];
     /// anything but loopback exposes the metrics to the network
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
