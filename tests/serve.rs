@@ -109,9 +109,10 @@ fn status_of(resp: &str) -> Option<u16> {
     resp.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
-/// The workload under a name nobody else runs, so a `--comm` scope counts only it.
-fn private_workload(dir: &Path) -> (PathBuf, String) {
-    let comm = format!("bsrv{}", std::process::id() % 100_000);
+/// The workload under a name nobody else runs (`tag` tells apart the tests of this
+/// process, which run at the same time), so a `--comm` scope counts only it.
+fn private_workload(dir: &Path, tag: char) -> (PathBuf, String) {
+    let comm = format!("bsrv{}{tag}", std::process::id() % 100_000);
     let path = dir.join(&comm);
     std::fs::copy(workload(), &path).unwrap();
     (path, comm)
@@ -279,7 +280,7 @@ fn promtool_check(body: &str) -> (bool, String) {
 #[test]
 fn prometheus_reads_exact_counts_and_scrapes_survive_bad_clients() {
     let dir = tmpdir("wl");
-    let (wl, comm) = private_workload(&dir);
+    let (wl, comm) = private_workload(&dir, 'p');
     let port = free_port();
     let port_s = port.to_string();
     let sys = Serve::start(&["--comm", &comm]);
@@ -506,7 +507,7 @@ fn memory_stays_flat_over_scrapes() {
 #[test]
 fn sighup_reattaches_and_counts_go_on() {
     let dir = tmpdir("hup");
-    let (wl, comm) = private_workload(&dir);
+    let (wl, comm) = private_workload(&dir, 'h');
     let mut s = Serve::start(&["--groups", "syscalls,runq", "--comm", &comm]);
     let count = "btrace_syscall_latency_seconds_count{syscall=\"getppid\"}";
     let run = |n: &str| {

@@ -376,6 +376,13 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     if exporter.stats.is_none() {
         eprintln!("btrace: serve: BPF run-time statistics unavailable: btrace_bpf_program_* are not served");
     }
+    // A file that cannot be written at all is a usage error, said before anything runs.
+    let period = Duration::from_secs_f64(args.interval.unwrap_or(DEFAULT_TEXTFILE_INTERVAL_S));
+    let mut next_file = Instant::now();
+    if let Some(path) = &args.textfile {
+        write_atomically(path, &exporter.render(Format::Prometheus))?;
+        next_file += period;
+    }
     let (scrape_tx, scrape_rx) = sync_channel::<http::Scrape>(4);
     let server = listener
         .map(|l| http::Server::start(l, http::Limits::default(), scrape_tx, &STOP))
@@ -398,15 +405,17 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         line.push_str(&format!("; writing {}", f.display()));
     }
     eprintln!("{line}. SIGTERM or Ctrl-C to end, SIGHUP to re-attach.");
-    let period = Duration::from_secs_f64(args.interval.unwrap_or(DEFAULT_TEXTFILE_INTERVAL_S));
-    let mut next_file = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         if RELOAD.swap(false, Ordering::SeqCst) {
             exporter.reload();
         }
         if let Some(path) = &args.textfile {
             if Instant::now() >= next_file {
-                write_atomically(path, &exporter.render(Format::Prometheus))?;
+                // A daemon keeps serving when the file cannot be written (a full or
+                // read-only file system): said on stderr, tried again next time.
+                if let Err(e) = write_atomically(path, &exporter.render(Format::Prometheus)) {
+                    eprintln!("btrace: serve: {e:#}");
+                }
                 next_file += period;
                 if next_file < Instant::now() {
                     next_file = Instant::now() + period;
