@@ -76,7 +76,7 @@ Whole cost = the exporter's own CPU time plus the run time the kernel measured f
 its BPF programs, as a share of all ${NCPU} CPUs (100% = the whole machine); the
 \"idle\" machine is this one as it was (other work on it is what the probes ran on). Not
 counted: the two clock reads per BPF program run that run-time statistics add.
-ebpf_exporter's figures are not beside these: it documents no comparable measurement.
+Not set beside ebpf_exporter's figures: none comparable were found.
 Measured $(date +%F) on kernel $(uname -r), one run of \`bash bench/serve_overhead.sh\`."
 echo "$text"
 python3 - "$text" <<'PY'
