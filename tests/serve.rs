@@ -17,11 +17,20 @@ use common::*;
 use serde_json::Value;
 
 /// A `btrace serve` on a free loopback port, stopped (SIGTERM, exit 0, every program
-/// unloaded) by [`Serve::stop`].
+/// unloaded) by [`Serve::stop`], killed when dropped otherwise (a failed test).
 struct Serve {
-    run: Running,
+    run: Option<Running>,
     ids: Vec<u32>,
     addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(r) = self.run.as_mut() {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
 }
 
 impl Serve {
@@ -32,7 +41,15 @@ impl Serve {
         args.extend_from_slice(extra);
         let mut run = Running::start(&args);
         let ids = run.wait_attached();
-        Serve { run, ids, addr }
+        Serve {
+            run: Some(run),
+            ids,
+            addr,
+        }
+    }
+
+    fn running(&mut self) -> &mut Running {
+        self.run.as_mut().expect("running")
     }
 
     fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
@@ -47,7 +64,8 @@ impl Serve {
     }
 
     fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.pid())).unwrap();
+        let pid = self.run.as_ref().expect("running").pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -59,10 +77,11 @@ impl Serve {
         self.stop_with(libc::SIGTERM)
     }
 
-    fn stop_with(self, sig: i32) -> Vec<String> {
-        self.run.signal(sig);
+    fn stop_with(mut self, sig: i32) -> Vec<String> {
+        let run = self.run.take().expect("running");
+        run.signal(sig);
         let ids = self.ids.clone();
-        let (_, code, err) = self.run.finish();
+        let (_, code, err) = run.finish();
         assert_eq!(code, 0, "btrace serve exit code; stderr: {err:?}");
         assert_unloaded(&ids);
         err
@@ -519,22 +538,24 @@ fn sighup_reattaches_and_counts_go_on() {
     };
     run("700");
     assert_eq!(s.sample(count), Some(700.0));
-    s.run.signal(libc::SIGHUP);
+    s.running().signal(libc::SIGHUP);
     // Re-attached when both lines are out.
     let t0 = Instant::now();
-    while s
-        .run
-        .stderr_seen
-        .iter()
-        .filter(|l| l.contains("re-attached"))
-        .count()
-        < 2
-    {
-        s.run.collect_stderr(Duration::from_millis(200));
+    loop {
+        let r = s.running();
+        if r.stderr_seen
+            .iter()
+            .filter(|l| l.contains("re-attached"))
+            .count()
+            >= 2
+        {
+            break;
+        }
+        r.collect_stderr(Duration::from_millis(200));
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "{:?}",
-            s.run.stderr_seen
+            r.stderr_seen
         );
     }
     run("300");
