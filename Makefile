@@ -6,9 +6,10 @@ BIN := target/release/btrace
 WORKLOAD := target/workload
 
 # Debian packages: build (clang, libbpf's static libs), tests (bpftool, tmux, iproute2,
-# the static workload helper), the kernel matrix (qemu, busybox, cpio), bench (bpftrace).
+# the static workload helper, prometheus and promtool for tests/serve.rs), the kernel matrix (qemu, busybox, cpio), bench (bpftrace).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
-	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio
+	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
+	prometheus
 
 .PHONY: deps build build-release run test unit lint vmtest bench vmlinux clean
 

@@ -5,7 +5,7 @@
 
 #[cfg(feature = "testing")]
 use btrace::apps::floor;
-use btrace::apps::{doctor, top, verifier};
+use btrace::apps::{doctor, serve, top, verifier};
 use btrace::core::{bpf_log, output};
 use btrace::tracers::{hist, kprobe, tcp, tracepoint};
 use clap::{Parser, Subcommand};
@@ -46,6 +46,9 @@ enum Command {
     /// Live dashboard: syscalls, top processes, run-queue latency, probe costs; keys
     /// switch probe groups off and on
     Top(top::TopArgs),
+    /// Prometheus/OpenMetrics exporter: syscall latency, TCP and run-queue figures kept in
+    /// the kernel, served on GET /metrics (or written to a textfile)
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -60,6 +63,7 @@ impl Command {
             Command::Floor(a) => a.common.verbose,
             Command::Tcp(a) => a.common.verbose,
             Command::Top(a) => a.common.verbose,
+            Command::Serve(a) => a.verbose,
         }
     }
 }
@@ -78,6 +82,7 @@ fn main() {
         Command::Floor(a) => floor::run(a),
         Command::Tcp(a) => tcp::command::run(a),
         Command::Top(a) => top::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         // A -c command that ended the run passes its exit status on.

@@ -6,6 +6,7 @@
 pub mod bytes;
 pub mod cidr;
 pub mod histogram;
+pub mod metrics;
 pub mod task;
 pub mod tcp;
 pub mod units;

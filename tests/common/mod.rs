@@ -172,6 +172,13 @@ impl Running {
         }
     }
 
+    /// Takes the stderr lines that arrive until none comes for `wait`.
+    pub fn collect_stderr(&mut self, wait: Duration) {
+        while let Ok(l) = self.stderr_lines.recv_timeout(wait) {
+            self.stderr_seen.push(l);
+        }
+    }
+
     /// Sends a line on btrace's stdin (a -c command inherits it).
     pub fn send_line(&mut self, s: &str) {
         let stdin = self.stdin.as_mut().expect("stdin");

@@ -17,8 +17,9 @@ use crate::core::percpu;
 use crate::core::scope::Scope;
 use crate::core::skel::{write_bss, Loaded};
 use crate::model::histogram::Log2Hist;
+use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;
-use crate::tracers::{LiveFilter, Sample, Tracer};
+use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
 use super::skel::{types, Hist, HistSkelBuilder, MAX_PROCS};
 
@@ -357,12 +358,14 @@ pub struct SyscallTracer {
 }
 
 impl SyscallTracer {
-    pub fn load(filter: &LiveFilter) -> Result<Box<dyn Tracer>> {
+    /// For the dashboard, per-process counts too; for the exporter, only the histograms.
+    pub fn load(load: &LoadConfig) -> Result<Box<dyn Tracer>> {
         let cfg = Config {
-            count_processes: true,
-            scope: Scope::live(),
+            count_processes: load.mode == Mode::Dashboard,
+            scope: load.make_scope()?,
             ..Default::default()
         };
+        let filter = &load.filter;
         let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
             let hist = open_load(way, &cfg)?;
             // Filtered from the first event on: set before attaching.
@@ -436,12 +439,22 @@ impl Tracer for SyscallTracer {
         attach::loaded_programs(self.hist.object())
     }
 
+    fn program_names(&self) -> Vec<String> {
+        attach::loaded_program_names(self.hist.object())
+    }
+
     fn sample(&mut self) -> Result<Sample> {
         let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
         Ok(Sample::Syscalls {
             hists: read_totals(&self.hist, &keys)?,
             processes: self.processes()?,
         })
+    }
+
+    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+        let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
+        super::metrics::families(&read_totals(&self.hist, &keys)?, out);
+        Ok(())
     }
 }
 

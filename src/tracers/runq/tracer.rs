@@ -16,7 +16,8 @@ use crate::core::percpu;
 use crate::core::scope::Scope;
 use crate::core::skel::{write_bss, Loaded};
 use crate::model::histogram::Log2Hist;
-use crate::tracers::{LiveFilter, Sample, Tracer};
+use crate::model::metrics::Metrics;
+use crate::tracers::{LiveFilter, LoadConfig, Sample, Tracer};
 
 use super::skel::{types, Runq, RunqSkelBuilder};
 
@@ -112,8 +113,8 @@ pub struct RunqTracer {
 }
 
 impl RunqTracer {
-    pub fn load(f: &LiveFilter) -> Result<Box<dyn Tracer>> {
-        let (way, runq, links) = load_best(&Scope::live(), Some(f))?;
+    pub fn load(cfg: &LoadConfig) -> Result<Box<dyn Tracer>> {
+        let (way, runq, links) = load_best(&cfg.make_scope()?, Some(&cfg.filter))?;
         Ok(Box::new(RunqTracer { runq, way, links }))
     }
 }
@@ -155,8 +156,17 @@ impl Tracer for RunqTracer {
         attach::loaded_programs(self.runq.object())
     }
 
+    fn program_names(&self) -> Vec<String> {
+        attach::loaded_program_names(self.runq.object())
+    }
+
     fn sample(&mut self) -> Result<Sample> {
         Ok(Sample::RunQueue(Box::new(read_total(&self.runq)?)))
+    }
+
+    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+        super::metrics::families(&read_total(&self.runq)?, out);
+        Ok(())
     }
 }
 

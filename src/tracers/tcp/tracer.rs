@@ -15,7 +15,8 @@ use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
 use crate::model::histogram::Log2Hist;
-use crate::tracers::{LiveFilter, Sample, Tracer};
+use crate::model::metrics::Metrics;
+use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
 use super::event::{self, TcpEvent};
 use super::filter::{FilterSpec, TcpFilter};
@@ -286,13 +287,20 @@ pub struct TcpTracer {
 }
 
 impl TcpTracer {
-    pub fn load(f: &LiveFilter) -> Result<Box<dyn Tracer>> {
+    /// For the dashboard, events; for the exporter, only the kernel's counters.
+    pub fn load(cfg: &LoadConfig) -> Result<Box<dyn Tracer>> {
+        let f = &cfg.filter;
         let spec = FilterSpec {
             ports: f.port.into_iter().collect(),
             ..Default::default()
         };
-        let (way, tcp, mut filter, links) =
-            load_best(&TcpOptions::default(), &spec, &Scope::live())?;
+        let exporter = cfg.mode == Mode::Exporter;
+        let opts = TcpOptions {
+            events: !exporter,
+            stats: exporter,
+            ..Default::default()
+        };
+        let (way, tcp, mut filter, links) = load_best(&opts, &spec, &cfg.make_scope()?)?;
         filter.set_pid_tree(f.pid)?;
         let events = events(&tcp)?;
         Ok(Box::new(TcpTracer {
@@ -343,6 +351,10 @@ impl Tracer for TcpTracer {
         attach::loaded_programs(self.tcp.object())
     }
 
+    fn program_names(&self) -> Vec<String> {
+        attach::loaded_program_names(self.tcp.object())
+    }
+
     fn sample(&mut self) -> Result<Sample> {
         // Called on the owner's timer: what is waiting, bounded so one call stays short.
         Ok(Sample::Tcp(
@@ -352,6 +364,11 @@ impl Tracer for TcpTracer {
 
     fn events(&mut self) -> Result<Option<Sample>> {
         self.sample().map(Some)
+    }
+
+    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+        super::metrics::families(&stats(&self.tcp)?, out);
+        Ok(())
     }
 }
 
