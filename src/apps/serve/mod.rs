@@ -257,12 +257,13 @@ impl Exporter {
             let fam = m.family(
                 "btrace_lost",
                 Kind::Counter,
-                "What a group's kernel programs could not record: ringbuf (events dropped, buffer full), map_full (a bounded store was full), no_entry (an exit without its recorded entry).",
+                "What a group's kernel programs could not record: ringbuf (events dropped, buffer full), map_full (a bounded store was full), no_entry (an exit without its recorded entry), missed (program runs the kernel skipped: the program was already running on that CPU).",
             );
             for (kind, v) in [
                 ("ringbuf", lost.ringbuf),
                 ("map_full", lost.map_full),
                 ("no_entry", lost.no_entry),
+                ("missed", lost.missed),
             ] {
                 fam.add(&[("group", g.name), ("kind", kind)], Value::Int(v));
             }
