@@ -31,6 +31,9 @@ pub struct LiveFilter {
     pub pid: Option<u32>,
     /// Only TCP connections with this port at either end.
     pub port: Option<u16>,
+    /// Only tasks in this cgroup v2 or below it (a path under the cgroup v2 mount, or an
+    /// id); for TCP, connections whose owner was there when it was learned.
+    pub cgroup: Option<String>,
 }
 
 /// Who holds a long-lived tracer, which decides what its kernel side keeps.

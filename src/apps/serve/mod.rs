@@ -364,6 +364,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         filter: LiveFilter {
             pid: None,
             port: args.port,
+            cgroup: None,
         },
         scope: args.scope.clone(),
         mode: Mode::Exporter,

@@ -260,15 +260,18 @@ pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
 /// applies at syscall entry only, so an exit always completes the entry its thread
 /// stored) and the epoch before which stored entries are stale.
 fn write_live(hist: &Hist, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+    let mut cgroup_id = 0;
     if let Some(f) = live {
         crate::core::scope::prepare_live_tree(&hist.maps.scope_procs, f.pid)?;
+        cgroup_id =
+            crate::core::scope::install_live_cgroup(&hist.maps.scope_cgroups, f.cgroup.as_deref())?;
     }
     write_bss(
         &hist.maps.bss,
         hist.maps.bss_data.as_deref(),
         |bss: &mut types::bss| {
             if let Some(f) = live {
-                crate::set_live_scope!(bss, f);
+                crate::set_live_scope!(bss, f, cgroup_id);
             }
             if let Some(e) = epoch_ns {
                 bss.epoch_ns = e;

@@ -284,6 +284,9 @@ pub struct TcpTracer {
     filter: TcpFilter,
     events: EventStream<TcpEvent>,
     links: Vec<Link>,
+    /// The dashboard's cgroup filter, applied here to the owner's cgroup each event
+    /// carries (the kernel program keeps no run-time cgroup test for sockets).
+    live_cgroup: Option<crate::core::scope::LiveCgroup>,
 }
 
 impl TcpTracer {
@@ -303,12 +306,17 @@ impl TcpTracer {
         let (way, tcp, mut filter, links) = load_best(&opts, &spec, &cfg.make_scope()?)?;
         filter.set_pid_tree(f.pid)?;
         let events = events(&tcp)?;
+        let live_cgroup = match &f.cgroup {
+            Some(spec) => Some(crate::core::scope::LiveCgroup::resolve(spec)?.0),
+            None => None,
+        };
         Ok(Box::new(TcpTracer {
             tcp,
             way,
             filter,
             events,
             links,
+            live_cgroup,
         }))
     }
 }
@@ -338,6 +346,10 @@ impl Tracer for TcpTracer {
     }
 
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
+        self.live_cgroup = match &f.cgroup {
+            Some(spec) => Some(crate::core::scope::LiveCgroup::resolve(spec)?.0),
+            None => None,
+        };
         self.filter.set_pid_tree(f.pid)?;
         self.filter
             .set_ports(&f.port.into_iter().collect::<Vec<_>>())
@@ -357,9 +369,12 @@ impl Tracer for TcpTracer {
 
     fn sample(&mut self) -> Result<Sample> {
         // Called on the owner's timer: what is waiting, bounded so one call stays short.
-        Ok(Sample::Tcp(
-            self.events.take_ready(16 * crate::core::stream::BATCH)?,
-        ))
+        let mut events = self.events.take_ready(16 * crate::core::stream::BATCH)?;
+        if let Some(c) = &self.live_cgroup {
+            let ids = c.subtree_ids();
+            events.retain(|e| e.cgroup_id.is_some_and(|id| ids.contains(&id)));
+        }
+        Ok(Sample::Tcp(events))
     }
 
     fn events(&mut self) -> Result<Option<Sample>> {
