@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Run-queue latency: the dashboard's scheduler tracer.
+//! Run-queue latency: `btrace runqlat`, and the dashboard's scheduler tracer.
 
+pub mod command;
 pub mod skel;
 pub mod tracer;
