@@ -71,7 +71,7 @@ fn rq_after_queue() -> Result<bool> {
 pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Vec<Link>)> {
     let with_q = rq_after_queue()?;
     let obj = BioObj::new(|storage| {
-        let mut open = BiolatencySkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(BiolatencySkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps

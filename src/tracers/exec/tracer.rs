@@ -78,7 +78,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
         }
     }
     let obj = ExecObj::new(|storage| {
-        let mut open = ExecSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
         open.maps
             .rodata_data
             .as_deref_mut()

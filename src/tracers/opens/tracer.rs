@@ -87,7 +87,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
         }
     }
     let obj = OpenObj::new(|storage| {
-        let mut open = OpensSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(OpensSkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps

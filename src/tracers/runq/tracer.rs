@@ -54,7 +54,7 @@ impl fmt::Display for Way {
 /// Opens and loads the programs of one way without attaching them.
 pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
     Loaded::new(|storage| {
-        let mut open = RunqSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
         crate::apply_scope!(open, scope, true);
         open.maps.rodata_data.as_deref_mut().expect("runq has rodata").by = match by {
             By::Nothing => types::runq_by::RUNQ_BY_NONE.0,
