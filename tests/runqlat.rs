@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace runqlat` against the real kernel: a child that sleeps 1 ms N times wakes up
+//! exactly N times.
+
+mod common;
+
+use common::*;
+
+const N: u64 = 60;
+
+#[test]
+fn exact_wakeups_of_a_process() {
+    let w = workload();
+    let cmd = format!("{w} wakeups {N}");
+    // The child renames itself "wakee" before its first sleep.
+    let (recs, code, _) = trace_to_end(&[
+        "runqlat",
+        "--json",
+        "--per-process",
+        "--comm",
+        "wakee",
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(code, 0);
+    let all: Vec<_> = of_type(&recs, "runq")
+        .into_iter()
+        .filter(|r| r["key"] == "all")
+        .collect();
+    assert_eq!(all.len(), 1, "{recs:#?}");
+    assert_eq!(all[0]["wakeups"], N, "{}", all[0]);
+    let count = all[0]["count"].as_u64().unwrap();
+    let pre = all[0]["preemptions"].as_u64().unwrap();
+    assert_eq!(count, N + pre, "{}", all[0]);
+    let procs: Vec<_> = of_type(&recs, "runq")
+        .into_iter()
+        .filter(|r| r["key"] == "process")
+        .collect();
+    assert_eq!(procs.len(), 1, "{procs:#?}");
+    assert_eq!(procs[0]["comm"], "wakee");
+    assert_eq!(procs[0]["wakeups"], N);
+    let buckets: u64 = procs[0]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(buckets, count);
+    for p in ["p50_us", "p90_us", "p99_us"] {
+        assert!(procs[0][p].as_u64().is_some(), "{p} in {}", procs[0]);
+    }
+    let s = summary(&recs);
+    assert_eq!(s["lost"]["map_full"], 0);
+}
+
+#[test]
+fn the_whole_tree_of_a_command() {
+    let w = workload();
+    let cmd = format!("{w} wakeups {N}");
+    let (recs, code, _) = trace_to_end(&["runqlat", "--json", "--per-process", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let procs: Vec<_> = of_type(&recs, "runq")
+        .into_iter()
+        .filter(|r| r["key"] == "process")
+        .collect();
+    // The child: its first run after fork (a wake-up of a new task) and N sleeps.
+    assert!(
+        procs.iter().any(|p| p["wakeups"] == N + 1),
+        "{procs:#?}"
+    );
+    let all = of_type(&recs, "runq")
+        .into_iter()
+        .find(|r| r["key"] == "all")
+        .unwrap();
+    let sum: u64 = procs.iter().map(|p| p["count"].as_u64().unwrap()).sum();
+    assert_eq!(all["count"].as_u64().unwrap(), sum);
+}
