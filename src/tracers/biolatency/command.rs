@@ -124,7 +124,7 @@ impl Printer {
                 rec.insert("disk".into(), disk.clone().into());
                 rec.insert(
                     "dev".into(),
-                    k.dev.map(|(a, b)| format!("{a},{b}")).into(),
+                    k.dev.map(|(a, b)| format!("{a}:{b}")).into(),
                 );
                 rec.insert("op".into(), op.into());
                 rec.insert("unit".into(), "us".into());
