@@ -89,7 +89,7 @@ fetch_kernel() {
     local ver=$1 suite dir a meta real tmp deb
     suite=$(suite_for "$ver")
     dir=$VMDIR/kernels/$ver
-    if [ -s "$dir/vmlinuz" ] && [ -z "${VMTEST_REFRESH:-}" ]; then
+    if [ -s "$dir/vmlinuz" ] && [ -e "$dir/modules.cpio" ] && [ -z "${VMTEST_REFRESH:-}" ]; then
         echo "cached: $(cat "$dir/package" 2>/dev/null)"
         return 0
     fi
@@ -133,6 +133,24 @@ fetch_kernel() {
     cp "$tmp"/x/boot/config-* "$tmp/config" 2>/dev/null || true
     cp "$tmp"/x/boot/System.map-* "$tmp/System.map" 2>/dev/null || true
     echo "$real $(dpkg-deb -f "$deb" Version) ($suite)" >"$tmp/package"
+    # The loop module (biolatency's checks make a loop device), decompressed, as a cpio
+    # archive appended to the shared initramfs at boot: lib/modules/RELEASE/loop.ko.
+    # Empty when the package has none (then the check says so and skips).
+    local ko rel
+    mkdir -p "$tmp/mods"
+    ko=$(find "$tmp/x" -path '*/kernel/drivers/block/loop.ko*' | head -n1)
+    if [ -n "$ko" ]; then
+        rel=$(echo "$ko" | sed 's|.*/modules/\([^/]*\)/kernel/.*|\1|')
+        mkdir -p "$tmp/mods/lib/modules/$rel"
+        case "$ko" in
+            *.xz) xz -dc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
+            *.zst) zstd -qdc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
+            *.gz) gzip -dc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
+            *) cp "$ko" "$tmp/mods/lib/modules/$rel/loop.ko" ;;
+        esac
+    fi
+    (cd "$tmp/mods" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --owner=0:0 --quiet) >"$tmp/modules.cpio"
+    rm -rf "$tmp/mods"
     rm -rf "$tmp/x" "$deb"
     rm -rf "$dir" && mv "$tmp" "$dir"
     echo "fetched: $(cat "$dir/package")"
@@ -209,9 +227,11 @@ boot_kernel() {
     [ -n "${VMTEST_CHECKS:-}" ] && append+=" vmtest.checks=$VMTEST_CHECKS"
     [ -n "${VMTEST_VERBOSE:-}" ] && append+=" vmtest.verbose=1"
     t0=$(date +%s)
+    # the shared initramfs, then this kernel's modules (the kernel unpacks both archives)
+    cat "$INITRD" "$VMDIR/kernels/$ver/modules.cpio" >"$VMDIR/initramfs-$ver.cpio"
     timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu "$CPU" -m 1G -smp 2 \
         -nographic -no-reboot -nic none \
-        -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$INITRD" -append "$append" \
+        -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$VMDIR/initramfs-$ver.cpio" -append "$append" \
         </dev/null >"$log" 2>&1 || rc=$?
     echo "$rc" >"$VMDIR/logs/$ver.rc"
     say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc)"
