@@ -20,7 +20,8 @@ struct Loop {
 
 impl Loop {
     fn new(tag: &str) -> Loop {
-        let file = std::env::temp_dir().join(format!("btrace-bio-{tag}-{}.img", std::process::id()));
+        let file =
+            std::env::temp_dir().join(format!("btrace-bio-{tag}-{}.img", std::process::id()));
         let f = std::fs::File::create(&file).unwrap();
         f.set_len(8 << 20).unwrap();
         let out = Command::new("losetup")

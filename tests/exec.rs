@@ -39,7 +39,11 @@ fn exactly_the_execs_of_a_command_with_arguments_failures_and_truncation() {
     for k in kids {
         assert_eq!(k["ppid"].as_u64().unwrap(), root_pid, "{k}");
         assert_eq!(k["call"], "execve");
-        assert_eq!(k["parent_cmdline"], serde_json::json!([w, "exec-set"]), "{k}");
+        assert_eq!(
+            k["parent_cmdline"],
+            serde_json::json!([w, "exec-set"]),
+            "{k}"
+        );
     }
     assert_eq!(argv(kids[0]), strs(&["workload", "noop", "one", "two"]));
     assert_eq!(kids[0]["filename"], "/proc/self/exe");
@@ -61,7 +65,11 @@ fn exactly_the_execs_of_a_command_with_arguments_failures_and_truncation() {
     // One argument of 300 'L's: cut, and that argument marked.
     let long = argv(kids[3]);
     assert_eq!(long.len(), 3);
-    assert!(long[2].len() < 300 && long[2].len() >= 100, "{}", long[2].len());
+    assert!(
+        long[2].len() < 300 && long[2].len() >= 100,
+        "{}",
+        long[2].len()
+    );
     assert!(long[2].bytes().all(|b| b == b'L'));
     assert_eq!(kids[3]["truncated"], serde_json::json!(["argv[2]"]));
 

@@ -483,7 +483,14 @@ fn by_thread_with_few_keys_sums_the_rest_in_other() {
     // 4 threads of 200 getppid each; room for 2 (thread, syscall) pairs only.
     let cmd = format!("{w} threads 4 200");
     let (recs, code, _) = trace_to_end(&[
-        "hist", "--json", "--by", "thread", "--max-keys", "2", "-c", &cmd,
+        "hist",
+        "--json",
+        "--by",
+        "thread",
+        "--max-keys",
+        "2",
+        "-c",
+        &cmd,
     ]);
     assert_eq!(code, 0);
     let (keyed, other) = by_counts(&recs, "getppid", "tid");

@@ -64,10 +64,7 @@ fn the_whole_tree_of_a_command() {
         .filter(|r| r["key"] == "process")
         .collect();
     // The child: its first run after fork (a wake-up of a new task) and N sleeps.
-    assert!(
-        procs.iter().any(|p| p["wakeups"] == N + 1),
-        "{procs:#?}"
-    );
+    assert!(procs.iter().any(|p| p["wakeups"] == N + 1), "{procs:#?}");
     let all = of_type(&recs, "runq")
         .into_iter()
         .find(|r| r["key"] == "all")

@@ -8,9 +8,9 @@
 //! [`Tracer`] trait and the [`REGISTRY`]; commands use their tracer's own functions, so
 //! the decoding path stays monomorphic.
 
-pub mod hist;
 pub mod biolatency;
 pub mod exec;
+pub mod hist;
 pub mod kprobe;
 pub mod opens;
 pub mod runq;

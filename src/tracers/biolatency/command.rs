@@ -52,7 +52,11 @@ impl Names {
     fn op(&self, op: Option<u32>) -> String {
         match op {
             None => "other".into(),
-            Some(o) => self.ops.get(&o).cloned().unwrap_or_else(|| format!("op{o}")),
+            Some(o) => self
+                .ops
+                .get(&o)
+                .cloned()
+                .unwrap_or_else(|| format!("op{o}")),
         }
     }
 
@@ -60,12 +64,12 @@ impl Names {
         if !self.disks.contains_key(&dev) {
             self.disks.extend(tracer::disk_names(obj));
         }
-        if !self.disks.contains_key(&dev) {
-            if let Some(n) = tracer::sysfs_disk_name(dev.0, dev.1) {
-                self.disks.insert(dev, n);
-            }
+        if let Some(n) = self.disks.get(&dev) {
+            return Some(n.clone());
         }
-        self.disks.get(&dev).cloned()
+        let n = tracer::sysfs_disk_name(dev.0, dev.1)?;
+        self.disks.insert(dev, n.clone());
+        Some(n)
     }
 }
 
@@ -122,10 +126,7 @@ impl Printer {
                 let mut rec = Map::new();
                 rec.insert("type".into(), "bio".into());
                 rec.insert("disk".into(), disk.clone().into());
-                rec.insert(
-                    "dev".into(),
-                    k.dev.map(|(a, b)| format!("{a}:{b}")).into(),
-                );
+                rec.insert("dev".into(), k.dev.map(|(a, b)| format!("{a}:{b}")).into());
                 rec.insert("op".into(), op.into());
                 rec.insert("unit".into(), "us".into());
                 rec.append(&mut hist_json(&s.lat));

@@ -193,7 +193,13 @@ pub fn read(obj: &BioObj) -> Result<Vec<(Key, BioStat)>> {
     }
     let other = stat_of(&percpu::values::<types::bio_stat>(&obj.maps.bio_other, 0)?);
     if other.lat.count > 0 {
-        out.push((Key { dev: None, op: None }, other));
+        out.push((
+            Key {
+                dev: None,
+                op: None,
+            },
+            other,
+        ));
     }
     Ok(out)
 }
@@ -234,7 +240,8 @@ pub fn op_names() -> HashMap<u32, String> {
             if let Some(names) = types.enum_names(e) {
                 for (v, n) in names {
                     if let Some(short) = n.strip_prefix("REQ_OP_") {
-                        m.entry(v as u32).or_insert_with(|| short.to_ascii_lowercase());
+                        m.entry(v as u32)
+                            .or_insert_with(|| short.to_ascii_lowercase());
                     }
                 }
             }

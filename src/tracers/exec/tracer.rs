@@ -74,7 +74,9 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
     if tp {
         crate::core::system::ensure_tracefs()?;
         if !syscall_tp_exists("sys_enter_execve") {
-            bail!("no syscalls:sys_enter_execve tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)");
+            bail!(
+                "no syscalls:sys_enter_execve tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
+            );
         }
     }
     let obj = ExecObj::new(|storage| {

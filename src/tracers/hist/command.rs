@@ -13,12 +13,12 @@ use crate::core::abi::MAX_SYSCALLS;
 use crate::core::delta::Deltas;
 use crate::core::output::Output;
 use crate::core::pidns::PidView;
-use crate::model::errno;
-use crate::resolve::cgroups::CgroupNames;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, IntervalArgs, Session, Step, TraceArgs};
+use crate::model::errno;
 use crate::model::histogram::Log2Hist;
 use crate::model::units::fmt_ns;
+use crate::resolve::cgroups::CgroupNames;
 use crate::resolve::syscalls;
 
 use super::skel::Hist;
@@ -387,7 +387,10 @@ pub fn run(args: HistArgs) -> Result<i32> {
                 .map(|r| r.nr)
                 .collect();
             if !out.json && !by_rows.is_empty() {
-                out.line(&format!("--- by {} ---", keys.describe(&hist, None).0["by"].as_str().unwrap_or("")))?;
+                out.line(&format!(
+                    "--- by {} ---",
+                    keys.describe(&hist, None).0["by"].as_str().unwrap_or("")
+                ))?;
             }
             print_by(out, &hist, &mut keys, &by_rows, &shown, mark.as_ref())?;
         }

@@ -261,7 +261,9 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 open.maps.starts_hash.set_max_entries(1)?;
             }
             Store::Hash => {
-                let entries = cfg.max_threads.unwrap_or_else(crate::core::system::default_thread_entries);
+                let entries = cfg
+                    .max_threads
+                    .unwrap_or_else(crate::core::system::default_thread_entries);
                 open.maps.starts_task.set_autocreate(false)?;
                 open.maps.starts_hash.set_max_entries(entries)?;
             }

@@ -167,7 +167,10 @@ mod tests {
             flags_text((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64),
             "O_WRONLY|O_CREAT|O_TRUNC"
         );
-        assert_eq!(flags_text(libc::O_RDWR as u64 | (1 << 40)), "O_RDWR|0x10000000000");
+        assert_eq!(
+            flags_text(libc::O_RDWR as u64 | (1 << 40)),
+            "O_RDWR|0x10000000000"
+        );
         assert_eq!(
             flags_text((libc::O_RDWR | libc::O_TMPFILE) as u64),
             "O_RDWR|O_TMPFILE"
@@ -177,7 +180,10 @@ mod tests {
             "O_RDONLY|O_DIRECTORY"
         );
         assert_eq!(flags_text(libc::O_SYNC as u64), "O_RDONLY|O_SYNC");
-        assert_eq!(mode_text(libc::O_CREAT as u64, 0o644).as_deref(), Some("0644"));
+        assert_eq!(
+            mode_text(libc::O_CREAT as u64, 0o644).as_deref(),
+            Some("0644")
+        );
         assert_eq!(mode_text(0, 0o644), None);
     }
 }

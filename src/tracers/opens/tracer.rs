@@ -83,7 +83,9 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
     if hook == Hook::Tracepoint {
         crate::core::system::ensure_tracefs()?;
         if !syscall_tp_exists("sys_enter_openat") {
-            bail!("no syscalls:sys_enter_openat tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)");
+            bail!(
+                "no syscalls:sys_enter_openat tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
+            );
         }
     }
     let obj = OpenObj::new(|storage| {
