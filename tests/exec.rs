@@ -109,3 +109,21 @@ fn text_output_shows_the_failure_by_name() {
         .iter()
         .any(|l| l.contains("/nonexistent-btrace/prog") && l.contains("ENOENT")));
 }
+
+#[test]
+fn raw_tp_hook_gives_the_same_execs() {
+    let w = workload();
+    let cmd = format!("{w} exec-set");
+    let (recs, code, _) = trace_to_end(&["exec", "--json", "--hook", "raw_tp", "-c", &cmd]);
+    assert_eq!(code, 0);
+    assert_eq!(summary(&recs)["hook"], "raw_tp");
+    let ev = of_type(&recs, "exec");
+    assert_eq!(ev.len(), 6, "{ev:#?}");
+    assert_eq!(ev[2]["errno"], "ENOENT");
+    assert_eq!(ev[3]["truncated"], serde_json::json!(["argv"]));
+    assert_eq!(
+        argv(ev[5]),
+        strs(&["workload", "noop", "from-thread"]),
+        "{ev:#?}"
+    );
+}

@@ -72,3 +72,20 @@ fn the_whole_tree_of_a_command() {
     let sum: u64 = procs.iter().map(|p| p["count"].as_u64().unwrap()).sum();
     assert_eq!(all["count"].as_u64().unwrap(), sum);
 }
+
+#[test]
+fn raw_tp_hook_counts_the_same_wakeups() {
+    let w = workload();
+    let cmd = format!("{w} wakeups {N}");
+    let (recs, code, _) = trace_to_end(&[
+        "runqlat", "--json", "--comm", "wakee", "--hook", "raw_tp", "-c", &cmd,
+    ]);
+    assert_eq!(code, 0);
+    let s = summary(&recs);
+    assert_eq!(s["hook"], "raw_tp");
+    let all = of_type(&recs, "runq")
+        .into_iter()
+        .find(|r| r["key"] == "all")
+        .unwrap();
+    assert_eq!(all["wakeups"], N, "{all}");
+}
