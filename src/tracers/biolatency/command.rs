@@ -227,6 +227,12 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
         Ok(())
     })?;
     printer.print(&mut out, &obj)?;
+    let missed = tracer::missed_runs(&obj)?;
+    if missed > 0 && !out.json {
+        out.line(&format!(
+            "{missed} program runs skipped by the kernel (a block event while the same program ran on that CPU): those requests are not counted"
+        ))?;
+    }
     session.finish(
         &mut out,
         end,
@@ -235,7 +241,7 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
             hook: &hook.to_string(),
             counted: None,
             losses: tracer::losses(&obj)?,
-            specific: json!({ "per_disk": args.per_disk }),
+            specific: json!({ "per_disk": args.per_disk, "missed_runs": missed }),
         },
     )
 }

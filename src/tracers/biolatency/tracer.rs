@@ -250,6 +250,17 @@ pub fn op_names() -> HashMap<u32, String> {
     m
 }
 
+/// Program runs the kernel skipped because the same program was already running on that
+/// CPU (its `recursion_misses`): a completion in an interrupt that came while another
+/// completion was being counted in task context. Those requests are not in the figures.
+pub fn missed_runs(obj: &BioObj) -> Result<u64> {
+    let mut n = 0;
+    for fd in attach::loaded_programs(obj.object()) {
+        n += crate::core::runstats::prog_run_time(fd)?.recursion_misses;
+    }
+    Ok(n)
+}
+
 pub fn losses(obj: &BioObj) -> Result<Losses> {
     Losses::read(&obj.maps.losses)
 }
