@@ -295,7 +295,6 @@ pub fn note_store_cost(what: &str, entries: u64, key: u64, value: u64) {
     }
 }
 
-/// CPUs online now (the share of the machine a figure is relative to).
 /// The default bound of a per-thread hash store (threads that use it, alive at once):
 /// room for every thread alive now, twice over, and at least 32768.
 pub fn default_thread_entries() -> u32 {
@@ -307,6 +306,7 @@ pub fn default_thread_entries() -> u32 {
     threads.saturating_mul(2).max(32768)
 }
 
+/// CPUs online now (the share of the machine a figure is relative to).
 pub fn online_cpus() -> usize {
     // SAFETY: sysconf only reads a system value.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };

@@ -54,7 +54,7 @@ hist_breakdowns() {
         -c "sh -c '$WORKLOAD syscalls 300 0 & $WORKLOAD syscalls 700 0; wait'" ||
         fail "hist --by process exited $?: $(head -n1 /tmp/hb.err)"
     got=$(grep '"type":"hist_by"' /tmp/hb.json | grep -F '"comm":"workload"' | grep -F '"syscall":"getppid"' |
-        sed 's/.*"count":\([0-9]*\).*/\1/' | sort -n | tr '\n' ' ')
+        sed 's/.*"unit":"us","count":\([0-9]*\),.*/\1/' | sort -n | tr '\n' ' ')
     [ "$got" = "300 700 " ] || fail "--by process getppid per workload: '$got', want '300 700 '"
     run /tmp/he.json /tmp/he.err "$BTRACE" hist --json --errors -c "$WORKLOAD fails 40" ||
         fail "hist --errors exited $?: $(head -n1 /tmp/he.err)"
