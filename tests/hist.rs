@@ -522,3 +522,42 @@ fn errors_and_errno_keep_only_failed_calls() {
     let err = one_line_error(&out);
     assert!(err.contains("ENOTANERRNO"), "{err}");
 }
+
+#[test]
+fn by_cgroup_gives_exact_totals_of_a_cgroup_made_by_the_test() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let cg = root.join(format!("btrace-hist-by-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let w = workload();
+    // The shell moves itself into the cgroup, then becomes the workload.
+    let cmd = format!(
+        "sh -c 'echo $$ > {}/cgroup.procs && exec {w} syscalls 250 0'",
+        cg.display()
+    );
+    let (recs, code, _) = trace_to_end(&[
+        "hist",
+        "--json",
+        "--by",
+        "cgroup",
+        "--syscalls",
+        "getppid",
+        "-c",
+        &cmd,
+    ]);
+    let rel = format!("/{}", cg.strip_prefix(&root).unwrap().display());
+    for _ in 0..50 {
+        if std::fs::remove_dir(&cg).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(code, 0);
+    let rows: Vec<_> = of_type(&recs, "hist_by")
+        .into_iter()
+        .filter(|r| r["cgroup"] == rel.as_str())
+        .collect();
+    assert_eq!(rows.len(), 1, "{recs:#?}");
+    assert_eq!(rows[0]["by"], "cgroup");
+    assert_eq!(rows[0]["count"], 250, "{}", rows[0]);
+    assert!(rows[0]["cgroup_id"].as_u64().unwrap() > 1);
+}

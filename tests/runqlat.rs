@@ -89,3 +89,36 @@ fn raw_tp_hook_counts_the_same_wakeups() {
         .unwrap();
     assert_eq!(all["wakeups"], N, "{all}");
 }
+
+/// This process's cgroup v2 path ("0::PATH" in /proc/self/cgroup).
+fn own_cgroup() -> String {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .expect("a cgroup v2 line")
+}
+
+#[test]
+fn per_cgroup_puts_the_wakeups_in_the_commands_cgroup() {
+    let w = workload();
+    let cmd = format!("{w} wakeups {N}");
+    let (recs, code, _) = trace_to_end(&[
+        "runqlat",
+        "--json",
+        "--per-cgroup",
+        "--comm",
+        "wakee",
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(code, 0);
+    let cg: Vec<_> = of_type(&recs, "runq")
+        .into_iter()
+        .filter(|r| r["key"] == "cgroup")
+        .collect();
+    assert_eq!(cg.len(), 1, "{recs:#?}");
+    assert_eq!(cg[0]["wakeups"], N, "{}", cg[0]);
+    assert_eq!(cg[0]["cgroup"], own_cgroup().as_str(), "{}", cg[0]);
+    assert!(cg[0]["cgroup_id"].as_u64().unwrap() > 0);
+}
