@@ -8,6 +8,21 @@ use common::*;
 
 const N: u64 = 60;
 
+/// Every one of the N sleeps ends in a wake-up, unless its timer fired before the task got
+/// off the CPU (on a loaded machine): then the task never waited to be woken, and if it is
+/// preempted afterwards that wait counts as a preemption. So: at most N wake-ups, the rest
+/// of the N (and any real preemption) among the preemptions, and every wait in one of
+/// the two.
+fn check_wakeups(r: &serde_json::Value) {
+    let w = r["wakeups"].as_u64().unwrap();
+    let p = r["preemptions"].as_u64().unwrap();
+    assert!(
+        w <= N && w + p >= N,
+        "wakeups {w} + preemptions {p} vs {N}: {r}"
+    );
+    assert_eq!(r["count"].as_u64().unwrap(), w + p, "{r}");
+}
+
 #[test]
 fn exact_wakeups_of_a_process() {
     let w = workload();
@@ -28,17 +43,15 @@ fn exact_wakeups_of_a_process() {
         .filter(|r| r["key"] == "all")
         .collect();
     assert_eq!(all.len(), 1, "{recs:#?}");
-    assert_eq!(all[0]["wakeups"], N, "{}", all[0]);
+    check_wakeups(all[0]);
     let count = all[0]["count"].as_u64().unwrap();
-    let pre = all[0]["preemptions"].as_u64().unwrap();
-    assert_eq!(count, N + pre, "{}", all[0]);
     let procs: Vec<_> = of_type(&recs, "runq")
         .into_iter()
         .filter(|r| r["key"] == "process")
         .collect();
     assert_eq!(procs.len(), 1, "{procs:#?}");
     assert_eq!(procs[0]["comm"], "wakee");
-    assert_eq!(procs[0]["wakeups"], N);
+    check_wakeups(procs[0]);
     let buckets: u64 = procs[0]["buckets"]
         .as_array()
         .unwrap()
@@ -64,7 +77,14 @@ fn the_whole_tree_of_a_command() {
         .filter(|r| r["key"] == "process")
         .collect();
     // The child: its first run after fork (a wake-up of a new task) and N sleeps.
-    assert!(procs.iter().any(|p| p["wakeups"] == N + 1), "{procs:#?}");
+    assert!(
+        procs.iter().any(|p| {
+            let w = p["wakeups"].as_u64().unwrap();
+            let pre = p["preemptions"].as_u64().unwrap();
+            w <= N + 1 && w + pre >= N + 1
+        }),
+        "{procs:#?}"
+    );
     let all = of_type(&recs, "runq")
         .into_iter()
         .find(|r| r["key"] == "all")
@@ -87,7 +107,7 @@ fn raw_tp_hook_counts_the_same_wakeups() {
         .into_iter()
         .find(|r| r["key"] == "all")
         .unwrap();
-    assert_eq!(all["wakeups"], N, "{all}");
+    check_wakeups(all);
 }
 
 /// This process's cgroup v2 path ("0::PATH" in /proc/self/cgroup).
@@ -118,7 +138,7 @@ fn per_cgroup_puts_the_wakeups_in_the_commands_cgroup() {
         .filter(|r| r["key"] == "cgroup")
         .collect();
     assert_eq!(cg.len(), 1, "{recs:#?}");
-    assert_eq!(cg[0]["wakeups"], N, "{}", cg[0]);
+    check_wakeups(cg[0]);
     assert_eq!(cg[0]["cgroup"], own_cgroup().as_str(), "{}", cg[0]);
     assert!(cg[0]["cgroup_id"].as_u64().unwrap() > 0);
 }
