@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //! `btrace runqlat` against the real kernel: a child that sleeps 1 ms N times wakes up
-//! exactly N times.
+//! N times (less the sleeps that never blocked, see check_wakeups).
 
 mod common;
 
@@ -8,23 +8,24 @@ use common::*;
 
 const N: u64 = 60;
 
-/// Every one of the N sleeps ends in a wake-up, unless its timer fired before the task got
-/// off the CPU (on a loaded machine): then the task never waited to be woken, and if it is
-/// preempted afterwards that wait counts as a preemption. So: at most N wake-ups, the rest
-/// of the N (and any real preemption) among the preemptions, and every wait in one of
-/// the two.
+/// Every one of the N sleeps ends in a wake-up and a wait for a CPU, unless its timer
+/// fired before the task was off the run queue (seen on loaded machines, 1 of 60 in TCG
+/// guests): then it never waited (and a later preemption counts as one). So: at most N
+/// wake-ups and, with that slack of 3, at least N - 3; every wait is either kind.
+const SLACK: u64 = 3;
+
 fn check_wakeups(r: &serde_json::Value) {
     let w = r["wakeups"].as_u64().unwrap();
     let p = r["preemptions"].as_u64().unwrap();
     assert!(
-        w <= N && w + p >= N,
-        "wakeups {w} + preemptions {p} vs {N}: {r}"
+        w <= N && w + SLACK >= N,
+        "wakeups {w} (preemptions {p}) vs {N}: {r}"
     );
     assert_eq!(r["count"].as_u64().unwrap(), w + p, "{r}");
 }
 
 #[test]
-fn exact_wakeups_of_a_process() {
+fn wakeups_of_a_process() {
     let w = workload();
     let cmd = format!("{w} wakeups {N}");
     // The child renames itself "wakee" before its first sleep.
@@ -80,8 +81,7 @@ fn the_whole_tree_of_a_command() {
     assert!(
         procs.iter().any(|p| {
             let w = p["wakeups"].as_u64().unwrap();
-            let pre = p["preemptions"].as_u64().unwrap();
-            w <= N + 1 && w + pre >= N + 1
+            w <= N + 1 && w + SLACK >= N + 1
         }),
         "{procs:#?}"
     );
