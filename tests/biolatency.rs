@@ -96,7 +96,7 @@ fn missed(recs: &[Value]) -> u64 {
 fn exact_requests_per_operation_on_a_loop_device() {
     let lo = Loop::new("per-disk");
     let w = workload();
-    let cmd = format!("{w} direct {} {N} {SIZE}", lo.dev);
+    let cmd = format!("{w} --wait direct {} {N} {SIZE}", lo.dev);
     let (recs, code, _) = trace_to_end(&["biolatency", "--json", "--per-disk", "-c", &cmd]);
     assert_eq!(code, 0);
     let missed = missed(&recs);
@@ -114,7 +114,7 @@ fn exact_requests_per_operation_on_a_loop_device() {
 fn raw_tp_hook_and_queue_times() {
     let lo = Loop::new("raw");
     let w = workload();
-    let cmd = format!("{w} direct {} {N} {SIZE}", lo.dev);
+    let cmd = format!("{w} --wait direct {} {N} {SIZE}", lo.dev);
     let (recs, code, _) = trace_to_end(&[
         "biolatency",
         "--json",
@@ -139,7 +139,7 @@ fn raw_tp_hook_and_queue_times() {
 fn without_per_disk_one_record_per_operation() {
     let lo = Loop::new("ops");
     let w = workload();
-    let cmd = format!("{w} direct {} {N} {SIZE}", lo.dev);
+    let cmd = format!("{w} --wait direct {} {N} {SIZE}", lo.dev);
     let (recs, code, _) = trace_to_end(&["biolatency", "--json", "-c", &cmd]);
     assert_eq!(code, 0);
     // Scoped to the command: its loop requests (the backing file's own I/O is issued by

@@ -24,7 +24,7 @@ fn strs(v: &[&str]) -> Vec<String> {
 #[test]
 fn exactly_the_execs_of_a_command_with_arguments_failures_and_truncation() {
     let w = workload();
-    let cmd = format!("{w} exec-set");
+    let cmd = format!("{w} --wait exec-set");
     let (recs, code, _) = trace_to_end(&["exec", "--json", "-c", &cmd]);
     assert_eq!(code, 0);
     let ev = of_type(&recs, "exec");
@@ -32,7 +32,7 @@ fn exactly_the_execs_of_a_command_with_arguments_failures_and_truncation() {
     assert_eq!(ev.len(), 6, "{ev:#?}");
     let root = ev[0];
     assert_eq!(root["filename"], w.as_str());
-    assert_eq!(argv(root), strs(&[&w, "exec-set"]));
+    assert_eq!(argv(root), strs(&[&w, "--wait", "exec-set"]));
     assert_eq!(root["ret"], 0);
     let root_pid = root["pid"].as_u64().unwrap();
     let kids = &ev[1..];
@@ -41,7 +41,7 @@ fn exactly_the_execs_of_a_command_with_arguments_failures_and_truncation() {
         assert_eq!(k["call"], "execve");
         assert_eq!(
             k["parent_cmdline"],
-            serde_json::json!([w, "exec-set"]),
+            serde_json::json!([w, "--wait", "exec-set"]),
             "{k}"
         );
     }
@@ -87,7 +87,7 @@ fn exactly_the_execs_of_a_command_with_arguments_failures_and_truncation() {
 #[test]
 fn fails_keeps_only_the_failed_exec() {
     let w = workload();
-    let cmd = format!("{w} exec-set");
+    let cmd = format!("{w} --wait exec-set");
     let (recs, code, _) = trace_to_end(&["exec", "--json", "--fails", "-c", &cmd]);
     assert_eq!(code, 0);
     let ev = of_type(&recs, "exec");
@@ -99,7 +99,7 @@ fn fails_keeps_only_the_failed_exec() {
 #[test]
 fn text_output_shows_the_failure_by_name() {
     let w = workload();
-    let cmd = format!("{w} exec-set");
+    let cmd = format!("{w} --wait exec-set");
     let out = btrace(&["exec", "-c", &cmd]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -113,7 +113,7 @@ fn text_output_shows_the_failure_by_name() {
 #[test]
 fn raw_tp_hook_gives_the_same_execs() {
     let w = workload();
-    let cmd = format!("{w} exec-set");
+    let cmd = format!("{w} --wait exec-set");
     let (recs, code, _) = trace_to_end(&["exec", "--json", "--hook", "raw_tp", "-c", &cmd]);
     assert_eq!(code, 0);
     assert_eq!(summary(&recs)["hook"], "raw_tp");

@@ -453,7 +453,7 @@ fn by_counts(records: &[Value], name: &str, key: &str) -> (Vec<(u64, u64)>, u64)
 #[test]
 fn by_process_gives_exact_per_process_totals() {
     let w = workload();
-    let cmd = format!("sh -c '{w} syscalls 300 0 & {w} syscalls 700 0; wait'");
+    let cmd = format!("sh -c '{w} --wait syscalls 300 0 & {w} --wait syscalls 700 0; wait'");
     let (recs, code, _) = trace_to_end(&["hist", "--json", "--by", "process", "-c", &cmd]);
     assert_eq!(code, 0);
     let (keyed, other) = by_counts(&recs, "getppid", "pid");
@@ -481,7 +481,7 @@ fn by_process_gives_exact_per_process_totals() {
 fn by_thread_with_few_keys_sums_the_rest_in_other() {
     let w = workload();
     // 4 threads of 200 getppid each; room for 2 (thread, syscall) pairs only.
-    let cmd = format!("{w} threads 4 200");
+    let cmd = format!("{w} --wait threads 4 200");
     let (recs, code, _) = trace_to_end(&[
         "hist",
         "--json",
@@ -505,7 +505,7 @@ fn by_thread_with_few_keys_sums_the_rest_in_other() {
 #[test]
 fn errors_and_errno_keep_only_failed_calls() {
     let w = workload();
-    let cmd = format!("{w} fails 40");
+    let cmd = format!("{w} --wait fails 40");
     let (recs, code, _) = trace_to_end(&["hist", "--json", "--errors", "-c", &cmd]);
     assert_eq!(code, 0);
     assert_eq!(total(&recs, "read"), 40, "{recs:#?}");
@@ -531,7 +531,7 @@ fn by_cgroup_gives_exact_totals_of_a_cgroup_made_by_the_test() {
     let w = workload();
     // The shell moves itself into the cgroup, then becomes the workload.
     let cmd = format!(
-        "sh -c 'echo $$ > {}/cgroup.procs && exec {w} syscalls 250 0'",
+        "sh -c 'echo $$ > {}/cgroup.procs && exec {w} --wait syscalls 250 0'",
         cg.display()
     );
     let (recs, code, _) = trace_to_end(&[

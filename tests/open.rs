@@ -61,7 +61,7 @@ fn check_all(recs: &[Value], dir: &str) {
 fn exactly_the_opens_of_a_command_with_flags_modes_and_errno() {
     let w = workload();
     let dir = tmpdir("all");
-    let cmd = format!("{w} opens {dir} {K} {J}");
+    let cmd = format!("{w} --wait opens {dir} {K} {J}");
     let (recs, code, _) = trace_to_end(&["open", "--json", "-c", &cmd]);
     assert_eq!(code, 0);
     check_all(&recs, &dir);
@@ -75,7 +75,7 @@ fn exactly_the_opens_of_a_command_with_flags_modes_and_errno() {
 fn raw_tp_hook_gives_the_same_records() {
     let w = workload();
     let dir = tmpdir("raw");
-    let cmd = format!("{w} opens {dir} {K} {J}");
+    let cmd = format!("{w} --wait opens {dir} {K} {J}");
     let (recs, code, _) = trace_to_end(&["open", "--json", "--hook", "raw_tp", "-c", &cmd]);
     assert_eq!(code, 0);
     assert_eq!(summary(&recs)["hook"], "raw_tp");
@@ -87,7 +87,7 @@ fn raw_tp_hook_gives_the_same_records() {
 fn fails_gives_exactly_the_failed_opens() {
     let w = workload();
     let dir = tmpdir("fails");
-    let cmd = format!("{w} opens {dir} {K} {J}");
+    let cmd = format!("{w} --wait opens {dir} {K} {J}");
     let (recs, code, _) = trace_to_end(&["open", "--json", "--fails", "-c", &cmd]);
     assert_eq!(code, 0);
     let ev = of_type(&recs, "open");
@@ -100,7 +100,7 @@ fn fails_gives_exactly_the_failed_opens() {
 fn path_prefix_is_filtered_in_the_kernel() {
     let w = workload();
     let dir = tmpdir("prefix");
-    let cmd = format!("{w} opens {dir} {K} {J}");
+    let cmd = format!("{w} --wait opens {dir} {K} {J}");
     // Only the failed opens are under this prefix: the kernel drops the rest.
     let prefix = format!("{dir}/missing-");
     let (recs, code, _) = trace_to_end(&["open", "--json", "--path-prefix", &prefix, "-c", &cmd]);

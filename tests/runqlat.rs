@@ -27,7 +27,7 @@ fn check_wakeups(r: &serde_json::Value) {
 #[test]
 fn wakeups_of_a_process() {
     let w = workload();
-    let cmd = format!("{w} wakeups {N}");
+    let cmd = format!("{w} --wait wakeups {N}");
     // The child renames itself "wakee" before its first sleep.
     let (recs, code, _) = trace_to_end(&[
         "runqlat",
@@ -70,7 +70,7 @@ fn wakeups_of_a_process() {
 #[test]
 fn the_whole_tree_of_a_command() {
     let w = workload();
-    let cmd = format!("{w} wakeups {N}");
+    let cmd = format!("{w} --wait wakeups {N}");
     let (recs, code, _) = trace_to_end(&["runqlat", "--json", "--per-process", "-c", &cmd]);
     assert_eq!(code, 0);
     let procs: Vec<_> = of_type(&recs, "runq")
@@ -96,7 +96,7 @@ fn the_whole_tree_of_a_command() {
 #[test]
 fn raw_tp_hook_counts_the_same_wakeups() {
     let w = workload();
-    let cmd = format!("{w} wakeups {N}");
+    let cmd = format!("{w} --wait wakeups {N}");
     let (recs, code, _) = trace_to_end(&[
         "runqlat", "--json", "--comm", "wakee", "--hook", "raw_tp", "-c", &cmd,
     ]);
@@ -122,7 +122,7 @@ fn own_cgroup() -> String {
 #[test]
 fn per_cgroup_puts_the_wakeups_in_the_commands_cgroup() {
     let w = workload();
-    let cmd = format!("{w} wakeups {N}");
+    let cmd = format!("{w} --wait wakeups {N}");
     let (recs, code, _) = trace_to_end(&[
         "runqlat",
         "--json",
