@@ -7,7 +7,7 @@
 use btrace::apps::floor;
 use btrace::apps::{doctor, serve, top, verifier};
 use btrace::core::{bpf_log, output};
-use btrace::tracers::{hist, kprobe, tcp, tracepoint};
+use btrace::tracers::{biolatency, exec, hist, kprobe, opens, runq, tcp, tracepoint};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -29,6 +29,14 @@ struct Cli {
 enum Command {
     /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
     Hist(hist::command::HistArgs),
+    /// Every execve/execveat: program, arguments, parent, result (failed ones too)
+    Exec(exec::command::ExecArgs),
+    /// Every open/openat/openat2/creat: path, flags, mode, fd or error
+    Open(opens::command::OpenArgs),
+    /// Block I/O latency histograms, issue to completion, per operation (and disk)
+    Biolatency(biolatency::command::BiolatencyArgs),
+    /// Run-queue latency histograms: how long runnable tasks waited for a CPU
+    Runqlat(runq::command::RunqlatArgs),
     /// Every call of a kernel function (fentry or kprobe), arguments typed from BTF
     Kprobe(kprobe::command::KprobeArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
@@ -57,6 +65,10 @@ impl Command {
             Command::Hist(a) => a.common.verbose,
             Command::Tracepoint(a) => a.common.verbose,
             Command::Kprobe(a) => a.common.verbose,
+            Command::Exec(a) => a.common.verbose,
+            Command::Open(a) => a.common.verbose,
+            Command::Biolatency(a) => a.common.verbose,
+            Command::Runqlat(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
             #[cfg(feature = "testing")]
@@ -76,6 +88,10 @@ fn main() {
         Command::Hist(a) => hist::command::run(a),
         Command::Tracepoint(a) => tracepoint::command::run(a),
         Command::Kprobe(a) => kprobe::command::run(a),
+        Command::Exec(a) => exec::command::run(a),
+        Command::Open(a) => opens::command::run(a),
+        Command::Biolatency(a) => biolatency::command::run(a),
+        Command::Runqlat(a) => runq::command::run(a),
         Command::Doctor(a) => doctor::run(a).map(|()| 0),
         Command::Verifier(a) => verifier::run(a).map(|()| 0),
         #[cfg(feature = "testing")]

@@ -148,6 +148,16 @@ impl Scope {
         }
     }
 
+    /// Whether any filter is on (everything is traced otherwise).
+    pub fn is_on(&self) -> bool {
+        self.tgid != 0
+            || self.tree.is_some()
+            || self.tid != 0
+            || self.comm.is_some()
+            || !self.cgroups.is_empty()
+            || self.live_tree
+    }
+
     /// The name filter as C `char` values, for a skeleton's rodata.
     pub fn comm_chars(&self) -> [i8; COMM_LEN] {
         self.comm.unwrap_or_default().map(|b| b as i8)

@@ -71,6 +71,26 @@ impl Log2Hist {
         None
     }
 
+    /// The percentiles every histogram record shows, as JSON fields `p50_us`, `p90_us`,
+    /// `p99_us` (bucket upper bounds; null for an empty histogram).
+    pub fn percentile_fields(&self, rec: &mut serde_json::Map<String, Value>) {
+        for p in [50u32, 90, 99] {
+            rec.insert(format!("p{p}_us"), self.percentile_us(p.into()).into());
+        }
+    }
+
+    /// The same for text: `p50 < 2 us, p90 < 4 us, p99 < 16 us` (empty for no samples).
+    pub fn percentile_text(&self) -> String {
+        [50u32, 90, 99]
+            .iter()
+            .filter_map(|&p| {
+                self.percentile_us(p.into())
+                    .map(|v| format!("p{p} < {} us", human(v)))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Index range of the non-empty part (first to last non-zero bucket).
     fn used_range(&self) -> Option<(usize, usize)> {
         let first = self.buckets.iter().position(|&n| n > 0)?;

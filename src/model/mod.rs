@@ -5,6 +5,7 @@
 
 pub mod bytes;
 pub mod cidr;
+pub mod errno;
 pub mod histogram;
 pub mod metrics;
 pub mod task;

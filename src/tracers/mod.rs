@@ -8,8 +8,11 @@
 //! [`Tracer`] trait and the [`REGISTRY`]; commands use their tracer's own functions, so
 //! the decoding path stays monomorphic.
 
+pub mod biolatency;
+pub mod exec;
 pub mod hist;
 pub mod kprobe;
+pub mod opens;
 pub mod runq;
 pub mod tcp;
 pub mod tracepoint;
@@ -180,7 +183,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry {
         name: "runq",
         what: "run-queue latency",
-        command: "top",
+        command: "runqlat",
         checks: || {
             vec![Check {
                 mode: None,
@@ -189,6 +192,45 @@ pub const REGISTRY: &[Entry] = &[
             }]
         },
         load: Some(runq::tracer::RunqTracer::load),
+    },
+    Entry {
+        name: "exec",
+        what: "program executions",
+        command: "exec",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: exec::tracer::check(),
+                fix: "needs the syscalls:sys_{enter,exit}_execve tracepoints (CONFIG_FTRACE_SYSCALLS) or raw_tp, and a ring buffer (5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "open",
+        what: "file opens",
+        command: "open",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: opens::tracer::check(),
+                fix: "needs the syscalls:sys_{enter,exit}_open* tracepoints (CONFIG_FTRACE_SYSCALLS) or raw_tp, and a ring buffer (5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "biolatency",
+        what: "block I/O latency",
+        command: "biolatency",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: biolatency::tracer::check(),
+                fix: "needs the block:block_rq_issue/block_rq_complete tracepoints through tp_btf or raw_tp",
+            }]
+        },
+        load: None,
     },
     Entry {
         name: "tracepoint",

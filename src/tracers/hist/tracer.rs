@@ -21,21 +21,7 @@ use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;
 use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
-use super::skel::{types, Hist, HistSkelBuilder, MAX_PROCS};
-
-/// Least default bound of the per-thread hash store (threads that make traced syscalls,
-/// alive at once); a busier machine gets twice its current thread count.
-const MIN_DEFAULT_MAX_THREADS: u32 = 32768;
-
-/// The hash store's default bound: room for every thread alive now, twice over.
-fn default_max_threads() -> u32 {
-    // /proc/loadavg's fourth field is "runnable/total" scheduling entities (threads).
-    let threads = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
-        .unwrap_or(0u32);
-    threads.saturating_mul(2).max(MIN_DEFAULT_MAX_THREADS)
-}
+use super::skel::{types, Hist, HistSkelBuilder, BY_MAX_KEYS, MAX_PROCS};
 
 /// Threads a kernel can have at most (PID_MAX_LIMIT on 64-bit): a bigger per-thread store
 /// could never fill.
@@ -131,6 +117,40 @@ pub fn ways(bounded: bool) -> Vec<Way> {
     v
 }
 
+/// What `hist --by` breaks the histograms down by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    #[default]
+    #[value(skip)]
+    Nothing,
+    Process,
+    Thread,
+    Cgroup,
+}
+
+impl By {
+    fn kernel(self) -> u32 {
+        use types::hist_by as K;
+        match self {
+            By::Nothing => K::HIST_BY_NONE.0,
+            By::Process => K::HIST_BY_PROCESS.0,
+            By::Thread => K::HIST_BY_THREAD.0,
+            By::Cgroup => K::HIST_BY_CGROUP.0,
+        }
+    }
+}
+
+/// Which calls are counted, by their return value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Outcome {
+    #[default]
+    All,
+    /// Failed calls (-4095..-1).
+    Errors,
+    /// Calls failing with this error number.
+    Errno(i32),
+}
+
 /// What the kernel side is asked to do, fixed before load.
 #[derive(Debug, Default)]
 pub struct Config {
@@ -139,6 +159,23 @@ pub struct Config {
     pub max_threads: Option<u32>,
     /// Count completed syscalls per process too (the dashboard's process list).
     pub count_processes: bool,
+    /// The breakdown (hist --by).
+    pub by: By,
+    /// Bound of the breakdown's (key, syscall) pairs.
+    pub max_keys: Option<u32>,
+    pub outcome: Outcome,
+}
+
+/// `--max-keys N`, bounded.
+pub fn parse_max_keys(s: &str) -> std::result::Result<u32, String> {
+    crate::core::system::parse_store_size(
+        s,
+        1 << 22,
+        "more pairs than a breakdown can show",
+        16,
+        (std::mem::size_of::<crate::core::abi::types::hist>() * crate::core::system::online_cpus())
+            as u64,
+    )
 }
 
 /// Opens, configures and loads the programs of one way without attaching them.
@@ -166,7 +203,23 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 }
             }
             ro.count_processes = cfg.count_processes;
+            ro.by = cfg.by.kernel();
+            match cfg.outcome {
+                Outcome::All => {}
+                Outcome::Errors => ro.errors_only = true,
+                Outcome::Errno(e) => ro.errno_only = e as u32,
+            }
         }
+        let (by_keys, by_names) = match cfg.by {
+            By::Nothing => (1, 1),
+            By::Cgroup => (cfg.max_keys.unwrap_or(BY_MAX_KEYS), 1),
+            _ => {
+                let n = cfg.max_keys.unwrap_or(BY_MAX_KEYS);
+                (n, n)
+            }
+        };
+        open.maps.by_hists.set_max_entries(by_keys)?;
+        open.maps.by_comms.set_max_entries(by_names)?;
         crate::apply_scope!(open, &cfg.scope, way.hook != Hook::Tracepoint);
         if !cfg.count_processes {
             open.maps.proc_counts.set_max_entries(1)?;
@@ -215,13 +268,16 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
             .set_autoload(hash && way.hook != Hook::Tracepoint);
         p.starts_reap_tp
             .set_autoload(hash && way.hook == Hook::Tracepoint);
-        p.hist_exec_comm.set_autoload(cfg.count_processes);
+        p.hist_exec_comm
+            .set_autoload(cfg.count_processes || matches!(cfg.by, By::Process | By::Thread));
         match way.store {
             Store::TaskStorage => {
                 open.maps.starts_hash.set_max_entries(1)?;
             }
             Store::Hash => {
-                let entries = cfg.max_threads.unwrap_or_else(default_max_threads);
+                let entries = cfg
+                    .max_threads
+                    .unwrap_or_else(crate::core::system::default_thread_entries);
                 open.maps.starts_task.set_autocreate(false)?;
                 open.maps.starts_hash.set_max_entries(entries)?;
             }
@@ -344,6 +400,38 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
             Ok((nr, Log2Hist::sum_cpus(&cpus)))
         })
         .collect()
+}
+
+/// The breakdown's histograms, cumulative, CPUs summed: (process, thread or cgroup id,
+/// syscall slot, histogram).
+pub fn read_by(hist: &Hist) -> Result<Vec<(u64, u32, Log2Hist)>> {
+    let map = &hist.maps.by_hists;
+    let mut out = Vec::new();
+    for k in map.keys() {
+        let Ok(key) = plain::from_bytes::<types::by_key>(&k).copied() else {
+            continue;
+        };
+        let Some(vals) = map.lookup_percpu(&k, MapFlags::ANY)? else {
+            continue;
+        };
+        let cpus: Vec<crate::core::abi::types::hist> = vals
+            .iter()
+            .map(|v| crate::core::skel::plain_prefix(v))
+            .collect();
+        out.push((key.id, key.nr, Log2Hist::sum_cpus(&cpus)));
+    }
+    Ok(out)
+}
+
+/// The name of a process or thread of the breakdown (when first counted, and after exec).
+pub fn by_name(hist: &Hist, id: u64) -> Option<String> {
+    let v = hist
+        .maps
+        .by_comms
+        .lookup(&id.to_ne_bytes(), MapFlags::ANY)
+        .ok()??;
+    let c: types::proc_comm = crate::core::skel::plain_prefix(&v);
+    Some(comm_text(&c.comm))
 }
 
 pub fn losses(hist: &Hist) -> Result<Losses> {

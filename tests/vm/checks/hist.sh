@@ -74,3 +74,26 @@ hist_threads_reaped() {
     detail "3000 getppid from 300 threads, store of 8, via$ways"
 }
 register hist_threads_reaped 150
+
+# hist --by process: exact per-process totals of two workloads; --errors and --errno.
+hist_breakdowns() {
+    run /tmp/hb.json /tmp/hb.err "$BTRACE" hist --json --by process \
+        -c "sh -c '$WORKLOAD syscalls 300 0 & $WORKLOAD syscalls 700 0; wait'" ||
+        fail "hist --by process exited $?: $(head -n1 /tmp/hb.err)"
+    got=$(grep '"type":"hist_by"' /tmp/hb.json | grep -F '"comm":"workload"' | grep -F '"syscall":"getppid"' |
+        sed 's/.*"unit":"us","count":\([0-9]*\),.*/\1/' | sort -n | tr '\n' ' ')
+    [ "$got" = "300 700 " ] || fail "--by process getppid per workload: '$got', want '300 700 '"
+    run /tmp/he.json /tmp/he.err "$BTRACE" hist --json --errors -c "$WORKLOAD fails 40" ||
+        fail "hist --errors exited $?: $(head -n1 /tmp/he.err)"
+    r=$(json_get /tmp/he.json '"syscall":"read"' count)
+    o=$(json_get /tmp/he.json '"syscall":"openat"' count)
+    g=$(json_get /tmp/he.json '"syscall":"getppid"' count)
+    [ "$r" = 40 ] && [ "$o" = 40 ] && [ -z "$g" ] || fail "--errors read=${r:-none} openat=${o:-none} getppid=${g:-none}, want 40 40 none"
+    run /tmp/hn.json /tmp/hn.err "$BTRACE" hist --json --errno EBADF -c "$WORKLOAD fails 40" ||
+        fail "hist --errno exited $?: $(head -n1 /tmp/hn.err)"
+    n=$(grep -c '"type":"hist"' /tmp/hn.json)
+    r=$(json_get /tmp/hn.json '"syscall":"read"' count)
+    [ "$n" = 1 ] && [ "$r" = 40 ] || fail "--errno EBADF: $n records, read=${r:-none}, want 1 and 40"
+    detail "--by process 300/700, --errors 40+40, --errno EBADF 40"
+}
+register hist_breakdowns 90
