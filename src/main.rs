@@ -7,14 +7,14 @@
 use btrace::apps::floor;
 use btrace::apps::{doctor, top, verifier};
 use btrace::core::{bpf_log, output};
-use btrace::tracers::{hist, kprobe, tcp, tracepoint};
+use btrace::tracers::{hist, kprobe, offcpu, profile, tcp, tracepoint};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "btrace",
     version,
-    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP"
+    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP, CPU and off-CPU profiles"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +29,10 @@ enum Command {
     Kprobe(kprobe::command::KprobeArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
     Tracepoint(tracepoint::command::TracepointArgs),
+    /// CPU profile: timed samples of every CPU, counted by kernel and user stack
+    Profile(profile::command::ProfileArgs),
+    /// Time spent blocked (off CPU), by kernel and user stack
+    Offcpu(offcpu::command::OffcpuArgs),
     /// What this kernel allows (probed for real) and which commands will work here
     Doctor(doctor::DoctorArgs),
     /// Load deliberately wrong programs: the verifier's log, why, and the fixed variant
@@ -50,6 +54,8 @@ impl Command {
             Command::Hist(a) => a.common.verbose,
             Command::Tracepoint(a) => a.common.verbose,
             Command::Kprobe(a) => a.common.verbose,
+            Command::Profile(a) => a.common.verbose,
+            Command::Offcpu(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
             #[cfg(feature = "testing")]
@@ -67,6 +73,8 @@ fn main() {
         Command::Hist(a) => hist::command::run(a),
         Command::Tracepoint(a) => tracepoint::command::run(a),
         Command::Kprobe(a) => kprobe::command::run(a),
+        Command::Profile(a) => profile::command::run(a),
+        Command::Offcpu(a) => offcpu::command::run(a),
         Command::Doctor(a) => doctor::run(a).map(|()| 0),
         Command::Verifier(a) => verifier::run(a).map(|()| 0),
         #[cfg(feature = "testing")]
