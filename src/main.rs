@@ -17,6 +17,10 @@ use clap::{Parser, Subcommand};
     about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP, CPU and off-CPU profiles"
 )]
 struct Cli {
+    /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux (also
+    /// BTRACE_BTF); btfhub has files for many distribution kernels
+    #[arg(long, global = true, value_name = "FILE")]
+    btf: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +73,7 @@ impl Command {
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage(e));
     bpf_log::init(cli.command.verbose());
+    btrace::core::system::set_custom_btf(cli.btf);
     let result = match cli.command {
         Command::Hist(a) => hist::command::run(a),
         Command::Tracepoint(a) => tracepoint::command::run(a),

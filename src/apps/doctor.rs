@@ -50,6 +50,22 @@ fn probe_fact(name: &'static str, p: &Probe) -> Fact {
     }
 }
 
+/// Which BTF btrace uses: a --btf file, or the kernel's own.
+fn btf_fact() -> Fact {
+    let ok = system::require_btf();
+    let (value, detail) = match (system::custom_btf(), &ok) {
+        (Some(p), Ok(())) => ("file".to_string(), format!("{} (--btf)", p.display())),
+        (None, Ok(())) => ("kernel".to_string(), system::BTF_PATH.to_string()),
+        (_, Err(e)) => ("no".to_string(), format!("{e:#}")),
+    };
+    Fact {
+        name: "btf",
+        value,
+        ok: Some(ok.is_ok()),
+        detail,
+    }
+}
+
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -278,7 +294,6 @@ fn blocked() -> Option<String> {
 }
 
 pub fn examine() -> Findings {
-    let btf = system::has_btf();
     let blocked = blocked();
     let probe = |f: fn() -> Probe| match &blocked {
         Some(why) => Probe::no(format!("not tried: {why}")),
@@ -296,19 +311,7 @@ pub fn examine() -> Findings {
             ok: None,
             detail: "uname -r".into(),
         },
-        Fact {
-            name: "btf",
-            value: if btf { "yes" } else { "no" }.into(),
-            ok: Some(btf),
-            detail: if btf {
-                system::BTF_PATH.into()
-            } else {
-                format!(
-                    "{} missing: btrace needs CONFIG_DEBUG_INFO_BTF=y",
-                    system::BTF_PATH
-                )
-            },
-        },
+        btf_fact(),
         probe_fact("ringbuf", &ringbuf),
         probe_fact("kprobes", &kprobe),
         probe_fact("fentry", &fentry),

@@ -75,17 +75,69 @@ pub fn require_privileges() -> Result<()> {
     Ok(())
 }
 
-pub fn has_btf() -> bool {
-    Path::new(BTF_PATH).exists()
+/// A BTF file given with `--btf` (or `BTRACE_BTF`), used instead of the kernel's own for
+/// CO-RE relocations and btrace's own type lookups: for kernels without
+/// /sys/kernel/btf/vmlinux. Set once at start.
+static CUSTOM_BTF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`.
+pub fn set_custom_btf(flag: Option<PathBuf>) {
+    let chosen = flag.or_else(|| std::env::var_os("BTRACE_BTF").map(PathBuf::from));
+    if let Some(p) = chosen {
+        let _ = CUSTOM_BTF.set(p);
+    }
 }
 
+/// The BTF file given by the user, if any.
+pub fn custom_btf() -> Option<&'static Path> {
+    CUSTOM_BTF.get().map(PathBuf::as_path)
+}
+
+/// The BTF btrace reads: the user's file, or the kernel's.
+pub fn btf_path() -> &'static Path {
+    custom_btf().unwrap_or(Path::new(BTF_PATH))
+}
+
+/// Whether the kernel exposes its BTF (present, readable, not empty).
+pub fn has_btf() -> bool {
+    std::fs::metadata(BTF_PATH).is_ok_and(|m| m.len() > 0) && std::fs::File::open(BTF_PATH).is_ok()
+}
+
+const BTF_ADVICE: &str = "give btrace a BTF file for this kernel with --btf FILE (or BTRACE_BTF=FILE): btfhub publishes them for many distribution kernels, and `pahole --btf_encode_detached FILE vmlinux` or `bpftool btf dump` make one from a kernel built with debug info";
+
+/// The BTF btrace will use is there and readable; one line naming --btf otherwise.
 pub fn require_btf() -> Result<()> {
-    if !has_btf() {
-        bail!(
-            "this kernel exposes no BTF ({BTF_PATH} is missing); btrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8 or newer)"
-        );
+    if let Some(p) = custom_btf() {
+        return match libbpf_rs::btf::Btf::from_path(p) {
+            Ok(_) => Ok(()),
+            Err(e) => bail!(
+                "--btf {}: not a BTF file btrace can read ({e}); {BTF_ADVICE}",
+                p.display()
+            ),
+        };
     }
-    Ok(())
+    let why = match std::fs::metadata(BTF_PATH) {
+        Err(_) => "is missing",
+        Ok(m) if m.len() == 0 => "is empty",
+        Ok(_) if std::fs::File::open(BTF_PATH).is_err() => "is not readable",
+        Ok(_) => return Ok(()),
+    };
+    bail!(
+        "this kernel's BTF {BTF_PATH} {why} (the kernel was built without CONFIG_DEBUG_INFO_BTF, or it is hidden); {BTF_ADVICE}"
+    )
+}
+
+/// Opens a generated skeleton's builder with btrace's BTF settings (a `--btf` file for
+/// CO-RE relocations): `let open = skel_builder!(HistSkelBuilder).open(storage)?;`.
+#[macro_export]
+macro_rules! skel_builder {
+    ($builder:ty) => {{
+        let mut b = <$builder>::default();
+        if let Some(p) = $crate::core::system::custom_btf() {
+            b.obj_builder.btf_custom_path(p)?;
+        }
+        b
+    }};
 }
 
 /// Checks shared by every tracing command, in the order a user should fix them.

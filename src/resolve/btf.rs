@@ -214,9 +214,14 @@ pub fn proto_in(btf: &Btf<'_>, func: &str) -> Option<Proto> {
     })
 }
 
-/// The kernel's BTF.
+/// The kernel's BTF (or the `--btf` file standing in for it).
 pub fn vmlinux() -> Result<Btf<'static>> {
-    Btf::from_vmlinux().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")
+    match crate::core::system::custom_btf() {
+        Some(p) => {
+            Btf::from_path(p).with_context(|| format!("reading the BTF file {}", p.display()))
+        }
+        None => Btf::from_vmlinux().context("reading the kernel's BTF (/sys/kernel/btf/vmlinux)"),
+    }
 }
 
 /// The prototype of kernel function `func`, or None when the kernel's BTF lacks it.

@@ -35,7 +35,7 @@ pub fn run(args: FloorArgs) -> Result<i32> {
     crate::core::system::preflight()?;
     let mut session = Session::new(&args.common, None)?;
     let mut storage = std::mem::MaybeUninit::uninit();
-    let mut open = FloorSkelBuilder::default().open(&mut storage)?;
+    let mut open = crate::skel_builder!(FloorSkelBuilder).open(&mut storage)?;
     let empty = matches!(args.kind, Kind::Empty);
     open.progs.floor_empty_enter.set_autoload(empty);
     open.progs.floor_empty_exit.set_autoload(empty);

@@ -185,7 +185,7 @@ fn verifier_log(lines: &[String]) -> Vec<String> {
 /// Loads program `prog` alone and returns the verdict.
 fn load_program(prog: &str) -> Result<Verdict> {
     let mut storage = MaybeUninit::uninit();
-    let mut open = VerifierCasesSkelBuilder::default()
+    let mut open = crate::skel_builder!(VerifierCasesSkelBuilder)
         .open(&mut storage)
         .context("opening the verifier cases")?;
     let mut found = false;

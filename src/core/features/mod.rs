@@ -68,7 +68,7 @@ fn load_only(
     mut setup: impl FnMut(&mut OpenProgramMut<'_>) -> Result<()>,
 ) -> Result<Features> {
     Loaded::new(|storage| {
-        let mut open = FeaturesSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(FeaturesSkelBuilder).open(storage)?;
         for mut p in open.open_object_mut().progs_mut() {
             let wanted = p.name() == prog;
             p.set_autoload(wanted);

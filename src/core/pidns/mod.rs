@@ -138,7 +138,7 @@ impl PidView {
 /// Every task visible in the namespace `inum`, from the kernel's task iterator.
 fn walk(inum: u32) -> Result<Vec<Ids>> {
     let it = Loaded::<PidnsKind>::new(|storage| {
-        let mut open = PidnsSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(PidnsSkelBuilder).open(storage)?;
         open.maps
             .rodata_data
             .as_deref_mut()

@@ -138,7 +138,7 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
         crate::core::system::ensure_tracefs()?;
     }
     Loaded::new(|storage| {
-        let mut open = HistSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(HistSkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps

@@ -223,7 +223,7 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
         }
     }
     let skel = Kprobe::new(|storage| {
-        let mut open = KprobeSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps

@@ -43,7 +43,7 @@ impl fmt::Display for Way {
 /// Opens and loads the programs of one way without attaching them.
 pub fn open_load(way: Way, scope: &Scope) -> Result<Runq> {
     Loaded::new(|storage| {
-        let mut open = RunqSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
         crate::apply_scope!(open, scope, true);
         let btf = way == Way::TpBtfTask;
         let p = &mut open.progs;

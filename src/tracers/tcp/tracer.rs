@@ -137,7 +137,7 @@ pub fn open_load(
         crate::core::system::ensure_tracefs()?;
     }
     let tcp = Tcp::new(|storage| {
-        let mut open = TcpSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(TcpSkelBuilder).open(storage)?;
         open.maps
             .rodata_data
             .as_deref_mut()

@@ -117,7 +117,7 @@ pub fn unknown_tracepoint(tracefs: &std::path::Path, cat: &str, name: &str) -> a
 /// Opens, configures, loads and attaches the program for one tracepoint.
 pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp, Vec<Link>)> {
     let tp = Tp::new(|storage| {
-        let mut open = TracepointSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(TracepointSkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps
