@@ -297,6 +297,17 @@ impl EventStacks {
             let n = (len.max(0) as usize / 8).min(words.len());
             words[..n].iter().copied().take_while(|&a| a != 0).collect()
         };
+        // The process's maps first, while it lives: symbolizing the kernel side may take
+        // a while the first time (kallsyms).
+        if s.user_len >= 0 {
+            let mm = MmId {
+                start_stack: s.mm.start_stack,
+                exe_ino: s.mm.exe_ino,
+            };
+            let gen = mm.start_stack ^ mm.exe_ino.rotate_left(32);
+            let pp = proc_pid(pid, ns_pid).unwrap_or(0);
+            self.sym.capture(pid, pp, gen, Some(mm));
+        }
         let kernel = match s.kernel_len {
             n if n >= 0 => Side::Frames(kernel_frames(&mut self.sym, &addrs(&s.kernel, n), true)),
             STACK_NONE => Side::None,
@@ -337,6 +348,64 @@ impl EventStacks {
             e => Side::Lost(lost_reason(e)),
         };
         (kernel, user)
+    }
+}
+
+/// `--stack` on event commands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EventStackArgs {
+    /// Record the kernel and user stack of each event, symbolized (user stacks need frame
+    /// pointers: see README, Stacks)
+    #[arg(long)]
+    pub stack: bool,
+}
+
+impl EventStacks {
+    /// The stacks of one event from its record (`rec`; the stack slot at `off`): JSON
+    /// fields to add, and text lines to print under the event.
+    pub fn event(
+        &mut self,
+        rec: &[u8],
+        off: usize,
+        head: &crate::model::task::Head,
+    ) -> Option<(Side, Side)> {
+        let slot = rec.get(off..)?;
+        if slot.len() < std::mem::size_of::<stack_slot>() {
+            return None;
+        }
+        let ns_pid = head.ns.and_then(|n| n.pid).unwrap_or(0);
+        Some(self.sides(slot, head.pid, ns_pid))
+    }
+
+    /// Adds `kernel_stack` and `user_stack` to an event's JSON record.
+    pub fn insert_json(rec: &mut serde_json::Map<String, Value>, sides: &(Side, Side)) {
+        rec.insert("kernel_stack".into(), sides.0.json());
+        rec.insert("user_stack".into(), sides.1.json());
+    }
+
+    /// An event's stacks as indented text lines (kernel, `--`, user).
+    pub fn text_lines(sides: &(Side, Side)) -> Vec<String> {
+        let s = Stack {
+            pid: 0,
+            tid: 0,
+            comm: String::new(),
+            kernel: sides.0.clone(),
+            user: sides.1.clone(),
+            value: 0,
+            count: 0,
+        };
+        crate::model::stacks::text_stack(&s, "")
+            .into_iter()
+            .skip(1)
+            .collect()
+    }
+
+    /// The stack losses: the kernel's counts (`map`: the program's `stack_losses`) and
+    /// the user stacks found cut short here.
+    pub fn losses(&self, map: &dyn MapCore) -> Result<StackLosses> {
+        let mut l = StackLosses::read(map)?;
+        l.user_truncated = self.losses.user_truncated;
+        Ok(l)
     }
 }
 

@@ -53,7 +53,7 @@ impl Side {
         }
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         match self {
             Side::Frames(f) => Value::Array(f.iter().map(Frame::json).collect()),
             Side::None => Value::Null,

@@ -6,10 +6,11 @@
  * built without frame pointers would hide its caller from a frame-pointer walk.
  *
  *   stackload burn MS             one thread burns MS ms of CPU: 70 % in burn_hot (most of
- *                                 it in the inlined hot_step), 30 % in burn_cold, in 10 ms
- *                                 rounds of thread CPU time
+ *                                 it in the inlined hot_step), 30 % in burn_cold, in rounds
+ *                                 of 2 to 17 ms of thread CPU time
  *   stackload block N MS          N sleeps of MS ms, each in block_here
- *   stackload open DIR K          K openat(2) of DIR/stackload-<i> (created), from open_here
+ *   stackload open DIR K [MS]     K openat(2) of DIR/stackload-<i> (created), from open_here;
+ *                                 then lives MS ms more (block_here)
  *   stackload burn-exit MS        unlinks its own executable, burns MS ms of CPU in
  *                                 exiting_burn, exits
  *   stackload spawn-exit EXE MS WAIT_MS
@@ -126,11 +127,19 @@ static void write_cpu(void)
 
 static int do_burn(long ms)
 {
-	const long round = 10000000L; /* 10 ms of thread CPU time: 7 hot, 3 cold */
+	/* Rounds of 2 to 17 ms of thread CPU time (7/10 hot, 3/10 cold), their lengths
+	 * pseudo-random: rounds of one fixed length alias with a sampling period near it
+	 * (10 ms rounds against 99 Hz put whole runs of samples in one function). */
+	unsigned long seed = 12345;
 
-	for (long done = 0; done < ms * 1000000L; done += round) {
+	for (long done = 0; done < ms * 1000000L;) {
+		long round;
+
+		seed = seed * 6364136223846793005UL + 1442695040888963407UL;
+		round = 2000000L + (long)((seed >> 33) % 15000000UL);
 		burn_hot(round / 10 * 7);
 		burn_cold(round / 10 * 3);
+		done += round;
 	}
 	write_cpu();
 	return 0;
@@ -195,13 +204,18 @@ int main(int argc, char **argv)
 		return do_burn(atol(argv[2]));
 	if (argc == 4 && !strcmp(argv[1], "block"))
 		return do_block(atol(argv[2]), atol(argv[3]));
-	if (argc == 4 && !strcmp(argv[1], "open"))
-		return do_open(argv[2], atol(argv[3]));
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "open")) {
+		int r = do_open(argv[2], atol(argv[3]));
+
+		if (argc == 5)
+			block_here(atol(argv[4]));
+		return r;
+	}
 	if (argc == 3 && !strcmp(argv[1], "burn-exit"))
 		return do_burn_exit(atol(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "spawn-exit"))
 		return do_spawn_exit(argv[2], argv[3], atol(argv[4]));
-	fprintf(stderr, "usage: stackload burn MS | block N MS | open DIR K | burn-exit MS | "
+	fprintf(stderr, "usage: stackload burn MS | block N MS | open DIR K [MS] | burn-exit MS | "
 			"spawn-exit EXE MS WAIT_MS\n");
 	return 2;
 }

@@ -80,11 +80,20 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         Measure::BlockedNs,
         "btrace offcpu: time blocked (ns)",
     )?;
+    // Folded stacks are data for other tools: the notes go to stderr.
+    let mut notes;
+    let out = if args.stacks.folded {
+        out.flush()?;
+        notes = Output::stderr();
+        &mut notes
+    } else {
+        &mut out
+    };
     if !out.json {
         out.line(&slosses.text())?;
     }
     session.finish(
-        &mut out,
+        out,
         end,
         Closing {
             what: "off-CPU time",

@@ -49,7 +49,7 @@ pub struct Config {
 
 fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
     let skel = Offcpu::new(|storage| {
-        let mut open = OffcpuSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(OffcpuSkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps

@@ -79,12 +79,21 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     slosses.user_truncated = truncated;
     let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
     stacks::report(&mut out, &all, &args.stacks, Measure::Samples, &title)?;
+    // Folded stacks are data for other tools: the notes go to stderr.
+    let mut notes;
+    let out = if args.stacks.folded {
+        out.flush()?;
+        notes = Output::stderr();
+        &mut notes
+    } else {
+        &mut out
+    };
     if !out.json {
         out.line(&slosses.text())?;
     }
     let losses = Losses::read(&p.maps.losses)?;
     session.finish(
-        &mut out,
+        out,
         end,
         Closing {
             what: &format!("CPU samples at {} Hz", args.hz),

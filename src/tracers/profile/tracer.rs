@@ -97,7 +97,7 @@ fn open_cpu_clock(cpu: u32, period_ns: u64) -> std::io::Result<OwnedFd> {
 pub fn load(cfg: &Config) -> Result<Loaded> {
     let cpus = online_cpus()?;
     let skel = Profile::new(|storage| {
-        let mut open = ProfileSkelBuilder::default().open(storage)?;
+        let mut open = crate::skel_builder!(ProfileSkelBuilder).open(storage)?;
         {
             let ro = open
                 .maps

@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: Apache-2.0
+# Stacks on real kernels: `profile` (cpu-clock samples by stack), `offcpu` (sched_switch
+# blocked time by stack) with the stack workload (/bin/stackload, frame pointers, debug
+# info), and `kprobe --stack` (kernel stack holding the caller, user stack the workload's
+# calling function).
+
+STACKLOAD=/bin/stackload
+
+# profile: 1.5 s of CPU, 70 % in burn_hot and 30 % in burn_cold, at 99 Hz: both
+# functions named in folded stacks, burn_hot the bigger, samples near 99 x 1.5.
+stacks_profile() {
+    out=/tmp/prof.folded
+    run "$out" /tmp/prof.err "$BTRACE" profile -F 99 --folded -c "$STACKLOAD burn 1500" ||
+        fail "btrace profile exited $?: $(head -n1 /tmp/prof.err)"
+    total=$(grep '^stackload;' "$out" | awk '{ n += $NF } END { print n + 0 }')
+    hot=$(grep '^stackload;' "$out" | grep ';burn_hot' | awk '{ n += $NF } END { print n + 0 }')
+    cold=$(grep '^stackload;' "$out" | grep ';burn_cold' | awk '{ n += $NF } END { print n + 0 }')
+    # TCG is slow and noisy: wide bounds (the host test holds the exact ones).
+    [ "$total" -ge 75 ] && [ "$total" -le 200 ] || fail "$total samples of stackload, want about 148"
+    [ "$hot" -gt "$cold" ] && [ "$cold" -gt 0 ] || fail "burn_hot $hot, burn_cold $cold samples"
+    grep -q 'Traced CPU samples' /tmp/prof.err || fail "no summary on stderr"
+    detail "$total samples: burn_hot $hot, burn_cold $cold"
+}
+register stacks_profile 120
+
+# offcpu: 10 sleeps of 50 ms in block_here: 0.5 s on that stack, within 20 %.
+stacks_offcpu() {
+    out=/tmp/offcpu.json
+    run "$out" /tmp/offcpu.err "$BTRACE" offcpu --json -c "$STACKLOAD block 10 50" ||
+        fail "btrace offcpu exited $?: $(head -n1 /tmp/offcpu.err)"
+    line=$(grep '"type":"stack"' "$out" | grep '"comm":"stackload"' | grep '"name":"block_here"' | head -n1)
+    [ -n "$line" ] || fail "no stackload stack with block_here"
+    ns=$(echo "$line" | awk '{ i = index($0, "\"total_ns\":"); s = substr($0, i + 11); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
+    blocks=$(echo "$line" | awk '{ i = index($0, "\"blocks\":"); s = substr($0, i + 9); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
+    [ "$blocks" = 10 ] || fail "$blocks blocks on block_here's stack, want 10"
+    [ "$ns" -ge 450000000 ] && [ "$ns" -le 650000000 ] || fail "$ns ns blocked, want about 500000000"
+    hook=$(json_get "$out" '"type":"summary"' hook)
+    detail "10 blocks, $ns ns on block_here via $hook"
+}
+register stacks_offcpu 90
+
+# kprobe --stack: each do_sys_openat2 call's kernel stack holds the syscall entry, its
+# user stack stackload's open_here.
+stacks_kprobe() {
+    dir=/tmp/kps
+    rm -rf "$dir" && mkdir -p "$dir"
+    out=/tmp/kps.json
+    run "$out" /tmp/kps.err "$BTRACE" kprobe do_sys_openat2 --stack --json -c "$STACKLOAD open $dir 3 300" ||
+        fail "btrace kprobe --stack exited $?: $(head -n1 /tmp/kps.err)"
+    n=$(grep '"type":"event"' "$out" | grep -c '"filename":"/tmp/kps/stackload-')
+    [ "$n" = 3 ] || fail "$n events for the workload's files, want 3"
+    k=$(grep '"type":"event"' "$out" | grep '"filename":"/tmp/kps/stackload-' | grep -c '"kernel_stack":\[[^]]*"name":"__x64_sys_openat"')
+    [ "$k" = 3 ] || fail "$k of 3 kernel stacks hold __x64_sys_openat"
+    u=$(grep '"type":"event"' "$out" | grep '"filename":"/tmp/kps/stackload-' | grep -c '"user_stack":\[[^]]*"name":"open_here"')
+    [ "$u" = 3 ] || fail "$u of 3 user stacks hold open_here"
+    hook=$(json_get "$out" '"type":"summary"' hook)
+    detail "3/3 events: __x64_sys_openat in the kernel stack, open_here in the user stack ($hook)"
+}
+register stacks_kprobe 90
