@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(lost_reason(-libc::EEXIST), "stack map collision");
         assert_eq!(lost_reason(-libc::EFAULT), "not walkable");
         assert_eq!(lost_reason(-1), "walk failed");
-        assert!(STACK_NONE < 0);
+        const { assert!(STACK_NONE < 0) };
         assert_eq!(STACK_MAX_DEPTH, 127);
     }
 
