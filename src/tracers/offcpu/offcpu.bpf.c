@@ -3,10 +3,12 @@
  *
  * At sched_switch, a task that leaves the CPU blocked (not preempted, state not
  * TASK_RUNNING) has its kernel and user stacks walked (it is still the current task) and
- * kept with the time in a per-task store; when sched_switch puts it on a CPU again, the
+ * kept with the time in a per-task store; when sched_wakeup makes it runnable again, the
  * time since is added to the count of (process, thread, name, stacks) in a hash, with the
- * exact nanoseconds. Blocks shorter than --min-block are left out. Preempted tasks wait
- * for a CPU while runnable: that is run-queue latency, not blocked time.
+ * exact nanoseconds (a block whose wakeup was not seen ends when sched_switch puts the
+ * task on a CPU). Blocks shorter than --min-block are left out. The wait for a CPU after
+ * the wakeup, like a preempted task's, is run-queue latency, not blocked time: on a busy
+ * machine it would inflate every block.
  *
  * Two ways, as separate programs; user space enables the cheapest the kernel takes:
  * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by thread id. */
@@ -139,6 +141,20 @@ int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct t
 	return 0;
 }
 
+/* The wakeup ends the block (runs in the waker's context, before `p` can be switched in:
+ * it is enqueued under its run queue's lock). */
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(offcpu_wakeup_btf, struct task_struct *p)
+{
+	struct offcpu_start *st = bpf_task_storage_get(&start_task, p, 0, 0);
+
+	if (st && st->ts_ns) {
+		back_in(st);
+		st->ts_ns = 0;
+	}
+	return 0;
+}
+
 /* ---- raw_tp + bounded hash keyed by thread id ---- */
 
 SEC("raw_tp/sched_switch")
@@ -153,6 +169,20 @@ int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct t
 			count_loss(LOSS_MAP_FULL);
 	}
 	tid = BPF_CORE_READ(next, pid);
+	st = bpf_map_lookup_elem(&start_hash, &tid);
+	if (st) {
+		back_in(st);
+		bpf_map_delete_elem(&start_hash, &tid);
+	}
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(offcpu_wakeup_raw, struct task_struct *p)
+{
+	struct offcpu_start *st;
+	__u32 tid = BPF_CORE_READ(p, pid);
+
 	st = bpf_map_lookup_elem(&start_hash, &tid);
 	if (st) {
 		back_in(st);

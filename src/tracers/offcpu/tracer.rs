@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The off-CPU profiler: time tasks spend blocked, by stack, from sched_switch
-//! (offcpu.bpf.c), the cheapest way this kernel allows: tp_btf with task storage, else
+//! The off-CPU profiler: time tasks spend blocked, by stack, from sched_switch to
+//! sched_wakeup (offcpu.bpf.c), the cheapest way this kernel allows: tp_btf with task storage, else
 //! raw_tp with a bounded hash.
 
 use std::fmt;
@@ -67,6 +67,8 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
         let btf = way == Way::TpBtfTask;
         open.progs.offcpu_switch_btf.set_autoload(btf);
         open.progs.offcpu_switch_raw.set_autoload(!btf);
+        open.progs.offcpu_wakeup_btf.set_autoload(btf);
+        open.progs.offcpu_wakeup_raw.set_autoload(!btf);
         if btf {
             open.maps.start_hash.set_max_entries(1)?;
         } else {
@@ -97,6 +99,12 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
     }
     .context("attaching to sched_switch")?;
     links.push(sw);
+    let wake = match way {
+        Way::TpBtfTask => skel.progs.offcpu_wakeup_btf.attach(),
+        Way::RawTpHash => skel.progs.offcpu_wakeup_raw.attach(),
+    }
+    .context("attaching to sched_wakeup")?;
+    links.push(wake);
     cfg.scope.seed(&skel.maps.scope_procs)?;
     Ok((skel, links))
 }
