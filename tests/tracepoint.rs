@@ -572,9 +572,9 @@ fn dev_t_as_major_minor() {
 fn stack_on_sys_enter_openat_names_the_calling_function() {
     const K: usize = 4;
     let dir = tmpdir("stack");
-    // The workload lives 300 ms after its opens: user stacks are symbolized with the
+    // The workload lives 1 s after its opens: user stacks are symbolized with the
     // maps read while the process lives.
-    let cmd = format!("{} open {dir} {K} 300", stackload());
+    let cmd = format!("{} open {dir} {K} 1000", stackload());
     let out = btrace(&[
         "tracepoint",
         "--json",
