@@ -46,10 +46,11 @@ impl Side {
                 })
                 .collect(),
             Side::None => Vec::new(),
-            Side::Lost(why) => vec![format!(
-                "[lost {} stack: {why}]",
-                if kernel { "kernel" } else { "user" }
-            )],
+            Side::Lost(why) => vec![if kernel {
+                format!("[lost kernel stack: {why}]_[k]")
+            } else {
+                format!("[lost user stack: {why}]")
+            }],
         }
     }
 
