@@ -39,21 +39,27 @@ stacks_offcpu() {
 }
 register stacks_offcpu 90
 
-# kprobe --stack: each do_sys_openat2 call's kernel stack holds the syscall entry, its
-# user stack stackload's open_here.
-stacks_kprobe() {
-    dir=/tmp/kps
+# kprobe --stack HOOK: each do_sys_openat2 call's kernel stack holds the syscall entry,
+# its user stack stackload's open_here (stacks taken at entry, fentry or kprobe).
+stacks_kprobe_hook() {
+    hook=$1
+    dir=/tmp/kps-$hook
     rm -rf "$dir" && mkdir -p "$dir"
-    out=/tmp/kps.json
-    run "$out" /tmp/kps.err "$BTRACE" kprobe do_sys_openat2 --stack --json -c "$STACKLOAD open $dir 3 300" ||
-        fail "btrace kprobe --stack exited $?: $(head -n1 /tmp/kps.err)"
-    n=$(grep '"type":"event"' "$out" | grep -c '"filename":"/tmp/kps/stackload-')
+    out=/tmp/kps-$hook.json
+    run "$out" /tmp/kps-$hook.err "$BTRACE" kprobe do_sys_openat2 --hook "$hook" --stack --json -c "$STACKLOAD open $dir 3 300" ||
+        fail "btrace kprobe --hook $hook --stack exited $?: $(head -n1 /tmp/kps-$hook.err)"
+    mine=$(grep '"type":"event"' "$out" | grep "\"filename\":\"$dir/stackload-")
+    n=$(echo "$mine" | grep -c .)
     [ "$n" = 3 ] || fail "$n events for the workload's files, want 3"
-    k=$(grep '"type":"event"' "$out" | grep '"filename":"/tmp/kps/stackload-' | grep -c '"kernel_stack":\[[^]]*"name":"__x64_sys_openat"')
+    k=$(echo "$mine" | grep -c '"kernel_stack":\[[^]]*"name":"__x64_sys_openat"')
     [ "$k" = 3 ] || fail "$k of 3 kernel stacks hold __x64_sys_openat"
-    u=$(grep '"type":"event"' "$out" | grep '"filename":"/tmp/kps/stackload-' | grep -c '"user_stack":\[[^]]*"name":"open_here"')
+    u=$(echo "$mine" | grep -c '"user_stack":\[[^]]*"name":"open_here"')
     [ "$u" = 3 ] || fail "$u of 3 user stacks hold open_here"
-    hook=$(json_get "$out" '"type":"summary"' hook)
-    detail "3/3 events: __x64_sys_openat in the kernel stack, open_here in the user stack ($hook)"
+    used=$(json_get "$out" '"type":"summary"' hook)
+    [ "$used" = "$hook" ] || fail "asked --hook $hook, summary says $used"
+    detail "3/3 events via $hook: __x64_sys_openat in the kernel stack, open_here in the user stack"
 }
-register stacks_kprobe 90
+stacks_kprobe_fentry() { stacks_kprobe_hook fentry; }
+stacks_kprobe_kprobe() { stacks_kprobe_hook kprobe; }
+register stacks_kprobe_fentry 90
+register stacks_kprobe_kprobe 90
