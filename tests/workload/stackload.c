@@ -8,6 +8,8 @@
  *   stackload burn MS             one thread burns MS ms of CPU: 70 % in burn_hot (most of
  *                                 it in the inlined hot_step), 30 % in burn_cold, in rounds
  *                                 of 2 to 17 ms of thread CPU time
+ *   stackload work N              N rounds of fixed work (fixed_work): run time, not CPU
+ *                                 time, is the measure (bench)
  *   stackload block N MS          N sleeps of MS ms, each in block_here
  *   stackload open DIR K [MS]     K openat(2) of DIR/stackload-<i> (created), from open_here;
  *                                 then lives MS ms more (block_here)
@@ -145,6 +147,18 @@ static int do_burn(long ms)
 	return 0;
 }
 
+/* A fixed amount of work (for overhead measurements: its run time grows with what
+ * sampling costs it). */
+__attribute__((noinline)) void fixed_work(long rounds)
+{
+	unsigned long x = sink;
+
+	for (long r = 0; r < rounds; r++)
+		for (int i = 0; i < 256; i++)
+			x = hot_step(x);
+	sink = x;
+}
+
 static int do_block(long n, long ms)
 {
 	for (long i = 0; i < n; i++)
@@ -202,6 +216,10 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "burn"))
 		return do_burn(atol(argv[2]));
+	if (argc == 3 && !strcmp(argv[1], "work")) {
+		fixed_work(atol(argv[2]));
+		return 0;
+	}
 	if (argc == 4 && !strcmp(argv[1], "block"))
 		return do_block(atol(argv[2]), atol(argv[3]));
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "open")) {
@@ -215,7 +233,7 @@ int main(int argc, char **argv)
 		return do_burn_exit(atol(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "spawn-exit"))
 		return do_spawn_exit(argv[2], argv[3], atol(argv[4]));
-	fprintf(stderr, "usage: stackload burn MS | block N MS | open DIR K [MS] | burn-exit MS | "
+	fprintf(stderr, "usage: stackload burn MS | work N | block N MS | open DIR K [MS] | burn-exit MS | "
 			"spawn-exit EXE MS WAIT_MS\n");
 	return 2;
 }
