@@ -20,7 +20,9 @@
  *                                 sleeps WAIT_MS ms (block_here) and exits
  *
  * With $STACKLOAD_CPU_FILE set, burn and burn-exit write the process's CPU time in
- * nanoseconds there (CLOCK_PROCESS_CPUTIME_ID) when they end.
+ * nanoseconds there (CLOCK_PROCESS_CPUTIME_ID) when they end; with $STACKLOAD_BLOCK_FILE
+ * set, block writes the wall time its sleeps took, in nanoseconds (CLOCK_MONOTONIC around
+ * each: the sleep, its wakeup and the wait for a CPU after it).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -159,10 +161,30 @@ __attribute__((noinline)) void fixed_work(long rounds)
 	sink = x;
 }
 
+static long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
 static int do_block(long n, long ms)
 {
-	for (long i = 0; i < n; i++)
+	const char *f = getenv("STACKLOAD_BLOCK_FILE");
+	long total = 0;
+	FILE *out;
+
+	for (long i = 0; i < n; i++) {
+		long t0 = mono_ns();
+
 		block_here(ms);
+		total += mono_ns() - t0;
+	}
+	if (f && (out = fopen(f, "w"))) {
+		fprintf(out, "%ld\n", total);
+		fclose(out);
+	}
 	return 0;
 }
 

@@ -7,7 +7,9 @@
 STACKLOAD=/bin/stackload
 
 # profile: 1.5 s of CPU, 70 % in burn_hot and 30 % in burn_cold, at 99 Hz: both
-# functions named in folded stacks, burn_hot the bigger, samples near 99 x 1.5.
+# functions named in folded stacks, burn_hot the bigger. The sample count is checked
+# loosely: under TCG the guest's CPU clock and its timer samples drift apart (the host
+# test holds the exact bounds).
 stacks_profile() {
     out=/tmp/prof.folded
     run "$out" /tmp/prof.err "$BTRACE" profile -F 99 --folded -c "$STACKLOAD burn 1500" ||
@@ -15,27 +17,32 @@ stacks_profile() {
     total=$(grep '^stackload;' "$out" | awk '{ n += $NF } END { print n + 0 }')
     hot=$(grep '^stackload;' "$out" | grep ';burn_hot' | awk '{ n += $NF } END { print n + 0 }')
     cold=$(grep '^stackload;' "$out" | grep ';burn_cold' | awk '{ n += $NF } END { print n + 0 }')
-    # TCG is slow and noisy: wide bounds (the host test holds the exact ones).
-    [ "$total" -ge 75 ] && [ "$total" -le 200 ] || fail "$total samples of stackload, want about 148"
+    [ "$total" -ge 75 ] && [ "$total" -le 450 ] || fail "$total samples of stackload, want about 148"
     [ "$hot" -gt "$cold" ] && [ "$cold" -gt 0 ] || fail "burn_hot $hot, burn_cold $cold samples"
+    [ $((hot * 100)) -ge $((total * 50)) ] && [ $((hot * 100)) -le $((total * 85)) ] ||
+        fail "burn_hot $hot of $total samples, want about 70 %"
     grep -q 'Traced CPU samples' /tmp/prof.err || fail "no summary on stderr"
     detail "$total samples: burn_hot $hot, burn_cold $cold"
 }
 register stacks_profile 120
 
-# offcpu: 10 sleeps of 50 ms in block_here: 0.5 s on that stack, within 20 %.
+# offcpu: 10 sleeps of 50 ms in block_here: at least 0.5 s on that stack (a sleep cannot
+# end early), and at most what the workload measured around its sleeps (which also holds
+# the wait for a CPU after each wakeup; under TCG sleeps overrun).
 stacks_offcpu() {
     out=/tmp/offcpu.json
-    run "$out" /tmp/offcpu.err "$BTRACE" offcpu --json -c "$STACKLOAD block 10 50" ||
+    rm -f /tmp/offcpu.wall
+    run "$out" /tmp/offcpu.err env STACKLOAD_BLOCK_FILE=/tmp/offcpu.wall "$BTRACE" offcpu --json -c "$STACKLOAD block 10 50" ||
         fail "btrace offcpu exited $?: $(head -n1 /tmp/offcpu.err)"
     line=$(grep '"type":"stack"' "$out" | grep '"comm":"stackload"' | grep '"name":"block_here"' | head -n1)
     [ -n "$line" ] || fail "no stackload stack with block_here"
     ns=$(echo "$line" | awk '{ i = index($0, "\"total_ns\":"); s = substr($0, i + 11); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
     blocks=$(echo "$line" | awk '{ i = index($0, "\"blocks\":"); s = substr($0, i + 9); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
+    wall=$(cat /tmp/offcpu.wall)
     [ "$blocks" = 10 ] || fail "$blocks blocks on block_here's stack, want 10"
-    [ "$ns" -ge 450000000 ] && [ "$ns" -le 650000000 ] || fail "$ns ns blocked, want about 500000000"
+    [ "$ns" -ge 500000000 ] && [ "$ns" -le "$wall" ] || fail "$ns ns blocked, want 500000000 to $wall (the workload's own measure)"
     hook=$(json_get "$out" '"type":"summary"' hook)
-    detail "10 blocks, $ns ns on block_here via $hook"
+    detail "10 blocks, $ns ns on block_here (workload measured $wall) via $hook"
 }
 register stacks_offcpu 90
 
