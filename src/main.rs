@@ -7,14 +7,16 @@
 use btrace::apps::floor;
 use btrace::apps::{doctor, serve, top, verifier};
 use btrace::core::{bpf_log, output};
-use btrace::tracers::{biolatency, exec, hist, kprobe, opens, runq, tcp, tracepoint};
+use btrace::tracers::{
+    biolatency, exec, hist, kprobe, offcpu, opens, profile, runq, tcp, tracepoint,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "btrace",
     version,
-    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP"
+    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP, CPU and off-CPU profiles"
 )]
 struct Cli {
     /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux (also
@@ -41,6 +43,10 @@ enum Command {
     Kprobe(kprobe::command::KprobeArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
     Tracepoint(tracepoint::command::TracepointArgs),
+    /// CPU profile: timed samples of every CPU, counted by kernel and user stack
+    Profile(profile::command::ProfileArgs),
+    /// Time spent blocked (off CPU), by kernel and user stack
+    Offcpu(offcpu::command::OffcpuArgs),
     /// What this kernel allows (probed for real) and which commands will work here
     Doctor(doctor::DoctorArgs),
     /// Load deliberately wrong programs: the verifier's log, why, and the fixed variant
@@ -69,6 +75,8 @@ impl Command {
             Command::Open(a) => a.common.verbose,
             Command::Biolatency(a) => a.common.verbose,
             Command::Runqlat(a) => a.common.verbose,
+            Command::Profile(a) => a.common.verbose,
+            Command::Offcpu(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
             #[cfg(feature = "testing")]
@@ -92,6 +100,8 @@ fn main() {
         Command::Open(a) => opens::command::run(a),
         Command::Biolatency(a) => biolatency::command::run(a),
         Command::Runqlat(a) => runq::command::run(a),
+        Command::Profile(a) => profile::command::run(a),
+        Command::Offcpu(a) => offcpu::command::run(a),
         Command::Doctor(a) => doctor::run(a).map(|()| 0),
         Command::Verifier(a) => verifier::run(a).map(|()| 0),
         #[cfg(feature = "testing")]

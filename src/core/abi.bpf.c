@@ -3,8 +3,10 @@
  * (include/abi.h) reach a skeleton's BTF, from which src/core/abi.rs takes them. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "net.h"
+#include "stacks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -16,3 +18,9 @@ const volatile struct str_hdr abi_str_hdr = {};
 const volatile enum str_flags abi_str_flags = 0;
 const volatile enum tcp_state_nr abi_tcp_state = 0;
 const volatile enum tcp_family abi_tcp_family = 0;
+const volatile enum stack_limits abi_stack_limits = 0;
+const volatile enum stack_loss abi_stack_loss = 0;
+const volatile struct stack_key abi_stack_key = {};
+const volatile struct stack_slot abi_stack_slot = {};
+const volatile struct stack_proc_event abi_stack_proc_event = {};
+const volatile struct mm_id abi_mm_id = {};

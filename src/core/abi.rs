@@ -35,6 +35,12 @@ unsafe impl plain::Plain for types::hist {}
 unsafe impl plain::Plain for types::task_hdr {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::str_hdr {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::stack_key {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::stack_slot {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::stack_proc_event {}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Turning names into what the kernel needs and numbers into names: kernel function
 //! prototypes and types from BTF, tracepoint formats and print formats from tracefs,
-//! C constant expressions, kernel symbols, buffers and their lengths, syscall names.
+//! C constant expressions, kernel symbols, buffers and their lengths, syscall names, and
+//! stack symbolization (kernel, ELF, DWARF, perf maps).
 
 pub mod btf;
 pub mod buffers;
@@ -10,5 +11,6 @@ pub mod cgroups;
 pub mod ctype;
 pub mod kallsyms;
 pub mod print_fmt;
+pub mod symbols;
 pub mod syscalls;
 pub mod tracefs_format;

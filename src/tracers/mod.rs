@@ -12,7 +12,9 @@ pub mod biolatency;
 pub mod exec;
 pub mod hist;
 pub mod kprobe;
+pub mod offcpu;
 pub mod opens;
+pub mod profile;
 pub mod runq;
 pub mod tcp;
 pub mod tracepoint;
@@ -241,6 +243,33 @@ pub const REGISTRY: &[Entry] = &[
                 mode: None,
                 result: tracepoint::tracer::check(),
                 fix: "needs tracefs (CONFIG_TRACING) and a ring buffer (Linux 5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "profile",
+        what: "CPU samples by stack",
+        command: "profile",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: profile::tracer::check(),
+                fix:
+                    "needs perf events (CONFIG_PERF_EVENTS, the software cpu-clock) and CAP_PERFMON",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "offcpu",
+        what: "time blocked by stack",
+        command: "offcpu",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: offcpu::tracer::check(),
+                fix: "needs the sched_switch tracepoint through tp_btf or raw_tp, and stack maps",
             }]
         },
         load: None,

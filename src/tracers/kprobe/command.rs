@@ -13,6 +13,7 @@ use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
+use crate::core::stacks::{EventStackArgs, EventStacks};
 use crate::core::stream::{pump, EventStream};
 use crate::model::units::fmt_latency;
 use crate::model::value::{json_args, Marks};
@@ -40,6 +41,8 @@ pub struct KprobeArgs {
     #[command(flatten)]
     pub strings: StringArgs,
     #[command(flatten)]
+    pub stack: EventStackArgs,
+    #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub heads: HeadArgs,
@@ -58,7 +61,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         bail!("{line}");
     }
     let mut session = Session::new(c, None)?;
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         &args.func,
         proto,
         args.ret,
@@ -66,6 +69,8 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         Scope::new(session.tgid(), &args.scope)?,
         args.strings.string_size,
     );
+    plan.stack = args.stack.stack;
+    let mut stacks = args.stack.stack.then(EventStacks::new);
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| {
             anyhow!(
@@ -92,6 +97,10 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         |out, ev| {
             let fields = decode_args(&plan, &ev);
             let ret = plan.with_ret.then(|| decode_ret(&plan, &ev)).flatten();
+            let sides = match (&mut stacks, plan.stack_off()) {
+                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head),
+                _ => None,
+            };
             if out.json {
                 let mut rec = heads.json(&ev.head);
                 rec.insert("func".into(), plan.func.clone().into());
@@ -110,6 +119,9 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
                     rec.insert("latency_ns".into(), ev.latency_ns.into());
                 }
                 marks.insert_into(&mut rec);
+                if let Some(sides) = &sides {
+                    EventStacks::insert_json(&mut rec, sides);
+                }
                 out.record(&Value::Object(rec))?;
             } else {
                 let mut tail = String::new();
@@ -120,10 +132,24 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
                     tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
                 }
                 out.line(&heads.text_line(&ev.head, start_ns, &plan.func, &fields, &tail))?;
+                if let Some(sides) = &sides {
+                    for l in EventStacks::text_lines(sides) {
+                        out.line(&l)?;
+                    }
+                }
             }
             Ok(true)
         },
     )?;
+    let mut specific = json!({ "func": plan.func });
+    if let Some(es) = &stacks {
+        let sl = es.losses(&kp.maps.stack_losses)?;
+        if out.json {
+            specific["stack_losses"] = sl.json();
+        } else {
+            out.line(&sl.text())?;
+        }
+    }
     session.finish(
         &mut out,
         end,
@@ -132,7 +158,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
             hook: &mode.to_string(),
             counted: Some(("events", events)),
             losses: lost,
-            specific: json!({ "func": plan.func }),
+            specific,
         },
     )
 }

@@ -7,7 +7,8 @@
  * which of them are strings or buffers (with the argument holding their length).
  * Without --ret, entry writes the event straight into the ring buffer. With --ret, entry
  * keeps the event per thread in a bounded hash and the return completes it (return
- * value, latency, the bytes of output buffers) and sends it. */
+ * value, latency, the bytes of output buffers) and sends it. With --stack, the kernel and
+ * user stacks at entry follow the string slots (struct stack_slot, stacks.h). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -16,6 +17,7 @@
 #include "losses.h"
 #include "scope.h"
 #include "strings.h"
+#include "stacks.h"
 #include "task_event.h"
 #include "kprobe.h"
 
@@ -32,6 +34,8 @@ const volatile __u32 ev_size = sizeof(struct func_event);  /* the event and its 
 const volatile __u8 arg_read[FUNC_MAX_ARGS] = {};  /* enum arg_read */
 const volatile __u8 arg_slot[FUNC_MAX_ARGS] = {};  /* its string slot (ARG_STR, ARG_BUF_*) */
 const volatile __u8 arg_len[FUNC_MAX_ARGS] = {};   /* ARG_BUF_*: the length argument */
+const volatile bool want_stack = false;  /* --stack: both stacks at entry, after the slots */
+const volatile __u32 stack_off = 0;      /* where (struct stack_slot), 8-aligned */
 
 /* Types user space decodes (kept in the skeleton's BTF). */
 const volatile struct func_event _func_event_type = {};
@@ -98,8 +102,10 @@ static __always_inline struct func_event *begin(__u64 id)
 
 /* Reads the strings and input buffers, then sends the event (no --ret) or parks it
  * (--ret). Output buffers are not filled yet: marked, and read at return. */
-static __always_inline void finish(struct func_event *e)
+static __always_inline void finish(void *ctx, struct func_event *e)
 {
+	if (want_stack)
+		read_stacks(ctx, (void *)e + stack_off);
 #pragma unroll
 	for (int i = 0; i < FUNC_MAX_ARGS; i++) {
 		struct str_hdr *h = slot_at(e, arg_slot[i]);
@@ -186,7 +192,7 @@ int func_fentry(__u64 *ctx)
 	if (nr_args > 3) e->args[3] = ctx[3];
 	if (nr_args > 4) e->args[4] = ctx[4];
 	if (nr_args > 5) e->args[5] = ctx[5];
-	finish(e);
+	finish(ctx, e);
 	return 0;
 }
 
@@ -242,7 +248,7 @@ int func_kprobe(struct pt_regs *ctx)
 	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
 	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
 	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
-	finish(e);
+	finish(ctx, e);
 	return 0;
 }
 

@@ -79,6 +79,8 @@ pub struct Plan {
     pub str_size: usize,
     /// How each argument is read.
     pub reads: [ArgRead; FUNC_MAX_ARGS],
+    /// --stack: both stacks at entry, after the string slots.
+    pub stack: bool,
 }
 
 impl Plan {
@@ -98,6 +100,7 @@ impl Plan {
             scope,
             str_size,
             reads: [RAW; FUNC_MAX_ARGS],
+            stack: false,
         };
         plan.reads = plan.arg_reads();
         plan
@@ -156,9 +159,21 @@ impl Plan {
         self.reads.iter().filter(|r| **r != RAW).count()
     }
 
-    /// Bytes of one event: the fixed part and its string slots.
+    /// Bytes of one event: the fixed part, its string slots, and with --stack the stacks.
     pub fn ev_size(&self) -> usize {
+        match self.stack_off() {
+            Some(off) => off + std::mem::size_of::<crate::core::abi::types::stack_slot>(),
+            None => self.slots_end(),
+        }
+    }
+
+    fn slots_end(&self) -> usize {
         std::mem::size_of::<types::func_event>() + self.n_slots() * slots::slot_bytes(self.str_size)
+    }
+
+    /// --stack: where the stacks are in an event (struct stack_slot).
+    pub fn stack_off(&self) -> Option<usize> {
+        self.stack.then(|| self.slots_end().next_multiple_of(8))
     }
 
     /// What the function returns; a function without a prototype has no known return.
@@ -289,6 +304,10 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
             ro.str_size = plan.str_size as u32;
             ro.str_slot_bytes = slots::slot_bytes(plan.str_size) as u32;
             ro.ev_size = plan.ev_size() as u32;
+            if let Some(off) = plan.stack_off() {
+                ro.want_stack = true;
+                ro.stack_off = off as u32;
+            }
             for (i, r) in plan.reads.iter().enumerate() {
                 ro.arg_read[i] = r.how;
                 ro.arg_slot[i] = r.slot;
