@@ -4,13 +4,15 @@ SHELL := /bin/bash
 CARGO ?= cargo
 BIN := target/release/btrace
 WORKLOAD := target/workload
+STACKLOAD := target/stackload
 UFUNCS := target/ufuncs
 
 # Debian packages: build (clang, libbpf's static libs), tests (bpftool, tmux, iproute2,
-# the static workload helper), the kernel matrix (qemu, busybox, cpio), bench (bpftrace).
+# the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
+# render flame graphs), the kernel matrix (qemu, busybox, cpio), bench (bpftrace, linux-perf).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
 	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
-	systemtap-sdt-dev
+	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev
 
 .PHONY: deps build build-release run test unit lint vmtest bench vmlinux clean
 
@@ -34,6 +36,12 @@ $(WORKLOAD): tests/workload/workload.c
 	@mkdir -p target
 	gcc -static -O2 -Wall -pthread -o $@ $<
 
+# Known stacks for profile/offcpu/--stack: frame pointers everywhere, debug info (DWARF,
+# inlined functions) kept.
+$(STACKLOAD): tests/workload/stackload.c
+	@mkdir -p target
+	gcc -static -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -Wall -o $@ $<
+
 # User-space functions for the uprobe/usdt tests: dynamic (libc's malloc), with DWARF.
 $(UFUNCS): tests/workload/ufuncs.c
 	@mkdir -p target
@@ -50,10 +58,10 @@ lint: deps
 
 # Unit tests and integration tests against the real kernel (needs root). The `testing`
 # feature adds the test hooks the release binary leaves out (see README).
-unit: deps $(WORKLOAD) $(UFUNCS)
+unit: deps $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
 	$(CARGO) test --features testing -- --test-threads=2
 
-vmtest: build-release $(WORKLOAD) $(UFUNCS)
+vmtest: build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
 	bash tests/vm/run.sh $(KERNELS)
 
 test: lint unit vmtest
@@ -61,7 +69,7 @@ test: lint unit vmtest
 # The bench needs the hidden `floor` command: a `testing` build, in its own target dir so
 # the release binary stays as shipped.
 BENCH_BIN := target/testing/release/btrace
-bench: deps $(WORKLOAD)
+bench: deps $(WORKLOAD) $(STACKLOAD)
 	$(CARGO) build --release --features testing --target-dir target/testing
 	BTRACE=$(BENCH_BIN) bash bench/run.sh
 

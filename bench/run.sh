@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 bench/hist_overhead.py
+echo
+python3 bench/profile_overhead.py
 for part in bench/*.sh; do
     [ "$part" = bench/run.sh ] && continue
     echo

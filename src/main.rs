@@ -5,16 +5,18 @@
 
 #[cfg(feature = "testing")]
 use btrace::apps::floor;
-use btrace::apps::{doctor, top, verifier};
+use btrace::apps::{doctor, serve, top, verifier};
 use btrace::core::{bpf_log, output};
-use btrace::tracers::{hist, kprobe, tcp, tracepoint, uprobe};
+use btrace::tracers::{
+    biolatency, exec, hist, kprobe, offcpu, opens, profile, runq, tcp, tracepoint, uprobe,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "btrace",
     version,
-    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP"
+    about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP, CPU and off-CPU profiles"
 )]
 struct Cli {
     /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux (also
@@ -29,6 +31,14 @@ struct Cli {
 enum Command {
     /// Per-syscall latency histograms (log2 microsecond buckets), computed in the kernel
     Hist(hist::command::HistArgs),
+    /// Every execve/execveat: program, arguments, parent, result (failed ones too)
+    Exec(exec::command::ExecArgs),
+    /// Every open/openat/openat2/creat: path, flags, mode, fd or error
+    Open(opens::command::OpenArgs),
+    /// Block I/O latency histograms, issue to completion, per operation (and disk)
+    Biolatency(biolatency::command::BiolatencyArgs),
+    /// Run-queue latency histograms: how long runnable tasks waited for a CPU
+    Runqlat(runq::command::RunqlatArgs),
     /// Every call of a kernel function (fentry or kprobe), arguments typed from BTF
     Kprobe(kprobe::command::KprobeArgs),
     /// Every call of a user-space function (TARGET:FUNC), arguments typed from DWARF
@@ -37,6 +47,10 @@ enum Command {
     Usdt(uprobe::usdt::UsdtArgs),
     /// Every hit of a tracepoint (CATEGORY:NAME), fields decoded from its format
     Tracepoint(tracepoint::command::TracepointArgs),
+    /// CPU profile: timed samples of every CPU, counted by kernel and user stack
+    Profile(profile::command::ProfileArgs),
+    /// Time spent blocked (off CPU), by kernel and user stack
+    Offcpu(offcpu::command::OffcpuArgs),
     /// What this kernel allows (probed for real) and which commands will work here
     Doctor(doctor::DoctorArgs),
     /// Load deliberately wrong programs: the verifier's log, why, and the fixed variant
@@ -50,6 +64,9 @@ enum Command {
     /// Live dashboard: syscalls, top processes, run-queue latency, probe costs; keys
     /// switch probe groups off and on
     Top(top::TopArgs),
+    /// Prometheus/OpenMetrics exporter: syscall latency, TCP and run-queue figures kept in
+    /// the kernel, served on GET /metrics (or written to a textfile)
+    Serve(serve::ServeArgs),
 }
 
 impl Command {
@@ -60,12 +77,19 @@ impl Command {
             Command::Kprobe(a) => a.common.verbose,
             Command::Uprobe(a) => a.common.verbose,
             Command::Usdt(a) => a.common.verbose,
+            Command::Exec(a) => a.common.verbose,
+            Command::Open(a) => a.common.verbose,
+            Command::Biolatency(a) => a.common.verbose,
+            Command::Runqlat(a) => a.common.verbose,
+            Command::Profile(a) => a.common.verbose,
+            Command::Offcpu(a) => a.common.verbose,
             Command::Doctor(a) => a.verbose,
             Command::Verifier(a) => a.verbose,
             #[cfg(feature = "testing")]
             Command::Floor(a) => a.common.verbose,
             Command::Tcp(a) => a.common.verbose,
             Command::Top(a) => a.common.verbose,
+            Command::Serve(a) => a.verbose,
         }
     }
 }
@@ -80,12 +104,19 @@ fn main() {
         Command::Kprobe(a) => kprobe::command::run(a),
         Command::Uprobe(a) => uprobe::command::run(a),
         Command::Usdt(a) => uprobe::usdt::run(a),
+        Command::Exec(a) => exec::command::run(a),
+        Command::Open(a) => opens::command::run(a),
+        Command::Biolatency(a) => biolatency::command::run(a),
+        Command::Runqlat(a) => runq::command::run(a),
+        Command::Profile(a) => profile::command::run(a),
+        Command::Offcpu(a) => offcpu::command::run(a),
         Command::Doctor(a) => doctor::run(a).map(|()| 0),
         Command::Verifier(a) => verifier::run(a).map(|()| 0),
         #[cfg(feature = "testing")]
         Command::Floor(a) => floor::run(a),
         Command::Tcp(a) => tcp::command::run(a),
         Command::Top(a) => top::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         // A -c command that ended the run passes its exit status on.

@@ -434,3 +434,133 @@ fn flags_a_command_does_not_take_are_not_offered() {
     let e = one_line_error(&btrace(&["tcp", "-i", "1"]));
     assert!(e.contains("'-i'"), "{e}");
 }
+
+/// The hist_by records of one syscall, per key (pid or tid), and its "other" row's count.
+fn by_counts(records: &[Value], name: &str, key: &str) -> (Vec<(u64, u64)>, u64) {
+    let mut keyed = Vec::new();
+    let mut other = 0;
+    for r in of_type(records, "hist_by") {
+        if r["syscall"] != name {
+            continue;
+        }
+        if r["other"] == true {
+            other += r["count"].as_u64().unwrap();
+        } else {
+            keyed.push((r[key].as_u64().unwrap(), r["count"].as_u64().unwrap()));
+        }
+    }
+    keyed.sort_by_key(|k| k.1);
+    (keyed, other)
+}
+
+#[test]
+fn by_process_gives_exact_per_process_totals() {
+    let w = workload();
+    let cmd = format!("sh -c '{w} --wait syscalls 300 0 & {w} --wait syscalls 700 0; wait'");
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "--by", "process", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let (keyed, other) = by_counts(&recs, "getppid", "pid");
+    assert_eq!(other, 0, "{recs:#?}");
+    // The shell asks for its parent's pid too: the workloads' rows are the ones named so.
+    let work: Vec<u64> = of_type(&recs, "hist_by")
+        .into_iter()
+        .filter(|r| r["syscall"] == "getppid" && r["comm"] == "workload")
+        .map(|r| r["count"].as_u64().unwrap())
+        .collect();
+    let mut work = work;
+    work.sort();
+    assert_eq!(work, vec![300, 700], "{keyed:?}");
+    let listed: u64 = keyed.iter().map(|k| k.1).sum();
+    assert_eq!(listed, total(&recs, "getppid"), "{keyed:?}");
+    for r in of_type(&recs, "hist_by") {
+        assert_eq!(r["by"], "process");
+        for p in ["p50_us", "p90_us", "p99_us"] {
+            assert!(r[p].as_u64().is_some(), "{p} in {r}");
+        }
+    }
+}
+
+#[test]
+fn by_thread_with_few_keys_sums_the_rest_in_other() {
+    let w = workload();
+    // 4 threads of 200 getppid each; room for 2 (thread, syscall) pairs only.
+    let cmd = format!("{w} --wait threads 4 200");
+    let (recs, code, _) = trace_to_end(&[
+        "hist",
+        "--json",
+        "--by",
+        "thread",
+        "--max-keys",
+        "2",
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(code, 0);
+    let (keyed, other) = by_counts(&recs, "getppid", "tid");
+    let listed: u64 = keyed.iter().map(|k| k.1).sum();
+    assert!(keyed.len() <= 2, "{keyed:?}");
+    assert!(keyed.iter().all(|k| k.1 == 200), "{keyed:?}");
+    assert_eq!(listed + other, 800, "{keyed:?} + {other}");
+    assert!(other >= 400);
+    assert_eq!(total(&recs, "getppid"), 800);
+}
+
+#[test]
+fn errors_and_errno_keep_only_failed_calls() {
+    let w = workload();
+    let cmd = format!("{w} --wait fails 40");
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "--errors", "-c", &cmd]);
+    assert_eq!(code, 0);
+    assert_eq!(total(&recs, "read"), 40, "{recs:#?}");
+    assert_eq!(total(&recs, "openat"), 40, "{recs:#?}");
+    assert_eq!(total(&recs, "getppid"), 0, "{recs:#?}");
+
+    let (recs, code, _) = trace_to_end(&["hist", "--json", "--errno", "EBADF", "-c", &cmd]);
+    assert_eq!(code, 0);
+    assert_eq!(total(&recs, "read"), 40, "{recs:#?}");
+    let hists = of_type(&recs, "hist");
+    assert_eq!(hists.len(), 1, "{hists:#?}");
+
+    let out = btrace(&["hist", "--errno", "ENOTANERRNO", "-d", "1"]);
+    let err = one_line_error(&out);
+    assert!(err.contains("ENOTANERRNO"), "{err}");
+}
+
+#[test]
+fn by_cgroup_gives_exact_totals_of_a_cgroup_made_by_the_test() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let cg = root.join(format!("btrace-hist-by-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let w = workload();
+    // The shell moves itself into the cgroup, then becomes the workload.
+    let cmd = format!(
+        "sh -c 'echo $$ > {}/cgroup.procs && exec {w} --wait syscalls 250 0'",
+        cg.display()
+    );
+    let (recs, code, _) = trace_to_end(&[
+        "hist",
+        "--json",
+        "--by",
+        "cgroup",
+        "--syscalls",
+        "getppid",
+        "-c",
+        &cmd,
+    ]);
+    let rel = format!("/{}", cg.strip_prefix(&root).unwrap().display());
+    for _ in 0..50 {
+        if std::fs::remove_dir(&cg).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(code, 0);
+    let rows: Vec<_> = of_type(&recs, "hist_by")
+        .into_iter()
+        .filter(|r| r["cgroup"] == rel.as_str())
+        .collect();
+    assert_eq!(rows.len(), 1, "{recs:#?}");
+    assert_eq!(rows[0]["by"], "cgroup");
+    assert_eq!(rows[0]["count"], 250, "{}", rows[0]);
+    assert!(rows[0]["cgroup_id"].as_u64().unwrap() > 1);
+}

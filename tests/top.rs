@@ -509,6 +509,60 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
         s.contains("pid filter: off") && process_rows(s).iter().any(|r| r.0 == fast_pid)
     });
 
+    // The cgroup filter (a cgroup v2 made here, the slow workload moved into it): only
+    // the processes in it are counted, and only connections whose owner is in it show.
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let cg = root.join(format!("btrace-top-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let _rm = RemoveDir(cg.clone());
+    std::fs::write(cg.join("cgroup.procs"), slow_pid.to_string()).unwrap();
+    let cg_text = cg.display().to_string();
+    t.keys(&["g"]);
+    t.keys(&[&cg_text, "Enter"]);
+    t.wait_for(8, "only the process in the cgroup", |s| {
+        let rows = process_rows(s);
+        s.contains(&format!(
+            "cgroup filter: /{}",
+            cg.strip_prefix(&root).unwrap().display()
+        )) && rows.len() == 1
+            && rows[0].0 == slow_pid
+    });
+    let (p_in, p_out) = (free_port(), free_port());
+    let mut pairs: Vec<Child> = [(p_in, true), (p_out, false)]
+        .iter()
+        .map(|(p, inside)| {
+            let join = if *inside {
+                format!("echo $$ > {}/cgroup.procs && ", cg_text)
+            } else {
+                String::new()
+            };
+            Command::new("sh")
+                .args([
+                    "-c",
+                    &format!(
+                        "{join}exec {} tcp-pair 127.0.0.1 {p} 3000 10 10",
+                        workload()
+                    ),
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let screen = t.wait_for(8, "the connection made in the cgroup", |s| {
+        s.contains(&format!("127.0.0.1:{p_in} "))
+    });
+    assert!(!screen.contains(&format!(":{p_out} ")), "{screen}");
+    for p in &mut pairs {
+        p.wait().unwrap();
+    }
+    t.keys(&["g"]);
+    let backspaces = vec!["BSpace"; cg_text.len()];
+    t.keys(&backspaces);
+    t.keys(&["Enter"]);
+    t.wait_for(8, "cgroup filter cleared", |s| {
+        s.contains("cgroup filter: off") && process_rows(s).iter().any(|r| r.0 == fast_pid)
+    });
+
     // The port filter: of two connections held open at once, only the one on the
     // filtered port shows.
     let (p1, p2) = (free_port(), free_port());
@@ -540,7 +594,9 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
 
     // q quits, restores the terminal and unloads everything.
     t.keys(&["q"]);
-    let screen = t.wait_for(10, "exit", |s| s.contains("EXITED"));
+    let screen = t.wait_for(10, "exit and stty -a", |s| {
+        s.contains("EXITED") && s.contains("icanon")
+    });
     assert!(screen.contains("EXITED 0"), "{screen}");
     assert_terminal_restored(&screen, &t);
     assert_unloaded(&progs);
@@ -568,7 +624,9 @@ fn a_panic_still_restores_the_terminal_and_unloads() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let screen = t.wait_for(10, "exit", |s| s.contains("EXITED"));
+    let screen = t.wait_for(10, "exit and stty -a", |s| {
+        s.contains("EXITED") && s.contains("icanon")
+    });
     assert!(!screen.contains("EXITED 0"), "a panic must fail: {screen}");
     assert!(
         screen.contains("BTRACE_TOP_TEST_PANIC"),
@@ -631,5 +689,19 @@ fn a_terminal_that_goes_away_ends_the_dashboard() {
             !std::path::Path::new(&format!("/proc/{k}")).exists(),
             "the command outlived the dashboard"
         );
+    }
+}
+
+/// Removes a test cgroup once its processes are gone.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

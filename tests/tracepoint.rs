@@ -567,3 +567,58 @@ fn dev_t_as_major_minor() {
     );
     std::fs::remove_file(file).ok();
 }
+
+#[test]
+fn stack_on_sys_enter_openat_names_the_calling_function() {
+    const K: usize = 4;
+    let dir = tmpdir("stack");
+    // The workload lives 1 s after its opens: user stacks are symbolized with the
+    // maps read while the process lives.
+    let cmd = format!("{} open {dir} {K} 1000", stackload());
+    let out = btrace(&[
+        "tracepoint",
+        "--json",
+        "--stack",
+        "syscalls:sys_enter_openat",
+        "-c",
+        &cmd,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = parse_ndjson(&out.stdout);
+    let mine: Vec<&Value> = events(&recs)
+        .into_iter()
+        .filter(|e| {
+            e["args"]["filename"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(&format!("{dir}/stackload-")))
+        })
+        .collect();
+    assert_eq!(mine.len(), K, "{recs:?}");
+    for e in &mine {
+        assert!(stack_has(e, "user_stack", "open_here"), "{e}");
+        assert!(stack_has(e, "user_stack", "main"), "{e}");
+        assert!(
+            e["kernel_stack"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["name"] == "do_syscall_64")),
+            "{e}"
+        );
+    }
+    let s = summary(&recs);
+    assert_eq!(s["stack_losses"]["user_fault"], 0);
+    assert_eq!(s["stack_losses"]["user_truncated"], 0);
+    // Without --stack, no stacks.
+    let out = btrace(&[
+        "tracepoint",
+        "--json",
+        "syscalls:sys_enter_openat",
+        "-c",
+        &cmd,
+    ]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(events(&recs).iter().all(|e| e.get("user_stack").is_none()));
+}

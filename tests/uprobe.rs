@@ -58,8 +58,47 @@ fn every_call_with_named_typed_args() {
     assert_eq!(sum["dwarf"], true);
     assert_eq!(
         sum["lost"],
-        json!({"ringbuf": 0, "map_full": 0, "no_entry": 0})
+        json!({"ringbuf": 0, "map_full": 0, "no_entry": 0, "missed": 0})
     );
+}
+
+#[test]
+fn stack_names_the_caller() {
+    const N: i64 = 3;
+    let u = ufuncs();
+    // fstay: the process stays 1 s after its calls, so its maps are read while it lives.
+    let (recs, sum) = run(
+        &["uprobe", &format!("{u}:f"), "--stack"],
+        &format!("{u} wait fstay {N}"),
+    );
+    let ev = events(&recs);
+    assert_eq!(ev.len(), N as usize, "{recs:?}");
+    for (i, e) in ev.iter().enumerate() {
+        assert_eq!(e["args"], f_args(i as i64, N), "{e}");
+        // The innermost frame is the probed address, in ufuncs. (At f's first instruction
+        // its frame is not built yet: a kernel that does not fix up the stack of a uprobe
+        // at a function's entry skips do_f; main is there on every kernel.)
+        let top = &e["user_stack"][0];
+        assert!(
+            top["module"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("/ufuncs")),
+            "{e}"
+        );
+        assert_eq!(top["file"], "ufuncs.c", "{e}");
+        assert!(stack_has(e, "user_stack", "main"), "{e}");
+        assert!(e.get("kernel_stack").is_some(), "{e}");
+    }
+    assert_eq!(sum["stack_losses"]["user_fault"], 0, "{sum}");
+    assert_eq!(sum["stack_losses"]["map_full"], 0, "{sum}");
+    // --stack with --hist or --count: one line, non-zero exit.
+    for extra in ["--hist", "--count"] {
+        let o = btrace(&["uprobe", &format!("{u}:f"), "--stack", extra]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--stack"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 #[test]
@@ -104,7 +143,7 @@ fn hist_totals_every_call() {
     assert!(h[0]["sum_ns"].as_u64().unwrap() > 0);
     assert_eq!(
         sum["lost"],
-        json!({"ringbuf": 0, "map_full": 0, "no_entry": 0})
+        json!({"ringbuf": 0, "map_full": 0, "no_entry": 0, "missed": 0})
     );
 }
 

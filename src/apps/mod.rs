@@ -5,5 +5,6 @@
 pub mod doctor;
 #[cfg(feature = "testing")]
 pub mod floor;
+pub mod serve;
 pub mod top;
 pub mod verifier;

@@ -3,9 +3,11 @@
  * (include/abi.h) reach a skeleton's BTF, from which src/core/abi.rs takes them. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "net.h"
 #include "func.h"
+#include "stacks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -20,3 +22,9 @@ const volatile enum tcp_family abi_tcp_family = 0;
 const volatile struct func_event abi_func_event = {};
 const volatile enum func_limits abi_func_limits = 0;
 const volatile enum arg_read abi_arg_read = 0;
+const volatile enum stack_limits abi_stack_limits = 0;
+const volatile enum stack_loss abi_stack_loss = 0;
+const volatile struct stack_key abi_stack_key = {};
+const volatile struct stack_slot abi_stack_slot = {};
+const volatile struct stack_proc_event abi_stack_proc_event = {};
+const volatile struct mm_id abi_mm_id = {};

@@ -37,6 +37,12 @@ unsafe impl plain::Plain for types::task_hdr {}
 unsafe impl plain::Plain for types::str_hdr {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::func_event {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::stack_key {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::stack_slot {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::stack_proc_event {}
 
 #[cfg(test)]
 mod tests {

@@ -62,6 +62,15 @@ pub fn attach_loaded(obj: &Object) -> Result<Vec<Link>> {
 }
 
 /// The programs of `obj` that were loaded (those left to autoload).
+/// The names of [`loaded_programs`], in the same order (whole: the kernel keeps 15
+/// characters).
+pub fn loaded_program_names(obj: &Object) -> Vec<String> {
+    obj.progs()
+        .filter(|p| p.autoload())
+        .map(|p| p.name().to_string_lossy().into_owned())
+        .collect()
+}
+
 pub fn loaded_programs(obj: &Object) -> Vec<BorrowedFd<'_>> {
     obj.progs()
         .filter(|p| p.autoload())

@@ -19,6 +19,11 @@ pub struct Losses {
     pub map_full: u64,
     /// Exits (returns) seen without their recorded entry.
     pub no_entry: u64,
+    /// Runs of the tracer's programs the kernel skipped because the same program was
+    /// already running on that CPU (bpf_prog_info's recursion_misses, Linux 5.12+): a
+    /// program preempted inside a hook that allows it (7.x's syscall tracepoints), or a
+    /// hook hit again from inside the program. Each is an event or an entry not seen.
+    pub missed: u64,
 }
 
 impl Losses {
@@ -29,31 +34,50 @@ impl Losses {
             ringbuf: sum(loss_kind::LOSS_RINGBUF)?,
             map_full: sum(loss_kind::LOSS_MAP_FULL)?,
             no_entry: sum(loss_kind::LOSS_NO_ENTRY)?,
+            missed: 0,
         })
+    }
+
+    /// These counters with the kernel's skipped runs of `obj`'s loaded programs added.
+    pub fn with_missed(mut self, obj: &libbpf_rs::Object) -> Result<Losses> {
+        self.missed = 0;
+        for fd in crate::core::attach::loaded_programs(obj) {
+            self.missed += crate::core::runstats::prog_run_time(fd)?.recursion_misses;
+        }
+        Ok(self)
     }
 
     pub fn add(&mut self, o: &Losses) {
         self.ringbuf += o.ringbuf;
         self.map_full += o.map_full;
         self.no_entry += o.no_entry;
+        self.missed += o.missed;
     }
 
     pub fn total(&self) -> u64 {
-        self.ringbuf + self.map_full + self.no_entry
+        self.ringbuf + self.map_full + self.no_entry + self.missed
     }
 
     /// The summary's `"lost"` object: every key, always.
     pub fn to_json(&self) -> Value {
-        json!({"ringbuf": self.ringbuf, "map_full": self.map_full, "no_entry": self.no_entry})
+        json!({"ringbuf": self.ringbuf, "map_full": self.map_full, "no_entry": self.no_entry, "missed": self.missed})
     }
 
     /// The text summary's sentence, e.g. `Lost: 0 events (ring buffer full), 0 records
     /// (store full), 2 exits without a recorded entry (begun before tracing, or dropped).`
+    /// Runs the kernel skipped are named only when there were some.
     pub fn text(&self) -> String {
-        format!(
-            "Lost: {} events (ring buffer full), {} records (store full), {} exits without a recorded entry (begun before tracing, or dropped).",
+        let mut s = format!(
+            "Lost: {} events (ring buffer full), {} records (store full), {} exits without a recorded entry (begun before tracing, or dropped)",
             self.ringbuf, self.map_full, self.no_entry
-        )
+        );
+        if self.missed > 0 {
+            s += &format!(
+                ", {} program runs the kernel skipped (the program was already running on that CPU)",
+                self.missed
+            );
+        }
+        s + "."
     }
 }
 
@@ -67,14 +91,16 @@ mod tests {
             ringbuf: 1,
             map_full: 2,
             no_entry: 3,
+            missed: 4,
         };
         assert_eq!(
             l.to_json(),
-            json!({"ringbuf": 1, "map_full": 2, "no_entry": 3})
+            json!({"ringbuf": 1, "map_full": 2, "no_entry": 3, "missed": 4})
         );
+        assert!(l.text().contains("4 program runs the kernel skipped"));
         assert!(l
             .text()
             .starts_with("Lost: 1 events (ring buffer full), 2 records"));
-        assert_eq!(l.total(), 6);
+        assert_eq!(l.total(), 10);
     }
 }

@@ -19,6 +19,7 @@ pub mod scope;
 pub mod session;
 pub mod skel;
 pub mod slots;
+pub mod stacks;
 pub mod stream;
 pub mod system;
 pub mod target;

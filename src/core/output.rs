@@ -42,6 +42,15 @@ impl Output {
         })
     }
 
+    /// Text on stderr: the notes and summary that must not mix with data on stdout
+    /// (folded stacks, which other tools read).
+    pub fn stderr() -> Self {
+        Output {
+            json: false,
+            out: io::BufWriter::new(Box::new(io::stderr())),
+        }
+    }
+
     /// One line of text (text mode).
     pub fn line(&mut self, s: &str) -> io::Result<()> {
         self.out.write_all(s.as_bytes())?;

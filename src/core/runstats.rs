@@ -59,6 +59,12 @@ impl ProgRunTime {
 
 /// The counters of the program behind `fd`.
 pub fn prog_run_time(fd: BorrowedFd) -> Result<ProgRunTime> {
+    prog_stats(fd).map(|(_, r)| r)
+}
+
+/// The name (as the kernel keeps it: 15 characters at most) and counters of the program
+/// behind `fd`.
+pub fn prog_stats(fd: BorrowedFd) -> Result<(String, ProgRunTime)> {
     // SAFETY: bpf_prog_info is plain data (integers and pointers), valid all zero.
     let mut info: libbpf_sys::bpf_prog_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
@@ -70,11 +76,20 @@ pub fn prog_run_time(fd: BorrowedFd) -> Result<ProgRunTime> {
             std::io::Error::from_raw_os_error(-rc)
         );
     }
-    Ok(ProgRunTime {
-        run_cnt: info.run_cnt,
-        run_time_ns: info.run_time_ns,
-        recursion_misses: info.recursion_misses,
-    })
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok((
+        String::from_utf8_lossy(&name).into_owned(),
+        ProgRunTime {
+            run_cnt: info.run_cnt,
+            run_time_ns: info.run_time_ns,
+            recursion_misses: info.recursion_misses,
+        },
+    ))
 }
 
 impl crate::core::delta::Cumulative for ProgRunTime {

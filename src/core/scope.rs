@@ -148,6 +148,16 @@ impl Scope {
         }
     }
 
+    /// Whether any filter is on (everything is traced otherwise).
+    pub fn is_on(&self) -> bool {
+        self.tgid != 0
+            || self.tree.is_some()
+            || self.tid != 0
+            || self.comm.is_some()
+            || !self.cgroups.is_empty()
+            || self.live_tree
+    }
+
     /// The name filter as C `char` values, for a skeleton's rodata.
     pub fn comm_chars(&self) -> [i8; COMM_LEN] {
         self.comm.unwrap_or_default().map(|b| b as i8)
@@ -207,6 +217,67 @@ impl Scope {
     }
 }
 
+/// The dashboard's cgroup filter, once installed in a tracer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveCgroup {
+    pub path: PathBuf,
+    pub id: u64,
+}
+
+impl LiveCgroup {
+    /// The cgroup (a path under the cgroup v2 mount, or an id) named by `spec`.
+    pub fn resolve(spec: &str) -> Result<(LiveCgroup, CgroupTarget)> {
+        let c = resolve_cgroup(spec)?;
+        Ok((
+            LiveCgroup {
+                path: c.path.clone(),
+                id: c.id,
+            },
+            c,
+        ))
+    }
+
+    /// Ids of the cgroup and of every cgroup below it now (a cgroup's id is the inode
+    /// number of its directory): for filters applied in user space to ids events carry.
+    pub fn subtree_ids(&self) -> std::collections::HashSet<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let mut ids = std::collections::HashSet::from([self.id]);
+        let mut dirs = vec![self.path.clone()];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if let Ok(m) = e.metadata() {
+                    if m.is_dir() && ids.insert(m.ino()) {
+                        dirs.push(e.path());
+                    }
+                }
+            }
+        }
+        ids
+    }
+}
+
+/// Puts the dashboard's cgroup filter (`spec`, None for none) in the live slot of a
+/// tracer's cgroup array (after the --cgroup slots: SCOPE_LIVE_CGROUP_SLOT in scope.h);
+/// the id for the `.bss` switch, 0 for none, written after this.
+pub fn install_live_cgroup(cgroups: &dyn MapCore, spec: Option<&str>) -> Result<u64> {
+    let Some(spec) = spec else {
+        return Ok(0);
+    };
+    let (live, c) = LiveCgroup::resolve(spec)?;
+    let fd = c.dir.as_raw_fd() as u32;
+    cgroups
+        .update(
+            &(MAX_CGROUPS as u32).to_ne_bytes(),
+            &fd.to_ne_bytes(),
+            MapFlags::ANY,
+        )
+        .with_context(|| format!("setting the cgroup filter to {}", live.path.display()))?;
+    Ok(live.id)
+}
+
 /// Makes a long-lived tracer's process tree the dashboard's pid filter: cleared, then
 /// `pid` and its descendants seeded (nothing for no pid). Written before the .bss switch
 /// ([`set_live_scope!`](crate::set_live_scope)) turns it on.
@@ -219,13 +290,14 @@ pub fn prepare_live_tree(procs: &dyn MapCore, pid: Option<u32>) -> Result<()> {
 
 /// Writes the run-time part of the scope into a tracer's `.bss` copy: the dashboard's pid
 /// filter follows the process and what it starts (its tree, prepared with
-/// [`prepare_live_tree`]).
+/// [`prepare_live_tree`]); its cgroup filter is the id [`install_live_cgroup`] gave.
 #[macro_export]
 macro_rules! set_live_scope {
-    ($bss:expr, $filter:expr) => {{
+    ($bss:expr, $filter:expr, $cgroup_id:expr) => {{
         let f: &$crate::tracers::LiveFilter = $filter;
         $bss.scope_live_tgid = 0;
         $bss.scope_live_tree = f.pid.is_some();
+        $bss.scope_live_cgroup = $cgroup_id;
     }};
 }
 

@@ -52,7 +52,7 @@ pub struct IntervalArgs {
 /// run lasts that long.
 pub const MAX_SECS: f64 = 100_000_000.0;
 
-fn seconds(s: &str) -> Result<f64, String> {
+pub fn seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= MAX_SECS => Ok(v),
         Ok(v) if v > MAX_SECS => Err(format!(

@@ -193,13 +193,15 @@ const LINGER_MAX: Duration = Duration::from_millis(500);
 
 /// The run loop of every event-streaming command: each event goes to `emit`, which
 /// prints it and says whether it counted as shown; output is flushed after each batch;
-/// losses are watched while running and read once more at the end.
+/// losses are watched while running and read once more at the end, with the runs the
+/// kernel skipped of `programs`' programs.
 /// Returns how the run ended, the number of events shown, and the final loss counters.
 pub fn pump<T>(
     session: &mut Session,
     stream: &mut EventStream<T>,
     out: &mut Output,
     losses_map: &dyn MapCore,
+    programs: &libbpf_rs::Object,
     mut emit: impl FnMut(&mut Output, T) -> Result<bool>,
 ) -> Result<(End, u64, Losses)> {
     let mut watch = LossWatch::default();
@@ -233,6 +235,6 @@ pub fn pump<T>(
         let until = Instant::now() + LINGER_MAX;
         while take(out, LINGER)? > 0 && Instant::now() < until {}
     }
-    let losses = watch.check(losses_map, out.json)?;
+    let losses = watch.check(losses_map, out.json)?.with_missed(programs)?;
     Ok((end, shown, losses))
 }

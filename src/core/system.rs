@@ -295,6 +295,17 @@ pub fn note_store_cost(what: &str, entries: u64, key: u64, value: u64) {
     }
 }
 
+/// The default bound of a per-thread hash store (threads that use it, alive at once):
+/// room for every thread alive now, twice over, and at least 32768.
+pub fn default_thread_entries() -> u32 {
+    // /proc/loadavg's fourth field is "runnable/total" scheduling entities (threads).
+    let threads = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
+        .unwrap_or(0u32);
+    threads.saturating_mul(2).max(32768)
+}
+
 /// CPUs online now (the share of the machine a figure is relative to).
 pub fn online_cpus() -> usize {
     // SAFETY: sysconf only reads a system value.

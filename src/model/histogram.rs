@@ -71,6 +71,26 @@ impl Log2Hist {
         None
     }
 
+    /// The percentiles every histogram record shows, as JSON fields `p50_us`, `p90_us`,
+    /// `p99_us` (bucket upper bounds; null for an empty histogram).
+    pub fn percentile_fields(&self, rec: &mut serde_json::Map<String, Value>) {
+        for p in [50u32, 90, 99] {
+            rec.insert(format!("p{p}_us"), self.percentile_us(p.into()).into());
+        }
+    }
+
+    /// The same for text: `p50 < 2 us, p90 < 4 us, p99 < 16 us` (empty for no samples).
+    pub fn percentile_text(&self) -> String {
+        [50u32, 90, 99]
+            .iter()
+            .filter_map(|&p| {
+                self.percentile_us(p.into())
+                    .map(|v| format!("p{p} < {} us", human(v)))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Index range of the non-empty part (first to last non-zero bucket).
     fn used_range(&self) -> Option<(usize, usize)> {
         let first = self.buckets.iter().position(|&n| n > 0)?;
@@ -94,15 +114,16 @@ impl Log2Hist {
         )
     }
 
-    /// A titled histogram as `hist` prints it: `@name: N calls, avg .., total ..` and
-    /// its rows.
-    pub fn text_block(&self, name: &str) -> Vec<String> {
+    /// A titled histogram as `hist` prints it: `LABEL: N calls, avg .., total .., p50 ..`
+    /// and its rows (`hist` labels `@name` or `@name [who]`).
+    pub fn text_block(&self, label: &str) -> Vec<String> {
         let mut lines = vec![format!(
-            "@{name}: {} call{}, avg {}, total {}   (buckets: latency in us)",
+            "{label}: {} call{}, avg {}, total {}, {}   (buckets: latency in us)",
             self.count,
             if self.count == 1 { "" } else { "s" },
             crate::model::units::fmt_ns(self.avg_ns().unwrap_or(0.0)),
-            crate::model::units::fmt_ns(self.sum_ns as f64)
+            crate::model::units::fmt_ns(self.sum_ns as f64),
+            self.percentile_text(),
         )];
         lines.extend(self.render(40));
         lines

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 //! What the numbers mean, independent of how they were measured: log2 histograms, tasks,
 //! TCP states and address families, address ranges, units, bytes as text and JSON, and
-//! decoded event values.
+//! decoded event values, symbolized stacks (folded, flame graphs, text, JSON).
 
 pub mod bytes;
 pub mod cidr;
+pub mod errno;
 pub mod histogram;
+pub mod metrics;
+pub mod stacks;
 pub mod task;
 pub mod tcp;
 pub mod units;

@@ -223,6 +223,20 @@ pub fn struct_has_member(btf: &Btf<'_>, name: &str, member: &str) -> Option<bool
     Some(found)
 }
 
+/// How many arguments the raw tracepoint `name` passes to its probes (its
+/// `btf_trace_NAME` typedef: a pointer to a function taking the probe's data, then the
+/// arguments), or None when the BTF has no such tracepoint.
+pub fn tracepoint_args(btf: &Btf<'_>, name: &str) -> Option<usize> {
+    let id = find(
+        btf,
+        &format!("btf_trace_{name}"),
+        libbpf_sys::BTF_KIND_TYPEDEF,
+    )?;
+    let ptr = btf.type_by_id::<BtfType<'_>>(id)?.next_type()?;
+    let proto = types::FuncProto::try_from(ptr.next_type()?).ok()?;
+    Some(proto.iter().count().saturating_sub(1))
+}
+
 /// The kernel's BTF (or the `--btf` file standing in for it).
 pub fn vmlinux() -> Result<Btf<'static>> {
     match crate::core::system::custom_btf() {

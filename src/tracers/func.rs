@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! What the function tracers (kprobe, uprobe, usdt) share: the plan of what to read of a
 //! call (src/bpf/include/func_probe.h does it in the kernel), decoding its events, and
-//! reading the latency histogram of `--hist`. The event layout is func.h's, taken from
-//! the shared ABI skeleton (core::abi).
+//! reading the latency histogram of `--hist`, the stacks of `--stack`. The event layout is
+//! func.h's, taken from the shared ABI skeleton (core::abi).
 
 use anyhow::Result;
 use libbpf_rs::MapCore;
@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
 use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stacks::EventStacks;
 use crate::core::stream::{pump, EventStream};
 use crate::model::units::fmt_latency;
 use crate::model::value::{json_args, Marks};
@@ -66,6 +67,8 @@ pub struct Plan {
     pub str_size: usize,
     /// How each argument is read.
     pub reads: [ArgRead; FUNC_MAX_ARGS],
+    /// --stack: both stacks at entry, after the string slots.
+    pub stack: bool,
 }
 
 impl Plan {
@@ -86,6 +89,7 @@ impl Plan {
             scope,
             str_size,
             reads: [RAW; FUNC_MAX_ARGS],
+            stack: false,
         };
         plan.reads = plan.arg_reads();
         plan
@@ -149,9 +153,21 @@ impl Plan {
         self.reads.iter().filter(|r| **r != RAW).count()
     }
 
-    /// Bytes of one event: the fixed part and its string slots.
+    /// Bytes of one event: the fixed part, its string slots, and with --stack the stacks.
     pub fn ev_size(&self) -> usize {
+        match self.stack_off() {
+            Some(off) => off + std::mem::size_of::<types::stack_slot>(),
+            None => self.slots_end(),
+        }
+    }
+
+    fn slots_end(&self) -> usize {
         EVENT_BYTES + self.n_slots() * slots::slot_bytes(self.str_size)
+    }
+
+    /// --stack: where the stacks are in an event (struct stack_slot), 8-aligned.
+    pub fn stack_off(&self) -> Option<usize> {
+        self.stack.then(|| self.slots_end().next_multiple_of(8))
     }
 
     /// What the function returns; a function without a prototype has no known return.
@@ -181,6 +197,10 @@ macro_rules! func_configure {
             ro.str_size = plan.str_size as u32;
             ro.str_slot_bytes = $crate::core::slots::slot_bytes(plan.str_size) as u32;
             ro.ev_size = plan.ev_size() as u32;
+            if let Some(off) = plan.stack_off() {
+                ro.want_stack = true;
+                ro.stack_off = off as u32;
+            }
             for (i, r) in plan.reads.iter().enumerate() {
                 ro.arg_read[i] = r.how;
                 ro.arg_slot[i] = r.slot;
@@ -294,13 +314,17 @@ pub fn decode_ret(plan: &Plan, ev: &FuncEvent) -> Option<Field<'static>> {
     })
 }
 
-/// The flags of `--ret`/`--hist` that need one another.
+/// The flags of `--ret`/`--hist`/`--stack` that need (or exclude) one another.
 pub fn check_flags(
     ret: bool,
     hist: bool,
+    stack: bool,
     max_inflight: Option<u32>,
     interval: &crate::core::session::IntervalArgs,
 ) -> Result<()> {
+    if stack && hist {
+        anyhow::bail!("--stack records the stacks of each event: --hist prints no events");
+    }
     if max_inflight.is_some() && !ret && !hist {
         anyhow::bail!(
             "--max-inflight bounds the calls waiting for their return: it needs --ret or --hist"
@@ -325,11 +349,15 @@ pub struct Run<'a> {
     pub specific: Value,
 }
 
-/// The loaded maps a run reads.
+/// The loaded object and the maps a run reads.
 pub struct RunMaps<'a> {
     pub events: &'a dyn MapCore,
     pub losses: &'a dyn MapCore,
     pub latency: &'a dyn MapCore,
+    /// --stack: the stack walks' losses (stacks.h).
+    pub stack_losses: &'a dyn MapCore,
+    /// The loaded programs, whose runs the kernel skipped count as `lost.missed`.
+    pub object: &'a libbpf_rs::Object,
 }
 
 /// Streams every call as an event until the session ends, then closes.
@@ -349,44 +377,73 @@ pub fn stream_events(
         out.flush()?;
     }
     let start_ns = crate::core::system::monotonic_ns();
+    let mut stacks = plan.stack.then(EventStacks::new);
     session.attached(&format!("{} via {}", run.what, run.hook))?;
-    let (end, events, lost) = pump(session, &mut stream, &mut out, maps.losses, |out, ev| {
-        let fields = decode_args(plan, &ev);
-        let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
-        if out.json {
-            let mut rec = heads.json(&ev.head);
-            rec.insert("func".into(), run.what.into());
-            rec.insert("hook".into(), run.hook.into());
-            for (k, v) in &run.extra {
-                rec.insert((*k).into(), v.clone());
-            }
-            let mut marks = Marks::default();
-            rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
-            if let Some(r) = &ret {
-                rec.insert("ret".into(), r.val.json(r.name, &mut marks));
-                if let Some(raw) = &r.raw {
-                    marks
-                        .raw
-                        .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
+    let (end, events, lost) = pump(
+        session,
+        &mut stream,
+        &mut out,
+        maps.losses,
+        maps.object,
+        |out, ev| {
+            let fields = decode_args(plan, &ev);
+            let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
+            let sides = match (&mut stacks, plan.stack_off()) {
+                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head),
+                _ => None,
+            };
+            if out.json {
+                let mut rec = heads.json(&ev.head);
+                rec.insert("func".into(), run.what.into());
+                rec.insert("hook".into(), run.hook.into());
+                for (k, v) in &run.extra {
+                    rec.insert((*k).into(), v.clone());
+                }
+                let mut marks = Marks::default();
+                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
+                if let Some(r) = &ret {
+                    rec.insert("ret".into(), r.val.json(r.name, &mut marks));
+                    if let Some(raw) = &r.raw {
+                        marks
+                            .raw
+                            .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
+                    }
+                }
+                if plan.with_ret {
+                    rec.insert("latency_ns".into(), ev.latency_ns.into());
+                }
+                marks.insert_into(&mut rec);
+                if let Some(sides) = &sides {
+                    EventStacks::insert_json(&mut rec, sides);
+                }
+                out.record(&Value::Object(rec))?;
+            } else {
+                let mut tail = String::new();
+                if let Some(r) = &ret {
+                    tail = format!("ret={} ", r.val.text());
+                }
+                if plan.with_ret {
+                    tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
+                }
+                out.line(&heads.text_line(&ev.head, start_ns, run.what, &fields, &tail))?;
+                if let Some(sides) = &sides {
+                    for l in EventStacks::text_lines(sides) {
+                        out.line(&l)?;
+                    }
                 }
             }
-            if plan.with_ret {
-                rec.insert("latency_ns".into(), ev.latency_ns.into());
-            }
-            marks.insert_into(&mut rec);
-            out.record(&Value::Object(rec))?;
+            Ok(true)
+        },
+    )?;
+    let mut specific = run.specific.clone();
+    if let Some(es) = &stacks {
+        let sl = es.losses(maps.stack_losses)?;
+        if out.json {
+            specific["stack_losses"] = sl.json();
         } else {
-            let mut tail = String::new();
-            if let Some(r) = &ret {
-                tail = format!("ret={} ", r.val.text());
-            }
-            if plan.with_ret {
-                tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
-            }
-            out.line(&heads.text_line(&ev.head, start_ns, run.what, &fields, &tail))?;
+            out.line(&sl.text())?;
         }
-        Ok(true)
-    })?;
+    }
     session.finish(
         &mut out,
         end,
@@ -395,7 +452,7 @@ pub fn stream_events(
             hook: run.hook,
             counted: Some(("events", events)),
             losses: lost,
-            specific: run.specific.clone(),
+            specific,
         },
     )
 }
@@ -437,7 +494,7 @@ pub fn print_hists(
                     "--- interval {number}: {start_s:.3} s to {end_s:.3} s ---"
                 ))?;
             }
-            for row in h.text_block(run.what) {
+            for row in h.text_block(&format!("@{}", run.what)) {
                 out.line(&row)?;
             }
             out.line("")?;
@@ -456,7 +513,9 @@ pub fn print_hists(
         Ok(())
     })?;
     close(&mut out)?;
-    let losses = crate::core::stream::LossWatch::default().check(maps.losses, out.json)?;
+    let losses = crate::core::stream::LossWatch::default()
+        .check(maps.losses, out.json)?
+        .with_missed(maps.object)?;
     session.finish(
         &mut out,
         end,

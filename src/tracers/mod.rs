@@ -8,9 +8,14 @@
 //! [`Tracer`] trait and the [`REGISTRY`]; commands use their tracer's own functions, so
 //! the decoding path stays monomorphic.
 
+pub mod biolatency;
+pub mod exec;
 pub mod func;
 pub mod hist;
 pub mod kprobe;
+pub mod offcpu;
+pub mod opens;
+pub mod profile;
 pub mod runq;
 pub mod tcp;
 pub mod tracepoint;
@@ -21,7 +26,9 @@ use std::os::fd::BorrowedFd;
 use anyhow::Result;
 
 use crate::core::losses::Losses;
+use crate::core::scope::{Scope, ScopeArgs};
 use crate::model::histogram::Log2Hist;
+use crate::model::metrics::Metrics;
 
 /// Run-time filters a long-lived owner (the dashboard) changes without reloading; each
 /// tracer applies the parts that mean something to it.
@@ -31,6 +38,45 @@ pub struct LiveFilter {
     pub pid: Option<u32>,
     /// Only TCP connections with this port at either end.
     pub port: Option<u16>,
+    /// Only tasks in this cgroup v2 or below it (a path under the cgroup v2 mount, or an
+    /// id); for TCP, connections whose owner was there when it was learned.
+    pub cgroup: Option<String>,
+}
+
+/// Who holds a long-lived tracer, which decides what its kernel side keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// The dashboard: events and per-process tables, a run-time pid filter.
+    #[default]
+    Dashboard,
+    /// The exporter: only what is read at scrape time (counters and histograms kept in
+    /// the kernel; no events, no per-process tables), under a fixed scope.
+    Exporter,
+}
+
+/// How a long-lived owner loads a tracer.
+#[derive(Clone, Debug, Default)]
+pub struct LoadConfig {
+    /// The run-time filter the tracer starts with.
+    pub filter: LiveFilter,
+    /// The load-time scope (--cgroup, --tid, --comm); -p/-c do not apply here.
+    pub scope: ScopeArgs,
+    pub mode: Mode,
+}
+
+impl LoadConfig {
+    /// The scope a tracer is loaded with: the fixed part from `scope`, and for the
+    /// dashboard a process tree kept for its pid filter.
+    pub fn make_scope(&self) -> Result<Scope> {
+        let a = &self.scope;
+        let mut scope = if a.cgroups.is_empty() && a.tid.is_none() && a.comm.is_none() {
+            Scope::default()
+        } else {
+            Scope::new(None, a)?
+        };
+        scope.live_tree = self.mode == Mode::Dashboard;
+        Ok(scope)
+    }
 }
 
 /// What a tracer measured: cumulative figures (histograms, counts) or the events that
@@ -64,11 +110,21 @@ pub trait Tracer {
     fn losses(&self) -> Result<Losses>;
     /// Its loaded programs (for the kernel's run-time statistics).
     fn programs(&self) -> Vec<BorrowedFd<'_>>;
+    /// The whole names of [`Tracer::programs`], in the same order; empty when unknown (the
+    /// kernel's 15-character names are used then).
+    fn program_names(&self) -> Vec<String> {
+        Vec::new()
+    }
     fn sample(&mut self) -> Result<Sample>;
     /// For tracers that stream events: what arrived since the last call. A long-lived
     /// owner calls it often so the ring buffer never fills; cumulative tracers have none.
     fn events(&mut self) -> Result<Option<Sample>> {
         Ok(None)
+    }
+    /// Its metric families for the exporter (declared beside the tracer, in its
+    /// `metrics.rs`), read from the kernel's maps; tracers without any add nothing.
+    fn metrics(&mut self, _out: &mut Metrics) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -83,7 +139,7 @@ pub struct Check {
 }
 
 /// Loads a tracer for a long-lived owner.
-pub type LoadFn = fn(&LiveFilter) -> Result<Box<dyn Tracer>>;
+pub type LoadFn = fn(&LoadConfig) -> Result<Box<dyn Tracer>>;
 
 /// One tracer, as the dashboard, doctor and the exporter know it.
 pub struct Entry {
@@ -131,7 +187,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry {
         name: "runq",
         what: "run-queue latency",
-        command: "top",
+        command: "runqlat",
         checks: || {
             vec![Check {
                 mode: None,
@@ -142,6 +198,45 @@ pub const REGISTRY: &[Entry] = &[
         load: Some(runq::tracer::RunqTracer::load),
     },
     Entry {
+        name: "exec",
+        what: "program executions",
+        command: "exec",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: exec::tracer::check(),
+                fix: "needs the syscalls:sys_{enter,exit}_execve tracepoints (CONFIG_FTRACE_SYSCALLS) or raw_tp, and a ring buffer (5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "open",
+        what: "file opens",
+        command: "open",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: opens::tracer::check(),
+                fix: "needs the syscalls:sys_{enter,exit}_open* tracepoints (CONFIG_FTRACE_SYSCALLS) or raw_tp, and a ring buffer (5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "biolatency",
+        what: "block I/O latency",
+        command: "biolatency",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: biolatency::tracer::check(),
+                fix: "needs the block:block_rq_issue/block_rq_complete tracepoints through tp_btf or raw_tp",
+            }]
+        },
+        load: None,
+    },
+    Entry {
         name: "tracepoint",
         what: "any tracepoint as events",
         command: "tracepoint",
@@ -150,6 +245,33 @@ pub const REGISTRY: &[Entry] = &[
                 mode: None,
                 result: tracepoint::tracer::check(),
                 fix: "needs tracefs (CONFIG_TRACING) and a ring buffer (Linux 5.8+)",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "profile",
+        what: "CPU samples by stack",
+        command: "profile",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: profile::tracer::check(),
+                fix:
+                    "needs perf events (CONFIG_PERF_EVENTS, the software cpu-clock) and CAP_PERFMON",
+            }]
+        },
+        load: None,
+    },
+    Entry {
+        name: "offcpu",
+        what: "time blocked by stack",
+        command: "offcpu",
+        checks: || {
+            vec![Check {
+                mode: None,
+                result: offcpu::tracer::check(),
+                fix: "needs the sched_switch tracepoint through tp_btf or raw_tp, and stack maps",
             }]
         },
         load: None,

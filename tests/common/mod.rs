@@ -51,6 +51,32 @@ pub fn ufuncs() -> String {
     root.join("target/ufuncs").to_string_lossy().into_owned()
 }
 
+/// target/stackload (known stacks: frame pointers, debug info), built by the Makefile (built
+/// here too when missing).
+pub fn stackload() -> String {
+    static BUILD: Once = Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("target/stackload");
+    BUILD.call_once(|| {
+        let ok = Command::new("make")
+            .args(["-s", "target/stackload"])
+            .current_dir(&root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "building target/stackload failed");
+    });
+    path.to_string_lossy().into_owned()
+}
+
+/// Whether a stack record (`profile`/`offcpu` JSON, or an event with --stack) has a frame
+/// named `name` on side `side` ("user_stack" or "kernel_stack").
+pub fn stack_has(rec: &Value, side: &str, name: &str) -> bool {
+    rec[side]
+        .as_array()
+        .is_some_and(|frames| frames.iter().any(|f| f["name"] == name))
+}
+
 /// Runs btrace to completion.
 pub fn btrace(args: &[&str]) -> Output {
     Command::new(btrace_bin())
@@ -185,6 +211,13 @@ impl Running {
                 }
                 Err(_) => panic!("btrace never said Tracing; stderr: {:?}", self.stderr_seen),
             }
+        }
+    }
+
+    /// Takes the stderr lines that arrive until none comes for `wait`.
+    pub fn collect_stderr(&mut self, wait: Duration) {
+        while let Ok(l) = self.stderr_lines.recv_timeout(wait) {
+            self.stderr_seen.push(l);
         }
     }
 

@@ -39,6 +39,17 @@ kver_ge() {
         exit !(h[2] + 0 >= w[2] + 0) }'
 }
 
+# kallsyms_pick NAMES: the first of NAMES (a|b|c) that is a function in /proc/kallsyms.
+kallsyms_pick() {
+    for _n in $(echo "$1" | tr '|' ' '); do
+        if grep -q -E " [tT] $_n\$" /proc/kallsyms; then
+            echo "$_n"
+            return 0
+        fi
+    done
+    return 1
+}
+
 # json_get FILE PATTERN KEY: value of the first "KEY" in the first line of FILE that contains
 # the fixed string PATTERN (strings are printed without quotes). Empty if absent.
 #   json_get out.json '"syscall":"getppid"' total   -> 1000

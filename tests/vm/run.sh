@@ -122,7 +122,7 @@ fetch_kernel() {
     local ver=$1 suite dir meta real tmp deb
     local best_suite="" best_real="" best_version="" version
     dir=$VMDIR/kernels/$ver
-    if [ -s "$dir/vmlinuz" ] && [ -z "${VMTEST_REFRESH:-}" ]; then
+    if [ -s "$dir/vmlinuz" ] && [ -e "$dir/modules.cpio" ] && [ -z "${VMTEST_REFRESH:-}" ]; then
         echo "cached: $(cat "$dir/package" 2>/dev/null)"
         return 0
     fi
@@ -153,12 +153,12 @@ fetch_kernel() {
     apt_opts "$suite"
     # From 7.x on, linux-image-ABI is an empty package: the image is in linux-binary-ABI
     # (signed; linux-binary-unsigned-ABI is the alternative), config and System.map in
-    # linux-base-ABI. Take those of its dependencies too (never linux-modules-ABI: 23 MB
-    # the guests do not need).
+    # linux-base-ABI, modules (loop.ko, for biolatency's checks) in linux-modules-ABI (23 MB,
+    # only loop.ko is kept). Take those of its dependencies too.
     local pkgs
     pkgs="$real $(apt-cache "${APT_OPTS[@]}" depends "$real" 2>/dev/null |
         awk -v abi="${real#linux-image-}" '$1 ~ /Depends:$/ &&
-            ($2 == "linux-binary-" abi || $2 == "linux-base-" abi) { print $2 }' | sort -u | tr '\n' ' ')"
+            ($2 == "linux-binary-" abi || $2 == "linux-base-" abi || $2 == "linux-modules-" abi) { print $2 }' | sort -u | tr '\n' ' ')"
     echo "downloading: $pkgs"
     local a=$VMDIR/apt/$suite
     rm -f "$a/deb"/*.deb
@@ -184,6 +184,24 @@ fetch_kernel() {
         cp "$(ls "$tmp"/x/boot/$f-* "$tmp"/x/usr/lib/modules/*/$f 2>/dev/null | head -n1)" "$tmp/$f" 2>/dev/null || true
     done
     echo "$real $(dpkg-deb -f "$deb" Version) ($suite)" >"$tmp/package"
+    # The loop module (biolatency's checks make a loop device), decompressed, as a cpio
+    # archive appended to the shared initramfs at boot: lib/modules/RELEASE/loop.ko.
+    # Empty when the package has none (then the check says so and skips).
+    local ko rel
+    mkdir -p "$tmp/mods"
+    ko=$(find "$tmp/x" -path '*/kernel/drivers/block/loop.ko*' | head -n1)
+    if [ -n "$ko" ]; then
+        rel=$(echo "$ko" | sed 's|.*/modules/\([^/]*\)/kernel/.*|\1|')
+        mkdir -p "$tmp/mods/lib/modules/$rel"
+        case "$ko" in
+            *.xz) xz -dc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
+            *.zst) zstd -qdc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
+            *.gz) gzip -dc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
+            *) cp "$ko" "$tmp/mods/lib/modules/$rel/loop.ko" ;;
+        esac
+    fi
+    (cd "$tmp/mods" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --owner=0:0 --quiet) >"$tmp/modules.cpio"
+    rm -rf "$tmp/mods"
     rm -rf "$tmp/x" "$a/deb"/*.deb
     rm -rf "$dir" && mv "$tmp" "$dir"
     echo "fetched: $(cat "$dir/package")"
@@ -272,9 +290,11 @@ boot_kernel() {
     [ -n "${VMTEST_VERBOSE:-}" ] && append+=" vmtest.verbose=1"
     [ -n "${VMTEST_APPEND:-}" ] && append+=" $VMTEST_APPEND"
     t0=$(date +%s)
+    # the shared initramfs, then this kernel's modules (the kernel unpacks both archives)
+    cat "$INITRD" "$VMDIR/kernels/$ver/modules.cpio" >"$VMDIR/initramfs-$ver.cpio"
     timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel "$ACCEL" -cpu "$(cpu_for "$ver")" -m 1G -smp 2 \
         -nographic -no-reboot -nic none \
-        -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$INITRD" -append "$append" \
+        -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$VMDIR/initramfs-$ver.cpio" -append "$append" \
         </dev/null >"$log" 2>&1 || rc=$?
     echo "$rc" >"$VMDIR/logs/$ver.rc"
     say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc, -cpu $(cpu_for "$ver"))"

@@ -7,6 +7,8 @@
  *                     a = i - 2, b = -1000000000000 * i + 7, s = "s-<i>", except that the
  *                     last call's s is 300 'x' (longer than the default string size);
  *                     f returns 2 * a - 1
+ *   ufuncs fstay N    the same, then stays 1 s before exiting (a tracer reads /proc/PID
+ *                     for the user stacks of --stack while the process lives)
  *   ufuncs malloc K   K malloc(100000 + i) for i = 0..K-1, each freed at once (and nothing
  *                     else of its own that allocates: no stdio)
  *   ufuncs usdt N     the USDT probe btrace_test:tick(i, -i - 1, 1000000 * i) fired N times
@@ -117,6 +119,12 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "f"))
 		return do_f(n);
+	if (argc == 3 && !strcmp(argv[1], "fstay")) {
+		int rc = do_f(n);
+
+		sleep(1);
+		return rc;
+	}
 	if (argc == 3 && !strcmp(argv[1], "malloc"))
 		return do_malloc(n);
 	if (argc == 3 && !strcmp(argv[1], "loop"))

@@ -49,6 +49,23 @@
  *                                 then "arg-6" ... "arg-<N-1>", environment "BTRACE_ENV=1"
  *   workload noop ...             nothing (the program exec-args runs)
  *   workload fsync PATH           create PATH, write 1 byte, fsync it, close
+ *   workload exec-set             children exec, one after the other (each waited for):
+ *                                 /proc/self/exe as "workload noop one two"; the missing
+ *                                 /nonexistent-btrace/prog ("prog" "x"), which fails with
+ *                                 ENOENT; "workload noop a1 ... a23" (25 arguments, more than
+ *                                 btrace keeps); "workload noop" with one argument of 300
+ *                                 'L's; and, from a second thread of a
+ *                                 child, "workload noop from-thread"
+ *   workload opens DIR K J        K files created in DIR, i = 0..K-1, by call i % 4: open
+ *                                 DIR/f<i> O_WRONLY|O_CREAT|O_CLOEXEC 0640; openat O_RDWR|
+ *                                 O_CREAT|O_TRUNC 0600; openat2 O_RDWR|O_CREAT|O_CLOEXEC 0644;
+ *                                 creat 0644 (each closed); then J openat O_RDONLY of the
+ *                                 missing DIR/missing-<j> (ENOENT)
+ *   workload direct DEV N SIZE    N writes then N reads of SIZE bytes (a multiple of 4096),
+ *                                 O_DIRECT, at offsets 0, SIZE, 2*SIZE... of DEV
+ *   workload wakeups N            a child named "wakee" sleeps 1 ms N times, then exits
+ *   workload fails N              N openat of a missing file (ENOENT), N read(2) of fd -1
+ *                                 (EBADF), N getppid (no error)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -60,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -555,6 +573,147 @@ static int do_fsync(const char *path)
 	return close(fd);
 }
 
+/* ---- exec, open, block I/O, wake-ups, errors (the classic tools' tests) ---- */
+
+static void exec_child(char *const argv[])
+{
+	pid_t p = fork();
+
+	if (p == 0) {
+		char *envp[] = { NULL };
+
+		execve(argv[0][0] == '/' ? argv[0] : "/proc/self/exe", argv, envp);
+		_exit(127);
+	}
+	waitpid(p, NULL, 0);
+}
+
+static void *exec_from_thread(void *unused)
+{
+	char *argv[] = { "workload", "noop", "from-thread", NULL };
+	char *envp[] = { NULL };
+
+	(void)unused;
+	execve("/proc/self/exe", argv, envp);
+	_exit(127);
+}
+
+static int do_exec_set(void)
+{
+	char *first[] = { "workload", "noop", "one", "two", NULL };
+	char *missing[] = { "/nonexistent-btrace/prog", "x", NULL };
+	static char many_buf[23][8], long_arg[301];
+	char *many[26], *longer[] = { "workload", "noop", long_arg, NULL };
+	pid_t p;
+
+	exec_child(first);
+	exec_child(missing);
+	many[0] = "workload";
+	many[1] = "noop";
+	for (int i = 1; i <= 23; i++) {
+		snprintf(many_buf[i - 1], sizeof(many_buf[0]), "a%d", i);
+		many[i + 1] = many_buf[i - 1];
+	}
+	/* "workload noop a1 ... a23": 25 arguments. */
+	many[25] = NULL;
+	exec_child(many);
+	memset(long_arg, 'L', 300);
+	long_arg[300] = 0;
+	exec_child(longer);
+	p = fork();
+	if (p == 0) {
+		pthread_t t;
+
+		pthread_create(&t, NULL, exec_from_thread, NULL);
+		pthread_join(t, NULL);
+		_exit(127);
+	}
+	waitpid(p, NULL, 0);
+	return 0;
+}
+
+static int do_opens(const char *dir, long k, long j)
+{
+	char path[4096];
+
+	for (long i = 0; i < k; i++) {
+		long fd;
+
+		snprintf(path, sizeof(path), "%s/f%ld", dir, i);
+		switch (i % 4) {
+		case 0:
+			fd = syscall(SYS_open, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+			break;
+		case 1:
+			fd = syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+			break;
+		case 2: {
+			unsigned long long how[3] = { O_RDWR | O_CREAT | O_CLOEXEC, 0644, 0 };
+
+			fd = syscall(SYS_openat2, AT_FDCWD, path, how, sizeof(how));
+			break;
+		}
+		default:
+			fd = syscall(SYS_creat, path, 0644);
+		}
+		if (fd < 0)
+			return 1;
+		close(fd);
+	}
+	for (long i = 0; i < j; i++) {
+		snprintf(path, sizeof(path), "%s/missing-%ld", dir, i);
+		if (syscall(SYS_openat, AT_FDCWD, path, O_RDONLY, 0) >= 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int do_direct(const char *dev, long n, long size)
+{
+	void *buf;
+	int fd = open(dev, O_RDWR | O_DIRECT);
+
+	if (fd < 0 || size <= 0 || size % 4096 || posix_memalign(&buf, 4096, size))
+		return 1;
+	memset(buf, 0x5a, size);
+	for (long i = 0; i < n; i++)
+		if (pwrite(fd, buf, size, i * size) != size)
+			return 1;
+	for (long i = 0; i < n; i++)
+		if (pread(fd, buf, size, i * size) != size)
+			return 1;
+	return close(fd);
+}
+
+static int do_wakeups(long n)
+{
+	pid_t p = fork();
+
+	if (p == 0) {
+		struct timespec ms = { 0, 1000000L };
+
+		prctl(PR_SET_NAME, "wakee");
+		for (long i = 0; i < n; i++)
+			syscall(SYS_nanosleep, &ms, NULL);
+		_exit(0);
+	}
+	waitpid(p, NULL, 0);
+	return 0;
+}
+
+static int do_fails(long n)
+{
+	char c;
+
+	for (long i = 0; i < n; i++)
+		syscall(SYS_openat, AT_FDCWD, "/nonexistent-btrace/missing", O_RDONLY, 0);
+	for (long i = 0; i < n; i++)
+		syscall(SYS_read, -1, &c, 1);
+	for (long i = 0; i < n; i++)
+		syscall(SYS_getppid);
+	return 0;
+}
+
 static void getppid_times(long n)
 {
 	for (long i = 0; i < n; i++)
@@ -660,9 +819,20 @@ int main(int argc, char **argv)
 		return 0;
 	if (!strcmp(cmd, "fsync") && argc == 3)
 		return do_fsync(argv[2]);
+	if (!strcmp(cmd, "exec-set") && argc == 2)
+		return do_exec_set();
+	if (!strcmp(cmd, "opens") && argc == 5)
+		return do_opens(argv[2], arg(argv, 3), arg(argv, 4));
+	if (!strcmp(cmd, "direct") && argc == 5)
+		return do_direct(argv[2], arg(argv, 3), arg(argv, 4));
+	if (!strcmp(cmd, "wakeups") && argc == 3)
+		return do_wakeups(arg(argv, 2));
+	if (!strcmp(cmd, "fails") && argc == 3)
+		return do_fails(arg(argv, 2));
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
-			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N\n");
+			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N | exec-set"
+			" | opens DIR K J | direct DEV N SIZE | wakeups N | fails N\n");
 	return 2;
 }

@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use crate::core::losses::Losses;
 use crate::core::runstats::{self, ProgRunTime};
-use crate::tracers::{LiveFilter, Sample, Tracer, REGISTRY};
+use crate::tracers::{LiveFilter, LoadConfig, Sample, Tracer, REGISTRY};
 
 /// One group: a tracer of the registry, loaded or with the reason it could not be.
 pub struct Group {
@@ -81,10 +81,14 @@ impl Groups {
     /// this kernel refuses them.
     pub fn load(filter: LiveFilter) -> Result<Groups> {
         let mut groups = Vec::new();
+        let cfg = LoadConfig {
+            filter: filter.clone(),
+            ..Default::default()
+        };
         for (i, entry) in REGISTRY.iter().filter(|e| e.load.is_some()).enumerate() {
             let load = entry.load.expect("filtered on load");
             let key = char::from_digit(i as u32 + 1, 10).unwrap_or('?');
-            match load(&filter) {
+            match load(&cfg) {
                 Ok(t) => groups.push(Group {
                     name: entry.name,
                     key,

@@ -68,6 +68,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
     let mut groups = Groups::load(LiveFilter {
         pid: session.tgid(),
         port: args.port,
+        cgroup: None,
     })?;
     // Without run-time statistics the probes panel shows no run figures ("-").
     let stats = runstats::RunStats::enable().ok();
@@ -286,6 +287,13 @@ fn on_key(
     if let Some(prompt) = view.prompt.as_mut() {
         match k.code {
             KeyCode::Char(c) if c.is_ascii_digit() && prompt.text.len() < 10 => prompt.text.push(c),
+            KeyCode::Char(c)
+                if prompt.what == PromptKind::Cgroup
+                    && !c.is_control()
+                    && prompt.text.len() < 4096 =>
+            {
+                prompt.text.push(c)
+            }
             KeyCode::Backspace => {
                 prompt.text.pop();
             }
@@ -322,6 +330,12 @@ fn on_key(
                         .unwrap_or_default(),
                 })
             }
+            KeyCode::Char('g') => {
+                view.prompt = Some(Prompt {
+                    what: PromptKind::Cgroup,
+                    text: groups.filter().cgroup.clone().unwrap_or_default(),
+                })
+            }
             KeyCode::Up | KeyCode::Char('k') => ui::move_selection(view, snap.as_ref(), false),
             KeyCode::Down | KeyCode::Char('j') => ui::move_selection(view, snap.as_ref(), true),
             KeyCode::Char(c) => {
@@ -347,6 +361,14 @@ fn apply_prompt(p: Prompt, view: &mut View, groups: &mut Groups) {
     match (p.what, p.text.as_str()) {
         (PromptKind::Pid, "") => filter.pid = None,
         (PromptKind::Port, "") => filter.port = None,
+        (PromptKind::Cgroup, "") => filter.cgroup = None,
+        (PromptKind::Cgroup, t) => match crate::core::scope::LiveCgroup::resolve(t) {
+            Ok((c, _)) => filter.cgroup = Some(c.path.display().to_string()),
+            Err(e) => {
+                view.message = Some(format!("{e:#}"));
+                return;
+            }
+        },
         (PromptKind::Pid, t) => match t.parse::<u32>() {
             Ok(pid) if pid > 0 => filter.pid = Some(pid),
             _ => {

@@ -66,6 +66,7 @@ pub struct Snapshot {
     pub ncpus: usize,
     pub pid_filter: Option<u32>,
     pub port_filter: Option<u16>,
+    pub cgroup_filter: Option<String>,
     /// Busiest first; only syscalls that completed in this interval.
     pub syscalls: Vec<SyscallRow>,
     /// Most syscalls first; only processes that completed a syscall in this interval.
@@ -139,6 +140,7 @@ impl Sampler {
             ncpus: self.ncpus,
             pid_filter: groups.filter().pid,
             port_filter: groups.filter().port,
+            cgroup_filter: cgroup_shown(groups),
             syscalls: Vec::new(),
             processes: Vec::new(),
             runq: None,
@@ -253,6 +255,7 @@ impl Snapshot {
         }
         self.pid_filter = groups.filter().pid;
         self.port_filter = groups.filter().port;
+        self.cgroup_filter = cgroup_shown(groups);
     }
 
     pub fn to_json(&self) -> Value {
@@ -261,7 +264,7 @@ impl Snapshot {
             "type": "snapshot",
             "time_s": round3(self.time_s),
             "interval_s": round3(self.interval_s),
-            "filter": {"pid": self.pid_filter, "port": self.port_filter},
+            "filter": {"pid": self.pid_filter, "port": self.port_filter, "cgroup": self.cgroup_filter},
             "syscalls": self.syscalls.iter().map(|r| json!({
                 "syscall": r.name, "nr": r.nr, "count": r.interval.count,
                 "rate_per_s": round3(per_s(r.interval.count)),
@@ -353,4 +356,16 @@ impl ProbeFigures {
 
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// The cgroup filter as shown: its path below the cgroup v2 mount (`/system.slice/x`).
+fn cgroup_shown(groups: &Groups) -> Option<String> {
+    let path = groups.filter().cgroup.as_deref()?;
+    let rel = crate::core::scope::cgroup2_mount().and_then(|root| {
+        std::path::Path::new(path)
+            .strip_prefix(root)
+            .ok()
+            .map(|r| format!("/{}", r.display()))
+    });
+    Some(rel.unwrap_or_else(|| path.to_string()))
 }

@@ -97,6 +97,7 @@ fn transition(sport: u16, old: u8, new: u8, ts: u64) -> TcpEvent {
         pid: Some(42),
         host_pid: None,
         comm: Some("curl".into()),
+        cgroup_id: None,
         family: Family::V4,
         saddr: addr(1),
         sport,

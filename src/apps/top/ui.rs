@@ -12,7 +12,7 @@ use crate::model::units::fmt_ns;
 
 use super::snapshot::{ProbeFigures, Snapshot};
 
-/// A line being typed at the bottom (the `p` and `f` prompts).
+/// A line being typed at the bottom (the `p`, `f` and `g` prompts).
 pub struct Prompt {
     pub what: PromptKind,
     pub text: String,
@@ -22,6 +22,7 @@ pub struct Prompt {
 pub enum PromptKind {
     Pid,
     Port,
+    Cgroup,
 }
 
 /// What the person chose to look at, kept between refreshes.
@@ -47,6 +48,10 @@ const HELP: &[(&str, &str)] = &[
     ),
     ("p", "set or clear the pid filter (empty clears)"),
     ("f", "set or clear the TCP port filter (empty clears)"),
+    (
+        "g",
+        "set or clear the cgroup filter: a cgroup v2 path or id, its descendants included (empty clears)",
+    ),
     ("?", "this help"),
     ("q, Esc, Ctrl-C", "quit"),
 ];
@@ -116,6 +121,8 @@ fn header_line(snap: Option<&Snapshot>, view: &View) -> Line<'static> {
             .map(|p| p.to_string())
             .unwrap_or_else(|| "off".into());
         spans.push(Span::raw(format!("  port filter: {port}")));
+        let cgroup = s.cgroup_filter.as_deref().unwrap_or("off");
+        spans.push(Span::raw(format!("  cgroup filter: {cgroup}")));
     }
     Line::from(spans)
 }
@@ -125,6 +132,7 @@ fn footer_line(view: &View) -> Line<'static> {
         let label = match p.what {
             PromptKind::Pid => "pid filter (empty clears, Esc cancels): ",
             PromptKind::Port => "TCP port filter (empty clears, Esc cancels): ",
+            PromptKind::Cgroup => "cgroup filter, path or id (empty clears, Esc cancels): ",
         };
         return Line::from(vec![
             Span::styled(label, Style::new().bold()),

@@ -6,8 +6,10 @@
  * keeps the event per thread in a bounded hash and the return completes it (return
  * value, latency, the bytes of output buffers) and sends it. With --hist, no events:
  * entry keeps its time per thread and the return adds the latency to one histogram.
- * A tracer's programs fill e->args from their context between begin() and finish(), and
- * call on_return() at the return. */
+ * With --stack, the kernel and user stacks at entry follow the string slots (struct
+ * stack_slot, stacks.h).
+ * A tracer's programs fill e->args from their context between begin() and finish(ctx, e),
+ * and call on_return() at the return. */
 #ifndef BTRACE_FUNC_PROBE_H
 #define BTRACE_FUNC_PROBE_H
 
@@ -16,6 +18,7 @@
 #include "log2_hist.h"
 #include "losses.h"
 #include "scope.h"
+#include "stacks.h"
 #include "strings.h"
 #include "task_event.h"
 
@@ -30,6 +33,8 @@ const volatile __u8 arg_read[FUNC_MAX_ARGS] = {};  /* enum arg_read */
 const volatile __u8 arg_slot[FUNC_MAX_ARGS] = {};  /* its string slot (ARG_STR, ARG_BUF_*) */
 const volatile __u8 arg_len[FUNC_MAX_ARGS] = {};   /* ARG_BUF_*: the length argument */
 const volatile bool hist_on = false;   /* --hist: no events, a latency histogram */
+const volatile bool want_stack = false;  /* --stack: both stacks at entry, after the slots */
+const volatile __u32 stack_off = 0;      /* where (struct stack_slot), 8-aligned */
 
 /* Types user space decodes (kept in the skeleton's BTF). */
 const volatile struct func_event _func_event_type = {};
@@ -127,8 +132,10 @@ static __always_inline struct func_event *begin(__u64 id)
 
 /* Reads the strings and input buffers, then sends the event (no --ret) or parks it
  * (--ret). Output buffers are not filled yet: marked, and read at return. */
-static __always_inline void finish(struct func_event *e)
+static __always_inline void finish(void *ctx, struct func_event *e)
 {
+	if (want_stack)
+		read_stacks(ctx, (void *)e + stack_off);
 #pragma unroll
 	for (int i = 0; i < FUNC_MAX_ARGS; i++) {
 		struct str_hdr *h = slot_at(e, arg_slot[i]);

@@ -31,6 +31,7 @@
 
 enum scope_limits {
 	SCOPE_MAX_CGROUPS = 8,      /* --cgroup given at most this many times */
+	SCOPE_LIVE_CGROUP_SLOT = 8, /* the dashboard's cgroup filter, after those */
 	SCOPE_CGROUP_DEPTH = 32,    /* cgroup levels walked for another task */
 };
 
@@ -50,6 +51,9 @@ const volatile __u64 scope_ns_ino = 0;
  * the processes in scope_procs (the dashboard's pid and its descendants). */
 __u32 scope_live_tgid = 0;
 bool scope_live_tree = false;
+/* Run-time (the dashboard): only tasks in this cgroup v2 or below it (its id; 0 = any).
+ * User space puts the cgroup in scope_cgroups' SCOPE_LIVE_CGROUP_SLOT first. */
+__u64 scope_live_cgroup = 0;
 
 /* One bit per host tgid; user space sizes it to pid_max (1 entry when unused). */
 struct {
@@ -62,7 +66,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
-	__uint(max_entries, SCOPE_MAX_CGROUPS);
+	__uint(max_entries, SCOPE_MAX_CGROUPS + 1);
 	__type(key, __u32);
 	__type(value, __u32);
 } scope_cgroups SEC(".maps");
@@ -170,6 +174,19 @@ static __always_inline bool scope_cgroups_task(struct task_struct *t)
 	return false;
 }
 
+/* Whether another task's cgroup v2, or an ancestor of it, has id `want`. */
+static __always_inline bool scope_task_under_id(struct task_struct *t, __u64 want)
+{
+	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+
+	for (int level = 0; level < SCOPE_CGROUP_DEPTH && cg; level++) {
+		if (BPF_CORE_READ(cg, kn, id) == want)
+			return true;
+		cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+	}
+	return false;
+}
+
 /* The load-time filters for the current task (ids from bpf_get_current_pid_tgid()). */
 static __always_inline bool scope_fixed_current(__u64 pid_tgid)
 {
@@ -185,6 +202,9 @@ static __always_inline bool scope_current(void)
 	char comm[COMM_LEN];
 
 	if (!scope_fixed_current(id) || !scope_live_ids(id >> 32))
+		return false;
+	if (scope_live_cgroup &&
+	    bpf_current_task_under_cgroup(&scope_cgroups, SCOPE_LIVE_CGROUP_SLOT) != 1)
 		return false;
 	if (scope_by_comm) {
 		bpf_get_current_comm(comm, sizeof(comm));
@@ -213,6 +233,8 @@ static __always_inline bool scope_task(struct task_struct *t)
 	if (scope_tid && BPF_CORE_READ(t, pid) != scope_tid)
 		return false;
 	if (scope_ncgroups && !scope_cgroups_task(t))
+		return false;
+	if (scope_live_cgroup && !scope_task_under_id(t, scope_live_cgroup))
 		return false;
 	if (scope_by_comm) {
 		BPF_CORE_READ_STR_INTO(&comm, t, comm);

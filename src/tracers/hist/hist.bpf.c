@@ -23,6 +23,11 @@ const volatile bool filter_syscalls = false;
 const volatile __u8 syscall_traced[MAX_SYSCALLS] = {};
 /* btrace top's process list; off (and its map shrunk to one entry) for btrace hist. */
 const volatile bool count_processes = false;
+/* hist --by (enum hist_by): off by default, and then its code is dead. */
+const volatile __u32 by = HIST_BY_NONE;
+/* hist --errors (only failed calls) and --errno N (only calls failing with N). */
+const volatile bool errors_only = false;
+const volatile __u32 errno_only = 0;
 
 /* Run-time setting, written by user space while attached (btrace top), in .bss: a read
  * is one load from a fixed address, so it costs nothing measurable when unused.
@@ -34,6 +39,8 @@ __u64 epoch_ns = 0;
 const volatile struct hist _hist_type = {};
 const volatile struct proc_comm _proc_comm_type = {};
 const volatile enum hist_limits _hist_limits_type = 0;
+const volatile enum hist_by _hist_by_type = 0;
+const volatile struct by_key _by_key_type = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -61,6 +68,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct proc_comm);
 } proc_comms SEC(".maps");
+
+/* The breakdown (hist --by): a histogram per (process, thread or cgroup; syscall), and
+ * the names of processes and threads; user space sets the bounds (1 when off). Pairs
+ * that find no room are not lost: they are in the per-syscall totals, and user space
+ * reports total minus the listed pairs as "other". */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, BY_MAX_KEYS);
+	__type(key, struct by_key);
+	__type(value, struct hist);
+} by_hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BY_MAX_KEYS);
+	__type(key, __u64);
+	__type(value, struct proc_comm);
+} by_comms SEC(".maps");
 
 /* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
 #define NR_EXIT 60
@@ -129,15 +154,59 @@ static __always_inline __u32 syscall_slot(long nr)
 	return (nr < 0 || nr >= SYSCALL_OTHER) ? SYSCALL_OTHER : nr;
 }
 
+/* --errors / --errno: whether a call that returned `ret` is counted. */
+static __always_inline bool ret_wanted(long ret)
+{
+	if (errno_only)
+		return ret == -(long)errno_only;
+	if (errors_only)
+		return ret < 0 && ret >= -4095;
+	return true;
+}
+
+static __always_inline void record_by(__u32 slot, __u64 ns)
+{
+	struct by_key k = { .nr = slot };
+	__u64 id = bpf_get_current_pid_tgid();
+	struct proc_comm name;
+	struct hist *h;
+
+	if (by == HIST_BY_PROCESS)
+		k.id = id >> 32;
+	else if (by == HIST_BY_THREAD)
+		k.id = (__u32)id;
+	else
+		k.id = bpf_get_current_cgroup_id();
+	h = bpf_map_lookup_elem(&by_hists, &k);
+	if (!h) {
+		struct hist zero = {};
+
+		/* Fails when full (or when another CPU made it: then the lookup finds it). */
+		bpf_map_update_elem(&by_hists, &k, &zero, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&by_hists, &k);
+		if (!h)
+			return;
+		if (by != HIST_BY_CGROUP) {
+			bpf_get_current_comm(name.comm, sizeof(name.comm));
+			bpf_map_update_elem(&by_comms, &k.id, &name, BPF_NOEXIST);
+		}
+	}
+	hist_add(h, ns);
+}
+
 static __always_inline void record(__u32 slot, __u64 start_ns)
 {
 	struct hist *h;
+	__u64 ns;
 
 	if (slot >= MAX_SYSCALLS)
 		return;
+	ns = bpf_ktime_get_ns() - start_ns;
 	h = bpf_map_lookup_elem(&hists, &slot);
 	if (h)
-		hist_add(h, bpf_ktime_get_ns() - start_ns);
+		hist_add(h, ns);
+	if (by != HIST_BY_NONE)
+		record_by(slot, ns);
 	if (count_processes)
 		count_process();
 }
@@ -164,6 +233,10 @@ static __always_inline void missing_entry(long nr, long ret)
 		s = (stored);                                                \
 		if (!s || !s->ts_ns || s->ts_ns < epoch_ns) {                \
 			missing_entry(nr_at_exit, ret);                          \
+			return 0;                                                \
+		}                                                            \
+		if ((errors_only || errno_only) && !ret_wanted(ret)) {       \
+			s->ts_ns = 0;                                            \
 			return 0;                                                \
 		}                                                            \
 		record(s->nr, s->ts_ns);                                     \
@@ -276,12 +349,17 @@ int hist_exit_tp(struct trace_event_raw_sys_exit *ctx)
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(hist_exec_comm)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 	struct proc_comm name;
+	__u64 key;
 
-	if (!bpf_map_lookup_elem(&proc_comms, &tgid))
-		return 0;
 	bpf_get_current_comm(name.comm, sizeof(name.comm));
-	bpf_map_update_elem(&proc_comms, &tgid, &name, BPF_EXIST);
+	if (count_processes && bpf_map_lookup_elem(&proc_comms, &tgid))
+		bpf_map_update_elem(&proc_comms, &tgid, &name, BPF_EXIST);
+	if (by == HIST_BY_PROCESS || by == HIST_BY_THREAD) {
+		key = by == HIST_BY_PROCESS ? tgid : (__u32)id;
+		bpf_map_update_elem(&by_comms, &key, &name, BPF_EXIST);
+	}
 	return 0;
 }

@@ -9,6 +9,24 @@ enum hist_limits {
 	/* Distinct processes counted at once by the dashboard's process list (user space
 	 * prunes the ones that ended). */
 	MAX_PROCS = 8192,
+	/* Default bound of the breakdown's (key, syscall) pairs (hist --by; --max-keys). */
+	BY_MAX_KEYS = 16384,
+};
+
+/* What hist --by breaks the histograms down by (load-time). */
+enum hist_by {
+	HIST_BY_NONE = 0,
+	HIST_BY_PROCESS = 1,
+	HIST_BY_THREAD = 2,
+	HIST_BY_CGROUP = 3,
+};
+
+/* A breakdown histogram's key: the process (tgid), thread (tid) or cgroup id, and the
+ * syscall's slot. */
+struct by_key {
+	__u64 id;
+	__u32 nr;
+	__u32 _pad;
 };
 
 /* Per-thread state between a syscall's entry and its exit. */

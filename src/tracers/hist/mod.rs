@@ -2,5 +2,6 @@
 //! Syscall latency: `btrace hist`, and the syscall tracer of the dashboard and exporter.
 
 pub mod command;
+pub mod metrics;
 pub mod skel;
 pub mod tracer;

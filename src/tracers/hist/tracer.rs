@@ -17,24 +17,11 @@ use crate::core::percpu;
 use crate::core::scope::Scope;
 use crate::core::skel::{write_bss, Loaded};
 use crate::model::histogram::Log2Hist;
+use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;
-use crate::tracers::{LiveFilter, Sample, Tracer};
+use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
-use super::skel::{types, Hist, HistSkelBuilder, MAX_PROCS};
-
-/// Least default bound of the per-thread hash store (threads that make traced syscalls,
-/// alive at once); a busier machine gets twice its current thread count.
-const MIN_DEFAULT_MAX_THREADS: u32 = 32768;
-
-/// The hash store's default bound: room for every thread alive now, twice over.
-fn default_max_threads() -> u32 {
-    // /proc/loadavg's fourth field is "runnable/total" scheduling entities (threads).
-    let threads = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
-        .unwrap_or(0u32);
-    threads.saturating_mul(2).max(MIN_DEFAULT_MAX_THREADS)
-}
+use super::skel::{types, Hist, HistSkelBuilder, BY_MAX_KEYS, MAX_PROCS};
 
 /// Threads a kernel can have at most (PID_MAX_LIMIT on 64-bit): a bigger per-thread store
 /// could never fill.
@@ -100,8 +87,18 @@ impl fmt::Display for Way {
 }
 
 /// Ways to try, cheapest first. An explicit --max-threads asks for the bounded store.
+/// Where this kernel may skip tp_btf and raw_tp programs on the syscall tracepoints
+/// ([`features::syscall_hooks_skip_runs`]), the classic tracepoint way, exact there, goes
+/// first.
 pub fn ways(bounded: bool) -> Vec<Way> {
     let mut v = Vec::new();
+    let exact_first = crate::core::features::syscall_hooks_skip_runs().is_some();
+    if exact_first {
+        v.push(Way {
+            hook: Hook::Tracepoint,
+            store: Store::Hash,
+        });
+    }
     if !bounded {
         v.push(Way {
             hook: Hook::TpBtf,
@@ -109,12 +106,49 @@ pub fn ways(bounded: bool) -> Vec<Way> {
         });
     }
     for hook in [Hook::TpBtf, Hook::RawTp, Hook::Tracepoint] {
+        if exact_first && hook == Hook::Tracepoint {
+            continue;
+        }
         v.push(Way {
             hook,
             store: Store::Hash,
         });
     }
     v
+}
+
+/// What `hist --by` breaks the histograms down by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    #[default]
+    #[value(skip)]
+    Nothing,
+    Process,
+    Thread,
+    Cgroup,
+}
+
+impl By {
+    fn kernel(self) -> u32 {
+        use types::hist_by as K;
+        match self {
+            By::Nothing => K::HIST_BY_NONE.0,
+            By::Process => K::HIST_BY_PROCESS.0,
+            By::Thread => K::HIST_BY_THREAD.0,
+            By::Cgroup => K::HIST_BY_CGROUP.0,
+        }
+    }
+}
+
+/// Which calls are counted, by their return value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Outcome {
+    #[default]
+    All,
+    /// Failed calls (-4095..-1).
+    Errors,
+    /// Calls failing with this error number.
+    Errno(i32),
 }
 
 /// What the kernel side is asked to do, fixed before load.
@@ -125,6 +159,23 @@ pub struct Config {
     pub max_threads: Option<u32>,
     /// Count completed syscalls per process too (the dashboard's process list).
     pub count_processes: bool,
+    /// The breakdown (hist --by).
+    pub by: By,
+    /// Bound of the breakdown's (key, syscall) pairs.
+    pub max_keys: Option<u32>,
+    pub outcome: Outcome,
+}
+
+/// `--max-keys N`, bounded.
+pub fn parse_max_keys(s: &str) -> std::result::Result<u32, String> {
+    crate::core::system::parse_store_size(
+        s,
+        1 << 22,
+        "more pairs than a breakdown can show",
+        16,
+        (std::mem::size_of::<crate::core::abi::types::hist>() * crate::core::system::online_cpus())
+            as u64,
+    )
 }
 
 /// Opens, configures and loads the programs of one way without attaching them.
@@ -152,7 +203,23 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 }
             }
             ro.count_processes = cfg.count_processes;
+            ro.by = cfg.by.kernel();
+            match cfg.outcome {
+                Outcome::All => {}
+                Outcome::Errors => ro.errors_only = true,
+                Outcome::Errno(e) => ro.errno_only = e as u32,
+            }
         }
+        let (by_keys, by_names) = match cfg.by {
+            By::Nothing => (1, 1),
+            By::Cgroup => (cfg.max_keys.unwrap_or(BY_MAX_KEYS), 1),
+            _ => {
+                let n = cfg.max_keys.unwrap_or(BY_MAX_KEYS);
+                (n, n)
+            }
+        };
+        open.maps.by_hists.set_max_entries(by_keys)?;
+        open.maps.by_comms.set_max_entries(by_names)?;
         crate::apply_scope!(open, &cfg.scope, way.hook != Hook::Tracepoint);
         if !cfg.count_processes {
             open.maps.proc_counts.set_max_entries(1)?;
@@ -201,13 +268,16 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
             .set_autoload(hash && way.hook != Hook::Tracepoint);
         p.starts_reap_tp
             .set_autoload(hash && way.hook == Hook::Tracepoint);
-        p.hist_exec_comm.set_autoload(cfg.count_processes);
+        p.hist_exec_comm
+            .set_autoload(cfg.count_processes || matches!(cfg.by, By::Process | By::Thread));
         match way.store {
             Store::TaskStorage => {
                 open.maps.starts_hash.set_max_entries(1)?;
             }
             Store::Hash => {
-                let entries = cfg.max_threads.unwrap_or_else(default_max_threads);
+                let entries = cfg
+                    .max_threads
+                    .unwrap_or_else(crate::core::system::default_thread_entries);
                 open.maps.starts_task.set_autocreate(false)?;
                 open.maps.starts_hash.set_max_entries(entries)?;
             }
@@ -246,15 +316,18 @@ pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
 /// applies at syscall entry only, so an exit always completes the entry its thread
 /// stored) and the epoch before which stored entries are stale.
 fn write_live(hist: &Hist, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+    let mut cgroup_id = 0;
     if let Some(f) = live {
         crate::core::scope::prepare_live_tree(&hist.maps.scope_procs, f.pid)?;
+        cgroup_id =
+            crate::core::scope::install_live_cgroup(&hist.maps.scope_cgroups, f.cgroup.as_deref())?;
     }
     write_bss(
         &hist.maps.bss,
         hist.maps.bss_data.as_deref(),
         |bss: &mut types::bss| {
             if let Some(f) = live {
-                crate::set_live_scope!(bss, f);
+                crate::set_live_scope!(bss, f, cgroup_id);
             }
             if let Some(e) = epoch_ns {
                 bss.epoch_ns = e;
@@ -329,8 +402,40 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
         .collect()
 }
 
+/// The breakdown's histograms, cumulative, CPUs summed: (process, thread or cgroup id,
+/// syscall slot, histogram).
+pub fn read_by(hist: &Hist) -> Result<Vec<(u64, u32, Log2Hist)>> {
+    let map = &hist.maps.by_hists;
+    let mut out = Vec::new();
+    for k in map.keys() {
+        let Ok(key) = plain::from_bytes::<types::by_key>(&k).copied() else {
+            continue;
+        };
+        let Some(vals) = map.lookup_percpu(&k, MapFlags::ANY)? else {
+            continue;
+        };
+        let cpus: Vec<crate::core::abi::types::hist> = vals
+            .iter()
+            .map(|v| crate::core::skel::plain_prefix(v))
+            .collect();
+        out.push((key.id, key.nr, Log2Hist::sum_cpus(&cpus)));
+    }
+    Ok(out)
+}
+
+/// The name of a process or thread of the breakdown (when first counted, and after exec).
+pub fn by_name(hist: &Hist, id: u64) -> Option<String> {
+    let v = hist
+        .maps
+        .by_comms
+        .lookup(&id.to_ne_bytes(), MapFlags::ANY)
+        .ok()??;
+    let c: types::proc_comm = crate::core::skel::plain_prefix(&v);
+    Some(comm_text(&c.comm))
+}
+
 pub fn losses(hist: &Hist) -> Result<Losses> {
-    Losses::read(&hist.maps.losses)
+    Losses::read(&hist.maps.losses)?.with_missed(hist.object())
 }
 
 /// The syscall tracer as the dashboard and the exporter hold it: loaded once, counting
@@ -344,12 +449,14 @@ pub struct SyscallTracer {
 }
 
 impl SyscallTracer {
-    pub fn load(filter: &LiveFilter) -> Result<Box<dyn Tracer>> {
+    /// For the dashboard, per-process counts too; for the exporter, only the histograms.
+    pub fn load(load: &LoadConfig) -> Result<Box<dyn Tracer>> {
         let cfg = Config {
-            count_processes: true,
-            scope: Scope::live(),
+            count_processes: load.mode == Mode::Dashboard,
+            scope: load.make_scope()?,
             ..Default::default()
         };
+        let filter = &load.filter;
         let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
             let hist = open_load(way, &cfg)?;
             // Filtered from the first event on: set before attaching.
@@ -423,6 +530,10 @@ impl Tracer for SyscallTracer {
         attach::loaded_programs(self.hist.object())
     }
 
+    fn program_names(&self) -> Vec<String> {
+        attach::loaded_program_names(self.hist.object())
+    }
+
     fn sample(&mut self) -> Result<Sample> {
         let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
         Ok(Sample::Syscalls {
@@ -430,12 +541,23 @@ impl Tracer for SyscallTracer {
             processes: self.processes()?,
         })
     }
+
+    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+        let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
+        super::metrics::families(&read_totals(&self.hist, &keys)?, out);
+        Ok(())
+    }
 }
 
 /// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
 pub fn check() -> Result<String> {
     let (way, _hist, _links) = load_best(&Config::default())?;
-    Ok(format!("via {way}"))
+    Ok(match crate::core::features::syscall_hooks_skip_runs() {
+        Some(why) => format!(
+            "via {way}, the exact way here: {why}, where tp_btf and raw_tp programs get skipped"
+        ),
+        None => format!("via {way}"),
+    })
 }
 
 #[cfg(test)]
@@ -445,12 +567,21 @@ mod tests {
     #[test]
     fn bounded_store_skips_task_storage() {
         assert!(ways(true).iter().all(|w| w.store == Store::Hash));
-        assert_eq!(
-            ways(false)[0],
+        let first = if crate::core::features::syscall_hooks_skip_runs().is_some() {
+            Way {
+                hook: Hook::Tracepoint,
+                store: Store::Hash,
+            }
+        } else {
             Way {
                 hook: Hook::TpBtf,
-                store: Store::TaskStorage
+                store: Store::TaskStorage,
             }
-        );
+        };
+        assert_eq!(ways(false)[0], first);
+        assert!(ways(false).contains(&Way {
+            hook: Hook::TpBtf,
+            store: Store::TaskStorage
+        }));
     }
 }

@@ -4,6 +4,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::attach;
@@ -11,6 +12,7 @@ use crate::core::event_out::HeadArgs;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
+use crate::core::stacks::EventStackArgs;
 
 use super::tracer::{
     kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
@@ -40,6 +42,8 @@ pub struct KprobeArgs {
     #[command(flatten)]
     pub strings: StringArgs,
     #[command(flatten)]
+    pub stack: EventStackArgs,
+    #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub heads: HeadArgs,
@@ -49,7 +53,13 @@ pub struct KprobeArgs {
 
 pub fn run(args: KprobeArgs) -> Result<i32> {
     let c = &args.common;
-    func::check_flags(args.ret, args.hist, args.max_inflight, &args.interval)?;
+    func::check_flags(
+        args.ret,
+        args.hist,
+        args.stack.stack,
+        args.max_inflight,
+        &args.interval,
+    )?;
     crate::core::system::preflight()?;
     let proto = resolve(&args.func)?;
     if let Some(line) = kernel_cannot(args.mode) {
@@ -65,6 +75,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         args.strings.string_size,
     );
     plan.hist = args.hist;
+    plan.stack = args.stack.stack;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| {
             anyhow!(
@@ -85,6 +96,8 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         events: &kp.maps.events,
         losses: &kp.maps.losses,
         latency: &kp.maps.latency,
+        stack_losses: &kp.maps.stack_losses,
+        object: kp.object(),
     };
     if plan.hist {
         func::print_hists(&mut session, c, &run, &maps)

@@ -3,7 +3,8 @@
  *
  * Generic programs: the function is chosen at run time (fentry/fexit: attach target set
  * before load; kprobe/kretprobe: attached by name); its prototype comes from the kernel's
- * BTF. What happens at entry and return is func_probe.h's, shared with uprobe. */
+ * BTF. What happens at entry and return is func_probe.h's, shared with uprobe (--ret,
+ * --hist, --stack). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -31,7 +32,7 @@ int func_fentry(__u64 *ctx)
 	if (nr_args > 3) e->args[3] = ctx[3];
 	if (nr_args > 4) e->args[4] = ctx[4];
 	if (nr_args > 5) e->args[5] = ctx[5];
-	finish(e);
+	finish(ctx, e);
 	return 0;
 }
 
@@ -87,7 +88,7 @@ int func_kprobe(struct pt_regs *ctx)
 	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
 	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
 	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
-	finish(e);
+	finish(ctx, e);
 	return 0;
 }
 

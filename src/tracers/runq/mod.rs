@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Run-queue latency: the dashboard's scheduler tracer.
+//! Run-queue latency: `btrace runqlat`, and the dashboard's scheduler tracer.
 
+pub mod command;
+pub mod metrics;
 pub mod skel;
 pub mod tracer;

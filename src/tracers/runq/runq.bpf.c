@@ -7,7 +7,11 @@
  * the wait goes into a log2 histogram in a per-CPU array.
  *
  * Two ways exist as separate programs; user space enables the cheapest the kernel takes:
- * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by pid. */
+ * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by pid.
+ *
+ * Each wait is counted as beginning with a wakeup or a preemption, and, for btrace
+ * runqlat --per-process/--per-cgroup, also added to its process's or cgroup's entry in a
+ * bounded per-CPU hash (what does not fit is the total minus the entries). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -17,6 +21,7 @@
 #include "log2_hist.h"
 #include "scope.h"
 #include "compat.h"
+#include "runq.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -26,27 +31,56 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * stored before the programs were last re-attached are stale. */
 __u64 epoch_ns = 0;
 
-const volatile struct hist _hist_type = {};
+/* Load-time: the breakdown (enum runq_by). */
+const volatile __u32 by = RUNQ_BY_NONE;
+
+const volatile struct runq_stat _runq_stat_type = {};
+const volatile struct runq_comm _runq_comm_type = {};
+const volatile enum runq_by _runq_by_type = 0;
+const volatile enum runq_limits _runq_limits_type = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct hist);
+	__type(value, struct runq_stat);
 } runq SEC(".maps");
+
+/* The breakdown: by tgid or cgroup id (user space sets the size; 1 when off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, RUNQ_MAX_KEYS);
+	__type(key, __u64);
+	__type(value, struct runq_stat);
+} runq_keys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RUNQ_MAX_KEYS);
+	__type(key, __u64);
+	__type(value, struct runq_comm);
+} runq_comms SEC(".maps");
+
+/* An all-zero value for new keys. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct runq_stat);
+} runq_zero SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u64);
+	__type(value, struct runq_wait);
 } queued_task SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct runq_wait);
 } queued_hash SEC(".maps");
 
 /* The scope applies to the task that waits (not to whatever task runs the hook). */
@@ -55,108 +89,154 @@ static __always_inline bool wanted(struct task_struct *t)
 	return scope_task(t);
 }
 
-static __always_inline void add_wait(__u64 queued_ns)
+static __always_inline void count_wait(struct runq_stat *st, __u64 ns, bool preempted)
+{
+	hist_add(&st->lat, ns);
+	if (preempted)
+		st->preemptions++;
+	else
+		st->wakeups++;
+}
+
+/* The breakdown's entry of task t (made when missing; NULL when the table is full). */
+static __always_inline struct runq_stat *key_stat(struct task_struct *t)
+{
+	struct runq_stat *st, *z;
+	struct runq_comm c = {};
+	__u32 zero = 0;
+	__u64 key;
+
+	if (by == RUNQ_BY_PROCESS)
+		key = BPF_CORE_READ(t, tgid);
+	else
+		key = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	st = bpf_map_lookup_elem(&runq_keys, &key);
+	if (st)
+		return st;
+	z = bpf_map_lookup_elem(&runq_zero, &zero);
+	if (!z)
+		return NULL;
+	bpf_map_update_elem(&runq_keys, &key, z, BPF_NOEXIST);
+	st = bpf_map_lookup_elem(&runq_keys, &key);
+	if (st && by == RUNQ_BY_PROCESS) {
+		BPF_CORE_READ_STR_INTO(&c.comm, t, group_leader, comm);
+		bpf_map_update_elem(&runq_comms, &key, &c, BPF_NOEXIST);
+	}
+	return st;
+}
+
+/* Task t ran after waiting since w->ts. */
+static __always_inline void add_wait(struct task_struct *t, struct runq_wait *w)
 {
 	__u32 zero = 0;
-	struct hist *h;
+	struct runq_stat *st;
+	__u64 ns;
 
-	if (!queued_ns || queued_ns < epoch_ns)
+	if (!w->ts || w->ts < epoch_ns)
 		return;
-	h = bpf_map_lookup_elem(&runq, &zero);
-	if (h)
-		hist_add(h, bpf_ktime_get_ns() - queued_ns);
+	ns = bpf_ktime_get_ns() - w->ts;
+	st = bpf_map_lookup_elem(&runq, &zero);
+	if (st)
+		count_wait(st, ns, w->preempted);
+	if (by != RUNQ_BY_NONE) {
+		st = key_stat(t);
+		if (st)
+			count_wait(st, ns, w->preempted);
+	}
 }
 
 /* ---- tp_btf + task storage ---- */
 
-static __always_inline void queued_btf(struct task_struct *t)
+static __always_inline void queued_btf(struct task_struct *t, bool preempted)
 {
-	__u64 *ts;
+	struct runq_wait *w;
 
 	if (!wanted(t))
 		return;
-	ts = bpf_task_storage_get(&queued_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!ts) {
+	w = bpf_task_storage_get(&queued_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!w) {
 		count_loss(LOSS_MAP_FULL);
 		return;
 	}
-	*ts = bpf_ktime_get_ns();
+	w->ts = bpf_ktime_get_ns();
+	w->preempted = preempted;
 }
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(sched_wakeup_btf, struct task_struct *p)
 {
-	queued_btf(p);
+	queued_btf(p, false);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(sched_wakeup_new_btf, struct task_struct *p)
 {
-	queued_btf(p);
+	queued_btf(p, false);
 	return 0;
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	__u64 *ts;
+	struct runq_wait *w;
 
 	if (task_state(prev) == TASK_RUNNING)
-		queued_btf(prev);
+		queued_btf(prev, true);
 	if (!next->pid)
 		return 0;
-	ts = bpf_task_storage_get(&queued_task, next, 0, 0);
-	if (ts) {
-		add_wait(*ts);
-		*ts = 0;
+	w = bpf_task_storage_get(&queued_task, next, 0, 0);
+	if (w) {
+		add_wait(next, w);
+		w->ts = 0;
 	}
 	return 0;
 }
 
 /* ---- raw_tp + bounded hash keyed by pid ---- */
 
-static __always_inline void queued_raw(struct task_struct *t)
+static __always_inline void queued_raw(struct task_struct *t, bool preempted)
 {
+	struct runq_wait w = {};
 	__u32 pid;
-	__u64 now;
 
 	if (!wanted(t))
 		return;
 	pid = BPF_CORE_READ(t, pid);
-	now = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&queued_hash, &pid, &now, BPF_ANY))
+	w.ts = bpf_ktime_get_ns();
+	w.preempted = preempted;
+	if (bpf_map_update_elem(&queued_hash, &pid, &w, BPF_ANY))
 		count_loss(LOSS_MAP_FULL);
 }
 
 SEC("raw_tp/sched_wakeup")
 int BPF_PROG(sched_wakeup_raw, struct task_struct *p)
 {
-	queued_raw(p);
+	queued_raw(p, false);
 	return 0;
 }
 
 SEC("raw_tp/sched_wakeup_new")
 int BPF_PROG(sched_wakeup_new_raw, struct task_struct *p)
 {
-	queued_raw(p);
+	queued_raw(p, false);
 	return 0;
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(sched_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
+	struct runq_wait *w;
 	__u32 pid;
-	__u64 *ts;
 
 	if (task_state(prev) == TASK_RUNNING)
-		queued_raw(prev);
+		queued_raw(prev, true);
 	pid = BPF_CORE_READ(next, pid);
 	if (!pid)
 		return 0;
-	ts = bpf_map_lookup_elem(&queued_hash, &pid);
-	if (ts) {
-		add_wait(*ts);
+	w = bpf_map_lookup_elem(&queued_hash, &pid);
+	if (w) {
+		add_wait(next, w);
 		bpf_map_delete_elem(&queued_hash, &pid);
 	}
 	return 0;

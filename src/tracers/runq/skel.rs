@@ -12,6 +12,13 @@ crate::skel_kind!(RunqKind, RunqSkel);
 /// A loaded runq object with its storage.
 pub type Runq = crate::core::skel::Loaded<RunqKind>;
 
-// SAFETY: a plain C struct of integers, as generated from the object's BTF: every bit
+/// Processes or cgroups the breakdown keeps apart.
+pub const MAX_KEYS: u32 = types::runq_limits::RUNQ_MAX_KEYS.0;
+
+// SAFETY: plain C structs of integers, as generated from the object's BTF: every bit
 // pattern is a valid value.
 unsafe impl plain::Plain for types::bss {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::runq_stat {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::runq_comm {}

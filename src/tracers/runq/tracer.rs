@@ -1,24 +1,36 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Run-queue latency: how long runnable tasks wait for a CPU, as a log2 histogram kept in
-//! the kernel (runq.bpf.c). Used by the dashboard.
+//! the kernel (runq.bpf.c), optionally broken down by process or cgroup. Used by
+//! `btrace runqlat` and the dashboard.
 
 use std::fmt;
 use std::os::fd::BorrowedFd;
 
 use anyhow::Result;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
+use libbpf_rs::{Link, MapCore};
 
-use crate::core::abi::types::hist;
 use crate::core::attach;
+use crate::core::delta::Cumulative;
 use crate::core::losses::Losses;
 use crate::core::percpu;
 use crate::core::scope::Scope;
-use crate::core::skel::{write_bss, Loaded};
+use crate::core::skel::{plain_prefix, write_bss, Loaded};
 use crate::model::histogram::Log2Hist;
-use crate::tracers::{LiveFilter, Sample, Tracer};
+use crate::model::metrics::Metrics;
+use crate::model::task::comm_text;
+use crate::tracers::{LiveFilter, LoadConfig, Sample, Tracer};
 
-use super::skel::{types, Runq, RunqSkelBuilder};
+use super::skel::{types, Runq, RunqSkelBuilder, MAX_KEYS};
+
+/// What the waits are broken down by (enum runq_by).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum By {
+    #[default]
+    Nothing,
+    Process,
+    Cgroup,
+}
 
 /// The hooks and per-task store, cheapest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,10 +53,24 @@ impl fmt::Display for Way {
 }
 
 /// Opens and loads the programs of one way without attaching them.
-pub fn open_load(way: Way, scope: &Scope) -> Result<Runq> {
+pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
     Loaded::new(|storage| {
         let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
         crate::apply_scope!(open, scope, true);
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("runq has rodata")
+            .by = match by {
+            By::Nothing => types::runq_by::RUNQ_BY_NONE.0,
+            By::Process => types::runq_by::RUNQ_BY_PROCESS.0,
+            By::Cgroup => types::runq_by::RUNQ_BY_CGROUP.0,
+        };
+        let keys = if by == By::Nothing { 1 } else { MAX_KEYS };
+        open.maps.runq_keys.set_max_entries(keys)?;
+        open.maps
+            .runq_comms
+            .set_max_entries(if by == By::Process { keys } else { 1 })?;
         let btf = way == Way::TpBtfTask;
         let p = &mut open.progs;
         p.sched_wakeup_btf.set_autoload(btf);
@@ -66,8 +92,18 @@ pub fn open_load(way: Way, scope: &Scope) -> Result<Runq> {
 
 /// Loads and attaches the cheapest way this kernel accepts.
 pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Vec<Link>)> {
-    let (way, (runq, links)) = attach::first_that_works(&WAYS, |way| {
-        let runq = open_load(way, scope)?;
+    load_first(&WAYS, scope, live, By::Nothing)
+}
+
+/// Loads and attaches the first of `ways` this kernel accepts.
+pub fn load_first(
+    ways: &[Way],
+    scope: &Scope,
+    live: Option<&LiveFilter>,
+    by: By,
+) -> Result<(Way, Runq, Vec<Link>)> {
+    let (way, (runq, links)) = attach::first_that_works(ways, |way| {
+        let runq = open_load(way, scope, by)?;
         write_live(&runq, live, None)?;
         let links = attach::attach_loaded(runq.object())?;
         scope.seed(&runq.maps.scope_procs)?;
@@ -79,15 +115,18 @@ pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq,
 /// Writes the run-time process filter and the epoch before which stored wake times are
 /// stale (set before re-attaching, so a task woken while detached is not measured).
 fn write_live(runq: &Runq, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+    let mut cgroup_id = 0;
     if let Some(f) = live {
         crate::core::scope::prepare_live_tree(&runq.maps.scope_procs, f.pid)?;
+        cgroup_id =
+            crate::core::scope::install_live_cgroup(&runq.maps.scope_cgroups, f.cgroup.as_deref())?;
     }
     write_bss(
         &runq.maps.bss,
         runq.maps.bss_data.as_deref(),
         |bss: &mut types::bss| {
             if let Some(f) = live {
-                crate::set_live_scope!(bss, f);
+                crate::set_live_scope!(bss, f, cgroup_id);
             }
             if let Some(e) = epoch_ns {
                 bss.epoch_ns = e;
@@ -96,12 +135,90 @@ fn write_live(runq: &Runq, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> 
     )
 }
 
-/// The cumulative run-queue latency histogram, CPUs summed.
-pub fn read_total(runq: &Runq) -> Result<Log2Hist> {
-    Ok(Log2Hist::sum_cpus(&percpu::values::<hist>(
+/// Waits for a CPU: their latency histogram and how they began, CPUs summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunqStat {
+    pub lat: Log2Hist,
+    pub wakeups: u64,
+    pub preemptions: u64,
+}
+
+impl RunqStat {
+    fn sum(cpus: &[types::runq_stat]) -> RunqStat {
+        let mut s = RunqStat::default();
+        for c in cpus {
+            s.lat.add(&Log2Hist {
+                count: c.lat.count,
+                sum_ns: c.lat.sum_ns,
+                buckets: c.lat.buckets,
+            });
+            s.wakeups += c.wakeups;
+            s.preemptions += c.preemptions;
+        }
+        s
+    }
+
+    /// self - o (what remains when the listed keys are taken from the total).
+    pub fn minus(&self, o: &RunqStat) -> RunqStat {
+        RunqStat {
+            lat: self.lat.since(&o.lat),
+            wakeups: self.wakeups.saturating_sub(o.wakeups),
+            preemptions: self.preemptions.saturating_sub(o.preemptions),
+        }
+    }
+
+    pub fn add(&mut self, o: &RunqStat) {
+        self.lat.add(&o.lat);
+        self.wakeups += o.wakeups;
+        self.preemptions += o.preemptions;
+    }
+}
+
+impl Cumulative for RunqStat {
+    fn since(&self, e: &Self) -> Option<Self> {
+        (self.lat.count >= e.lat.count).then(|| self.minus(e))
+    }
+}
+
+/// The cumulative totals of every wait, CPUs summed.
+pub fn read_stat(runq: &Runq) -> Result<RunqStat> {
+    Ok(RunqStat::sum(&percpu::values::<types::runq_stat>(
         &runq.maps.runq,
         0,
     )?))
+}
+
+/// The cumulative run-queue latency histogram, CPUs summed.
+pub fn read_total(runq: &Runq) -> Result<Log2Hist> {
+    Ok(read_stat(runq)?.lat)
+}
+
+/// The breakdown's entries (tgid or cgroup id), cumulative, CPUs summed.
+pub fn read_keys(runq: &Runq) -> Result<Vec<(u64, RunqStat)>> {
+    let map = &runq.maps.runq_keys;
+    let mut out = Vec::new();
+    for k in map.keys() {
+        let Ok(raw) = <[u8; 8]>::try_from(k.as_slice()) else {
+            continue;
+        };
+        let Some(vals) = map.lookup_percpu(&k, libbpf_rs::MapFlags::ANY)? else {
+            continue;
+        };
+        let cpus: Vec<types::runq_stat> = vals.iter().map(|v| plain_prefix(v)).collect();
+        out.push((u64::from_ne_bytes(raw), RunqStat::sum(&cpus)));
+    }
+    Ok(out)
+}
+
+/// A process's name in the breakdown (its leader's name when first seen).
+pub fn process_name(runq: &Runq, tgid: u64) -> Option<String> {
+    let v = runq
+        .maps
+        .runq_comms
+        .lookup(&tgid.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        .ok()??;
+    let c: types::runq_comm = plain_prefix(&v);
+    Some(comm_text(&c.comm))
 }
 
 /// The runq tracer as the dashboard and the exporter hold it.
@@ -112,8 +229,8 @@ pub struct RunqTracer {
 }
 
 impl RunqTracer {
-    pub fn load(f: &LiveFilter) -> Result<Box<dyn Tracer>> {
-        let (way, runq, links) = load_best(&Scope::live(), Some(f))?;
+    pub fn load(cfg: &LoadConfig) -> Result<Box<dyn Tracer>> {
+        let (way, runq, links) = load_best(&cfg.make_scope()?, Some(&cfg.filter))?;
         Ok(Box::new(RunqTracer { runq, way, links }))
     }
 }
@@ -148,15 +265,24 @@ impl Tracer for RunqTracer {
     }
 
     fn losses(&self) -> Result<Losses> {
-        Losses::read(&self.runq.maps.losses)
+        Losses::read(&self.runq.maps.losses)?.with_missed(self.runq.object())
     }
 
     fn programs(&self) -> Vec<BorrowedFd<'_>> {
         attach::loaded_programs(self.runq.object())
     }
 
+    fn program_names(&self) -> Vec<String> {
+        attach::loaded_program_names(self.runq.object())
+    }
+
     fn sample(&mut self) -> Result<Sample> {
         Ok(Sample::RunQueue(Box::new(read_total(&self.runq)?)))
+    }
+
+    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+        super::metrics::families(&read_total(&self.runq)?, out);
+        Ok(())
     }
 }
 
@@ -164,4 +290,8 @@ impl Tracer for RunqTracer {
 pub fn check() -> Result<String> {
     let (way, ..) = load_best(&Scope::default(), None)?;
     Ok(format!("via {way}"))
+}
+
+pub fn losses(runq: &Runq) -> Result<Losses> {
+    Losses::read(&runq.maps.losses)?.with_missed(runq.object())
 }

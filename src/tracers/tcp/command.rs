@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::output::Output;
@@ -149,6 +150,7 @@ pub fn run(args: TcpArgs) -> Result<i32> {
         &mut stream,
         &mut out,
         &tcp.maps.losses,
+        tcp.object(),
         |out, e| {
             if args.life && !e.ends_connection() {
                 return Ok(false);

@@ -43,6 +43,8 @@ pub struct TcpEvent {
     pub pid: Option<u32>,
     pub host_pid: Option<u32>,
     pub comm: Option<String>,
+    /// The owner's cgroup v2 id when the owner was learned.
+    pub cgroup_id: Option<u64>,
     pub family: Family,
     pub saddr: IpAddr,
     pub sport: u16,
@@ -101,6 +103,7 @@ pub fn decode(data: &[u8]) -> Option<TcpEvent> {
         },
         host_pid: (owner && crate::core::pidns::in_child_ns()).then_some(ev.pid),
         comm,
+        cgroup_id: owner.then_some(ev.cgroup_id),
         family,
         saddr: addr(family, &ev.saddr),
         sport: ev.sport,

@@ -4,5 +4,6 @@
 pub mod command;
 pub mod event;
 pub mod filter;
+pub mod metrics;
 pub mod skel;
 pub mod tracer;

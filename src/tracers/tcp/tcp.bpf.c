@@ -338,6 +338,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 			bpf_get_current_comm(c->comm, sizeof(c->comm));
 			c->owner_known = 1;
 			c->in_scope = owner_in_scope_now();
+			c->cgroup_id = bpf_get_current_cgroup_id();
 		}
 		if (newstate == TCPS_SYN_SENT)
 			c->syn_sent = 1;
@@ -351,6 +352,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 			in_scope = c->in_scope;
 			ev->pid = c->pid;
 			ev->ns_pid = c->ns_pid;
+			ev->cgroup_id = c->cgroup_id;
 			__builtin_memcpy(ev->comm, c->comm, sizeof(ev->comm));
 			ev->flags |= TCP_EV_OWNER;
 		}
@@ -362,6 +364,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 		in_scope = owner_in_scope_now();
 		ev->pid = owner;
 		ev->ns_pid = current_ns_tgid();
+		ev->cgroup_id = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 		ev->flags |= TCP_EV_OWNER;
 	}

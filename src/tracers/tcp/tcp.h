@@ -83,6 +83,7 @@ struct tcp_event {
 	char comm[COMM_LEN];   /* owner's command name, valid with TCP_EV_OWNER */
 	__u32 ns_pid;          /* owner's tgid in btrace's pid namespace (0: outside, or none) */
 	__u32 _pad2;
+	__u64 cgroup_id;       /* owner's cgroup v2 id when it was learned, valid with TCP_EV_OWNER */
 };
 
 /* What the kernel keeps per socket between transitions. */
@@ -97,6 +98,7 @@ struct tcp_conn {
 	char comm[COMM_LEN];
 	__u32 ns_pid;          /* the owner in btrace's pid namespace (see task_hdr) */
 	__u32 _pad;
+	__u64 cgroup_id;       /* the owner's cgroup v2 id */
 };
 
 #endif

@@ -15,7 +15,8 @@ use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
 use crate::model::histogram::Log2Hist;
-use crate::tracers::{LiveFilter, Sample, Tracer};
+use crate::model::metrics::Metrics;
+use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
 use super::event::{self, TcpEvent};
 use super::filter::{FilterSpec, TcpFilter};
@@ -273,7 +274,7 @@ pub fn events(tcp: &Tcp) -> Result<EventStream<TcpEvent>> {
 }
 
 pub fn losses(tcp: &Tcp) -> Result<Losses> {
-    Losses::read(&tcp.maps.losses)
+    Losses::read(&tcp.maps.losses)?.with_missed(tcp.object())
 }
 
 /// The tcp tracer as the dashboard and the exporter hold it.
@@ -283,24 +284,39 @@ pub struct TcpTracer {
     filter: TcpFilter,
     events: EventStream<TcpEvent>,
     links: Vec<Link>,
+    /// The dashboard's cgroup filter, applied here to the owner's cgroup each event
+    /// carries (the kernel program keeps no run-time cgroup test for sockets).
+    live_cgroup: Option<crate::core::scope::LiveCgroup>,
 }
 
 impl TcpTracer {
-    pub fn load(f: &LiveFilter) -> Result<Box<dyn Tracer>> {
+    /// For the dashboard, events; for the exporter, only the kernel's counters.
+    pub fn load(cfg: &LoadConfig) -> Result<Box<dyn Tracer>> {
+        let f = &cfg.filter;
         let spec = FilterSpec {
             ports: f.port.into_iter().collect(),
             ..Default::default()
         };
-        let (way, tcp, mut filter, links) =
-            load_best(&TcpOptions::default(), &spec, &Scope::live())?;
+        let exporter = cfg.mode == Mode::Exporter;
+        let opts = TcpOptions {
+            events: !exporter,
+            stats: exporter,
+            ..Default::default()
+        };
+        let (way, tcp, mut filter, links) = load_best(&opts, &spec, &cfg.make_scope()?)?;
         filter.set_pid_tree(f.pid)?;
         let events = events(&tcp)?;
+        let live_cgroup = match &f.cgroup {
+            Some(spec) => Some(crate::core::scope::LiveCgroup::resolve(spec)?.0),
+            None => None,
+        };
         Ok(Box::new(TcpTracer {
             tcp,
             way,
             filter,
             events,
             links,
+            live_cgroup,
         }))
     }
 }
@@ -330,6 +346,10 @@ impl Tracer for TcpTracer {
     }
 
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
+        self.live_cgroup = match &f.cgroup {
+            Some(spec) => Some(crate::core::scope::LiveCgroup::resolve(spec)?.0),
+            None => None,
+        };
         self.filter.set_pid_tree(f.pid)?;
         self.filter
             .set_ports(&f.port.into_iter().collect::<Vec<_>>())
@@ -343,15 +363,27 @@ impl Tracer for TcpTracer {
         attach::loaded_programs(self.tcp.object())
     }
 
+    fn program_names(&self) -> Vec<String> {
+        attach::loaded_program_names(self.tcp.object())
+    }
+
     fn sample(&mut self) -> Result<Sample> {
         // Called on the owner's timer: what is waiting, bounded so one call stays short.
-        Ok(Sample::Tcp(
-            self.events.take_ready(16 * crate::core::stream::BATCH)?,
-        ))
+        let mut events = self.events.take_ready(16 * crate::core::stream::BATCH)?;
+        if let Some(c) = &self.live_cgroup {
+            let ids = c.subtree_ids();
+            events.retain(|e| e.cgroup_id.is_some_and(|id| ids.contains(&id)));
+        }
+        Ok(Sample::Tcp(events))
     }
 
     fn events(&mut self) -> Result<Option<Sample>> {
         self.sample().map(Some)
+    }
+
+    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+        super::metrics::families(&stats(&self.tcp)?, out);
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::{json, Value};
 
 use crate::core::event_out::{HeadArgs, Heads};
@@ -11,6 +12,7 @@ use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
+use crate::core::stacks::{EventStackArgs, EventStacks};
 use crate::core::stream::{pump, EventStream};
 use crate::model::value::{json_args, Marks};
 use crate::resolve::btf::BtfTypes;
@@ -26,6 +28,8 @@ pub struct TracepointArgs {
     pub tracepoint: String,
     #[command(flatten)]
     pub strings: StringArgs,
+    #[command(flatten)]
+    pub stack: EventStackArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -56,7 +60,11 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     // built here, once.
     let types = BtfTypes::vmlinux()?;
     let format = tracefs_format::read(&tracefs, cat, name, &types)?;
-    let decoder = Decoder::new(format, args.strings.string_size, &types);
+    let mut decoder = Decoder::new(format, args.strings.string_size, &types);
+    if args.stack.stack {
+        decoder.layout.add_stacks();
+    }
+    let mut stacks = args.stack.stack.then(EventStacks::new);
     drop(types);
     let mut session = Session::new(c, None)?;
     let scope = Scope::new(session.tgid(), &args.scope)?;
@@ -81,21 +89,43 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
         &mut stream,
         &mut out,
         &tp.maps.losses,
+        tp.object(),
         |out, ev| {
             let fields = decoder.fields(&ev);
+            let sides = match (&mut stacks, decoder.layout.stack_off) {
+                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head),
+                _ => None,
+            };
             if out.json {
                 let mut rec = heads.json(&ev.head);
                 rec.insert("tracepoint".into(), shown.clone().into());
                 let mut marks = Marks::default();
                 rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
                 marks.insert_into(&mut rec);
+                if let Some(sides) = &sides {
+                    EventStacks::insert_json(&mut rec, sides);
+                }
                 out.record(&Value::Object(rec))?;
             } else {
                 out.line(&heads.text_line(&ev.head, start_ns, &shown, &fields, ""))?;
+                if let Some(sides) = &sides {
+                    for l in EventStacks::text_lines(sides) {
+                        out.line(&l)?;
+                    }
+                }
             }
             Ok(true)
         },
     )?;
+    let mut specific = json!({ "tracepoint": shown });
+    if let Some(es) = &stacks {
+        let sl = es.losses(&tp.maps.stack_losses)?;
+        if out.json {
+            specific["stack_losses"] = sl.json();
+        } else {
+            out.line(&sl.text())?;
+        }
+    }
     session.finish(
         &mut out,
         end,
@@ -104,7 +134,7 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
             hook: "tracepoint",
             counted: Some(("events", events)),
             losses: lost,
-            specific: json!({ "tracepoint": shown }),
+            specific,
         },
     )
 }

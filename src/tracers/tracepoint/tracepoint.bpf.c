@@ -7,7 +7,8 @@
  * __rel_loc char[]), buffers with a length field beside them (exactly that many bytes, at
  * most the string size), char ** lists. User space parses the format file and decodes
  * the fields; it tells this program, before load, how many bytes to copy, where the
- * fields and their slots are, and the string size. */
+ * fields and their slots are, and the string size. With --stack, the kernel and user
+ * stacks of the task follow the slots (struct stack_slot, stacks.h). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -16,6 +17,7 @@
 #include "losses.h"
 #include "scope.h"
 #include "strings.h"
+#include "stacks.h"
 #include "task_event.h"
 #include "tracepoint.h"
 
@@ -33,6 +35,8 @@ const volatile __u32 tp_slot_off[TP_MAX_SLOTS] = {};   /* the slot, in our recor
 const volatile __u16 tp_len_off[TP_MAX_SLOTS] = {};    /* TP_SLOT_BUF: the length field */
 const volatile __u8 tp_len_size[TP_MAX_SLOTS] = {};    /* its size: 1, 2, 4 or 8 */
 const volatile bool tp_len_signed[TP_MAX_SLOTS] = {};  /* a negative length means none */
+const volatile bool tp_want_stack = false;         /* --stack: both stacks in the record */
+const volatile __u32 tp_stack_off = 0;             /* where (struct stack_slot), 8-aligned */
 
 /* Types user space decodes (kept in the skeleton's BTF). */
 const volatile struct task_hdr _task_hdr_type = {};
@@ -147,6 +151,8 @@ int tp_record(void *ctx)
 			read_argv(slot, str_size, str_slot_bytes, field_ptr(ctx, i));
 		}
 	}
+	if (tp_want_stack)
+		read_stacks(ctx, e + tp_stack_off);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -44,8 +44,19 @@ pub struct Layout {
     /// Bytes kept of a string (--string-size).
     pub str_size: usize,
     pub slots: Vec<SlotPlan>,
-    /// Bytes of a whole record: task header, fixed record, slots.
+    /// Bytes of a whole record: task header, fixed record, slots, stacks.
     pub rec_size: usize,
+    /// --stack: where both stacks are (struct stack_slot).
+    pub stack_off: Option<usize>,
+}
+
+impl Layout {
+    /// Room for both stacks of the task (--stack) after the slots.
+    pub fn add_stacks(&mut self) {
+        let off = self.rec_size.next_multiple_of(8);
+        self.stack_off = Some(off);
+        self.rec_size = off + std::mem::size_of::<crate::core::abi::types::stack_slot>();
+    }
 }
 
 pub fn layout(format: &Format, str_size: usize) -> Layout {
@@ -91,6 +102,7 @@ pub fn layout(format: &Format, str_size: usize) -> Layout {
         str_size,
         slots: plans,
         rec_size: off,
+        stack_off: None,
     }
 }
 
@@ -129,6 +141,10 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
             ro.tp_n_slots = layout.slots.len() as u32;
             ro.str_size = layout.str_size as u32;
             ro.str_slot_bytes = slots::slot_bytes(layout.str_size) as u32;
+            if let Some(off) = layout.stack_off {
+                ro.tp_want_stack = true;
+                ro.tp_stack_off = off as u32;
+            }
             for (i, s) in layout.slots.iter().enumerate() {
                 ro.tp_field_off[i] = s.field_off;
                 ro.tp_slot_kind[i] = s.kind;

@@ -5,6 +5,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::HeadArgs;
@@ -13,6 +14,7 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Step};
 use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
+use crate::core::stacks::EventStackArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
 use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
@@ -44,6 +46,8 @@ pub struct UprobeArgs {
     pub max_inflight: Option<u32>,
     #[command(flatten)]
     pub strings: StringArgs,
+    #[command(flatten)]
+    pub stack: EventStackArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -78,7 +82,13 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     if args.count {
         return run_count(&args);
     }
-    func::check_flags(args.ret, args.hist, args.max_inflight, &args.interval)?;
+    func::check_flags(
+        args.ret,
+        args.hist,
+        args.stack.stack,
+        args.max_inflight,
+        &args.interval,
+    )?;
     crate::core::system::preflight()?;
     let target = resolve(&args.probe, c.pid)?;
     let mut session = Session::new(c, args.interval.interval)?;
@@ -93,6 +103,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         args.strings.string_size,
     );
     plan.hist = args.hist;
+    plan.stack = args.stack.stack;
     let probe = Probe::Func {
         path: &target.path,
         offset: target.func.offset,
@@ -119,6 +130,8 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         events: &skel.maps.events,
         losses: &skel.maps.losses,
         latency: &skel.maps.latency,
+        stack_losses: &skel.maps.stack_losses,
+        object: skel.object(),
     };
     if plan.hist {
         func::print_hists(&mut session, c, &run, &maps)
@@ -133,6 +146,9 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
     let c = &args.common;
     if args.max_inflight.is_some() {
         bail!("--max-inflight bounds the calls waiting for their return: --count has none");
+    }
+    if args.stack.stack {
+        bail!("--stack records the stacks of each event: --count prints no events");
     }
     crate::core::system::preflight()?;
     let (target, pattern) = args
@@ -223,7 +239,9 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         Ok(())
     })?;
     print(&mut out)?;
-    let losses = crate::core::stream::LossWatch::default().check(&skel.maps.losses, out.json)?;
+    let losses = crate::core::stream::LossWatch::default()
+        .check(&skel.maps.losses, out.json)?
+        .with_missed(skel.object())?;
     let path = path.to_string_lossy().into_owned();
     session.finish(
         &mut out,

@@ -25,7 +25,7 @@ int func_uprobe(struct pt_regs *ctx)
 	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
 	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
 	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
-	finish(e);
+	finish(ctx, e);
 	return 0;
 }
 
@@ -77,6 +77,6 @@ int func_usdt(struct pt_regs *ctx)
 			bpf_usdt_arg(ctx, i, (long *)&v);
 		e->args[i] = v;
 	}
-	finish(e);
+	finish(ctx, e);
 	return 0;
 }

@@ -5,12 +5,14 @@
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
+use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::HeadArgs;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Session, TraceArgs};
+use crate::core::stacks::EventStackArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
 use crate::resolve::usdt::{self, UsdtProbe};
@@ -27,6 +29,8 @@ pub struct UsdtArgs {
     /// List the USDT probes of TARGET and exit
     #[arg(long)]
     pub list: bool,
+    #[command(flatten)]
+    pub stack: EventStackArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -113,7 +117,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         );
     };
     let mut session = Session::new(c, None)?;
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         &format!("{provider}:{name}"),
         Some(proto(found)),
         false,
@@ -121,6 +125,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         Scope::new(session.tgid(), &args.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
+    plan.stack = args.stack.stack;
     let probe = Probe::Usdt {
         path: &path,
         provider,
@@ -153,6 +158,8 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         events: &skel.maps.events,
         losses: &skel.maps.losses,
         latency: &skel.maps.latency,
+        stack_losses: &skel.maps.stack_losses,
+        object: skel.object(),
     };
     func::stream_events(&mut session, c, &args.heads, &run, &maps)
 }

@@ -8,9 +8,9 @@
 # 6.10; __rcu_read_lock exists only with CONFIG_PREEMPT_RCU, which Debian's 5.10 lacks).
 # COMBOS: k = kprobe, K = kprobe --ret, f = fentry, F = fentry --ret (fexit); h = hot:
 # must see events within 0.3 s. LETTERS>=VERSION: those combos only from that kernel on:
-#  - F>=5.12 on _raw_spin_lock: before 5.12 trampolines have no per-program recursion
+#  - fF>=5.12 on _raw_spin_lock: before 5.12 trampolines have no per-program recursion
 #    check, and the fentry program's entry-store update takes _raw_spin_lock again: btrace
-#    refuses it there (see kprobe_fentry_reentry);
+#    refuses fentry on the spin-lock family there (see kprobe_fentry_reentry);
 #  - fF>=5.17 on vfs_read/vfs_write: their `loff_t *` argument cannot be read from an
 #    fentry program before 5.17 (verifier: "arg3 type INT is not a struct"), btrace's
 #    load fails with EACCES;
@@ -23,24 +23,13 @@ kKfFh __kmalloc_noprof|__kmalloc
 kFh   kmem_cache_alloc_noprof|kmem_cache_alloc
 kKfFh kfree fF>=6.16
 kKh   __rcu_read_lock
-kKfFh _raw_spin_lock F>=5.12
+kKfFh _raw_spin_lock fF>=5.12
 kF    mutex_lock
 Kf    try_to_wake_up
 kKfF  tcp_sendmsg
 kFh   vfs_read fF>=5.17
 Kfh   vfs_write fF>=5.17
 "
-
-# soak_pick NAMES: the first of NAMES (a|b|c) that is a function in /proc/kallsyms.
-soak_pick() {
-    for _n in $(echo "$1" | tr '|' ' '); do
-        if grep -q -E " [tT] $_n\$" /proc/kallsyms; then
-            echo "$_n"
-            return 0
-        fi
-    done
-    return 1
-}
 
 # Background load until /tmp/soak.stop exists: TCP (connect, accept, send, close), file
 # opens, reads and writes, thread starts, wake-ups, and getppid spread over both CPUs.
@@ -99,7 +88,7 @@ kprobe_soak() {
     SOAK_N=0 SOAK_BAD="" skipped="" t0=$(date +%s)
     echo "$SOAK_FUNCS" | while read -r combos names need; do
         [ -n "$combos" ] || continue
-        if ! f=$(soak_pick "$names"); then
+        if ! f=$(kallsyms_pick "$names"); then
             echo "skip $names: not in /proc/kallsyms"
             printf '%s (not in kallsyms); ' "$names" >>/tmp/soak.skipped
             continue

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace exec`: every execve and execveat call: the program, its arguments (bounded,
+//! cuts marked), the parent and its command line, and the result (failed calls too).
+
+use anyhow::Result;
+use clap::Args;
+use libbpf_rs::skel::Skel;
+use serde_json::json;
+
+use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::stream::pump;
+
+use super::event::CmdLines;
+use super::tracer::{self, Config, Hook, HOOKS};
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub common: TraceArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub heads: HeadArgs,
+    /// Only calls that failed
+    #[arg(long)]
+    pub fails: bool,
+    /// Bound of the store of execs in flight at once (default 512; about 9.6 KB each,
+    /// preallocated in the kernel)
+    #[arg(long, value_name = "N", value_parser = tracer::parse_max_inflight)]
+    pub max_inflight: Option<u32>,
+    /// Use only this hook, no fallback (default: the syscall tracepoints, else raw_tp)
+    #[arg(long, value_enum)]
+    pub hook: Option<Hook>,
+}
+
+pub fn run(args: ExecArgs) -> Result<i32> {
+    let c = &args.common;
+    crate::core::system::preflight()?;
+    let mut session = Session::new(c, None)?;
+    let cfg = Config {
+        scope: Scope::new(session.tgid(), &args.scope)?,
+        fails_only: args.fails,
+        max_inflight: args.max_inflight,
+    };
+    let mut hooks = HOOKS.to_vec();
+    hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
+    let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
+    let mut stream = tracer::events(&obj)?;
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut heads = Heads::new(&args.heads);
+    let mut lines = CmdLines::new()?;
+    if !out.json {
+        out.line(&heads.text_header("CALL"))?;
+        out.flush()?;
+    }
+    let start_ns = crate::core::system::monotonic_ns();
+    let what = if args.fails { "failed execs" } else { "execs" };
+    session.attached(what)?;
+    let (end, shown, lost) = pump(
+        &mut session,
+        &mut stream,
+        &mut out,
+        &obj.maps.losses,
+        obj.object(),
+        |out, ev| {
+            let parent = lines.of(ev.ppid);
+            let ppid = lines.ns_pid(ev.ppid);
+            if ev.ret == 0 {
+                if let Some(argv) = &ev.argv {
+                    lines.learn(ev.head.pid, argv);
+                }
+            }
+            if out.json {
+                out.record(&ev.to_json(&mut heads, ppid, &parent))?;
+            } else {
+                out.line(&ev.text(&mut heads, start_ns, ppid, &parent))?;
+            }
+            Ok(true)
+        },
+    )?;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what,
+            hook: &hook.to_string(),
+            counted: Some(("events", shown)),
+            losses: lost,
+            specific: json!({}),
+        },
+    )
+}

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The leaf module of the exec tracer: its generated skeleton and the kernel ABI it
+//! shares with exec.bpf.c (exec.h).
+
+#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/exec.skel.rs"));
+}
+pub use generated::*;
+
+crate::skel_kind!(ExecKind, ExecSkel);
+
+/// A loaded exec object with its storage.
+pub type ExecObj = crate::core::skel::Loaded<ExecKind>;
+
+/// Bytes kept of the filename and of one argument.
+pub const PATH_SIZE: usize = types::exec_limits::EXEC_PATH_SIZE.0 as usize;
+pub const ARG_SIZE: usize = types::exec_limits::EXEC_ARG_SIZE.0 as usize;
+/// Default bound of the execs in flight at once.
+pub const MAX_INFLIGHT: u32 = types::exec_limits::EXEC_MAX_INFLIGHT.0;
+
+// SAFETY: a plain C struct of integers and chars, as generated from the object's BTF:
+// every bit pattern is a valid value.
+unsafe impl plain::Plain for types::exec_event {}

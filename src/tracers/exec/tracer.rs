@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The exec tracer: the syscall tracepoints of execve and execveat (or raw_tp on every
+//! syscall where those tracepoints do not exist), one record per finished call.
+
+use std::fmt;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::Link;
+
+use crate::core::attach;
+use crate::core::losses::Losses;
+use crate::core::scope::Scope;
+use crate::core::stream::EventStream;
+
+use super::event::{self, ExecEvent};
+use super::skel::{types, ExecObj, ExecSkelBuilder, MAX_INFLIGHT};
+
+/// How the calls are caught, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    /// syscalls:sys_enter_execve* / sys_exit_execve*: only these calls run a program.
+    Tracepoint,
+    /// raw_tp sys_enter/sys_exit: every syscall runs a program that checks the number.
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::Tracepoint => "tracepoint",
+            Hook::RawTp => "raw_tp",
+        })
+    }
+}
+
+pub const HOOKS: [Hook; 2] = [Hook::Tracepoint, Hook::RawTp];
+
+/// What is fixed at load time.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub scope: Scope,
+    /// Only failed calls.
+    pub fails_only: bool,
+    /// Bound of the store of execs in flight (default MAX_INFLIGHT).
+    pub max_inflight: Option<u32>,
+}
+
+/// Bytes of one in-flight record (the kernel preallocates the store).
+pub fn record_bytes() -> u64 {
+    std::mem::size_of::<types::exec_event>() as u64
+}
+
+/// `--max-inflight N`, bounded.
+pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
+    crate::core::system::parse_store_size(
+        s,
+        1 << 16,
+        "more execs in flight than any machine runs at once",
+        4,
+        record_bytes(),
+    )
+}
+
+fn syscall_tp_exists(name: &str) -> bool {
+    crate::core::system::tracefs_dir()
+        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
+}
+
+/// Opens, configures, loads and attaches one way.
+pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
+    let tp = hook == Hook::Tracepoint;
+    if tp {
+        crate::core::system::ensure_tracefs()?;
+        if !syscall_tp_exists("sys_enter_execve") {
+            bail!(
+                "no syscalls:sys_enter_execve tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
+            );
+        }
+    }
+    let obj = ExecObj::new(|storage| {
+        let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("exec has rodata")
+            .fails_only = cfg.fails_only;
+        crate::apply_scope!(open, &cfg.scope, !tp);
+        open.maps
+            .exec_inflight
+            .set_max_entries(cfg.max_inflight.unwrap_or(MAX_INFLIGHT))?;
+        let p = &mut open.progs;
+        for (prog, name) in [
+            (&mut p.exec_enter_execve, "sys_enter_execve"),
+            (&mut p.exec_exit_execve, "sys_exit_execve"),
+            (&mut p.exec_enter_execveat, "sys_enter_execveat"),
+            (&mut p.exec_exit_execveat, "sys_exit_execveat"),
+        ] {
+            prog.set_autoload(tp && syscall_tp_exists(name));
+        }
+        p.exec_moved_tp.set_autoload(tp);
+        p.exec_enter_raw.set_autoload(!tp);
+        p.exec_exit_raw.set_autoload(!tp);
+        p.exec_moved_raw.set_autoload(!tp);
+        let obj = open.load()?;
+        cfg.scope.install(&obj.maps.scope_cgroups)?;
+        Ok(obj)
+    })?;
+    let links = attach::attach_loaded(obj.object())?;
+    cfg.scope.seed(&obj.maps.scope_procs)?;
+    Ok((obj, links))
+}
+
+/// Loads and attaches the first of `hooks` this kernel accepts.
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, ExecObj, Vec<Link>)> {
+    let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
+    Ok((hook, obj, links))
+}
+
+/// The tracer's records, decoded.
+pub fn events(obj: &ExecObj) -> Result<EventStream<ExecEvent>> {
+    EventStream::new(&obj.maps.events, event::decode).context("reading exec events")
+}
+
+pub fn losses(obj: &ExecObj) -> Result<Losses> {
+    Losses::read(&obj.maps.losses)?.with_missed(obj.object())
+}
+
+/// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
+pub fn check() -> Result<String> {
+    let cfg = Config {
+        max_inflight: Some(4),
+        ..Default::default()
+    };
+    let (hook, ..) = load_first(&HOOKS, &cfg)?;
+    Ok(format!("via {hook}"))
+}

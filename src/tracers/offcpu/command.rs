@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace offcpu`: where tasks block, by stack: the exact time each (thread, kernel
+//! stack, user stack) spent blocked, as the top stacks, folded stacks, JSON or an SVG
+//! flame graph.
+
+use anyhow::Result;
+use clap::Args;
+use libbpf_rs::skel::Skel;
+use serde_json::json;
+
+use crate::core::losses::Losses;
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
+use crate::core::stream::EventStream;
+use crate::resolve::symbols::Symbolizer;
+
+use super::skel::types::offcpu_val;
+use super::tracer::{self, Config};
+
+#[derive(Args, Debug, Clone)]
+pub struct OffcpuArgs {
+    /// Leave out blocks shorter than US microseconds
+    #[arg(long, value_name = "US", default_value = "1", value_parser = tracer::parse_min_block)]
+    pub min_block: u64,
+    #[command(flatten)]
+    pub stacks: StackOutArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+pub fn run(args: OffcpuArgs) -> Result<i32> {
+    let c = &args.common;
+    crate::core::system::preflight()?;
+    let mut session = Session::new(c, None)?;
+    let cfg = Config {
+        scope: Scope::new(session.tgid(), &args.scope)?,
+        min_block_ns: args.min_block,
+        kernel: !args.stacks.user,
+        user: !args.stacks.kernel,
+        max_stacks: args.stacks.max_stacks,
+    };
+    let (way, o, _links) =
+        tracer::load(&cfg).map_err(|e| anyhow::anyhow!("cannot trace off-CPU time: {e:#}"))?;
+    let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
+    let mut sym = Symbolizer::new();
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    session.attached("off-CPU time")?;
+    let end = session.run(|step| {
+        if let Step::Poll(wait) = step {
+            for seen in procs.poll(wait)? {
+                stacks::capture(&mut sym, &seen);
+            }
+        }
+        Ok(())
+    })?;
+    for seen in procs.poll(std::time::Duration::ZERO)? {
+        stacks::capture(&mut sym, &seen);
+    }
+    let entries: Vec<_> = stacks::read_counts(&o.maps.counts)
+        .into_iter()
+        .map(|(k, v)| {
+            let val: offcpu_val = crate::core::skel::plain_prefix(&v);
+            (k, val.total_ns, val.count)
+        })
+        .collect();
+    let gens = stacks::read_gens(&o.maps.proc_gens);
+    let (all, truncated) =
+        stacks::symbolize_counts(&mut sym, &o.maps.stacks, &gens, &entries, true);
+    let total_ns: u64 = all.iter().map(|s| s.value).sum();
+    let blocks: u64 = all.iter().map(|s| s.count).sum();
+    let mut slosses = StackLosses::read(&o.maps.stack_losses)?;
+    slosses.user_truncated = truncated;
+    stacks::report(
+        &mut out,
+        &all,
+        &args.stacks,
+        Measure::BlockedNs,
+        "btrace offcpu: time blocked (ns)",
+    )?;
+    // Folded stacks are data for other tools: the notes go to stderr.
+    let mut notes;
+    let out = if args.stacks.folded {
+        out.flush()?;
+        notes = Output::stderr();
+        &mut notes
+    } else {
+        &mut out
+    };
+    if !out.json {
+        out.line(&slosses.text())?;
+    }
+    session.finish(
+        out,
+        end,
+        Closing {
+            what: "off-CPU time",
+            hook: &way.to_string(),
+            counted: Some(("blocks", blocks)),
+            losses: Losses::read(&o.maps.losses)?.with_missed(o.object())?,
+            specific: json!({
+                "total_ns": total_ns,
+                "min_block_us": args.min_block / 1000,
+                "stacks": all.len(),
+                "stack_losses": slosses.json(),
+            }),
+        },
+    )
+}

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* btrace offcpu: time tasks spend blocked (off a CPU, not runnable), by stack.
+ *
+ * At sched_switch, a task that leaves the CPU blocked (not preempted, state not
+ * TASK_RUNNING) has its kernel and user stacks walked (it is still the current task) and
+ * kept with the time in a per-task store; when sched_wakeup makes it runnable again, the
+ * time since is added to the count of (process, thread, name, stacks) in a hash, with the
+ * exact nanoseconds (a block whose wakeup was not seen ends when sched_switch puts the
+ * task on a CPU). Blocks shorter than --min-block are left out. The wait for a CPU after
+ * the wakeup, like a preempted task's, is run-queue latency, not blocked time: on a busy
+ * machine it would inflate every block.
+ *
+ * Two ways, as separate programs; user space enables the cheapest the kernel takes:
+ * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by thread id. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "abi.h"
+#include "losses.h"
+#include "scope.h"
+#include "compat.h"
+#include "stacks.h"
+#include "stack_procs.h"
+#include "offcpu.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define TASK_RUNNING 0
+#define PF_EXITING 0x00000004
+
+/* Set by user space before load. */
+const volatile __u64 min_block_ns = 0;
+const volatile bool want_kernel = true;
+const volatile bool want_user = true;
+
+/* Types user space decodes (kept in the skeleton's BTF). */
+const volatile struct offcpu_val _offcpu_val_type = {};
+const volatile struct offcpu_start _offcpu_start_type = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384); /* user space sets the bound (--max-stacks) */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, STACK_MAX_DEPTH * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* user space sets the bound */
+	__type(key, struct stack_key);
+	__type(value, struct offcpu_val);
+} counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct offcpu_start);
+} start_task SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* user space sets the bound */
+	__type(key, __u32);
+	__type(value, struct offcpu_start);
+} start_hash SEC(".maps");
+
+static __always_inline void add_block(struct stack_key *key, __u64 ns)
+{
+	struct offcpu_val *v = bpf_map_lookup_elem(&counts, key), one = { ns, 1 };
+
+	if (!v) {
+		if (!bpf_map_update_elem(&counts, key, &one, BPF_NOEXIST))
+			return;
+		/* Made meanwhile on another CPU, or the store is full. */
+		v = bpf_map_lookup_elem(&counts, key);
+		if (!v) {
+			count_loss(LOSS_MAP_FULL);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&v->total_ns, ns);
+	__sync_fetch_and_add(&v->count, 1);
+}
+
+/* The task leaving the CPU (the current task): whether it blocks, in scope; its stacks
+ * and the time go into `s`. */
+static __always_inline bool blocked_out(void *ctx, bool preempt, struct task_struct *prev,
+					struct offcpu_start *s)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	if (preempt || task_state(prev) == TASK_RUNNING)
+		return false;
+	/* An exiting task's last switches: it does not come back. */
+	if (BPF_CORE_READ(prev, flags) & PF_EXITING)
+		return false;
+	if ((__u32)id == 0 || !scope_current())
+		return false;
+	__builtin_memset(s, 0, sizeof(*s));
+	s->key.pid = id >> 32;
+	s->key.tid = (__u32)id;
+	bpf_get_current_comm(s->key.comm, sizeof(s->key.comm));
+	s->key.kernel_id = want_kernel ? stack_id(ctx, &stacks, false) : STACK_NONE;
+	s->key.user_id = want_user ? stack_id(ctx, &stacks, true) : STACK_NONE;
+	if (s->key.user_id >= 0)
+		s->key.gen = proc_gen(id);
+	s->ts_ns = bpf_ktime_get_ns();
+	return true;
+}
+
+/* The task coming back: its block, if it was long enough. */
+static __always_inline void back_in(struct offcpu_start *s)
+{
+	__u64 ns = bpf_ktime_get_ns() - s->ts_ns;
+
+	if (ns >= min_block_ns)
+		add_block(&s->key, ns);
+}
+
+/* ---- tp_btf + task storage ---- */
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct offcpu_start s, *st;
+
+	if (blocked_out(ctx, preempt, prev, &s)) {
+		st = bpf_task_storage_get(&start_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (st)
+			*st = s;
+		else
+			count_loss(LOSS_MAP_FULL);
+	}
+	st = bpf_task_storage_get(&start_task, next, 0, 0);
+	if (st && st->ts_ns) {
+		back_in(st);
+		st->ts_ns = 0;
+	}
+	return 0;
+}
+
+/* The wakeup ends the block (runs in the waker's context, before `p` can be switched in:
+ * it is enqueued under its run queue's lock). */
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(offcpu_wakeup_btf, struct task_struct *p)
+{
+	struct offcpu_start *st = bpf_task_storage_get(&start_task, p, 0, 0);
+
+	if (st && st->ts_ns) {
+		back_in(st);
+		st->ts_ns = 0;
+	}
+	return 0;
+}
+
+/* ---- raw_tp + bounded hash keyed by thread id ---- */
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct offcpu_start s, *st;
+	__u32 tid;
+
+	if (blocked_out(ctx, preempt, prev, &s)) {
+		tid = s.key.tid;
+		if (bpf_map_update_elem(&start_hash, &tid, &s, BPF_ANY))
+			count_loss(LOSS_MAP_FULL);
+	}
+	tid = BPF_CORE_READ(next, pid);
+	st = bpf_map_lookup_elem(&start_hash, &tid);
+	if (st) {
+		back_in(st);
+		bpf_map_delete_elem(&start_hash, &tid);
+	}
+	return 0;
+}
+
+SEC("raw_tp/sched_wakeup")
+int BPF_PROG(offcpu_wakeup_raw, struct task_struct *p)
+{
+	struct offcpu_start *st;
+	__u32 tid = BPF_CORE_READ(p, pid);
+
+	st = bpf_map_lookup_elem(&start_hash, &tid);
+	if (st) {
+		back_in(st);
+		bpf_map_delete_elem(&start_hash, &tid);
+	}
+	return 0;
+}

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The off-CPU profiler: time tasks spend blocked, by stack, from sched_switch to
+//! sched_wakeup (offcpu.bpf.c), the cheapest way this kernel allows: tp_btf with task storage, else
+//! raw_tp with a bounded hash.
+
+use std::fmt;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::Link;
+
+use crate::core::attach;
+use crate::core::scope::Scope;
+
+use super::skel::{Offcpu, OffcpuSkelBuilder};
+
+/// The hooks and per-task store, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// tp_btf on sched_switch, the switch-out kept in task storage (5.11+).
+    TpBtfTask,
+    /// raw_tp, the switch-out kept in a bounded hash keyed by thread id.
+    RawTpHash,
+}
+
+pub const WAYS: [Way; 2] = [Way::TpBtfTask, Way::RawTpHash];
+
+impl fmt::Display for Way {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Way::TpBtfTask => "tp_btf+task_storage",
+            Way::RawTpHash => "raw_tp+hash",
+        })
+    }
+}
+
+/// Bound of the counts hash and of the hash store (threads blocked at once).
+pub const MAX_COUNTS: u32 = 65536;
+pub const MAX_BLOCKED: u32 = 65536;
+pub const MAX_PROCS: u32 = 65536;
+
+pub struct Config {
+    pub scope: Scope,
+    pub min_block_ns: u64,
+    pub kernel: bool,
+    pub user: bool,
+    pub max_stacks: u32,
+}
+
+fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
+    let skel = Offcpu::new(|storage| {
+        let mut open = crate::skel_builder!(OffcpuSkelBuilder).open(storage)?;
+        {
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("offcpu has rodata");
+            ro.min_block_ns = cfg.min_block_ns;
+            ro.want_kernel = cfg.kernel;
+            ro.want_user = cfg.user;
+        }
+        crate::apply_scope!(open, &cfg.scope, true);
+        open.maps.stacks.set_max_entries(cfg.max_stacks)?;
+        open.maps.counts.set_max_entries(MAX_COUNTS)?;
+        open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
+        let btf = way == Way::TpBtfTask;
+        open.progs.offcpu_switch_btf.set_autoload(btf);
+        open.progs.offcpu_switch_raw.set_autoload(!btf);
+        open.progs.offcpu_wakeup_btf.set_autoload(btf);
+        open.progs.offcpu_wakeup_raw.set_autoload(!btf);
+        if btf {
+            open.maps.start_hash.set_max_entries(1)?;
+        } else {
+            open.maps.start_task.set_autocreate(false)?;
+            open.maps.start_hash.set_max_entries(MAX_BLOCKED)?;
+        }
+        let o = open.load()?;
+        cfg.scope.install(&o.maps.scope_cgroups)?;
+        Ok(o)
+    })?;
+    // Process tracking and the tree before the switches are seen.
+    let mut links = crate::core::scope::attach_tree(skel.object())?;
+    links.push(
+        skel.progs
+            .procs_exec
+            .attach()
+            .context("attaching procs_exec")?,
+    );
+    links.push(
+        skel.progs
+            .procs_exit
+            .attach()
+            .context("attaching procs_exit")?,
+    );
+    let sw = match way {
+        Way::TpBtfTask => skel.progs.offcpu_switch_btf.attach(),
+        Way::RawTpHash => skel.progs.offcpu_switch_raw.attach(),
+    }
+    .context("attaching to sched_switch")?;
+    links.push(sw);
+    let wake = match way {
+        Way::TpBtfTask => skel.progs.offcpu_wakeup_btf.attach(),
+        Way::RawTpHash => skel.progs.offcpu_wakeup_raw.attach(),
+    }
+    .context("attaching to sched_wakeup")?;
+    links.push(wake);
+    cfg.scope.seed(&skel.maps.scope_procs)?;
+    Ok((skel, links))
+}
+
+/// Loads and attaches the cheapest way this kernel accepts.
+pub fn load(cfg: &Config) -> Result<(Way, Offcpu, Vec<Link>)> {
+    let (way, (o, links)) = attach::first_that_works(&WAYS, |w| load_way(w, cfg))?;
+    Ok((way, o, links))
+}
+
+/// Whether the profiler works here (btrace doctor): loaded and attached for real.
+pub fn check() -> Result<String> {
+    let (way, ..) = load(&Config {
+        scope: Scope::default(),
+        min_block_ns: 0,
+        kernel: true,
+        user: true,
+        max_stacks: 64,
+    })?;
+    Ok(format!("via {way}"))
+}
+
+/// `--min-block US`: microseconds, as a bound in nanoseconds.
+pub fn parse_min_block(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(us) if us <= 3_600_000_000 => Ok(us * 1000),
+        _ => Err(format!(
+            "'{s}' is not a number of microseconds (0 to 3600000000)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_block() {
+        assert_eq!(parse_min_block("50"), Ok(50_000));
+        assert!(parse_min_block("-1").is_err());
+    }
+}

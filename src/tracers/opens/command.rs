@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace open`: every open, openat, openat2 and creat call, with its path, flags,
+//! mode and result (file descriptor or error by name).
+
+use anyhow::Result;
+use clap::Args;
+use libbpf_rs::skel::Skel;
+use serde_json::json;
+
+use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::slots::StringArgs;
+use crate::core::stream::pump;
+
+use super::tracer::{self, Config, Hook, HOOKS};
+
+#[derive(Args, Debug, Clone)]
+pub struct OpenArgs {
+    #[command(flatten)]
+    pub common: TraceArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub heads: HeadArgs,
+    #[command(flatten)]
+    pub strings: StringArgs,
+    /// Only calls that failed
+    #[arg(long)]
+    pub fails: bool,
+    /// Only paths that start with P, as the program passed them (a relative path is not
+    /// made absolute); filtered in the kernel
+    #[arg(long, value_name = "P")]
+    pub path_prefix: Option<String>,
+    /// Bound of the per-thread store (threads that open files, alive at once; default:
+    /// twice the threads alive now, at least 32768)
+    #[arg(long, value_name = "N", value_parser = crate::tracers::hist::tracer::parse_max_threads)]
+    pub max_threads: Option<u32>,
+    /// Use only this hook, no fallback (default: the syscall tracepoints, else raw_tp)
+    #[arg(long, value_enum)]
+    pub hook: Option<Hook>,
+}
+
+pub fn run(args: OpenArgs) -> Result<i32> {
+    let c = &args.common;
+    let prefix = args
+        .path_prefix
+        .as_deref()
+        .map(tracer::parse_prefix)
+        .transpose()?;
+    crate::core::system::preflight()?;
+    let mut session = Session::new(c, None)?;
+    let str_size = args.strings.string_size;
+    let cfg = Config {
+        scope: Scope::new(session.tgid(), &args.scope)?,
+        str_size,
+        fails_only: args.fails,
+        prefix,
+        max_threads: args.max_threads,
+    };
+    let mut hooks = HOOKS.to_vec();
+    hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
+    let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
+    let mut stream = tracer::events(&obj, str_size)?;
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut heads = Heads::new(&args.heads);
+    if !out.json {
+        out.line(&heads.text_header("CALL"))?;
+        out.flush()?;
+    }
+    let start_ns = crate::core::system::monotonic_ns();
+    let what = match (&args.path_prefix, args.fails) {
+        (Some(p), true) => format!("failed opens under {p}"),
+        (Some(p), false) => format!("opens under {p}"),
+        (None, true) => "failed opens".to_string(),
+        (None, false) => "opens".to_string(),
+    };
+    session.attached(&what)?;
+    let (end, shown, lost) = pump(
+        &mut session,
+        &mut stream,
+        &mut out,
+        &obj.maps.losses,
+        obj.object(),
+        |out, ev| {
+            if out.json {
+                out.record(&ev.to_json(&mut heads))?;
+            } else {
+                out.line(&ev.text(&mut heads, start_ns))?;
+            }
+            Ok(true)
+        },
+    )?;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: &what,
+            hook: &hook.to_string(),
+            counted: Some(("events", shown)),
+            losses: lost,
+            specific: json!({}),
+        },
+    )
+}

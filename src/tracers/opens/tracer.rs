@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The open tracer: the syscall tracepoints of open, openat, openat2 and creat (or raw_tp
+//! on every syscall where those tracepoints do not exist), one record per finished call.
+
+use std::fmt;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::Link;
+
+use crate::core::attach;
+use crate::core::losses::Losses;
+use crate::core::scope::Scope;
+use crate::core::slots;
+use crate::core::stream::EventStream;
+
+use super::event::{self, OpenEvent};
+use super::skel::{types, OpenObj, OpensSkelBuilder, PREFIX_MAX};
+
+/// Ring buffer between the kernel and btrace (a power of two, in bytes).
+pub const RINGBUF_BYTES: u32 = 4 << 20;
+
+/// How the calls are caught, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    /// syscalls:sys_enter_open* / sys_exit_open*: only these calls run a program.
+    Tracepoint,
+    /// raw_tp sys_enter/sys_exit: every syscall runs a program that checks the number.
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::Tracepoint => "tracepoint",
+            Hook::RawTp => "raw_tp",
+        })
+    }
+}
+
+pub const HOOKS: [Hook; 2] = [Hook::Tracepoint, Hook::RawTp];
+
+/// What is fixed at load time.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub scope: Scope,
+    /// Bytes kept of a path.
+    pub str_size: usize,
+    /// Only failed calls.
+    pub fails_only: bool,
+    /// Only paths starting with these bytes (as the program passed them).
+    pub prefix: Option<Vec<u8>>,
+    /// Bound of the per-thread store (default: twice the threads alive, at least 32768).
+    pub max_threads: Option<u32>,
+}
+
+/// Bytes of one record for a string size.
+pub fn rec_size(str_size: usize) -> usize {
+    std::mem::size_of::<types::open_event>() + slots::slot_bytes(str_size)
+}
+
+/// `--path-prefix P`, checked.
+pub fn parse_prefix(p: &str) -> Result<Vec<u8>> {
+    let b = p.as_bytes();
+    if b.is_empty() {
+        bail!("--path-prefix needs a non-empty path");
+    }
+    if b.len() > PREFIX_MAX {
+        bail!("--path-prefix is at most {PREFIX_MAX} bytes");
+    }
+    Ok(b.to_vec())
+}
+
+/// Whether a syscall tracepoint exists (open and creat are absent on some architectures).
+fn syscall_tp_exists(name: &str) -> bool {
+    crate::core::system::tracefs_dir()
+        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
+}
+
+/// Opens, configures, loads and attaches one way.
+pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
+    if hook == Hook::Tracepoint {
+        crate::core::system::ensure_tracefs()?;
+        if !syscall_tp_exists("sys_enter_openat") {
+            bail!(
+                "no syscalls:sys_enter_openat tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
+            );
+        }
+    }
+    let obj = OpenObj::new(|storage| {
+        let mut open = crate::skel_builder!(OpensSkelBuilder).open(storage)?;
+        {
+            let ro = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("open has rodata");
+            ro.str_size = cfg.str_size as u32;
+            ro.rec_size = rec_size(cfg.str_size) as u32;
+            ro.fails_only = cfg.fails_only;
+            if let Some(p) = &cfg.prefix {
+                ro.prefix_len = p.len() as u32;
+                for (d, s) in ro.path_prefix.iter_mut().zip(p) {
+                    *d = *s as _;
+                }
+            }
+        }
+        let tp = hook == Hook::Tracepoint;
+        crate::apply_scope!(open, &cfg.scope, !tp);
+        open.maps.events.set_max_entries(RINGBUF_BYTES)?;
+        open.maps.ostarts_task.set_autocreate(false)?;
+        open.maps.ostarts_hash.set_max_entries(
+            cfg.max_threads
+                .unwrap_or_else(crate::core::system::default_thread_entries),
+        )?;
+        let p = &mut open.progs;
+        for (prog, name) in [
+            (&mut p.open_enter_open, "sys_enter_open"),
+            (&mut p.open_exit_open, "sys_exit_open"),
+            (&mut p.open_enter_openat, "sys_enter_openat"),
+            (&mut p.open_exit_openat, "sys_exit_openat"),
+            (&mut p.open_enter_openat2, "sys_enter_openat2"),
+            (&mut p.open_exit_openat2, "sys_exit_openat2"),
+            (&mut p.open_enter_creat, "sys_enter_creat"),
+            (&mut p.open_exit_creat, "sys_exit_creat"),
+        ] {
+            prog.set_autoload(tp && syscall_tp_exists(name));
+        }
+        p.open_enter_raw.set_autoload(!tp);
+        p.open_exit_raw.set_autoload(!tp);
+        p.ostarts_reap_raw.set_autoload(!tp);
+        p.ostarts_reap_tp.set_autoload(tp);
+        let obj = open.load()?;
+        cfg.scope.install(&obj.maps.scope_cgroups)?;
+        Ok(obj)
+    })?;
+    let links = attach::attach_loaded(obj.object())?;
+    cfg.scope.seed(&obj.maps.scope_procs)?;
+    Ok((obj, links))
+}
+
+/// Loads and attaches the first of `hooks` this kernel accepts.
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, OpenObj, Vec<Link>)> {
+    let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
+    Ok((hook, obj, links))
+}
+
+/// The tracer's records, decoded.
+pub fn events(obj: &OpenObj, str_size: usize) -> Result<EventStream<OpenEvent>> {
+    EventStream::new(&obj.maps.events, move |d| event::decode(d, str_size))
+        .context("reading open events")
+}
+
+pub fn losses(obj: &OpenObj) -> Result<Losses> {
+    Losses::read(&obj.maps.losses)?.with_missed(obj.object())
+}
+
+/// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
+pub fn check() -> Result<String> {
+    let cfg = Config {
+        str_size: crate::core::abi::STR_SIZE_DEFAULT,
+        max_threads: Some(64),
+        ..Default::default()
+    };
+    let (hook, ..) = load_first(&HOOKS, &cfg)?;
+    Ok(format!("via {hook}"))
+}

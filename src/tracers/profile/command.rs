@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace profile`: what runs on the CPUs, by stack (timed samples on every CPU,
+//! counted in the kernel), symbolized, as the top stacks, folded stacks, JSON or an SVG
+//! flame graph.
+
+use anyhow::Result;
+use clap::Args;
+use libbpf_rs::skel::Skel;
+use serde_json::json;
+
+use crate::core::losses::Losses;
+use crate::core::output::Output;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
+use crate::core::stream::EventStream;
+use crate::resolve::symbols::Symbolizer;
+
+use super::tracer::{self, Config, DEFAULT_HZ};
+
+#[derive(Args, Debug, Clone)]
+pub struct ProfileArgs {
+    /// Samples per second on each CPU (perf's software cpu-clock)
+    #[arg(short = 'F', long = "frequency", value_name = "HZ", default_value_t = DEFAULT_HZ, value_parser = tracer::parse_hz)]
+    pub hz: u64,
+    #[command(flatten)]
+    pub stacks: StackOutArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+pub fn run(args: ProfileArgs) -> Result<i32> {
+    let c = &args.common;
+    crate::core::system::preflight()?;
+    let mut session = Session::new(c, None)?;
+    let cfg = Config {
+        scope: Scope::new(session.tgid(), &args.scope)?,
+        hz: args.hz,
+        kernel: !args.stacks.user,
+        user: !args.stacks.kernel,
+        max_stacks: args.stacks.max_stacks,
+    };
+    let loaded = tracer::load(&cfg)
+        .map_err(|e| anyhow::anyhow!("cannot profile: {}", crate::core::attach::describe(&e)))?;
+    let p = &loaded.skel;
+    let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
+    let mut sym = Symbolizer::new();
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    session.attached(&format!(
+        "CPU samples at {} Hz on {} CPUs",
+        args.hz,
+        loaded.cpus.len()
+    ))?;
+    let end = session.run(|step| {
+        if let Step::Poll(wait) = step {
+            // Each process's maps are read at its first sample, while it lives.
+            for seen in procs.poll(wait)? {
+                stacks::capture(&mut sym, &seen);
+            }
+        }
+        Ok(())
+    })?;
+    for seen in procs.poll(std::time::Duration::ZERO)? {
+        stacks::capture(&mut sym, &seen);
+    }
+    let entries: Vec<_> = stacks::read_counts(&p.maps.counts)
+        .into_iter()
+        .map(|(k, v)| {
+            let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
+            (k, n, n)
+        })
+        .collect();
+    let gens = stacks::read_gens(&p.maps.proc_gens);
+    let (all, truncated) =
+        stacks::symbolize_counts(&mut sym, &p.maps.stacks, &gens, &entries, false);
+    let samples: u64 = all.iter().map(|s| s.value).sum();
+    let mut slosses = StackLosses::read(&p.maps.stack_losses)?;
+    slosses.user_truncated = truncated;
+    let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
+    stacks::report(&mut out, &all, &args.stacks, Measure::Samples, &title)?;
+    // Folded stacks are data for other tools: the notes go to stderr.
+    let mut notes;
+    let out = if args.stacks.folded {
+        out.flush()?;
+        notes = Output::stderr();
+        &mut notes
+    } else {
+        &mut out
+    };
+    if !out.json {
+        out.line(&slosses.text())?;
+    }
+    let losses = Losses::read(&p.maps.losses)?.with_missed(p.object())?;
+    session.finish(
+        out,
+        end,
+        Closing {
+            what: &format!("CPU samples at {} Hz", args.hz),
+            hook: "perf_event",
+            counted: Some(("samples", samples)),
+            losses,
+            specific: json!({
+                "frequency_hz": args.hz,
+                "event": "cpu-clock",
+                "cpus": loaded.cpus.len(),
+                "stacks": all.len(),
+                "stack_losses": slosses.json(),
+            }),
+        },
+    )
+}

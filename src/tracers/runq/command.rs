@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace runqlat`: run-queue latency, how long runnable tasks waited for a CPU, as log2
+//! histograms kept in the kernel; whole, or per process or per cgroup.
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::{json, Map, Value};
+
+use crate::core::delta::Deltas;
+use crate::core::output::Output;
+use crate::core::pidns::PidView;
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Closing, IntervalArgs, Session, Step, TraceArgs};
+use crate::model::units::fmt_ns;
+use crate::resolve::cgroups::CgroupNames;
+
+use super::skel::Runq;
+use super::tracer::{self, By, RunqStat, Way};
+
+/// The hook (and its per-task store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    /// tp_btf with task storage (5.11+)
+    #[value(name = "tp_btf")]
+    TpBtf,
+    /// raw_tp with a bounded hash keyed by thread id
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunqlatArgs {
+    #[command(flatten)]
+    pub common: TraceArgs,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// A histogram per process (of the task that waited)
+    #[arg(long, conflicts_with = "per_cgroup")]
+    pub per_process: bool,
+    /// A histogram per cgroup v2 (of the task that waited)
+    #[arg(long)]
+    pub per_cgroup: bool,
+    /// Show only the N processes or cgroups that waited most often (the rest are summed
+    /// in an "other" row)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Use only this hook, no fallback (default: tp_btf with task storage, else raw_tp)
+    #[arg(long, value_enum)]
+    pub hook: Option<Hook>,
+}
+
+fn stat_fields(s: &RunqStat, total: u64, rec: &mut Map<String, Value>) {
+    rec.insert("unit".into(), "us".into());
+    rec.insert("count".into(), s.lat.count.into());
+    rec.insert("total".into(), total.into());
+    rec.insert("sum_ns".into(), s.lat.sum_ns.into());
+    rec.insert("wakeups".into(), s.wakeups.into());
+    rec.insert("preemptions".into(), s.preemptions.into());
+    rec.insert("buckets".into(), s.lat.json_buckets());
+    s.lat.percentile_fields(rec);
+}
+
+fn stat_line(label: &str, s: &RunqStat) -> String {
+    format!(
+        "@{label}: {} wait{} ({} after a wakeup, {} after a preemption), avg {}{}   (buckets: latency in us)",
+        s.lat.count,
+        if s.lat.count == 1 { "" } else { "s" },
+        s.wakeups,
+        s.preemptions,
+        fmt_ns(s.lat.avg_ns().unwrap_or(0.0)),
+        if s.lat.count > 0 {
+            format!(", {}", s.lat.percentile_text())
+        } else {
+            String::new()
+        },
+    )
+}
+
+struct Printer {
+    by: By,
+    top: Option<usize>,
+    total: Deltas<(), RunqStat>,
+    keys: Deltas<u64, RunqStat>,
+    pids: PidView,
+    cgroups: CgroupNames,
+    interval: Option<u64>,
+}
+
+impl Printer {
+    fn print(&mut self, out: &mut Output, runq: &Runq) -> Result<()> {
+        let now = tracer::read_stat(runq)?;
+        let all = self.total.step(&(), &now);
+        if let (Some(n), false) = (self.interval, out.json) {
+            out.line(&format!("--- interval {n} ---"))?;
+        }
+        let mut head = Map::new();
+        head.insert("type".into(), "runq".into());
+        head.insert("key".into(), "all".into());
+        stat_fields(&all, now.lat.count, &mut head);
+        if let Some(n) = self.interval {
+            head.insert("interval".into(), n.into());
+        }
+        if out.json {
+            out.record(&Value::Object(head))?;
+        } else {
+            out.line(&stat_line("all", &all))?;
+            for row in all.lat.render(40) {
+                out.line(&row)?;
+            }
+            out.line("")?;
+        }
+        if self.by == By::Nothing {
+            out.flush()?;
+            return Ok(());
+        }
+        let mut rows: Vec<(u64, RunqStat, u64)> = tracer::read_keys(runq)?
+            .into_iter()
+            .map(|(k, now)| (k, self.keys.step(&k, &now), now.lat.count))
+            .filter(|(_, d, _)| d.lat.count > 0)
+            .collect();
+        rows.sort_by(|a, b| b.1.lat.count.cmp(&a.1.lat.count).then(a.0.cmp(&b.0)));
+        let shown = self.top.unwrap_or(usize::MAX).min(rows.len());
+        // What the listed rows do not hold: keys beyond the kernel's table, and those
+        // left out by --top. The rows and "other" add up to the total.
+        let mut listed = RunqStat::default();
+        for (_, s, _) in &rows[..shown] {
+            listed.add(s);
+        }
+        let other = all.minus(&listed);
+        for (k, s, total) in &rows[..shown] {
+            let mut rec = Map::new();
+            rec.insert("type".into(), "runq".into());
+            let label = match self.by {
+                By::Process => {
+                    let pid = self.pids.to_ns(*k as u32);
+                    let comm = tracer::process_name(runq, *k);
+                    rec.insert("key".into(), "process".into());
+                    rec.insert("pid".into(), pid.into());
+                    if self.pids.translates() {
+                        rec.insert("host_pid".into(), (*k).into());
+                    }
+                    rec.insert("comm".into(), comm.clone().into());
+                    format!(
+                        "{} [{}]",
+                        comm.unwrap_or_else(|| "?".into()),
+                        pid.map_or_else(|| format!("host {k}"), |p| p.to_string())
+                    )
+                }
+                _ => {
+                    let path = self.cgroups.path(*k).map(str::to_string);
+                    rec.insert("key".into(), "cgroup".into());
+                    rec.insert("cgroup".into(), path.clone().into());
+                    rec.insert("cgroup_id".into(), (*k).into());
+                    path.unwrap_or_else(|| format!("cgroup {k}"))
+                }
+            };
+            stat_fields(s, *total, &mut rec);
+            if let Some(n) = self.interval {
+                rec.insert("interval".into(), n.into());
+            }
+            if out.json {
+                out.record(&Value::Object(rec))?;
+            } else {
+                out.line(&stat_line(&label, s))?;
+                for row in s.lat.render(40) {
+                    out.line(&row)?;
+                }
+                out.line("")?;
+            }
+        }
+        if other.lat.count > 0 {
+            if out.json {
+                let mut rec = Map::new();
+                rec.insert("type".into(), "runq".into());
+                rec.insert("key".into(), "other".into());
+                // A remainder has no "total since start" of its own.
+                stat_fields(&other, other.lat.count, &mut rec);
+                rec.remove("total");
+                if let Some(n) = self.interval {
+                    rec.insert("interval".into(), n.into());
+                }
+                out.record(&Value::Object(rec))?;
+            } else {
+                out.line(&stat_line("other (not listed)", &other))?;
+                out.line("")?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+}
+
+pub fn run(args: RunqlatArgs) -> Result<i32> {
+    let c = &args.common;
+    crate::core::system::preflight()?;
+    let mut session = Session::new(c, args.interval.interval)?;
+    let scope = Scope::new(session.tgid(), &args.scope)?;
+    let by = match (args.per_process, args.per_cgroup) {
+        (true, _) => By::Process,
+        (_, true) => By::Cgroup,
+        _ => By::Nothing,
+    };
+    let mut ways = tracer::WAYS.to_vec();
+    ways.retain(|w| match args.hook {
+        None => true,
+        Some(Hook::TpBtf) => *w == Way::TpBtfTask,
+        Some(Hook::RawTp) => *w == Way::RawTpHash,
+    });
+    let (way, runq, _links) = tracer::load_first(&ways, &scope, None, by)?;
+    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut printer = Printer {
+        by,
+        top: args.top,
+        total: Deltas::default(),
+        keys: Deltas::default(),
+        pids: PidView::new()?,
+        cgroups: CgroupNames::new(),
+        interval: session.interval().map(|_| 0),
+    };
+    session.attached("run-queue latency")?;
+    let end = session.run(|step| {
+        match step {
+            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Interval => {
+                printer.print(&mut out, &runq)?;
+                if let Some(n) = printer.interval.as_mut() {
+                    *n += 1;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    printer.print(&mut out, &runq)?;
+    let (hook, store) = match way {
+        Way::TpBtfTask => ("tp_btf", "task_storage"),
+        Way::RawTpHash => ("raw_tp", "hash"),
+    };
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what: "run-queue latency",
+            hook,
+            counted: None,
+            losses: tracer::losses(&runq)?,
+            specific: json!({ "store": store }),
+        },
+    )
+}

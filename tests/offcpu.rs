@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace offcpu` against the real kernel: 20 sleeps of 50 ms in block_here
+//! (tests/workload/stackload.c) are 1.0 s off CPU on that stack, in 20 blocks.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn twenty_sleeps_of_50_ms_are_one_second_on_their_stack() {
+    let cmd = format!("{} block 20 50", stackload());
+    let wall_file = std::env::temp_dir().join(format!("btrace-offcpu-{}", std::process::id()));
+    let out = std::process::Command::new(btrace_bin())
+        .args(["offcpu", "--json", "-c", &cmd])
+        .env("STACKLOAD_BLOCK_FILE", &wall_file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The wall time the workload measured around its sleeps (sleep, wakeup, wait for a
+    // CPU): an upper bound.
+    let wall: u64 = std::fs::read_to_string(&wall_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let recs = parse_ndjson(&out.stdout);
+    let mine: Vec<&Value> = of_type(&recs, "stack")
+        .into_iter()
+        .filter(|r| r["comm"] == "stackload" && stack_has(r, "user_stack", "block_here"))
+        .collect();
+    assert_eq!(mine.len(), 1, "one stack for the sleeps: {mine:?}");
+    let r = mine[0];
+    let ns = r["total_ns"].as_u64().unwrap();
+    assert_eq!(r["blocks"], 20);
+    eprintln!("{ns} ns blocked; the workload measured {wall} ns around its sleeps");
+    assert!(
+        ns <= wall,
+        "{ns} ns blocked, more than the {wall} ns the sleeps took"
+    );
+    if wall <= 1_100_000_000 {
+        assert!(
+            (900_000_000..=1_100_000_000).contains(&ns),
+            "{ns} ns blocked, want 1.0 s ± 10 %"
+        );
+    } else {
+        // A host busy enough to make the sleeps themselves overrun (timer interrupts of a
+        // descheduled vCPU come late): the blocks did last that long.
+        assert!(ns >= 1_000_000_000, "{ns} ns blocked: less than 20 x 50 ms");
+    }
+    assert!(stack_has(r, "kernel_stack", "do_nanosleep"), "{r}");
+    assert!(stack_has(r, "kernel_stack", "schedule"), "{r}");
+    let s = summary(&recs);
+    let total: u64 = of_type(&recs, "stack")
+        .iter()
+        .map(|r| r["total_ns"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        s["total_ns"].as_u64().unwrap(),
+        total,
+        "summary total is the exact sum"
+    );
+    assert_eq!(s["lost"]["map_full"], 0);
+}
+
+#[test]
+fn min_block_leaves_out_shorter_blocks() {
+    // 10 sleeps of 5 ms, all under --min-block 20000 (20 ms)
+    let cmd = format!("{} block 10 5", stackload());
+    let out = btrace(&["offcpu", "--json", "--min-block", "20000", "-c", &cmd]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = parse_ndjson(&out.stdout);
+    assert!(
+        !of_type(&recs, "stack")
+            .iter()
+            .any(|r| stack_has(r, "user_stack", "block_here")),
+        "5 ms sleeps kept with --min-block 20 ms"
+    );
+    assert_eq!(summary(&recs)["min_block_us"], 20000);
+}
+
+#[test]
+fn text_output_names_the_blocking_function() {
+    let cmd = format!("{} block 5 20", stackload());
+    let out = btrace(&["offcpu", "-c", &cmd]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("in 5 blocks"), "{text}");
+    assert!(text.contains("block_here"), "{text}");
+    assert!(text.contains("Traced off-CPU time via "), "{text}");
+}

@@ -1,0 +1,631 @@
+// SPDX-License-Identifier: Apache-2.0
+//! `btrace serve` against the real kernel and a real Prometheus server (Debian's
+//! `prometheus`, installed by `make deps`): exact syscall and TCP counts through
+//! Prometheus's query API, promtool on the exposition, bad clients while Prometheus
+//! scrapes, memory over hundreds of scrapes, signals.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::net::{free_port, run_workload};
+use common::*;
+use serde_json::Value;
+
+/// A `btrace serve` on a free loopback port, stopped (SIGTERM, exit 0, every program
+/// unloaded) by [`Serve::stop`], killed when dropped otherwise (a failed test).
+struct Serve {
+    run: Option<Running>,
+    ids: Vec<u32>,
+    addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(r) = self.run.as_mut() {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+    }
+}
+
+impl Serve {
+    fn start(extra: &[&str]) -> Serve {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen = addr.to_string();
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(extra);
+        let mut run = Running::start(&args);
+        let ids = run.wait_attached();
+        Serve {
+            run: Some(run),
+            ids,
+            addr,
+        }
+    }
+
+    fn running(&mut self) -> &mut Running {
+        self.run.as_mut().expect("running")
+    }
+
+    fn get(&self, path: &str, accept: Option<&str>) -> (u16, String, String) {
+        http_get(self.addr, path, accept)
+    }
+
+    /// The value of one sample line (`name{labels}`) in a scrape.
+    fn sample(&self, series: &str) -> Option<f64> {
+        let (status, _, body) = self.get("/metrics", None);
+        assert_eq!(status, 200);
+        sample_in(&body, series)
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let pid = self.run.as_ref().expect("running").pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    fn stop(self) -> Vec<String> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    fn stop_with(mut self, sig: i32) -> Vec<String> {
+        let run = self.run.take().expect("running");
+        run.signal(sig);
+        let ids = self.ids.clone();
+        let (_, code, err) = run.finish();
+        assert_eq!(code, 0, "btrace serve exit code; stderr: {err:?}");
+        assert_unloaded(&ids);
+        err
+    }
+}
+
+fn sample_in(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+/// One HTTP/1.1 GET; (status, headers, body).
+fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{accept}\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+/// Sends `req` raw and returns what came back (empty when the server just closed).
+fn raw_exchange(addr: SocketAddr, req: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(resp: &str) -> Option<u16> {
+    resp.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// The workload under a name nobody else runs (`tag` tells apart the tests of this
+/// process, which run at the same time), so a `--comm` scope counts only it.
+fn private_workload(dir: &Path, tag: char) -> (PathBuf, String) {
+    let comm = format!("bsrv{}{tag}", std::process::id() % 100_000);
+    let path = dir.join(&comm);
+    std::fs::copy(workload(), &path).unwrap();
+    (path, comm)
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("btrace-serve-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A real Prometheus server on loopback scraping `targets` every second; killed on drop.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Prometheus {
+    fn start(targets: &[SocketAddr]) -> Prometheus {
+        let bin = Path::new("/usr/bin/prometheus");
+        assert!(
+            bin.exists(),
+            "/usr/bin/prometheus is missing: `make deps` installs Debian's prometheus package"
+        );
+        let dir = tmpdir("prometheus");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: btrace\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new(bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus");
+        let p = Prometheus { child, addr, dir };
+        let t0 = Instant::now();
+        loop {
+            if TcpStream::connect(addr).is_ok() && http_get(addr, "/-/ready", None).0 == 200 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "prometheus not ready: {}",
+                std::fs::read_to_string(p.dir.join("prometheus.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p
+    }
+
+    /// An instant query: the vector's (labels, value) pairs.
+    fn query(&self, expr: &str) -> Vec<(Value, f64)> {
+        let (status, _, body) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={}", urlencode(expr)),
+            None,
+        );
+        assert_eq!(status, 200, "{expr}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "success", "{expr}: {body}");
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"].clone(),
+                    r["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The single value of `expr`, None while it has no result.
+    fn value(&self, expr: &str) -> Option<f64> {
+        let r = self.query(expr);
+        assert!(r.len() <= 1, "{expr}: more than one series: {r:?}");
+        r.first().map(|(_, v)| *v)
+    }
+
+    /// Waits (up to 30 s) for `expr` to be exactly `want`; fails at once if it goes past.
+    fn wait_exact(&self, expr: &str, want: f64) {
+        let t0 = Instant::now();
+        loop {
+            let v = self.value(expr);
+            if v == Some(want) {
+                return;
+            }
+            if let Some(v) = v {
+                assert!(v <= want, "{expr} = {v}, more than the {want} expected");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{expr} = {v:?}, want {want}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn promtool_check(body: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The whole path: two exporters (syscalls and runq scoped to a private workload name;
+/// tcp on one port), a real Prometheus scraping both every second, exact counts read back
+/// through its query API; bad clients while it scrapes; SIGTERM leaves nothing loaded.
+#[test]
+fn prometheus_reads_exact_counts_and_scrapes_survive_bad_clients() {
+    let dir = tmpdir("wl");
+    let (wl, comm) = private_workload(&dir, 'p');
+    let port = free_port();
+    let port_s = port.to_string();
+    let sys = Serve::start(&["--comm", &comm]);
+    let tcp = Serve::start(&["--groups", "tcp", "--port", &port_s]);
+    let prom = Prometheus::start(&[sys.addr, tcp.addr]);
+    let up = |s: &Serve| format!("up{{instance=\"{}\"}}", s.addr);
+    prom.wait_exact(&up(&sys), 1.0);
+    prom.wait_exact(&up(&tcp), 1.0);
+
+    // Syscalls: exactly 1000, then 2345 more, getppid calls by the private workload.
+    let count = "btrace_syscall_latency_seconds_count{syscall=\"getppid\"}";
+    let run = |n: &str| {
+        let st = Command::new(&wl)
+            .args(["syscalls", n, "0"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    run("1000");
+    prom.wait_exact(count, 1000.0);
+    run("2345");
+    prom.wait_exact(count, 3345.0);
+    let inf = "btrace_syscall_latency_seconds_bucket{syscall=\"getppid\",le=\"+Inf\"}";
+    assert_eq!(prom.value(inf), Some(3345.0));
+    // Nothing else of this workload's: getppid is its only syscall made in thousands.
+    let sum = prom
+        .value("btrace_syscall_latency_seconds_sum{syscall=\"getppid\"}")
+        .unwrap();
+    assert!(sum > 0.0 && sum < 3345.0 * 0.01, "sum {sum} s");
+    let p50 = prom
+        .value(
+            "histogram_quantile(0.5, btrace_syscall_latency_seconds_bucket{syscall=\"getppid\"})",
+        )
+        .unwrap();
+    assert!(p50 > 0.0 && p50 <= 0.01, "median getppid latency {p50} s");
+    // The runq group counted the private workload's wake-ups only; it did run.
+    assert!(prom
+        .value("btrace_runqueue_latency_seconds_count")
+        .is_some());
+
+    // TCP on one port: 5 connections without payload, 1 with 1000 bytes one way and
+    // 2000 the other; both ends are on this host, so each connection counts twice.
+    let addr = "127.0.0.1";
+    run_workload(&["tcp-many", addr, &port_s, "5"]);
+    run_workload(&["tcp-pair", addr, &port_s, "0", "1000", "2000"]);
+    let ti = format!("instance=\"{}\"", tcp.addr);
+    let q = |name: &str| format!("{name}{{{ti}}}");
+    let opened = |d: &str| format!("btrace_tcp_connections_opened_total{{{ti},direction=\"{d}\"}}");
+    prom.wait_exact(&q("btrace_tcp_connections_closed_total"), 12.0);
+    assert_eq!(prom.value(&opened("active")), Some(6.0));
+    assert_eq!(prom.value(&opened("passive")), Some(6.0));
+    assert_eq!(prom.value(&q("btrace_tcp_sent_bytes_total")), Some(3000.0));
+    assert_eq!(
+        prom.value(&q("btrace_tcp_received_bytes_total")),
+        Some(3000.0)
+    );
+    assert_eq!(prom.value(&q("btrace_tcp_resets_total")), Some(0.0));
+    assert_eq!(
+        prom.value(&q("btrace_tcp_connect_failures_total")),
+        Some(0.0)
+    );
+    assert_eq!(
+        prom.value(&q("btrace_tcp_connection_duration_seconds_count")),
+        Some(12.0)
+    );
+    // Health: hooks, nothing lost, run counts.
+    let groups = prom.query("btrace_group_info == 1");
+    let mut names: Vec<String> = groups
+        .iter()
+        .map(|(m, _)| m["group"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["runq", "syscalls", "tcp", "tcp"]);
+    assert!(groups
+        .iter()
+        .all(|(m, _)| !m["hook"].as_str().unwrap().is_empty()));
+    assert_eq!(
+        prom.value("sum(btrace_lost_total{kind!=\"no_entry\"})"),
+        Some(0.0)
+    );
+    assert!(prom.value("sum(btrace_bpf_program_runs_total)").unwrap() > 0.0);
+
+    // promtool accepts the text format; the OpenMetrics body ends with # EOF.
+    let (status, head, text) = sys.get("/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let (ok, why) = promtool_check(&text);
+    assert!(ok, "promtool check metrics: {why}");
+    let (status, head, om) = sys.get(
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE btrace_lost counter\n"));
+
+    // Bad clients for about 8 s while Prometheus keeps scraping `sys` every second.
+    let attack_start = Instant::now();
+    let a = sys.addr;
+    let slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(a).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let garbage = raw_exchange(
+        a,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+    );
+    assert_eq!(status_of(&garbage), Some(400), "{garbage:?}");
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let r = raw_exchange(a, huge.as_bytes());
+    assert_eq!(status_of(&r), Some(431), "{r:?}");
+    let r = raw_exchange(
+        a,
+        b"GET /metrics HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789",
+    );
+    assert_eq!(status_of(&r), Some(413), "{r:?}");
+    assert_eq!(sys.get("/nothing", None).0, 404);
+    assert_eq!(
+        status_of(&raw_exchange(a, b"DELETE /metrics HTTP/1.1\r\n\r\n")),
+        Some(405)
+    );
+    // 1000 connections at once, held 3 s, sending nothing.
+    raise_nofile(4096);
+    let flood: Vec<TcpStream> = (0..1000)
+        .filter_map(|_| TcpStream::connect(a).ok())
+        .collect();
+    assert!(flood.len() >= 900, "only {} connections made", flood.len());
+    std::thread::sleep(Duration::from_secs(3));
+    drop(flood);
+    // The slowloris ones were cut off (the head deadline, or room made for others).
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+    }
+    while attack_start.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Exporter alive and answering; Prometheus missed no scrape during the attack.
+    assert_eq!(sys.get("/metrics", None).0, 200);
+    std::thread::sleep(Duration::from_secs(2));
+    let window = format!("{}s", attack_start.elapsed().as_secs() + 1);
+    let target = format!("instance=\"{}\"", sys.addr);
+    assert_eq!(
+        prom.value(&format!("min_over_time(up{{{target}}}[{window}])")),
+        Some(1.0),
+        "a scrape failed during the bad clients"
+    );
+    let scrapes = prom
+        .value(&format!("count_over_time(up{{{target}}}[{window}])"))
+        .unwrap();
+    let secs = attack_start.elapsed().as_secs_f64();
+    assert!(scrapes >= secs * 0.6, "{scrapes} scrapes in {secs} s");
+    assert!(
+        prom.value(&format!(
+            "min_over_time(scrape_samples_scraped{{{target}}}[{window}])"
+        ))
+        .unwrap()
+            > 50.0
+    );
+    assert_eq!(
+        prom.value(count),
+        Some(3345.0),
+        "counts survived the bad clients"
+    );
+
+    drop(prom);
+    sys.stop();
+    tcp.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn raise_nofile(n: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit fill or read one rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_cur < n {
+            lim.rlim_cur = n.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Hundreds of scrapes do not make btrace grow: RSS after 400 scrapes within 1 MiB of
+/// RSS after the first 100.
+#[test]
+fn memory_stays_flat_over_scrapes() {
+    let s = Serve::start(&[]);
+    for _ in 0..100 {
+        assert_eq!(s.get("/metrics", None).0, 200);
+    }
+    let warm = s.rss_kb();
+    for i in 0..300 {
+        let accept = (i % 2 == 0).then_some("application/openmetrics-text");
+        assert_eq!(s.get("/metrics", accept).0, 200);
+    }
+    let end = s.rss_kb();
+    assert!(
+        end <= warm + 1024,
+        "RSS grew from {warm} kB to {end} kB over 300 scrapes"
+    );
+    s.stop_with(libc::SIGINT);
+}
+
+/// SIGHUP re-attaches every group (said on stderr) and counting goes on exactly.
+#[test]
+fn sighup_reattaches_and_counts_go_on() {
+    let dir = tmpdir("hup");
+    let (wl, comm) = private_workload(&dir, 'h');
+    let mut s = Serve::start(&["--groups", "syscalls,runq", "--comm", &comm]);
+    let count = "btrace_syscall_latency_seconds_count{syscall=\"getppid\"}";
+    let run = |n: &str| {
+        assert!(Command::new(&wl)
+            .args(["syscalls", n, "0"])
+            .status()
+            .unwrap()
+            .success())
+    };
+    run("700");
+    assert_eq!(s.sample(count), Some(700.0));
+    s.running().signal(libc::SIGHUP);
+    // Re-attached when both lines are out.
+    let t0 = Instant::now();
+    loop {
+        let r = s.running();
+        if r.stderr_seen
+            .iter()
+            .filter(|l| l.contains("re-attached"))
+            .count()
+            >= 2
+        {
+            break;
+        }
+        r.collect_stderr(Duration::from_millis(200));
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            r.stderr_seen
+        );
+    }
+    run("300");
+    assert_eq!(s.sample(count), Some(1000.0));
+    let err = s.stop();
+    assert!(
+        err.iter()
+            .any(|l| l.starts_with("btrace: serve: syscalls re-attached via ")),
+        "{err:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// --textfile: written every -i seconds, atomically (no temporary file left), in the
+/// text format promtool accepts; no port is opened unless --listen is given.
+#[test]
+fn textfile_for_node_exporter() {
+    let dir = tmpdir("textfile");
+    let file = dir.join("btrace.prom");
+    let f = file.to_string_lossy().into_owned();
+    let mut run = Running::start(&["serve", "--groups", "runq", "--textfile", &f, "-i", "0.2"]);
+    let ids = run.wait_attached();
+    assert!(
+        run.stderr_seen.iter().all(|l| !l.contains("serving http")),
+        "{:?}",
+        run.stderr_seen
+    );
+    let t0 = Instant::now();
+    let mut contents = Vec::new();
+    while contents.len() < 3 && t0.elapsed() < Duration::from_secs(20) {
+        if let Ok(c) = std::fs::read_to_string(&file) {
+            if contents.last() != Some(&c) {
+                contents.push(c);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(contents.len() >= 3, "the file was not rewritten");
+    for c in &contents {
+        assert!(c.starts_with("# HELP btrace_build_info"), "{c}");
+        assert!(c.contains("btrace_runqueue_latency_seconds_count "), "{c}");
+    }
+    let (ok, why) = promtool_check(&contents[0]);
+    assert!(ok, "{why}");
+    run.signal(libc::SIGTERM);
+    let (_, code, _) = run.finish();
+    assert_eq!(code, 0);
+    assert_unloaded(&ids);
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["btrace.prom"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_groups_and_addresses_are_one_line_errors() {
+    let out = btrace(&["serve", "--groups", "syscalls,nope"]);
+    assert_eq!(
+        one_line_error(&out).trim_end(),
+        "btrace: --groups: no group 'nope' (groups: syscalls, tcp, runq)"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = taken.local_addr().unwrap().to_string();
+    let out = btrace(&["serve", "--listen", &a]);
+    let e = one_line_error(&out);
+    assert!(
+        e.starts_with(&format!("btrace: cannot listen on {a}: ")),
+        "{e}"
+    );
+}

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: Apache-2.0
+# Stacks on real kernels: `profile` (cpu-clock samples by stack), `offcpu` (sched_switch
+# blocked time by stack) with the stack workload (/bin/stackload, frame pointers, debug
+# info), `kprobe --stack` (kernel stack holding the caller, user stack the workload's
+# calling function), and `uprobe --stack` (/bin/ufuncs: main in the user stack).
+
+STACKLOAD=/bin/stackload
+
+# profile: 1.5 s of CPU, 70 % in burn_hot and 30 % in burn_cold, at 99 Hz: both
+# functions named in folded stacks, burn_hot the bigger. The sample count is checked
+# loosely: under TCG the guest's CPU clock and its timer samples drift apart (the host
+# test holds the exact bounds).
+stacks_profile() {
+    out=/tmp/prof.folded
+    run "$out" /tmp/prof.err "$BTRACE" profile -F 99 --folded -c "$STACKLOAD burn 1500" ||
+        fail "btrace profile exited $?: $(head -n1 /tmp/prof.err)"
+    total=$(grep '^stackload;' "$out" | awk '{ n += $NF } END { print n + 0 }')
+    hot=$(grep '^stackload;' "$out" | grep ';burn_hot' | awk '{ n += $NF } END { print n + 0 }')
+    cold=$(grep '^stackload;' "$out" | grep ';burn_cold' | awk '{ n += $NF } END { print n + 0 }')
+    [ "$total" -ge 75 ] && [ "$total" -le 450 ] || fail "$total samples of stackload, want about 148"
+    [ "$hot" -gt "$cold" ] && [ "$cold" -gt 0 ] || fail "burn_hot $hot, burn_cold $cold samples"
+    [ $((hot * 100)) -ge $((total * 50)) ] && [ $((hot * 100)) -le $((total * 85)) ] ||
+        fail "burn_hot $hot of $total samples, want about 70 %"
+    grep -q 'Traced CPU samples' /tmp/prof.err || fail "no summary on stderr"
+    detail "$total samples: burn_hot $hot, burn_cold $cold"
+}
+register stacks_profile 120
+
+# offcpu: 10 sleeps of 50 ms in block_here: at least 0.5 s on that stack (a sleep cannot
+# end early), and at most what the workload measured around its sleeps (which also holds
+# the wait for a CPU after each wakeup; under TCG sleeps overrun).
+stacks_offcpu() {
+    out=/tmp/offcpu.json
+    rm -f /tmp/offcpu.wall
+    run "$out" /tmp/offcpu.err env STACKLOAD_BLOCK_FILE=/tmp/offcpu.wall "$BTRACE" offcpu --json -c "$STACKLOAD block 10 50" ||
+        fail "btrace offcpu exited $?: $(head -n1 /tmp/offcpu.err)"
+    line=$(grep '"type":"stack"' "$out" | grep '"comm":"stackload"' | grep '"name":"block_here"' | head -n1)
+    [ -n "$line" ] || fail "no stackload stack with block_here"
+    ns=$(echo "$line" | awk '{ i = index($0, "\"total_ns\":"); s = substr($0, i + 11); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
+    blocks=$(echo "$line" | awk '{ i = index($0, "\"blocks\":"); s = substr($0, i + 9); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
+    wall=$(cat /tmp/offcpu.wall)
+    [ "$blocks" = 10 ] || fail "$blocks blocks on block_here's stack, want 10"
+    [ "$ns" -ge 500000000 ] && [ "$ns" -le "$wall" ] || fail "$ns ns blocked, want 500000000 to $wall (the workload's own measure)"
+    hook=$(json_get "$out" '"type":"summary"' hook)
+    detail "10 blocks, $ns ns on block_here (workload measured $wall) via $hook"
+}
+register stacks_offcpu 90
+
+# kprobe --stack HOOK: each do_sys_openat2 call's kernel stack holds the syscall entry,
+# its user stack stackload's open_here (stacks taken at entry, fentry or kprobe).
+stacks_kprobe_hook() {
+    hook=$1
+    dir=/tmp/kps-$hook
+    rm -rf "$dir" && mkdir -p "$dir"
+    out=/tmp/kps-$hook.json
+    run "$out" /tmp/kps-$hook.err "$BTRACE" kprobe do_sys_openat2 --hook "$hook" --stack --json -c "$STACKLOAD open $dir 3 300" ||
+        fail "btrace kprobe --hook $hook --stack exited $?: $(head -n1 /tmp/kps-$hook.err)"
+    mine=$(grep '"type":"event"' "$out" | grep "\"filename\":\"$dir/stackload-")
+    n=$(echo "$mine" | grep -c .)
+    [ "$n" = 3 ] || fail "$n events for the workload's files, want 3"
+    k=$(echo "$mine" | grep -c '"kernel_stack":\[[^]]*"name":"__x64_sys_openat"')
+    [ "$k" = 3 ] || fail "$k of 3 kernel stacks hold __x64_sys_openat"
+    u=$(echo "$mine" | grep -c '"user_stack":\[[^]]*"name":"open_here"')
+    [ "$u" = 3 ] || fail "$u of 3 user stacks hold open_here"
+    used=$(json_get "$out" '"type":"summary"' hook)
+    [ "$used" = "$hook" ] || fail "asked --hook $hook, summary says $used"
+    detail "3/3 events via $hook: __x64_sys_openat in the kernel stack, open_here in the user stack"
+}
+stacks_kprobe_fentry() { stacks_kprobe_hook fentry; }
+stacks_kprobe_kprobe() { stacks_kprobe_hook kprobe; }
+register stacks_kprobe_fentry 90
+register stacks_kprobe_kprobe 90
+
+# uprobe --stack (the same code as kprobe's, func_probe.h): at f's entry the user stack
+# holds main (/bin/ufuncs: -O0, frame pointers; do_f only where the kernel fixes up uprobe
+# entry stacks); fstay keeps the process 1 s after
+# its calls so its maps are read while it lives.
+stacks_uprobe() {
+    out=/tmp/ups.json
+    run "$out" /tmp/ups.err "$BTRACE" uprobe /bin/ufuncs:f --stack --json -c "/bin/ufuncs fstay 3" ||
+        fail "btrace uprobe --stack exited $?: $(head -n1 /tmp/ups.err)"
+    n=$(grep -c '"type":"event"' "$out")
+    [ "$n" = 3 ] || fail "$n events, want 3"
+    m=$(grep '"type":"event"' "$out" | grep -c '"user_stack":\[[^]]*"name":"main"')
+    [ "$m" = 3 ] || fail "user stacks holding main: $m, want 3"
+    detail "3/3 events: main in the user stack"
+}
+register stacks_uprobe 60
