@@ -101,6 +101,21 @@ fn the_command_runs_as_it_would_without_btrace() {
     let (under, plain) = (signal_sets(&under.stdout), signal_sets(&plain.stdout));
     assert_eq!(under.len(), 3, "{under:?}");
     assert_eq!(under, plain);
+    // Started ignoring SIGINT and SIGHUP (nohup, a shell's background job), btrace catches
+    // them, yet the command inherits them ignored, as it would started beside btrace.
+    let ignoring = |argv: &[&str]| {
+        let mut args = vec!["-c", "trap '' INT HUP; exec \"$0\" \"$@\""];
+        args.extend_from_slice(argv);
+        Command::new("sh").args(&args).output().unwrap()
+    };
+    let plain = signal_sets(&ignoring(&["sh", "-c", probe]).stdout);
+    let bin = btrace_bin();
+    let cmd = format!("sh -c \"{probe}\"");
+    let under = ignoring(&[bin.to_str().unwrap(), "hist", "-o", "/dev/null", "-c", &cmd]);
+    assert!(under.status.success(), "{under:?}");
+    let under = signal_sets(&under.stdout);
+    assert_eq!(under.len(), 3, "{under:?}");
+    assert_eq!(under, plain);
     // A pipeline whose reader leaves early: SIGPIPE ends the writer quietly.
     let out = btrace(&["hist", "-o", "/dev/null", "-c", "sh -c 'yes | head -1'"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "y\n");

@@ -13,6 +13,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 const volatile enum btrace_limits abi_limits = 0;
 const volatile enum loss_kind abi_loss_kind = 0;
+const volatile enum scope_limits abi_scope_limits = 0;
 const volatile struct hist abi_hist = {};
 const volatile struct task_hdr abi_task_hdr = {};
 const volatile struct str_hdr abi_str_hdr = {};

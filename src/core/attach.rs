@@ -81,3 +81,26 @@ pub fn loaded_programs(obj: &Object) -> Vec<BorrowedFd<'_>> {
         })
         .collect()
 }
+
+/// How a tracer of a few syscalls catches them (exec, open), cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyscallHook {
+    /// The syscalls' own tracepoints (syscalls:sys_enter_NAME / sys_exit_NAME): only
+    /// these calls run a program.
+    Tracepoint,
+    /// raw_tp sys_enter/sys_exit: every syscall runs a program that checks the number.
+    #[value(name = "raw_tp")]
+    RawTp,
+}
+
+impl std::fmt::Display for SyscallHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyscallHook::Tracepoint => "tracepoint",
+            SyscallHook::RawTp => "raw_tp",
+        })
+    }
+}
+
+/// The ways of a [`SyscallHook`] tracer, in the order they are tried.
+pub const SYSCALL_HOOKS: [SyscallHook; 2] = [SyscallHook::Tracepoint, SyscallHook::RawTp];

@@ -42,8 +42,10 @@ pub struct ScopeArgs {
     pub comm: Option<String>,
 }
 
-/// Cgroups a filter may name at once (SCOPE_MAX_CGROUPS in scope.h).
-pub const MAX_CGROUPS: usize = 8;
+/// Cgroups a filter may name at once (SCOPE_MAX_CGROUPS in abi.h).
+pub const MAX_CGROUPS: usize = crate::core::abi::types::scope_limits::SCOPE_MAX_CGROUPS.0 as usize;
+/// The cgroup array's slot of the dashboard's cgroup filter.
+const LIVE_CGROUP_SLOT: u32 = crate::core::abi::types::scope_limits::SCOPE_LIVE_CGROUP_SLOT.0;
 
 /// A cgroup v2 group, resolved.
 #[derive(Debug)]
@@ -270,7 +272,7 @@ pub fn install_live_cgroup(cgroups: &dyn MapCore, spec: Option<&str>) -> Result<
     let fd = c.dir.as_raw_fd() as u32;
     cgroups
         .update(
-            &(MAX_CGROUPS as u32).to_ne_bytes(),
+            &LIVE_CGROUP_SLOT.to_ne_bytes(),
             &fd.to_ne_bytes(),
             MapFlags::ANY,
         )

@@ -72,6 +72,7 @@ fn install_stop_handler() -> Result<()> {
     if HANDLER.get().is_some() {
         return Ok(());
     }
+    target::note_inherited_ignored();
     ctrlc::set_handler(|| {
         STOP.store(true, Ordering::SeqCst);
         if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {

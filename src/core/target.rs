@@ -431,6 +431,34 @@ fn wait_at_gate(pid: i32, gate_fd: i32) {
     }
 }
 
+/// Signals btrace itself inherited as ignored (bit `sig - 1`; `nohup`, a shell's
+/// background job), noted before btrace installs its handlers: the command inherits them
+/// ignored again, as it would started beside btrace.
+static INHERITED_IGNORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes which signals are ignored now; call before installing any handler.
+pub fn note_inherited_ignored() {
+    let mut bits = 0u64;
+    for sig in 1..=libc::SIGRTMAX().min(64) {
+        // SAFETY: a query of this process's disposition into a zeroed struct.
+        let ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        if ignored {
+            bits |= 1 << (sig - 1);
+        }
+    }
+    INHERITED_IGNORED.store(bits, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether btrace inherited `sig` ignored (async-signal-safe: one atomic load).
+fn inherited_ignored(sig: i32) -> bool {
+    (1..=64).contains(&sig)
+        && INHERITED_IGNORED.load(std::sync::atomic::Ordering::SeqCst) & (1 << (sig - 1)) != 0
+}
+
 /// The forked child: made to run exactly as it would without btrace, as a shell starts a
 /// command: empty signal mask; signals btrace catches (its Ctrl-C handler) back to their
 /// default, now rather than at execve, so a SIGTERM at the gate ends the child; SIGPIPE,
@@ -460,9 +488,13 @@ unsafe fn child_until_exec(
             }
             let caught = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
             if caught || sig == libc::SIGPIPE {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                let mut to: libc::sigaction = std::mem::zeroed();
+                to.sa_sigaction = if sig != libc::SIGPIPE && inherited_ignored(sig) {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                };
+                libc::sigaction(sig, &to, std::ptr::null_mut());
             }
         }
         // btrace killed (even with SIGKILL) must not leave the command running; a parent

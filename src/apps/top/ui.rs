@@ -142,7 +142,7 @@ fn footer_line(view: &View) -> Line<'static> {
     if let Some(m) = &view.message {
         return Line::from(Span::styled(m.clone(), Style::new().reversed()));
     }
-    Line::from(" 1/2/3 toggle group  up/down select  p pid filter  f port filter  ? help  q quit")
+    Line::from(" 1/2/3 toggle group  up/down select  p pid filter  f port filter  g cgroup filter  ? help  q quit")
 }
 
 fn rate(n: u64, secs: f64) -> String {

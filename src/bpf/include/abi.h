@@ -71,4 +71,11 @@ struct task_hdr {
 	__u64 cgroup_id; /* the task's cgroup v2 (0 without a v2 hierarchy) */
 };
 
+/* The scope filter's bounds (scope.h; user space: core/scope.rs). */
+enum scope_limits {
+	SCOPE_MAX_CGROUPS = 8,      /* --cgroup given at most this many times */
+	SCOPE_LIVE_CGROUP_SLOT = 8, /* the dashboard's cgroup filter, after those */
+	SCOPE_CGROUP_DEPTH = 32,    /* cgroup levels walked for another task */
+};
+
 #endif

@@ -29,12 +29,6 @@
 #include "abi.h"
 #include "losses.h"
 
-enum scope_limits {
-	SCOPE_MAX_CGROUPS = 8,      /* --cgroup given at most this many times */
-	SCOPE_LIVE_CGROUP_SLOT = 8, /* the dashboard's cgroup filter, after those */
-	SCOPE_CGROUP_DEPTH = 32,    /* cgroup levels walked for another task */
-};
-
 const volatile __u32 scope_tgid = 0;      /* only this process (thread group id) */
 const volatile bool scope_tree = false;   /* only processes in scope_procs */
 const volatile __u32 scope_tid = 0;       /* only this thread */

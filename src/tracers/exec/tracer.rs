@@ -2,8 +2,6 @@
 //! The exec tracer: the syscall tracepoints of execve and execveat (or raw_tp on every
 //! syscall where those tracepoints do not exist), one record per finished call.
 
-use std::fmt;
-
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
@@ -16,26 +14,8 @@ use crate::core::stream::EventStream;
 use super::event::{self, ExecEvent};
 use super::skel::{types, ExecObj, ExecSkelBuilder, MAX_INFLIGHT};
 
-/// How the calls are caught, cheapest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Hook {
-    /// syscalls:sys_enter_execve* / sys_exit_execve*: only these calls run a program.
-    Tracepoint,
-    /// raw_tp sys_enter/sys_exit: every syscall runs a program that checks the number.
-    #[value(name = "raw_tp")]
-    RawTp,
-}
-
-impl fmt::Display for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Hook::Tracepoint => "tracepoint",
-            Hook::RawTp => "raw_tp",
-        })
-    }
-}
-
-pub const HOOKS: [Hook; 2] = [Hook::Tracepoint, Hook::RawTp];
+/// How the calls are caught, cheapest first (the shared syscall-tracer hooks).
+pub use crate::core::attach::{SyscallHook as Hook, SYSCALL_HOOKS as HOOKS};
 
 /// What is fixed at load time.
 #[derive(Debug, Default)]

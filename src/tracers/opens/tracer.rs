@@ -2,8 +2,6 @@
 //! The open tracer: the syscall tracepoints of open, openat, openat2 and creat (or raw_tp
 //! on every syscall where those tracepoints do not exist), one record per finished call.
 
-use std::fmt;
-
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
@@ -20,26 +18,8 @@ use super::skel::{types, OpenObj, OpensSkelBuilder, PREFIX_MAX};
 /// Ring buffer between the kernel and btrace (a power of two, in bytes).
 pub const RINGBUF_BYTES: u32 = 4 << 20;
 
-/// How the calls are caught, cheapest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Hook {
-    /// syscalls:sys_enter_open* / sys_exit_open*: only these calls run a program.
-    Tracepoint,
-    /// raw_tp sys_enter/sys_exit: every syscall runs a program that checks the number.
-    #[value(name = "raw_tp")]
-    RawTp,
-}
-
-impl fmt::Display for Hook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Hook::Tracepoint => "tracepoint",
-            Hook::RawTp => "raw_tp",
-        })
-    }
-}
-
-pub const HOOKS: [Hook; 2] = [Hook::Tracepoint, Hook::RawTp];
+/// How the calls are caught, cheapest first (the shared syscall-tracer hooks).
+pub use crate::core::attach::{SyscallHook as Hook, SYSCALL_HOOKS as HOOKS};
 
 /// What is fixed at load time.
 #[derive(Debug, Default)]
