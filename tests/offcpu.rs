@@ -34,10 +34,17 @@ fn twenty_sleeps_of_50_ms_are_one_second_on_their_stack() {
         .into_iter()
         .filter(|r| r["comm"] == "stackload" && stack_has(r, "user_stack", "block_here"))
         .collect();
-    assert_eq!(mine.len(), 1, "one stack for the sleeps: {mine:?}");
-    let r = mine[0];
-    let ns = r["total_ns"].as_u64().unwrap();
-    assert_eq!(r["blocks"], 20);
+    // Records are (kernel stack, user stack) pairs: a sleep that blocked through another
+    // kernel path (a wake-up taken in a different place) is a second record of the same
+    // user stack. Together they hold every one of the 20 blocks.
+    assert!(!mine.is_empty(), "no stack for the sleeps: {recs:?}");
+    let ns: u64 = mine.iter().map(|r| r["total_ns"].as_u64().unwrap()).sum();
+    let blocks: u64 = mine.iter().map(|r| r["blocks"].as_u64().unwrap()).sum();
+    assert_eq!(blocks, 20, "{mine:?}");
+    let r = mine
+        .iter()
+        .max_by_key(|r| r["blocks"].as_u64().unwrap())
+        .unwrap();
     eprintln!("{ns} ns blocked; the workload measured {wall} ns around its sleeps");
     assert!(
         ns <= wall,
