@@ -555,6 +555,18 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
     for p in &mut pairs {
         p.wait().unwrap();
     }
+    // The process table summed by cgroup (c): the cgroup's row, then back.
+    t.keys(&["c"]);
+    let rel = format!("/{}", cg.strip_prefix(&root).unwrap().display());
+    t.wait_for(8, "the table by cgroup", |s| {
+        s.contains("Top cgroups by syscalls")
+            && s.lines()
+                .any(|l| l.contains(&format!("│{rel} ")) || l.contains(&format!(" {rel} ")))
+    });
+    t.keys(&["c"]);
+    t.wait_for(8, "the table by process", |s| {
+        s.contains("Top processes by syscalls")
+    });
     t.keys(&["g"]);
     let backspaces = vec!["BSpace"; cg_text.len()];
     t.keys(&backspaces);

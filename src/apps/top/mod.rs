@@ -330,6 +330,7 @@ fn on_key(
                         .unwrap_or_default(),
                 })
             }
+            KeyCode::Char('c') => view.by_cgroup = !view.by_cgroup,
             KeyCode::Char('g') => {
                 view.prompt = Some(Prompt {
                     what: PromptKind::Cgroup,

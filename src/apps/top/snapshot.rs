@@ -33,6 +33,64 @@ pub struct ProcRow {
     pub comm: String,
     pub count: u64,
     pub total: u64,
+    /// Its cgroup v2, below the mount (`/system.slice/x.service`), read this interval;
+    /// None when /proc no longer has the process.
+    pub cgroup: Option<String>,
+}
+
+/// Cgroups the process table shows when grouped (`c`); the rest are one `other` row.
+pub const MAX_CGROUP_ROWS: usize = 64;
+
+/// One row of the process table grouped by cgroup.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CgroupRow {
+    /// The cgroup below the mount; None for the `other` row (and processes gone).
+    pub cgroup: Option<String>,
+    pub processes: usize,
+    pub count: u64,
+}
+
+/// The processes of `rows` summed by cgroup, busiest first, at most [`MAX_CGROUP_ROWS`]
+/// named; the remainder (and processes whose cgroup could not be read) in one last row.
+pub fn by_cgroup(rows: &[ProcRow]) -> Vec<CgroupRow> {
+    let mut sums: std::collections::HashMap<Option<&str>, (usize, u64)> = Default::default();
+    for r in rows {
+        let e = sums.entry(r.cgroup.as_deref()).or_default();
+        e.0 += 1;
+        e.1 += r.count;
+    }
+    let mut named: Vec<CgroupRow> = sums
+        .iter()
+        .filter_map(|(c, (n, count))| {
+            c.map(|c| CgroupRow {
+                cgroup: Some(c.to_string()),
+                processes: *n,
+                count: *count,
+            })
+        })
+        .collect();
+    named.sort_by(|a, b| b.count.cmp(&a.count).then(a.cgroup.cmp(&b.cgroup)));
+    let mut other = sums.get(&None).copied().unwrap_or_default();
+    for r in named.drain(MAX_CGROUP_ROWS.min(named.len())..) {
+        other.0 += r.processes;
+        other.1 += r.count;
+    }
+    if other.0 > 0 {
+        named.push(CgroupRow {
+            cgroup: None,
+            processes: other.0,
+            count: other.1,
+        });
+    }
+    named
+}
+
+/// A process's cgroup v2 path, from /proc/PID/cgroup's "0::" line.
+fn cgroup_of(tgid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{tgid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
 }
 
 pub struct ProbeRow {
@@ -209,9 +267,13 @@ impl Sampler {
                 count: self.processes.step(&p.tgid, &p.count),
                 comm: p.comm,
                 total: p.count,
+                cgroup: None,
             })
             .filter(|r| r.count > 0)
             .collect();
+        for r in &mut rows {
+            r.cgroup = cgroup_of(r.tgid);
+        }
         rows.sort_by(|a, b| b.count.cmp(&a.count).then(a.tgid.cmp(&b.tgid)));
         rows
     }
@@ -275,7 +337,7 @@ impl Snapshot {
                 "unit": "us", "buckets": r.interval.json_buckets(),
             })).collect::<Vec<_>>(),
             "processes": self.processes.iter().map(|p| json!({
-                "pid": p.tgid, "comm": p.comm, "count": p.count,
+                "pid": p.tgid, "comm": p.comm, "cgroup": p.cgroup, "count": p.count,
                 "rate_per_s": round3(per_s(p.count)), "total": p.total,
             })).collect::<Vec<_>>(),
             "runq": self.runq.as_ref().map(|(i, t)| json!({

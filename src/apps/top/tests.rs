@@ -270,3 +270,56 @@ fn panels_render_what_the_snapshot_holds() {
     assert!(probe_row("syscalls").contains(" on "));
     assert!(probe_row("tcp").contains(" off "));
 }
+
+#[test]
+fn processes_summed_by_cgroup_with_a_bounded_number_of_rows() {
+    use super::snapshot::{by_cgroup, CgroupRow, ProcRow, MAX_CGROUP_ROWS};
+    let row = |tgid: u32, cgroup: Option<String>, count: u64| ProcRow {
+        tgid,
+        comm: "w".into(),
+        count,
+        total: count,
+        cgroup,
+    };
+    let mut rows = vec![
+        row(1, Some("/a".into()), 5),
+        row(2, Some("/a".into()), 7),
+        row(3, Some("/b".into()), 20),
+        row(4, None, 3),
+    ];
+    assert_eq!(
+        by_cgroup(&rows),
+        vec![
+            CgroupRow {
+                cgroup: Some("/b".into()),
+                processes: 1,
+                count: 20
+            },
+            CgroupRow {
+                cgroup: Some("/a".into()),
+                processes: 2,
+                count: 12
+            },
+            CgroupRow {
+                cgroup: None,
+                processes: 1,
+                count: 3
+            },
+        ]
+    );
+    // Beyond the bound, the quietest cgroups go into the `other` row: totals still add up.
+    for i in 0..2 * MAX_CGROUP_ROWS as u32 {
+        rows.push(row(100 + i, Some(format!("/many/{i}")), 1));
+    }
+    let groups = by_cgroup(&rows);
+    assert_eq!(groups.len(), MAX_CGROUP_ROWS + 1);
+    assert_eq!(
+        groups.iter().map(|g| g.count).sum::<u64>(),
+        35 + 2 * MAX_CGROUP_ROWS as u64
+    );
+    assert_eq!(
+        groups.iter().map(|g| g.processes).sum::<usize>(),
+        rows.len()
+    );
+    assert!(groups.last().unwrap().cgroup.is_none());
+}

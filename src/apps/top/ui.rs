@@ -31,6 +31,8 @@ pub struct View {
     /// The syscall whose histogram is shown (by name, so it survives re-sorting).
     pub selected: Option<String>,
     pub help: bool,
+    /// The process table summed by cgroup (`c`).
+    pub by_cgroup: bool,
     pub prompt: Option<Prompt>,
     /// A one-line message (e.g. a bad pid), shown until the next key.
     pub message: Option<String>,
@@ -47,6 +49,7 @@ const HELP: &[(&str, &str)] = &[
         "select the syscall whose histogram is shown",
     ),
     ("p", "set or clear the pid filter (empty clears)"),
+    ("c", "the process table by process or summed by cgroup"),
     ("f", "set or clear the TCP port filter (empty clears)"),
     (
         "g",
@@ -74,7 +77,11 @@ pub fn draw(f: &mut Frame, snap: Option<&Snapshot>, view: &View) {
     match snap {
         Some(s) => {
             draw_syscalls(f, sys, s, view);
-            draw_processes(f, procs, s);
+            if view.by_cgroup {
+                draw_cgroups(f, procs, s);
+            } else {
+                draw_processes(f, procs, s);
+            }
             draw_selected_hist(f, sel_hist, s, view);
             draw_runq(f, runq, s);
             draw_tcp(f, tcp, s);
@@ -142,7 +149,7 @@ fn footer_line(view: &View) -> Line<'static> {
     if let Some(m) = &view.message {
         return Line::from(Span::styled(m.clone(), Style::new().reversed()));
     }
-    Line::from(" 1/2/3 toggle group  up/down select  p pid filter  f port filter  g cgroup filter  ? help  q quit")
+    Line::from(" 1/2/3 toggle group  up/down select  p pid filter  f port filter  g cgroup filter  c by cgroup  ? help  q quit")
 }
 
 fn rate(n: u64, secs: f64) -> String {
@@ -218,6 +225,30 @@ fn draw_processes(f: &mut Frame, area: Rect, s: &Snapshot) {
     )
     .header(Row::new(vec!["PID", "COMM", "SYSCALLS", "RATE/s"]).style(Style::new().bold()))
     .block(Block::bordered().title(" Top processes by syscalls "));
+    f.render_widget(table, area);
+}
+
+fn draw_cgroups(f: &mut Frame, area: Rect, s: &Snapshot) {
+    let groups = super::snapshot::by_cgroup(&s.processes);
+    let rows = groups.iter().map(|g| {
+        Row::new(vec![
+            g.cgroup.clone().unwrap_or_else(|| "(other)".into()),
+            g.processes.to_string(),
+            g.count.to_string(),
+            rate(g.count, s.interval_s),
+        ])
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(16),
+            Constraint::Length(6),
+            Constraint::Length(9),
+            Constraint::Length(9),
+        ],
+    )
+    .header(Row::new(vec!["CGROUP", "PROCS", "SYSCALLS", "RATE/s"]).style(Style::new().bold()))
+    .block(Block::bordered().title(" Top cgroups by syscalls "));
     f.render_widget(table, area);
 }
 
