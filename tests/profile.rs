@@ -286,16 +286,23 @@ fn svg_flame_graph_renders_in_chromium_with_the_hot_function_widest() {
         "main",
         "do_burn",
     ];
-    let widest_other = b
+    let (other_name, widest_other) = b
         .iter()
         .filter(|(n, _)| !common.contains(&n.as_str()) && n != "burn_hot")
-        .map(|(_, w)| *w)
-        .fold(0.0, f64::max);
-    eprintln!("burn_hot {hot} %, burn_cold {cold} %, widest other {widest_other} %");
+        .fold((String::new(), 0.0), |best, (n, w)| {
+            if *w > best.1 {
+                (n.clone(), *w)
+            } else {
+                best
+            }
+        });
+    eprintln!("burn_hot {hot} %, burn_cold {cold} %, widest other {other_name} {widest_other} %");
     assert!((55.0..=85.0).contains(&hot), "burn_hot box {hot} % wide");
+    // A frame on exactly burn_hot's stacks (one it always calls, or a kernel frame every
+    // one of its samples interrupted) is as wide; none may be wider.
     assert!(
-        hot > widest_other,
-        "burn_hot {hot} % is not the widest: {widest_other} %"
+        hot >= widest_other,
+        "burn_hot {hot} % is not the widest: {other_name} {widest_other} %"
     );
     assert!(cold > 15.0, "burn_cold box {cold} % wide");
 }
