@@ -99,6 +99,9 @@ static __always_inline bool blocked_out(void *ctx, bool preempt, struct task_str
 	if ((__u32)id == 0 || !scope_current())
 		return false;
 	__builtin_memset(s, 0, sizeof(*s));
+	/* The block starts now, before the stack walks: they run while the task is leaving,
+	 * and under emulation they take long enough to shorten every block visibly. */
+	s->ts_ns = bpf_ktime_get_ns();
 	s->key.pid = id >> 32;
 	s->key.tid = (__u32)id;
 	bpf_get_current_comm(s->key.comm, sizeof(s->key.comm));
@@ -106,7 +109,6 @@ static __always_inline bool blocked_out(void *ctx, bool preempt, struct task_str
 	s->key.user_id = want_user ? stack_id(ctx, &stacks, true) : STACK_NONE;
 	if (s->key.user_id >= 0)
 		s->key.gen = proc_gen(id);
-	s->ts_ns = bpf_ktime_get_ns();
 	return true;
 }
 

@@ -26,9 +26,12 @@ stacks_profile() {
 }
 register stacks_profile 120
 
-# offcpu: 10 sleeps of 50 ms in block_here: at least 0.5 s on that stack (a sleep cannot
-# end early), and at most what the workload measured around its sleeps (which also holds
-# the wait for a CPU after each wakeup; under TCG sleeps overrun).
+# offcpu: 10 sleeps of 50 ms in block_here: about 0.5 s on that stack, and at most what
+# the workload measured around its sleeps (which also holds the wait for a CPU after each
+# wakeup; under TCG sleeps overrun). A sleep's timer cannot fire early, but it is armed
+# inside nanosleep before the task leaves the CPU, so a block can be shorter than the
+# sleep by that on-CPU stretch: under TCG up to 0.4 ms was seen (5.10, 496.0 ms for 10),
+# so 1 ms per block is allowed; a lost or split block is 50 ms and fails.
 stacks_offcpu() {
     out=/tmp/offcpu.json
     rm -f /tmp/offcpu.wall
@@ -40,7 +43,7 @@ stacks_offcpu() {
     blocks=$(echo "$line" | awk '{ i = index($0, "\"blocks\":"); s = substr($0, i + 9); match(s, /^[0-9]+/); print substr(s, 1, RLENGTH) }')
     wall=$(cat /tmp/offcpu.wall)
     [ "$blocks" = 10 ] || fail "$blocks blocks on block_here's stack, want 10"
-    [ "$ns" -ge 500000000 ] && [ "$ns" -le "$wall" ] || fail "$ns ns blocked, want 500000000 to $wall (the workload's own measure)"
+    [ "$ns" -ge 490000000 ] && [ "$ns" -le "$wall" ] || fail "$ns ns blocked, want 490000000 (10 x 50 ms, less 1 ms per block armed on the CPU) to $wall (the workload's own measure)"
     hook=$(json_get "$out" '"type":"summary"' hook)
     detail "10 blocks, $ns ns on block_here (workload measured $wall) via $hook"
 }
