@@ -355,7 +355,9 @@ fn intervals_are_delimited_and_numbered() {
 /// to stderr; with -o the records go to the file and the command keeps stdout.
 #[test]
 fn json_stream_holds_only_records() {
-    let cmd = "sh -c 'echo hello from the command; echo second line'";
+    // `read` holds the command until the test has seen btrace's programs (it sends "go");
+    // with stdin closed (the -o run below) it returns at once.
+    let cmd = "sh -c 'read go; echo hello from the command; echo second line'";
     let (recs, code, stderr) = trace_to_end(&["hist", "--json", "-c", cmd]);
     assert_eq!(code, 0);
     assert!(!of_type(&recs, "hist").is_empty());

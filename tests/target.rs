@@ -53,8 +53,10 @@ fn a_signal_during_start_up_never_lets_the_command_run_untraced() {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let t0 = Instant::now();
         child.wait().unwrap();
+        // A hang, not a slow stop: a signal during load takes effect once the programs
+        // are loaded, and under heavy load that took 4.1 s once.
         assert!(
-            t0.elapsed() < Duration::from_secs(3),
+            t0.elapsed() < Duration::from_secs(15),
             "btrace took {:?} to stop after SIGTERM at {} us",
             t0.elapsed(),
             i * 750
