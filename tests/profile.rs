@@ -75,10 +75,22 @@ fn split_once(hz: u64) -> Result<(), String> {
     assert_eq!(s["frequency_hz"], hz);
     assert_eq!(s["lost"]["map_full"], 0);
     assert_eq!(s["stack_losses"]["map_full"], 0);
-    assert_eq!(
-        s["stack_losses"]["user_truncated"], 0,
-        "frame pointers everywhere"
-    );
+    // The workload has frame pointers: its stacks walk out to the entry point. A sample
+    // in the loader or libc's start-up (built without them) may be cut (1 seen in CI).
+    let reaches_start = |r: &&&Value| {
+        stack_has(r, "user_stack", "_start")
+            || stack_has(r, "user_stack", "__libc_start_main")
+            || stack_has(r, "user_stack", "__libc_start_call_main")
+    };
+    let burning: Vec<&&Value> = stacks
+        .iter()
+        .filter(|r| {
+            stack_has(r, "user_stack", "burn_hot") || stack_has(r, "user_stack", "burn_cold")
+        })
+        .collect();
+    assert!(burning.iter().all(reaches_start), "{burning:?}");
+    let cut = s["stack_losses"]["user_truncated"].as_u64().unwrap();
+    assert!(cut * 50 <= total, "{cut} cut user stacks of {total}");
     assert!(s["samples"].as_u64().unwrap() >= total);
     if (total as f64 - expected).abs() > expected * 0.10 {
         return Err(format!("{total} samples, want {expected:.0} ± 10 %"));
