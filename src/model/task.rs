@@ -45,6 +45,56 @@ impl Head {
     }
 }
 
+/// [`Head`] read in place from a task header, for records printed without an allocation:
+/// the comm borrowed when it is valid UTF-8 (it nearly always is).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadRef<'a> {
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: std::borrow::Cow<'a, str>,
+    pub ns: Option<NsIds>,
+    pub cgroup_id: u64,
+}
+
+impl<'a> HeadRef<'a> {
+    /// As [`Head::from_hdr`].
+    pub fn from_hdr(h: &'a types::task_hdr) -> HeadRef<'a> {
+        let in_ns = crate::core::pidns::in_child_ns();
+        let nonzero = |v: u32| (v != 0).then_some(v);
+        // SAFETY: c_char and u8 have the same size and alignment, and every bit pattern is
+        // valid for both; the slice covers exactly the comm array, borrowed from `h`.
+        let chars =
+            unsafe { std::slice::from_raw_parts(h.comm.as_ptr() as *const u8, h.comm.len()) };
+        let len = chars.iter().position(|&c| c == 0).unwrap_or(chars.len());
+        HeadRef {
+            ts_ns: h.ts_ns,
+            pid: h.pid,
+            tid: h.tid,
+            comm: String::from_utf8_lossy(&chars[..len]),
+            ns: in_ns.then(|| NsIds {
+                pid: nonzero(h.ns_pid),
+                tid: nonzero(h.ns_tid),
+            }),
+            cgroup_id: h.cgroup_id,
+        }
+    }
+}
+
+impl Head {
+    /// The same, borrowed.
+    pub fn view(&self) -> HeadRef<'_> {
+        HeadRef {
+            ts_ns: self.ts_ns,
+            pid: self.pid,
+            tid: self.tid,
+            comm: std::borrow::Cow::Borrowed(&self.comm),
+            ns: self.ns,
+            cgroup_id: self.cgroup_id,
+        }
+    }
+}
+
 /// A comm from the kernel (C chars, NUL-terminated) as text.
 pub fn comm_text(chars: &[std::ffi::c_char]) -> String {
     let bytes: Vec<u8> = chars

@@ -31,8 +31,6 @@ pub const FUNC_MAX_ARGS: usize = types::func_limits::FUNC_MAX_ARGS.0 as usize;
 pub const FUNC_MAX_SLOTS: usize = types::func_limits::FUNC_MAX_SLOTS.0 as usize;
 /// Bytes of the fixed part of an event.
 pub const EVENT_BYTES: usize = std::mem::size_of::<types::func_event>();
-/// Ring buffer between the kernel and btrace (a power of two, in bytes).
-pub const RINGBUF_BYTES: u32 = 4 << 20;
 
 /// How one argument is read, as the kernel program is told (enum arg_read and its slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +67,8 @@ pub struct Plan {
     pub reads: [ArgRead; FUNC_MAX_ARGS],
     /// --stack: both stacks at entry, after the string slots.
     pub stack: bool,
+    /// The ring buffer's size (--buffer-size).
+    pub ring_bytes: u32,
 }
 
 impl Plan {
@@ -90,6 +90,7 @@ impl Plan {
             str_size,
             reads: [RAW; FUNC_MAX_ARGS],
             stack: false,
+            ring_bytes: crate::core::stream::RINGBUF_DEFAULT,
         };
         plan.reads = plan.arg_reads();
         plan
@@ -194,6 +195,9 @@ macro_rules! func_configure {
             ro.has_ret = plan.ret_kind() != $crate::resolve::btf::ValueKind::Void;
             ro.with_ret = plan.needs_return();
             ro.hist_on = plan.hist;
+            if !plan.hist {
+                ro.rb_wake_bytes = $crate::core::stream::wake_bytes(plan.ring_bytes);
+            }
             ro.str_size = plan.str_size as u32;
             ro.str_slot_bytes = $crate::core::slots::slot_bytes(plan.str_size) as u32;
             ro.ev_size = plan.ev_size() as u32;
@@ -209,11 +213,8 @@ macro_rules! func_configure {
         }
         $crate::apply_scope!($open, &plan.scope, true);
         let m = &mut $open.maps;
-        m.events.set_max_entries(if plan.hist {
-            4096
-        } else {
-            $crate::tracers::func::RINGBUF_BYTES
-        })?;
+        m.events
+            .set_max_entries(if plan.hist { 4096 } else { plan.ring_bytes })?;
         m.scratch.set_value_size(plan.ev_size() as u32)?;
         m.inflight.set_value_size(plan.ev_size() as u32)?;
         m.inflight.set_max_entries(if plan.with_ret && !plan.hist {
@@ -389,7 +390,7 @@ pub fn stream_events(
             let fields = decode_args(plan, &ev);
             let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
             let sides = match (&mut stacks, plan.stack_off()) {
-                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head),
+                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head.view()),
                 _ => None,
             };
             if out.json {
