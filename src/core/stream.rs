@@ -57,6 +57,11 @@ impl RingArgs {
     }
 }
 
+/// How often at most a kernel side that batches its wakeups (rb_wakeup.h) wakes the
+/// consumer for a record that did not fill the ring to [`wake_bytes`]: a lone event is
+/// shown at once, and a flood costs at most a thousand wakeups a second.
+pub const WAKE_GAP_NS: u64 = 1_000_000;
+
 /// The unread bytes at which a kernel side that batches its wakeups (rb_wakeup.h,
 /// `rb_wake_bytes`) wakes the consumer of a ring buffer of `ring_bytes`: a sixteenth of
 /// it, so a woken consumer still has nearly the whole ring to catch up in. Below that,

@@ -197,6 +197,7 @@ macro_rules! func_configure {
             ro.hist_on = plan.hist;
             if !plan.hist {
                 ro.rb_wake_bytes = $crate::core::stream::wake_bytes(plan.ring_bytes);
+                ro.rb_wake_gap_ns = $crate::core::stream::WAKE_GAP_NS;
             }
             ro.str_size = plan.str_size as u32;
             ro.str_slot_bytes = $crate::core::slots::slot_bytes(plan.str_size) as u32;

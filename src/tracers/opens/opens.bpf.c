@@ -138,7 +138,7 @@ static __always_inline void leave(long ret)
 	ev->dfd = s->dfd;
 	ev->call = s->call;
 	read_str((struct str_hdr *)(ev + 1), str_size, fname);
-	bpf_ringbuf_submit(ev, rb_wakeup_flags(&events));
+	bpf_ringbuf_submit(ev, rb_wakeup_flags(&events, ev->hdr.ts_ns));
 }
 
 /* ---- syscall tracepoints: only these calls run a program ---- */

@@ -82,6 +82,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
             ro.rec_size = rec_size(cfg.str_size) as u32;
             ro.fails_only = cfg.fails_only;
             ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
+            ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             if let Some(p) = &cfg.prefix {
                 ro.prefix_len = p.len() as u32;
                 for (d, s) in ro.path_prefix.iter_mut().zip(p) {

@@ -212,6 +212,7 @@ mod tests {
         TcpArgs {
             common: TraceArgs::default(),
             scope: ScopeArgs::default(),
+            ring: RingArgs::default(),
             ports: ports.iter().map(|s| s.to_string()).collect(),
             addrs: addrs.iter().map(|s| s.to_string()).collect(),
             ipv4: v4,

@@ -154,6 +154,6 @@ int tp_record(void *ctx)
 	}
 	if (tp_want_stack)
 		read_stacks(ctx, e + tp_stack_off);
-	bpf_ringbuf_submit(e, rb_wakeup_flags(&events));
+	bpf_ringbuf_submit(e, rb_wakeup_flags(&events, h->ts_ns));
 	return 0;
 }

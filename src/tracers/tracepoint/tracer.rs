@@ -141,6 +141,7 @@ pub fn load(
                 .as_deref_mut()
                 .expect("tracepoint has rodata");
             ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
+            ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             ro.tp_raw_size = layout.raw_size as u32;
             ro.tp_rec_size = layout.rec_size as u32;
             ro.tp_n_slots = layout.slots.len() as u32;
