@@ -92,7 +92,7 @@ pub fn buffer_size(s: &str) -> Result<u32, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{s}' is not a size in bytes (e.g. 4M, 512K, 65536)"))?;
-    let bytes = n.checked_mul(mult).unwrap_or(u64::MAX);
+    let bytes = n.saturating_mul(mult);
     if bytes == 0 {
         return Err("the buffer size must be more than 0".into());
     }
