@@ -156,8 +156,9 @@ fn write_secs(out: &mut Vec<u8>, ns: u64) {
     out.push(b'.');
     let frac = us % 1_000_000;
     let mut digits = [b'0'; 6];
-    let f = itoa::Buffer::new().format(frac).as_bytes().to_owned();
-    digits[6 - f.len()..].copy_from_slice(&f);
+    let mut fb = itoa::Buffer::new();
+    let f = fb.format(frac).as_bytes();
+    digits[6 - f.len()..].copy_from_slice(f);
     out.extend_from_slice(&digits);
     let n = out.len() - start;
     out.resize(out.len() + 12usize.saturating_sub(n), b' ');

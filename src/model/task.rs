@@ -29,18 +29,14 @@ impl Head {
     /// When btrace runs in a pid namespace of its own, the header's namespace ids (0:
     /// outside it) are the ones to print.
     pub fn from_hdr(h: &types::task_hdr) -> Head {
-        let in_ns = crate::core::pidns::in_child_ns();
-        let nonzero = |v: u32| (v != 0).then_some(v);
+        let r = HeadRef::from_hdr(h);
         Head {
-            ts_ns: h.ts_ns,
-            pid: h.pid,
-            tid: h.tid,
-            comm: comm_text(&h.comm),
-            ns: in_ns.then(|| NsIds {
-                pid: nonzero(h.ns_pid),
-                tid: nonzero(h.ns_tid),
-            }),
-            cgroup_id: h.cgroup_id,
+            ts_ns: r.ts_ns,
+            pid: r.pid,
+            tid: r.tid,
+            comm: r.comm.into_owned(),
+            ns: r.ns,
+            cgroup_id: r.cgroup_id,
         }
     }
 }

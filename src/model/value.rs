@@ -197,6 +197,15 @@ pub struct JsonMarks {
 }
 
 impl JsonMarks {
+    /// The number behind a value shown by name, as a member of `raw`.
+    pub fn add_raw(&mut self, name: &str, raw: &Val) {
+        if !self.raw.is_empty() {
+            self.raw.push(b',');
+        }
+        jw::key(&mut self.raw, name);
+        raw.write_json(&mut self.raw, name, &mut JsonMarks::default());
+    }
+
     /// Appends the non-empty lists as members of the record being written (`,"raw":{..}`
     /// ...), in [`Marks::insert_into`]'s order, and clears them.
     pub fn write_into(&mut self, out: &mut Vec<u8>) {
@@ -230,12 +239,7 @@ pub fn write_json_args(fields: &[Field<'_>], out: &mut Vec<u8>, marks: &mut Json
         jw::key(out, f.name);
         f.val.write_json(out, f.name, marks);
         if let Some(raw) = &f.raw {
-            if !marks.raw.is_empty() {
-                marks.raw.push(b',');
-            }
-            jw::key(&mut marks.raw, f.name);
-            let mut none = JsonMarks::default();
-            raw.write_json(&mut marks.raw, f.name, &mut none);
+            marks.add_raw(f.name, raw);
         }
     }
     out.push(b'}');

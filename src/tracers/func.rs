@@ -13,8 +13,9 @@ use crate::core::output::Output;
 use crate::core::session::{Closing, Session, Step, TraceArgs};
 use crate::core::stacks::EventStacks;
 use crate::core::stream::{pump, EventStream};
+use crate::model::json_write as jw;
 use crate::model::units::fmt_latency;
-use crate::model::value::{json_args, Marks};
+use crate::model::value::{write_json_args, JsonMarks};
 
 use crate::core::abi::types;
 use crate::core::scope::Scope;
@@ -380,6 +381,7 @@ pub fn stream_events(
     }
     let start_ns = crate::core::system::monotonic_ns();
     let mut stacks = plan.stack.then(EventStacks::new);
+    let mut marks = JsonMarks::default();
     session.attached(&format!("{} via {}", run.what, run.hook))?;
     let (end, events, lost) = pump(
         session,
@@ -395,30 +397,39 @@ pub fn stream_events(
                 _ => None,
             };
             if out.json {
-                let mut rec = heads.json(&ev.head);
-                rec.insert("func".into(), run.what.into());
-                rec.insert("hook".into(), run.hook.into());
+                // Written straight into the output's buffer, no JSON tree built.
+                let buf = out.buf();
+                heads.write_json(&ev.head.view(), buf);
+                jw::next_key(buf, "func");
+                jw::str(buf, run.what);
+                jw::next_key(buf, "hook");
+                jw::str(buf, run.hook);
                 for (k, v) in &run.extra {
-                    rec.insert((*k).into(), v.clone());
+                    jw::next_key(buf, k);
+                    serde_json::to_writer(&mut *buf, v)?;
                 }
-                let mut marks = Marks::default();
-                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
+                jw::next_key(buf, "args");
+                write_json_args(&fields, buf, &mut marks);
                 if let Some(r) = &ret {
-                    rec.insert("ret".into(), r.val.json(r.name, &mut marks));
+                    jw::next_key(buf, "ret");
+                    r.val.write_json(buf, r.name, &mut marks);
                     if let Some(raw) = &r.raw {
-                        marks
-                            .raw
-                            .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
+                        marks.add_raw(r.name, raw);
                     }
                 }
                 if plan.with_ret {
-                    rec.insert("latency_ns".into(), ev.latency_ns.into());
+                    jw::next_key(buf, "latency_ns");
+                    jw::int(buf, ev.latency_ns);
                 }
-                marks.insert_into(&mut rec);
-                if let Some(sides) = &sides {
-                    EventStacks::insert_json(&mut rec, sides);
+                marks.write_into(buf);
+                if let Some((kernel, user)) = &sides {
+                    jw::next_key(buf, "kernel_stack");
+                    serde_json::to_writer(&mut *buf, &kernel.json())?;
+                    jw::next_key(buf, "user_stack");
+                    serde_json::to_writer(&mut *buf, &user.json())?;
                 }
-                out.record(&Value::Object(rec))?;
+                buf.push(b'}');
+                out.end_line()?;
             } else {
                 let mut tail = String::new();
                 if let Some(r) = &ret {
