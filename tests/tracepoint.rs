@@ -622,3 +622,104 @@ fn stack_on_sys_enter_openat_names_the_calling_function() {
     let recs = parse_ndjson(&out.stdout);
     assert!(events(&recs).iter().all(|e| e.get("user_stack").is_none()));
 }
+
+/// A lone event at a low rate reaches the output while tracing goes on, not only when it
+/// ends: the kernel side batches its wakeups, and the consumer's poll timeout bounds how
+/// long a record that woke nobody waits. The bound asserted is generous (the machine is
+/// shared); the bench reports the latency measured.
+#[test]
+fn a_lone_event_is_shown_while_tracing() {
+    // The shell asks for its parent too: only the workload's call is followed.
+    let cmd = format!("/bin/sh -c '{} --wait rate 1 1; sleep 10'", workload());
+    let mut r = Running::start(&[
+        "tracepoint",
+        "--json",
+        "syscalls:sys_enter_getppid",
+        "--comm",
+        "workload",
+        "-c",
+        &cmd,
+    ]);
+    let ids = r.wait_attached();
+    let stdout = r.child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let sent = std::time::Instant::now();
+    r.send_line("go");
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the event was not shown within 5 s of the call");
+    let latency = sent.elapsed();
+    let rec: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(rec["type"], "event", "{line}");
+    assert_eq!(rec["comm"], "workload", "{line}");
+    assert!(
+        latency < std::time::Duration::from_secs(1),
+        "the event took {latency:?} to be shown"
+    );
+    r.signal(libc::SIGINT);
+    let summary: Value = loop {
+        let l = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("no summary after SIGINT");
+        let v: Value = serde_json::from_str(&l).unwrap();
+        if v["type"] == "summary" {
+            break v;
+        }
+    };
+    assert_eq!(summary["events"], 1, "{summary}");
+    r.child.wait().unwrap();
+    assert_unloaded(&ids);
+}
+
+/// `--buffer-size` sets the ring buffer: one page cannot hold a flat-out burst, and what
+/// did not fit is counted, exactly: shown plus lost is every call.
+#[test]
+fn a_one_page_ring_loses_and_counts_every_loss() {
+    const N: u64 = 200_000;
+    let cmd = format!("{} --wait rate {N} 0", workload());
+    let (recs, code, _) = trace_to_end(&[
+        "tracepoint",
+        "--json",
+        "syscalls:sys_enter_getppid",
+        "--buffer-size",
+        "4K",
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(code, 0);
+    let shown = events(&recs).len() as u64;
+    let s = summary(&recs);
+    let lost = s["lost"]["ringbuf"].as_u64().unwrap();
+    assert_eq!(s["events"].as_u64(), Some(shown), "{s}");
+    assert_eq!(shown + lost, N, "{s}");
+    assert!(lost > 0, "a 4 KiB ring held a flat-out burst of {N}: {s}");
+}
+
+#[test]
+fn buffer_size_is_checked() {
+    for (size, want) in [
+        ("0", "more than 0"),
+        ("4X", "not a size in bytes"),
+        ("2G", "at most 1G"),
+    ] {
+        let out = btrace(&[
+            "tracepoint",
+            "syscalls:sys_enter_getppid",
+            "--buffer-size",
+            size,
+        ]);
+        let e = one_line_error(&out);
+        assert!(e.contains(want), "{size}: {e}");
+    }
+}

@@ -2,6 +2,10 @@
 //! Where results go: stdout (or the `-o` file), as text for people or NDJSON for
 //! programs. A closed stdout (`| head`) surfaces as an io::ErrorKind::BrokenPipe error
 //! that main turns into a quiet exit.
+//!
+//! Records are written into one buffer that goes out in a single write when it passes
+//! [`SPILL`] bytes or at [`Output::flush`] (event streams flush once per batch of records
+//! taken from the ring buffer, so a lone event is not held back).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -14,19 +18,20 @@ use serde_json::Value;
 /// Whether results go to stdout (whose reader may go away) rather than a file.
 static TO_STDOUT: AtomicBool = AtomicBool::new(false);
 
+/// Bytes buffered before they are written out without waiting for a flush.
+pub const SPILL: usize = 64 << 10;
+
 pub struct Output {
     pub json: bool,
-    out: io::BufWriter<Box<dyn Write>>,
+    buf: Vec<u8>,
+    sink: Box<dyn Write>,
 }
 
 impl Output {
     /// Results on stdout.
     pub fn new(json: bool) -> Self {
         TO_STDOUT.store(true, Ordering::SeqCst);
-        Output {
-            json,
-            out: io::BufWriter::new(Box::new(io::stdout())),
-        }
+        Output::over(json, Box::new(io::stdout()))
     }
 
     /// Results in `path` (created or truncated) when given, else on stdout.
@@ -36,35 +41,70 @@ impl Output {
         };
         let file =
             File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Output {
-            json,
-            out: io::BufWriter::new(Box::new(file)),
-        })
+        Ok(Output::over(json, Box::new(file)))
     }
 
     /// Text on stderr: the notes and summary that must not mix with data on stdout
     /// (folded stacks, which other tools read).
     pub fn stderr() -> Self {
+        Output::over(false, Box::new(io::stderr()))
+    }
+
+    fn over(json: bool, sink: Box<dyn Write>) -> Self {
         Output {
-            json: false,
-            out: io::BufWriter::new(Box::new(io::stderr())),
+            json,
+            buf: Vec::new(),
+            sink,
         }
     }
 
     /// One line of text (text mode).
     pub fn line(&mut self, s: &str) -> io::Result<()> {
-        self.out.write_all(s.as_bytes())?;
-        self.out.write_all(b"\n")
+        self.buf.extend_from_slice(s.as_bytes());
+        self.end_line()
     }
 
     /// One NDJSON record.
     pub fn record(&mut self, v: &Value) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, v)?;
-        self.out.write_all(b"\n")
+        serde_json::to_writer(&mut self.buf, v)?;
+        self.end_line()
+    }
+
+    /// The buffer to write a line or record straight into, without its newline: call
+    /// [`end_line`](Self::end_line) after it.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Ends the line written into [`buf`](Self::buf).
+    pub fn end_line(&mut self) -> io::Result<()> {
+        self.buf.push(b'\n');
+        if self.buf.len() >= SPILL {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Everything buffered, in one write.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.sink.write_all(&self.buf);
+        self.buf.clear();
+        r
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.write_out()?;
+        self.sink.flush()
+    }
+}
+
+impl Drop for Output {
+    /// What is still buffered is written, as a BufWriter does; an error then is ignored.
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

@@ -367,7 +367,7 @@ impl EventStacks {
         &mut self,
         rec: &[u8],
         off: usize,
-        head: &crate::model::task::Head,
+        head: &crate::model::task::HeadRef<'_>,
     ) -> Option<(Side, Side)> {
         let slot = rec.get(off..)?;
         if slot.len() < std::mem::size_of::<stack_slot>() {

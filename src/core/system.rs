@@ -225,6 +225,17 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The size of a memory page.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
 /// Whether standard output is a pipe whose reader has gone (`btrace ... | head -0`).
 /// A closed pipe is otherwise only noticed on the next write, and a quiet trace may
 /// never write again; the write end of such a pipe polls as POLLERR.

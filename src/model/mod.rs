@@ -7,6 +7,7 @@ pub mod bytes;
 pub mod cidr;
 pub mod errno;
 pub mod histogram;
+pub mod json_write;
 pub mod metrics;
 pub mod stacks;
 pub mod task;

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::bytes;
+use super::json_write as jw;
 
 /// One value, typed for showing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +123,138 @@ impl Val {
     }
 }
 
+impl Val {
+    /// [`text`](Self::text), appended to `out`.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
+        match self {
+            Val::Int(v) => jw::int(out, *v),
+            Val::UInt(v) => jw::int(out, *v),
+            Val::Name(s) | Val::Note(s) => out.extend_from_slice(s.as_bytes()),
+            Val::Missing => out.push(b'?'),
+            v => out.extend_from_slice(v.text().as_bytes()),
+        }
+    }
+
+    /// [`json`](Self::json), written into `out`, the marks into `marks`.
+    pub fn write_json(&self, out: &mut Vec<u8>, name: &str, marks: &mut JsonMarks) {
+        match self {
+            Val::Int(v) => jw::int(out, *v),
+            Val::UInt(v) => jw::int(out, *v),
+            Val::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+            Val::Hex(v) => {
+                use std::io::Write;
+                let _ = write!(out, "\"0x{v:x}\"");
+            }
+            Val::Bytes { data, truncated } => {
+                match std::str::from_utf8(data) {
+                    Ok(s) => jw::str(out, s),
+                    Err(_) => {
+                        let (s, _) = bytes::json_string(data);
+                        marks.escaped.push(name.to_string());
+                        jw::str(out, &s);
+                    }
+                }
+                if *truncated {
+                    marks.truncated.push(name.to_string());
+                }
+            }
+            Val::List { items, truncated } => {
+                if *truncated {
+                    marks.truncated.push(name.to_string());
+                }
+                out.push(b'[');
+                for (i, (b, cut)) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let (s, escaped) = bytes::json_string(b);
+                    if escaped {
+                        marks.escaped.push(format!("{name}[{i}]"));
+                    }
+                    if *cut {
+                        marks.truncated.push(format!("{name}[{i}]"));
+                    }
+                    jw::str(out, &s);
+                }
+                out.push(b']');
+            }
+            Val::Name(s) | Val::Note(s) => jw::str(out, s),
+            Val::HexBytes(b) => jw::str(out, &bytes::hex(b)),
+            Val::Missing => out.extend_from_slice(b"null"),
+        }
+    }
+}
+
+/// [`Marks`] for records written straight into a buffer: the same lists, kept between
+/// records (cleared by [`write_into`](Self::write_into)) so a record without any costs
+/// no allocation.
+#[derive(Default, Debug)]
+pub struct JsonMarks {
+    pub escaped: Vec<String>,
+    pub truncated: Vec<String>,
+    /// The members of the `raw` object, written.
+    pub raw: Vec<u8>,
+}
+
+impl JsonMarks {
+    /// The number behind a value shown by name, as a member of `raw`.
+    pub fn add_raw(&mut self, name: &str, raw: &Val) {
+        if !self.raw.is_empty() {
+            self.raw.push(b',');
+        }
+        jw::key(&mut self.raw, name);
+        raw.write_json(&mut self.raw, name, &mut JsonMarks::default());
+    }
+
+    /// Appends the non-empty lists as members of the record being written (`,"raw":{..}`
+    /// ...), in [`Marks::insert_into`]'s order, and clears them.
+    pub fn write_into(&mut self, out: &mut Vec<u8>) {
+        if !self.raw.is_empty() {
+            jw::next_key(out, "raw");
+            out.push(b'{');
+            out.extend_from_slice(&self.raw);
+            out.push(b'}');
+            self.raw.clear();
+        }
+        if !self.escaped.is_empty() {
+            jw::next_key(out, "escaped");
+            jw::str_array(out, &self.escaped);
+            self.escaped.clear();
+        }
+        if !self.truncated.is_empty() {
+            jw::next_key(out, "truncated");
+            jw::str_array(out, &self.truncated);
+            self.truncated.clear();
+        }
+    }
+}
+
+/// [`json_args`] written into `out` as the `args` object (`{...}`).
+pub fn write_json_args(fields: &[Field<'_>], out: &mut Vec<u8>, marks: &mut JsonMarks) {
+    out.push(b'{');
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        jw::key(out, f.name);
+        f.val.write_json(out, f.name, marks);
+        if let Some(raw) = &f.raw {
+            marks.add_raw(f.name, raw);
+        }
+    }
+    out.push(b'}');
+}
+
+/// [`text_args`] appended to `out`.
+pub fn write_text_args(fields: &[Field<'_>], out: &mut Vec<u8>) {
+    for f in fields {
+        out.push(b' ');
+        out.extend_from_slice(f.name.as_bytes());
+        out.push(b'=');
+        f.val.write_text(out);
+    }
+}
+
 /// What a record says about its values besides them.
 #[derive(Default, Debug)]
 pub struct Marks {
@@ -227,7 +360,7 @@ mod tests {
         rec.insert("args".into(), Value::Object(args));
         marks.insert_into(&mut rec);
         assert_eq!(
-            Value::Object(rec),
+            Value::Object(rec.clone()),
             json!({
                 "args": {"buf": "\\xff\\\\", "newstate": "TCP_CLOSE", "argv": ["a", "\\xfe"]},
                 "raw": {"newstate": 7},
@@ -235,6 +368,22 @@ mod tests {
                 "truncated": ["buf", "argv[1]"],
             })
         );
+        // Written straight, the same bytes.
+        let mut out = br#"{"args":"#.to_vec();
+        let mut jm = JsonMarks::default();
+        write_json_args(&fields, &mut out, &mut jm);
+        jm.write_into(&mut out);
+        out.push(b'}');
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&Value::Object(rec)).unwrap()
+        );
+        assert!(jm.raw.is_empty() && jm.escaped.is_empty() && jm.truncated.is_empty());
+        let mut text = Vec::new();
+        write_text_args(&fields, &mut text);
+        let mut line = String::new();
+        text_args(&fields, &mut line);
+        assert_eq!(String::from_utf8(text).unwrap(), line);
         // Nothing to say: no lists at all.
         let mut rec = Map::new();
         Marks::default().insert_into(&mut rec);

@@ -13,8 +13,9 @@ use crate::core::output::Output;
 use crate::core::session::{Closing, Session, Step, TraceArgs};
 use crate::core::stacks::EventStacks;
 use crate::core::stream::{pump, EventStream};
+use crate::model::json_write as jw;
 use crate::model::units::fmt_latency;
-use crate::model::value::{json_args, Marks};
+use crate::model::value::{write_json_args, JsonMarks};
 
 use crate::core::abi::types;
 use crate::core::scope::Scope;
@@ -31,8 +32,6 @@ pub const FUNC_MAX_ARGS: usize = types::func_limits::FUNC_MAX_ARGS.0 as usize;
 pub const FUNC_MAX_SLOTS: usize = types::func_limits::FUNC_MAX_SLOTS.0 as usize;
 /// Bytes of the fixed part of an event.
 pub const EVENT_BYTES: usize = std::mem::size_of::<types::func_event>();
-/// Ring buffer between the kernel and btrace (a power of two, in bytes).
-pub const RINGBUF_BYTES: u32 = 4 << 20;
 
 /// How one argument is read, as the kernel program is told (enum arg_read and its slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +68,8 @@ pub struct Plan {
     pub reads: [ArgRead; FUNC_MAX_ARGS],
     /// --stack: both stacks at entry, after the string slots.
     pub stack: bool,
+    /// The ring buffer's size (--buffer-size).
+    pub ring_bytes: u32,
 }
 
 impl Plan {
@@ -90,6 +91,7 @@ impl Plan {
             str_size,
             reads: [RAW; FUNC_MAX_ARGS],
             stack: false,
+            ring_bytes: crate::core::stream::RINGBUF_DEFAULT,
         };
         plan.reads = plan.arg_reads();
         plan
@@ -194,6 +196,10 @@ macro_rules! func_configure {
             ro.has_ret = plan.ret_kind() != $crate::resolve::btf::ValueKind::Void;
             ro.with_ret = plan.needs_return();
             ro.hist_on = plan.hist;
+            if !plan.hist {
+                ro.rb_wake_bytes = $crate::core::stream::wake_bytes(plan.ring_bytes);
+                ro.rb_wake_gap_ns = $crate::core::stream::WAKE_GAP_NS;
+            }
             ro.str_size = plan.str_size as u32;
             ro.str_slot_bytes = $crate::core::slots::slot_bytes(plan.str_size) as u32;
             ro.ev_size = plan.ev_size() as u32;
@@ -209,11 +215,8 @@ macro_rules! func_configure {
         }
         $crate::apply_scope!($open, &plan.scope, true);
         let m = &mut $open.maps;
-        m.events.set_max_entries(if plan.hist {
-            4096
-        } else {
-            $crate::tracers::func::RINGBUF_BYTES
-        })?;
+        m.events
+            .set_max_entries(if plan.hist { 4096 } else { plan.ring_bytes })?;
         m.scratch.set_value_size(plan.ev_size() as u32)?;
         m.inflight.set_value_size(plan.ev_size() as u32)?;
         m.inflight.set_max_entries(if plan.with_ret && !plan.hist {
@@ -378,6 +381,7 @@ pub fn stream_events(
     }
     let start_ns = crate::core::system::monotonic_ns();
     let mut stacks = plan.stack.then(EventStacks::new);
+    let mut marks = JsonMarks::default();
     session.attached(&format!("{} via {}", run.what, run.hook))?;
     let (end, events, lost) = pump(
         session,
@@ -389,34 +393,43 @@ pub fn stream_events(
             let fields = decode_args(plan, &ev);
             let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
             let sides = match (&mut stacks, plan.stack_off()) {
-                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head),
+                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head.view()),
                 _ => None,
             };
             if out.json {
-                let mut rec = heads.json(&ev.head);
-                rec.insert("func".into(), run.what.into());
-                rec.insert("hook".into(), run.hook.into());
+                // Written straight into the output's buffer, no JSON tree built.
+                let buf = out.buf();
+                heads.write_json(&ev.head.view(), buf);
+                jw::next_key(buf, "func");
+                jw::str(buf, run.what);
+                jw::next_key(buf, "hook");
+                jw::str(buf, run.hook);
                 for (k, v) in &run.extra {
-                    rec.insert((*k).into(), v.clone());
+                    jw::next_key(buf, k);
+                    serde_json::to_writer(&mut *buf, v)?;
                 }
-                let mut marks = Marks::default();
-                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
+                jw::next_key(buf, "args");
+                write_json_args(&fields, buf, &mut marks);
                 if let Some(r) = &ret {
-                    rec.insert("ret".into(), r.val.json(r.name, &mut marks));
+                    jw::next_key(buf, "ret");
+                    r.val.write_json(buf, r.name, &mut marks);
                     if let Some(raw) = &r.raw {
-                        marks
-                            .raw
-                            .insert(r.name.into(), raw.json(r.name, &mut Marks::default()));
+                        marks.add_raw(r.name, raw);
                     }
                 }
                 if plan.with_ret {
-                    rec.insert("latency_ns".into(), ev.latency_ns.into());
+                    jw::next_key(buf, "latency_ns");
+                    jw::int(buf, ev.latency_ns);
                 }
-                marks.insert_into(&mut rec);
-                if let Some(sides) = &sides {
-                    EventStacks::insert_json(&mut rec, sides);
+                marks.write_into(buf);
+                if let Some((kernel, user)) = &sides {
+                    jw::next_key(buf, "kernel_stack");
+                    serde_json::to_writer(&mut *buf, &kernel.json())?;
+                    jw::next_key(buf, "user_stack");
+                    serde_json::to_writer(&mut *buf, &user.json())?;
                 }
-                out.record(&Value::Object(rec))?;
+                buf.push(b'}');
+                out.end_line()?;
             } else {
                 let mut tail = String::new();
                 if let Some(r) = &ret {

@@ -17,6 +17,7 @@
 #include "func.h"
 #include "log2_hist.h"
 #include "losses.h"
+#include "rb_wakeup.h"
 #include "scope.h"
 #include "stacks.h"
 #include "strings.h"
@@ -157,7 +158,7 @@ static __always_inline void finish(void *ctx, struct func_event *e)
 		}
 	}
 	if (!with_ret) {
-		bpf_ringbuf_submit(e, 0);
+		bpf_ringbuf_submit(e, rb_wakeup_flags(&events, e->h.ts_ns));
 		return;
 	}
 	if (bpf_map_update_elem(&inflight, &e->h.tid, e, BPF_ANY))
@@ -216,7 +217,7 @@ static __always_inline void on_return(__u64 id, __u64 ret)
 	e->latency_ns = bpf_ktime_get_ns() - e->h.ts_ns;
 	if (has_ret)
 		fill_out_bufs(e, ret);
-	if (bpf_ringbuf_output(&events, e, ev_size, 0))
+	if (bpf_ringbuf_output(&events, e, ev_size, rb_wakeup_flags(&events, bpf_ktime_get_ns())))
 		count_loss(LOSS_RINGBUF);
 	bpf_map_delete_elem(&inflight, &tid);
 }

@@ -12,6 +12,7 @@ use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::stream::pump;
+use crate::core::stream::RingArgs;
 
 use super::event::CmdLines;
 use super::tracer::{self, Config, Hook, HOOKS};
@@ -24,6 +25,8 @@ pub struct ExecArgs {
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub heads: HeadArgs,
+    #[command(flatten)]
+    pub ring: RingArgs,
     /// Only calls that failed
     #[arg(long)]
     pub fails: bool,
@@ -44,6 +47,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         scope: Scope::new(session.tgid(), &args.scope)?,
         fails_only: args.fails,
         max_inflight: args.max_inflight,
+        ring_bytes: args.ring.buffer_size,
     };
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));

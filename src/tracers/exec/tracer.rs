@@ -25,6 +25,8 @@ pub struct Config {
     pub fails_only: bool,
     /// Bound of the store of execs in flight (default MAX_INFLIGHT).
     pub max_inflight: Option<u32>,
+    /// The ring buffer's size (--buffer-size; default: exec.bpf.c's, 8 MiB).
+    pub ring_bytes: Option<u32>,
 }
 
 /// Bytes of one in-flight record (the kernel preallocates the store).
@@ -67,6 +69,9 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
             .expect("exec has rodata")
             .fails_only = cfg.fails_only;
         crate::apply_scope!(open, &cfg.scope, !tp);
+        if let Some(bytes) = cfg.ring_bytes {
+            open.maps.events.set_max_entries(bytes)?;
+        }
         open.maps
             .exec_inflight
             .set_max_entries(cfg.max_inflight.unwrap_or(MAX_INFLIGHT))?;

@@ -13,6 +13,7 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
+use crate::core::stream::RingArgs;
 
 use super::tracer::{
     kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
@@ -48,6 +49,8 @@ pub struct KprobeArgs {
     #[command(flatten)]
     pub heads: HeadArgs,
     #[command(flatten)]
+    pub ring: RingArgs,
+    #[command(flatten)]
     pub common: TraceArgs,
 }
 
@@ -76,6 +79,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
     );
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
+    plan.ring_bytes = args.ring.bytes();
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| {
             anyhow!(

@@ -13,6 +13,7 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stream::pump;
+use crate::core::stream::RingArgs;
 
 use super::tracer::{self, Config, Hook, HOOKS};
 
@@ -24,6 +25,8 @@ pub struct OpenArgs {
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub heads: HeadArgs,
+    #[command(flatten)]
+    pub ring: RingArgs,
     #[command(flatten)]
     pub strings: StringArgs,
     /// Only calls that failed
@@ -58,6 +61,7 @@ pub fn run(args: OpenArgs) -> Result<i32> {
         fails_only: args.fails,
         prefix,
         max_threads: args.max_threads,
+        ring_bytes: args.ring.buffer_size,
     };
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));

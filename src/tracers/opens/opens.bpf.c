@@ -13,6 +13,7 @@
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "losses.h"
+#include "rb_wakeup.h"
 #include "scope.h"
 #include "strings.h"
 #include "task_event.h"
@@ -137,7 +138,7 @@ static __always_inline void leave(long ret)
 	ev->dfd = s->dfd;
 	ev->call = s->call;
 	read_str((struct str_hdr *)(ev + 1), str_size, fname);
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, rb_wakeup_flags(&events, ev->hdr.ts_ns));
 }
 
 /* ---- syscall tracepoints: only these calls run a program ---- */

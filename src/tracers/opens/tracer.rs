@@ -15,9 +15,6 @@ use crate::core::stream::EventStream;
 use super::event::{self, OpenEvent};
 use super::skel::{types, OpenObj, OpensSkelBuilder, PREFIX_MAX};
 
-/// Ring buffer between the kernel and btrace (a power of two, in bytes).
-pub const RINGBUF_BYTES: u32 = 4 << 20;
-
 /// How the calls are caught, cheapest first (the shared syscall-tracer hooks).
 pub use crate::core::attach::{SyscallHook as Hook, SYSCALL_HOOKS as HOOKS};
 
@@ -33,6 +30,8 @@ pub struct Config {
     pub prefix: Option<Vec<u8>>,
     /// Bound of the per-thread store (default: twice the threads alive, at least 32768).
     pub max_threads: Option<u32>,
+    /// The ring buffer's size (--buffer-size; default RINGBUF_DEFAULT).
+    pub ring_bytes: Option<u32>,
 }
 
 /// Bytes of one record for a string size.
@@ -68,6 +67,9 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
             );
         }
     }
+    let ring_bytes = cfg
+        .ring_bytes
+        .unwrap_or(crate::core::stream::RINGBUF_DEFAULT);
     let obj = OpenObj::new(|storage| {
         let mut open = crate::skel_builder!(OpensSkelBuilder).open(storage)?;
         {
@@ -79,6 +81,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
             ro.str_size = cfg.str_size as u32;
             ro.rec_size = rec_size(cfg.str_size) as u32;
             ro.fails_only = cfg.fails_only;
+            ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
+            ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             if let Some(p) = &cfg.prefix {
                 ro.prefix_len = p.len() as u32;
                 for (d, s) in ro.path_prefix.iter_mut().zip(p) {
@@ -88,7 +92,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
         }
         let tp = hook == Hook::Tracepoint;
         crate::apply_scope!(open, &cfg.scope, !tp);
-        open.maps.events.set_max_entries(RINGBUF_BYTES)?;
+        open.maps.events.set_max_entries(ring_bytes)?;
         open.maps.ostarts_task.set_autocreate(false)?;
         open.maps.ostarts_hash.set_max_entries(
             cfg.max_threads

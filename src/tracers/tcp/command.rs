@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
-use crate::core::stream::pump;
+use crate::core::stream::{pump, RingArgs};
 use crate::model::cidr::Cidr;
 use crate::model::tcp::Family;
 
@@ -24,6 +24,8 @@ pub struct TcpArgs {
     pub common: TraceArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub ring: RingArgs,
     /// Only connections with this port at either end (repeatable)
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<String>,
@@ -121,6 +123,7 @@ pub fn run(args: TcpArgs) -> Result<i32> {
     let opts = TcpOptions {
         life_only: args.life,
         max_conns: args.max_conns.unwrap_or(DEFAULT_MAX_CONNS),
+        ring_bytes: args.ring.buffer_size,
         ..Default::default()
     };
     if let Some(n) = args.max_conns {
@@ -209,6 +212,7 @@ mod tests {
         TcpArgs {
             common: TraceArgs::default(),
             scope: ScopeArgs::default(),
+            ring: RingArgs::default(),
             ports: ports.iter().map(|s| s.to_string()).collect(),
             addrs: addrs.iter().map(|s| s.to_string()).collect(),
             ipv4: v4,

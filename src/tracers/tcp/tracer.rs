@@ -120,6 +120,8 @@ pub struct TcpOptions {
     pub events: bool,
     /// Keep the connection counters in the kernel ([`stats`]).
     pub stats: bool,
+    /// The ring buffer's size (--buffer-size; default: tcp.bpf.c's, 1 MiB).
+    pub ring_bytes: Option<u32>,
 }
 
 impl Default for TcpOptions {
@@ -129,6 +131,7 @@ impl Default for TcpOptions {
             max_conns: DEFAULT_MAX_CONNS,
             events: true,
             stats: false,
+            ring_bytes: None,
         }
     }
 }
@@ -195,6 +198,9 @@ pub fn open_load(
             ro.life_only = opts.life_only;
             ro.events_on = opts.events;
             ro.stats_on = opts.stats;
+        }
+        if let Some(bytes) = opts.ring_bytes {
+            open.maps.events.set_max_entries(bytes)?;
         }
         let sk = way.store == Store::SkStorage;
         if sk {

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use libbpf_rs::skel::Skel;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
@@ -13,12 +13,13 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stacks::{EventStackArgs, EventStacks};
-use crate::core::stream::{pump, EventStream};
-use crate::model::value::{json_args, Marks};
+use crate::core::stream::{pump_records, EventStream, RingArgs};
+use crate::model::json_write as jw;
+use crate::model::value::{write_json_args, JsonMarks};
 use crate::resolve::btf::BtfTypes;
 use crate::resolve::tracefs_format;
 
-use super::tracer::{self, decode_record, unknown_tracepoint, Decoder};
+use super::tracer::{self, record_head, unknown_tracepoint, Decoder};
 
 #[derive(Args, Debug, Clone)]
 pub struct TracepointArgs {
@@ -35,7 +36,23 @@ pub struct TracepointArgs {
     #[command(flatten)]
     pub heads: HeadArgs,
     #[command(flatten)]
+    pub ring: RingArgs,
+    #[command(flatten)]
     pub common: TraceArgs,
+    /// The bench's drain floor (testing builds): take every record from the ring buffer
+    /// and count it, decode and print nothing but the summary
+    #[cfg(feature = "testing")]
+    #[arg(long, hide = true)]
+    pub drain_floor: bool,
+}
+
+impl TracepointArgs {
+    fn drain_floor(&self) -> bool {
+        #[cfg(feature = "testing")]
+        return self.drain_floor;
+        #[cfg(not(feature = "testing"))]
+        false
+    }
 }
 
 /// `cat:name` (or `cat/name`) split in two.
@@ -68,14 +85,15 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     drop(types);
     let mut session = Session::new(c, None)?;
     let scope = Scope::new(session.tgid(), &args.scope)?;
-    let (tp, _link) = tracer::load(cat, name, &decoder.layout, &scope).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot trace {cat}:{name}: {}",
-            crate::core::attach::describe(&e)
-        )
-    })?;
+    let (tp, _link) =
+        tracer::load(cat, name, &decoder.layout, &scope, args.ring.bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot trace {cat}:{name}: {}",
+                crate::core::attach::describe(&e)
+            )
+        })?;
     let shown = format!("{cat}:{name}");
-    let mut stream = EventStream::new(&tp.maps.events, decode_record)?;
+    let mut stream = EventStream::raw(&tp.maps.events)?;
     let mut out = Output::to(c.json, c.output.as_deref())?;
     let mut heads = Heads::new(&args.heads);
     if !out.json {
@@ -84,30 +102,49 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     }
     let start_ns = crate::core::system::monotonic_ns();
     session.attached(&shown)?;
-    let (end, events, lost) = pump(
+    let drain_floor = args.drain_floor();
+    // Kept from record to record: each is written straight into the output's buffer.
+    let mut fields = Vec::new();
+    let mut marks = JsonMarks::default();
+    let (end, events, lost) = pump_records(
         &mut session,
         &mut stream,
         &mut out,
         &tp.maps.losses,
         tp.object(),
-        |out, ev| {
-            let fields = decoder.fields(&ev);
+        |out, rec| {
+            if drain_floor {
+                return Ok(true);
+            }
+            let Some(head) = record_head(rec) else {
+                return Ok(false);
+            };
+            fields.clear();
+            decoder.fields_into(rec, &mut fields);
             let sides = match (&mut stacks, decoder.layout.stack_off) {
-                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head),
+                (Some(es), Some(off)) => es.event(rec, off, &head),
                 _ => None,
             };
-            if out.json {
-                let mut rec = heads.json(&ev.head);
-                rec.insert("tracepoint".into(), shown.clone().into());
-                let mut marks = Marks::default();
-                rec.insert("args".into(), Value::Object(json_args(&fields, &mut marks)));
-                marks.insert_into(&mut rec);
-                if let Some(sides) = &sides {
-                    EventStacks::insert_json(&mut rec, sides);
+            let json = out.json;
+            let buf = out.buf();
+            if json {
+                heads.write_json(&head, buf);
+                jw::next_key(buf, "tracepoint");
+                jw::str(buf, &shown);
+                jw::next_key(buf, "args");
+                write_json_args(&fields, buf, &mut marks);
+                marks.write_into(buf);
+                if let Some((kernel, user)) = &sides {
+                    jw::next_key(buf, "kernel_stack");
+                    serde_json::to_writer(&mut *buf, &kernel.json())?;
+                    jw::next_key(buf, "user_stack");
+                    serde_json::to_writer(&mut *buf, &user.json())?;
                 }
-                out.record(&Value::Object(rec))?;
+                buf.push(b'}');
+                out.end_line()?;
             } else {
-                out.line(&heads.text_line(&ev.head, start_ns, &shown, &fields, ""))?;
+                heads.write_text_line(&head, start_ns, &shown, &fields, "", buf);
+                out.end_line()?;
                 if let Some(sides) = &sides {
                     for l in EventStacks::text_lines(sides) {
                         out.line(&l)?;

@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "losses.h"
+#include "rb_wakeup.h"
 #include "scope.h"
 #include "strings.h"
 #include "stacks.h"
@@ -153,6 +154,6 @@ int tp_record(void *ctx)
 	}
 	if (tp_want_stack)
 		read_stacks(ctx, e + tp_stack_off);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, rb_wakeup_flags(&events, h->ts_ns));
 	return 0;
 }

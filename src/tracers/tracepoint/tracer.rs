@@ -9,7 +9,7 @@ use libbpf_rs::Link;
 use crate::core::abi::{types::task_hdr, STR_SIZE_DEFAULT};
 use crate::core::scope::Scope;
 use crate::core::slots;
-use crate::model::task::Head;
+use crate::model::task::HeadRef;
 use crate::model::value::{Field, Val};
 use crate::resolve::ctype::{unqualified, KernelTypes};
 use crate::resolve::kallsyms::Kallsyms;
@@ -17,9 +17,6 @@ use crate::resolve::print_fmt::{self, Render};
 use crate::resolve::tracefs_format::{self, Format, Kind};
 
 use super::skel::{types::tp_slot_kind, Tp, TracepointSkelBuilder, TP_MAX_SLOTS, TP_RAW_MAX};
-
-/// Ring buffer between the kernel and btrace (a power of two, in bytes).
-pub const RINGBUF_BYTES: u32 = 4 << 20;
 
 /// One field the kernel program reads into a slot of the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +124,14 @@ pub fn unknown_tracepoint(tracefs: &std::path::Path, cat: &str, name: &str) -> a
 }
 
 /// Opens, configures, loads and attaches the program for one tracepoint.
-pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp, Vec<Link>)> {
+/// `ring_bytes`: the ring buffer's size (a power of two of pages).
+pub fn load(
+    cat: &str,
+    name: &str,
+    layout: &Layout,
+    scope: &Scope,
+    ring_bytes: u32,
+) -> Result<(Tp, Vec<Link>)> {
     let tp = Tp::new(|storage| {
         let mut open = crate::skel_builder!(TracepointSkelBuilder).open(storage)?;
         {
@@ -136,6 +140,8 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
                 .rodata_data
                 .as_deref_mut()
                 .expect("tracepoint has rodata");
+            ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
+            ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             ro.tp_raw_size = layout.raw_size as u32;
             ro.tp_rec_size = layout.rec_size as u32;
             ro.tp_n_slots = layout.slots.len() as u32;
@@ -157,7 +163,7 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
             }
         }
         crate::apply_scope!(open, scope, true);
-        open.maps.events.set_max_entries(RINGBUF_BYTES)?;
+        open.maps.events.set_max_entries(ring_bytes)?;
         let tp = open.load()?;
         scope.install(&tp.maps.scope_cgroups)?;
         Ok(tp)
@@ -173,19 +179,11 @@ pub fn load(cat: &str, name: &str, layout: &Layout, scope: &Scope) -> Result<(Tp
     Ok((tp, links))
 }
 
-/// One event as it came from the kernel: who, and the whole record.
-pub struct TpEvent {
-    pub head: Head,
-    pub rec: Vec<u8>,
-}
-
-pub fn decode_record(data: &[u8]) -> Option<TpEvent> {
-    let hdr_len = std::mem::size_of::<task_hdr>();
-    let hdr: &task_hdr = plain::from_bytes(data.get(..hdr_len)?).ok()?;
-    Some(TpEvent {
-        head: Head::from_hdr(hdr),
-        rec: data.to_vec(),
-    })
+/// Who: the task header a record starts with, read in place (None for a record too
+/// short for it).
+pub fn record_head(rec: &[u8]) -> Option<HeadRef<'_>> {
+    let hdr: &task_hdr = plain::from_bytes(rec.get(..std::mem::size_of::<task_hdr>())?).ok()?;
+    Some(HeadRef::from_hdr(hdr))
 }
 
 /// Everything fixed for one tracepoint, built once: its format, where the kernel puts
@@ -238,37 +236,32 @@ impl Decoder {
         }
     }
 
-    /// The fields of one record, by name in record order.
-    pub fn fields(&self, ev: &TpEvent) -> Vec<Field<'_>> {
+    /// The fields of one record (as the kernel wrote it), by name in record order,
+    /// appended to `out` (kept from record to record, so no allocation is made for them).
+    pub fn fields_into<'d>(&'d self, rec: &[u8], out: &mut Vec<Field<'d>>) {
         let hdr_len = std::mem::size_of::<task_hdr>();
-        let raw = ev
-            .rec
+        let raw = rec
             .get(hdr_len..hdr_len + self.layout.raw_size)
             .unwrap_or_default();
         let size = self.layout.str_size;
-        self.format
-            .fields
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let slotted = self.slot_of[i].and_then(|s| {
-                    let off = self.layout.slots[s].off;
-                    match f.kind {
-                        Kind::StrList => {
-                            let (items, flags) = slots::read_list(&ev.rec, off, size)?;
-                            slots::list_val(&items, flags)
-                        }
-                        _ => slots::read(&ev.rec, off, size)?.val(),
+        out.extend(self.format.fields.iter().enumerate().map(|(i, f)| {
+            let slotted = self.slot_of[i].and_then(|s| {
+                let off = self.layout.slots[s].off;
+                match f.kind {
+                    Kind::StrList => {
+                        let (items, flags) = slots::read_list(rec, off, size)?;
+                        slots::list_val(&items, flags)
                     }
-                });
-                let val = match (slotted, &f.kind) {
-                    (Some(v), _) => v,
-                    (None, Kind::DataLocStr { .. }) if self.slot_of[i].is_some() => Val::Missing,
-                    (None, _) => tracefs_format::decode(f, raw),
-                };
-                self.named(i, f, val)
-            })
-            .collect()
+                    _ => slots::read(rec, off, size)?.val(),
+                }
+            });
+            let val = match (slotted, &f.kind) {
+                (Some(v), _) => v,
+                (None, Kind::DataLocStr { .. }) if self.slot_of[i].is_some() => Val::Missing,
+                (None, _) => tracefs_format::decode(f, raw),
+            };
+            self.named(i, f, val)
+        }));
     }
 
     /// A value shown by the name the kernel gives it, with the number kept as raw.
@@ -302,6 +295,7 @@ pub fn check() -> Result<String> {
         name,
         &layout(&format, STR_SIZE_DEFAULT),
         &Scope::default(),
+        crate::core::stream::RINGBUF_DEFAULT,
     )?;
     Ok(format!("attached to {cat}:{name}"))
 }

@@ -15,6 +15,7 @@ use crate::core::session::{Closing, Step};
 use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
+use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
 use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
@@ -52,6 +53,8 @@ pub struct UprobeArgs {
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub heads: HeadArgs,
+    #[command(flatten)]
+    pub ring: RingArgs,
     #[command(flatten)]
     pub common: TraceArgs,
 }
@@ -104,6 +107,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     );
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
+    plan.ring_bytes = args.ring.bytes();
     let probe = Probe::Func {
         path: &target.path,
         offset: target.func.offset,

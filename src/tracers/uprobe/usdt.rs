@@ -13,6 +13,7 @@ use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Session, TraceArgs};
 use crate::core::stacks::EventStackArgs;
+use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
 use crate::resolve::usdt::{self, UsdtProbe};
@@ -35,6 +36,8 @@ pub struct UsdtArgs {
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub heads: HeadArgs,
+    #[command(flatten)]
+    pub ring: RingArgs,
     #[command(flatten)]
     pub common: TraceArgs,
 }
@@ -126,6 +129,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         crate::core::abi::STR_SIZE_MIN,
     );
     plan.stack = args.stack.stack;
+    plan.ring_bytes = args.ring.bytes();
     let probe = Probe::Usdt {
         path: &path,
         provider,
