@@ -11,6 +11,7 @@ use libbpf_rs::{Link, MapCore, MapFlags};
 
 use crate::core::abi::MAX_SYSCALLS;
 use crate::core::attach;
+use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Deltas;
 use crate::core::losses::Losses;
 use crate::core::percpu;
@@ -446,7 +447,14 @@ pub struct SyscallTracer {
     links: Vec<Link>,
     /// Per-process counts at the last sample, to notice processes that ended.
     seen: Deltas<u32, u64>,
+    /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).
+    by_cgroup: Option<CgroupSplit<u32>>,
 }
+
+/// The breakdown's (cgroup, syscall) pairs per label value of the exporter's
+/// `--by cgroup`: a cgroup calls a few dozen syscalls; the rest (and cgroups beyond the
+/// cap, whose entries are deleted at each scrape) have room to come and go.
+const PAIRS_PER_CGROUP: u32 = 64;
 
 impl SyscallTracer {
     /// For the dashboard, per-process counts too; for the exporter, only the histograms.
@@ -454,6 +462,14 @@ impl SyscallTracer {
         let cfg = Config {
             count_processes: load.mode == Mode::Dashboard,
             scope: load.make_scope()?,
+            by: if load.by_cgroup.is_some() {
+                By::Cgroup
+            } else {
+                By::Nothing
+            },
+            max_keys: load
+                .by_cgroup
+                .map(|cap| (cap.saturating_add(64)).saturating_mul(PAIRS_PER_CGROUP)),
             ..Default::default()
         };
         let filter = &load.filter;
@@ -469,6 +485,7 @@ impl SyscallTracer {
             way,
             links,
             seen: Deltas::default(),
+            by_cgroup: load.by_cgroup.map(|_| CgroupSplit::default()),
         }))
     }
 
@@ -542,9 +559,25 @@ impl Tracer for SyscallTracer {
         })
     }
 
-    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+    fn metrics(&mut self, out: &mut Metrics, cgroups: Option<&mut CgroupLabels>) -> Result<()> {
         let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
-        super::metrics::families(&read_totals(&self.hist, &keys)?, out);
+        // The totals first, then the breakdown (see CgroupSplit::split).
+        let totals = read_totals(&self.hist, &keys)?;
+        match (cgroups, self.by_cgroup.as_mut()) {
+            (Some(labels), Some(split)) => {
+                let entries = read_by(&self.hist)?;
+                let map = &self.hist.maps.by_hists;
+                let series = split.split(labels, &totals, entries, |id, nr| {
+                    // struct by_key: id, nr, _pad.
+                    let mut raw = [0u8; std::mem::size_of::<types::by_key>()];
+                    raw[..8].copy_from_slice(&id.to_ne_bytes());
+                    raw[8..12].copy_from_slice(&nr.to_ne_bytes());
+                    let _ = map.delete(&raw);
+                });
+                super::metrics::by_cgroup(&series, out);
+            }
+            _ => super::metrics::families(&totals, out),
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore};
 
 use crate::core::attach;
+use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Cumulative;
 use crate::core::losses::Losses;
 use crate::core::percpu;
@@ -226,12 +227,24 @@ pub struct RunqTracer {
     runq: Runq,
     way: Way,
     links: Vec<Link>,
+    /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).
+    by_cgroup: Option<CgroupSplit<()>>,
 }
 
 impl RunqTracer {
     pub fn load(cfg: &LoadConfig) -> Result<Box<dyn Tracer>> {
-        let (way, runq, links) = load_best(&cfg.make_scope()?, Some(&cfg.filter))?;
-        Ok(Box::new(RunqTracer { runq, way, links }))
+        let by = if cfg.by_cgroup.is_some() {
+            By::Cgroup
+        } else {
+            By::Nothing
+        };
+        let (way, runq, links) = load_first(&WAYS, &cfg.make_scope()?, Some(&cfg.filter), by)?;
+        Ok(Box::new(RunqTracer {
+            runq,
+            way,
+            links,
+            by_cgroup: cfg.by_cgroup.map(|_| CgroupSplit::default()),
+        }))
     }
 }
 
@@ -280,8 +293,25 @@ impl Tracer for RunqTracer {
         Ok(Sample::RunQueue(Box::new(read_total(&self.runq)?)))
     }
 
-    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
-        super::metrics::families(&read_total(&self.runq)?, out);
+    fn metrics(&mut self, out: &mut Metrics, cgroups: Option<&mut CgroupLabels>) -> Result<()> {
+        // The total first, then the breakdown (see CgroupSplit::split).
+        let total = read_total(&self.runq)?;
+        match (cgroups, self.by_cgroup.as_mut()) {
+            (Some(labels), Some(split)) => {
+                let entries = read_keys(&self.runq)?
+                    .into_iter()
+                    .map(|(id, s)| (id, (), s.lat))
+                    .collect();
+                let map = &self.runq.maps.runq_keys;
+                let series = split.split(labels, &[((), total)], entries, |id, _| {
+                    let _ = map.delete(&id.to_ne_bytes());
+                });
+                let by: Vec<(String, Log2Hist)> =
+                    series.into_iter().map(|(l, (), h)| (l, h)).collect();
+                super::metrics::by_cgroup(&by, out);
+            }
+            _ => super::metrics::families(&total, out),
+        }
         Ok(())
     }
 }
