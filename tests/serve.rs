@@ -771,7 +771,10 @@ fn by_cgroup_labels_exact_counts_and_caps_the_rest() {
     assert_eq!(labelled.len(), 2, "{labelled:?} other {other:?}");
     let mut left = 6000.0;
     for (c, v) in &labelled {
-        let i = cgs.iter().position(|d| rel(d) == *c).expect("a test cgroup");
+        let i = cgs
+            .iter()
+            .position(|d| rel(d) == *c)
+            .expect("a test cgroup");
         assert_eq!(*v, want[i], "{c}");
         left -= want[i];
     }
