@@ -406,22 +406,12 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
 /// The breakdown's histograms, cumulative, CPUs summed: (process, thread or cgroup id,
 /// syscall slot, histogram).
 pub fn read_by(hist: &Hist) -> Result<Vec<(u64, u32, Log2Hist)>> {
-    let map = &hist.maps.by_hists;
-    let mut out = Vec::new();
-    for k in map.keys() {
-        let Ok(key) = plain::from_bytes::<types::by_key>(&k).copied() else {
-            continue;
-        };
-        let Some(vals) = map.lookup_percpu(&k, MapFlags::ANY)? else {
-            continue;
-        };
-        let cpus: Vec<crate::core::abi::types::hist> = vals
-            .iter()
-            .map(|v| crate::core::skel::plain_prefix(v))
-            .collect();
-        out.push((key.id, key.nr, Log2Hist::sum_cpus(&cpus)));
-    }
-    Ok(out)
+    Ok(
+        percpu::hash_entries::<types::by_key, crate::core::abi::types::hist>(&hist.maps.by_hists)?
+            .into_iter()
+            .map(|(key, cpus)| (key.id, key.nr, Log2Hist::sum_cpus(&cpus)))
+            .collect(),
+    )
 }
 
 /// The name of a process or thread of the breakdown (when first counted, and after exec).

@@ -196,19 +196,12 @@ pub fn read_total(runq: &Runq) -> Result<Log2Hist> {
 
 /// The breakdown's entries (tgid or cgroup id), cumulative, CPUs summed.
 pub fn read_keys(runq: &Runq) -> Result<Vec<(u64, RunqStat)>> {
-    let map = &runq.maps.runq_keys;
-    let mut out = Vec::new();
-    for k in map.keys() {
-        let Ok(raw) = <[u8; 8]>::try_from(k.as_slice()) else {
-            continue;
-        };
-        let Some(vals) = map.lookup_percpu(&k, libbpf_rs::MapFlags::ANY)? else {
-            continue;
-        };
-        let cpus: Vec<types::runq_stat> = vals.iter().map(|v| plain_prefix(v)).collect();
-        out.push((u64::from_ne_bytes(raw), RunqStat::sum(&cpus)));
-    }
-    Ok(out)
+    Ok(
+        percpu::hash_entries::<u64, types::runq_stat>(&runq.maps.runq_keys)?
+            .into_iter()
+            .map(|(id, cpus)| (id, RunqStat::sum(&cpus)))
+            .collect(),
+    )
 }
 
 /// A process's name in the breakdown (its leader's name when first seen).
