@@ -441,10 +441,13 @@ pub struct SyscallTracer {
     by_cgroup: Option<CgroupSplit<u32>>,
 }
 
-/// The breakdown's (cgroup, syscall) pairs per label value of the exporter's
-/// `--by cgroup`: a cgroup calls a few dozen syscalls; the rest (and cgroups beyond the
-/// cap, whose entries are deleted at each scrape) have room to come and go.
-const PAIRS_PER_CGROUP: u32 = 64;
+/// The exporter's `--by cgroup` table: (cgroup, syscall) pairs for the labelled cgroups
+/// plus 32 more (cgroups beyond the cap, whose entries are deleted at each scrape), 48
+/// per cgroup (a service calls a few dozen syscalls; the pairs are one pool), at most
+/// 2^20 pairs.
+pub fn by_cgroup_pairs(cap: u32) -> u32 {
+    cap.saturating_add(32).saturating_mul(48).min(1 << 20)
+}
 
 impl SyscallTracer {
     /// For the dashboard, per-process counts too; for the exporter, only the histograms.
@@ -457,11 +460,18 @@ impl SyscallTracer {
             } else {
                 By::Nothing
             },
-            max_keys: load
-                .by_cgroup
-                .map(|cap| (cap.saturating_add(64)).saturating_mul(PAIRS_PER_CGROUP)),
+            max_keys: load.by_cgroup.map(by_cgroup_pairs),
             ..Default::default()
         };
+        if let Some(pairs) = cfg.max_keys {
+            crate::core::system::note_store_cost(
+                "per-cgroup syscall table",
+                pairs.into(),
+                std::mem::size_of::<types::by_key>() as u64,
+                (std::mem::size_of::<crate::core::abi::types::hist>()
+                    * crate::core::system::online_cpus()) as u64,
+            );
+        }
         let filter = &load.filter;
         let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
             let hist = open_load(way, &cfg)?;

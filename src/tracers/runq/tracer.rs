@@ -53,8 +53,9 @@ impl fmt::Display for Way {
     }
 }
 
-/// Opens and loads the programs of one way without attaching them.
-pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
+/// Opens and loads the programs of one way without attaching them. `keys`: the bound of
+/// the breakdown's table (default RUNQ_MAX_KEYS).
+pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<Runq> {
     Loaded::new(|storage| {
         let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
         crate::apply_scope!(open, scope, true);
@@ -67,7 +68,11 @@ pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
             By::Process => types::runq_by::RUNQ_BY_PROCESS.0,
             By::Cgroup => types::runq_by::RUNQ_BY_CGROUP.0,
         };
-        let keys = if by == By::Nothing { 1 } else { MAX_KEYS };
+        let keys = if by == By::Nothing {
+            1
+        } else {
+            keys.unwrap_or(MAX_KEYS)
+        };
         open.maps.runq_keys.set_max_entries(keys)?;
         open.maps
             .runq_comms
@@ -93,7 +98,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
 
 /// Loads and attaches the cheapest way this kernel accepts.
 pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Vec<Link>)> {
-    load_first(&WAYS, scope, live, By::Nothing)
+    load_first(&WAYS, scope, live, By::Nothing, None)
 }
 
 /// Loads and attaches the first of `ways` this kernel accepts.
@@ -102,9 +107,10 @@ pub fn load_first(
     scope: &Scope,
     live: Option<&LiveFilter>,
     by: By,
+    keys: Option<u32>,
 ) -> Result<(Way, Runq, Vec<Link>)> {
     let (way, (runq, links)) = attach::first_that_works(ways, |way| {
-        let runq = open_load(way, scope, by)?;
+        let runq = open_load(way, scope, by, keys)?;
         write_live(&runq, live, None)?;
         let links = attach::attach_loaded(runq.object())?;
         scope.seed(&runq.maps.scope_procs)?;
@@ -231,7 +237,11 @@ impl RunqTracer {
         } else {
             By::Nothing
         };
-        let (way, runq, links) = load_first(&WAYS, &cfg.make_scope()?, Some(&cfg.filter), by)?;
+        // Labelled cgroups, and room for those that come and go between scrapes (the
+        // entries of cgroups sent to "other" are deleted at each scrape).
+        let keys = cfg.by_cgroup.map(|cap| cap.saturating_add(1024));
+        let (way, runq, links) =
+            load_first(&WAYS, &cfg.make_scope()?, Some(&cfg.filter), by, keys)?;
         Ok(Box::new(RunqTracer {
             runq,
             way,
