@@ -5,25 +5,77 @@
 # programs (run_time_ns; serve enables run-time statistics itself), over DURATION
 # seconds, as a share of the whole machine; and scrape latency (curl's time_total for
 # the whole response, and the exporter's own btrace_scrape_duration_seconds) over
-# SCRAPES scrapes. Figures are written into README.md between the bench:serve markers.
+# SCRAPES scrapes; then the same scrape latency with `--by cgroup` once CGROUPS cgroups
+# made by the bench (under the cgroup v2 mount) have each run a short workload (exec
+# plus 100 getppid calls), so each has its own series. Figures are written into README.md
+# between the bench:serve markers.
 #
-# Standalone: bash bench/serve_overhead.sh   (DURATION=60 SCRAPES=200 by default)
+# Standalone: bash bench/serve_overhead.sh   (DURATION=60 SCRAPES=200 CGROUPS=100 by
+# default); SERVE_PARTS=cgroup runs only the --by cgroup part and prints its row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BTRACE=${BTRACE:-target/release/btrace}
 DURATION=${DURATION:-60}
 SCRAPES=${SCRAPES:-200}
 PORT=${PORT:-19535}
+CGROUPS=${CGROUPS:-100}
+SERVE_PARTS=${SERVE_PARTS:-all}
 [ -x "$BTRACE" ] || make -s build-release
+[ -x target/workload ] || make -s target/workload
 command -v bpftool >/dev/null && command -v curl >/dev/null || { echo "needs bpftool and curl"; exit 1; }
 
 NCPU=$(nproc)
 HZ=$(getconf CLK_TCK)
+
+# Scrape latency of `--by cgroup` with CGROUPS cgroups that each have series: prints one
+# row of the scrapes table.
+by_cgroup_row() {
+    local port=$((PORT + 1)) mnt parent pid err i lat n
+    mnt=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+    [ -n "$mnt" ] || { echo "no cgroup v2 mount" >&2; return 1; }
+    parent="$mnt/btrace-bench-serve-$$"
+    err=$(mktemp)
+    mkdir -p "$parent"
+    # Machine-wide, the cap above the bench's cgroups plus the machine's own.
+    "$BTRACE" serve --listen "127.0.0.1:$port" --by cgroup --max-cgroups $((CGROUPS + 28)) 2>"$err" &
+    pid=$!
+    CGPID=$pid
+    trap 'kill $CGPID 2>/dev/null || true; kill ${PID:-} 2>/dev/null || true' EXIT
+    for _ in $(seq 200); do grep -q '^Tracing' "$err" && break; sleep 0.05; done
+    grep -q '^Tracing' "$err" || { cat "$err" >&2; return 1; }
+    for i in $(seq "$CGROUPS"); do
+        mkdir -p "$parent/cg$i"
+        sh -c "echo \$\$ > $parent/cg$i/cgroup.procs && exec target/workload syscalls 100 0"
+    done
+    sleep 1
+    lat=$(mktemp)
+    for _ in $(seq "$SCRAPES"); do
+        curl -s -o "$lat.body" -w '%{time_total} %{size_download}\n' "http://127.0.0.1:$port/metrics" >>"$lat"
+        awk '/^btrace_scrape_duration_seconds / { print $2 }' "$lat.body" >>"$lat.own"
+    done
+    n=$(awk '/^btrace_cgroup_labels / { print $2 }' "$lat.body")
+    local series
+    series=$(grep -c '^btrace_syscall_latency_seconds_count{' "$lat.body")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    for i in $(seq "$CGROUPS"); do rmdir "$parent/cg$i" 2>/dev/null || true; done
+    rmdir "$parent" 2>/dev/null || true
+    local t o
+    t=$(sort -n "$lat" | awk -v n="$SCRAPES" '{ t[NR] = $1; b = $2 } END {
+        printf "%.2f ms | %.2f ms | %.0f KB", 1000 * t[int(n / 2) + 1], 1000 * t[int(n * 0.95)], b / 1024 }')
+    o=$(sort -n "$lat.own" | awk -v n="$SCRAPES" '{ t[NR] = $1 } END { printf "%.2f ms", 1000 * t[int(n / 2) + 1] }')
+    rm -f "$lat" "$lat.body" "$lat.own" "$err"
+    echo "| $SCRAPES back to back, \`--by cgroup\`, $CGROUPS cgroups made by the bench ($n label values, $series syscall histograms) | $t | $o |"
+}
+
+if [ "$SERVE_PARTS" = cgroup ]; then
+    by_cgroup_row
+    exit 0
+fi
 URL="http://127.0.0.1:$PORT/metrics"
 ERR=$(mktemp)
 "$BTRACE" serve --listen "127.0.0.1:$PORT" 2>"$ERR" &
 PID=$!
-cleanup() { kill "$PID" 2>/dev/null || true; rm -f "$ERR"; }
+cleanup() { kill "$PID" ${CGPID:-} 2>/dev/null || true; rm -f "$ERR"; }
 trap cleanup EXIT
 for _ in $(seq 200); do grep -q '^Tracing' "$ERR" && break; sleep 0.05; done
 grep -q '^Tracing' "$ERR" || { cat "$ERR"; exit 1; }
@@ -63,6 +115,7 @@ scrape=$(sort -n "$lat" | awk -v n="$SCRAPES" '{ t[NR] = $1; b = $2 } END {
     printf "%.2f ms | %.2f ms | %.0f KB", 1000 * t[int(n / 2) + 1], 1000 * t[int(n * 0.95)], b / 1024 }')
 own=$(sort -n "$lat.own" | awk -v n="$SCRAPES" '{ t[NR] = $1 } END { printf "%.2f ms", 1000 * t[int(n / 2) + 1] }')
 rm -f "$lat" "$lat.body" "$lat.own"
+cgrow=$(by_cgroup_row)
 
 text="| case | serve user+sys CPU | its BPF programs' run time | whole cost |
 |---|---|---|---|
@@ -71,6 +124,7 @@ $idle
 | scrapes | median (curl, whole response) | p95 | body | median map reading (btrace_scrape_duration_seconds) |
 |---|---|---|---|---|
 | $SCRAPES back to back, default groups | $scrape | $own |
+$cgrow
 
 Whole cost = the exporter's own CPU time plus the run time the kernel measured for all
 its BPF programs, as a share of all ${NCPU} CPUs (100% = the whole machine); the

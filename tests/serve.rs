@@ -629,3 +629,206 @@ fn bad_groups_and_addresses_are_one_line_errors() {
         "{e}"
     );
 }
+
+/// Runs `workload ARGS` inside cgroup `cg`: the shell moves itself in, then becomes the
+/// workload, so every call the workload makes is the cgroup's.
+fn run_in_cgroup(cg: &Path, args: &str) {
+    let cmd = format!(
+        "echo $$ > {}/cgroup.procs && exec {} {args}",
+        cg.display(),
+        workload()
+    );
+    let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+/// Removes test cgroups (their processes have ended; the kernel may take a moment).
+struct CgroupDirs(Vec<PathBuf>);
+
+impl Drop for CgroupDirs {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+fn remove_cgroup(d: &Path) {
+    for _ in 0..100 {
+        if std::fs::remove_dir(d).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("cannot remove {}", d.display());
+}
+
+/// --by cgroup through a real Prometheus: three cgroups made by the test under one parent
+/// (the exporters' --cgroup scope, so no other cgroup of the machine takes a label), an
+/// exact number of getppid calls in each; one exporter with the default cap labels each
+/// exactly, one with --max-cgroups 2 labels two exactly and puts the third's calls in
+/// cgroup="other" exactly, counting the overflow. A removed cgroup keeps its series, and
+/// a cgroup made again at its path continues it.
+#[test]
+fn by_cgroup_labels_exact_counts_and_caps_the_rest() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let parent = root.join(format!("btrace-serve-cg-{}", std::process::id()));
+    let names = ["a", "b", "c"];
+    let cgs: Vec<PathBuf> = names.iter().map(|n| parent.join(n)).collect();
+    for d in &cgs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let mut dirs = vec![parent.clone()];
+    dirs.extend(cgs.iter().cloned());
+    let _cleanup = CgroupDirs(dirs);
+    let rel = |d: &Path| format!("/{}", d.strip_prefix(&root).unwrap().display());
+    let scope = parent.to_str().unwrap();
+    let all = Serve::start(&[
+        "--groups",
+        "syscalls,runq",
+        "--by",
+        "cgroup",
+        "--cgroup",
+        scope,
+    ]);
+    let capped = Serve::start(&[
+        "--groups",
+        "syscalls",
+        "--by",
+        "cgroup",
+        "--max-cgroups",
+        "2",
+        "--cgroup",
+        scope,
+    ]);
+    let prom = Prometheus::start(&[all.addr, capped.addr]);
+    prom.wait_exact(&format!("up{{instance=\"{}\"}}", all.addr), 1.0);
+    prom.wait_exact(&format!("up{{instance=\"{}\"}}", capped.addr), 1.0);
+
+    let want = [1000.0, 2000.0, 3000.0];
+    for (d, n) in cgs.iter().zip(want) {
+        run_in_cgroup(d, &format!("syscalls {n} 0"));
+    }
+    let getppid = |s: &Serve, cgroup: &str| {
+        format!(
+            "btrace_syscall_latency_seconds_count{{instance=\"{}\",cgroup=\"{cgroup}\",syscall=\"getppid\"}}",
+            s.addr
+        )
+    };
+    // Default cap: each cgroup exactly, and nothing else (no other series).
+    for (d, n) in cgs.iter().zip(want) {
+        prom.wait_exact(&getppid(&all, &rel(d)), n);
+    }
+    let series = prom.query(&format!(
+        "btrace_syscall_latency_seconds_count{{instance=\"{}\",syscall=\"getppid\"}}",
+        all.addr
+    ));
+    assert_eq!(series.len(), 3, "{series:?}");
+    let bucket = format!(
+        "btrace_syscall_latency_seconds_bucket{{instance=\"{}\",cgroup=\"{}\",syscall=\"getppid\",le=\"+Inf\"}}",
+        all.addr,
+        rel(&cgs[1])
+    );
+    assert_eq!(prom.value(&bucket), Some(2000.0));
+    // The run-queue histogram is labelled too; every series is one of the test's cgroups
+    // (or other), and they add up to the group's count.
+    for (m, _) in prom.query(&format!(
+        "btrace_runqueue_latency_seconds_count{{instance=\"{}\"}}",
+        all.addr
+    )) {
+        let c = m["cgroup"].as_str().unwrap_or_default().to_string();
+        assert!(
+            c == "other" || cgs.iter().any(|d| rel(d) == c),
+            "runq series {m}"
+        );
+    }
+
+    // Cap 2: two cgroups labelled with their exact counts, the third's calls in other.
+    let t0 = Instant::now();
+    let (labelled, other) = loop {
+        let got: Vec<(String, f64)> = prom
+            .query(&format!(
+                "btrace_syscall_latency_seconds_count{{instance=\"{}\",syscall=\"getppid\"}}",
+                capped.addr
+            ))
+            .into_iter()
+            .map(|(m, v)| (m["cgroup"].as_str().unwrap().to_string(), v))
+            .collect();
+        let total: f64 = got.iter().map(|(_, v)| v).sum();
+        if total == 6000.0 || t0.elapsed() > Duration::from_secs(30) {
+            let other = got.iter().find(|(c, _)| c == "other").map(|(_, v)| *v);
+            let labelled: Vec<(String, f64)> =
+                got.into_iter().filter(|(c, _)| c != "other").collect();
+            break (labelled, other);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(labelled.len(), 2, "{labelled:?} other {other:?}");
+    let mut left = 6000.0;
+    for (c, v) in &labelled {
+        let i = cgs
+            .iter()
+            .position(|d| rel(d) == *c)
+            .expect("a test cgroup");
+        assert_eq!(*v, want[i], "{c}");
+        left -= want[i];
+    }
+    assert_eq!(other, Some(left), "other holds the third cgroup exactly");
+    let overflow = format!(
+        "btrace_cgroup_overflow_total{{instance=\"{}\",reason=\"cap\"}}",
+        capped.addr
+    );
+    assert_eq!(prom.value(&overflow), Some(1.0));
+    assert_eq!(
+        prom.value(&format!(
+            "btrace_cgroup_labels{{instance=\"{}\"}}",
+            capped.addr
+        )),
+        Some(2.0)
+    );
+    // The default cap gave all three their label: nothing overflowed there.
+    assert_eq!(
+        prom.value(&format!(
+            "btrace_cgroup_overflow_total{{instance=\"{}\",reason=\"cap\"}}",
+            all.addr
+        )),
+        Some(0.0)
+    );
+    for s in [&all, &capped] {
+        let (status, _, body) = s.get("/metrics", None);
+        assert_eq!(status, 200);
+        let (ok, why) = promtool_check(&body);
+        assert!(ok, "promtool check metrics: {why}");
+    }
+
+    // A removed cgroup keeps its series (checked for removal every 10 s: wait past it);
+    // one made again at the same path continues that series.
+    remove_cgroup(&cgs[0]);
+    std::thread::sleep(Duration::from_secs(11));
+    let a = format!(
+        "btrace_syscall_latency_seconds_count{{cgroup=\"{}\",syscall=\"getppid\"}}",
+        rel(&cgs[0])
+    );
+    assert_eq!(all.sample(&a), Some(1000.0));
+    assert_eq!(all.sample(&a), Some(1000.0));
+    std::fs::create_dir(&cgs[0]).unwrap();
+    run_in_cgroup(&cgs[0], "syscalls 500 0");
+    assert_eq!(all.sample(&a), Some(1500.0));
+    prom.wait_exact(&getppid(&all, &rel(&cgs[0])), 1500.0);
+    assert_eq!(
+        prom.value(&format!(
+            "min_over_time(up{{instance=\"{}\"}}[1m])",
+            all.addr
+        )),
+        Some(1.0)
+    );
+
+    drop(prom);
+    all.stop();
+    capped.stop();
+}

@@ -7,6 +7,7 @@
 pub mod abi;
 pub mod attach;
 pub mod bpf_log;
+pub mod cgroup_labels;
 pub mod delta;
 pub mod event_out;
 pub mod features;

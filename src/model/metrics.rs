@@ -18,7 +18,7 @@ pub enum Kind {
 /// observations at or below it); the `+Inf` bucket is `count`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistValue {
-    pub buckets: Vec<(String, u64)>,
+    pub buckets: Vec<(&'static str, u64)>,
     pub count: u64,
     pub sum: f64,
 }
@@ -93,6 +93,13 @@ pub fn us_as_seconds(n: u64) -> String {
     format!("{whole}.{}", f.trim_end_matches('0'))
 }
 
+/// The `le` bounds of the log2 buckets, written once (a scrape writes them for every
+/// histogram).
+fn le_bounds() -> &'static [String] {
+    static LE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LE.get_or_init(|| (0..BUCKETS).map(|i| us_as_seconds(1u64 << i)).collect())
+}
+
 /// A kernel log2 histogram (bucket 0 = [0,1) us, bucket i = [2^(i-1), 2^i) us, the last
 /// open-ended) as cumulative `le` buckets in seconds: bucket i's bound is 2^i us (every
 /// value in it is below that), the last bucket is only in `+Inf`. `count` and `sum` are
@@ -103,7 +110,7 @@ pub fn log2_histogram(h: &Log2Hist) -> HistValue {
     let mut cumulative = 0u64;
     for (i, n) in h.buckets.iter().enumerate().take(BUCKETS - 1) {
         cumulative += n;
-        buckets.push((us_as_seconds(1u64 << i), cumulative.min(h.count)));
+        buckets.push((le_bounds()[i].as_str(), cumulative.min(h.count)));
     }
     HistValue {
         buckets,
@@ -137,13 +144,16 @@ mod tests {
         h.sum_ns = 1_500_000_000;
         let v = log2_histogram(&h);
         assert_eq!(v.buckets.len(), BUCKETS - 1);
-        assert_eq!(v.buckets[0], ("0.000001".to_string(), 3));
-        assert_eq!(v.buckets[1], ("0.000002".to_string(), 5));
-        assert_eq!(v.buckets[2], ("0.000004".to_string(), 5));
-        assert_eq!(v.buckets[3], ("0.000008".to_string(), 9));
+        assert_eq!(v.buckets[0], ("0.000001", 3));
+        assert_eq!(v.buckets[1], ("0.000002", 5));
+        assert_eq!(v.buckets[2], ("0.000004", 5));
+        assert_eq!(v.buckets[3], ("0.000008", 9));
         // The last finite bound: 2^(BUCKETS-2) us; the open bucket is only in +Inf.
         assert_eq!(
-            v.buckets[BUCKETS - 2],
+            (
+                v.buckets[BUCKETS - 2].0.to_string(),
+                v.buckets[BUCKETS - 2].1
+            ),
             (us_as_seconds(1 << (BUCKETS - 2)), 9)
         );
         assert_eq!(v.count, 10);

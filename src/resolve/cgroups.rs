@@ -48,6 +48,22 @@ impl CgroupNames {
         }
     }
 
+    /// Walks the hierarchy again now, forgetting cgroups that were removed.
+    pub fn rewalk(&mut self) {
+        self.by_id.clear();
+        self.walk();
+    }
+
+    /// The path of `id` as of the last walk, without walking.
+    pub fn known(&self, id: u64) -> Option<&str> {
+        self.by_id.get(&id).map(String::as_str)
+    }
+
+    /// The cgroup2 mount this names cgroups below.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
     /// The cgroup's path below the cgroup2 mount (`/` for the root); None for an id that
     /// is not (or no longer) in the hierarchy, and for 0 (no cgroup v2).
     pub fn path(&mut self, id: u64) -> Option<&str> {

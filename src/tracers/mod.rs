@@ -25,6 +25,7 @@ use std::os::fd::BorrowedFd;
 
 use anyhow::Result;
 
+use crate::core::cgroup_labels::CgroupLabels;
 use crate::core::losses::Losses;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::model::histogram::Log2Hist;
@@ -62,6 +63,9 @@ pub struct LoadConfig {
     /// The load-time scope (--cgroup, --tid, --comm); -p/-c do not apply here.
     pub scope: ScopeArgs,
     pub mode: Mode,
+    /// The exporter's `--by cgroup`: its `--max-cgroups` (the kernel keeps the tracer's
+    /// figures per cgroup too, where it can).
+    pub by_cgroup: Option<u32>,
 }
 
 impl LoadConfig {
@@ -122,8 +126,10 @@ pub trait Tracer {
         Ok(None)
     }
     /// Its metric families for the exporter (declared beside the tracer, in its
-    /// `metrics.rs`), read from the kernel's maps; tracers without any add nothing.
-    fn metrics(&mut self, _out: &mut Metrics) -> Result<()> {
+    /// `metrics.rs`), read from the kernel's maps; tracers without any add nothing. With
+    /// `cgroups` (`--by cgroup`), the families the tracer keeps per cgroup get a `cgroup`
+    /// label from it.
+    fn metrics(&mut self, _out: &mut Metrics, _cgroups: Option<&mut CgroupLabels>) -> Result<()> {
         Ok(())
     }
 }

@@ -55,6 +55,16 @@ impl Format {
 /// (the same in both formats).
 pub fn escape_label_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
+    push_label_value(&mut out, v);
+    out
+}
+
+/// [`escape_label_value`] written straight into `out` (a scrape writes tens of thousands).
+fn push_label_value(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -63,7 +73,6 @@ pub fn escape_label_value(v: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// `# HELP` text: backslash and line feed escaped; OpenMetrics escapes double quotes too.
@@ -104,17 +113,24 @@ fn labels(out: &mut String, series: &Series, extra: Option<(&str, &str)>) {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{k}=\"{}\"", escape_label_value(v));
+        out.push_str(k);
+        out.push_str("=\"");
+        push_label_value(out, v);
+        out.push('"');
     }
     out.push('}');
 }
 
-fn sample(out: &mut String, name: &str, series: &Series, extra: Option<(&str, &str)>, v: &str) {
+fn sample(
+    out: &mut String,
+    name: &str,
+    series: &Series,
+    extra: Option<(&str, &str)>,
+    v: impl std::fmt::Display,
+) {
     out.push_str(name);
     labels(out, series, extra);
-    out.push(' ');
-    out.push_str(v);
-    out.push('\n');
+    let _ = writeln!(out, " {v}");
 }
 
 fn family(out: &mut String, fam: &Family, f: Format) {
@@ -131,30 +147,22 @@ fn family(out: &mut String, fam: &Family, f: Format) {
     };
     let _ = writeln!(out, "# HELP {meta_name} {}", escape_help(fam.help, f));
     let _ = writeln!(out, "# TYPE {meta_name} {kind}");
+    let bucket = format!("{}_bucket", fam.name);
+    let sum = format!("{}_sum", fam.name);
+    let count = format!("{}_count", fam.name);
     for s in &fam.series {
         match &s.value {
-            Value::Int(v) if fam.kind == Kind::Counter => {
-                sample(out, &total, s, None, &v.to_string())
-            }
-            Value::Float(v) if fam.kind == Kind::Counter => {
-                sample(out, &total, s, None, &float(*v))
-            }
-            Value::Int(v) => sample(out, &fam.name, s, None, &v.to_string()),
-            Value::Float(v) => sample(out, &fam.name, s, None, &float(*v)),
+            Value::Int(v) if fam.kind == Kind::Counter => sample(out, &total, s, None, v),
+            Value::Float(v) if fam.kind == Kind::Counter => sample(out, &total, s, None, float(*v)),
+            Value::Int(v) => sample(out, &fam.name, s, None, v),
+            Value::Float(v) => sample(out, &fam.name, s, None, float(*v)),
             Value::Hist(h) => {
-                let bucket = format!("{}_bucket", fam.name);
                 for (le, n) in &h.buckets {
-                    sample(out, &bucket, s, Some(("le", le)), &n.to_string());
+                    sample(out, &bucket, s, Some(("le", le)), n);
                 }
-                sample(out, &bucket, s, Some(("le", "+Inf")), &h.count.to_string());
-                sample(out, &format!("{}_sum", fam.name), s, None, &float(h.sum));
-                sample(
-                    out,
-                    &format!("{}_count", fam.name),
-                    s,
-                    None,
-                    &h.count.to_string(),
-                );
+                sample(out, &bucket, s, Some(("le", "+Inf")), h.count);
+                sample(out, &sum, s, None, float(h.sum));
+                sample(out, &count, s, None, h.count);
             }
         }
     }
@@ -162,7 +170,17 @@ fn family(out: &mut String, fam: &Family, f: Format) {
 
 /// The whole exposition.
 pub fn encode(m: &Metrics, f: Format) -> String {
-    let mut out = String::with_capacity(64 * 1024);
+    // Sized for the whole body at once (a few MB with many cgroups): no regrowth copies.
+    let lines: usize = m
+        .families
+        .iter()
+        .flat_map(|fam| &fam.series)
+        .map(|s| match &s.value {
+            Value::Hist(h) => h.buckets.len() + 3,
+            _ => 1,
+        })
+        .sum();
+    let mut out = String::with_capacity(64 * 1024 + lines * 96);
     for fam in &m.families {
         family(&mut out, fam, f);
     }

@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
+use crate::core::cgroup_labels::{CgroupLabels, DEFAULT_MAX};
 use crate::core::losses::Losses;
 use crate::core::runstats::{self, RunStats};
 use crate::core::scope::ScopeArgs;
@@ -61,11 +62,28 @@ pub struct ServeArgs {
     #[arg(short = 'i', long = "interval", value_name = "SECS", requires = "textfile",
           value_parser = crate::core::session::seconds)]
     pub interval: Option<f64>,
+    /// Also label the syscall and run-queue histograms by cgroup (the cgroup v2 path,
+    /// e.g. /system.slice/nginx.service); cgroups beyond --max-cgroups share one
+    /// cgroup="other" series. TCP figures are not kept per cgroup
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub by: Option<ServeBy>,
+    /// With --by cgroup: distinct cgroup label values at most (first come, busiest
+    /// first), kept until btrace ends; the rest go to cgroup="other", counted in
+    /// btrace_cgroup_overflow_total [default: 100]
+    #[arg(long, value_name = "N", requires = "by",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_cgroups: Option<u32>,
     /// libbpf's log on stderr
     #[arg(short, long)]
     pub verbose: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
+}
+
+/// What `--by` labels series by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeBy {
+    Cgroup,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -146,6 +164,8 @@ struct Exporter {
     stats: Option<RunStats>,
     scrape_errors: u64,
     kernel: String,
+    /// `--by cgroup`: the label values given, shared by the groups (one cap in all).
+    cgroups: Option<CgroupLabels>,
 }
 
 impl Exporter {
@@ -175,10 +195,11 @@ impl Exporter {
         }
         Ok(Exporter {
             groups,
-            cfg,
             stats: RunStats::enable().ok(),
             scrape_errors: 0,
             kernel: crate::core::system::kernel_release(),
+            cgroups: cfg.by_cgroup.map(CgroupLabels::new),
+            cfg,
         })
     }
 
@@ -243,10 +264,25 @@ impl Exporter {
         let mut errors = 0;
         for g in &mut self.groups {
             if let Some(t) = g.tracer.as_mut() {
-                if t.metrics(&mut m).is_err() {
+                if t.metrics(&mut m, self.cgroups.as_mut()).is_err() {
                     errors += 1;
                 }
             }
+        }
+        if let Some(c) = &self.cgroups {
+            m.family(
+                "btrace_cgroup_overflow",
+                Kind::Counter,
+                "Cgroups whose figures went to the cgroup=\"other\" series: beyond --max-cgroups (cap), or removed before a scrape saw them (removed).",
+            )
+            .add(&[("reason", "cap")], Value::Int(c.over_cap))
+            .add(&[("reason", "removed")], Value::Int(c.removed_unseen));
+            m.family(
+                "btrace_cgroup_labels",
+                Kind::Gauge,
+                "Distinct cgroup label values given (at most --max-cgroups), other excluded.",
+            )
+            .add(&[], Value::Int(c.values() as u64));
         }
         for g in &self.groups {
             let Some(t) = &g.tracer else { continue };
@@ -349,6 +385,9 @@ const DEFAULT_TEXTFILE_INTERVAL_S: f64 = 15.0;
 pub fn run(args: ServeArgs) -> Result<i32> {
     crate::core::system::preflight()?;
     let selected = select(&args.groups)?;
+    if args.by.is_some() && crate::core::scope::cgroup2_mount().is_none() {
+        bail!("--by cgroup: no cgroup v2 hierarchy is mounted here");
+    }
     // Bad scope arguments fail here, once, before anything loads.
     crate::core::scope::Scope::new(None, &args.scope)?;
     let listen = match (args.listen, &args.textfile) {
@@ -368,6 +407,9 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         },
         scope: args.scope.clone(),
         mode: Mode::Exporter,
+        by_cgroup: args
+            .by
+            .map(|ServeBy::Cgroup| args.max_cgroups.unwrap_or(DEFAULT_MAX)),
     };
     let mut exporter = Exporter::load(selected, cfg)?;
     for g in &exporter.groups {

@@ -11,6 +11,7 @@ use libbpf_rs::{Link, MapCore, MapFlags};
 
 use crate::core::abi::MAX_SYSCALLS;
 use crate::core::attach;
+use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Deltas;
 use crate::core::losses::Losses;
 use crate::core::percpu;
@@ -405,22 +406,12 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
 /// The breakdown's histograms, cumulative, CPUs summed: (process, thread or cgroup id,
 /// syscall slot, histogram).
 pub fn read_by(hist: &Hist) -> Result<Vec<(u64, u32, Log2Hist)>> {
-    let map = &hist.maps.by_hists;
-    let mut out = Vec::new();
-    for k in map.keys() {
-        let Ok(key) = plain::from_bytes::<types::by_key>(&k).copied() else {
-            continue;
-        };
-        let Some(vals) = map.lookup_percpu(&k, MapFlags::ANY)? else {
-            continue;
-        };
-        let cpus: Vec<crate::core::abi::types::hist> = vals
-            .iter()
-            .map(|v| crate::core::skel::plain_prefix(v))
-            .collect();
-        out.push((key.id, key.nr, Log2Hist::sum_cpus(&cpus)));
-    }
-    Ok(out)
+    Ok(
+        percpu::hash_entries::<types::by_key, crate::core::abi::types::hist>(&hist.maps.by_hists)?
+            .into_iter()
+            .map(|(key, cpus)| (key.id, key.nr, Log2Hist::sum_cpus(&cpus)))
+            .collect(),
+    )
 }
 
 /// The name of a process or thread of the breakdown (when first counted, and after exec).
@@ -446,6 +437,16 @@ pub struct SyscallTracer {
     links: Vec<Link>,
     /// Per-process counts at the last sample, to notice processes that ended.
     seen: Deltas<u32, u64>,
+    /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).
+    by_cgroup: Option<CgroupSplit<u32>>,
+}
+
+/// The exporter's `--by cgroup` table: (cgroup, syscall) pairs for the labelled cgroups
+/// plus 32 more (cgroups beyond the cap, whose entries are deleted at each scrape), 48
+/// per cgroup (a service calls a few dozen syscalls; the pairs are one pool), at most
+/// 2^20 pairs.
+pub fn by_cgroup_pairs(cap: u32) -> u32 {
+    cap.saturating_add(32).saturating_mul(48).min(1 << 20)
 }
 
 impl SyscallTracer {
@@ -454,8 +455,23 @@ impl SyscallTracer {
         let cfg = Config {
             count_processes: load.mode == Mode::Dashboard,
             scope: load.make_scope()?,
+            by: if load.by_cgroup.is_some() {
+                By::Cgroup
+            } else {
+                By::Nothing
+            },
+            max_keys: load.by_cgroup.map(by_cgroup_pairs),
             ..Default::default()
         };
+        if let Some(pairs) = cfg.max_keys {
+            crate::core::system::note_store_cost(
+                "per-cgroup syscall table",
+                pairs.into(),
+                std::mem::size_of::<types::by_key>() as u64,
+                (std::mem::size_of::<crate::core::abi::types::hist>()
+                    * crate::core::system::online_cpus()) as u64,
+            );
+        }
         let filter = &load.filter;
         let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
             let hist = open_load(way, &cfg)?;
@@ -469,6 +485,7 @@ impl SyscallTracer {
             way,
             links,
             seen: Deltas::default(),
+            by_cgroup: load.by_cgroup.map(|_| CgroupSplit::default()),
         }))
     }
 
@@ -542,9 +559,25 @@ impl Tracer for SyscallTracer {
         })
     }
 
-    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+    fn metrics(&mut self, out: &mut Metrics, cgroups: Option<&mut CgroupLabels>) -> Result<()> {
         let keys: Vec<u32> = (0..MAX_SYSCALLS).collect();
-        super::metrics::families(&read_totals(&self.hist, &keys)?, out);
+        // The totals first, then the breakdown (see CgroupSplit::split).
+        let totals = read_totals(&self.hist, &keys)?;
+        match (cgroups, self.by_cgroup.as_mut()) {
+            (Some(labels), Some(split)) => {
+                let entries = read_by(&self.hist)?;
+                let map = &self.hist.maps.by_hists;
+                let series = split.split(labels, &totals, entries, |id, nr| {
+                    // struct by_key: id, nr, _pad.
+                    let mut raw = [0u8; std::mem::size_of::<types::by_key>()];
+                    raw[..8].copy_from_slice(&id.to_ne_bytes());
+                    raw[8..12].copy_from_slice(&nr.to_ne_bytes());
+                    let _ = map.delete(&raw);
+                });
+                super::metrics::by_cgroup(&series, out);
+            }
+            _ => super::metrics::families(&totals, out),
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore};
 
 use crate::core::attach;
+use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Cumulative;
 use crate::core::losses::Losses;
 use crate::core::percpu;
@@ -52,8 +53,9 @@ impl fmt::Display for Way {
     }
 }
 
-/// Opens and loads the programs of one way without attaching them.
-pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
+/// Opens and loads the programs of one way without attaching them. `keys`: the bound of
+/// the breakdown's table (default RUNQ_MAX_KEYS).
+pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<Runq> {
     Loaded::new(|storage| {
         let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
         crate::apply_scope!(open, scope, true);
@@ -66,7 +68,11 @@ pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
             By::Process => types::runq_by::RUNQ_BY_PROCESS.0,
             By::Cgroup => types::runq_by::RUNQ_BY_CGROUP.0,
         };
-        let keys = if by == By::Nothing { 1 } else { MAX_KEYS };
+        let keys = if by == By::Nothing {
+            1
+        } else {
+            keys.unwrap_or(MAX_KEYS)
+        };
         open.maps.runq_keys.set_max_entries(keys)?;
         open.maps
             .runq_comms
@@ -92,7 +98,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By) -> Result<Runq> {
 
 /// Loads and attaches the cheapest way this kernel accepts.
 pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Vec<Link>)> {
-    load_first(&WAYS, scope, live, By::Nothing)
+    load_first(&WAYS, scope, live, By::Nothing, None)
 }
 
 /// Loads and attaches the first of `ways` this kernel accepts.
@@ -101,9 +107,10 @@ pub fn load_first(
     scope: &Scope,
     live: Option<&LiveFilter>,
     by: By,
+    keys: Option<u32>,
 ) -> Result<(Way, Runq, Vec<Link>)> {
     let (way, (runq, links)) = attach::first_that_works(ways, |way| {
-        let runq = open_load(way, scope, by)?;
+        let runq = open_load(way, scope, by, keys)?;
         write_live(&runq, live, None)?;
         let links = attach::attach_loaded(runq.object())?;
         scope.seed(&runq.maps.scope_procs)?;
@@ -195,19 +202,12 @@ pub fn read_total(runq: &Runq) -> Result<Log2Hist> {
 
 /// The breakdown's entries (tgid or cgroup id), cumulative, CPUs summed.
 pub fn read_keys(runq: &Runq) -> Result<Vec<(u64, RunqStat)>> {
-    let map = &runq.maps.runq_keys;
-    let mut out = Vec::new();
-    for k in map.keys() {
-        let Ok(raw) = <[u8; 8]>::try_from(k.as_slice()) else {
-            continue;
-        };
-        let Some(vals) = map.lookup_percpu(&k, libbpf_rs::MapFlags::ANY)? else {
-            continue;
-        };
-        let cpus: Vec<types::runq_stat> = vals.iter().map(|v| plain_prefix(v)).collect();
-        out.push((u64::from_ne_bytes(raw), RunqStat::sum(&cpus)));
-    }
-    Ok(out)
+    Ok(
+        percpu::hash_entries::<u64, types::runq_stat>(&runq.maps.runq_keys)?
+            .into_iter()
+            .map(|(id, cpus)| (id, RunqStat::sum(&cpus)))
+            .collect(),
+    )
 }
 
 /// A process's name in the breakdown (its leader's name when first seen).
@@ -226,12 +226,28 @@ pub struct RunqTracer {
     runq: Runq,
     way: Way,
     links: Vec<Link>,
+    /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).
+    by_cgroup: Option<CgroupSplit<()>>,
 }
 
 impl RunqTracer {
     pub fn load(cfg: &LoadConfig) -> Result<Box<dyn Tracer>> {
-        let (way, runq, links) = load_best(&cfg.make_scope()?, Some(&cfg.filter))?;
-        Ok(Box::new(RunqTracer { runq, way, links }))
+        let by = if cfg.by_cgroup.is_some() {
+            By::Cgroup
+        } else {
+            By::Nothing
+        };
+        // Labelled cgroups, and room for those that come and go between scrapes (the
+        // entries of cgroups sent to "other" are deleted at each scrape).
+        let keys = cfg.by_cgroup.map(|cap| cap.saturating_add(1024));
+        let (way, runq, links) =
+            load_first(&WAYS, &cfg.make_scope()?, Some(&cfg.filter), by, keys)?;
+        Ok(Box::new(RunqTracer {
+            runq,
+            way,
+            links,
+            by_cgroup: cfg.by_cgroup.map(|_| CgroupSplit::default()),
+        }))
     }
 }
 
@@ -280,8 +296,25 @@ impl Tracer for RunqTracer {
         Ok(Sample::RunQueue(Box::new(read_total(&self.runq)?)))
     }
 
-    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
-        super::metrics::families(&read_total(&self.runq)?, out);
+    fn metrics(&mut self, out: &mut Metrics, cgroups: Option<&mut CgroupLabels>) -> Result<()> {
+        // The total first, then the breakdown (see CgroupSplit::split).
+        let total = read_total(&self.runq)?;
+        match (cgroups, self.by_cgroup.as_mut()) {
+            (Some(labels), Some(split)) => {
+                let entries = read_keys(&self.runq)?
+                    .into_iter()
+                    .map(|(id, s)| (id, (), s.lat))
+                    .collect();
+                let map = &self.runq.maps.runq_keys;
+                let series = split.split(labels, &[((), total)], entries, |id, _| {
+                    let _ = map.delete(&id.to_ne_bytes());
+                });
+                let by: Vec<(String, Log2Hist)> =
+                    series.into_iter().map(|(l, (), h)| (l, h)).collect();
+                super::metrics::by_cgroup(&by, out);
+            }
+            _ => super::metrics::families(&total, out),
+        }
         Ok(())
     }
 }

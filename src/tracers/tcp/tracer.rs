@@ -11,6 +11,7 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 
 use crate::core::attach;
+use crate::core::cgroup_labels::CgroupLabels;
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
@@ -387,7 +388,9 @@ impl Tracer for TcpTracer {
         self.sample().map(Some)
     }
 
-    fn metrics(&mut self, out: &mut Metrics) -> Result<()> {
+    /// Never by cgroup: the counters are not kept per cgroup in the kernel (a passive
+    /// open completes in softirq, before any process owns the socket).
+    fn metrics(&mut self, out: &mut Metrics, _cgroups: Option<&mut CgroupLabels>) -> Result<()> {
         super::metrics::families(&stats(&self.tcp)?, out);
         Ok(())
     }

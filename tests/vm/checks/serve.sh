@@ -64,3 +64,44 @@ serve_exact() {
     detail "getppid=1234 tcp=4/4/8/3000/3000 $hooks"
 }
 register serve_exact 180
+
+# --by cgroup on every kernel: three cgroups under one parent (the scope), 111/222/444
+# getppid calls; --max-cgroups 2: two labelled exactly, the third's calls exactly in
+# cgroup="other", the overflow counted; the per-CPU hash batch read works here too.
+serve_by_cgroup() {
+    cg=/sys/fs/cgroup
+    grep -q " $cg cgroup2 " /proc/mounts || mount -t cgroup2 none $cg || fail "cannot mount cgroup2"
+    mkdir -p $cg/sv/a $cg/sv/b $cg/sv/c || fail "cannot make test cgroups"
+    "$BTRACE" serve --listen 127.0.0.1:9437 --groups syscalls,runq --by cgroup --max-cgroups 2 \
+        --cgroup $cg/sv >/tmp/s3.out 2>/tmp/s3.err &
+    p1=$!
+    p2=
+    serve_wait /tmp/s3.err $p1 || serve_fail "--by cgroup exporter did not start"
+    for x in a:111 b:222 c:444; do
+        d=${x%:*}
+        sh -c "echo \$\$ > $cg/sv/$d/cgroup.procs && exec $WORKLOAD syscalls ${x#*:} 0" ||
+            serve_fail "workload in $d failed"
+    done
+    wget -q -O /tmp/m4.txt http://127.0.0.1:9437/metrics || serve_fail "scraping serve --by cgroup failed"
+    kill -TERM $p1
+    wait $p1
+    r1=$?
+    rmdir $cg/sv/a $cg/sv/b $cg/sv/c $cg/sv
+    [ $r1 = 0 ] || fail "exit code after SIGTERM: $r1"
+    got=""
+    sum=0
+    for x in a:111 b:222 c:444; do
+        v=$(serve_value /tmp/m4.txt "btrace_syscall_latency_seconds_count{cgroup=\"/sv/${x%:*}\",syscall=\"getppid\"}")
+        [ -z "$v" ] && continue
+        [ "$v" = "${x#*:}" ] || fail "/sv/${x%:*}: getppid=$v, want ${x#*:}"
+        got="$got ${x%:*}=$v"
+        sum=$((sum + v))
+    done
+    o=$(serve_value /tmp/m4.txt 'btrace_syscall_latency_seconds_count{cgroup="other",syscall="getppid"}')
+    ov=$(serve_value /tmp/m4.txt 'btrace_cgroup_overflow_total{reason="cap"}')
+    n=$(echo "$got" | wc -w)
+    [ "$n" = 2 ] && [ $((sum + ${o:-0})) = 777 ] && [ "$ov" = 1 ] ||
+        fail "labelled:$got other=${o:-none} overflow=${ov:-none}, want two exact, the rest in other, overflow 1"
+    detail "labelled:$got other=$o overflow=$ov"
+}
+register serve_by_cgroup 120
