@@ -12,7 +12,7 @@
 //! lacks): the kprobe's instruction pointer, or bpf_get_func_ip under kprobe.multi; user
 //! space resolves it to the function whose entry it lies just past.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use anyhow::{anyhow, bail, Result};
@@ -60,67 +60,67 @@ pub struct KernelFuncs {
 }
 
 impl KernelFuncs {
-    /// The functions of `available` (available_filter_functions: `name` or `name
-    /// [module]` per line) that `pattern` matches, minus those of `deny`; a pattern that is
-    /// not a glob may also name a function only kallsyms lists (a kprobe does not need
-    /// ftrace). Addresses from `kallsyms` (/proc/kallsyms).
+    /// The functions `pattern` matches: every text symbol of `kallsyms` (/proc/kallsyms)
+    /// at an address ftrace can trace (one named in `available`, available_filter_functions:
+    /// `name` or `name [module]` per line), aliases included (ftrace lists one name per
+    /// address: 5.10's `__x64_sys_getppid` is an alias of the `__do_sys_getppid` it lists),
+    /// minus those of btrace's fentry deny list and of `deny`. One probe per address, under
+    /// the name ftrace lists when it matches, else the first matching alias by name. A
+    /// pattern that is not a glob may also name a function ftrace does not list (a kprobe
+    /// does not need ftrace).
     pub fn expand(pattern: &str, available: &str, kallsyms: &str, deny: &[&str]) -> KernelFuncs {
-        let mut names = BTreeSet::new();
-        let mut left_out = BTreeSet::new();
         let glob = func::is_glob(pattern);
-        for line in available.lines() {
-            let Some(name) = line.split_whitespace().next() else {
-                continue;
-            };
-            let hit = if glob {
-                glob_match(pattern, name)
-            } else {
-                name == pattern
-            };
-            if !hit {
-                continue;
-            }
-            if FENTRY_DENY.contains(&name) || deny.contains(&name) {
-                left_out.insert(name.to_string());
-            } else {
-                names.insert(name.to_string());
-            }
-        }
-        let mut addrs_of: HashMap<&str, Vec<u64>> = HashMap::new();
-        for line in kallsyms.lines() {
-            let mut w = line.split_whitespace();
-            let (Some(a), Some(kind), Some(name)) = (w.next(), w.next(), w.next()) else {
-                continue;
-            };
-            if !matches!(kind, "t" | "T") {
-                continue;
-            }
-            let Ok(addr) = u64::from_str_radix(a, 16) else {
-                continue;
-            };
-            if addr == 0 {
-                continue;
-            }
-            if names.contains(name) || (!glob && name == pattern && left_out.is_empty()) {
-                addrs_of.entry(name).or_default().push(addr);
-            }
-        }
-        if !glob && names.is_empty() && left_out.is_empty() && addrs_of.contains_key(pattern) {
-            names.insert(pattern.to_string());
-        }
-        let names: Vec<String> = names.into_iter().collect();
-        let mut addrs: Vec<(u64, usize)> = names
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| {
-                addrs_of
-                    .get(n.as_str())
-                    .into_iter()
-                    .flatten()
-                    .map(move |a| (*a, i))
+        let listed: HashSet<&str> = available
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let mut syms: Vec<(u64, &str)> = kallsyms
+            .lines()
+            .filter_map(|line| {
+                let mut w = line.split_whitespace();
+                let (a, kind, name) = (w.next()?, w.next()?, w.next()?);
+                let addr = u64::from_str_radix(a, 16).ok()?;
+                (addr != 0 && matches!(kind, "t" | "T")).then_some((addr, name))
             })
             .collect();
-        addrs.sort_unstable();
+        let traceable: HashSet<u64> = syms
+            .iter()
+            .filter(|(_, n)| listed.contains(n))
+            .map(|(a, _)| *a)
+            .collect();
+        syms.retain(|(a, n)| {
+            if glob {
+                traceable.contains(a) && glob_match(pattern, n)
+            } else {
+                *n == pattern
+            }
+        });
+        let mut left_out = BTreeSet::new();
+        syms.retain(|(_, n)| {
+            let out = FENTRY_DENY.contains(n) || deny.contains(n);
+            if out {
+                left_out.insert(n.to_string());
+            }
+            !out
+        });
+        // One name per address: the listed one first, then by name.
+        syms.sort_by_key(|(a, n)| (*a, !listed.contains(n), *n));
+        syms.dedup_by_key(|(a, _)| *a);
+        let names: Vec<String> = syms
+            .iter()
+            .map(|(_, n)| n.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let addrs = syms
+            .iter()
+            .map(|(a, n)| {
+                (
+                    *a,
+                    names.binary_search_by(|x| x.as_str().cmp(n)).unwrap_or(0),
+                )
+            })
+            .collect();
         KernelFuncs {
             names,
             addrs,
@@ -256,7 +256,7 @@ mod tests {
     use super::*;
 
     const AVAILABLE: &str = "tcp_v4_rcv\ntcp_sendmsg\ntcp_sendmsg_locked\nudp_sendmsg\n\
-        tcp_foo.isra.0\ntcp_mod_fn [tcp_mod]\n__rcu_read_lock\ntcp_sendmsg\n";
+        tcp_foo.isra.0\ntcp_mod_fn [tcp_mod]\n__rcu_read_lock\ntcp_sendmsg\n__do_sys_getppid\n";
     const KALLSYMS: &str = "ffffffff81000000 T _stext\n\
         ffffffff81000100 T tcp_v4_rcv\n\
         ffffffff81000200 T tcp_sendmsg\n\
@@ -267,13 +267,16 @@ mod tests {
         ffffffff81000700 T __rcu_read_lock\n\
         ffffffff81000800 t tcp_static\n\
         ffffffff81000900 t tcp_sendmsg\n\
+        ffffffff81000a00 t __do_sys_getppid\n\
+        ffffffff81000a00 T __ia32_sys_getppid\n\
+        ffffffff81000a00 T __x64_sys_getppid\n\
         ffffffffc0000000 t tcp_mod_fn\t[tcp_mod]\n";
 
     #[test]
     fn glob_expands_against_traceable_functions() {
         let f = KernelFuncs::expand("tcp_*", AVAILABLE, KALLSYMS, &["tcp_v4_rcv"]);
-        // Listed twice, probed once; tcp_static is not traceable by ftrace; the blacklisted
-        // one is left out.
+        // tcp_sendmsg twice (two static functions), probed once by name; tcp_static is not
+        // traceable by ftrace; the blacklisted one is left out.
         assert_eq!(
             f.names,
             [
@@ -295,6 +298,13 @@ mod tests {
         assert!(KernelFuncs::expand("nope", AVAILABLE, KALLSYMS, &[])
             .names
             .is_empty());
+        // Aliases of a listed address match; one probe per address, under the listed name
+        // when it matches.
+        let f = KernelFuncs::expand("__x64_sys_getp?id", AVAILABLE, KALLSYMS, &[]);
+        assert_eq!(f.names, ["__x64_sys_getppid"]);
+        let f = KernelFuncs::expand("*getppid", AVAILABLE, KALLSYMS, &[]);
+        assert_eq!(f.names, ["__do_sys_getppid"]);
+        assert_eq!(f.name_of(0xffffffff81000a01), "__do_sys_getppid");
     }
 
     #[test]
