@@ -2,65 +2,95 @@
 # SPDX-License-Identifier: Apache-2.0
 # Cost per traced call of a user-space function: target/ufuncs calls f() N times flat out
 # (`ufuncs loop N`, ns per call measured by the program itself) with nothing attached,
-# under `btrace uprobe` (entry only; with --ret; with --hist), under bpftrace's
-# `uprobe:` with count(), and under the floor for --hist: a bpftrace uprobe+uretprobe pair
-# that only reads the clock. Median of RUNS runs each. Figures go into README.md between
+# under `btrace uprobe` (entry only; with --ret; with --hist; with --count), under
+# bpftrace's `uprobe:` with count(), and under the floors of --hist: btrace's hidden
+# `floor uprobe` (a uprobe+uretprobe pair: clock on entry in task storage, clock on return,
+# nothing else; only in `testing` builds, as `make bench` makes) and a bpftrace
+# uprobe+uretprobe pair that only reads the clock.
+# The configurations are run in turn, RUNS rounds of one run each (interleaved, so a
+# change in the machine's load touches every configuration alike); each row shows the
+# median and the spread (lowest..highest) of its runs. Figures go into README.md between
 # the bench:uprobe markers.
 #
-# Standalone: bash bench/uprobe_cost.sh   (N=200000 RUNS=3 by default)
+# Standalone: bash bench/uprobe_cost.sh   (N=100000 RUNS=5 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BTRACE=${BTRACE:-target/release/btrace}
 UFUNCS=$(readlink -f target/ufuncs)
-N=${N:-200000}
-RUNS=${RUNS:-3}
+N=${N:-100000}
+RUNS=${RUNS:-5}
 [ -x "$BTRACE" ] || make -s build-release
 make -s target/ufuncs
 TIME_FILE=$(mktemp)
 trap 'rm -f "$TIME_FILE"' EXIT
 export UFUNCS_TIME_FILE=$TIME_FILE
 
-# median CMD...: runs CMD (which runs `ufuncs loop N`) RUNS times; prints the median ns/call.
-median() {
-    local v=()
-    for _ in $(seq "$RUNS"); do
-        : >"$TIME_FILE"
-        "$@" >/dev/null 2>&1
-        v+=("$(cat "$TIME_FILE")")
-    done
-    printf '%s\n' "${v[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-}
-
 LOAD=$(cut -d' ' -f1 /proc/loadavg)
 LOOP="$UFUNCS loop $N"
-base=$(median $LOOP)
-row() { # LABEL NS
-    awk -v l="$1" -v ns="$2" -v b="$base" 'BEGIN { printf "| %s | %.0f ns | +%.0f ns |\n", l, ns, ns - b }'
-}
-entry=$(median "$BTRACE" uprobe "$UFUNCS:f" -o /dev/null -c "$LOOP")
-ret=$(median "$BTRACE" uprobe "$UFUNCS:f" --ret -o /dev/null -c "$LOOP")
-hist=$(median "$BTRACE" uprobe "$UFUNCS:f" --hist -o /dev/null -c "$LOOP")
-bt_count=$(median bpftrace -e "uprobe:$UFUNCS:f { @ = count(); }" -c "$LOOP")
-bt_floor=$(median bpftrace -e "uprobe:$UFUNCS:f { \$t = nsecs; } uretprobe:$UFUNCS:f { \$t = nsecs; }" -c "$LOOP")
+F="$UFUNCS:f"
+# name|label|command (run through eval; each runs `ufuncs loop N` once)
+CONFIGS=(
+    "base|nothing attached|$LOOP"
+    "entry|btrace uprobe (entry, an event per call)|$BTRACE uprobe $F -o /dev/null -c '$LOOP'"
+    "ret|btrace uprobe --ret (entry+return, an event per call)|$BTRACE uprobe $F --ret -o /dev/null -c '$LOOP'"
+    "hist|btrace uprobe --hist (entry+return, histogram in the kernel)|$BTRACE uprobe $F --hist -o /dev/null -c '$LOOP'"
+    "count|btrace uprobe --count (entry, a count in the kernel)|$BTRACE uprobe $F --count -o /dev/null -c '$LOOP'"
+    "bt_count|bpftrace uprobe with count()|bpftrace -e 'uprobe:$F { @ = count(); }' -c '$LOOP'"
+    "bt_floor|bpftrace uprobe+uretprobe reading only the clock|bpftrace -e 'uprobe:$F { \$t = nsecs; } uretprobe:$F { \$t = nsecs; }' -c '$LOOP'"
+)
+if "$BTRACE" floor --help 2>/dev/null | grep -q uprobe; then
+    CONFIGS+=("floor|floor: uprobe+uretprobe, clock in task storage (btrace floor uprobe)|$BTRACE floor uprobe $F -c '$LOOP'")
+fi
 
-table="| configuration | per call | added |
-|---|---|---|
-$(row "nothing attached" "$base")
-$(row "btrace uprobe (entry, an event per call)" "$entry")
-$(row "btrace uprobe --ret (entry+return, an event per call)" "$ret")
-$(row "btrace uprobe --hist (entry+return, histogram in the kernel)" "$hist")
-$(row "bpftrace uprobe with count()" "$bt_count")
-$(row "floor: bpftrace uprobe+uretprobe reading only the clock" "$bt_floor")"
+declare -A VALUES
+for round in $(seq "$RUNS"); do
+    for c in "${CONFIGS[@]}"; do
+        IFS='|' read -r name _ cmd <<<"$c"
+        : >"$TIME_FILE"
+        eval "$cmd" >/dev/null 2>&1 || true
+        v=$(cat "$TIME_FILE")
+        [ -n "$v" ] || { echo "uprobe_cost: '$name' gave no time (round $round)" >&2; exit 1; }
+        VALUES[$name]="${VALUES[$name]:-} $v"
+    done
+done
+
+# stat NAME: "median min max" of its runs.
+stat() {
+    tr ' ' '\n' <<<"${VALUES[$1]}" | grep . | sort -n |
+        awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)], a[1], a[NR] }'
+}
+read -r base _ _ <<<"$(stat base)"
+declare -A MED
+rows=""
+for c in "${CONFIGS[@]}"; do
+    IFS='|' read -r name label _ <<<"$c"
+    read -r med lo hi <<<"$(stat "$name")"
+    MED[$name]=$med
+    rows+=$(awk -v l="$label" -v m="$med" -v lo="$lo" -v hi="$hi" -v b="$base" \
+        'BEGIN { printf "| %s | %.0f ns | +%.0f ns | %.0f..%.0f ns |", l, m, m - b, lo, hi }')$'\n'
+done
+table="| configuration | per call (median) | added | spread (lowest..highest) |
+|---|---|---|---|
+${rows%$'\n'}"
 echo "$table"
-ratio=$(awk -v h="$hist" -v f="$bt_floor" -v b="$base" 'BEGIN { printf "%.2f", (h - b) / (f - b) }')
+ratio() { # A B: added cost of A over added cost of B
+    awk -v a="${MED[$1]}" -v c="${MED[$2]}" -v b="$base" 'BEGIN { printf "%.2f", (a - b) / (c - b) }'
+}
+floor_note=""
+if [ -n "${MED[floor]:-}" ]; then
+    floor_note=" and $(ratio hist floor)x that of btrace's own floor (goal: at most 1.2x)"
+fi
 block="<!-- bench:uprobe -->
 $table
 
-\`ufuncs loop $N\` (f called $N times flat out), ns per call as the program measures it,
-median of $RUNS runs; \`-o /dev/null\` for btrace's events. \`--hist\` costs ${ratio}x the
-floor's added cost. Measured $(date -u +%F) on kernel $(uname -r) ($(nproc) CPUs, load
-average $LOAD at the start: uprobe traps are costly under emulation and vary with load),
-one run of \`bash bench/uprobe_cost.sh\`.
+\`ufuncs loop $N\` (f called $N times flat out), ns per call as the program measures it;
+$RUNS rounds, each running every configuration once in turn (interleaved), median and
+spread of the rounds; \`-o /dev/null\` for btrace's output. The added cost of \`--hist\` is
+$(ratio hist bt_floor)x that of the bpftrace clock-only pair$floor_note; \`--count\` costs
+$(ratio count bt_count)x bpftrace's \`count()\`; entry-only events $(ratio entry bt_count)x.
+Measured $(date -u +%F) on kernel $(uname -r) ($(nproc) CPUs, load average $LOAD at the
+start: uprobe traps are costly under emulation and vary with load), one run of
+\`bash bench/uprobe_cost.sh\`.
 <!-- /bench:uprobe -->"
 python3 - "$block" <<'PY'
 import re, sys

@@ -94,3 +94,34 @@ fn exact_events_per_open() {
         assert_eq!(summary(&recs)["lost"]["ringbuf"], 0);
     }
 }
+
+/// Globs (issue 16): without --count, or --max-probes without --count, one line; with
+/// --count, where kprobes are missing the one line saying so, else a glob beyond
+/// --max-probes is one line saying how many matched.
+#[test]
+fn globs_one_line() {
+    for extra in [&[][..], &["--hist"][..]] {
+        let mut a = vec!["kprobe", "tcp_*"];
+        a.extend_from_slice(extra);
+        let e = one_line_error(&btrace(&a));
+        assert!(e.contains("a glob needs --count"), "{e}");
+    }
+    let e = one_line_error(&btrace(&["kprobe", "tcp_sendmsg", "--max-probes", "5"]));
+    assert!(e.contains("needs --count"), "{e}");
+    let e = one_line_error(&btrace(&["kprobe", "tcp_*", "--count", "--hook", "fentry"]));
+    assert!(e.contains("leave out --hook fentry"), "{e}");
+    let e = one_line_error(&btrace(&[
+        "kprobe",
+        "tcp_*",
+        "--count",
+        "--max-probes",
+        "1",
+        "-d",
+        "1",
+    ]));
+    if Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        assert!(e.contains("at most 1 are probed at once"), "{e}");
+    } else {
+        assert!(e.contains("no kprobes") && e.contains("--count"), "{e}");
+    }
+}

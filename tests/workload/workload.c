@@ -7,6 +7,8 @@
  *   so a test can learn what btrace has loaded before the workload runs.
  *
  *   workload syscalls N M         N getppid and M read(2) of 1 byte from /dev/zero
+ *   workload getids N M           N getppid, then M getpgid(0) (kernel functions
+ *                                 __x64_sys_getppid and __x64_sys_getpgid: N and M calls)
  *   workload block T MS           T threads, each blocked MS ms in one nanosleep
  *   workload spread N             one thread per CPU, pinned, N getppid in total
  *   workload threads T N          T threads one after another (each joined before the
@@ -102,6 +104,15 @@ static int do_syscalls(long n, long m)
 	for (long i = 0; i < m; i++)
 		if (syscall(SYS_read, fd, &c, 1) != 1)
 			return 1;
+	return 0;
+}
+
+static int do_getids(long n, long m)
+{
+	for (long i = 0; i < n; i++)
+		syscall(SYS_getppid);
+	for (long i = 0; i < m; i++)
+		syscall(SYS_getpgid, 0);
 	return 0;
 }
 
@@ -782,6 +793,8 @@ int main(int argc, char **argv)
 	cmd = argc > 1 ? argv[1] : "";
 	if (!strcmp(cmd, "syscalls") && argc == 4)
 		return do_syscalls(arg(argv, 2), arg(argv, 3));
+	if (!strcmp(cmd, "getids") && argc == 4)
+		return do_getids(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "block") && argc == 4)
 		return do_block(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "threads") && argc == 4)

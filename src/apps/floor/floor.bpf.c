@@ -55,3 +55,28 @@ int BPF_PROG(floor_latency_exit)
 	}
 	return 0;
 }
+
+/* uprobe: the floor of `uprobe --hist`, on the same hooks: a uprobe and a uretprobe on
+ * one function (attached by user space), the clock on entry kept in task storage, the
+ * clock on return, nothing else. */
+SEC("uprobe")
+int floor_uprobe_enter(struct pt_regs *ctx)
+{
+	struct clock_pair *c = bpf_task_storage_get(&clocks, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (c)
+		c->start_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("uretprobe")
+int floor_uprobe_exit(struct pt_regs *ctx)
+{
+	struct clock_pair *c = bpf_task_storage_get(&clocks, bpf_get_current_task_btf(), 0, 0);
+
+	if (c && c->start_ns) {
+		c->last_ns = bpf_ktime_get_ns() - c->start_ns;
+		c->start_ns = 0;
+	}
+	return 0;
+}

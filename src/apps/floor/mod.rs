@@ -21,6 +21,8 @@ pub enum Kind {
     Empty,
     /// Clock on entry in task storage, clock on exit
     Latency,
+    /// The latency floor on a uprobe+uretprobe pair of TARGET:FUNC (for `uprobe --hist`)
+    Uprobe,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct FloorArgs {
     pub common: TraceArgs,
     #[arg(value_enum)]
     pub kind: Kind,
+    /// uprobe: the function, TARGET:FUNC as `btrace uprobe` takes it
+    #[arg(value_name = "TARGET:FUNC")]
+    pub target: Option<String>,
 }
 
 pub fn run(args: FloorArgs) -> Result<i32> {
@@ -36,13 +41,35 @@ pub fn run(args: FloorArgs) -> Result<i32> {
     let mut session = Session::new(&args.common, None)?;
     let mut storage = std::mem::MaybeUninit::uninit();
     let mut open = crate::skel_builder!(FloorSkelBuilder).open(&mut storage)?;
-    let empty = matches!(args.kind, Kind::Empty);
+    let (empty, latency, uprobe) = match args.kind {
+        Kind::Empty => (true, false, false),
+        Kind::Latency => (false, true, false),
+        Kind::Uprobe => (false, false, true),
+    };
     open.progs.floor_empty_enter.set_autoload(empty);
     open.progs.floor_empty_exit.set_autoload(empty);
-    open.progs.floor_latency_enter.set_autoload(!empty);
-    open.progs.floor_latency_exit.set_autoload(!empty);
+    open.progs.floor_latency_enter.set_autoload(latency);
+    open.progs.floor_latency_exit.set_autoload(latency);
+    open.progs.floor_uprobe_enter.set_autoload(uprobe);
+    open.progs.floor_uprobe_exit.set_autoload(uprobe);
     let mut skel = open.load()?;
-    skel.attach()?;
+    let mut _links = Vec::new();
+    if uprobe {
+        let spec = args
+            .target
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("floor uprobe needs TARGET:FUNC"))?;
+        let t = crate::tracers::uprobe::tracer::resolve(spec, None)?;
+        let off = t.func.offset as usize;
+        let p = &skel.progs;
+        _links.push(
+            p.floor_uprobe_enter
+                .attach_uprobe(false, -1, &t.path, off)?,
+        );
+        _links.push(p.floor_uprobe_exit.attach_uprobe(true, -1, &t.path, off)?);
+    } else {
+        skel.attach()?;
+    }
     session.attached(&format!("{:?} floor", args.kind))?;
     session.run(|step| {
         if let Step::Poll(wait) = step {

@@ -81,6 +81,17 @@ struct {
 	__type(value, struct hist);
 } latency SEC(".maps");
 
+/* --count: calls per key, per CPU (summed by user space). The key tells the function
+ * apart: uprobe's attach cookie (the function's index, Linux 5.15+), or kprobe's probe
+ * address, which user space resolves to the function containing it (any kernel). User
+ * space sets the bound (a little above the number of attach points). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u64);
+} counts SEC(".maps");
+
 /* String slot `slot` of event `e`. */
 static __always_inline struct str_hdr *slot_at(struct func_event *e, __u32 slot)
 {
@@ -95,6 +106,30 @@ static __always_inline bool func_in_scope(__u64 id, char *comm)
 		return false;
 	bpf_get_current_comm(comm, COMM_LEN);
 	return scope_comm_ok(comm);
+}
+
+/* --count: one call of the function `key` stands for, if the task is traced. The first
+ * call on a CPU inserts the key (another CPU may have inserted it meanwhile: then this
+ * CPU's zeroed copy is there to add to); a full map is a counted loss. */
+static __always_inline void count_call(__u64 key)
+{
+	char comm[COMM_LEN];
+	__u64 one = 1, *n;
+
+	if (!func_in_scope(bpf_get_current_pid_tgid(), comm))
+		return;
+	n = bpf_map_lookup_elem(&counts, &key);
+	if (n) {
+		*n += 1;
+		return;
+	}
+	if (!bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST))
+		return;
+	n = bpf_map_lookup_elem(&counts, &key);
+	if (n)
+		*n += 1;
+	else
+		count_loss(LOSS_MAP_FULL);
 }
 
 /* Where the entry program builds the event, or NULL (filtered out, or no room: counted). */

@@ -15,6 +15,7 @@ use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
 use crate::core::stream::RingArgs;
 
+use super::count::{self, CountHook};
 use super::tracer::{
     kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
 };
@@ -22,11 +23,12 @@ use crate::tracers::func::{self, Plan, Run, RunMaps};
 
 #[derive(Args, Debug, Clone)]
 pub struct KprobeArgs {
-    /// The kernel function to trace
+    /// The kernel function to trace; with --count a glob (`tcp_*`, `vfs_?ead`)
     #[arg(value_name = "FUNC", default_value = "do_sys_openat2")]
     pub func: String,
     /// How to hook the function: fentry where the kernel allows it, else kprobe (auto),
-    /// or only one of them
+    /// or only one of them. --count: kprobe.multi where the kernel has it, else one
+    /// kprobe per function (auto), or always one kprobe per function (kprobe)
     #[arg(long = "hook", visible_alias = "mode", value_enum, default_value_t = ModeArg::Auto)]
     pub mode: ModeArg,
     /// Also report the return value and the latency (fexit or kretprobe)
@@ -35,6 +37,8 @@ pub struct KprobeArgs {
     /// A latency histogram of the function kept in the kernel (no event per call)
     #[arg(long, conflicts_with = "ret")]
     pub hist: bool,
+    #[command(flatten)]
+    pub count: func::CountArgs,
     #[command(flatten)]
     pub interval: IntervalArgs,
     /// With --ret or --hist: bound of the per-thread store of calls in progress
@@ -56,6 +60,11 @@ pub struct KprobeArgs {
 
 pub fn run(args: KprobeArgs) -> Result<i32> {
     let c = &args.common;
+    args.count
+        .check(&args.func, args.max_inflight, args.stack.stack)?;
+    if args.count.count {
+        return run_count(&args);
+    }
     func::check_flags(
         args.ret,
         args.hist,
@@ -108,4 +117,68 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
     } else {
         func::stream_events(&mut session, c, &args.heads, &run, &maps)
     }
+}
+
+/// `--count`: calls per kernel function (one, or every function a glob matches), counted
+/// in the kernel (count.rs, func::print_counts).
+fn run_count(args: &KprobeArgs) -> Result<i32> {
+    let c = &args.common;
+    if args.mode == ModeArg::Fentry {
+        bail!("--count attaches kprobes (kprobe.multi, or one kprobe per function): fentry would load and attach a program per function; leave out --hook fentry");
+    }
+    crate::core::system::preflight()?;
+    if !crate::core::features::kprobes_present() {
+        bail!("this kernel has no kprobes (CONFIG_KPROBES is not set), which --count attaches; run `btrace doctor` to see what works here");
+    }
+    let funcs = count::expand(&args.func)?;
+    func::check_max_probes(
+        &args.func,
+        funcs.names.len(),
+        "of the kernel",
+        args.count.max_probes(),
+    )?;
+    let mut session = Session::new(c, args.interval.interval)?;
+    let plan = Plan::new(
+        &args.func,
+        None,
+        false,
+        1,
+        Scope::new(session.tgid(), &args.scope)?,
+        crate::core::abi::STR_SIZE_MIN,
+    );
+    // --hook kprobe: one kprobe per function even where kprobe.multi works.
+    let hooks: &[CountHook] = match args.mode {
+        ModeArg::Kprobe => &[CountHook::PerFunction],
+        _ => &[CountHook::Multi, CountHook::PerFunction],
+    };
+    let (hook, (kp, _links, refused)) =
+        attach::first_that_works(hooks, |h| count::load_count(h, &plan, &funcs)).map_err(|e| {
+            anyhow!(
+                "cannot count calls of '{}': {e:#}; `btrace doctor` shows what this kernel allows",
+                args.func
+            )
+        })?;
+    let note = match &refused.first {
+        Some(first) => format!(", {} refused by the kernel, first {first}", refused.count),
+        None => String::new(),
+    };
+    let hook = hook.to_string();
+    let run = func::CountRun {
+        what: &args.func,
+        hook: &hook,
+        functions: funcs.names.len() - refused.count,
+        note,
+        specific: json!({
+            "func": args.func, "refused": refused.count, "left_out": funcs.left_out.len(),
+        }),
+    };
+    let maps = RunMaps {
+        events: &kp.maps.events,
+        losses: &kp.maps.losses,
+        latency: &kp.maps.latency,
+        stack_losses: &kp.maps.stack_losses,
+        object: kp.object(),
+    };
+    let name_of = |ip: u64| funcs.name_of(ip);
+    func::print_counts(&mut session, c, &run, &maps, &kp.maps.counts, &name_of)
 }

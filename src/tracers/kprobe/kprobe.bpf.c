@@ -98,3 +98,23 @@ int func_kretprobe(struct pt_regs *ctx)
 	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
 	return 0;
 }
+
+/* ---- --count: calls per function, no event. The function is told by the probe's
+ * address, which user space resolves to the function containing it: a kprobe's
+ * instruction pointer (just past the probed instruction, on every kernel: 5.10 has no
+ * BPF cookies), or what bpf_get_func_ip says under kprobe.multi (5.18+, one link for
+ * every function). ---- */
+
+SEC("kprobe")
+int func_kcount(struct pt_regs *ctx)
+{
+	count_call(PT_REGS_IP(ctx));
+	return 0;
+}
+
+SEC("kprobe.multi")
+int func_kcount_multi(struct pt_regs *ctx)
+{
+	count_call(bpf_get_func_ip(ctx));
+	return 0;
+}

@@ -2,5 +2,6 @@
 //! Kernel functions: `btrace kprobe`.
 
 pub mod command;
+pub mod count;
 pub mod skel;
 pub mod tracer;

@@ -166,6 +166,9 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
         p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
         p.func_kretprobe
             .set_autoload(mode == Mode::Kprobe && exit_on);
+        // --count's programs (count.rs); kprobe.multi does not even load before 5.18.
+        p.func_kcount.set_autoload(false);
+        p.func_kcount_multi.set_autoload(false);
         if mode == Mode::Fentry {
             p.func_fentry
                 .set_attach_target(0, Some(plan.func.clone()))?;

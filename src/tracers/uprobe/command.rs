@@ -9,9 +9,7 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::HeadArgs;
-use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Step};
 use crate::core::session::{IntervalArgs, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
@@ -21,7 +19,7 @@ use crate::resolve::elf::{self, ElfFile};
 use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
 use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
-use super::tracer::{load, load_count, read_counts, resolve, Probe, MAX_ATTACH};
+use super::tracer::{load, load_count, resolve, Probe};
 
 #[derive(Args, Debug, Clone)]
 pub struct UprobeArgs {
@@ -36,10 +34,8 @@ pub struct UprobeArgs {
     /// A latency histogram of the function kept in the kernel (no event per call)
     #[arg(long, conflicts_with = "ret")]
     pub hist: bool,
-    /// Calls per function counted in the kernel (no event per call); FUNC may then be a
-    /// glob (`malloc*`, `?alloc`), up to 1000 functions
-    #[arg(long, conflicts_with_all = ["ret", "hist"])]
-    pub count: bool,
+    #[command(flatten)]
+    pub count: func::CountArgs,
     #[command(flatten)]
     pub interval: IntervalArgs,
     /// With --ret or --hist: bound of the per-thread store of calls in progress
@@ -82,7 +78,9 @@ fn registers(func: &str) -> Proto {
 
 pub fn run(args: UprobeArgs) -> Result<i32> {
     let c = &args.common;
-    if args.count {
+    args.count
+        .check(&args.probe, args.max_inflight, args.stack.stack)?;
+    if args.count.count {
         return run_count(&args);
     }
     func::check_flags(
@@ -145,15 +143,9 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
 }
 
 /// `--count`: calls per function (one, or every function a glob matches), counted in the
-/// kernel, printed at the end (and every -i interval), busiest first.
+/// kernel (func::print_counts).
 fn run_count(args: &UprobeArgs) -> Result<i32> {
     let c = &args.common;
-    if args.max_inflight.is_some() {
-        bail!("--max-inflight bounds the calls waiting for their return: --count has none");
-    }
-    if args.stack.stack {
-        bail!("--stack records the stacks of each event: --count prints no events");
-    }
     crate::core::system::preflight()?;
     let (target, pattern) = args
         .probe
@@ -162,7 +154,7 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         .ok_or_else(|| anyhow!("'{}' is not TARGET:FUNC (e.g. 'libc:malloc*')", args.probe))?;
     let path = elf::find_target(target, c.pid)?;
     let file = ElfFile::open(&path)?;
-    let funcs = if pattern.contains(['*', '?']) {
+    let funcs = if func::is_glob(pattern) {
         file.glob(pattern)
     } else {
         vec![file.func(pattern)?]
@@ -170,13 +162,12 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
     if funcs.is_empty() {
         bail!("no function of {} matches '{pattern}'", path.display());
     }
-    if funcs.len() > MAX_ATTACH {
-        bail!(
-            "'{pattern}' matches {} functions of {}: at most {MAX_ATTACH} are counted at once; narrow the pattern",
-            funcs.len(),
-            path.display()
-        );
-    }
+    func::check_max_probes(
+        pattern,
+        funcs.len(),
+        &format!("of {}", path.display()),
+        args.count.max_probes(),
+    )?;
     let mut session = Session::new(c, args.interval.interval)?;
     let plan = Plan::new(
         pattern,
@@ -192,70 +183,25 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
             path.display()
         )
     })?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
-    let n = funcs.len();
-    let plural = if n == 1 { "" } else { "s" };
-    session.attached(&format!("{} ({n} function{plural}) via uprobe", args.probe))?;
-    let per_interval = session.interval().is_some();
-    let mut last = vec![0u64; funcs.len()];
-    let mut number = 0u64;
-    let mut print = |out: &mut Output| -> Result<()> {
-        let now = read_counts(&skel, funcs.len())?;
-        let mut rows: Vec<(usize, u64)> = now
-            .iter()
-            .zip(&last)
-            .map(|(n, l)| n.saturating_sub(*l))
-            .enumerate()
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1).then(funcs[a.0].name.cmp(&funcs[b.0].name)));
-        if !out.json {
-            if per_interval {
-                out.line(&format!("--- interval {number} ---"))?;
-            }
-            out.line(&format!("{:<40} {:>12}", "FUNCTION", "CALLS"))?;
-        }
-        for (i, n) in &rows {
-            if out.json {
-                let mut rec = json!({"type": "count", "func": funcs[*i].name, "count": n,
-                    "total": now[*i]});
-                if per_interval {
-                    rec["interval"] = number.into();
-                }
-                out.record(&rec)?;
-            } else {
-                out.line(&format!("{:<40} {:>12}", funcs[*i].name, n))?;
-            }
-        }
-        if !out.json && rows.is_empty() {
-            out.line("(no calls)")?;
-        }
-        out.flush()?;
-        last = now;
-        number += 1;
-        Ok(())
-    };
-    let end = session.run(|step| {
-        match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
-            Step::Interval => print(&mut out)?,
-        }
-        Ok(())
-    })?;
-    print(&mut out)?;
-    let losses = crate::core::stream::LossWatch::default()
-        .check(&skel.maps.losses, out.json)?
-        .with_missed(skel.object())?;
     let path = path.to_string_lossy().into_owned();
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: &args.probe,
-            hook: "uprobe",
-            counted: None,
-            losses,
-            specific: json!({ "func": args.probe, "target": path, "functions": funcs.len() }),
-        },
-    )
+    let run = func::CountRun {
+        what: &args.probe,
+        hook: "uprobe",
+        functions: funcs.len(),
+        note: String::new(),
+        specific: json!({ "func": args.probe, "target": path }),
+    };
+    let maps = RunMaps {
+        events: &skel.maps.events,
+        losses: &skel.maps.losses,
+        latency: &skel.maps.latency,
+        stack_losses: &skel.maps.stack_losses,
+        object: skel.object(),
+    };
+    let name_of = |k: u64| {
+        funcs
+            .get(k as usize)
+            .map_or_else(|| format!("[cookie {k}]"), |f| f.name.clone())
+    };
+    func::print_counts(&mut session, c, &run, &maps, &skel.maps.counts, &name_of)
 }

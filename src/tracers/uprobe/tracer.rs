@@ -113,19 +113,16 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
     Ok((skel, links))
 }
 
-/// Attach points `--count` takes at most: each is a uprobe (an inode-wide breakpoint) and a
-/// perf event; more would take long to attach and slow every process that maps the file.
-pub const MAX_ATTACH: usize = 1000;
-
 /// `--count`: one counting uprobe per function, each with its index as BPF cookie (the
-/// slot of `counts` it adds to).
+/// key of `counts` it adds to). Each is an inode-wide breakpoint and a perf event, hence
+/// the bound of --max-probes.
 pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, Vec<Link>)> {
     let skel = Uprobe::new(|storage| {
         let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
         crate::func_configure!(open, plan);
         open.maps
             .counts
-            .set_max_entries(funcs.len().max(1) as u32)?;
+            .set_max_entries(crate::tracers::func::counts_entries(funcs.len()))?;
         let p = &mut open.progs;
         p.func_uprobe.set_autoload(false);
         p.func_uretprobe.set_autoload(false);
@@ -150,16 +147,6 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
     }
     plan.scope.seed(&skel.maps.scope_procs)?;
     Ok((skel, links))
-}
-
-/// Calls per function so far (summed over CPUs), in `funcs` order.
-pub fn read_counts(skel: &Uprobe, n: usize) -> Result<Vec<u64>> {
-    (0..n as u32)
-        .map(|k| {
-            let cpus = crate::core::percpu::values::<u64>(&skel.maps.counts, k)?;
-            Ok(cpus.iter().sum())
-        })
-        .collect()
 }
 
 /// Whether uprobes work here, found by attaching one to a function of btrace itself.

@@ -36,27 +36,12 @@ int func_uretprobe(struct pt_regs *ctx)
 	return 0;
 }
 
-/* --count: calls per attach point, indexed by the BPF cookie user space gave each (Linux
- * 5.15+); user space sets the size (the number of attach points). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} counts SEC(".maps");
-
+/* --count: calls per function, the function told by the BPF cookie user space gave each
+ * attach point (its index; Linux 5.15+). */
 SEC("uprobe")
 int func_count(struct pt_regs *ctx)
 {
-	__u32 k = (__u32)bpf_get_attach_cookie(ctx);
-	char comm[COMM_LEN];
-	__u64 *n;
-
-	if (!func_in_scope(bpf_get_current_pid_tgid(), comm))
-		return 0;
-	n = bpf_map_lookup_elem(&counts, &k);
-	if (n)
-		*n += 1;
+	count_call(bpf_get_attach_cookie(ctx));
 	return 0;
 }
 

@@ -202,3 +202,79 @@ kprobe_trampoline_deny_list() {
     detail "$f: auto took kprobe ($n calls); --hook fentry refused"
 }
 register kprobe_trampoline_deny_list 60
+
+# ---- Globs and --count (issue 16): calls per kernel function counted in the kernel ----
+
+# __x64_sys_getp?id matches exactly __x64_sys_getppid and __x64_sys_getpgid, each entered
+# once per syscall on every kernel; `workload getids 300 200` makes 300 and 200 of them.
+# auto (kprobe.multi from 5.18, else one kprobe per function) and --hook kprobe (one kprobe
+# per function everywhere): exact counts, no other function, nothing lost.
+kprobe_count_exact() {
+    for hook in auto kprobe; do
+        out=/tmp/kc-$hook.json
+        run "$out" /tmp/kc.err "$BTRACE" kprobe --json '__x64_sys_getp?id' --count --hook "$hook" \
+            -c "$WORKLOAD getids 300 200" ||
+            fail "--hook $hook: btrace kprobe --count exited $?: $(head -n1 /tmp/kc.err)"
+        a=$(json_get "$out" '"func":"__x64_sys_getppid"' count)
+        [ "$a" = 300 ] || fail "--hook $hook: getppid count=${a:-none}, want 300"
+        b=$(json_get "$out" '"func":"__x64_sys_getpgid"' count)
+        [ "$b" = 200 ] || fail "--hook $hook: getpgid count=${b:-none}, want 200"
+        n=$(grep -c '"type":"count"' "$out")
+        [ "$n" = 2 ] || fail "--hook $hook: $n count records, want 2"
+        f=$(json_get "$out" '"type":"summary"' functions)
+        [ "$f" = 2 ] || fail "--hook $hook: summary functions=${f:-none}, want 2"
+        for k in ringbuf map_full missed; do
+            v=$(json_get "$out" '"type":"summary"' $k)
+            [ "$v" = 0 ] || fail "--hook $hook: lost.$k=${v:-none}"
+        done
+        used=$(json_get "$out" '"type":"summary"' hook)
+        if [ "$hook" = kprobe ]; then
+            [ "$used" = kprobe ] || fail "--hook kprobe used $used"
+        elif kver_ge 6.12; then
+            # Debian's kernels from 6.12 attach kprobe.multi (6.1's fall back: seen 2026-11-24).
+            [ "$used" = kprobe.multi ] || fail "auto used $used, want kprobe.multi"
+        elif kver_ge 6.1; then
+            [ "$used" = kprobe.multi ] || [ "$used" = kprobe ] || fail "auto used $used"
+        else
+            [ "$used" = kprobe ] || fail "5.10 has no kprobe.multi, yet auto used $used"
+        fi
+        hooks="$hooks $used"
+    done
+    # Text: a header and one aligned row per function, busiest first.
+    run /tmp/kc.txt /tmp/kc.err "$BTRACE" kprobe '__x64_sys_getp?id' --count -c "$WORKLOAD getids 30 20" ||
+        fail "text: btrace exited $?: $(head -n1 /tmp/kc.err)"
+    grep -A2 '^FUNCTION  *CALLS$' /tmp/kc.txt | tr '\n' '|' |
+        grep -q '^FUNCTION  *CALLS|__x64_sys_getppid  *30|__x64_sys_getpgid  *20|$' ||
+        fail "text: not the header and two rows: $(tr '\n' '|' </tmp/kc.txt)"
+    detail "getppid=300 getpgid=200 via$hooks; text rows"
+}
+register kprobe_count_exact 120
+
+# A glob beyond --max-probes: one line saying how many functions matched and how to narrow;
+# a glob without --count: one line.
+kprobe_count_max_probes() {
+    run /tmp/kcm.out /tmp/kcm.err "$BTRACE" kprobe 'tcp_*' --count --max-probes 3 -d 1
+    [ $? != 0 ] || fail "exit 0 beyond --max-probes"
+    [ "$(grep -c . /tmp/kcm.err)" = 1 ] || fail "want one stderr line"
+    grep -q "'tcp_\*' matches [0-9]* functions of the kernel: at most 3 are probed at once (--max-probes 3); narrow the pattern" /tmp/kcm.err ||
+        fail "unclear: $(head -n1 /tmp/kcm.err)"
+    m=$(sed -n 's/.* matches \([0-9]*\) functions.*/\1/p' /tmp/kcm.err)
+    [ "$m" -gt 3 ] || fail "matched $m, want more than 3"
+    run /tmp/kcm.out /tmp/kcm.err "$BTRACE" kprobe 'tcp_*' -d 1
+    [ $? != 0 ] || fail "exit 0 for a glob without --count"
+    grep -q "a glob needs --count" /tmp/kcm.err || fail "unclear: $(head -n1 /tmp/kcm.err)"
+    detail "$(head -c 120 /tmp/kcm.err 2>/dev/null); tcp_* = $m functions"
+}
+register kprobe_count_max_probes 60
+
+# A glob with every tcp_ function, system-wide: attaches (hundreds of functions, through
+# kprobe.multi or one kprobe each), counts the TCP functions of one connection, detaches.
+kprobe_count_tcp() {
+    run /tmp/kct.txt /tmp/kct.err "$BTRACE" kprobe 'tcp_*' --count -c "$WORKLOAD tcp-pair 127.0.0.1 9137 0 1000 2000" ||
+        fail "btrace kprobe 'tcp_*' --count exited $?: $(head -n1 /tmp/kct.err)"
+    grep -q '^tcp_sendmsg  *[1-9]' /tmp/kct.txt || fail "no tcp_sendmsg row"
+    grep -q '^tcp_v4_connect  *1$' /tmp/kct.txt || fail "tcp_v4_connect not called exactly once"
+    grep -q '^\[unknown' /tmp/kct.txt && fail "an address was not resolved to its function"
+    detail "$(grep -o '^Traced.*' /tmp/kct.txt | head -c 100)"
+}
+register kprobe_count_tcp 120
