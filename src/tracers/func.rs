@@ -347,6 +347,9 @@ pub struct Run<'a> {
     pub extra: Vec<(&'static str, Value)>,
     /// The closing record's own fields.
     pub specific: Value,
+    /// --stack has a kernel side (false for probes that fire in user mode: uprobe and
+    /// usdt events carry only `user_stack`).
+    pub kernel_stack: bool,
 }
 
 /// The loaded object and the maps a run reads.
@@ -415,6 +418,9 @@ pub fn stream_events(
                 marks.insert_into(&mut rec);
                 if let Some(sides) = &sides {
                     EventStacks::insert_json(&mut rec, sides);
+                    if !run.kernel_stack {
+                        rec.remove("kernel_stack");
+                    }
                 }
                 out.record(&Value::Object(rec))?;
             } else {

@@ -152,7 +152,7 @@ int tp_record(void *ctx)
 		}
 	}
 	if (tp_want_stack)
-		read_stacks(ctx, e + tp_stack_off);
+		read_stacks(ctx, e + tp_stack_off, true);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
