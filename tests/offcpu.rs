@@ -59,7 +59,10 @@ fn twenty_sleeps_of_50_ms_are_one_second_on_their_stack() {
         // A host busy enough to make the sleeps themselves overrun (timer interrupts of a
         // descheduled vCPU come late): the blocks did last that long, less the stretch of
         // each sleep spent on the CPU after its timer was armed (1 ms allowed per block).
-        assert!(ns >= 980_000_000, "{ns} ns blocked: less than 20 x (50 - 1) ms");
+        assert!(
+            ns >= 980_000_000,
+            "{ns} ns blocked: less than 20 x (50 - 1) ms"
+        );
     }
     assert!(stack_has(r, "kernel_stack", "do_nanosleep"), "{r}");
     assert!(stack_has(r, "kernel_stack", "schedule"), "{r}");

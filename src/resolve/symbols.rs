@@ -720,7 +720,10 @@ mod tests {
         for c in ["f", "i", "d", "main", "v", "Sa", "do_f"] {
             assert_eq!(demangle(c), c);
         }
-        assert_eq!(demangle("_ZN4core3fmt5write17h0123456789abcdefE"), "core::fmt::write");
+        assert_eq!(
+            demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
+            "core::fmt::write"
+        );
         assert_eq!(demangle("_RNvCs1234_3foo3bar"), "foo::bar");
         assert_eq!(demangle("_ZN3foo3barEi"), "foo::bar(int)");
         assert_eq!(demangle("_Z1fv"), "f()");
