@@ -28,6 +28,7 @@ PARTS (default "overhead,peers") chooses the parts.
 """
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -149,7 +150,9 @@ def symbolize_rows():
     tmp = tempfile.mkdtemp(prefix="btrace-bench-sym-")
     out = os.path.join(tmp, "profile.json")
     perf_data = os.path.join(tmp, "perf.data")
-    subprocess.run([BTRACE, "profile", "-F", "999", "--json", "-o", out, "-c", SYM_CMD],
+    os.sched_setaffinity(0, range(os.cpu_count()))
+    subprocess.run([BTRACE, "profile", "-F", "999", "--json", "-o", out, "-c",
+                    "sh -c " + shlex.quote(SYM_CMD)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     summary = [json.loads(l) for l in open(out) if '"summary"' in l][-1]
     rows = [f"| `btrace profile -F 999 -c` (report_s) | {summary['stacks']} distinct stacks, "
