@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 python3 bench/hist_overhead.py
 echo
 python3 bench/profile_overhead.py
+echo
+python3 bench/classic_overhead.py
 for part in bench/*.sh; do
     [ "$part" = bench/run.sh ] && continue
     echo

@@ -77,6 +77,9 @@ fn twenty_sleeps_of_50_ms_are_one_second_on_their_stack() {
         "summary total is the exact sum"
     );
     assert_eq!(s["lost"]["map_full"], 0);
+    // The time from the end of collection to the report written (make bench reads it).
+    let report_s = s["report_s"].as_f64().expect("report_s");
+    assert!(report_s > 0.0 && report_s < 60.0, "{s}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-//! `btrace runqlat` against the real kernel: a child that sleeps 1 ms N times wakes up
-//! N times (less the sleeps that never blocked, see check_wakeups).
+//! `btrace runqlat` against the real kernel: a child that sleeps 1 ms N times is woken
+//! exactly N times (`woken`), and waits for a CPU after at most N of them (less the sleeps
+//! that never blocked, see check_wakeups).
 
 mod common;
 
@@ -15,6 +16,9 @@ const N: u64 = 60;
 const SLACK: u64 = 3;
 
 fn check_wakeups(r: &serde_json::Value) {
+    // Every sleep ends in exactly one sched_wakeup, whether the task had left its CPU or
+    // not (try_to_wake_up on a task still current, or still queued, traces it too).
+    assert_eq!(r["woken"], N, "{r}");
     let w = r["wakeups"].as_u64().unwrap();
     let p = r["preemptions"].as_u64().unwrap();
     assert!(
@@ -81,7 +85,7 @@ fn the_whole_tree_of_a_command() {
     assert!(
         procs.iter().any(|p| {
             let w = p["wakeups"].as_u64().unwrap();
-            w <= N + 1 && w + SLACK > N
+            w <= N + 1 && w + SLACK > N && p["woken"] == N + 1
         }),
         "{procs:#?}"
     );

@@ -242,7 +242,9 @@ impl Symbolizer {
         let blaze = Blaze::builder()
             .enable_code_info(true)
             .enable_inlined_fns(true)
-            .enable_demangling(true)
+            // blazesym would demangle every name, C ones too (`f` came out as `float`, a
+            // C++ type): names are demangled here, only those that are mangled.
+            .enable_demangling(false)
             .build();
         let own_vdso = read_maps("/proc/self/maps")
             .ok()
@@ -575,6 +577,27 @@ fn lookup_addr(i: usize, addr: u64) -> u64 {
     }
 }
 
+/// A symbol's name as shown: demangled when it is mangled (Rust's v0 `_R...` or legacy
+/// `_ZN...17h<hash>E`, without the hash; C++'s Itanium `_Z...`, with its parameters), as
+/// written otherwise (C names, and what does not demangle: never a wrong name).
+pub fn demangle(name: &str) -> String {
+    if !(name.starts_with("_Z") || name.starts_with("_R")) {
+        return name.to_string();
+    }
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}");
+    }
+    if name.starts_with("_Z") {
+        if let Some(d) = cpp_demangle::Symbol::new(name.as_bytes())
+            .ok()
+            .and_then(|s| s.demangle().ok())
+        {
+            return d;
+        }
+    }
+    name.to_string()
+}
+
 /// The frames of one symbolized address, the real function first, then what was inlined
 /// into it at that address, outer to inner.
 fn sym_frames(s: &blazesym::symbolize::Sym<'_>, addr: u64, module: &str) -> Vec<Frame> {
@@ -588,7 +611,7 @@ fn sym_frames(s: &blazesym::symbolize::Sym<'_>, addr: u64, module: &str) -> Vec<
         None => code(s.code_info.as_deref()),
     };
     let mut out = vec![Frame {
-        name: Some(s.name.to_string()),
+        name: Some(demangle(&s.name)),
         inlined: false,
         module: Some(module.to_string()),
         offset: 0,
@@ -605,7 +628,7 @@ fn sym_frames(s: &blazesym::symbolize::Sym<'_>, addr: u64, module: &str) -> Vec<
             (None, None)
         };
         out.push(Frame {
-            name: Some(f.name.to_string()),
+            name: Some(demangle(&f.name)),
             inlined: true,
             module: Some(module.to_string()),
             offset: 0,
@@ -690,6 +713,24 @@ fn raise_nofile() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_mangled_names_are_demangled() {
+        // C names that cpp_demangle alone would read as types (`f` float, `i` int).
+        for c in ["f", "i", "d", "main", "v", "Sa", "do_f"] {
+            assert_eq!(demangle(c), c);
+        }
+        assert_eq!(
+            demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
+            "core::fmt::write"
+        );
+        assert_eq!(demangle("_RNvCs1234_3foo3bar"), "foo::bar");
+        assert_eq!(demangle("_ZN3foo3barEi"), "foo::bar(int)");
+        assert_eq!(demangle("_Z1fv"), "f()");
+        // Not valid manglings: as written.
+        assert_eq!(demangle("_Z"), "_Z");
+        assert_eq!(demangle("_Rubbish"), "_Rubbish");
+    }
 
     #[test]
     fn maps_lines() {

@@ -350,6 +350,9 @@ pub struct Run<'a> {
     pub extra: Vec<(&'static str, Value)>,
     /// The closing record's own fields.
     pub specific: Value,
+    /// --stack has a kernel side (false for probes that fire in user mode: uprobe and
+    /// usdt events carry only `user_stack`).
+    pub kernel_stack: bool,
 }
 
 /// The loaded object and the maps a run reads.
@@ -423,8 +426,11 @@ pub fn stream_events(
                 }
                 marks.write_into(buf);
                 if let Some((kernel, user)) = &sides {
-                    jw::next_key(buf, "kernel_stack");
-                    serde_json::to_writer(&mut *buf, &kernel.json())?;
+                    // a uprobe fires in user mode: it has no kernel stack to show
+                    if run.kernel_stack {
+                        jw::next_key(buf, "kernel_stack");
+                        serde_json::to_writer(&mut *buf, &kernel.json())?;
+                    }
                     jw::next_key(buf, "user_stack");
                     serde_json::to_writer(&mut *buf, &user.json())?;
                 }

@@ -68,6 +68,14 @@
  *   workload wakeups N            a child named "wakee" sleeps 1 ms N times, then exits
  *   workload fails N              N openat of a missing file (ENOENT), N read(2) of fd -1
  *                                 (EBADF), N getppid (no error)
+ *   For make bench (bench/classic_overhead.py), each printing the ns per operation:
+ *   workload execs N              N children, one after the other, each fork + execve of
+ *                                 /proc/self/exe as "workload noop", waited for
+ *   workload openloop PATH N      N openat(PATH, O_RDONLY) + close
+ *   workload dio DEV N            N O_DIRECT I/Os of 4 KiB on DEV, alternately a write and
+ *                                 a read of the same block (blocks 0..255 in turn)
+ *   workload pingpong N           N round trips of one byte between this process and a
+ *                                 child over two pipes (each a wake-up and a switch each way)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -696,6 +704,100 @@ static int do_direct(const char *dev, long n, long size)
 	return close(fd);
 }
 
+static double mono_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int do_execs(long n)
+{
+	char *argv[] = { "workload", "noop", NULL };
+	char *envp[] = { NULL };
+	double t0 = mono_s();
+
+	for (long i = 0; i < n; i++) {
+		int status;
+		pid_t p = fork();
+
+		if (p < 0)
+			return 1;
+		if (p == 0) {
+			execve("/proc/self/exe", argv, envp);
+			_exit(127);
+		}
+		if (waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status))
+			return 1;
+	}
+	printf("%.1f\n", (mono_s() - t0) * 1e9 / n);
+	return 0;
+}
+
+static int do_openloop(const char *path, long n)
+{
+	double t0 = mono_s();
+
+	for (long i = 0; i < n; i++) {
+		int fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY, 0);
+
+		if (fd < 0)
+			return 1;
+		close(fd);
+	}
+	printf("%.1f\n", (mono_s() - t0) * 1e9 / n);
+	return 0;
+}
+
+static int do_dio(const char *dev, long n)
+{
+	void *buf;
+	double t0;
+	int fd = open(dev, O_RDWR | O_DIRECT);
+
+	if (fd < 0 || posix_memalign(&buf, 4096, 4096))
+		return 1;
+	memset(buf, 0x5a, 4096);
+	t0 = mono_s();
+	for (long i = 0; i < n; i++) {
+		off_t off = (i / 2 % 256) * 4096;
+		ssize_t r = i % 2 ? pread(fd, buf, 4096, off) : pwrite(fd, buf, 4096, off);
+
+		if (r != 4096)
+			return 1;
+	}
+	printf("%.1f\n", (mono_s() - t0) * 1e9 / n);
+	return close(fd);
+}
+
+static int do_pingpong(long n)
+{
+	int ab[2], ba[2];
+	double t0;
+	char c = 0;
+	pid_t p;
+
+	if (pipe(ab) || pipe(ba))
+		return 1;
+	p = fork();
+	if (p < 0)
+		return 1;
+	if (p == 0) {
+		for (long i = 0; i < n; i++)
+			if (read(ab[0], &c, 1) != 1 || write(ba[1], &c, 1) != 1)
+				_exit(1);
+		_exit(0);
+	}
+	t0 = mono_s();
+	for (long i = 0; i < n; i++)
+		if (write(ab[1], &c, 1) != 1 || read(ba[0], &c, 1) != 1)
+			return 1;
+	printf("%.1f\n", (mono_s() - t0) * 1e9 / n);
+	waitpid(p, NULL, 0);
+	return 0;
+}
+
 static int do_wakeups(long n)
 {
 	pid_t p = fork();
@@ -840,12 +942,21 @@ int main(int argc, char **argv)
 		return do_direct(argv[2], arg(argv, 3), arg(argv, 4));
 	if (!strcmp(cmd, "wakeups") && argc == 3)
 		return do_wakeups(arg(argv, 2));
+	if (!strcmp(cmd, "execs") && argc == 3)
+		return do_execs(arg(argv, 2));
+	if (!strcmp(cmd, "openloop") && argc == 4)
+		return do_openloop(argv[2], arg(argv, 3));
+	if (!strcmp(cmd, "dio") && argc == 4)
+		return do_dio(argv[2], arg(argv, 3));
+	if (!strcmp(cmd, "pingpong") && argc == 3)
+		return do_pingpong(arg(argv, 2));
 	if (!strcmp(cmd, "fails") && argc == 3)
 		return do_fails(arg(argv, 2));
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
 			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N | exec-set"
-			" | opens DIR K J | direct DEV N SIZE | wakeups N | fails N\n");
+			" | opens DIR K J | direct DEV N SIZE | wakeups N | fails N | execs N | openloop PATH N"
+			" | dio DEV N | pingpong N\n");
 	return 2;
 }

@@ -23,6 +23,12 @@
 #include "strings.h"
 #include "task_event.h"
 
+/* Whether --stack walks a kernel stack: a kprobe's; a uprobe (or USDT probe) fires on a
+ * trap from user mode, where the kernel stack holds only the trap handling. */
+#ifndef FUNC_KERNEL_STACK
+#define FUNC_KERNEL_STACK true
+#endif
+
 /* Set by user space before load (from the function's BTF prototype and --string-size). */
 const volatile __u32 nr_args = 0;      /* arguments to read, <= FUNC_MAX_ARGS */
 const volatile bool has_ret = false;   /* the function returns a value */
@@ -171,7 +177,7 @@ static __always_inline struct func_event *begin(__u64 id)
 static __always_inline void finish(void *ctx, struct func_event *e)
 {
 	if (want_stack)
-		read_stacks(ctx, (void *)e + stack_off);
+		read_stacks(ctx, (void *)e + stack_off, FUNC_KERNEL_STACK);
 #pragma unroll
 	for (int i = 0; i < FUNC_MAX_ARGS; i++) {
 		struct str_hdr *h = slot_at(e, arg_slot[i]);

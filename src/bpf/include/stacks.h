@@ -137,13 +137,18 @@ static __always_inline __s32 stack_id(void *ctx, void *map, bool user)
 	return id;
 }
 
-/* Both stacks of the current task into `s` (event --stack). */
-static __always_inline void read_stacks(void *ctx, struct stack_slot *s)
+/* Both stacks of the current task into `s` (event --stack); the kernel stack only when
+ * `kernel` (STACK_NONE otherwise: a probe that fires in user mode, a uprobe, has none). */
+static __always_inline void read_stacks(void *ctx, struct stack_slot *s, bool kernel)
 {
 	long n;
 
-	n = bpf_get_stack(ctx, s->kernel, sizeof(s->kernel), 0);
-	s->kernel_len = n < 0 ? stack_failed(n, false) : n;
+	if (kernel) {
+		n = bpf_get_stack(ctx, s->kernel, sizeof(s->kernel), 0);
+		s->kernel_len = n < 0 ? stack_failed(n, false) : n;
+	} else {
+		s->kernel_len = STACK_NONE;
+	}
 	s->mm.start_stack = 0;
 	s->mm.exe_ino = 0;
 	if (current_no_user()) {

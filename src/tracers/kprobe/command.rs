@@ -104,6 +104,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         hook: &hook,
         extra: Vec::new(),
         specific: json!({ "func": plan.func }),
+        kernel_stack: true,
     };
     let maps = RunMaps {
         events: &kp.maps.events,

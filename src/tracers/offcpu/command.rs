@@ -57,6 +57,8 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         }
         Ok(())
     })?;
+    // From here to the report written: reading the maps, symbolizing, printing.
+    let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
         stacks::capture(&mut sym, &seen);
     }
@@ -81,6 +83,8 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         Measure::BlockedNs,
         "btrace offcpu: time blocked (ns)",
     )?;
+    out.flush()?;
+    let report_s = collected.elapsed().as_secs_f64();
     // Folded stacks are data for other tools: the notes go to stderr.
     let mut notes;
     let out = if args.stacks.folded {
@@ -106,6 +110,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
                 "min_block_us": args.min_block / 1000,
                 "stacks": all.len(),
                 "stack_losses": slosses.json(),
+                "report_s": report_s,
             }),
         },
     )

@@ -62,6 +62,8 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         }
         Ok(())
     })?;
+    // From here to the report written: reading the maps, symbolizing, printing.
+    let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
         stacks::capture(&mut sym, &seen);
     }
@@ -80,6 +82,8 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     slosses.user_truncated = truncated;
     let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
     stacks::report(&mut out, &all, &args.stacks, Measure::Samples, &title)?;
+    out.flush()?;
+    let report_s = collected.elapsed().as_secs_f64();
     // Folded stacks are data for other tools: the notes go to stderr.
     let mut notes;
     let out = if args.stacks.folded {
@@ -107,6 +111,7 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
                 "cpus": loaded.cpus.len(),
                 "stacks": all.len(),
                 "stack_losses": slosses.json(),
+                "report_s": report_s,
             }),
         },
     )

@@ -58,17 +58,19 @@ fn stat_fields(s: &RunqStat, total: u64, rec: &mut Map<String, Value>) {
     rec.insert("sum_ns".into(), s.lat.sum_ns.into());
     rec.insert("wakeups".into(), s.wakeups.into());
     rec.insert("preemptions".into(), s.preemptions.into());
+    rec.insert("woken".into(), s.woken.into());
     rec.insert("buckets".into(), s.lat.json_buckets());
     s.lat.percentile_fields(rec);
 }
 
 fn stat_line(label: &str, s: &RunqStat) -> String {
     format!(
-        "@{label}: {} wait{} ({} after a wakeup, {} after a preemption), avg {}{}   (buckets: latency in us)",
+        "@{label}: {} wait{} ({} after a wakeup, {} after a preemption), {} woken, avg {}{}   (buckets: latency in us)",
         s.lat.count,
         if s.lat.count == 1 { "" } else { "s" },
         s.wakeups,
         s.preemptions,
+        s.woken,
         fmt_ns(s.lat.avg_ns().unwrap_or(0.0)),
         if s.lat.count > 0 {
             format!(", {}", s.lat.percentile_text())

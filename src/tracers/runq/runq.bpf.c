@@ -9,6 +9,9 @@
  * Two ways exist as separate programs; user space enables the cheapest the kernel takes:
  * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by pid.
  *
+ * Every wakeup of a task in scope is also counted as it happens (`woken`), exactly, also
+ * the ones no wait follows.
+ *
  * Each wait is counted as beginning with a wakeup or a preemption, and, for btrace
  * runqlat --per-process/--per-cgroup, also added to its process's or cgroup's entry in a
  * bounded per-CPU hash (what does not fit is the total minus the entries). */
@@ -125,6 +128,22 @@ static __always_inline struct runq_stat *key_stat(struct task_struct *t)
 	return st;
 }
 
+/* Task t (in scope) was woken: counted whether or not it then waits. */
+static __always_inline void count_woken(struct task_struct *t)
+{
+	__u32 zero = 0;
+	struct runq_stat *st;
+
+	st = bpf_map_lookup_elem(&runq, &zero);
+	if (st)
+		st->woken++;
+	if (by != RUNQ_BY_NONE) {
+		st = key_stat(t);
+		if (st)
+			st->woken++;
+	}
+}
+
 /* Task t ran after waiting since w->ts. */
 static __always_inline void add_wait(struct task_struct *t, struct runq_wait *w)
 {
@@ -153,6 +172,8 @@ static __always_inline void queued_btf(struct task_struct *t, bool preempted)
 
 	if (!wanted(t))
 		return;
+	if (!preempted)
+		count_woken(t);
 	w = bpf_task_storage_get(&queued_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!w) {
 		count_loss(LOSS_MAP_FULL);
@@ -202,6 +223,8 @@ static __always_inline void queued_raw(struct task_struct *t, bool preempted)
 
 	if (!wanted(t))
 		return;
+	if (!preempted)
+		count_woken(t);
 	pid = BPF_CORE_READ(t, pid);
 	w.ts = bpf_ktime_get_ns();
 	w.preempted = preempted;

@@ -21,6 +21,10 @@ struct runq_stat {
 	struct hist lat;
 	__u64 wakeups;      /* waits that began with a wakeup (sched_wakeup, sched_wakeup_new) */
 	__u64 preemptions;  /* waits that began with a preemption (switched out runnable) */
+	__u64 woken;        /* sched_wakeup and sched_wakeup_new events, each counted as it
+	                     * happens, whether a wait followed or not (a task woken while
+	                     * still on its CPU, its sleep's timer firing before it switched
+	                     * out, never waits) */
 };
 
 /* When a task became runnable, and how (per task). */

@@ -148,6 +148,8 @@ pub struct RunqStat {
     pub lat: Log2Hist,
     pub wakeups: u64,
     pub preemptions: u64,
+    /// Wakeups counted as they happened, also those no wait followed.
+    pub woken: u64,
 }
 
 impl RunqStat {
@@ -161,6 +163,7 @@ impl RunqStat {
             });
             s.wakeups += c.wakeups;
             s.preemptions += c.preemptions;
+            s.woken += c.woken;
         }
         s
     }
@@ -171,6 +174,7 @@ impl RunqStat {
             lat: self.lat.since(&o.lat),
             wakeups: self.wakeups.saturating_sub(o.wakeups),
             preemptions: self.preemptions.saturating_sub(o.preemptions),
+            woken: self.woken.saturating_sub(o.woken),
         }
     }
 
@@ -178,12 +182,13 @@ impl RunqStat {
         self.lat.add(&o.lat);
         self.wakeups += o.wakeups;
         self.preemptions += o.preemptions;
+        self.woken += o.woken;
     }
 }
 
 impl Cumulative for RunqStat {
     fn since(&self, e: &Self) -> Option<Self> {
-        (self.lat.count >= e.lat.count).then(|| self.minus(e))
+        (self.lat.count >= e.lat.count && self.woken >= e.woken).then(|| self.minus(e))
     }
 }
 

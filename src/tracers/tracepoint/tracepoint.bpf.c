@@ -153,7 +153,7 @@ int tp_record(void *ctx)
 		}
 	}
 	if (tp_want_stack)
-		read_stacks(ctx, e + tp_stack_off);
+		read_stacks(ctx, e + tp_stack_off, true);
 	bpf_ringbuf_submit(e, rb_wakeup_flags(&events, h->ts_ns));
 	return 0;
 }

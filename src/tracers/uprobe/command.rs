@@ -127,6 +127,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
             "func": args.probe, "target": path, "offset": target.func.offset,
             "dwarf": dwarf,
         }),
+        kernel_stack: false,
     };
     let maps = RunMaps {
         events: &skel.maps.events,

@@ -8,6 +8,8 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/usdt.bpf.h>
+/* --stack: the user stack only (the probe fires in user mode). */
+#define FUNC_KERNEL_STACK false
 #include "func_probe.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

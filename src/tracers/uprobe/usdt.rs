@@ -157,6 +157,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         hook: "usdt",
         extra: vec![("target", target_path.clone().into())],
         specific: json!({ "probe": args.probe, "target": target_path }),
+        kernel_stack: false,
     };
     let maps = RunMaps {
         events: &skel.maps.events,

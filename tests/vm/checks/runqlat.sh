@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-# btrace runqlat on every kernel: a child named "wakee" sleeps 1 ms 60 times: 60 wake-ups
-# (less the rare sleep that never blocked), through the default hook and raw_tp.
+# btrace runqlat on every kernel: a child named "wakee" sleeps 1 ms 60 times: exactly 60
+# wake-ups counted as they happen (woken), and 60 waits after a wake-up less the rare sleep
+# that never blocked, through the default hook and raw_tp.
 
 runqlat_wakeups() {
     ways=""
@@ -12,6 +13,8 @@ runqlat_wakeups() {
         p=$(json_get /tmp/rq.json '"key":"process"' preemptions)
         n=$(json_get /tmp/rq.json '"key":"process"' count)
         c=$(json_get /tmp/rq.json '"key":"process"' comm)
+        k=$(json_get /tmp/rq.json '"key":"process"' woken)
+        [ "$k" = 60 ] || fail "[${hook:-auto}] wakee woken=${k:-none}, want exactly 60"
         # A sleep whose timer fired before the task was off the run queue never waited (up to
         # 2 of 60 seen in these TCG guests, whose vCPUs the loaded host preempts for
         # milliseconds): at most 60 wake-ups, at least 54; every wait is a wake-up or a
@@ -19,9 +22,9 @@ runqlat_wakeups() {
         [ "$c" = wakee ] && [ "${w:-0}" -le 60 ] && [ "${w:-0}" -ge 54 ] &&
             [ "$n" = $((${w:-0} + ${p:-0})) ] ||
             fail "[${hook:-auto}] wakee wakeups=${w:-none} preemptions=${p:-none} count=${n:-none} comm=${c:-none}, want 54..60 wake-ups and count = wake-ups + preemptions"
-        WAYS_DETAIL="$WAYS_DETAIL $w+$p"
+        WAYS_DETAIL="$WAYS_DETAIL $k:$w+$p"
         ways="$ways $(json_get /tmp/rq.json '"type":"summary"' hook)+$(json_get /tmp/rq.json '"type":"summary"' store)"
     done
-    detail "60 sleeps: wake-ups+preemptions$WAYS_DETAIL via$ways"
+    detail "60 sleeps: woken:wake-ups+preemptions$WAYS_DETAIL via$ways"
 }
 register runqlat_wakeups 90

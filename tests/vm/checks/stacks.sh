@@ -2,7 +2,8 @@
 # Stacks on real kernels: `profile` (cpu-clock samples by stack), `offcpu` (sched_switch
 # blocked time by stack) with the stack workload (/bin/stackload, frame pointers, debug
 # info), `kprobe --stack` (kernel stack holding the caller, user stack the workload's
-# calling function), and `uprobe --stack` (/bin/ufuncs: main in the user stack).
+# calling function), and `uprobe --stack` (/bin/ufuncs: f on top and main in the user
+# stack, no kernel stack).
 
 STACKLOAD=/bin/stackload
 
@@ -86,6 +87,12 @@ stacks_uprobe() {
     [ "$n" = 3 ] || fail "$n events, want 3"
     m=$(grep '"type":"event"' "$out" | grep -c '"user_stack":\[[^]]*"name":"main"')
     [ "$m" = 3 ] || fail "user stacks holding main: $m, want 3"
-    detail "3/3 events: main in the user stack"
+    # The innermost frame is f, named as written (not demangled as a C++ type: float).
+    t=$(grep '"type":"event"' "$out" | grep -c '"user_stack":\[{"name":"f",')
+    [ "$t" = 3 ] || fail "user stacks starting at f: $t, want 3"
+    # A uprobe fires in user mode: no kernel stack.
+    k=$(grep '"type":"event"' "$out" | grep -c '"kernel_stack"')
+    [ "$k" = 0 ] || fail "$k events with a kernel_stack, want none"
+    detail "3/3 events: f on top, main in the user stack, no kernel stack"
 }
 register stacks_uprobe 60
