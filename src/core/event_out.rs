@@ -93,7 +93,14 @@ impl Heads {
     /// [`json`](Self::json) written into `out`: the record's opening brace and these
     /// fields; the caller adds its own and the closing brace.
     pub fn write_json(&mut self, head: &HeadRef<'_>, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"type":"event","ts_ns":"#);
+        self.write_json_as(head, "event", out);
+    }
+
+    /// [`write_json`](Self::write_json) for a record of its own `type` (`open`, `exec`).
+    pub fn write_json_as(&mut self, head: &HeadRef<'_>, record_type: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"type":"#);
+        jw::str(out, record_type);
+        out.extend_from_slice(br#","ts_ns":"#);
         jw::int(out, head.ts_ns);
         match head.ns {
             None => {

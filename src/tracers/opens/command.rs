@@ -14,6 +14,7 @@ use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stream::pump;
 use crate::core::stream::RingArgs;
+use crate::model::value::JsonMarks;
 
 use super::tracer::{self, Config, Hook, HOOKS};
 
@@ -74,6 +75,7 @@ pub fn run(args: OpenArgs) -> Result<i32> {
         out.flush()?;
     }
     let start_ns = crate::core::system::monotonic_ns();
+    let mut marks = JsonMarks::default();
     let what = match (&args.path_prefix, args.fails) {
         (Some(p), true) => format!("failed opens under {p}"),
         (Some(p), false) => format!("opens under {p}"),
@@ -89,7 +91,8 @@ pub fn run(args: OpenArgs) -> Result<i32> {
         obj.object(),
         |out, ev| {
             if out.json {
-                out.record(&ev.to_json(&mut heads))?;
+                ev.write_json(&mut heads, out.buf(), &mut marks);
+                out.end_line()?;
             } else {
                 out.line(&ev.text(&mut heads, start_ns))?;
             }
