@@ -157,10 +157,25 @@ fn family(out: &mut String, fam: &Family, f: Format) {
             Value::Int(v) => sample(out, &fam.name, s, None, v),
             Value::Float(v) => sample(out, &fam.name, s, None, float(*v)),
             Value::Hist(h) => {
-                for (le, n) in &h.buckets {
-                    sample(out, &bucket, s, Some(("le", le)), n);
+                // Every bucket line starts the same way up to the `le` value: written once
+                // per series and copied (a scrape by cgroup writes a hundred thousand lines).
+                let mut head = String::with_capacity(bucket.len() + 64);
+                head.push_str(&bucket);
+                labels(&mut head, s, Some(("le", "")));
+                head.truncate(head.len() - 2); // the empty value's closing `"}`
+                let mut n_text = itoa::Buffer::new();
+                for (le, n) in h
+                    .buckets
+                    .iter()
+                    .map(|(le, n)| (*le, *n))
+                    .chain([("+Inf", h.count)])
+                {
+                    out.push_str(&head);
+                    out.push_str(le);
+                    out.push_str("\"} ");
+                    out.push_str(n_text.format(n));
+                    out.push('\n');
                 }
-                sample(out, &bucket, s, Some(("le", "+Inf")), h.count);
                 sample(out, &sum, s, None, float(h.sum));
                 sample(out, &count, s, None, h.count);
             }
@@ -171,16 +186,20 @@ fn family(out: &mut String, fam: &Family, f: Format) {
 /// The whole exposition.
 pub fn encode(m: &Metrics, f: Format) -> String {
     // Sized for the whole body at once (a few MB with many cgroups): no regrowth copies.
-    let lines: usize = m
+    let bytes: usize = m
         .families
         .iter()
-        .flat_map(|fam| &fam.series)
-        .map(|s| match &s.value {
-            Value::Hist(h) => h.buckets.len() + 3,
-            _ => 1,
+        .flat_map(|fam| fam.series.iter().map(|s| (fam.name.len(), s)))
+        .map(|(name, s)| {
+            let labels: usize = s.labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+            let line = name + labels + 40; // suffix, `le`, braces, the value
+            match &s.value {
+                Value::Hist(h) => (h.buckets.len() + 3) * line,
+                _ => line,
+            }
         })
         .sum();
-    let mut out = String::with_capacity(64 * 1024 + lines * 96);
+    let mut out = String::with_capacity(64 * 1024 + bytes);
     for fam in &m.families {
         family(&mut out, fam, f);
     }

@@ -14,7 +14,7 @@
 //! a request line or header that is not HTTP 400; a head over [`Limits::max_head`] 431; a
 //! request with a body 413; a head not complete by its deadline 408.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -188,18 +188,39 @@ fn reason(status: u16) -> &'static str {
 
 /// A whole response.
 pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = response_head(status, content_type, body.len());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// The status line and headers of a response whose body is `len` bytes.
+fn response_head(status: u16, content_type: &str, len: usize) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason(status),
-        body.len()
+        len
     );
     if status == 405 {
         out.push_str("Allow: GET\r\n");
     }
     out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
+    out.into_bytes()
+}
+
+/// `head` then `body`, in as few writes as the socket takes (one `writev` for a body that
+/// fits its buffer), without copying a scrape's megabytes into one buffer first.
+fn write_response(w: &mut impl Write, head: &[u8], body: &[u8]) -> std::io::Result<()> {
+    let (mut head, mut body) = (head, body);
+    while !head.is_empty() || !body.is_empty() {
+        let n = w.write_vectored(&[IoSlice::new(head), IoSlice::new(body)])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_head = n.min(head.len());
+        head = &head[from_head..];
+        body = &body[n - from_head..];
+    }
+    Ok(())
 }
 
 fn error_response(status: u16) -> Vec<u8> {
@@ -380,17 +401,22 @@ fn worker(jobs: Arc<Mutex<Receiver<Job>>>, scrapes: SyncSender<Scrape>, limits: 
             path,
             format,
         } = job;
-        let bytes = match path.as_str() {
+        let (head, body) = match path.as_str() {
             "/metrics" => {
                 let (tx, rx) = sync_channel(1);
                 let sent = scrapes.try_send(Scrape { format, reply: tx }).is_ok();
                 match sent.then(|| rx.recv_timeout(limits.render_timeout).ok()) {
-                    Some(Some(body)) => response(200, format.content_type(), &body),
-                    _ => error_response(503),
+                    Some(Some(body)) => {
+                        (response_head(200, format.content_type(), body.len()), body)
+                    }
+                    _ => (error_response(503), Vec::new()),
                 }
             }
-            "/" => response(200, "text/html; charset=utf-8", INDEX.as_bytes()),
-            _ => error_response(404),
+            "/" => (
+                response(200, "text/html; charset=utf-8", INDEX.as_bytes()),
+                Vec::new(),
+            ),
+            _ => (error_response(404), Vec::new()),
         };
         if conn.stream.set_nonblocking(false).is_ok()
             && conn
@@ -398,7 +424,7 @@ fn worker(jobs: Arc<Mutex<Receiver<Job>>>, scrapes: SyncSender<Scrape>, limits: 
                 .set_write_timeout(Some(limits.write_timeout))
                 .is_ok()
         {
-            let _ = conn.stream.write_all(&bytes);
+            let _ = write_response(&mut conn.stream, &head, &body);
             let _ = conn.stream.flush();
         }
         let _ = conn.stream.shutdown(std::net::Shutdown::Write);
