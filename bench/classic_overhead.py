@@ -257,7 +257,7 @@ def main():
             f"round).{runq_note} Measured {date} by "
             f"`python3 bench/classic_overhead.py` on kernel {os.uname().release}, "
             f"{os.cpu_count()} vCPUs shared with other jobs (load average {load} at the "
-            "start: on a loaded machine the wall figures vary by more than a tracer's cost, "
+            "start; on a loaded machine the wall figures vary by more than a tracer's cost, "
             "see the range of the rounds; the CPU columns are steadier).",
             f"<!-- /bench:classic-{key} -->",
         ])

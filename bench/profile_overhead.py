@@ -232,7 +232,7 @@ def peers():
         "",
         f"Measured {time.strftime('%Y-%m-%d')} by `python3 bench/profile_overhead.py` on "
         f"kernel {os.uname().release}, {os.cpu_count()} vCPUs shared with other jobs (load "
-        f"average {load} at the start: a loaded machine; figures are noisy). libbpf-tools "
+        f"average {load} at the start{'' if float(load) < 1 else ': a loaded machine; figures are noisy'}). libbpf-tools "
         "`profile` is not in Debian's libbpf-tools package: no row for it.",
         "<!-- /bench:profile-peers -->",
     ])
