@@ -28,13 +28,16 @@ export UFUNCS_TIME_FILE=$TIME_FILE
 LOAD=$(cut -d' ' -f1 /proc/loadavg)
 LOOP="$UFUNCS loop $N"
 F="$UFUNCS:f"
-# name|label|command (run through eval; each runs `ufuncs loop N` once)
+# name|label|command (run through eval; each runs `ufuncs loop N` once). btrace runs with
+# --no-children: the one process, as bpftrace's -c binds its uprobes (without it btrace
+# follows the command's children, so every process mapping the file traps and is filtered
+# in the kernel).
 CONFIGS=(
     "base|nothing attached|$LOOP"
-    "entry|btrace uprobe (entry, an event per call)|$BTRACE uprobe $F -o /dev/null -c '$LOOP'"
-    "ret|btrace uprobe --ret (entry+return, an event per call)|$BTRACE uprobe $F --ret -o /dev/null -c '$LOOP'"
-    "hist|btrace uprobe --hist (entry+return, histogram in the kernel)|$BTRACE uprobe $F --hist -o /dev/null -c '$LOOP'"
-    "count|btrace uprobe --count (entry, a count in the kernel)|$BTRACE uprobe $F --count -o /dev/null -c '$LOOP'"
+    "entry|btrace uprobe (entry, an event per call)|$BTRACE uprobe $F -o /dev/null --no-children -c '$LOOP'"
+    "ret|btrace uprobe --ret (entry+return, an event per call)|$BTRACE uprobe $F --ret -o /dev/null --no-children -c '$LOOP'"
+    "hist|btrace uprobe --hist (entry+return, histogram in the kernel)|$BTRACE uprobe $F --hist -o /dev/null --no-children -c '$LOOP'"
+    "count|btrace uprobe --count (entry, a count in the kernel)|$BTRACE uprobe $F --count -o /dev/null --no-children -c '$LOOP'"
     "bt_count|bpftrace uprobe with count()|bpftrace -e 'uprobe:$F { @ = count(); }' -c '$LOOP'"
     "bt_floor|bpftrace uprobe+uretprobe reading only the clock|bpftrace -e 'uprobe:$F { \$t = nsecs; } uretprobe:$F { \$t = nsecs; }' -c '$LOOP'"
 )

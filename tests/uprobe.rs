@@ -399,3 +399,48 @@ fn count_per_function_and_glob() {
     let e = one_line_error(&btrace(&["uprobe", &format!("{u}:zz*"), "--count"]));
     assert!(e.contains("no function"), "{e}");
 }
+
+/// --no-children binds the uprobes to the one process (only it traps): another process
+/// calling the same function at the same time is not counted, and the traced one's calls
+/// are all there, for the event, --hist and --count paths.
+#[test]
+fn no_children_binds_the_probe_to_the_process() {
+    let u = ufuncs();
+    for (mode, n) in [("", 6u64), ("--hist", 7), ("--count", 8)] {
+        let mut child = Command::new(&u)
+            .args(["wait", "f", &n.to_string()])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut other = Command::new(&u)
+            .args(["wait", "f", "50"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let probe = format!("{u}:f");
+        let mut args = vec!["uprobe", probe.as_str(), "--no-children"];
+        if !mode.is_empty() {
+            args.push(mode);
+        }
+        // The other process calls f while btrace is attached: released first, waited for
+        // before the traced one is released.
+        let pid = child.id().to_string();
+        let mut all = args.clone();
+        all.extend(["--json", "-p", &pid]);
+        let mut r = Running::start(&all);
+        r.wait_attached();
+        use std::io::Write;
+        writeln!(other.stdin.take().unwrap(), "go").unwrap();
+        assert!(other.wait().unwrap().success());
+        writeln!(child.stdin.take().unwrap(), "go").unwrap();
+        assert!(child.wait().unwrap().success());
+        let (recs, code, stderr) = r.finish();
+        assert_eq!(code, 0, "{stderr:?}");
+        let got = match mode {
+            "" => events(&recs).len() as u64,
+            "--hist" => of_type(&recs, "hist")[0]["count"].as_u64().unwrap(),
+            _ => of_type(&recs, "count")[0]["count"].as_u64().unwrap(),
+        };
+        assert_eq!(got, n, "{mode}: {recs:?}");
+    }
+}

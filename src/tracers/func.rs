@@ -366,6 +366,21 @@ pub struct RunMaps<'a> {
     pub object: &'a libbpf_rs::Object,
 }
 
+/// The [`RunMaps`] of a loaded skeleton made from func_probe.h (kprobe, uprobe, usdt: the
+/// same map names in each).
+macro_rules! run_maps {
+    ($skel:expr) => {
+        $crate::tracers::func::RunMaps {
+            events: &$skel.maps.events,
+            losses: &$skel.maps.losses,
+            latency: &$skel.maps.latency,
+            stack_losses: &$skel.maps.stack_losses,
+            object: $skel.object(),
+        }
+    };
+}
+pub(crate) use run_maps;
+
 /// Streams every call as an event until the session ends, then closes.
 pub fn stream_events(
     session: &mut Session,
@@ -476,6 +491,28 @@ pub fn stream_events(
     )
 }
 
+/// Runs the session, calling `print` at every interval and once at the end (an in-kernel
+/// aggregate's report), then reads the losses.
+fn run_printing(
+    session: &mut Session,
+    out: &mut Output,
+    maps: &RunMaps<'_>,
+    print: &mut dyn FnMut(&mut Output) -> Result<()>,
+) -> Result<(crate::core::session::End, crate::core::losses::Losses)> {
+    let end = session.run(|step| {
+        match step {
+            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Interval => print(out)?,
+        }
+        Ok(())
+    })?;
+    print(out)?;
+    let losses = crate::core::stream::LossWatch::default()
+        .check(maps.losses, out.json)?
+        .with_missed(maps.object)?;
+    Ok((end, losses))
+}
+
 /// `--hist`: the function's latency histogram, kept in the kernel, printed at the end (and
 /// every interval with -i) as `hist` prints its histograms.
 pub fn print_hists(
@@ -524,17 +561,7 @@ pub fn print_hists(
         last = now;
         Ok(())
     };
-    let end = session.run(|step| {
-        match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
-            Step::Interval => close(&mut out)?,
-        }
-        Ok(())
-    })?;
-    close(&mut out)?;
-    let losses = crate::core::stream::LossWatch::default()
-        .check(maps.losses, out.json)?
-        .with_missed(maps.object)?;
+    let (end, losses) = run_printing(session, &mut out, maps, &mut close)?;
     session.finish(
         &mut out,
         end,
@@ -707,17 +734,7 @@ pub fn print_counts(
         number += 1;
         Ok(())
     };
-    let end = session.run(|step| {
-        match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
-            Step::Interval => print(&mut out)?,
-        }
-        Ok(())
-    })?;
-    print(&mut out)?;
-    let losses = crate::core::stream::LossWatch::default()
-        .check(maps.losses, out.json)?
-        .with_missed(maps.object)?;
+    let (end, losses) = run_printing(session, &mut out, maps, &mut print)?;
     let mut specific = run.specific.clone();
     specific["functions"] = n.into();
     session.finish(

@@ -146,16 +146,20 @@ static __always_inline struct func_event *begin(__u64 id)
 	char comm[COMM_LEN];
 	__u32 zero = 0;
 
-	if (!func_in_scope(id, comm))
-		return NULL;
 	if (hist_on) {
 		__u32 tid = (__u32)id;
-		__u64 ts = bpf_ktime_get_ns();
+		__u64 ts;
 
+		/* A histogram has no use for the comm: read only for a name filter. */
+		if (!scope_current())
+			return NULL;
+		ts = bpf_ktime_get_ns();
 		if (bpf_map_update_elem(&starts, &tid, &ts, BPF_ANY))
 			count_loss(LOSS_MAP_FULL);
 		return NULL;
 	}
+	if (!func_in_scope(id, comm))
+		return NULL;
 	if (with_ret) {
 		e = bpf_map_lookup_elem(&scratch, &zero);
 		if (!e)

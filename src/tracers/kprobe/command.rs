@@ -19,7 +19,7 @@ use super::count::{self, CountHook};
 use super::tracer::{
     kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
 };
-use crate::tracers::func::{self, Plan, Run, RunMaps};
+use crate::tracers::func::{self, Plan, Run};
 
 #[derive(Args, Debug, Clone)]
 pub struct KprobeArgs {
@@ -106,13 +106,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         specific: json!({ "func": plan.func }),
         kernel_stack: true,
     };
-    let maps = RunMaps {
-        events: &kp.maps.events,
-        losses: &kp.maps.losses,
-        latency: &kp.maps.latency,
-        stack_losses: &kp.maps.stack_losses,
-        object: kp.object(),
-    };
+    let maps = func::run_maps!(kp);
     if plan.hist {
         func::print_hists(&mut session, c, &run, &maps)
     } else {
@@ -173,13 +167,7 @@ fn run_count(args: &KprobeArgs) -> Result<i32> {
             "func": args.func, "refused": refused.count, "left_out": funcs.left_out.len(),
         }),
     };
-    let maps = RunMaps {
-        events: &kp.maps.events,
-        losses: &kp.maps.losses,
-        latency: &kp.maps.latency,
-        stack_losses: &kp.maps.stack_losses,
-        object: kp.object(),
-    };
+    let maps = func::run_maps!(kp);
     let name_of = |ip: u64| funcs.name_of(ip);
     func::print_counts(&mut session, c, &run, &maps, &kp.maps.counts, &name_of)
 }

@@ -16,7 +16,7 @@ use crate::core::stacks::EventStackArgs;
 use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
-use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
+use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
 use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
 use super::tracer::{load, load_count, resolve, Probe};
@@ -129,13 +129,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         }),
         kernel_stack: false,
     };
-    let maps = RunMaps {
-        events: &skel.maps.events,
-        losses: &skel.maps.losses,
-        latency: &skel.maps.latency,
-        stack_losses: &skel.maps.stack_losses,
-        object: skel.object(),
-    };
+    let maps = func::run_maps!(skel);
     if plan.hist {
         func::print_hists(&mut session, c, &run, &maps)
     } else {
@@ -192,13 +186,7 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         note: String::new(),
         specific: json!({ "func": args.probe, "target": path }),
     };
-    let maps = RunMaps {
-        events: &skel.maps.events,
-        losses: &skel.maps.losses,
-        latency: &skel.maps.latency,
-        stack_losses: &skel.maps.stack_losses,
-        object: skel.object(),
-    };
+    let maps = func::run_maps!(skel);
     let name_of = |k: u64| {
         funcs
             .get(k as usize)

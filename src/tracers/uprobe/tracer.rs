@@ -65,6 +65,19 @@ pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
     })
 }
 
+/// The process a uprobe's perf event is bound to. With a scope of exactly one process
+/// (--no-children) only that process traps: others mapping the file (every process, for
+/// libc) run on untouched instead of trapping to be filtered out, as bpftrace's -p binds
+/// it. Otherwise every process, the kernel filter choosing (-p/-c follow the children).
+/// Not from a child pid namespace: the scope holds host ids, perf_event_open takes ours.
+fn attach_pid(plan: &Plan) -> i32 {
+    match plan.scope.tgid {
+        0 => -1,
+        _ if crate::core::pidns::in_child_ns() => -1,
+        tgid => tgid as i32,
+    }
+}
+
 /// Opens, configures, loads and attaches.
 pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
     let skel = Uprobe::new(|storage| {
@@ -82,17 +95,23 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
         Ok(skel)
     })?;
     let mut links = crate::core::scope::attach_tree(skel.object())?;
-    // Every process that maps the file; the scope filter in the kernel keeps the traced
-    // ones. Entry first: a return seen before its entry's hook would count as a loss.
+    // The process of attach_pid, or every process that maps the file; the scope filter
+    // in the kernel keeps the traced ones. Entry first: a return seen before its entry's
+    // hook would count as a loss.
+    let pid = attach_pid(plan);
     match probe {
         Probe::Func { path, offset } => {
             let off = *offset as usize;
-            links.push(skel.progs.func_uprobe.attach_uprobe(false, -1, path, off)?);
+            links.push(
+                skel.progs
+                    .func_uprobe
+                    .attach_uprobe(false, pid, path, off)?,
+            );
             if plan.needs_return() {
                 links.push(
                     skel.progs
                         .func_uretprobe
-                        .attach_uprobe(true, -1, path, off)?,
+                        .attach_uprobe(true, pid, path, off)?,
                 );
             }
         }
@@ -133,6 +152,7 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         Ok(skel)
     })?;
     let mut links = crate::core::scope::attach_tree(skel.object())?;
+    let pid = attach_pid(plan);
     for (i, f) in funcs.iter().enumerate() {
         let opts = libbpf_rs::UprobeOpts {
             cookie: i as u64,
@@ -141,7 +161,7 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         let link = skel
             .progs
             .func_count
-            .attach_uprobe_with_opts(-1, path, f.offset as usize, opts)
+            .attach_uprobe_with_opts(pid, path, f.offset as usize, opts)
             .map_err(|e| anyhow!("{} at {:#x}: {e}", f.name, f.offset))?;
         links.push(link);
     }

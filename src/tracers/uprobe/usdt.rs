@@ -17,7 +17,7 @@ use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
 use crate::resolve::usdt::{self, UsdtProbe};
-use crate::tracers::func::{self, Plan, Run, RunMaps, FUNC_MAX_ARGS};
+use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
 
 use super::tracer::{load, Probe};
 
@@ -159,12 +159,6 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         specific: json!({ "probe": args.probe, "target": target_path }),
         kernel_stack: false,
     };
-    let maps = RunMaps {
-        events: &skel.maps.events,
-        losses: &skel.maps.losses,
-        latency: &skel.maps.latency,
-        stack_losses: &skel.maps.stack_losses,
-        object: skel.object(),
-    };
+    let maps = func::run_maps!(skel);
     func::stream_events(&mut session, c, &args.heads, &run, &maps)
 }
