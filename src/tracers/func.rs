@@ -184,8 +184,9 @@ impl Plan {
 /// a [`Plan`], on an open skeleton before load.
 #[macro_export]
 macro_rules! func_configure {
-    ($open:expr, $plan:expr) => {{
+    ($open:expr, $plan:expr, $task_store:expr) => {{
         let plan: &$crate::tracers::func::Plan = $plan;
+        let task_store: bool = plan.hist && $task_store;
         {
             let ro = $open
                 .maps
@@ -196,6 +197,7 @@ macro_rules! func_configure {
             ro.has_ret = plan.ret_kind() != $crate::resolve::btf::ValueKind::Void;
             ro.with_ret = plan.needs_return();
             ro.hist_on = plan.hist;
+            ro.hist_task_store = task_store;
             if !plan.hist {
                 ro.rb_wake_bytes = $crate::core::stream::wake_bytes(plan.ring_bytes);
                 ro.rb_wake_gap_ns = $crate::core::stream::WAKE_GAP_NS;
@@ -224,9 +226,24 @@ macro_rules! func_configure {
         } else {
             1
         })?;
-        m.starts
-            .set_max_entries(if plan.hist { plan.max_inflight } else { 1 })?;
+        m.starts.set_max_entries(if plan.hist && !task_store {
+            plan.max_inflight
+        } else {
+            1
+        })?;
+        m.starts_task.set_autocreate(task_store)?;
     }};
+}
+
+/// Loads with --hist's entry times in task storage, else (the kernel does not let these
+/// programs use it) in the bounded hash: `load(task_store)`, tried in that order.
+pub fn with_store_fallback<T>(plan: &Plan, mut load: impl FnMut(bool) -> Result<T>) -> Result<T> {
+    if plan.hist {
+        if let Ok(loaded) = load(true) {
+            return Ok(loaded);
+        }
+    }
+    load(false)
 }
 
 /// The latency histogram of `--hist` so far (summed over CPUs).

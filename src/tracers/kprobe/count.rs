@@ -199,7 +199,7 @@ pub fn load_count(
 ) -> Result<(Kprobe, Vec<Link>, Refused)> {
     let skel = Kprobe::new(|storage| {
         let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
-        crate::func_configure!(open, plan);
+        crate::func_configure!(open, plan, false);
         open.maps.events.set_max_entries(4096)?;
         open.maps
             .counts

@@ -148,35 +148,37 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
             bail!("{why}");
         }
     }
-    let skel = Kprobe::new(|storage| {
-        let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
-        {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("kprobe has rodata");
-            ro.ret_slot = plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
-        }
-        crate::func_configure!(open, plan);
-        let p = &mut open.progs;
-        let (entry_on, exit_on) = (true, plan.needs_return());
-        p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
-        p.func_fexit.set_autoload(mode == Mode::Fentry && exit_on);
-        p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
-        p.func_kretprobe
-            .set_autoload(mode == Mode::Kprobe && exit_on);
-        // --count's programs (count.rs); kprobe.multi does not even load before 5.18.
-        p.func_kcount.set_autoload(false);
-        p.func_kcount_multi.set_autoload(false);
-        if mode == Mode::Fentry {
-            p.func_fentry
-                .set_attach_target(0, Some(plan.func.clone()))?;
-            p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
-        }
-        let kp = open.load()?;
-        plan.scope.install(&kp.maps.scope_cgroups)?;
-        Ok(kp)
+    let skel = crate::tracers::func::with_store_fallback(plan, |task_store| {
+        Kprobe::new(|storage| {
+            let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
+            {
+                let ro = open
+                    .maps
+                    .rodata_data
+                    .as_deref_mut()
+                    .expect("kprobe has rodata");
+                ro.ret_slot = plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
+            }
+            crate::func_configure!(open, plan, task_store);
+            let p = &mut open.progs;
+            let (entry_on, exit_on) = (true, plan.needs_return());
+            p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
+            p.func_fexit.set_autoload(mode == Mode::Fentry && exit_on);
+            p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
+            p.func_kretprobe
+                .set_autoload(mode == Mode::Kprobe && exit_on);
+            // --count's programs (count.rs); kprobe.multi does not even load before 5.18.
+            p.func_kcount.set_autoload(false);
+            p.func_kcount_multi.set_autoload(false);
+            if mode == Mode::Fentry {
+                p.func_fentry
+                    .set_attach_target(0, Some(plan.func.clone()))?;
+                p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
+            }
+            let kp = open.load()?;
+            plan.scope.install(&kp.maps.scope_cgroups)?;
+            Ok(kp)
+        })
     })?;
     // The process tree is kept from before the first traced call on.
     let mut links = crate::core::scope::attach_tree(skel.object())?;

@@ -80,19 +80,21 @@ fn attach_pid(plan: &Plan) -> i32 {
 
 /// Opens, configures, loads and attaches.
 pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
-    let skel = Uprobe::new(|storage| {
-        let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
-        crate::func_configure!(open, plan);
-        let usdt = matches!(probe, Probe::Usdt { .. });
-        let p = &mut open.progs;
-        p.func_uprobe.set_autoload(!usdt);
-        p.func_uretprobe.set_autoload(!usdt && plan.needs_return());
-        p.func_usdt.set_autoload(usdt);
-        // --count's program uses BPF cookies (5.15+): loaded only by load_count.
-        p.func_count.set_autoload(false);
-        let skel = open.load()?;
-        plan.scope.install(&skel.maps.scope_cgroups)?;
-        Ok(skel)
+    let skel = crate::tracers::func::with_store_fallback(plan, |task_store| {
+        Uprobe::new(|storage| {
+            let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
+            crate::func_configure!(open, plan, task_store);
+            let usdt = matches!(probe, Probe::Usdt { .. });
+            let p = &mut open.progs;
+            p.func_uprobe.set_autoload(!usdt);
+            p.func_uretprobe.set_autoload(!usdt && plan.needs_return());
+            p.func_usdt.set_autoload(usdt);
+            // --count's program uses BPF cookies (5.15+): loaded only by load_count.
+            p.func_count.set_autoload(false);
+            let skel = open.load()?;
+            plan.scope.install(&skel.maps.scope_cgroups)?;
+            Ok(skel)
+        })
     })?;
     let mut links = crate::core::scope::attach_tree(skel.object())?;
     // The process of attach_pid, or every process that maps the file; the scope filter
@@ -138,7 +140,7 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
 pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, Vec<Link>)> {
     let skel = Uprobe::new(|storage| {
         let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
-        crate::func_configure!(open, plan);
+        crate::func_configure!(open, plan, false);
         open.maps
             .counts
             .set_max_entries(crate::tracers::func::counts_entries(funcs.len()))?;
