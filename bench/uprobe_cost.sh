@@ -39,6 +39,7 @@ CONFIGS=(
     "hist|btrace uprobe --hist (entry+return, histogram in the kernel)|$BTRACE uprobe $F --hist -o /dev/null --no-children -c '$LOOP'"
     "count|btrace uprobe --count (entry, a count in the kernel)|$BTRACE uprobe $F --count -o /dev/null --no-children -c '$LOOP'"
     "bt_count|bpftrace uprobe with count()|bpftrace -e 'uprobe:$F { @ = count(); }' -c '$LOOP'"
+    "bt_event|bpftrace uprobe with printf (an event per call)|bpftrace -e 'uprobe:$F { printf(\"%d %d %d\\n\", tid, arg0, arg1); }' -c '$LOOP' -o /dev/null"
     "bt_floor|bpftrace uprobe+uretprobe reading only the clock|bpftrace -e 'uprobe:$F { \$t = nsecs; } uretprobe:$F { \$t = nsecs; }' -c '$LOOP'"
 )
 if "$BTRACE" floor --help 2>/dev/null | grep -q uprobe; then
@@ -90,7 +91,8 @@ $table
 $RUNS rounds, each running every configuration once in turn (interleaved), median and
 spread of the rounds; \`-o /dev/null\` for btrace's output. The added cost of \`--hist\` is
 $(ratio hist bt_floor)x that of the bpftrace clock-only pair$floor_note; \`--count\` costs
-$(ratio count bt_count)x bpftrace's \`count()\`; entry-only events $(ratio entry bt_count)x.
+$(ratio count bt_count)x bpftrace's \`count()\`; entry-only events $(ratio entry bt_count)x its
+\`count()\` and $(ratio entry bt_event)x its \`printf\` of an event per call.
 Measured $(date -u +%F) on kernel $(uname -r) ($(nproc) CPUs, load average $LOAD at the
 start: uprobe traps are costly under emulation and vary with load), one run of
 \`bash bench/uprobe_cost.sh\`.
