@@ -662,7 +662,7 @@ pub fn counts_entries(n: usize) -> u32 {
     (n * 2 + 16) as u32
 }
 
-/// Calls so far per function: every key of the `counts` map (summed over CPUs) under the
+/// Calls so far per function: every key of a counts map (summed over CPUs) under the
 /// name `name_of` gives it, keys of one name added up.
 pub fn read_counts(
     map: &dyn MapCore,
@@ -677,10 +677,16 @@ pub fn read_counts(
             .iter()
             .filter_map(|b| plain::from_bytes::<u64>(b).ok().copied())
             .sum();
-        let Ok(k) = <[u8; 8]>::try_from(key.as_slice()) else {
-            continue;
+        // A hash's u64 key (kprobe: the address), or an array's u32 index (uprobe).
+        let k = match key.len() {
+            8 => u64::from_ne_bytes(key[..].try_into().expect("8 bytes")),
+            4 => u32::from_ne_bytes(key[..].try_into().expect("4 bytes")).into(),
+            _ => continue,
         };
-        *by_name.entry(name_of(u64::from_ne_bytes(k))).or_insert(0) += n;
+        if n == 0 {
+            continue; // an array's slot of a function not called
+        }
+        *by_name.entry(name_of(k)).or_insert(0) += n;
     }
     Ok(by_name)
 }

@@ -192,5 +192,12 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
             .get(k as usize)
             .map_or_else(|| format!("[cookie {k}]"), |f| f.name.clone())
     };
-    func::print_counts(&mut session, c, &run, &maps, &skel.maps.counts, &name_of)
+    func::print_counts(
+        &mut session,
+        c,
+        &run,
+        &maps,
+        &skel.maps.counts_by_cookie,
+        &name_of,
+    )
 }

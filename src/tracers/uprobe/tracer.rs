@@ -135,15 +135,15 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
 }
 
 /// `--count`: one counting uprobe per function, each with its index as BPF cookie (the
-/// key of `counts` it adds to). Each is an inode-wide breakpoint and a perf event, hence
+/// slot of `counts_by_cookie` it adds to). Each is an inode-wide breakpoint and a perf event, hence
 /// the bound of --max-probes.
 pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, Vec<Link>)> {
     let skel = Uprobe::new(|storage| {
         let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
         crate::func_configure!(open, plan, false);
         open.maps
-            .counts
-            .set_max_entries(crate::tracers::func::counts_entries(funcs.len()))?;
+            .counts_by_cookie
+            .set_max_entries(funcs.len().max(1) as u32)?;
         let p = &mut open.progs;
         p.func_uprobe.set_autoload(false);
         p.func_uretprobe.set_autoload(false);
