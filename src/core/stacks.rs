@@ -377,10 +377,17 @@ impl EventStacks {
         Some(self.sides(slot, head.pid, ns_pid))
     }
 
-    /// Adds `kernel_stack` and `user_stack` to an event's JSON record.
-    pub fn insert_json(rec: &mut serde_json::Map<String, Value>, sides: &(Side, Side)) {
-        rec.insert("kernel_stack".into(), sides.0.json());
-        rec.insert("user_stack".into(), sides.1.json());
+    /// Appends `kernel_stack` (unless `with_kernel` is false: a probe in user mode has
+    /// none) and `user_stack` to the JSON record being written into `out`.
+    pub fn write_json(out: &mut Vec<u8>, sides: &(Side, Side), with_kernel: bool) -> Result<()> {
+        use crate::model::json_write as jw;
+        if with_kernel {
+            jw::next_key(out, "kernel_stack");
+            serde_json::to_writer(&mut *out, &sides.0.json())?;
+        }
+        jw::next_key(out, "user_stack");
+        serde_json::to_writer(&mut *out, &sides.1.json())?;
+        Ok(())
     }
 
     /// An event's stacks as indented text lines (kernel, `--`, user).

@@ -457,14 +457,9 @@ pub fn stream_events(
                     jw::int(buf, ev.latency_ns);
                 }
                 marks.write_into(buf);
-                if let Some((kernel, user)) = &sides {
+                if let Some(sides) = &sides {
                     // a uprobe fires in user mode: it has no kernel stack to show
-                    if run.kernel_stack {
-                        jw::next_key(buf, "kernel_stack");
-                        serde_json::to_writer(&mut *buf, &kernel.json())?;
-                    }
-                    jw::next_key(buf, "user_stack");
-                    serde_json::to_writer(&mut *buf, &user.json())?;
+                    EventStacks::write_json(buf, sides, run.kernel_stack)?;
                 }
                 buf.push(b'}');
                 out.end_line()?;
@@ -509,25 +504,38 @@ pub fn stream_events(
 }
 
 /// Runs the session, calling `print` at every interval and once at the end (an in-kernel
-/// aggregate's report), then reads the losses.
+/// aggregate's report), then closes with the losses; `ending`: what was traced, the hook,
+/// the closing record's own fields.
 fn run_printing(
     session: &mut Session,
-    out: &mut Output,
+    mut out: Output,
     maps: &RunMaps<'_>,
     print: &mut dyn FnMut(&mut Output) -> Result<()>,
-) -> Result<(crate::core::session::End, crate::core::losses::Losses)> {
+    ending: (&str, &str, Value),
+) -> Result<i32> {
     let end = session.run(|step| {
         match step {
             Step::Poll(wait) => std::thread::sleep(wait),
-            Step::Interval => print(out)?,
+            Step::Interval => print(&mut out)?,
         }
         Ok(())
     })?;
-    print(out)?;
+    print(&mut out)?;
     let losses = crate::core::stream::LossWatch::default()
         .check(maps.losses, out.json)?
         .with_missed(maps.object)?;
-    Ok((end, losses))
+    let (what, hook, specific) = ending;
+    session.finish(
+        &mut out,
+        end,
+        Closing {
+            what,
+            hook,
+            counted: None,
+            losses,
+            specific,
+        },
+    )
 }
 
 /// `--hist`: the function's latency histogram, kept in the kernel, printed at the end (and
@@ -538,7 +546,7 @@ pub fn print_hists(
     run: &Run<'_>,
     maps: &RunMaps<'_>,
 ) -> Result<i32> {
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let out = Output::to(c.json, c.output.as_deref())?;
     session.attached(&format!("{} via {}", run.what, run.hook))?;
     let start = session.started();
     let mut number = 0u64;
@@ -578,18 +586,8 @@ pub fn print_hists(
         last = now;
         Ok(())
     };
-    let (end, losses) = run_printing(session, &mut out, maps, &mut close)?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: run.what,
-            hook: run.hook,
-            counted: None,
-            losses,
-            specific: run.specific.clone(),
-        },
-    )
+    let ending = (run.what, run.hook, run.specific.clone());
+    run_printing(session, out, maps, &mut close, ending)
 }
 
 /// Functions (attach points) a glob with `--count` takes by default.
@@ -714,7 +712,7 @@ pub fn print_counts(
     counts: &dyn MapCore,
     name_of: &dyn Fn(u64) -> String,
 ) -> Result<i32> {
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let out = Output::to(c.json, c.output.as_deref())?;
     let n = run.functions;
     let plural = if n == 1 { "" } else { "s" };
     session.attached(&format!(
@@ -757,19 +755,14 @@ pub fn print_counts(
         number += 1;
         Ok(())
     };
-    let (end, losses) = run_printing(session, &mut out, maps, &mut print)?;
     let mut specific = run.specific.clone();
     specific["functions"] = n.into();
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: run.what,
-            hook: run.hook,
-            counted: None,
-            losses,
-            specific,
-        },
+    run_printing(
+        session,
+        out,
+        maps,
+        &mut print,
+        (run.what, run.hook, specific),
     )
 }
 

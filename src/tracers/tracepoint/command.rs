@@ -134,11 +134,8 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
                 jw::next_key(buf, "args");
                 write_json_args(&fields, buf, &mut marks);
                 marks.write_into(buf);
-                if let Some((kernel, user)) = &sides {
-                    jw::next_key(buf, "kernel_stack");
-                    serde_json::to_writer(&mut *buf, &kernel.json())?;
-                    jw::next_key(buf, "user_stack");
-                    serde_json::to_writer(&mut *buf, &user.json())?;
+                if let Some(sides) = &sides {
+                    EventStacks::write_json(buf, sides, true)?;
                 }
                 buf.push(b'}');
                 out.end_line()?;
