@@ -85,6 +85,13 @@ pub fn opt_int<I: itoa::Integer>(out: &mut Vec<u8>, v: Option<I>) {
     }
 }
 
+/// A float or null: serde_json's own formatting of it (a non-finite float is null, as
+/// serde_json writes it), so the bytes stay those of the JSON tree.
+pub fn opt_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &v);
+}
+
 /// Strings as an array.
 pub fn str_array(out: &mut Vec<u8>, items: &[String]) {
     out.push(b'[');

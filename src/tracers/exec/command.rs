@@ -13,6 +13,7 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::stream::pump;
 use crate::core::stream::RingArgs;
+use crate::model::value::JsonMarks;
 
 use super::event::CmdLines;
 use super::tracer::{self, Config, Hook, HOOKS};
@@ -61,6 +62,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         out.flush()?;
     }
     let start_ns = crate::core::system::monotonic_ns();
+    let mut marks = JsonMarks::default();
     let what = if args.fails { "failed execs" } else { "execs" };
     session.attached(what)?;
     let (end, shown, lost) = pump(
@@ -78,7 +80,8 @@ pub fn run(args: ExecArgs) -> Result<i32> {
                 }
             }
             if out.json {
-                out.record(&ev.to_json(&mut heads, ppid, &parent))?;
+                ev.write_json(&mut heads, ppid, parent.as_ref(), out.buf(), &mut marks);
+                out.end_line()?;
             } else {
                 out.line(&ev.text(&mut heads, start_ns, ppid, &parent))?;
             }

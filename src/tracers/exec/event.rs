@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 use std::mem::offset_of;
 
-use serde_json::Value;
-
 use crate::core::abi::types::task_hdr;
 use crate::core::event_out::Heads;
 use crate::core::pidns::PidView;
 use crate::core::skel::plain_prefix;
 use crate::core::slots;
 use crate::model::errno;
+use crate::model::json_write as jw;
 use crate::model::task::Head;
-use crate::model::value::{json_args, Field, Marks, Val};
+use crate::model::value::{Field, JsonMarks, Val};
 
 use super::skel::{types, ARG_SIZE, PATH_SIZE};
 
@@ -130,8 +129,17 @@ impl ExecEvent {
         f
     }
 
-    /// `{"type":"exec", ...}`; `parent` is the parent's command line.
-    pub fn to_json(&self, heads: &mut Heads, ppid: Option<u32>, parent: &Option<Val>) -> Value {
+    /// `{"type":"exec", ...}`; `parent` is the parent's command line. The reference
+    /// [`write_json`](Self::write_json) is held to.
+    #[cfg(test)]
+    pub fn to_json(
+        &self,
+        heads: &mut Heads,
+        ppid: Option<u32>,
+        parent: &Option<Val>,
+    ) -> serde_json::Value {
+        use crate::model::value::{json_args, Marks};
+        use serde_json::Value;
         let mut rec = heads.json(&self.head);
         rec.insert("type".into(), "exec".into());
         rec.insert("call".into(), self.call.into());
@@ -155,6 +163,50 @@ impl ExecEvent {
         Value::Object(rec)
     }
 
+    /// [`to_json`](Self::to_json) written straight into `out` (the same bytes), without
+    /// building a JSON tree or copying the argument lists.
+    pub fn write_json(
+        &self,
+        heads: &mut Heads,
+        ppid: Option<u32>,
+        parent: Option<&Val>,
+        out: &mut Vec<u8>,
+        marks: &mut JsonMarks,
+    ) {
+        heads.write_json_as(&self.head.view(), "exec", out);
+        jw::next_key(out, "call");
+        jw::str(out, self.call);
+        jw::next_key(out, "ppid");
+        jw::opt_int(out, ppid);
+        if self.head.ns.is_some() {
+            jw::next_key(out, "host_ppid");
+            jw::int(out, self.ppid);
+        }
+        for (name, val) in [
+            ("filename", self.filename.as_ref()),
+            ("argv", self.argv.as_ref()),
+            ("parent_cmdline", parent),
+        ] {
+            jw::next_key(out, name);
+            match val {
+                Some(v) => v.write_json(out, name, marks),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        if self.call == "execveat" {
+            jw::next_key(out, "dfd");
+            jw::int(out, self.dfd);
+            jw::next_key(out, "at_flags");
+            jw::int(out, self.at_flags);
+        }
+        jw::next_key(out, "ret");
+        jw::int(out, self.ret);
+        jw::next_key(out, "errno");
+        jw::opt_str(out, errno::of_ret(self.ret).as_deref());
+        marks.write_into(out);
+        out.push(b'}');
+    }
+
     /// One text line: parent, filename, arguments, then the result.
     pub fn text(
         &self,
@@ -176,5 +228,71 @@ impl ExecEvent {
             None => format!("ret={}", self.ret),
         };
         heads.text_line(&self.head, start_ns, self.call, &fields, &tail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::event_out::HeadArgs;
+
+    #[test]
+    fn written_json_is_the_tree_s_bytes() {
+        let ok = ExecEvent {
+            head: Head {
+                ts_ns: 12,
+                pid: 7,
+                tid: 7,
+                comm: "sh\"x".into(),
+                ns: None,
+                cgroup_id: 0,
+            },
+            ret: 0,
+            ppid: 6,
+            call: "execve",
+            dfd: libc::AT_FDCWD,
+            at_flags: 0,
+            filename: Some(Val::Bytes {
+                data: b"/usr/bin/ls".to_vec(),
+                truncated: false,
+            }),
+            argv: Some(Val::List {
+                items: vec![(b"ls".to_vec(), false), (vec![b'a', 0xff, b'\n'], true)],
+                truncated: true,
+            }),
+        };
+        let failed_at = ExecEvent {
+            ret: -2,
+            call: "execveat",
+            dfd: 3,
+            at_flags: libc::AT_EMPTY_PATH as u32,
+            filename: Some(Val::Bytes {
+                data: vec![b'/', 0xfe],
+                truncated: true,
+            }),
+            ..ok.clone()
+        };
+        let unread = ExecEvent {
+            filename: None,
+            argv: None,
+            ..ok.clone()
+        };
+        let parent = Some(Val::List {
+            items: vec![(b"sh".to_vec(), false), (b"-c".to_vec(), false)],
+            truncated: false,
+        });
+        let mut heads = Heads::new(&HeadArgs::default());
+        for ev in [ok, failed_at, unread] {
+            for (ppid, parent) in [(Some(6), &parent), (None, &None)] {
+                let tree = serde_json::to_vec(&ev.to_json(&mut heads, ppid, parent)).unwrap();
+                let mut written = Vec::new();
+                let mut marks = JsonMarks::default();
+                ev.write_json(&mut heads, ppid, parent.as_ref(), &mut written, &mut marks);
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    String::from_utf8_lossy(&tree)
+                );
+            }
+        }
     }
 }

@@ -159,8 +159,10 @@ pub fn run(args: TcpArgs) -> Result<i32> {
                 return Ok(false);
             }
             match (out.json, args.life) {
-                (true, true) => out.record(&e.to_life_json())?,
-                (true, false) => out.record(&e.to_json())?,
+                (true, life) => {
+                    e.write_json(life, out.buf());
+                    out.end_line()?
+                }
                 (false, true) => out.line(&event::life_line(&e))?,
                 (false, false) => {
                     let secs = e.ts_ns.saturating_sub(start_ns) as f64 / 1e9;

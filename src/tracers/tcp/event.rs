@@ -4,8 +4,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+#[cfg(test)]
 use serde_json::{json, Value};
 
+use crate::model::json_write as jw;
 use crate::model::task::comm_text;
 use crate::model::tcp::{Family, TcpState};
 
@@ -126,6 +128,7 @@ impl TcpEvent {
         self.newstate == TcpState::CLOSE && self.end.is_some() && self.oldstate.after_established()
     }
 
+    #[cfg(test)]
     fn endpoint_fields(&self, kind: &str) -> serde_json::Map<String, Value> {
         let mut v = json!({
             "type": kind, "ts_ns": self.ts_ns, "pid": self.pid, "comm": self.comm,
@@ -142,7 +145,9 @@ impl TcpEvent {
         }
     }
 
-    /// `{"type":"tcp", ...}`: one state transition.
+    /// `{"type":"tcp", ...}`: one state transition. The reference
+    /// [`write_json`](Self::write_json) is held to.
+    #[cfg(test)]
     pub fn to_json(&self) -> Value {
         let mut m = self.endpoint_fields("tcp");
         m.insert("oldstate".into(), self.oldstate.name().into());
@@ -160,6 +165,7 @@ impl TcpEvent {
     }
 
     /// `{"type":"tcp_life", ...}`: one finished connection (`--life`).
+    #[cfg(test)]
     pub fn to_life_json(&self) -> Value {
         let mut m = self.endpoint_fields("tcp_life");
         if let Some(end) = &self.end {
@@ -168,6 +174,63 @@ impl TcpEvent {
             m.insert("duration_ms".into(), json!(end.duration_ns.map(ms)));
         }
         Value::Object(m)
+    }
+
+    /// [`to_json`](Self::to_json), or [`to_life_json`](Self::to_life_json) when `life`,
+    /// written straight into `out` (the same bytes) without building a JSON tree.
+    pub fn write_json(&self, life: bool, out: &mut Vec<u8>) {
+        use std::io::Write;
+        out.push(b'{');
+        jw::key(out, "type");
+        jw::str(out, if life { "tcp_life" } else { "tcp" });
+        jw::next_key(out, "ts_ns");
+        jw::int(out, self.ts_ns);
+        jw::next_key(out, "pid");
+        jw::opt_int(out, self.pid);
+        jw::next_key(out, "comm");
+        jw::opt_str(out, self.comm.as_deref());
+        jw::next_key(out, "family");
+        jw::int(out, self.family.number());
+        // Addresses print as digits, dots, colons and hex: nothing to escape. Writing
+        // into a Vec cannot fail.
+        jw::next_key(out, "saddr");
+        let _ = write!(out, "\"{}\"", self.saddr);
+        jw::next_key(out, "sport");
+        jw::int(out, self.sport);
+        jw::next_key(out, "daddr");
+        let _ = write!(out, "\"{}\"", self.daddr);
+        jw::next_key(out, "dport");
+        jw::int(out, self.dport);
+        if let Some(h) = self.host_pid {
+            jw::next_key(out, "host_pid");
+            jw::int(out, h);
+        }
+        if life {
+            if let Some(end) = &self.end {
+                jw::next_key(out, "tx_bytes");
+                jw::opt_int(out, end.tx_bytes);
+                jw::next_key(out, "rx_bytes");
+                jw::int(out, end.rx_bytes);
+                jw::next_key(out, "duration_ms");
+                jw::opt_f64(out, end.duration_ns.map(ms));
+            }
+        } else {
+            jw::next_key(out, "oldstate");
+            jw::str(out, self.oldstate.name());
+            jw::next_key(out, "newstate");
+            jw::str(out, self.newstate.name());
+            jw::next_key(out, "ms_in_old_state");
+            jw::opt_f64(out, self.ns_in_old_state.map(ms));
+            if let Some(end) = &self.end {
+                jw::next_key(out, "duration_ms");
+                jw::opt_f64(out, end.duration_ns.map(ms));
+                jw::next_key(out, "tx_bytes");
+                jw::opt_int(out, end.tx_bytes);
+                jw::next_key(out, "rx_bytes");
+                jw::int(out, end.rx_bytes);
+            }
+        }
+        out.push(b'}');
     }
 }
 
@@ -360,6 +423,32 @@ mod tests {
             line.contains("[::1]:50960") && line.contains("SYN_RECV"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn written_json_is_the_tree_s_bytes() {
+        let closing = decode(&bytes(&raw(2, 1 | 2 | 8 | 16 | 32))).unwrap();
+        let no_birth = decode(&bytes(&raw(2, 1 | 2 | 8 | 16))).unwrap();
+        let mut r = raw(10, 0);
+        r.old_since_ns = 0;
+        let no_owner = decode(&bytes(&r)).unwrap();
+        let mut r = raw(10, 1 | 2);
+        r.established_ns = 0;
+        let in_ns = TcpEvent {
+            host_pid: Some(4242),
+            comm: Some("a\"b\\".into()),
+            ..decode(&bytes(&r)).unwrap()
+        };
+        for e in [closing, no_birth, no_owner, in_ns] {
+            for (life, tree) in [(false, e.to_json()), (true, e.to_life_json())] {
+                let mut written = Vec::new();
+                e.write_json(life, &mut written);
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    serde_json::to_string(&tree).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
