@@ -137,8 +137,15 @@ fn private_workload(dir: &Path, tag: char) -> (PathBuf, String) {
     (path, comm)
 }
 
+/// A fresh directory of this test process; each call its own (tests run in parallel
+/// threads, and two Prometheus servers sharing one directory fight over its database).
 fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("btrace-serve-{tag}-{}", std::process::id()));
+    static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!(
+        "btrace-serve-{tag}-{}-{n}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -831,4 +838,135 @@ fn by_cgroup_labels_exact_counts_and_caps_the_rest() {
     drop(prom);
     all.stop();
     capped.stop();
+}
+
+/// `python3 -c CODE` inside cgroup `cg` (the shell moves itself in, then becomes python).
+fn python_in_cgroup(cg: &Path, code: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.args([
+        "-c",
+        &format!(
+            "echo $$ > {}/cgroup.procs && exec python3 -c \"$0\"",
+            cg.display()
+        ),
+        code,
+    ]);
+    c
+}
+
+/// --by cgroup labels the tcp families by the socket's cgroup: a listener in one test
+/// cgroup accepts 3 connections from a client in another, each carrying exactly 1500
+/// bytes client to server. The passive opens, which complete in softirq before any
+/// process owns the socket, go to the listener's cgroup; the active ones, the sent bytes
+/// and the client's ends to the client's; nothing is counted under any other label.
+#[test]
+fn by_cgroup_labels_tcp_by_the_socket_s_cgroup() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let parent = root.join(format!("btrace-serve-tcpcg-{}", std::process::id()));
+    let (client, server) = (parent.join("client"), parent.join("server"));
+    for d in [&client, &server] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let _cleanup = CgroupDirs(vec![parent.clone(), client.clone(), server.clone()]);
+    let rel = |d: &Path| format!("/{}", d.strip_prefix(&root).unwrap().display());
+    let port = free_port();
+    let exporter = Serve::start(&[
+        "--groups",
+        "tcp",
+        "--by",
+        "cgroup",
+        "--port",
+        &port.to_string(),
+    ]);
+    let prom = Prometheus::start(&[exporter.addr]);
+    prom.wait_exact(&format!("up{{instance=\"{}\"}}", exporter.addr), 1.0);
+
+    let mut listener = python_in_cgroup(
+        &server,
+        &format!(
+            "import socket\n\
+             s = socket.socket()\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('127.0.0.1', {port}))\n\
+             s.listen(8)\n\
+             print('ready', flush=True)\n\
+             for _ in range(3):\n    \
+                 c, _ = s.accept()\n    \
+                 while c.recv(65536):\n        \
+                     pass\n    \
+                 c.close()\n"
+        ),
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut ready = [0u8; 6];
+    listener
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut ready)
+        .unwrap();
+    assert_eq!(&ready, b"ready\n");
+    let st = python_in_cgroup(
+        &client,
+        &format!(
+            "import socket\n\
+             for _ in range(3):\n    \
+                 c = socket.create_connection(('127.0.0.1', {port}))\n    \
+                 c.sendall(b'x' * 1500)\n    \
+                 c.close()\n"
+        ),
+    )
+    .status()
+    .unwrap();
+    assert!(st.success());
+    assert!(listener.wait().unwrap().success());
+
+    let series = |name: &str, cg: &Path, extra: &str| {
+        format!(
+            "{name}{{instance=\"{}\",cgroup=\"{}\"{extra}}}",
+            exporter.addr,
+            rel(cg)
+        )
+    };
+    let closed = "btrace_tcp_connections_closed_total";
+    prom.wait_exact(&series(closed, &client, ""), 3.0);
+    prom.wait_exact(&series(closed, &server, ""), 3.0);
+    let opened = "btrace_tcp_connections_opened_total";
+    let want = [
+        (series(opened, &client, ",direction=\"active\""), 3.0),
+        (series(opened, &client, ",direction=\"passive\""), 0.0),
+        (series(opened, &server, ",direction=\"active\""), 0.0),
+        (series(opened, &server, ",direction=\"passive\""), 3.0),
+        (series("btrace_tcp_sent_bytes_total", &client, ""), 4500.0),
+        (series("btrace_tcp_received_bytes_total", &client, ""), 0.0),
+        (series("btrace_tcp_sent_bytes_total", &server, ""), 0.0),
+        (
+            series("btrace_tcp_received_bytes_total", &server, ""),
+            4500.0,
+        ),
+        (
+            series("btrace_tcp_connection_duration_seconds_count", &client, ""),
+            3.0,
+        ),
+        (
+            series("btrace_tcp_connection_duration_seconds_count", &server, ""),
+            3.0,
+        ),
+    ];
+    for (expr, v) in want {
+        assert_eq!(prom.value(&expr), Some(v), "{expr}");
+    }
+    // Only the two test cgroups: the port filter let nothing else in.
+    let labels: Vec<String> = prom
+        .query(&format!("{closed}{{instance=\"{}\"}}", exporter.addr))
+        .into_iter()
+        .map(|(m, _)| m["cgroup"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    let (status, _, body) = exporter.get("/metrics", None);
+    assert_eq!(status, 200);
+    let (ok, why) = promtool_check(&body);
+    assert!(ok, "promtool check metrics: {why}");
 }

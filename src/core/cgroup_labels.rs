@@ -138,37 +138,56 @@ impl CgroupLabels {
     }
 }
 
-/// `a - b` per field, never below 0.
-fn minus(a: &Log2Hist, b: &Log2Hist) -> Log2Hist {
-    let mut d = Log2Hist {
-        count: a.count.saturating_sub(b.count),
-        sum_ns: a.sum_ns.saturating_sub(b.sum_ns),
-        ..Default::default()
-    };
-    for i in 0..BUCKETS {
-        d.buckets[i] = a.buckets[i].saturating_sub(b.buckets[i]);
+/// What a group keeps per (cgroup, key) for the split: a histogram, or a tracer's own
+/// set of counters. The split adds, subtracts and compares them, and admits the busiest
+/// cgroups first by their weight.
+pub trait Figures: Copy + Default + PartialEq + std::fmt::Debug {
+    fn add(&mut self, other: &Self);
+    /// `self - other` per field, never below 0.
+    fn minus(&self, other: &Self) -> Self;
+    /// The larger of each field.
+    fn at_least(&mut self, other: &Self);
+    /// How busy: what orders new cgroups for the free label values, and whether an
+    /// `other` series has anything in it.
+    fn weight(&self) -> u64;
+}
+
+impl Figures for Log2Hist {
+    fn add(&mut self, other: &Self) {
+        Log2Hist::add(self, other);
     }
-    d
-}
-
-/// The larger of each field.
-fn at_least(a: &mut Log2Hist, b: &Log2Hist) {
-    a.count = a.count.max(b.count);
-    a.sum_ns = a.sum_ns.max(b.sum_ns);
-    for i in 0..BUCKETS {
-        a.buckets[i] = a.buckets[i].max(b.buckets[i]);
+    fn minus(&self, b: &Self) -> Self {
+        let mut d = Log2Hist {
+            count: self.count.saturating_sub(b.count),
+            sum_ns: self.sum_ns.saturating_sub(b.sum_ns),
+            ..Default::default()
+        };
+        for i in 0..BUCKETS {
+            d.buckets[i] = self.buckets[i].saturating_sub(b.buckets[i]);
+        }
+        d
+    }
+    fn at_least(&mut self, b: &Self) {
+        self.count = self.count.max(b.count);
+        self.sum_ns = self.sum_ns.max(b.sum_ns);
+        for i in 0..BUCKETS {
+            self.buckets[i] = self.buckets[i].max(b.buckets[i]);
+        }
+    }
+    fn weight(&self) -> u64 {
+        self.count
     }
 }
 
-/// One group's histograms split by cgroup label, per key `K` (a syscall; `()` for a
-/// group with one histogram). Holds what must outlive the kernel's entries: the figures
-/// of removed cgroups, and the `other` series last served.
-pub struct CgroupSplit<K> {
-    retired: HashMap<(String, K), Log2Hist>,
-    last_other: HashMap<K, Log2Hist>,
+/// One group's figures (histograms by default) split by cgroup label, per key `K` (a
+/// syscall; `()` for a group with one set). Holds what must outlive the kernel's
+/// entries: the figures of removed cgroups, and the `other` series last served.
+pub struct CgroupSplit<K, V = Log2Hist> {
+    retired: HashMap<(String, K), V>,
+    last_other: HashMap<K, V>,
 }
 
-impl<K> Default for CgroupSplit<K> {
+impl<K, V> Default for CgroupSplit<K, V> {
     fn default() -> Self {
         CgroupSplit {
             retired: HashMap::new(),
@@ -177,7 +196,7 @@ impl<K> Default for CgroupSplit<K> {
     }
 }
 
-impl<K: Clone + Eq + Hash + Ord> CgroupSplit<K> {
+impl<K: Clone + Eq + Hash + Ord, V: Figures> CgroupSplit<K, V> {
     /// `totals`: per key, everything the group counted, read BEFORE `entries`, the
     /// kernel's per-(cgroup id, key) histograms (so a labelled entry never holds calls the
     /// totals lack: `other` can only lag). `forget(id, key)` deletes a kernel entry: those
@@ -187,17 +206,17 @@ impl<K: Clone + Eq + Hash + Ord> CgroupSplit<K> {
     pub fn split(
         &mut self,
         labels: &mut CgroupLabels,
-        totals: &[(K, Log2Hist)],
-        entries: Vec<(u64, K, Log2Hist)>,
+        totals: &[(K, V)],
+        entries: Vec<(u64, K, V)>,
         mut forget: impl FnMut(u64, &K),
-    ) -> Vec<(String, K, Log2Hist)> {
+    ) -> Vec<(String, K, V)> {
         let mut seen: HashMap<u64, u64> = HashMap::new();
         for (id, _, h) in &entries {
-            *seen.entry(*id).or_default() += h.count;
+            *seen.entry(*id).or_default() += h.weight();
         }
         labels.admit(&seen);
         labels.check_gone();
-        let mut per: BTreeMap<(String, K), Log2Hist> =
+        let mut per: BTreeMap<(String, K), V> =
             self.retired.iter().map(|(k, h)| (k.clone(), *h)).collect();
         for (id, k, h) in entries {
             let Some(label) = labels.label(id) else {
@@ -211,16 +230,16 @@ impl<K: Clone + Eq + Hash + Ord> CgroupSplit<K> {
                 forget(id, &k);
             }
         }
-        let mut listed: HashMap<K, Log2Hist> = HashMap::new();
+        let mut listed: HashMap<K, V> = HashMap::new();
         for ((_, k), h) in &per {
             listed.entry(k.clone()).or_default().add(h);
         }
         for (k, total) in totals {
-            let mut other = minus(total, listed.get(k).unwrap_or(&Log2Hist::default()));
+            let mut other = total.minus(listed.get(k).unwrap_or(&V::default()));
             if let Some(prev) = self.last_other.get(k) {
-                at_least(&mut other, prev);
+                other.at_least(prev);
             }
-            if other.count > 0 {
+            if other.weight() > 0 {
                 self.last_other.insert(k.clone(), other);
                 per.insert((OTHER.to_string(), k.clone()), other);
             }

@@ -53,6 +53,12 @@ impl Family {
         });
         self
     }
+
+    /// [`add`](Self::add) with labels already owned.
+    pub fn add_owned(&mut self, labels: Vec<(&'static str, String)>, value: Value) -> &mut Self {
+        self.series.push(Series { labels, value });
+        self
+    }
 }
 
 /// Every family of one scrape, in the order first declared.

@@ -62,9 +62,9 @@ pub struct ServeArgs {
     #[arg(short = 'i', long = "interval", value_name = "SECS", requires = "textfile",
           value_parser = crate::core::session::seconds)]
     pub interval: Option<f64>,
-    /// Also label the syscall and run-queue histograms by cgroup (the cgroup v2 path,
-    /// e.g. /system.slice/nginx.service); cgroups beyond --max-cgroups share one
-    /// cgroup="other" series. TCP figures are not kept per cgroup
+    /// Also label the syscall, run-queue and TCP figures by cgroup (the cgroup v2 path,
+    /// e.g. /system.slice/nginx.service: the calling, waiting task's or the socket's);
+    /// cgroups beyond --max-cgroups share one cgroup="other" series
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Option<ServeBy>,
     /// With --by cgroup: distinct cgroup label values at most (first come, busiest

@@ -26,3 +26,5 @@ unsafe impl plain::Plain for types::tcp_filter_cfg {}
 unsafe impl plain::Plain for types::tcp_addr_key {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::bss {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::tcp_cgroup_figures {}

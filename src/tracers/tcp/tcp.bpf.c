@@ -28,6 +28,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool life_only = false;
 const volatile bool events_on = true;
 const volatile bool stats_on = false;
+/* Keep the counters per cgroup too (`serve --by cgroup`). */
+const volatile bool stats_by_cgroup = false;
 
 /* Types user space reads (keeps them in the skeleton's BTF). */
 const volatile struct tcp_event _tcp_event_type = {};
@@ -37,6 +39,9 @@ const volatile enum tcp_event_flag _tcp_event_flag_type = 0;
 const volatile enum tcp_limits _tcp_limits_type = 0;
 const volatile enum tcp_count _tcp_count_type = 0;
 const volatile enum tcp_stat _tcp_stat_type = 0;
+/* A cgroup's first figures: all zero, read from here because the struct does not fit
+ * on the BPF stack beside the event. Also keeps the type in the skeleton's BTF. */
+const volatile struct tcp_cgroup_figures tcp_cgroup_zero = {};
 
 /* ---- run-time filters, written by user space while the program runs ---- */
 
@@ -117,12 +122,71 @@ struct {
 	__type(value, struct hist);
 } tcp_durations SEC(".maps");
 
-static __always_inline void add_stat(__u32 what, __u64 n)
+/* Per cgroup (with stats_by_cgroup; user space sets the bound, 1 when off). A cgroup
+ * that finds no room is not lost: its figures are in the totals, and user space serves
+ * the totals minus the listed cgroups as cgroup="other". */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, struct tcp_cgroup_figures);
+} tcp_cgroup_figures SEC(".maps");
+
+/* Kernels before 5.15 (and 5.10 stable before the same fix) keep the socket's cgroup as
+ * a tagged word: the pointer when its low bits are clear, else net_prio/net_cls data. */
+struct sock_cgroup_data___tagged {
+	__u64 val;
+} __attribute__((preserve_access_index));
+
+struct sock___tagged {
+	struct sock_cgroup_data___tagged sk_cgrp_data;
+} __attribute__((preserve_access_index));
+
+/* The cgroup v2 id of the socket: the cgroup of the task that created it, for an
+ * accepted connection the listener's. It is known in any context, softirq included,
+ * where a passive open completes before any process owns the socket. As the kernel's
+ * sock_cgroup_ptr does, a socket whose word holds net_prio/net_cls data instead (or
+ * nothing) belongs to the root cgroup, id 1. */
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
+{
+	struct cgroup *cg;
+
+	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
+		cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	} else {
+		__u64 word = BPF_CORE_READ((const struct sock___tagged *)sk, sk_cgrp_data.val);
+
+		cg = (word & 3) ? NULL : (struct cgroup *)word;
+	}
+	return cg ? BPF_CORE_READ(cg, kn, id) : 1;
+}
+
+/* The figures of the socket's cgroup, made on first use (NULL when off or full). */
+static __always_inline struct tcp_cgroup_figures *cgroup_figures(const struct sock *sk)
+{
+	struct tcp_cgroup_figures *f;
+	__u64 id;
+
+	if (!stats_by_cgroup)
+		return NULL;
+	id = sock_cgroup_id(sk);
+	f = bpf_map_lookup_elem(&tcp_cgroup_figures, &id);
+	if (f)
+		return f;
+	/* Fails when full (or when another CPU made it: then the lookup finds it). */
+	bpf_map_update_elem(&tcp_cgroup_figures, &id, (const void *)&tcp_cgroup_zero,
+			    BPF_NOEXIST);
+	return bpf_map_lookup_elem(&tcp_cgroup_figures, &id);
+}
+
+static __always_inline void add_stat(struct tcp_cgroup_figures *cg, __u32 what, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&tcp_stats, &what);
 
 	if (v)
 		*v += n;
+	if (cg && what < TCP_STATS)
+		cg->stats[what] += n;
 }
 
 static __always_inline void count_tcp(__u32 what)
@@ -277,46 +341,57 @@ static __always_inline struct tcp_conn *conn_hash(const struct sock *sk, int old
 /* The exporter's counters for one transition (`ev` holds the closing counters). Payload
  * bytes as user space computes them (payload_bytes in event.rs): the SYN this end sent
  * and the FINs occupy one sequence number each. */
-static __always_inline void account(int oldstate, int newstate, const struct tcp_event *ev)
+static __always_inline void account(const struct sock *sk, int oldstate, int newstate,
+				    const struct tcp_event *ev)
 {
+	struct tcp_cgroup_figures *cg;
 	__u32 zero = 0;
 	struct hist *h;
 
 	if (newstate == TCPS_ESTABLISHED) {
+		if (oldstate != TCPS_SYN_SENT && oldstate != TCPS_SYN_RECV)
+			return;
+		cg = cgroup_figures(sk);
 		if (oldstate == TCPS_SYN_SENT)
-			add_stat(TCP_STAT_OPEN_ACTIVE, 1);
-		else if (oldstate == TCPS_SYN_RECV)
-			add_stat(TCP_STAT_OPEN_PASSIVE, 1);
+			add_stat(cg, TCP_STAT_OPEN_ACTIVE, 1);
+		else
+			add_stat(cg, TCP_STAT_OPEN_PASSIVE, 1);
 		return;
 	}
 	if (newstate != TCPS_CLOSE)
 		return;
+	if (oldstate != TCPS_SYN_SENT && !was_connected(oldstate))
+		return;
+	cg = cgroup_figures(sk);
 	if (oldstate == TCPS_SYN_SENT) {
-		add_stat(TCP_STAT_CONNECT_FAILED, 1);
+		add_stat(cg, TCP_STAT_CONNECT_FAILED, 1);
 		return;
 	}
-	if (!was_connected(oldstate))
-		return;
-	add_stat(TCP_STAT_CLOSED, 1);
+	add_stat(cg, TCP_STAT_CLOSED, 1);
 	if (oldstate == TCPS_ESTABLISHED || oldstate == TCPS_CLOSE_WAIT)
-		add_stat(TCP_STAT_RESET, 1);
+		add_stat(cg, TCP_STAT_RESET, 1);
 	if (ev->flags & TCP_EV_BIRTH) {
 		__u64 control = !!(ev->flags & TCP_EV_SYN_ACKED) + !!(ev->flags & TCP_EV_FIN_ACKED);
 
-		add_stat(TCP_STAT_TX_BYTES, ev->bytes_acked > control ? ev->bytes_acked - control : 0);
+		add_stat(cg, TCP_STAT_TX_BYTES,
+			 ev->bytes_acked > control ? ev->bytes_acked - control : 0);
 	} else {
-		add_stat(TCP_STAT_TX_UNKNOWN, 1);
+		add_stat(cg, TCP_STAT_TX_UNKNOWN, 1);
 	}
 	{
 		__u64 fin = !!(ev->flags & TCP_EV_FIN_RECV);
 
-		add_stat(TCP_STAT_RX_BYTES,
+		add_stat(cg, TCP_STAT_RX_BYTES,
 			 ev->bytes_received > fin ? ev->bytes_received - fin : 0);
 	}
 	if (ev->established_ns && ev->ts_ns > ev->established_ns) {
+		__u64 ns = ev->ts_ns - ev->established_ns;
+
 		h = bpf_map_lookup_elem(&tcp_durations, &zero);
 		if (h)
-			hist_add(h, ev->ts_ns - ev->established_ns);
+			hist_add(h, ns);
+		if (cg)
+			hist_add(&cg->durations, ns);
 	}
 }
 
@@ -379,7 +454,7 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 	if (ending)
 		read_counters(sk, oldstate, c, ev);
 	if (stats_on)
-		account(oldstate, newstate, ev);
+		account(sk, oldstate, newstate, ev);
 	if (report && bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
 		count_loss(LOSS_RINGBUF);
 }

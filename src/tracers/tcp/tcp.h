@@ -33,6 +33,14 @@ enum tcp_stat {
 	TCP_STATS = 8,
 };
 
+/* The exporter's figures of one cgroup (`serve --by cgroup`, map `tcp_cgroup_figures`,
+ * keyed by cgroup v2 id): the tcp_stat counters and the duration histogram of the
+ * connections whose socket belongs to that cgroup. */
+struct tcp_cgroup_figures {
+	__u64 stats[TCP_STATS];
+	struct hist durations;
+};
+
 /* What the tracer counts beside the loss slots (per-CPU array `tcp_counts`). */
 enum tcp_count {
 	TCP_UNTRACKED = 0,      /* sockets born while the per-socket store was full: reported

@@ -8,10 +8,10 @@ use std::os::fd::BorrowedFd;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
+use libbpf_rs::{Link, MapCore};
 
 use crate::core::attach;
-use crate::core::cgroup_labels::CgroupLabels;
+use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit, Figures};
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
@@ -123,6 +123,9 @@ pub struct TcpOptions {
     pub stats: bool,
     /// The ring buffer's size (--buffer-size; default: tcp.bpf.c's, 1 MiB).
     pub ring_bytes: Option<u32>,
+    /// Keep the counters per socket cgroup too, in a table of this many cgroups at most
+    /// (the exporter's `--by cgroup`).
+    pub cgroup_entries: Option<u32>,
 }
 
 impl Default for TcpOptions {
@@ -133,13 +136,14 @@ impl Default for TcpOptions {
             events: true,
             stats: false,
             ring_bytes: None,
+            cgroup_entries: None,
         }
     }
 }
 
 /// The connection counters the kernel keeps (with [`TcpOptions::stats`]), CPUs summed:
-/// enum tcp_stat in tcp.h.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// enum tcp_stat in tcp.h; in all, or of one cgroup's sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpStats {
     pub opened_active: u64,
     pub opened_passive: u64,
@@ -154,27 +158,107 @@ pub struct TcpStats {
     pub durations: Log2Hist,
 }
 
+impl TcpStats {
+    /// From the counters indexed by enum tcp_stat.
+    fn from_counters(c: &[u64; TCP_STATS], durations: Log2Hist) -> TcpStats {
+        use super::skel::types::tcp_stat as S;
+        let at = |k: S| c[k.0 as usize];
+        TcpStats {
+            opened_active: at(S::TCP_STAT_OPEN_ACTIVE),
+            opened_passive: at(S::TCP_STAT_OPEN_PASSIVE),
+            closed: at(S::TCP_STAT_CLOSED),
+            resets: at(S::TCP_STAT_RESET),
+            connect_failures: at(S::TCP_STAT_CONNECT_FAILED),
+            tx_bytes: at(S::TCP_STAT_TX_BYTES),
+            tx_unknown: at(S::TCP_STAT_TX_UNKNOWN),
+            rx_bytes: at(S::TCP_STAT_RX_BYTES),
+            durations,
+        }
+    }
+
+    /// Every counter, in one order (for the cgroup split's arithmetic).
+    fn counters_mut(&mut self) -> [&mut u64; TCP_STATS] {
+        [
+            &mut self.opened_active,
+            &mut self.opened_passive,
+            &mut self.closed,
+            &mut self.resets,
+            &mut self.connect_failures,
+            &mut self.tx_bytes,
+            &mut self.tx_unknown,
+            &mut self.rx_bytes,
+        ]
+    }
+
+    fn zip_with(&mut self, other: &TcpStats, f: impl Fn(u64, u64) -> u64) {
+        let mut o = *other;
+        for (a, b) in self.counters_mut().into_iter().zip(o.counters_mut()) {
+            *a = f(*a, *b);
+        }
+    }
+}
+
+/// Split by cgroup as histograms are (see [`CgroupSplit`]): counters and the duration
+/// histogram field by field; a cgroup weighs its connections opened and ended.
+impl Figures for TcpStats {
+    fn add(&mut self, o: &Self) {
+        self.zip_with(o, |a, b| a + b);
+        self.durations.add(&o.durations);
+    }
+    fn minus(&self, o: &Self) -> Self {
+        let mut d = *self;
+        d.zip_with(o, u64::saturating_sub);
+        d.durations = Figures::minus(&self.durations, &o.durations);
+        d
+    }
+    fn at_least(&mut self, o: &Self) {
+        self.zip_with(o, u64::max);
+        Figures::at_least(&mut self.durations, &o.durations);
+    }
+    fn weight(&self) -> u64 {
+        self.opened_active + self.opened_passive + self.closed + self.connect_failures
+    }
+}
+
+/// The number of tcp_stat counters.
+const TCP_STATS: usize = super::skel::types::tcp_stat::TCP_STATS.0 as usize;
+
 pub fn stats(tcp: &Tcp) -> Result<TcpStats> {
-    use super::skel::types::tcp_stat as S;
-    let sum = |k: S| {
-        crate::core::percpu::values::<u64>(&tcp.maps.tcp_stats, k.0).map(|v| v.iter().sum::<u64>())
-    };
-    Ok(TcpStats {
-        opened_active: sum(S::TCP_STAT_OPEN_ACTIVE)?,
-        opened_passive: sum(S::TCP_STAT_OPEN_PASSIVE)?,
-        closed: sum(S::TCP_STAT_CLOSED)?,
-        resets: sum(S::TCP_STAT_RESET)?,
-        connect_failures: sum(S::TCP_STAT_CONNECT_FAILED)?,
-        tx_bytes: sum(S::TCP_STAT_TX_BYTES)?,
-        tx_unknown: sum(S::TCP_STAT_TX_UNKNOWN)?,
-        rx_bytes: sum(S::TCP_STAT_RX_BYTES)?,
-        durations: Log2Hist::sum_cpus(
-            &crate::core::percpu::values::<crate::core::abi::types::hist>(
-                &tcp.maps.tcp_durations,
-                0,
-            )?,
-        ),
-    })
+    let mut counters = [0u64; TCP_STATS];
+    for (k, c) in counters.iter_mut().enumerate() {
+        *c = crate::core::percpu::values::<u64>(&tcp.maps.tcp_stats, k as u32)?
+            .iter()
+            .sum();
+    }
+    let durations = Log2Hist::sum_cpus(&crate::core::percpu::values::<
+        crate::core::abi::types::hist,
+    >(&tcp.maps.tcp_durations, 0)?);
+    Ok(TcpStats::from_counters(&counters, durations))
+}
+
+/// The figures of each socket cgroup (with [`TcpOptions::cgroup_entries`]), CPUs summed.
+pub fn stats_by_cgroup(tcp: &Tcp) -> Result<Vec<(u64, TcpStats)>> {
+    use super::skel::types::tcp_cgroup_figures;
+    let entries =
+        crate::core::percpu::hash_entries::<u64, tcp_cgroup_figures>(&tcp.maps.tcp_cgroup_figures)?;
+    Ok(entries
+        .into_iter()
+        .map(|(id, cpus)| {
+            let mut counters = [0u64; TCP_STATS];
+            let mut durations = Log2Hist::default();
+            for cpu in &cpus {
+                for (sum, v) in counters.iter_mut().zip(cpu.stats) {
+                    *sum += v;
+                }
+                durations.add(&Log2Hist {
+                    count: cpu.durations.count,
+                    sum_ns: cpu.durations.sum_ns,
+                    buckets: cpu.durations.buckets,
+                });
+            }
+            (id, TcpStats::from_counters(&counters, durations))
+        })
+        .collect())
 }
 
 /// Opens and loads the programs of one way and sets the filter, without attaching: the
@@ -199,6 +283,10 @@ pub fn open_load(
             ro.life_only = opts.life_only;
             ro.events_on = opts.events;
             ro.stats_on = opts.stats;
+            ro.stats_by_cgroup = opts.cgroup_entries.is_some();
+        }
+        if let Some(n) = opts.cgroup_entries {
+            open.maps.tcp_cgroup_figures.set_max_entries(n)?;
         }
         if let Some(bytes) = opts.ring_bytes {
             open.maps.events.set_max_entries(bytes)?;
@@ -294,6 +382,8 @@ pub struct TcpTracer {
     /// The dashboard's cgroup filter, applied here to the owner's cgroup each event
     /// carries (the kernel program keeps no run-time cgroup test for sockets).
     live_cgroup: Option<crate::core::scope::LiveCgroup>,
+    /// The exporter's `--by cgroup` (loaded with the per-cgroup counters).
+    by_cgroup: Option<CgroupSplit<(), TcpStats>>,
 }
 
 impl TcpTracer {
@@ -305,9 +395,13 @@ impl TcpTracer {
             ..Default::default()
         };
         let exporter = cfg.mode == Mode::Exporter;
+        // Labelled cgroups, and room for those that come and go between scrapes (the
+        // entries of cgroups sent to "other" are deleted at each scrape).
+        let by_cgroup = cfg.by_cgroup.filter(|_| exporter);
         let opts = TcpOptions {
             events: !exporter,
             stats: exporter,
+            cgroup_entries: by_cgroup.map(|cap| cap.saturating_add(1024)),
             ..Default::default()
         };
         let (way, tcp, mut filter, links) = load_best(&opts, &spec, &cfg.make_scope()?)?;
@@ -324,6 +418,7 @@ impl TcpTracer {
             events,
             links,
             live_cgroup,
+            by_cgroup: by_cgroup.map(|_| CgroupSplit::default()),
         }))
     }
 }
@@ -388,10 +483,30 @@ impl Tracer for TcpTracer {
         self.sample().map(Some)
     }
 
-    /// Never by cgroup: the counters are not kept per cgroup in the kernel (a passive
-    /// open completes in softirq, before any process owns the socket).
-    fn metrics(&mut self, out: &mut Metrics, _cgroups: Option<&mut CgroupLabels>) -> Result<()> {
-        super::metrics::families(&stats(&self.tcp)?, out);
+    /// By cgroup, the socket's (see sock_cgroup_id in tcp.bpf.c): a passive open
+    /// completes in softirq, before any process owns the socket, but the socket already
+    /// belongs to its listener's cgroup.
+    fn metrics(&mut self, out: &mut Metrics, cgroups: Option<&mut CgroupLabels>) -> Result<()> {
+        // The totals first, then the breakdown (see CgroupSplit::split).
+        let total = stats(&self.tcp)?;
+        let series = match (cgroups, self.by_cgroup.as_mut()) {
+            (Some(labels), Some(split)) => {
+                let entries = stats_by_cgroup(&self.tcp)?
+                    .into_iter()
+                    .map(|(id, s)| (id, (), s))
+                    .collect();
+                let map = &self.tcp.maps.tcp_cgroup_figures;
+                split
+                    .split(labels, &[((), total)], entries, |id, _| {
+                        let _ = map.delete(&id.to_ne_bytes());
+                    })
+                    .into_iter()
+                    .map(|(label, (), s)| (Some(label), s))
+                    .collect()
+            }
+            _ => vec![(None, total)],
+        };
+        super::metrics::families(&series, out);
         Ok(())
     }
 }

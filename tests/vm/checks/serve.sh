@@ -105,3 +105,44 @@ serve_by_cgroup() {
     detail "labelled:$got other=$o overflow=$ov"
 }
 register serve_by_cgroup 120
+
+# --by cgroup for tcp on every kernel: the socket's cgroup read through either layout of
+# struct sock_cgroup_data (a tagged word before 5.15, a pointer since). 3 connections in
+# cgroup a, 1 with 1000/2000 bytes in cgroup b, client and listener in the same cgroup:
+# the passive opens, done in softirq, carry the listener's cgroup.
+serve_tcp_by_cgroup() {
+    cg=/sys/fs/cgroup
+    port=21401
+    grep -q " $cg cgroup2 " /proc/mounts || mount -t cgroup2 none $cg || fail "cannot mount cgroup2"
+    mkdir -p $cg/tc/a $cg/tc/b || fail "cannot make test cgroups"
+    "$BTRACE" serve --listen 127.0.0.1:9438 --groups tcp --by cgroup --port $port \
+        >/tmp/s5.out 2>/tmp/s5.err &
+    p1=$!
+    p2=
+    serve_wait /tmp/s5.err $p1 || serve_fail "tcp --by cgroup exporter did not start"
+    sh -c "echo \$\$ > $cg/tc/a/cgroup.procs && exec $WORKLOAD tcp-many 127.0.0.1 $port 3" ||
+        serve_fail "workload tcp-many in a failed"
+    sh -c "echo \$\$ > $cg/tc/b/cgroup.procs && exec $WORKLOAD tcp-pair 127.0.0.1 $port 0 1000 2000" ||
+        serve_fail "workload tcp-pair in b failed"
+    wget -q -O /tmp/m5.txt http://127.0.0.1:9438/metrics || serve_fail "scraping serve tcp --by cgroup failed"
+    kill -TERM $p1
+    wait $p1
+    r1=$?
+    rmdir $cg/tc/a $cg/tc/b $cg/tc
+    [ $r1 = 0 ] || fail "exit code after SIGTERM: $r1"
+    got=""
+    for d in a b; do
+        l="cgroup=\"/tc/$d\""
+        act=$(serve_value /tmp/m5.txt "btrace_tcp_connections_opened_total{$l,direction=\"active\"}")
+        pas=$(serve_value /tmp/m5.txt "btrace_tcp_connections_opened_total{$l,direction=\"passive\"}")
+        clo=$(serve_value /tmp/m5.txt "btrace_tcp_connections_closed_total{$l}")
+        tx=$(serve_value /tmp/m5.txt "btrace_tcp_sent_bytes_total{$l}")
+        rx=$(serve_value /tmp/m5.txt "btrace_tcp_received_bytes_total{$l}")
+        got="$got $d=$act/$pas/$clo/$tx/$rx"
+    done
+    others=$(grep -c '^btrace_tcp_connections_closed_total' /tmp/m5.txt)
+    [ "$got" = " a=3/3/6/0/0 b=1/1/2/3000/3000" ] && [ "$others" = 2 ] ||
+        fail "active/passive/closed/sent/received:$got, closed series $others; want a=3/3/6/0/0 b=1/1/2/3000/3000, 2 series"
+    detail "$got"
+}
+register serve_tcp_by_cgroup 120
