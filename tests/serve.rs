@@ -142,10 +142,7 @@ fn private_workload(dir: &Path, tag: char) -> (PathBuf, String) {
 fn tmpdir(tag: &str) -> PathBuf {
     static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!(
-        "btrace-serve-{tag}-{}-{n}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("btrace-serve-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
