@@ -21,7 +21,7 @@ use std::hash::Hash;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use crate::model::histogram::{Log2Hist, BUCKETS};
+use crate::model::histogram::Log2Hist;
 use crate::resolve::cgroups::CgroupNames;
 
 /// The label value of what is not labelled by cgroup (no cgroup path starts with a letter).
@@ -156,23 +156,11 @@ impl Figures for Log2Hist {
     fn add(&mut self, other: &Self) {
         Log2Hist::add(self, other);
     }
-    fn minus(&self, b: &Self) -> Self {
-        let mut d = Log2Hist {
-            count: self.count.saturating_sub(b.count),
-            sum_ns: self.sum_ns.saturating_sub(b.sum_ns),
-            ..Default::default()
-        };
-        for i in 0..BUCKETS {
-            d.buckets[i] = self.buckets[i].saturating_sub(b.buckets[i]);
-        }
-        d
+    fn minus(&self, other: &Self) -> Self {
+        self.field_by_field(other, u64::saturating_sub)
     }
-    fn at_least(&mut self, b: &Self) {
-        self.count = self.count.max(b.count);
-        self.sum_ns = self.sum_ns.max(b.sum_ns);
-        for i in 0..BUCKETS {
-            self.buckets[i] = self.buckets[i].max(b.buckets[i]);
-        }
+    fn at_least(&mut self, other: &Self) {
+        *self = self.field_by_field(other, u64::max);
     }
     fn weight(&self) -> u64 {
         self.count

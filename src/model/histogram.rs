@@ -29,13 +29,18 @@ impl Log2Hist {
 
     /// self - earlier: what accumulated since `earlier` was read (counters only grow).
     pub fn since(&self, earlier: &Log2Hist) -> Log2Hist {
+        self.field_by_field(earlier, u64::wrapping_sub)
+    }
+
+    /// `f` of each field of self and the same field of `other`: count, sum and buckets.
+    pub fn field_by_field(&self, other: &Log2Hist, f: impl Fn(u64, u64) -> u64) -> Log2Hist {
         let mut d = Log2Hist {
-            count: self.count.wrapping_sub(earlier.count),
-            sum_ns: self.sum_ns.wrapping_sub(earlier.sum_ns),
+            count: f(self.count, other.count),
+            sum_ns: f(self.sum_ns, other.sum_ns),
             ..Default::default()
         };
         for i in 0..BUCKETS {
-            d.buckets[i] = self.buckets[i].wrapping_sub(earlier.buckets[i]);
+            d.buckets[i] = f(self.buckets[i], other.buckets[i]);
         }
         d
     }
