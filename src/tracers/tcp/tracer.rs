@@ -190,10 +190,11 @@ impl TcpStats {
         ]
     }
 
+    /// Each counter becomes `f` of itself and the same counter of `other`.
     fn zip_with(&mut self, other: &TcpStats, f: impl Fn(u64, u64) -> u64) {
-        let mut o = *other;
-        for (a, b) in self.counters_mut().into_iter().zip(o.counters_mut()) {
-            *a = f(*a, *b);
+        let mut theirs = *other;
+        for (mine, theirs) in self.counters_mut().into_iter().zip(theirs.counters_mut()) {
+            *mine = f(*mine, *theirs);
         }
     }
 }
@@ -208,12 +209,12 @@ impl Figures for TcpStats {
     fn minus(&self, o: &Self) -> Self {
         let mut d = *self;
         d.zip_with(o, u64::saturating_sub);
-        d.durations = Figures::minus(&self.durations, &o.durations);
+        d.durations = self.durations.minus(&o.durations);
         d
     }
     fn at_least(&mut self, o: &Self) {
         self.zip_with(o, u64::max);
-        Figures::at_least(&mut self.durations, &o.durations);
+        self.durations.at_least(&o.durations);
     }
     fn weight(&self) -> u64 {
         self.opened_active + self.opened_passive + self.closed + self.connect_failures
@@ -519,4 +520,51 @@ pub fn check() -> Result<String> {
         &Scope::default(),
     )?;
     Ok(format!("via {way}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::cgroup_labels::OTHER;
+
+    fn figures(n: u64) -> TcpStats {
+        let mut s = TcpStats {
+            opened_active: n,
+            opened_passive: n,
+            closed: 2 * n,
+            tx_bytes: 1000 * n,
+            rx_bytes: 1000 * n,
+            ..Default::default()
+        };
+        s.durations.count = 2 * n;
+        s.durations.buckets[3] = 2 * n;
+        s
+    }
+
+    /// The tcp counters split as histograms do: `other` is the totals minus the labelled
+    /// cgroup, field by field, and never goes back.
+    #[test]
+    fn other_is_the_totals_minus_the_labelled_cgroups() {
+        let mut labels = CgroupLabels::new(1);
+        let root = crate::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+        let root_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&root).unwrap());
+        let mut split = CgroupSplit::<(), TcpStats>::default();
+        let series = split.split(
+            &mut labels,
+            &[((), figures(10))],
+            vec![(root_id, (), figures(3))],
+            |_, _| {},
+        );
+        let got: Vec<(String, TcpStats)> = series.into_iter().map(|(l, (), s)| (l, s)).collect();
+        assert_eq!(got, [("/".into(), figures(3)), (OTHER.into(), figures(7))]);
+        // The root's entry read ahead of the totals (the kernel added meanwhile): other
+        // lags, it does not go back.
+        let series = split.split(
+            &mut labels,
+            &[((), figures(10))],
+            vec![(root_id, (), figures(4))],
+            |_, _| {},
+        );
+        assert_eq!(series[1].2, figures(7));
+    }
 }
