@@ -192,8 +192,9 @@ impl TcpStats {
 
     /// Each counter becomes `f` of itself and the same counter of `other`.
     fn zip_with(&mut self, other: &TcpStats, f: impl Fn(u64, u64) -> u64) {
-        let mut theirs = *other;
-        for (mine, theirs) in self.counters_mut().into_iter().zip(theirs.counters_mut()) {
+        // A copy: counters_mut wants it mutable.
+        let mut copy = *other;
+        for (mine, theirs) in self.counters_mut().into_iter().zip(copy.counters_mut()) {
             *mine = f(*mine, *theirs);
         }
     }
@@ -557,8 +558,8 @@ mod tests {
         );
         let got: Vec<(String, TcpStats)> = series.into_iter().map(|(l, (), s)| (l, s)).collect();
         assert_eq!(got, [("/".into(), figures(3)), (OTHER.into(), figures(7))]);
-        // The root's entry read ahead of the totals (the kernel added meanwhile): other
-        // lags, it does not go back.
+        // The kernel added to the root's entry between the reads of the totals and of
+        // the entries: other lags, it does not go back.
         let series = split.split(
             &mut labels,
             &[((), figures(10))],
