@@ -345,6 +345,47 @@ static int close_after_eof(int fd)
 	return r == 0 ? 0 : -1;
 }
 
+/* Whether a /proc/net/tcp{,6} address field ("0100007F:9C40") has port `port`. */
+static int addr_has_port(const char *field, long port)
+{
+	const char *colon = strrchr(field, ':');
+
+	return colon && strtol(colon + 1, NULL, 16) == port;
+}
+
+/* Returns once no socket with `port` at either end is still closing (up to 5 s): the
+ * last transitions of a closed connection (the final ACK, the peer's FIN) are handled in
+ * softirq and may come after close() returns, and a tracer that stops when this process
+ * exits must see them. Only a listener and TIME_WAIT remnants (already past CLOSE) may
+ * remain. Reads /proc, so syscall counts of this command are not exact. */
+static void settle_port(long port)
+{
+	static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+	struct timespec tick = { 0, 10 * 1000000L };
+	char line[512], local[128], remote[128];
+	unsigned int state;
+
+	for (int tries = 0; tries < 500; tries++) {
+		int closing = 0;
+
+		for (int f = 0; f < 2; f++) {
+			FILE *fp = fopen(files[f], "r");
+
+			if (!fp)
+				continue;
+			while (fgets(line, sizeof(line), fp))
+				if (sscanf(line, "%*s %127s %127s %x", local, remote, &state) == 3 &&
+				    (addr_has_port(local, port) || addr_has_port(remote, port)) &&
+				    state != 0x06 /* TIME_WAIT */ && state != 0x0A /* LISTEN */)
+					closing = 1;
+			fclose(fp);
+		}
+		if (!closing)
+			return;
+		nanosleep(&tick, NULL);
+	}
+}
+
 static int do_tcp_pair(const char *addr, long port, long hold_ms, long tx, long rx,
 		       const char *server_ns, const char *client_ns)
 {
@@ -374,6 +415,9 @@ static int do_tcp_pair(const char *addr, long port, long hold_ms, long tx, long 
 	if (close_after_eof(sfd))
 		return 1;
 	close(lfd);
+	/* In two namespaces, /proc/net/tcp shows only the client's side. */
+	if (!server_ns)
+		settle_port(port);
 	return 0;
 }
 
@@ -402,6 +446,7 @@ static int do_tcp_many(const char *addr, long port, long n)
 			return 1;
 	}
 	close(lfd);
+	settle_port(port);
 	return 0;
 }
 
@@ -445,6 +490,7 @@ static int do_tcp_concurrent(const char *addr, long port, long n, long tx)
 		if (close_after_eof(sfd[i]))
 			return 1;
 	close(lfd);
+	settle_port(port);
 	return 0;
 }
 
