@@ -343,11 +343,7 @@ macro_rules! apply_scope {
         let scope: &$crate::core::scope::Scope = $scope;
         let raw: bool = $raw;
         {
-            let ro = $open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("every tracer has rodata");
+            let ro = $crate::rodata_mut!($open);
             ro.scope_tgid = scope.tgid;
             ro.scope_tree = scope.tree.is_some();
             ro.scope_tid = scope.tid;

@@ -140,6 +140,20 @@ macro_rules! skel_builder {
     }};
 }
 
+/// An open skeleton's read-only data, to set before load: `rodata_mut!(open).x = 1;`.
+/// Every btrace program has load-time settings (at least the scope's), so a skeleton
+/// without them is a build mistake, not a run-time condition.
+#[macro_export]
+macro_rules! rodata_mut {
+    ($open:expr) => {
+        $open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("every btrace program has rodata")
+    };
+}
+
 /// Checks shared by every tracing command, in the order a user should fix them.
 pub fn preflight() -> Result<()> {
     require_privileges()?;

@@ -188,11 +188,7 @@ macro_rules! func_configure {
         let plan: &$crate::tracers::func::Plan = $plan;
         let task_store: bool = plan.hist && $task_store;
         {
-            let ro = $open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("function tracers have rodata");
+            let ro = $crate::rodata_mut!($open);
             ro.nr_args = plan.nr_args() as u32;
             ro.has_ret = plan.ret_kind() != $crate::resolve::btf::ValueKind::Void;
             ro.with_ret = plan.needs_return();

@@ -139,11 +139,7 @@ impl PidView {
 fn walk(inum: u32) -> Result<Vec<Ids>> {
     let it = Loaded::<PidnsKind>::new(|storage| {
         let mut open = crate::skel_builder!(PidnsSkelBuilder).open(storage)?;
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("pidns has rodata")
-            .target_ns_inum = inum;
+        crate::rodata_mut!(open).target_ns_inum = inum;
         Ok(open.load()?)
     })
     .context("loading the pid namespace iterator (needs Linux 5.8+)")?;

@@ -73,11 +73,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Vec<Link>)> {
     let obj = BioObj::new(|storage| {
         let mut open = crate::skel_builder!(BiolatencySkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("biolatency has rodata");
+            let ro = crate::rodata_mut!(open);
             ro.per_disk = cfg.per_disk;
             ro.scoped = cfg.scope.is_on();
         }

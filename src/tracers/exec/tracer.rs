@@ -63,11 +63,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
     }
     let obj = ExecObj::new(|storage| {
         let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("exec has rodata")
-            .fails_only = cfg.fails_only;
+        crate::rodata_mut!(open).fails_only = cfg.fails_only;
         crate::apply_scope!(open, &cfg.scope, !tp);
         if let Some(bytes) = cfg.ring_bytes {
             open.maps.events.set_max_entries(bytes)?;

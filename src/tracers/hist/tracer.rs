@@ -192,11 +192,7 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
     Loaded::new(|storage| {
         let mut open = crate::skel_builder!(HistSkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("hist has rodata");
+            let ro = crate::rodata_mut!(open);
             if let Some(list) = &cfg.syscalls {
                 ro.filter_syscalls = true;
                 for &nr in list {

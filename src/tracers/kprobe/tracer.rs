@@ -152,11 +152,7 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
         Kprobe::new(|storage| {
             let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
             {
-                let ro = open
-                    .maps
-                    .rodata_data
-                    .as_deref_mut()
-                    .expect("kprobe has rodata");
+                let ro = crate::rodata_mut!(open);
                 ro.ret_slot = plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
             }
             crate::func_configure!(open, plan, task_store);

@@ -51,11 +51,7 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
     let skel = Offcpu::new(|storage| {
         let mut open = crate::skel_builder!(OffcpuSkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("offcpu has rodata");
+            let ro = crate::rodata_mut!(open);
             ro.min_block_ns = cfg.min_block_ns;
             ro.want_kernel = cfg.kernel;
             ro.want_user = cfg.user;

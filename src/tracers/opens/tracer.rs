@@ -73,11 +73,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
     let obj = OpenObj::new(|storage| {
         let mut open = crate::skel_builder!(OpensSkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("open has rodata");
+            let ro = crate::rodata_mut!(open);
             ro.str_size = cfg.str_size as u32;
             ro.rec_size = rec_size(cfg.str_size) as u32;
             ro.fails_only = cfg.fails_only;

@@ -99,11 +99,7 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
     let skel = Profile::new(|storage| {
         let mut open = crate::skel_builder!(ProfileSkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("profile has rodata");
+            let ro = crate::rodata_mut!(open);
             ro.want_kernel = cfg.kernel;
             ro.want_user = cfg.user;
         }

@@ -59,11 +59,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
     Loaded::new(|storage| {
         let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
         crate::apply_scope!(open, scope, true);
-        open.maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("runq has rodata")
-            .by = match by {
+        crate::rodata_mut!(open).by = match by {
             By::Nothing => types::runq_by::RUNQ_BY_NONE.0,
             By::Process => types::runq_by::RUNQ_BY_PROCESS.0,
             By::Cgroup => types::runq_by::RUNQ_BY_CGROUP.0,

@@ -277,11 +277,7 @@ pub fn open_load(
     let tcp = Tcp::new(|storage| {
         let mut open = crate::skel_builder!(TcpSkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("tcp has rodata");
+            let ro = crate::rodata_mut!(open);
             ro.life_only = opts.life_only;
             ro.events_on = opts.events;
             ro.stats_on = opts.stats;

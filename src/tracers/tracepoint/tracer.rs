@@ -135,11 +135,7 @@ pub fn load(
     let tp = Tp::new(|storage| {
         let mut open = crate::skel_builder!(TracepointSkelBuilder).open(storage)?;
         {
-            let ro = open
-                .maps
-                .rodata_data
-                .as_deref_mut()
-                .expect("tracepoint has rodata");
+            let ro = crate::rodata_mut!(open);
             ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
             ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             ro.tp_raw_size = layout.raw_size as u32;
