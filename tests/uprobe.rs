@@ -271,11 +271,22 @@ fn errors_are_one_line() {
 /// A process started before btrace, traced with -p: it is released (a line on its stdin)
 /// once btrace has attached, and btrace ends when it exits.
 fn trace_pid(btrace_args: &[&str], child: &mut std::process::Child) -> (Vec<Value>, Value) {
+    trace_pid_after(btrace_args, child, || {})
+}
+
+/// [`trace_pid`], running `while_attached` once btrace has attached, before the traced
+/// process is released.
+fn trace_pid_after(
+    btrace_args: &[&str],
+    child: &mut std::process::Child,
+    while_attached: impl FnOnce(),
+) -> (Vec<Value>, Value) {
     let pid = child.id().to_string();
     let mut all = btrace_args.to_vec();
     all.extend(["--json", "-p", &pid]);
     let mut r = Running::start(&all);
     r.wait_attached();
+    while_attached();
     use std::io::Write;
     writeln!(child.stdin.take().unwrap(), "go").unwrap();
     assert!(child.wait().unwrap().success());
@@ -424,18 +435,11 @@ fn no_children_binds_the_probe_to_the_process() {
         }
         // The other process calls f while btrace is attached: released first, waited for
         // before the traced one is released.
-        let pid = child.id().to_string();
-        let mut all = args.clone();
-        all.extend(["--json", "-p", &pid]);
-        let mut r = Running::start(&all);
-        r.wait_attached();
-        use std::io::Write;
-        writeln!(other.stdin.take().unwrap(), "go").unwrap();
-        assert!(other.wait().unwrap().success());
-        writeln!(child.stdin.take().unwrap(), "go").unwrap();
-        assert!(child.wait().unwrap().success());
-        let (recs, code, stderr) = r.finish();
-        assert_eq!(code, 0, "{stderr:?}");
+        let (recs, _) = trace_pid_after(&args, &mut child, || {
+            use std::io::Write;
+            writeln!(other.stdin.take().unwrap(), "go").unwrap();
+            assert!(other.wait().unwrap().success());
+        });
         let got = match mode {
             "" => events(&recs).len() as u64,
             "--hist" => of_type(&recs, "hist")[0]["count"].as_u64().unwrap(),
