@@ -151,10 +151,8 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
     let skel = crate::tracers::func::with_store_fallback(plan, |task_store| {
         Kprobe::new(|storage| {
             let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
-            {
-                let ro = crate::rodata_mut!(open);
-                ro.ret_slot = plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
-            }
+            crate::rodata_mut!(open).ret_slot =
+                plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
             crate::func_configure!(open, plan, task_store);
             let p = &mut open.progs;
             let (entry_on, exit_on) = (true, plan.needs_return());

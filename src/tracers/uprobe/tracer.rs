@@ -135,8 +135,8 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
 }
 
 /// `--count`: one counting uprobe per function, each with its index as BPF cookie (the
-/// slot of `counts_by_cookie` it adds to). Each is an inode-wide breakpoint and a perf event, hence
-/// the bound of --max-probes.
+/// slot of `counts_by_cookie` it adds to). Each is an inode-wide breakpoint and a perf
+/// event, hence the bound of --max-probes.
 pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, Vec<Link>)> {
     let skel = Uprobe::new(|storage| {
         let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
