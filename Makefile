@@ -10,10 +10,10 @@ UFUNCS := target/ufuncs
 # Debian packages: build (clang, libbpf's static libs), tests (bpftool, tmux, iproute2,
 # the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
 # render flame graphs), the kernel matrix (qemu, busybox, cpio), bench (bpftrace, linux-perf, and libbpf-tools: execsnoop, opensnoop, biolatency,
-# runqlat, offcputime as peers).
+# runqlat, offcputime as peers; curl for the exporter bench's scrapes).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
 	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
-	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools
+	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools curl
 
 .PHONY: deps build build-release run test unit lint vmtest bench vmlinux clean
 
