@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! `btrace runqlat` against the real kernel: a child that sleeps 1 ms N times is woken
-//! exactly N times (`woken`), and waits for a CPU after at most N of them (less the sleeps
-//! that never blocked, see check_wakeups).
+//! N times (`woken`, less the rare wake-up the kernel hides from BPF, see LOST_TO_HOST),
+//! and waits for a CPU after at most N of them (less the sleeps that never blocked, see
+//! check_wakeups).
 
 mod common;
 
@@ -11,19 +12,36 @@ const N: u64 = 60;
 
 /// Every one of the N sleeps ends in a wake-up and a wait for a CPU, unless its timer
 /// fired before the task was off the run queue (seen on loaded machines, 1 of 60 in TCG
-/// guests): then it never waited (and a later preemption counts as one). So: at most N
-/// wake-ups and, with that slack of 3, at least N - 3; every wait is either kind.
+/// guests): then it never waited (and a later preemption counts as one). So: at most one
+/// wait after each wake-up seen and, with that slack of 3, at least that less 3; every wait
+/// is either kind.
 const SLACK: u64 = 3;
+
+/// Wake-ups the kernel gives no BPF program: on the hosts these tests run on (a
+/// firecracker guest, kernel 6.18.44-fc), a tracepoint hit in a hard interrupt that
+/// arrived while the guest's own agent (/process_api, pid 1, threads "tokio-rt-worker")
+/// was on the CPU reaches ftrace but no BPF program, and bpf_prog_info's recursion_misses
+/// stays 0 (measured 2026-11-25: ftrace 60 sched_wakeup of the sleeper, btrace 57, the
+/// 3 missing were exactly the 3 over the agent; hrtimer_expire_entry: ftrace 9 over the
+/// agent, BPF 0). The sleeper's timer fires in a hard interrupt, so now and then one of
+/// its wake-ups is lost that way (1 of 60 in a CI run). The VM checks, with no such agent,
+/// still require every one (tests/vm/checks/runqlat.sh).
+const LOST_TO_HOST: u64 = 3;
 
 fn check_wakeups(r: &serde_json::Value) {
     // Every sleep ends in exactly one sched_wakeup, whether the task had left its CPU or
     // not (try_to_wake_up on a task still current, or still queued, traces it too).
-    assert_eq!(r["woken"], N, "{r}");
+    let woken = r["woken"].as_u64().unwrap();
+    assert!(
+        woken <= N && woken + LOST_TO_HOST >= N,
+        "woken {woken} vs {N}: {r}"
+    );
     let w = r["wakeups"].as_u64().unwrap();
     let p = r["preemptions"].as_u64().unwrap();
+    // A wake-up not seen starts no wait either.
     assert!(
-        w <= N && w + SLACK >= N,
-        "wakeups {w} (preemptions {p}) vs {N}: {r}"
+        w <= woken && w + SLACK >= woken,
+        "wakeups {w} (preemptions {p}) vs {woken} woken: {r}"
     );
     assert_eq!(r["count"].as_u64().unwrap(), w + p, "{r}");
 }
@@ -85,7 +103,8 @@ fn the_whole_tree_of_a_command() {
     assert!(
         procs.iter().any(|p| {
             let w = p["wakeups"].as_u64().unwrap();
-            w <= N + 1 && w + SLACK > N && p["woken"] == N + 1
+            let woken = p["woken"].as_u64().unwrap();
+            woken <= N + 1 && woken + LOST_TO_HOST > N && w <= woken && w + SLACK >= woken
         }),
         "{procs:#?}"
     );
