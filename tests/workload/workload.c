@@ -65,7 +65,8 @@
  *                                 missing DIR/missing-<j> (ENOENT)
  *   workload direct DEV N SIZE    N writes then N reads of SIZE bytes (a multiple of 4096),
  *                                 O_DIRECT, at offsets 0, SIZE, 2*SIZE... of DEV
- *   workload wakeups N            a child named "wakee" sleeps 1 ms N times, then exits
+ *   workload wakeups N [NAME]     a child named NAME (default "wakee") sleeps 1 ms N times,
+ *                                 then exits
  *   workload fails N              N openat of a missing file (ENOENT), N read(2) of fd -1
  *                                 (EBADF), N getppid (no error)
  *   For make bench (bench/classic_overhead.py), each printing the ns per operation:
@@ -844,14 +845,14 @@ static int do_pingpong(long n)
 	return 0;
 }
 
-static int do_wakeups(long n)
+static int do_wakeups(long n, const char *name)
 {
 	pid_t p = fork();
 
 	if (p == 0) {
 		struct timespec ms = { 0, 1000000L };
 
-		prctl(PR_SET_NAME, "wakee");
+		prctl(PR_SET_NAME, name);
 		for (long i = 0; i < n; i++)
 			syscall(SYS_nanosleep, &ms, NULL);
 		_exit(0);
@@ -986,8 +987,8 @@ int main(int argc, char **argv)
 		return do_opens(argv[2], arg(argv, 3), arg(argv, 4));
 	if (!strcmp(cmd, "direct") && argc == 5)
 		return do_direct(argv[2], arg(argv, 3), arg(argv, 4));
-	if (!strcmp(cmd, "wakeups") && argc == 3)
-		return do_wakeups(arg(argv, 2));
+	if (!strcmp(cmd, "wakeups") && (argc == 3 || argc == 4))
+		return do_wakeups(arg(argv, 2), argc == 4 ? argv[3] : "wakee");
 	if (!strcmp(cmd, "execs") && argc == 3)
 		return do_execs(arg(argv, 2));
 	if (!strcmp(cmd, "openloop") && argc == 4)
@@ -1002,7 +1003,7 @@ int main(int argc, char **argv)
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
 			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N | exec-set"
-			" | opens DIR K J | direct DEV N SIZE | wakeups N | fails N | execs N | openloop PATH N"
+			" | opens DIR K J | direct DEV N SIZE | wakeups N [NAME] | fails N | execs N | openloop PATH N"
 			" | dio DEV N | pingpong N\n");
 	return 2;
 }
