@@ -43,7 +43,8 @@ pub struct AgentHits {
 
 impl AgentHits {
     /// Counts hits of `event` ("sched/sched_wakeup") that match `filter` (tracefs filter
-    /// syntax over the event's fields) and run while a thread of the agent is current.
+    /// syntax over the event's fields) and run while a thread of the agent is current
+    /// (its threads as they are now: the agent's runtime keeps a fixed set of workers).
     pub fn start(event: &str, filter: &str) -> AgentHits {
         let tids = agent_tids();
         if tids.is_empty() {

@@ -176,27 +176,34 @@ impl TcpStats {
         }
     }
 
-    /// Every counter, in one order (for the cgroup split's arithmetic).
-    fn counters_mut(&mut self) -> [&mut u64; TCP_STATS] {
-        [
-            &mut self.opened_active,
-            &mut self.opened_passive,
-            &mut self.closed,
-            &mut self.resets,
-            &mut self.connect_failures,
-            &mut self.tx_bytes,
-            &mut self.tx_unknown,
-            &mut self.rx_bytes,
-        ]
+    /// The counters indexed by enum tcp_stat, as [`from_counters`](Self::from_counters)
+    /// takes them.
+    fn counters(&self) -> [u64; TCP_STATS] {
+        use super::skel::types::tcp_stat as S;
+        let mut c = [0; TCP_STATS];
+        for (k, v) in [
+            (S::TCP_STAT_OPEN_ACTIVE, self.opened_active),
+            (S::TCP_STAT_OPEN_PASSIVE, self.opened_passive),
+            (S::TCP_STAT_CLOSED, self.closed),
+            (S::TCP_STAT_RESET, self.resets),
+            (S::TCP_STAT_CONNECT_FAILED, self.connect_failures),
+            (S::TCP_STAT_TX_BYTES, self.tx_bytes),
+            (S::TCP_STAT_TX_UNKNOWN, self.tx_unknown),
+            (S::TCP_STAT_RX_BYTES, self.rx_bytes),
+        ] {
+            c[k.0 as usize] = v;
+        }
+        c
     }
 
-    /// Each counter becomes `f` of itself and the same counter of `other`.
-    fn zip_with(&mut self, other: &TcpStats, f: impl Fn(u64, u64) -> u64) {
-        // A copy: counters_mut wants it mutable.
-        let mut copy = *other;
-        for (mine, theirs) in self.counters_mut().into_iter().zip(copy.counters_mut()) {
-            *mine = f(*mine, *theirs);
-        }
+    /// `f` of each figure and the same figure of `other`: the counters, and the duration
+    /// histogram's count, sum and buckets.
+    fn zip_with(&self, other: &TcpStats, f: impl Fn(u64, u64) -> u64 + Copy) -> TcpStats {
+        let (a, b) = (self.counters(), other.counters());
+        TcpStats::from_counters(
+            &std::array::from_fn(|i| f(a[i], b[i])),
+            self.durations.field_by_field(&other.durations, f),
+        )
     }
 }
 
@@ -204,18 +211,13 @@ impl TcpStats {
 /// histogram field by field; a cgroup weighs its connections opened and ended.
 impl Figures for TcpStats {
     fn add(&mut self, o: &Self) {
-        self.zip_with(o, |a, b| a + b);
-        self.durations.add(&o.durations);
+        *self = self.zip_with(o, |a, b| a + b);
     }
     fn minus(&self, o: &Self) -> Self {
-        let mut d = *self;
-        d.zip_with(o, u64::saturating_sub);
-        d.durations = self.durations.minus(&o.durations);
-        d
+        self.zip_with(o, u64::saturating_sub)
     }
     fn at_least(&mut self, o: &Self) {
-        self.zip_with(o, u64::max);
-        self.durations.at_least(&o.durations);
+        *self = self.zip_with(o, u64::max);
     }
     fn weight(&self) -> u64 {
         self.opened_active + self.opened_passive + self.closed + self.connect_failures
