@@ -197,7 +197,22 @@ impl Scope {
     /// Seeds the process tree of an attached tracer: the root, then the descendants it
     /// has now. Runs after attaching, so a process forked meanwhile is caught either by
     /// the kernel (its parent was already in) or by the walk of /proc that follows.
+    /// The tree becomes the one the run follows to its end: once the root has exited, the
+    /// run goes on while a process of the tree still runs ([`followed_tree_running`]).
     pub fn seed(&self, procs: &dyn MapCore) -> Result<()> {
+        if self.tree.is_none() || self.tree_ns.is_none() {
+            return Ok(());
+        }
+        self.seed_bits(procs)?;
+        let followed = FollowedTree {
+            bitmap: Bitmap::map(procs)?,
+            pids: PidView::new()?,
+        };
+        *FOLLOWED.lock().unwrap_or_else(|e| e.into_inner()) = Some(followed);
+        Ok(())
+    }
+
+    fn seed_bits(&self, procs: &dyn MapCore) -> Result<()> {
         let (Some(root), Some(ns_root)) = (self.tree, self.tree_ns) else {
             return Ok(());
         };
@@ -216,6 +231,51 @@ impl Scope {
             }
         }
         Ok(())
+    }
+}
+
+/// The process tree a run follows (-p/-c without --no-children): the kernel programs set
+/// a process's bit when it is forked by one in the tree and clear it when its last thread
+/// exits, so the bits set are the tree's processes not yet ended.
+struct FollowedTree {
+    bitmap: Bitmap,
+    pids: PidView,
+}
+
+/// The run's followed tree, registered by the tracer that seeded it (the last one when a
+/// run loads several: they all hold the same tree), asked by the run loop.
+static FOLLOWED: std::sync::Mutex<Option<FollowedTree>> = std::sync::Mutex::new(None);
+
+/// Forgets the followed tree of an earlier run (a new run starts).
+pub fn forget_followed_tree() {
+    *FOLLOWED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// How many processes of the followed tree still run (None: no tree is followed). A bit
+/// can outlast its process when the process ended while user space seeded it (a -p
+/// descendant exiting during the walk of /proc): a process that /proc no longer shows,
+/// or shows as a zombie with no thread left, has ended whatever its bit says.
+pub fn followed_tree_running() -> Option<usize> {
+    let mut guard = FOLLOWED.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = guard.as_mut()?;
+    let running = tree
+        .bitmap
+        .set_bits()
+        .filter(|&host| tree.pids.to_ns(host).is_some_and(process_runs))
+        .count();
+    Some(running)
+}
+
+/// Whether the process `pid` (btrace's namespace) has not ended: /proc shows it, and not
+/// as a zombie whose threads have all gone (a leader that exited before its other threads
+/// shows as a zombie while they run).
+fn process_runs(pid: u32) -> bool {
+    match crate::core::target::task_info(pid) {
+        None => false,
+        Some(t) if t.zombie => std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count() > 1)
+            .unwrap_or(false),
+        Some(_) => true,
     }
 }
 
@@ -421,6 +481,28 @@ impl Bitmap {
             let w = unsafe { &*self.addr.add(i) };
             w.fetch_or(1 << (pid % 64), Ordering::SeqCst);
         }
+    }
+}
+
+// SAFETY: the mapping is shared memory owned by this struct alone (unmapped once, in
+// drop); every access goes through atomics, so any thread may hold it.
+unsafe impl Send for Bitmap {}
+
+impl Bitmap {
+    /// The pids whose bits are set now.
+    fn set_bits(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.words).flat_map(move |i| {
+            // SAFETY: as in set(): i is within the mapping.
+            let mut w = unsafe { &*self.addr.add(i) }.load(Ordering::SeqCst);
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let bit = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u32 * 64 + bit)
+            })
+        })
     }
 }
 

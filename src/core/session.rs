@@ -18,11 +18,13 @@ use crate::core::target::{self, ExitStatus, Target};
 /// Flags that mean the same in every tracing command.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
-    /// Trace only this process; stop when it exits
+    /// Trace this process and the processes it starts; stop when the last of them has
+    /// exited (with --no-children: this process alone, until it exits)
     #[arg(short = 'p', long, value_name = "PID", conflicts_with = "cmd")]
     pub pid: Option<u32>,
-    /// Run CMD once every probe is attached, trace only it, stop when it exits (btrace
-    /// then exits with its status)
+    /// Run CMD once every probe is attached, trace it and the processes it starts, stop
+    /// when the last of them has exited, daemons included (with --no-children: when CMD
+    /// exits); btrace then exits with CMD's status
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after SECS seconds
@@ -130,6 +132,11 @@ pub struct Session {
     interval: Option<Duration>,
     started: Instant,
     end: Option<End>,
+    /// Whether the -p/-c process has exited (the run may go on while its tree does).
+    root_exited: bool,
+    /// How many processes of the followed tree still ran when the -p/-c process exited
+    /// (None: no tree followed, or the process has not exited).
+    outlived: Option<usize>,
 }
 
 impl Session {
@@ -154,6 +161,7 @@ impl Session {
         stdio: target::Stdio,
     ) -> Result<Self> {
         install_stop_handler()?;
+        crate::core::scope::forget_followed_tree();
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
             (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
@@ -165,6 +173,8 @@ impl Session {
             interval: interval.map(Duration::from_secs_f64),
             started: Instant::now(),
             end: None,
+            root_exited: false,
+            outlived: None,
         })
     }
 
@@ -226,15 +236,49 @@ impl Session {
             rec.insert("exit_status".into(), code);
             rec.insert("exit_signal".into(), signal);
         }
+        if let Some(n) = self.outlived {
+            rec.insert("outlived_processes".into(), n.into());
+        }
         serde_json::Value::Object(rec)
     }
 
     /// What btrace should exit with: the `-c` command's status when the command ended
-    /// the run (a shell's convention: 128 + signal when killed), else 0.
+    /// on its own (a shell's convention: 128 + signal when killed), also when the run
+    /// then went on for the processes it left running and was stopped early; else 0.
     pub fn exit_code(&self) -> i32 {
         match (self.end, self.target.exit_status()) {
             (Some(End::TargetExited), Some(s)) => s.shell_code(),
+            (Some(_), Some(s)) if self.root_exited => s.shell_code(),
             _ => 0,
+        }
+    }
+
+    /// Whether the run's target is over: the -p/-c process has exited and, unless
+    /// --no-children, so has every process of its tree (a daemon it double-forked too).
+    fn target_done(&mut self) -> bool {
+        if self.root_exited {
+            return crate::core::scope::followed_tree_running().unwrap_or(0) == 0;
+        }
+        if !self.target.exited() {
+            return false;
+        }
+        self.root_exited = true;
+        let running = crate::core::scope::followed_tree_running();
+        self.outlived = running;
+        match running {
+            Some(n) if n > 0 => {
+                let who = match &self.target {
+                    Target::Command(_) => "command",
+                    _ => "process",
+                };
+                eprintln!(
+                    "btrace: the traced {who} exited; following the {n} process{} it left running until {} (Ctrl-C to stop)",
+                    if n == 1 { "" } else { "es" },
+                    if n == 1 { "it exits" } else { "the last exits" }
+                );
+                false
+            }
+            _ => true,
         }
     }
 
@@ -262,8 +306,16 @@ impl Session {
                 .counted
                 .map(|(noun, n)| format!(": {n} {noun}"))
                 .unwrap_or_default();
+            let outlived = match self.outlived {
+                Some(n) if n > 0 => format!(
+                    " {n} process{} outlived the traced one and {} followed.",
+                    if n == 1 { "" } else { "es" },
+                    if n == 1 { "was" } else { "were" }
+                ),
+                _ => String::new(),
+            };
             out.line(&format!(
-                "Traced {} via {} for {:.1} s{counted}. {}",
+                "Traced {} via {} for {:.1} s{counted}.{outlived} {}",
                 closing.what,
                 closing.hook,
                 self.elapsed().as_secs_f64(),
@@ -274,7 +326,8 @@ impl Session {
         Ok(self.exit_code())
     }
 
-    /// Runs until Ctrl-C/SIGTERM, `--duration`, or the target's exit. `step` consumes
+    /// Runs until Ctrl-C/SIGTERM, `--duration`, or the target's end (the -p/-c process's
+    /// exit and, unless --no-children, that of every process of its tree). `step` consumes
     /// events and prints intervals; after the loop one last `Poll(0)` drains what is left.
     pub fn run(&mut self, mut step: impl FnMut(Step) -> Result<()>) -> Result<End> {
         const TICK: Duration = Duration::from_millis(100);
@@ -288,7 +341,7 @@ impl Session {
             }
             let now = Instant::now();
             if now >= next_check {
-                if self.target.exited() {
+                if self.target_done() {
                     break End::TargetExited;
                 }
                 if crate::core::output::reader_gone() {

@@ -928,6 +928,34 @@ static int do_tree(long n, const char *self)
 	return 0;
 }
 
+/* A command that leaves a daemon behind: it double-forks a daemon and exits once the
+ * middle process has. The daemon waits until the command has exited (its end of a pipe
+ * closes), holds HOLD_MS, makes N getppid calls and exits. */
+static int do_daemon(long n, long hold_ms)
+{
+	int gone[2];
+	pid_t mid;
+	char c;
+
+	if (pipe(gone))
+		return 1;
+	mid = fork();
+	if (mid == 0) {
+		if (fork() == 0) {
+			setsid();
+			close(gone[1]);
+			while (read(gone[0], &c, 1) > 0)
+				;
+			usleep(hold_ms * 1000);
+			getppid_times(n);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	waitpid(mid, NULL, 0);
+	return 3;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -967,6 +995,8 @@ int main(int argc, char **argv)
 		return do_tcp_concurrent(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5));
 	if (!strcmp(cmd, "tree") && argc == 3)
 		return do_tree(arg(argv, 2), "/proc/self/exe");
+	if (!strcmp(cmd, "daemon") && argc == 4)
+		return do_daemon(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "unknown") && argc == 3)
 		return do_unknown(arg(argv, 2));
 	if (!strcmp(cmd, "bytes") && argc == 2)
