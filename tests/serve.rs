@@ -837,6 +837,45 @@ fn by_cgroup_labels_exact_counts_and_caps_the_rest() {
     capped.stop();
 }
 
+/// `serve --cgroup PATH` of a cgroup that is removed and made again at the same path (a
+/// service restarted): the new cgroup is traced within a second, said on stderr, and
+/// the counts go on exactly (1000 before, 500 in the new cgroup).
+#[test]
+fn a_cgroup_made_again_is_counted_again() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let cg = root.join(format!("btrace-serve-again-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let _cleanup = CgroupDirs(vec![cg.clone()]);
+    let mut s = Serve::start(&[
+        "--groups",
+        "syscalls,runq",
+        "--cgroup",
+        cg.to_str().unwrap(),
+    ]);
+    let count = "btrace_syscall_latency_seconds_count{syscall=\"getppid\"}";
+    run_in_cgroup(&cg, "syscalls 1000 0");
+    assert_eq!(s.sample(count), Some(1000.0));
+    remove_cgroup(&cg);
+    std::fs::create_dir(&cg).unwrap();
+    let t0 = Instant::now();
+    loop {
+        let r = s.running();
+        if r.stderr_seen.iter().any(|l| l.contains("was made again")) {
+            break;
+        }
+        r.collect_stderr(Duration::from_millis(200));
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", r.stderr_seen);
+    }
+    run_in_cgroup(&cg, "syscalls 500 0");
+    assert_eq!(s.sample(count), Some(1500.0));
+    let err = s.stop();
+    let said: Vec<_> = err
+        .iter()
+        .filter(|l| l.contains("was made again"))
+        .collect();
+    assert_eq!(said.len(), 1, "one line, once: {err:?}");
+}
+
 /// `python3 -c CODE` inside cgroup `cg` (the shell moves itself in, then becomes python).
 fn python_in_cgroup(cg: &Path, code: &str) -> Command {
     let mut c = Command::new("sh");

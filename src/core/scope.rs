@@ -17,10 +17,11 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::core::abi::COMM_LEN;
 use crate::core::pidns::PidView;
@@ -55,6 +56,8 @@ pub struct CgroupTarget {
     pub id: u64,
     /// Its directory, open: what a cgroup array entry is made from.
     pub dir: OwnedFd,
+    /// Named by its path (not by an id): a cgroup made again at that path replaces it.
+    pub by_path: bool,
 }
 
 /// The whole scope, as the kernel programs take it.
@@ -182,15 +185,46 @@ impl Scope {
         pid_max().div_ceil(64).max(1)
     }
 
-    /// Fills a loaded tracer's scope maps: the cgroup array now, before anything is
-    /// attached; the process tree is seeded by [`Scope::seed`] once attached.
-    pub fn install(&self, cgroups: &dyn MapCore) -> Result<()> {
+    /// Fills a loaded tracer's scope maps: the cgroup array and the cgroups' ids now,
+    /// before anything is attached; the process tree is seeded by [`Scope::seed`] once
+    /// attached. The cgroups named by path are then followed: one made again at the same
+    /// path replaces the old one in these maps ([`follow_cgroups`]).
+    pub fn install(&self, cgroups: &dyn MapCore, ids: &dyn MapCore) -> Result<()> {
+        if self.cgroups.is_empty() {
+            return Ok(());
+        }
         for (i, c) in self.cgroups.iter().enumerate() {
             let fd = c.dir.as_raw_fd() as u32;
             cgroups
                 .update(&(i as u32).to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
                 .with_context(|| format!("adding cgroup {} to the filter", c.path.display()))?;
         }
+        ids.update(
+            &0u32.to_ne_bytes(),
+            &id_set(&self.cgroup_ids()),
+            MapFlags::ANY,
+        )
+        .context("writing the cgroup filter's ids")?;
+        let handle = |m: &dyn MapCore| -> Result<MapHandle> {
+            Ok(MapHandle::from_map_id(m.info()?.info.id)?)
+        };
+        let filter = (handle(cgroups)?, handle(ids)?);
+        let mut watch = CGROUP_WATCH.lock().unwrap_or_else(|e| e.into_inner());
+        let watch = watch.get_or_insert_with(|| CgroupWatch {
+            slots: self
+                .cgroups
+                .iter()
+                .map(|c| WatchedCgroup {
+                    path: c.path.clone(),
+                    id: c.id,
+                    by_path: c.by_path,
+                    gone: false,
+                })
+                .collect(),
+            filters: Vec::new(),
+            checked: Instant::now(),
+        });
+        watch.filters.push(filter);
         Ok(())
     }
 
@@ -276,6 +310,126 @@ fn process_runs(pid: u32) -> bool {
             .map(|d| d.count() > 1)
             .unwrap_or(false),
         Some(_) => true,
+    }
+}
+
+/// The value of the scope_cgroup_ids map (struct scope_cgroup_set): the ids, in order.
+fn id_set(ids: &[u64; MAX_CGROUPS]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_ne_bytes()).collect()
+}
+
+/// One `--cgroup` slot, as followed while the run goes on.
+struct WatchedCgroup {
+    path: PathBuf,
+    /// The id the kernel filter holds for it now.
+    id: u64,
+    /// Named by path: followed. A cgroup named by its id is that cgroup only.
+    by_path: bool,
+    /// Its path is gone (said once).
+    gone: bool,
+}
+
+/// The run's `--cgroup` filters: the slots every tracer of the run was given (each tracer
+/// resolves the same flags, in the same order), and the maps of every tracer that
+/// installed them.
+struct CgroupWatch {
+    slots: Vec<WatchedCgroup>,
+    /// (cgroup array, scope_cgroup_ids) of each installed filter.
+    filters: Vec<(MapHandle, MapHandle)>,
+    checked: Instant,
+}
+
+static CGROUP_WATCH: std::sync::Mutex<Option<CgroupWatch>> = std::sync::Mutex::new(None);
+
+/// How often at most the followed cgroups' paths are looked at.
+const CGROUP_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Forgets the cgroups an earlier run followed (a new run starts).
+pub fn forget_cgroups() {
+    *CGROUP_WATCH.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Follows the `--cgroup` paths of the run (called from the run loops; looks at most once
+/// a second): a cgroup removed and made again at the same path (a service restarted) has
+/// a new id, and the kernel filter would otherwise go on waiting for the old one and
+/// count nothing more. The new cgroup replaces the old in every tracer's filter, and one
+/// stderr line says so; a path that disappears is said once too.
+pub fn follow_cgroups() {
+    let mut guard = CGROUP_WATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(watch) = guard.as_mut() else {
+        return;
+    };
+    if watch.checked.elapsed() < CGROUP_CHECK_EVERY {
+        return;
+    }
+    watch.checked = Instant::now();
+    let mut ids = [0u64; MAX_CGROUPS];
+    let mut changed = false;
+    for (i, slot) in watch.slots.iter_mut().enumerate().take(MAX_CGROUPS) {
+        ids[i] = slot.id;
+        if !slot.by_path {
+            continue;
+        }
+        let now = cgroup_id(&slot.path)
+            .ok()
+            .filter(|_| slot.path.join("cgroup.procs").exists());
+        match now {
+            Some(id) if id == slot.id => slot.gone = false,
+            Some(_) => {
+                // The id is the opened directory's: the path may have been made again
+                // meanwhile.
+                let Ok(dir) = std::fs::File::open(&slot.path) else {
+                    continue;
+                };
+                let Ok(id) = dir
+                    .metadata()
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                else {
+                    continue;
+                };
+                let fd = dir.as_raw_fd() as u32;
+                let mut failed = None;
+                for (arrays, _) in &watch.filters {
+                    if let Err(e) =
+                        arrays.update(&(i as u32).to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                    {
+                        failed = Some(e);
+                    }
+                }
+                if let Some(e) = failed {
+                    eprintln!(
+                        "btrace: cgroup {} was made again, but the filter could not take the new one: {e}",
+                        slot.path.display()
+                    );
+                    continue;
+                }
+                eprintln!(
+                    "btrace: cgroup {} was made again (id {} now, {} before): tracing the new one",
+                    slot.path.display(),
+                    id,
+                    slot.id
+                );
+                slot.id = id;
+                slot.gone = false;
+                ids[i] = id;
+                changed = true;
+            }
+            None if !slot.gone => {
+                slot.gone = true;
+                eprintln!(
+                    "btrace: cgroup {} was removed: nothing to trace there until it is made again",
+                    slot.path.display()
+                );
+            }
+            None => {}
+        }
+    }
+    if changed {
+        for (_, id_map) in &watch.filters {
+            if let Err(e) = id_map.update(&0u32.to_ne_bytes(), &id_set(&ids), MapFlags::ANY) {
+                eprintln!("btrace: the cgroup filter's ids could not be rewritten: {e}");
+            }
+        }
     }
 }
 
@@ -408,7 +562,6 @@ macro_rules! apply_scope {
             ro.scope_tree = scope.tree.is_some();
             ro.scope_tid = scope.tid;
             ro.scope_ncgroups = scope.cgroups.len() as u32;
-            ro.scope_cgroup_ids = scope.cgroup_ids();
             ro.scope_by_comm = scope.comm.is_some();
             ro.scope_comm = scope.comm_chars();
             let (dev, ino) = $crate::core::pidns::own_ns_dev_ino().unwrap_or((0, 0));
@@ -603,6 +756,7 @@ fn resolve_cgroup(spec: &str) -> Result<CgroupTarget> {
         id: cgroup_id(&path)?,
         path,
         dir,
+        by_path: spec.parse::<u64>().is_err(),
     })
 }
 

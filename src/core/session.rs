@@ -162,6 +162,7 @@ impl Session {
     ) -> Result<Self> {
         install_stop_handler()?;
         crate::core::scope::forget_followed_tree();
+        crate::core::scope::forget_cgroups();
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
             (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
@@ -344,6 +345,7 @@ impl Session {
                 if self.target_done() {
                     break End::TargetExited;
                 }
+                crate::core::scope::follow_cgroups();
                 if crate::core::output::reader_gone() {
                     // Same ending as a failed write to a closed pipe: quiet, exit 0.
                     return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());

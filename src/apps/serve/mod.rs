@@ -453,6 +453,8 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             exporter.reload();
         }
+        // A --cgroup made again at its path (a restarted service) is traced again.
+        crate::core::scope::follow_cgroups();
         if let Some(path) = &args.textfile {
             if Instant::now() >= next_file {
                 // A daemon keeps serving when the file cannot be written (a full or

@@ -85,7 +85,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
         p.exec_exit_raw.set_autoload(!tp);
         p.exec_moved_raw.set_autoload(!tp);
         let obj = open.load()?;
-        cfg.scope.install(&obj.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
         Ok(obj)
     })?;
     let links = attach::attach_loaded(obj.object())?;

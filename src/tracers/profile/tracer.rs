@@ -108,7 +108,8 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
         open.maps.counts.set_max_entries(MAX_COUNTS)?;
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         let p = open.load()?;
-        cfg.scope.install(&p.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&p.maps.scope_cgroups, &p.maps.scope_cgroup_ids)?;
         Ok(p)
     })?;
     // The process tree and the process tracking first, then the samples.

@@ -87,7 +87,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
             open.maps.queued_task.set_autocreate(false)?;
         }
         let runq = open.load()?;
-        scope.install(&runq.maps.scope_cgroups)?;
+        scope.install(&runq.maps.scope_cgroups, &runq.maps.scope_cgroup_ids)?;
         Ok(runq)
     })
 }

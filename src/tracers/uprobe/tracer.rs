@@ -92,7 +92,8 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             // --count's program uses BPF cookies (5.15+): loaded only by load_count.
             p.func_count.set_autoload(false);
             let skel = open.load()?;
-            plan.scope.install(&skel.maps.scope_cgroups)?;
+            plan.scope
+                .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
             Ok(skel)
         })
     })?;
@@ -150,7 +151,8 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         p.func_usdt.set_autoload(false);
         p.func_count.set_autoload(true);
         let skel = open.load()?;
-        plan.scope.install(&skel.maps.scope_cgroups)?;
+        plan.scope
+            .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
         Ok(skel)
     })?;
     let mut links = crate::core::scope::attach_tree(skel.object())?;
