@@ -578,7 +578,7 @@ macro_rules! apply_scope {
 }
 
 /// The kernel's pid_max: pids stay below it.
-fn pid_max() -> u32 {
+pub fn pid_max() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -81,6 +81,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -88,6 +89,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -928,6 +931,66 @@ static int do_tree(long n, const char *self)
 	return 0;
 }
 
+/* K execs in flight at once: K threads call execve with a filename in a page that
+ * userfaultfd holds missing, so each sits inside the call (after its entry) until the
+ * page is given, as a zero page: the empty filename then fails with ENOENT in every
+ * thread. Returns once all K have returned. */
+static char *held_page;
+
+static void *exec_held(void *unused)
+{
+	char *argv[] = { "workload", NULL };
+
+	(void)unused;
+	syscall(SYS_execve, held_page, argv, NULL);
+	return NULL;
+}
+
+static int do_exec_held(long k)
+{
+	long page = sysconf(_SC_PAGESIZE), faults = 0;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+	struct uffdio_zeropage zero;
+	struct uffd_msg msg;
+	pthread_t t[64];
+	int uffd;
+
+	if (k < 1 || k > 64)
+		return 2;
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		return 1;
+	held_page = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (held_page == MAP_FAILED)
+		return 1;
+	reg.range.start = (unsigned long)held_page;
+	reg.range.len = page;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		return 1;
+	for (long i = 0; i < k; i++)
+		pthread_create(&t[i], NULL, exec_held, NULL);
+	/* One message per thread blocked on the page (at most 5 s in all). */
+	while (faults < k) {
+		struct pollfd p = { .fd = uffd, .events = POLLIN };
+
+		if (poll(&p, 1, 5000) != 1)
+			return 1;
+		if (read(uffd, &msg, sizeof(msg)) == sizeof(msg) &&
+		    msg.event == UFFD_EVENT_PAGEFAULT)
+			faults++;
+	}
+	zero.range.start = (unsigned long)held_page;
+	zero.range.len = page;
+	zero.mode = 0;
+	if (ioctl(uffd, UFFDIO_ZEROPAGE, &zero))
+		return 1;
+	for (long i = 0; i < k; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
 /* A command that leaves a daemon behind: it double-forks a daemon and exits once the
  * middle process has. The daemon waits until the command has exited (its end of a pipe
  * closes), holds HOLD_MS, makes N getppid calls and exits. */
@@ -995,6 +1058,8 @@ int main(int argc, char **argv)
 		return do_tcp_concurrent(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5));
 	if (!strcmp(cmd, "tree") && argc == 3)
 		return do_tree(arg(argv, 2), "/proc/self/exe");
+	if (!strcmp(cmd, "exec-held") && argc == 3)
+		return do_exec_held(arg(argv, 2));
 	if (!strcmp(cmd, "daemon") && argc == 4)
 		return do_daemon(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "unknown") && argc == 3)
