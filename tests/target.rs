@@ -143,23 +143,26 @@ fn a_command_that_ignores_sigterm_does_not_keep_btrace_alive() {
     assert_eq!(s["end"], "DurationElapsed");
     assert_eq!(s["exit_signal"], "SIGKILL", "{s}");
 
-    let mut r = Running::start(&["hist", "--json", "-c", stubborn]);
-    r.wait_attached();
-    let kids = children_of(r.pid());
-    assert_eq!(kids.len(), 1, "{kids:?}");
-    r.signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(200));
-    let t1 = Instant::now();
-    r.signal(libc::SIGINT);
-    let (_, code, _) = r.finish();
-    assert!(
-        t1.elapsed() < Duration::from_secs(1),
-        "second Ctrl-C: {:?}",
-        t1.elapsed()
-    );
-    assert_eq!(code, 130);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(kids[0]), "the command outlived btrace");
+    // A second signal: 128 + its number, as a shell reports a process it killed.
+    for (sig, want) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut r = Running::start(&["hist", "--json", "-c", stubborn]);
+        r.wait_attached();
+        let kids = children_of(r.pid());
+        assert_eq!(kids.len(), 1, "{kids:?}");
+        r.signal(sig);
+        std::thread::sleep(Duration::from_millis(200));
+        let t1 = Instant::now();
+        r.signal(sig);
+        let (_, code, _) = r.finish();
+        assert!(
+            t1.elapsed() < Duration::from_secs(1),
+            "second signal {sig}: {:?}",
+            t1.elapsed()
+        );
+        assert_eq!(code, want, "second signal {sig}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(kids[0]), "the command outlived btrace");
+    }
 }
 
 /// btrace killed outright (SIGKILL) does not leave its command running.

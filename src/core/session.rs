@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::core::losses::Losses;
 use crate::core::output::Output;
@@ -69,21 +70,35 @@ static SIGNALS: AtomicU32 = AtomicU32::new(0);
 static HANDLER: OnceLock<()> = OnceLock::new();
 
 /// Ctrl-C, SIGTERM and SIGHUP ask the loop to finish and print final results; a second
-/// one ends btrace at once (with a `-c` command killed first).
+/// one ends btrace at once (with a `-c` command killed first), with the status a shell
+/// gives a process that signal killed: 128 + its number (130 for SIGINT, 143 for
+/// SIGTERM).
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        target::kill_child_now();
+        // SAFETY: _exit is async-signal-safe; the kernel closes every descriptor, and
+        // the programs and links go with them.
+        unsafe { libc::_exit(128 + sig) };
+    }
+}
+
 fn install_stop_handler() -> Result<()> {
     if HANDLER.get().is_some() {
         return Ok(());
     }
     target::note_inherited_ignored();
-    ctrlc::set_handler(|| {
-        STOP.store(true, Ordering::SeqCst);
-        if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
-            target::kill_child_now();
-            // The kernel closes every descriptor: programs and links go with them.
-            std::process::exit(130);
-        }
-    })
-    .context("installing the Ctrl-C/SIGTERM handler")?;
+    let stop = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to atomics, sends a signal and calls _exit,
+        // each async-signal-safe.
+        unsafe { sigaction(sig, &stop) }
+            .with_context(|| format!("installing the {sig} handler"))?;
+    }
     let _ = HANDLER.set(());
     Ok(())
 }
