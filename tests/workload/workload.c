@@ -864,6 +864,27 @@ static int do_wakeups(long n, const char *name)
 	return 0;
 }
 
+/* As wakeups, with the child named NAME1 for its first N sleeps and NAME2 for the next
+ * N (as an exec renames a process). */
+static int do_wakeups_renamed(long n, const char *name1, const char *name2)
+{
+	pid_t p = fork();
+
+	if (p == 0) {
+		struct timespec ms = { 0, 1000000L };
+
+		prctl(PR_SET_NAME, name1);
+		for (long i = 0; i < n; i++)
+			syscall(SYS_nanosleep, &ms, NULL);
+		prctl(PR_SET_NAME, name2);
+		for (long i = 0; i < n; i++)
+			syscall(SYS_nanosleep, &ms, NULL);
+		_exit(0);
+	}
+	waitpid(p, NULL, 0);
+	return 0;
+}
+
 static int do_fails(long n)
 {
 	char c;
@@ -1084,6 +1105,8 @@ int main(int argc, char **argv)
 		return do_direct(argv[2], arg(argv, 3), arg(argv, 4));
 	if (!strcmp(cmd, "wakeups") && (argc == 3 || argc == 4))
 		return do_wakeups(arg(argv, 2), argc == 4 ? argv[3] : "wakee");
+	if (!strcmp(cmd, "wakeups-renamed") && argc == 5)
+		return do_wakeups_renamed(arg(argv, 2), argv[3], argv[4]);
 	if (!strcmp(cmd, "execs") && argc == 3)
 		return do_execs(arg(argv, 2));
 	if (!strcmp(cmd, "openloop") && argc == 4)
@@ -1098,7 +1121,7 @@ int main(int argc, char **argv)
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
 			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N | exec-set"
-			" | opens DIR K J | direct DEV N SIZE | wakeups N [NAME] | fails N | execs N | openloop PATH N"
+			" | opens DIR K J | direct DEV N SIZE | wakeups N [NAME] | wakeups-renamed N NAME1 NAME2 | fails N | execs N | openloop PATH N"
 			" | dio DEV N | pingpong N\n");
 	return 2;
 }
