@@ -450,12 +450,14 @@ mod tests {
 /// How a profiler (`profile`, `offcpu`) shows its stacks.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StackOutArgs {
-    /// Only kernel stacks (no user stacks walked)
-    #[arg(long, conflicts_with = "user")]
-    pub kernel: bool,
-    /// Only user stacks (no kernel stacks walked)
+    /// Walk only kernel stacks, not user stacks (all threads are still counted; named
+    /// apart from offcputime's -k, which keeps kernel threads only)
+    #[arg(long, conflicts_with = "user_stacks")]
+    pub kernel_stacks: bool,
+    /// Walk only user stacks, not kernel stacks (all threads are still counted; named
+    /// apart from offcputime's -u, which keeps user threads only)
     #[arg(long)]
-    pub user: bool,
+    pub user_stacks: bool,
     /// Print folded stacks (`comm;frame;frame value`, root first: what flamegraph.pl,
     /// inferno, speedscope and Pyroscope read) instead of the top stacks
     #[arg(long, conflicts_with = "json")]

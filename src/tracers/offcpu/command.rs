@@ -39,8 +39,8 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         min_block_ns: args.min_block,
-        kernel: !args.stacks.user,
-        user: !args.stacks.kernel,
+        kernel: !args.stacks.user_stacks,
+        user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
     };
     let (way, o, _links) =

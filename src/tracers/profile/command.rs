@@ -38,8 +38,8 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         hz: args.hz,
-        kernel: !args.stacks.user,
-        user: !args.stacks.kernel,
+        kernel: !args.stacks.user_stacks,
+        user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
     };
     let loaded = tracer::load(&cfg)
