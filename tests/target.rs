@@ -440,6 +440,27 @@ fn a_daemon_that_outlives_the_command_is_followed_to_its_end() {
         "--no-children does not wait for the daemon: {sum}"
     );
 
+    // Ctrl-C while the daemon still runs ends the run; the status is still the command's.
+    let long = format!("{} --wait daemon {N} 5000", workload());
+    let mut r = Running::start(&["hist", "--json", "--syscalls", "getppid", "-c", &long]);
+    r.wait_attached();
+    r.send_line("go");
+    let t0 = Instant::now();
+    while !r
+        .stderr_seen
+        .iter()
+        .any(|l| l.contains("following the 1 process"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", r.stderr_seen);
+        r.collect_stderr(Duration::from_millis(100));
+    }
+    r.signal(libc::SIGINT);
+    let (recs, code, _) = r.finish();
+    assert_eq!(code, 3, "the command's own status after Ctrl-C");
+    let sum = summary(&recs);
+    assert_eq!(sum["end"], "Interrupted", "{sum}");
+    assert_eq!(sum["outlived_processes"], 1, "{sum}");
+
     // The text summary says it too.
     let out = Command::new(btrace_bin())
         .args([
