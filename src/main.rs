@@ -123,6 +123,8 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) if output::is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
+            // A failed run leaves no empty output file it created behind.
+            output::discard_unwritten();
             eprintln!("btrace: {e:#}");
             std::process::exit(1);
         }

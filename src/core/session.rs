@@ -130,6 +130,9 @@ pub struct Session {
     interval: Option<Duration>,
     started: Instant,
     end: Option<End>,
+    /// `-o`, opened when the session starts (before anything is attached), until the
+    /// command takes it with [`Session::output`].
+    output: Option<crate::core::output::OutputFile>,
 }
 
 impl Session {
@@ -154,6 +157,13 @@ impl Session {
         stdio: target::Stdio,
     ) -> Result<Self> {
         install_stop_handler()?;
+        // Before the target: a file that cannot be written fails before a -c command
+        // is started, and the command's program is then checked against it.
+        let output = args
+            .output
+            .as_deref()
+            .map(|p| crate::core::output::OutputFile::create(p, "-o"))
+            .transpose()?;
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
             (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
@@ -165,7 +175,13 @@ impl Session {
             interval: interval.map(Duration::from_secs_f64),
             started: Instant::now(),
             end: None,
+            output,
         })
+    }
+
+    /// Where results go: the `-o` file opened at the start, or stdout.
+    pub fn output(&mut self, json: bool) -> Output {
+        Output::into(json, self.output.take())
     }
 
     /// The process id the kernel programs should filter on, if any.

@@ -108,6 +108,7 @@ const BTF_ADVICE: &str = "give btrace a BTF file for this kernel with --btf FILE
 /// The BTF btrace will use is there and readable; one line naming --btf otherwise.
 pub fn require_btf() -> Result<()> {
     if let Some(p) = custom_btf() {
+        check_btf_file(p)?;
         return match libbpf_rs::btf::Btf::from_path(p) {
             Ok(_) => Ok(()),
             Err(e) => bail!(
@@ -125,6 +126,15 @@ pub fn require_btf() -> Result<()> {
     bail!(
         "this kernel's BTF {BTF_PATH} {why} (the kernel was built without CONFIG_DEBUG_INFO_BTF, or it is hidden); {BTF_ADVICE}"
     )
+}
+
+/// A `--btf` file must be a regular file, checked before anything opens it (a FIFO would
+/// block the open for ever), and not one of the run's outputs.
+fn check_btf_file(p: &Path) -> Result<()> {
+    if let Some(why) = crate::resolve::not_regular_file(p) {
+        bail!("--btf {why}; {BTF_ADVICE}");
+    }
+    crate::core::output::input(p, "--btf")
 }
 
 /// Opens a generated skeleton's builder with btrace's BTF settings (a `--btf` file for
