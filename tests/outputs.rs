@@ -163,10 +163,9 @@ fn fifos_without_a_reader_or_writer_end_btrace_at_once() {
         &format!("--svg {no_reader}"),
     );
     let not_file = format!("{f} is a FIFO (named pipe), not a regular file");
-    refused(
-        &["hist", "--btf", &f, "-d", "1"],
-        &format!("--btf {not_file}"),
-    );
+    for cmd in ["hist", "doctor"] {
+        refused(&[cmd, "--btf", &f], &format!("--btf {not_file}"));
+    }
     refused(&["uprobe", &format!("{f}:f"), "-d", "1"], &not_file);
     refused(
         &["uprobe", &format!("{f}:f"), "--count", "-d", "1"],

@@ -219,7 +219,8 @@ impl OutputFile {
     /// Opens `path` for results given with `flag` ("-o", "--svg"), as the type says.
     pub fn create(path: &Path, flag: &str) -> Result<OutputFile> {
         let shown = path.display();
-        let existed = std::fs::symlink_metadata(path).is_ok();
+        // Links followed: a dangling link's target is created by btrace.
+        let existed = std::fs::metadata(path).is_ok();
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -355,5 +356,33 @@ impl Write for OutputFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush().map_err(|e| self.named(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_existing_file_is_emptied_at_the_first_write_only() {
+        let dir = std::env::temp_dir().join(format!("btrace-output-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("keep.txt");
+        std::fs::write(&f, "old contents\n").unwrap();
+        let mut out = OutputFile::create(&f, "-o").unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "old contents\n");
+        out.write_all(b"new\n").unwrap();
+        out.write_all(b"more\n").unwrap();
+        drop(out);
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new\nmore\n");
+        // Created and never written: removed after a failure; written: kept.
+        let fresh = dir.join("fresh.txt");
+        let unwritten = OutputFile::create(&fresh, "--svg").unwrap();
+        drop(unwritten);
+        assert!(fresh.exists());
+        discard_unwritten();
+        assert!(!fresh.exists());
+        assert!(f.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

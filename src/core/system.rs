@@ -80,12 +80,15 @@ pub fn require_privileges() -> Result<()> {
 /// /sys/kernel/btf/vmlinux. Set once at start.
 static CUSTOM_BTF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`.
-pub fn set_custom_btf(flag: Option<PathBuf>) {
+/// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`. Checked here,
+/// before any command reads it (see [`check_btf_file`]).
+pub fn set_custom_btf(flag: Option<PathBuf>) -> Result<()> {
     let chosen = flag.or_else(|| std::env::var_os("BTRACE_BTF").map(PathBuf::from));
     if let Some(p) = chosen {
+        check_btf_file(&p)?;
         let _ = CUSTOM_BTF.set(p);
     }
+    Ok(())
 }
 
 /// The BTF file given by the user, if any.
@@ -108,7 +111,6 @@ const BTF_ADVICE: &str = "give btrace a BTF file for this kernel with --btf FILE
 /// The BTF btrace will use is there and readable; one line naming --btf otherwise.
 pub fn require_btf() -> Result<()> {
     if let Some(p) = custom_btf() {
-        check_btf_file(p)?;
         return match libbpf_rs::btf::Btf::from_path(p) {
             Ok(_) => Ok(()),
             Err(e) => bail!(
