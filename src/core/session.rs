@@ -152,6 +152,9 @@ pub struct Session {
     /// How many processes of the followed tree still ran when the -p/-c process exited
     /// (None: no tree followed, or the process has not exited).
     outlived: Option<usize>,
+    /// `-o`, opened when the session starts (before anything is attached), until the
+    /// command takes it with [`Session::output`].
+    output: Option<crate::core::output::OutputFile>,
 }
 
 impl Session {
@@ -178,6 +181,13 @@ impl Session {
         install_stop_handler()?;
         crate::core::scope::forget_followed_tree();
         crate::core::scope::forget_cgroups();
+        // Before the target: a file that cannot be written fails before a -c command
+        // is started, and the command's program is then checked against it.
+        let output = args
+            .output
+            .as_deref()
+            .map(|p| crate::core::output::OutputFile::create(p, "-o"))
+            .transpose()?;
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
             (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
@@ -191,7 +201,13 @@ impl Session {
             end: None,
             root_exited: false,
             outlived: None,
+            output,
         })
+    }
+
+    /// Where results go: the `-o` file opened at the start, or stdout.
+    pub fn output(&mut self, json: bool) -> Output {
+        Output::into(json, self.output.take())
     }
 
     /// The process id the kernel programs should filter on, if any.

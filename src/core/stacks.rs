@@ -497,23 +497,35 @@ pub enum Measure {
     BlockedNs,
 }
 
+/// `--svg`'s file, opened before anything is attached (see
+/// [`OutputFile`](crate::core::output::OutputFile)).
+pub fn open_svg(args: &StackOutArgs) -> Result<Option<crate::core::output::OutputFile>> {
+    args.svg
+        .as_deref()
+        .map(|p| crate::core::output::OutputFile::create(p, "--svg"))
+        .transpose()
+}
+
 /// Prints counted stacks: JSON records, folded lines, or the top stacks as text; writes
-/// the SVG flame graph when asked. `title` heads the flame graph.
+/// the SVG flame graph to `svg` (from [`open_svg`]) when asked. `title` heads the flame
+/// graph.
 pub fn report(
     out: &mut crate::core::output::Output,
     stacks: &[Stack],
     args: &StackOutArgs,
+    svg: Option<crate::core::output::OutputFile>,
     measure: Measure,
     title: &str,
 ) -> Result<()> {
     use crate::model::stacks::{by_process, folded, json_stack, text_stack, write_folded};
     let lines = folded(stacks);
-    if let Some(path) = &args.svg {
+    if let Some(file) = svg {
         let unit = match measure {
             Measure::Samples => "samples",
             Measure::BlockedNs => "ns",
         };
-        crate::model::stacks::write_svg(path, &lines, title, unit)?;
+        let path = file.path().to_path_buf();
+        crate::model::stacks::write_svg(file, &path, &lines, title, unit)?;
     }
     let total: u64 = stacks.iter().map(|s| s.value).sum();
     if out.json {

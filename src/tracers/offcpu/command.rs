@@ -36,6 +36,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
     let c = &args.common;
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
+    let svg = stacks::open_svg(&args.stacks)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         min_block_ns: args.min_block,
@@ -47,7 +48,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         tracer::load(&cfg).map_err(|e| anyhow::anyhow!("cannot trace off-CPU time: {e:#}"))?;
     let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
     let mut sym = Symbolizer::new();
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     session.attached("off-CPU time")?;
     let end = session.run(|step| {
         if let Step::Poll(wait) = step {
@@ -80,6 +81,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         &mut out,
         &all,
         &args.stacks,
+        svg,
         Measure::BlockedNs,
         "btrace offcpu: time blocked (ns)",
     )?;

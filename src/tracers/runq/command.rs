@@ -214,7 +214,7 @@ pub fn run(args: RunqlatArgs) -> Result<i32> {
         Some(Hook::RawTp) => *w == Way::RawTpHash,
     });
     let (way, runq, _links) = tracer::load_first(&ways, &scope, None, by, None)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut printer = Printer {
         by,
         top: args.top,

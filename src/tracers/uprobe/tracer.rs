@@ -50,6 +50,7 @@ pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
         ));
     }
     let path = elf::find_target(target, pid)?;
+    crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
     let f = file.func(func)?;
     // Arguments are known at the entry only: not after FUNC+OFF.
