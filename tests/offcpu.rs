@@ -212,3 +212,26 @@ fn three_thousand_short_processes_under_a_low_descriptor_limit() {
         "{children} of {PROCS} children's blocks with a symbolized user stack"
     );
 }
+
+/// A process renamed to an escape sequence and a newline: shown escaped in the text
+/// report and in folded stacks; JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_text_and_folded() {
+    let cmd = hostile_cmd("sleep", "20");
+    for args in [
+        &["offcpu", "-c", &cmd][..],
+        &["offcpu", "--folded", "-c", &cmd],
+    ] {
+        let out = btrace(args);
+        assert!(out.status.success(), "{args:?}");
+        assert_name_escaped(&out);
+    }
+    let out = btrace(&["offcpu", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(
+        of_type(&recs, "stack")
+            .iter()
+            .any(|r| r["comm"] == HOSTILE_NAME),
+        "{recs:?}"
+    );
+}

@@ -157,3 +157,16 @@ fn per_cgroup_puts_the_wakeups_in_the_commands_cgroup() {
     assert_eq!(cg[0]["cgroup"], own_cgroup().as_str(), "{}", cg[0]);
     assert!(cg[0]["cgroup_id"].as_u64().unwrap() > 0);
 }
+
+/// A process renamed to an escape sequence and a newline: its per-process histogram's
+/// label is shown escaped in text; JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_per_process_text() {
+    let cmd = hostile_cmd("sleep", "20");
+    let out = btrace(&["runqlat", "--per-process", "-c", &cmd]);
+    assert!(out.status.success());
+    assert_name_escaped(&out);
+    let out = btrace(&["runqlat", "--per-process", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(recs.iter().any(|r| r["comm"] == HOSTILE_NAME), "{recs:?}");
+}

@@ -24,6 +24,8 @@ pub const SPILL: usize = 64 << 10;
 pub struct Output {
     pub json: bool,
     buf: Vec<u8>,
+    /// Where the line being written starts in `buf`.
+    line_start: usize,
     sink: Box<dyn Write>,
 }
 
@@ -54,6 +56,7 @@ impl Output {
         Output {
             json,
             buf: Vec::new(),
+            line_start: 0,
             sink,
         }
     }
@@ -76,9 +79,32 @@ impl Output {
         &mut self.buf
     }
 
-    /// Ends the line written into [`buf`](Self::buf).
+    /// A line of text with btrace's own terminal styling in it (escape sequences kept).
+    pub fn styled_line(&mut self, s: &str) -> io::Result<()> {
+        self.buf.extend_from_slice(s.as_bytes());
+        self.finish_line()
+    }
+
+    /// Ends the line written into [`buf`](Self::buf). In text mode, a control character
+    /// (or invalid UTF-8) a printer left in it is escaped here (see
+    /// [`escape_line`](crate::model::bytes::escape_line)): whatever the traced system
+    /// names itself, it cannot put an escape sequence or a line of its own into the
+    /// output. The printers escape the fields they take from it already (backslashes
+    /// too); this is the net under them.
     pub fn end_line(&mut self) -> io::Result<()> {
+        if !self.json {
+            let line = &self.buf[self.line_start..];
+            if let Some(escaped) = crate::model::bytes::escape_line(line) {
+                self.buf.truncate(self.line_start);
+                self.buf.extend_from_slice(escaped.as_bytes());
+            }
+        }
+        self.finish_line()
+    }
+
+    fn finish_line(&mut self) -> io::Result<()> {
         self.buf.push(b'\n');
+        self.line_start = self.buf.len();
         if self.buf.len() >= SPILL {
             self.write_out()?;
         }
@@ -92,6 +118,7 @@ impl Output {
         }
         let r = self.sink.write_all(&self.buf);
         self.buf.clear();
+        self.line_start = 0;
         r
     }
 

@@ -689,7 +689,8 @@ pub fn report(
                 if s.count == 1 { "" } else { "s" }
             ),
         };
-        for l in text_stack(s, &format!("@[{} {}] {how}", s.comm, s.pid)) {
+        let comm = crate::model::bytes::escape_text(&s.comm);
+        for l in text_stack(s, &format!("@[{comm} {}] {how}", s.pid)) {
             out.line(&l)?;
         }
         out.line("")?;

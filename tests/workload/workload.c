@@ -80,9 +80,11 @@
  *   workload shortlived N MS      N children, one after the other (each waited for), each
  *                                 sleeping MS ms in one nanosleep, then exiting
  *   workload named NAME WHAT ARG  renames itself NAME (prctl PR_SET_NAME: any bytes, the
- *                                 kernel keeps 15), then WHAT: "open" openat(ARG) and close;
+ *                                 kernel keeps 15), then a child (named so from its start)
+ *                                 does WHAT: "open" openat(ARG) and close;
  *                                 "sleep" ARG nanosleeps of 1 ms; "burn" ARG ms of CPU;
- *                                 "exec" execve /proc/self/exe as "workload noop ARG"
+ *                                 "exec" execve ARG (a path to this program, under any
+ *                                 name) as "ARG noop NAME"
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -873,7 +875,20 @@ static int do_shortlived(long n, long ms)
 
 static int do_named(const char *name, const char *what, const char *arg)
 {
+	int status;
+	pid_t p;
+
 	prctl(PR_SET_NAME, name);
+	/* The work in a child, which has the name from its start (tracers that name a
+	 * process by its first event see this one). */
+	p = fork();
+	if (p < 0)
+		return 1;
+	if (p > 0) {
+		if (waitpid(p, &status, 0) != p || !WIFEXITED(status))
+			return 1;
+		return WEXITSTATUS(status);
+	}
 	if (!strcmp(what, "open")) {
 		int fd = syscall(SYS_openat, AT_FDCWD, arg, O_RDONLY, 0);
 
@@ -898,10 +913,10 @@ static int do_named(const char *name, const char *what, const char *arg)
 		return 0;
 	}
 	if (!strcmp(what, "exec")) {
-		char *argv[] = { "workload", "noop", (char *)arg, NULL };
+		char *argv[] = { (char *)arg, "noop", (char *)name, NULL };
 		char *envp[] = { NULL };
 
-		execve("/proc/self/exe", argv, envp);
+		execve(arg, argv, envp);
 		return 127;
 	}
 	return 2;
