@@ -170,10 +170,11 @@ impl ProcStacks {
         capture(&mut self.sym, p);
     }
 
-    /// At most once a second: the generations held that ended (`gens`: the program's
-    /// process store) have their user stacks (in `counts`, addresses in `stack_map`)
-    /// symbolized now, and their maps let go. Their counts are all in by then: a stack is
-    /// counted before its process's exit or exec removes it from the store.
+    /// At most once a second (less often when it takes long): the generations held that
+    /// ended (`gens`: the program's process store) have their user stacks (in `counts`,
+    /// addresses in `stack_map`) symbolized now, and their maps let go. Their counts are
+    /// all in by then: a stack is counted before its process's exit or exec removes it
+    /// from the store.
     pub fn sweep(&mut self, gens: &dyn MapCore, counts: &dyn MapCore, stack_map: &dyn MapCore) {
         let now = Instant::now();
         if now < self.next_sweep {
@@ -196,6 +197,7 @@ impl ProcStacks {
         if ended.is_empty() {
             return;
         }
+        let began = Instant::now();
         let ksize = std::mem::size_of::<stack_key>();
         for k in counts.keys() {
             let Some(raw) = k.get(..ksize) else {
@@ -217,6 +219,8 @@ impl ProcStacks {
         for (pid, gen) in ended {
             self.sym.release(pid, gen);
         }
+        // Reading a big counts map key by key takes a while: at most 1/20 of the time.
+        self.next_sweep = self.next_sweep.max(Instant::now() + began.elapsed() * 20);
     }
 
     /// Symbolizes counted stacks: `entries` are (key, value, count). A process seen before
