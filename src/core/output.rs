@@ -148,3 +148,50 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Text lines cannot carry a control character out, whichever way they were written;
+    /// JSON and btrace's own styled lines are left as they are.
+    #[test]
+    fn text_lines_carry_no_control_characters() {
+        let sink = Shared::default();
+        let mut out = Output::over(false, Box::new(sink.clone()));
+        out.line("a\x1b[31mb\nc \\ d").unwrap();
+        out.buf().extend_from_slice(b"e\rf\xff");
+        out.end_line().unwrap();
+        out.styled_line("\x1b[1mbold\x1b[0m").unwrap();
+        out.flush().unwrap();
+        let text = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "a\\x1b[31mb\\nc \\ d\ne\\rf\\xff\n\x1b[1mbold\x1b[0m\n"
+        );
+        let sink = Shared::default();
+        let mut out = Output::over(true, Box::new(sink.clone()));
+        out.record(&serde_json::json!({"comm": "a\x1bb\n"}))
+            .unwrap();
+        out.flush().unwrap();
+        let text = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "{\"comm\":\"a\\u001bb\\n\"}\n"
+        );
+    }
+}

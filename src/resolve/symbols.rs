@@ -1058,4 +1058,29 @@ mod tests {
         s.capture(me, me, 8, Some(right));
         assert!(s.user(me, 8, &[addr])[0].known());
     }
+
+    /// Files closed for want of room are opened again when needed; letting go of the
+    /// last capture that maps a closed file forgets it.
+    #[test]
+    fn closed_files_reopen_and_released_captures_let_go() {
+        let mut s = Symbolizer::new();
+        s.open_cap = 1;
+        let me = std::process::id();
+        s.capture(me, me, 1, None);
+        assert!(s.open_count <= 1);
+        // Everything closed: each file is reopened through its path.
+        s.close_lru(s.open_count);
+        assert_eq!(s.open_count, 0);
+        let addr = closed_files_reopen_and_released_captures_let_go as *const () as usize as u64;
+        let f = s.user(me, 1, &[addr]);
+        assert!(f[0].known(), "{f:?}");
+        assert_eq!(s.open_count, 1);
+        assert_eq!(s.unreadable(), 0);
+        // Released: its files go once closed; what was found stays cached elsewhere.
+        s.release(me, 1);
+        assert!(!s.captured(me, 1));
+        s.close_lru(s.open_count);
+        assert!(s.files.is_empty(), "{:?}", s.files.keys());
+        assert!(!s.user(me, 1, &[addr])[0].known());
+    }
 }
