@@ -104,3 +104,43 @@ fn nix_release() -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Where tracefs is not mounted, `exec` (classic tracepoints) and `doctor` work, and
+/// tracefs is still not mounted afterwards: btrace mounts it for itself only, in a mount
+/// namespace of its own. The test runs in a mount namespace of its own too (private
+/// propagation), with every tracefs mount unmounted there.
+#[test]
+fn tracefs_mounted_for_btrace_alone_and_never_left_mounted() {
+    let bin = btrace_bin();
+    let script = format!(
+        r#"set -e
+for m in $(awk '$3 == "tracefs" {{print $2}}' /proc/self/mounts | sort -r); do umount -l "$m"; done
+echo "before $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
+{bin} exec -d 1 --hook tracepoint > /dev/null 2> exec.err || {{ echo "exec failed: $(cat exec.err)"; exit 1; }}
+echo "after-exec $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
+{bin} doctor > doctor.out || true
+grep '^ *tracefs' doctor.out | sed 's/^/doctor: /'
+echo "after-doctor $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
+"#,
+        bin = bin.display()
+    );
+    let dir = std::env::temp_dir().join(format!("btrace-tracefs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{stderr}");
+    assert!(text.contains("before 0\n"), "{text}");
+    assert!(text.contains("after-exec 0\n"), "{text}");
+    assert!(text.contains("after-doctor 0\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("doctor:") && l.contains("not mounted")),
+        "{text}"
+    );
+}

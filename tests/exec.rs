@@ -145,3 +145,27 @@ fn a_dropped_exec_is_counted_once() {
     assert_eq!(s["lost"]["map_full"], 8, "{s}");
     assert_eq!(s["lost"]["no_entry"], 0, "{s}");
 }
+
+/// A program whose file name is an escape sequence and a newline (its process name after
+/// the exec, and an argument): shown escaped in text; JSON carries the name as it is.
+#[test]
+fn a_hostile_program_name_is_escaped_in_text() {
+    let dir = std::env::temp_dir().join(format!("btrace-exec-name-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = dir.join(HOSTILE_NAME);
+    std::os::unix::fs::symlink(workload(), &prog).unwrap();
+    let cmd = hostile_cmd("exec", prog.to_str().unwrap());
+    let out = btrace(&["exec", "-c", &cmd]);
+    assert!(out.status.success());
+    assert_name_escaped(&out);
+    let out = btrace(&["exec", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        of_type(&recs, "exec")
+            .iter()
+            .any(|r| r["comm"] == HOSTILE_NAME && r["ret"] == 0),
+        "{recs:?}"
+    );
+}

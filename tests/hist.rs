@@ -566,3 +566,16 @@ fn by_cgroup_gives_exact_totals_of_a_cgroup_made_by_the_test() {
     assert_eq!(rows[0]["count"], 250, "{}", rows[0]);
     assert!(rows[0]["cgroup_id"].as_u64().unwrap() > 1);
 }
+
+/// A process renamed to an escape sequence and a newline: its per-process histogram's
+/// label is shown escaped in text; JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_per_process_text() {
+    let cmd = hostile_cmd("open", "/etc/hostname");
+    let out = btrace(&["hist", "--by", "process", "-c", &cmd]);
+    assert!(out.status.success());
+    assert_name_escaped(&out);
+    let out = btrace(&["hist", "--by", "process", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(recs.iter().any(|r| r["comm"] == HOSTILE_NAME), "{recs:?}");
+}

@@ -154,3 +154,126 @@ fn user_stacks_and_kernel_stacks_walk_one_side() {
         assert!(err.contains(&format!("'{old}-stacks'")), "{old}: {err}");
     }
 }
+
+/// Descriptors and memory stay bounded however many processes come and go: 3,000 short
+/// processes, each blocking once (so each is seen, its maps read), under a limit of 256
+/// open files. Before, btrace kept one descriptor per process (its root directory) and
+/// ended with "Too many open files", printing nothing.
+#[test]
+fn three_thousand_short_processes_under_a_low_descriptor_limit() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    const PROCS: usize = 3000;
+    let cmd = format!("{} shortlived {PROCS} 2", workload());
+    let mut c = std::process::Command::new(btrace_bin());
+    c.args(["offcpu", "--json", "--user-stacks", "-c", &cmd])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 256,
+                rlim_max: 256,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    // Output is read by wait_with_output; meanwhile, descriptors and RSS are sampled
+    // from another thread while the workload runs (btrace's child alive).
+    let sampler = std::thread::spawn(move || {
+        let mut samples: Vec<(Duration, usize, u64)> = Vec::new();
+        let t0 = Instant::now();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let running = std::fs::read_to_string(&children)
+                .map(|s| !s.trim().is_empty())
+                .unwrap_or(false);
+            if !running {
+                if t0.elapsed() > Duration::from_secs(3) || !samples.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count());
+            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| {
+                    let l = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+                    l.split_whitespace().nth(1)?.parse::<u64>().ok()
+                });
+            if let (Ok(fds), Some(rss)) = (fds, rss) {
+                samples.push((t0.elapsed(), fds, rss));
+            }
+        }
+        samples
+    });
+    let out = child.wait_with_output().unwrap();
+    let samples = sampler.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(samples.len() >= 10, "too few samples: {samples:?}");
+    // From one second in (every program attached, the workload's binary read) to the
+    // end of the workload: flat.
+    let steady: Vec<_> = samples
+        .iter()
+        .filter(|s| s.0 >= samples[0].0 + Duration::from_secs(1))
+        .collect();
+    assert!(steady.len() >= 5, "{samples:?}");
+    let (fd0, rss0) = (steady[0].1, steady[0].2);
+    let fd_max = steady.iter().map(|s| s.1).max().unwrap();
+    let rss_max = steady.iter().map(|s| s.2).max().unwrap();
+    assert!(fd_max <= fd0 + 8, "descriptors grew: {samples:?}");
+    assert!(
+        rss_max <= rss0 + 2048,
+        "RSS grew by more than 2 MB: {samples:?}"
+    );
+    // The report is there: every child's block, its user stack symbolized although the
+    // child was long gone by the end (all but the few that ended before btrace read
+    // their maps: a child lives about 2 ms).
+    let recs = parse_ndjson(&out.stdout);
+    let s = summary(&recs);
+    assert_eq!(s["stack_losses"]["unreadable_file_frames"], 0, "{s}");
+    let stacks = of_type(&recs, "stack");
+    let children = stacks
+        .iter()
+        .filter(|r| r["blocks"].as_u64() == Some(1))
+        .filter(|r| stack_has(r, "user_stack", "syscall"))
+        .count();
+    // (This host hides a few scheduler events from BPF: see tests/common/agent.rs.)
+    assert!(stacks.len() >= PROCS * 99 / 100, "{} stacks", stacks.len());
+    assert!(
+        children >= PROCS * 9 / 10,
+        "{children} of {PROCS} children's blocks with a symbolized user stack"
+    );
+}
+
+/// A process renamed to an escape sequence and a newline: shown escaped in the text
+/// report and in folded stacks; JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_text_and_folded() {
+    let cmd = hostile_cmd("sleep", "20");
+    for args in [
+        &["offcpu", "-c", &cmd][..],
+        &["offcpu", "--folded", "-c", &cmd],
+    ] {
+        let out = btrace(args);
+        assert!(out.status.success(), "{args:?}");
+        assert_name_escaped(&out);
+    }
+    let out = btrace(&["offcpu", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(
+        of_type(&recs, "stack")
+            .iter()
+            .any(|r| r["comm"] == HOSTILE_NAME),
+        "{recs:?}"
+    );
+}

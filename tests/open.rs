@@ -110,3 +110,21 @@ fn path_prefix_is_filtered_in_the_kernel() {
     assert_eq!(summary(&recs)["events"], J as u64);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A process that renames itself to an escape sequence and a newline cannot put either
+/// into text output (shown escaped); JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_text() {
+    let cmd = hostile_cmd("open", "/etc/hostname");
+    let out = btrace(&["open", "-c", &cmd]);
+    assert!(out.status.success());
+    assert_name_escaped(&out);
+    let out = btrace(&["open", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(
+        of_type(&recs, "open")
+            .iter()
+            .any(|r| r["comm"] == HOSTILE_NAME && r["path"] == "/etc/hostname"),
+        "{recs:?}"
+    );
+}

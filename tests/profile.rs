@@ -318,3 +318,25 @@ fn svg_flame_graph_renders_in_chromium_with_the_hot_function_widest() {
     );
     assert!(cold > 15.0, "burn_cold box {cold} % wide");
 }
+
+/// A process renamed to an escape sequence and a newline: shown escaped in the text
+/// report and in folded stacks; JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_text_and_folded() {
+    let cmd = hostile_cmd("burn", "300");
+    for args in [
+        &["profile", "-F", "499", "-c", &cmd][..],
+        &["profile", "-F", "499", "--folded", "-c", &cmd],
+    ] {
+        let out = btrace(args);
+        assert!(out.status.success(), "{args:?}");
+        assert_name_escaped(&out);
+    }
+    let out = btrace(&["profile", "-F", "499", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(
+        recs.iter()
+            .any(|r| r["type"] == "stack" && r["comm"] == HOSTILE_NAME),
+        "{recs:?}"
+    );
+}

@@ -192,3 +192,16 @@ fn a_process_is_named_as_it_was_when_it_waited() {
     check_wakeups(before, hidden_before);
     check_wakeups(after, hidden_after);
 }
+
+/// A process renamed to an escape sequence and a newline: its per-process histogram's
+/// label is shown escaped in text; JSON carries the name as it is.
+#[test]
+fn a_hostile_process_name_is_escaped_in_per_process_text() {
+    let cmd = hostile_cmd("sleep", "20");
+    let out = btrace(&["runqlat", "--per-process", "-c", &cmd]);
+    assert!(out.status.success());
+    assert_name_escaped(&out);
+    let out = btrace(&["runqlat", "--per-process", "--json", "-c", &cmd]);
+    let recs = parse_ndjson(&out.stdout);
+    assert!(recs.iter().any(|r| r["comm"] == HOSTILE_NAME), "{recs:?}");
+}

@@ -207,7 +207,7 @@ fn tracefs_fact() -> Fact {
         value: "not mounted".into(),
         ok: Some(known),
         detail: if known {
-            "btrace mounts it on /sys/kernel/tracing when a command needs it".into()
+            "a command that needs it mounts it for btrace alone, in a mount namespace of its own (the system's mounts stay as they are); for everyone: mount -t tracefs nodev /sys/kernel/tracing".into()
         } else {
             "this kernel has no tracefs (CONFIG_TRACING): classic tracepoints and kprobes cannot attach".into()
         },

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use clap::Args;
 
+use crate::model::bytes::escape_text;
 use crate::model::json_write as jw;
 use crate::model::task::{Head, HeadRef};
 use crate::model::value::{write_text_args, Field};
@@ -76,7 +77,7 @@ impl Heads {
         let at = 12 + 1 + 7 + 1 + 7 + 1;
         let rest = out.split_off(start + at);
         let cg = self.cgroups.path(head.cgroup_id).unwrap_or("-");
-        pad_right(out, cg, 30);
+        pad_right(out, &escape_text(cg), 30);
         out.push(b' ');
         out.extend_from_slice(&rest);
     }
@@ -211,7 +212,7 @@ pub fn write_text_line(
     id(head.ns.and_then(|n| n.pid), head.pid);
     id(head.ns.and_then(|n| n.tid), head.tid);
     out.push(b' ');
-    pad_right(out, &head.comm, 16);
+    pad_right(out, &escape_text(&head.comm), 16);
     out.push(b' ');
     pad_right(out, what, 24);
     write_text_args(args, out);

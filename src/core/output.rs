@@ -33,6 +33,8 @@ pub const SPILL: usize = 64 << 10;
 pub struct Output {
     pub json: bool,
     buf: Vec<u8>,
+    /// Where the line being written starts in `buf`.
+    line_start: usize,
     sink: Box<dyn Write>,
 }
 
@@ -67,6 +69,7 @@ impl Output {
         Output {
             json,
             buf: Vec::new(),
+            line_start: 0,
             sink,
         }
     }
@@ -89,9 +92,32 @@ impl Output {
         &mut self.buf
     }
 
-    /// Ends the line written into [`buf`](Self::buf).
+    /// A line of text with btrace's own terminal styling in it (escape sequences kept).
+    pub fn styled_line(&mut self, s: &str) -> io::Result<()> {
+        self.buf.extend_from_slice(s.as_bytes());
+        self.finish_line()
+    }
+
+    /// Ends the line written into [`buf`](Self::buf). In text mode, a control character
+    /// (or invalid UTF-8) a printer left in it is escaped here (see
+    /// [`escape_line`](crate::model::bytes::escape_line)): whatever the traced system
+    /// names itself, it cannot put an escape sequence or a line of its own into the
+    /// output. The printers escape the fields they take from it already (backslashes
+    /// too); this is the net under them.
     pub fn end_line(&mut self) -> io::Result<()> {
+        if !self.json {
+            let line = &self.buf[self.line_start..];
+            if let Some(escaped) = crate::model::bytes::escape_line(line) {
+                self.buf.truncate(self.line_start);
+                self.buf.extend_from_slice(escaped.as_bytes());
+            }
+        }
+        self.finish_line()
+    }
+
+    fn finish_line(&mut self) -> io::Result<()> {
         self.buf.push(b'\n');
+        self.line_start = self.buf.len();
         if self.buf.len() >= SPILL {
             self.write_out()?;
         }
@@ -105,6 +131,7 @@ impl Output {
         }
         let r = self.sink.write_all(&self.buf);
         self.buf.clear();
+        self.line_start = 0;
         r
     }
 
@@ -362,6 +389,48 @@ impl Write for OutputFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Text lines cannot carry a control character out, whichever way they were written;
+    /// JSON and btrace's own styled lines are left as they are.
+    #[test]
+    fn text_lines_carry_no_control_characters() {
+        let sink = Shared::default();
+        let mut out = Output::over(false, Box::new(sink.clone()));
+        out.line("a\x1b[31mb\nc \\ d").unwrap();
+        out.buf().extend_from_slice(b"e\rf\xff");
+        out.end_line().unwrap();
+        out.styled_line("\x1b[1mbold\x1b[0m").unwrap();
+        out.flush().unwrap();
+        let text = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "a\\x1b[31mb\\nc \\ d\ne\\rf\\xff\n\x1b[1mbold\x1b[0m\n"
+        );
+        let sink = Shared::default();
+        let mut out = Output::over(true, Box::new(sink.clone()));
+        out.record(&serde_json::json!({"comm": "a\x1bb\n"}))
+            .unwrap();
+        out.flush().unwrap();
+        let text = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            String::from_utf8_lossy(&text),
+            "{\"comm\":\"a\\u001bb\\n\"}\n"
+        );
+    }
 
     #[test]
     fn an_existing_file_is_emptied_at_the_first_write_only() {

@@ -4,7 +4,7 @@
 //! stack losses, the processes seen (their maps read while they live), and the stacks of
 //! streamed events (`--stack`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -16,7 +16,7 @@ use crate::core::abi::COMM_LEN;
 use crate::core::percpu;
 use crate::model::stacks::{user_truncated, Side, Stack};
 use crate::model::task::comm_text;
-use crate::resolve::symbols::{Frame, MmId, Symbolizer};
+use crate::resolve::symbols::{Frame, MmId, Symbolizer, UserFrames};
 
 /// Frames kept of one stack.
 pub const STACK_MAX_DEPTH: usize =
@@ -41,6 +41,9 @@ pub struct StackLosses {
     /// Samples (or blocks, or events) whose user stack ends before a thread's entry
     /// point: cut short by code without frame pointers.
     pub user_truncated: u64,
+    /// User frames left unknown because their file could not be opened (out of
+    /// descriptors, or gone with its process).
+    pub unreadable: u64,
 }
 
 impl StackLosses {
@@ -53,6 +56,7 @@ impl StackLosses {
             user_fault: sum(stack_loss::STACK_LOSS_USER_FAULT)?,
             other: sum(stack_loss::STACK_LOSS_OTHER)?,
             user_truncated: 0,
+            unreadable: 0,
         })
     }
 
@@ -63,12 +67,17 @@ impl StackLosses {
             "user_fault": self.user_fault,
             "other": self.other,
             "user_truncated": self.user_truncated,
+            "unreadable_file_frames": self.unreadable,
         })
     }
 
     pub fn text(&self) -> String {
+        let unreadable = match self.unreadable {
+            0 => String::new(),
+            n => format!(" {n} user frames unknown: their file could not be opened."),
+        };
         format!(
-            "Stacks lost: {} (stack map collision), {} (stack map full), {} user stacks not walkable, {} other; {} user stacks cut short (no frame pointers).",
+            "Stacks lost: {} (stack map collision), {} (stack map full), {} user stacks not walkable, {} other; {} user stacks cut short (no frame pointers).{unreadable}",
             self.collision, self.map_full, self.user_fault, self.other, self.user_truncated
         )
     }
@@ -122,6 +131,163 @@ pub fn capture(sym: &mut Symbolizer, p: &ProcSeen) {
     match proc_pid(p.pid, p.ns_pid) {
         Some(pp) => sym.capture(p.pid, pp, p.gen, Some(p.mm)),
         None => sym.capture(p.pid, 0, p.gen, Some(p.mm)),
+    }
+}
+
+/// How often a profiler looks for processes that ended.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A profiler's (`profile`, `offcpu`) processes and their user stacks. Each process's
+/// maps are read at its first recorded stack, while it lives; about once a second, the
+/// user stacks of the generations that ended since (exit or exec: gone from the kernel's
+/// process store) are symbolized and their maps let go. What btrace holds stays bounded
+/// however many processes come and go: the maps of live processes, a bounded number of
+/// open files, and the stacks in the kernel's counts (bounded by its size).
+pub struct ProcStacks {
+    pub sym: Symbolizer,
+    /// The user stacks of ended generations: (pid, generation, user stack id).
+    done: HashMap<(u32, u64, i32), UserFrames>,
+    next_sweep: Instant,
+}
+
+impl Default for ProcStacks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcStacks {
+    pub fn new() -> ProcStacks {
+        ProcStacks {
+            sym: Symbolizer::new(),
+            done: HashMap::new(),
+            next_sweep: Instant::now() + SWEEP_EVERY,
+        }
+    }
+
+    /// A process the kernel just saw.
+    pub fn seen(&mut self, p: &ProcSeen) {
+        capture(&mut self.sym, p);
+    }
+
+    /// At most once a second (less often when it takes long): the generations held that
+    /// ended (`gens`: the program's process store) have their user stacks (in `counts`,
+    /// addresses in `stack_map`) symbolized now, and their maps let go. Their counts are
+    /// all in by then: a stack is counted before its process's exit or exec removes it
+    /// from the store.
+    pub fn sweep(&mut self, gens: &dyn MapCore, counts: &dyn MapCore, stack_map: &dyn MapCore) {
+        let now = Instant::now();
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        let ended: HashSet<(u32, u64)> = self
+            .sym
+            .held()
+            .into_iter()
+            .filter(|&(pid, gen)| {
+                let current = gens
+                    .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)));
+                current != Some(gen)
+            })
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        let began = Instant::now();
+        let ksize = std::mem::size_of::<stack_key>();
+        for k in counts.keys() {
+            let Some(raw) = k.get(..ksize) else {
+                continue;
+            };
+            let key: stack_key = crate::core::skel::plain_prefix(raw);
+            let done_key = (key.pid, key.gen, key.user_id);
+            if key.user_id < 0
+                || !ended.contains(&(key.pid, key.gen))
+                || self.done.contains_key(&done_key)
+            {
+                continue;
+            }
+            if let Some(a) = stack_addrs(stack_map, key.user_id) {
+                let frames = self.sym.user_frames(key.pid, key.gen, &a);
+                self.done.insert(done_key, frames);
+            }
+        }
+        for (pid, gen) in ended {
+            self.sym.release(pid, gen);
+        }
+        // Reading a big counts map key by key takes a while: at most 1/20 of the time.
+        self.next_sweep = self.next_sweep.max(Instant::now() + began.elapsed() * 20);
+    }
+
+    /// Symbolizes counted stacks: `entries` are (key, value, count). A process seen before
+    /// (its maps read while it lived) is symbolized with them; one whose first stack's
+    /// event was lost is read now if it still has that generation (`gens`: its current
+    /// one, from the kernel's store). Returns the stacks, how many (by count) have a user
+    /// stack cut short, and how many user frames are unknown for want of their file.
+    pub fn symbolize_counts(
+        &mut self,
+        stack_map: &dyn MapCore,
+        gens: &HashMap<u32, u64>,
+        entries: &[(stack_key, u64, u64)],
+        from_tracing: bool,
+    ) -> (Vec<Stack>, u64, u64) {
+        let sym = &mut self.sym;
+        let mut addrs: HashMap<i32, Option<Vec<u64>>> = HashMap::new();
+        let mut get = |id: i32| -> Option<Vec<u64>> {
+            addrs
+                .entry(id)
+                .or_insert_with(|| stack_addrs(stack_map, id))
+                .clone()
+        };
+        let mut truncated = 0;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, value, count) in entries {
+            let done = self.done.get(&(k.pid, k.gen, k.user_id));
+            if k.user_id >= 0
+                && done.is_none()
+                && !sym.captured(k.pid, k.gen)
+                && gens.get(&k.pid) == Some(&k.gen)
+            {
+                // Alive with the same address space: safe to read now.
+                if let Some(pp) = proc_pid(k.pid, 0) {
+                    sym.capture(k.pid, pp, k.gen, None);
+                }
+            }
+            let kernel = match k.kernel_id {
+                id if id >= 0 => match get(id) {
+                    Some(a) => Side::Frames(kernel_frames(sym, &a, from_tracing)),
+                    None => Side::Lost("stack map entry missing"),
+                },
+                STACK_NONE => Side::None,
+                e => Side::Lost(lost_reason(e)),
+            };
+            let user = match (k.user_id, done) {
+                (_, Some(d)) => Side::Frames(d.frames()),
+                (id, None) if id >= 0 => match get(id) {
+                    Some(a) => Side::Frames(sym.user(k.pid, k.gen, &a)),
+                    None => Side::Lost("stack map entry missing"),
+                },
+                (STACK_NONE, None) => Side::None,
+                (e, None) => Side::Lost(lost_reason(e)),
+            };
+            if user_truncated(&user, STACK_MAX_DEPTH) {
+                truncated += count;
+            }
+            out.push(Stack {
+                pid: k.pid,
+                tid: k.tid,
+                comm: comm_text(&k.comm),
+                kernel,
+                user,
+                value: *value,
+                count: *count,
+            });
+        }
+        (out, truncated, sym.unreadable())
     }
 }
 
@@ -189,66 +355,6 @@ pub fn kernel_frames(sym: &mut Symbolizer, addrs: &[u64], from_tracing: bool) ->
     frames
 }
 
-/// Symbolizes counted stacks: `entries` are (key, value, count). A process seen before
-/// (its maps read while it lived) is symbolized with them; one whose first stack's event
-/// was lost is read now if it still has that generation (`gens`: its current one, from
-/// the kernel's store). Returns the stacks and how many (by count) have a user stack cut
-/// short.
-pub fn symbolize_counts(
-    sym: &mut Symbolizer,
-    stack_map: &dyn MapCore,
-    gens: &HashMap<u32, u64>,
-    entries: &[(stack_key, u64, u64)],
-    from_tracing: bool,
-) -> (Vec<Stack>, u64) {
-    let mut addrs: HashMap<i32, Option<Vec<u64>>> = HashMap::new();
-    let mut get = |id: i32| -> Option<Vec<u64>> {
-        addrs
-            .entry(id)
-            .or_insert_with(|| stack_addrs(stack_map, id))
-            .clone()
-    };
-    let mut truncated = 0;
-    let mut out = Vec::with_capacity(entries.len());
-    for (k, value, count) in entries {
-        if k.user_id >= 0 && !sym.captured(k.pid, k.gen) && gens.get(&k.pid) == Some(&k.gen) {
-            // Alive with the same address space: safe to read now.
-            if let Some(pp) = proc_pid(k.pid, 0) {
-                sym.capture(k.pid, pp, k.gen, None);
-            }
-        }
-        let kernel = match k.kernel_id {
-            id if id >= 0 => match get(id) {
-                Some(a) => Side::Frames(kernel_frames(sym, &a, from_tracing)),
-                None => Side::Lost("stack map entry missing"),
-            },
-            STACK_NONE => Side::None,
-            e => Side::Lost(lost_reason(e)),
-        };
-        let user = match k.user_id {
-            id if id >= 0 => match get(id) {
-                Some(a) => Side::Frames(sym.user(k.pid, k.gen, &a)),
-                None => Side::Lost("stack map entry missing"),
-            },
-            STACK_NONE => Side::None,
-            e => Side::Lost(lost_reason(e)),
-        };
-        if user_truncated(&user, STACK_MAX_DEPTH) {
-            truncated += count;
-        }
-        out.push(Stack {
-            pid: k.pid,
-            tid: k.tid,
-            comm: comm_text(&k.comm),
-            kernel,
-            user,
-            value: *value,
-            count: *count,
-        });
-    }
-    (out, truncated)
-}
-
 /// Every (pid, generation) pair of a profiler's process store.
 pub fn read_gens(map: &dyn MapCore) -> HashMap<u32, u64> {
     map.keys()
@@ -269,8 +375,14 @@ pub fn read_gens(map: &dyn MapCore) -> HashMap<u32, u64> {
 pub struct EventStacks {
     sym: Symbolizer,
     reread: HashMap<(u32, u64), Instant>,
+    /// When to let go of the maps of processes that ended (their stacks are symbolized
+    /// as they come: nothing is left to do with them).
+    next_release: Instant,
     pub losses: StackLosses,
 }
+
+/// How often a stream lets go of the maps of processes that ended.
+const EVENT_RELEASE_EVERY: Duration = Duration::from_secs(5);
 
 impl Default for EventStacks {
     fn default() -> Self {
@@ -283,6 +395,7 @@ impl EventStacks {
         EventStacks {
             sym: Symbolizer::new(),
             reread: HashMap::new(),
+            next_release: Instant::now() + EVENT_RELEASE_EVERY,
             losses: StackLosses::default(),
         }
     }
@@ -297,6 +410,12 @@ impl EventStacks {
             let n = (len.max(0) as usize / 8).min(words.len());
             words[..n].iter().copied().take_while(|&a| a != 0).collect()
         };
+        if Instant::now() >= self.next_release {
+            self.next_release = Instant::now() + EVENT_RELEASE_EVERY;
+            self.sym.release_ended();
+            self.reread
+                .retain(|_, t| t.elapsed() < Duration::from_secs(1));
+        }
         // The process's maps first, while it lives: symbolizing the kernel side may take
         // a while the first time (kallsyms).
         if s.user_len >= 0 {
@@ -334,7 +453,7 @@ impl EventStacks {
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
                 if outside && due {
                     self.reread.insert((pid, gen), Instant::now());
-                    self.sym.forget(pid, gen);
+                    self.sym.release(pid, gen);
                     self.sym.capture(pid, pp, gen, Some(mm));
                     frames = self.sym.user(pid, gen, &a);
                 }
@@ -412,6 +531,7 @@ impl EventStacks {
     pub fn losses(&self, map: &dyn MapCore) -> Result<StackLosses> {
         let mut l = StackLosses::read(map)?;
         l.user_truncated = self.losses.user_truncated;
+        l.unreadable = self.sym.unreadable();
         Ok(l)
     }
 }
@@ -587,7 +707,8 @@ pub fn report(
                 if s.count == 1 { "" } else { "s" }
             ),
         };
-        for l in text_stack(s, &format!("@[{} {}] {how}", s.comm, s.pid)) {
+        let comm = crate::model::bytes::escape_text(&s.comm);
+        for l in text_stack(s, &format!("@[{comm} {}] {how}", s.pid)) {
             out.line(&l)?;
         }
         out.line("")?;

@@ -193,6 +193,11 @@ pub fn tracefs_mount() -> Option<PathBuf> {
 
 /// The tracefs directory, mounting tracefs on /sys/kernel/tracing when it is missing.
 /// Classic tracepoints and legacy kprobes need it; tp_btf, raw_tp and fentry do not.
+///
+/// btrace mounts it only for itself: its thread first moves to a mount namespace of its
+/// own, with every mount made private there, so the system's mount table never changes
+/// and nothing is left mounted when btrace ends, however it ends. A `-c` command was
+/// forked before and stays in the system's namespace.
 pub fn ensure_tracefs() -> Result<PathBuf> {
     if let Some(dir) = tracefs_dir() {
         return Ok(dir);
@@ -214,20 +219,33 @@ pub fn ensure_tracefs() -> Result<PathBuf> {
         );
     }
     let target = Path::new(TRACEFS_DIRS[0]);
-    nix::mount::mount(
-        Some("nodev"),
-        target,
-        Some("tracefs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .with_context(|| {
+    let failed = || {
         format!(
-            "tracefs is not mounted and mounting it on {} failed; mount it with `mount -t tracefs nodev {}`",
+            "tracefs is not mounted and mounting it (for btrace alone) on {} failed; mount it with `mount -t tracefs nodev {}`",
             target.display(),
             target.display()
         )
-    })?;
+    };
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).with_context(failed)?;
+    // Private from here down: nothing mounted below propagates back to the system's
+    // namespace (where / is usually shared).
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .with_context(failed)?;
+    mount(
+        Some("nodev"),
+        target,
+        Some("tracefs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(failed)?;
     Ok(target.to_path_buf())
 }
 

@@ -10,7 +10,70 @@
 //!   UTF-8 stays, a backslash becomes `\\`, each invalid byte `\xNN`; the record lists the
 //!   field under `"escaped"` so a consumer knows to apply [`unescape_json`].
 
+use std::borrow::Cow;
 use std::fmt::Write;
+
+/// Text from the traced system (a process name, a path, a symbol, a cgroup name, a
+/// string field) as text output shows it, so that nothing in it can move the cursor,
+/// color the terminal or start a line of its own: as it is, but a backslash as `\\`,
+/// newline, tab and carriage return as `\n` `\t` `\r`, every other control character
+/// (C0, DEL, C1) and bidirectional-text control as `\xNN` per UTF-8 byte, each byte of
+/// invalid UTF-8 as `\xNN` (as strace and `ls -b` do). JSON needs none of this: serde
+/// escapes what JSON requires.
+pub fn escape_text(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || needs_escape(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    escape_into(&mut out, s.as_bytes(), true);
+    Cow::Owned(out)
+}
+
+/// One line of text output as it goes out: control characters (and invalid UTF-8) that a
+/// printer left in it escaped as [`escape_text`] does, backslashes left alone (the fields
+/// in it are escaped already). None when there is nothing to escape (nearly always).
+pub fn escape_line(b: &[u8]) -> Option<String> {
+    if b.iter().all(|&c| (0x20..0x7f).contains(&c)) {
+        return None;
+    }
+    if let Ok(s) = std::str::from_utf8(b) {
+        if !s.chars().any(needs_escape) {
+            return None;
+        }
+    }
+    let mut out = String::with_capacity(b.len() + 8);
+    escape_into(&mut out, b, false);
+    Some(out)
+}
+
+/// A character a terminal would act on rather than show.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The one escaping both forms share; `backslash`: whether `\` is doubled.
+fn escape_into(out: &mut String, b: &[u8], backslash: bool) {
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' if backslash => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if needs_escape(c) => {
+                    let mut buf = [0u8; 4];
+                    for byte in c.encode_utf8(&mut buf).bytes() {
+                        let _ = write!(out, "\\x{byte:02x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+}
 
 /// `b` in C-style escapes, without quotes.
 pub fn escape_c(b: &[u8]) -> String {
@@ -158,6 +221,18 @@ mod tests {
     fn text_escapes() {
         assert_eq!(escape_c(WRITTEN), r#"ab\x00c\xff\n\\\"d"#);
         assert_eq!(escape_c("tab\there\r".as_bytes()), r"tab\there\r");
+        assert_eq!(escape_text("plain name"), "plain name");
+        assert!(matches!(escape_text("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_text("\x1b[31mRED\nFAKE\t\\x\u{7f}\u{9b}\u{202e}"),
+            r"\x1b[31mRED\nFAKE\t\\x\x7f\xc2\x9b\xe2\x80\xae"
+        );
+        assert_eq!(escape_line(b"ok \\ line"), None);
+        assert_eq!(escape_line("caf\u{e9}".as_bytes()), None);
+        assert_eq!(
+            escape_line(b"a\x1bb\nc\\\xff").as_deref(),
+            Some(r"a\x1bb\nc\\xff")
+        );
         assert_eq!(escape_c("héllo €".as_bytes()), "héllo €");
         // DEL, a C1 control (valid UTF-8, U+0085) and a lone continuation byte.
         assert_eq!(escape_c(b"\x7f\xc2\x85\x80"), r"\x7f\xc2\x85\x80");
@@ -229,5 +304,21 @@ mod tests {
         assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
         assert_eq!(until_nul(b"cat\0\0x"), b"cat");
         assert_eq!(until_nul(b"full"), b"full");
+    }
+
+    #[test]
+    fn text_from_the_traced_system_cannot_drive_the_terminal() {
+        assert_eq!(escape_text("plain name"), "plain name");
+        assert!(matches!(escape_text("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_text("\x1b[31mRED\nFAKE\t\\x\u{7f}\u{9b}\u{202e}"),
+            r"\x1b[31mRED\nFAKE\t\\x\x7f\xc2\x9b\xe2\x80\xae"
+        );
+        assert_eq!(escape_line(b"ok \\ line"), None);
+        assert_eq!(escape_line("caf\u{e9}".as_bytes()), None);
+        assert_eq!(
+            escape_line(b"a\x1bb\nc\\\xff").as_deref(),
+            Some(r"a\x1bb\nc\\xff")
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
+use crate::model::bytes::escape_text;
 use crate::resolve::symbols::Frame;
 
 /// One side of a recorded stack.
@@ -37,7 +38,7 @@ impl Side {
             Side::Frames(f) => f
                 .iter()
                 .map(|f| {
-                    let n = f.text().replace(';', ":");
+                    let n = escape_text(&f.text()).replace(';', ":");
                     if kernel {
                         format!("{n}_[k]")
                     } else {
@@ -82,7 +83,7 @@ impl Stack {
     /// The frames of a folded line, root first: the process name, the user stack from
     /// its outermost frame, then the kernel stack (kernel frames end in `_[k]`).
     pub fn folded_frames(&self) -> Vec<String> {
-        let mut v = vec![self.comm.replace(';', ":")];
+        let mut v = vec![escape_text(&self.comm).replace(';', ":")];
         v.extend(self.user.names(false).into_iter().rev());
         v.extend(self.kernel.names(true).into_iter().rev());
         v
@@ -232,7 +233,7 @@ pub fn text_stack(s: &Stack, head: &str) -> Vec<String> {
     let side = |lines: &mut Vec<String>, side: &Side, kernel: bool| match side {
         Side::Frames(f) => {
             for f in f {
-                let mut l = format!("    {}", f.text());
+                let mut l = format!("    {}", escape_text(&f.text()));
                 if f.inlined {
                     l.push_str(" (inlined)");
                 }
@@ -241,7 +242,7 @@ pub fn text_stack(s: &Stack, head: &str) -> Vec<String> {
                         .file_name()
                         .map(|b| b.to_string_lossy().into_owned())
                         .unwrap_or_else(|| file.clone());
-                    l.push_str(&format!("  {base}:{line}"));
+                    l.push_str(&format!("  {}:{line}", escape_text(&base)));
                 }
                 lines.push(l);
             }

@@ -75,7 +75,7 @@ impl Val {
                 }
                 format!("[{}]", parts.join(", "))
             }
-            Val::Name(s) | Val::Note(s) => s.clone(),
+            Val::Name(s) | Val::Note(s) => bytes::escape_text(s).into_owned(),
             Val::HexBytes(b) => bytes::hex(b),
             Val::Missing => "?".into(),
         }

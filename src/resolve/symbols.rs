@@ -9,8 +9,13 @@
 //!   through `/proc/PID/map_files` (or `/proc/PID/root`), so binaries inside containers
 //!   and deleted ones resolve; the vDSO through btrace's own (the kernel's one image);
 //!   JIT code through the process's perf map (`/tmp/perf-PID.map` in its root);
-//! - processes that exit before the run ends: their maps are read, and their files kept
-//!   open, while they live ([`Symbolizer::capture`], at a process's first recorded stack).
+//! - processes that exit before the run ends: their maps are read, and their files
+//!   opened, while they live ([`Symbolizer::capture`], at a process's first recorded
+//!   stack); a profiler symbolizes their stacks soon after they end and lets go of them
+//!   ([`Symbolizer::release`]). Descriptors stay bounded: at most
+//!   [`Symbolizer::open_cap`] files are open, the least recently used closed first and
+//!   opened again at need; a file that cannot be opened leaves its frames unknown
+//!   (counted: [`Symbolizer::unreadable`]).
 //!
 //! An address that cannot be named is `[unknown] module+0xoffset`, never a wrong name:
 //! maps are used only for the address space a stack was taken in ([`MmId`]: a process that
@@ -110,11 +115,30 @@ pub struct MmId {
     pub exe_ino: u64,
 }
 
-/// A file kept open for as long as btrace runs, read through `/proc/self/fd/N`.
+/// A mapped file open now, read through `/proc/self/fd/N`.
 #[derive(Debug)]
-struct KeptFile {
+struct OpenFile {
     file: File,
     path: PathBuf,
+    /// The tick of its last use (the least recently used one is closed first).
+    used: u64,
+}
+
+/// A file mapped by processes btrace saw, by (device, inode): shared by every process
+/// mapping it. At most [`Symbolizer::open_cap`] of them are open at a time; one closed is
+/// opened again when needed, through a path checked against its inode.
+#[derive(Debug, Default)]
+struct FileEntry {
+    /// `/proc/PID/map_files/START-END` of the last process seen mapping it (works for
+    /// deleted files and other mount namespaces while that process lives).
+    map_file: Option<String>,
+    /// Its path under btrace's own root, when the process mapping it shares that root.
+    host_path: Option<String>,
+    open: Option<OpenFile>,
+    /// Mappings of the address spaces held that name it; at 0 (and closed), the entry goes.
+    refs: usize,
+    /// What each file offset symbolizes to (module: the path of the first mapping seen).
+    frames: HashMap<u64, Arc<[Frame]>>,
 }
 
 #[derive(Clone, Debug)]
@@ -122,8 +146,8 @@ enum MapKind {
     File {
         /// The path the process maps it under (for display).
         name: String,
-        /// The file itself, when it could be opened.
-        kept: Option<Arc<KeptFile>>,
+        /// (device, inode): the key of its [`FileEntry`].
+        key: (u64, u64),
     },
     Vdso,
     /// Anonymous executable memory (JIT code), or another special mapping.
@@ -138,29 +162,64 @@ struct Mapping {
     kind: MapKind,
 }
 
-/// A process's executable mappings, read while it lived.
+/// A process's executable mappings, read while it lived. Holds no descriptor.
 #[derive(Debug)]
 struct AddrSpace {
     maps: Vec<Mapping>,
-    /// The process's root directory (containers: its own), kept open.
-    root: Option<File>,
+    /// `/proc/PID` as btrace sees it.
+    dir: String,
+    /// The address space it was read for (None: read without a check, the process alive).
+    mm: Option<MmId>,
+    /// Whether its root directory is btrace's (its /tmp is btrace's /tmp).
+    same_root: bool,
     /// Its pid in its own pid namespace (the name of its perf map).
     inner_pid: u32,
     /// JIT symbols from the perf map, read at first need: (start, end, name).
     perf_map: Option<Vec<(u64, u64, String)>>,
 }
 
-/// Symbolizes kernel and user stacks; keeps what it read (maps, files, symbols).
+/// A user stack symbolized: each address with its frames (outermost first), the frames
+/// shared with every other stack through the same code. Compact enough to keep for the
+/// stacks of processes that are gone.
+#[derive(Clone, Debug, Default)]
+pub struct UserFrames(Vec<(u64, Arc<[Frame]>)>);
+
+impl UserFrames {
+    /// The frames, innermost first (for each address, the inlined functions first).
+    pub fn frames(&self) -> Vec<Frame> {
+        let mut out = Vec::new();
+        for (a, frames) in &self.0 {
+            for f in frames.iter().rev() {
+                let mut f = f.clone();
+                f.addr = *a;
+                out.push(f);
+            }
+        }
+        out
+    }
+}
+
+/// Symbolizes kernel and user stacks. What it keeps stays bounded however many processes
+/// come and go: the maps of the address spaces held (let go with [`Symbolizer::release`]),
+/// at most [`Symbolizer::open_cap`] open files, and the names found, per file and offset.
 pub struct Symbolizer {
     blaze: Blaze,
     /// (host pid, generation) -> the address space, or None: known not to be readable.
     spaces: HashMap<(u32, u64), Option<AddrSpace>>,
     /// Files by (device, inode), shared by every process mapping them.
-    files: HashMap<(u64, u64), Arc<KeptFile>>,
+    files: HashMap<(u64, u64), FileEntry>,
+    /// How many of `files` are open, and at most how many may be.
+    open_count: usize,
+    open_cap: usize,
+    tick: u64,
+    /// User frames left unknown because their file could not be opened.
+    unreadable: u64,
     kernel_cache: HashMap<u64, Vec<Frame>>,
-    user_cache: HashMap<(u64, u64, u64), Vec<Frame>>,
+    vdso_cache: HashMap<u64, Arc<[Frame]>>,
     /// btrace's own vDSO: (start, end).
     own_vdso: Option<(u64, u64)>,
+    /// btrace's root directory: (device, inode).
+    own_root: Option<(u64, u64)>,
     /// Where kernel code is, to check every kernel name (read at first need).
     ktext: Option<KernelText>,
 }
@@ -238,7 +297,7 @@ impl Default for Symbolizer {
 
 impl Symbolizer {
     pub fn new() -> Symbolizer {
-        raise_nofile();
+        let nofile = raise_nofile();
         let blaze = Blaze::builder()
             .enable_code_info(true)
             .enable_inlined_fns(true)
@@ -250,15 +309,35 @@ impl Symbolizer {
             .ok()
             .and_then(|m| m.into_iter().find(|l| l.path == "[vdso]"))
             .map(|l| (l.start, l.end));
+        // libbpf reads the number of CPUs once, at first need: now, while descriptors are
+        // plentiful (reading a per-CPU map at the end must not fail for want of one).
+        let _ = libbpf_rs::num_possible_cpus();
         Symbolizer {
             blaze,
             spaces: HashMap::new(),
             files: HashMap::new(),
+            open_count: 0,
+            // Each open file takes two descriptors (btrace's and blazesym's): an eighth of
+            // the limit leaves the rest to everything else.
+            open_cap: (nofile / 8).clamp(4, 256) as usize,
+            tick: 0,
+            unreadable: 0,
             kernel_cache: HashMap::new(),
-            user_cache: HashMap::new(),
+            vdso_cache: HashMap::new(),
             own_vdso,
+            own_root: dir_id("/proc/self/root"),
             ktext: None,
         }
+    }
+
+    /// At most how many mapped files are open at a time.
+    pub fn open_cap(&self) -> usize {
+        self.open_cap
+    }
+
+    /// User frames left unknown so far because their file could not be opened.
+    pub fn unreadable(&self) -> u64 {
+        self.unreadable
     }
 
     /// Reads the maps of process `pid` (host id; `proc_pid` is its id under btrace's
@@ -278,12 +357,51 @@ impl Symbolizer {
         self.spaces.contains_key(&(pid, gen))
     }
 
-    /// Forgets a capture, so that it is read again (a stream's process whose maps
-    /// changed: a library loaded after the first event).
-    pub fn forget(&mut self, pid: u32, gen: u64) {
-        self.spaces.remove(&(pid, gen));
-        self.user_cache
-            .retain(|k, _| k.0 != pid as u64 || k.1 != gen);
+    /// The captures held: (pid, generation).
+    pub fn held(&self) -> Vec<(u32, u64)> {
+        self.spaces.keys().copied().collect()
+    }
+
+    /// Lets go of a capture (its maps; its files once no other capture maps them): the
+    /// process is gone and its stacks symbolized, or (a stream's process whose maps
+    /// changed: a library loaded after the first event) to read it again.
+    pub fn release(&mut self, pid: u32, gen: u64) {
+        let Some(Some(space)) = self.spaces.remove(&(pid, gen)) else {
+            return;
+        };
+        for m in space.maps {
+            if let MapKind::File { key, .. } = m.kind {
+                let gone = self.files.get_mut(&key).is_some_and(|e| {
+                    e.refs = e.refs.saturating_sub(1);
+                    e.refs == 0 && e.open.is_none()
+                });
+                if gone {
+                    self.files.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Lets go of the captures whose process no longer has the address space they were
+    /// read for (it exited or exec'd); returns how many. For stacks symbolized as they
+    /// come (a stream's): nothing is left to symbolize with them.
+    pub fn release_ended(&mut self) -> usize {
+        let ended: Vec<(u32, u64)> = self
+            .spaces
+            .iter()
+            .filter(|(_, s)| match s {
+                Some(AddrSpace {
+                    dir, mm: Some(mm), ..
+                }) => current_mm(dir) != Some(*mm),
+                Some(AddrSpace { dir, mm: None, .. }) => current_mm(dir).is_none(),
+                None => true,
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for &(pid, gen) in &ended {
+            self.release(pid, gen);
+        }
+        ended.len()
     }
 
     fn read_space(&mut self, proc_pid: u32, mm: Option<MmId>) -> Option<AddrSpace> {
@@ -294,18 +412,24 @@ impl Symbolizer {
             }
         }
         let lines = read_maps(&format!("{dir}/maps")).ok()?;
-        let root = File::open(format!("{dir}/root")).ok();
+        let same_root = self.own_root.is_some() && dir_id(&format!("{dir}/root")) == self.own_root;
         let inner_pid = inner_pid(&dir).unwrap_or(proc_pid);
         let mut maps = Vec::new();
         for l in lines.into_iter().filter(|l| l.exec) {
             let kind = if l.path == "[vdso]" {
                 MapKind::Vdso
             } else if l.path.starts_with('/') && l.inode != 0 {
-                let kept = self.keep_file(&dir, &l);
-                MapKind::File {
-                    name: l.path.trim_end_matches(" (deleted)").to_string(),
-                    kept,
+                let name = l.path.trim_end_matches(" (deleted)").to_string();
+                let key = (l.dev, l.inode);
+                let entry = self.files.entry(key).or_default();
+                entry.refs += 1;
+                entry.map_file = Some(format!("{dir}/map_files/{:x}-{:x}", l.start, l.end));
+                if same_root && !l.path.ends_with(" (deleted)") {
+                    entry.host_path = Some(name.clone());
                 }
+                // Opened now, while the process lives (its map_files link works).
+                self.open_file(key);
+                MapKind::File { name, key }
             } else if l.path.is_empty() {
                 MapKind::Anon("[anon]".into())
             } else {
@@ -320,35 +444,86 @@ impl Symbolizer {
         }
         Some(AddrSpace {
             maps,
-            root,
+            dir,
+            mm,
+            same_root,
             inner_pid,
             perf_map: None,
         })
     }
 
-    /// The mapped file, opened once per (device, inode): through map_files (works for
-    /// deleted files and other mount namespaces), else through the process's root.
-    fn keep_file(&mut self, dir: &str, l: &MapsLine) -> Option<Arc<KeptFile>> {
-        let key = (l.dev, l.inode);
-        if let Some(k) = self.files.get(&key) {
-            return Some(k.clone());
+    /// The mapped file `key`, opened if it is not: through the map_files link of the last
+    /// process seen mapping it, else through its path in btrace's root (each checked
+    /// against the inode: a path may name another file by now). Opening one more closes
+    /// the least recently used beyond [`Symbolizer::open_cap`]; out of descriptors, half
+    /// of those open are closed and it is tried once more. None: it cannot be opened.
+    fn open_file(&mut self, key: (u64, u64)) -> Option<&OpenFile> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.files.get(&key)?;
+        if entry.open.is_none() {
+            let paths: Vec<String> = [&entry.map_file, &entry.host_path]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let mut file = None;
+            for p in &paths {
+                match open_checked(p, key.1) {
+                    Ok(f) => {
+                        file = Some(f);
+                        break;
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                        self.close_lru(self.open_count.div_ceil(2));
+                        if let Ok(f) = open_checked(p, key.1) {
+                            file = Some(f);
+                            break;
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            let file = file?;
+            if self.open_count >= self.open_cap {
+                self.close_lru(self.open_count + 1 - self.open_cap);
+            }
+            let entry = self.files.get_mut(&key)?;
+            entry.open = Some(OpenFile {
+                path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+                file,
+                used: tick,
+            });
+            self.open_count += 1;
         }
-        let by_map = format!("{dir}/map_files/{:x}-{:x}", l.start, l.end);
-        let path = l.path.trim_end_matches(" (deleted)");
-        let file = File::open(&by_map)
-            .or_else(|_| File::open(format!("{dir}/root{path}")))
-            .ok()?;
-        // The same file? (a path may name another file in another mount namespace)
-        let meta = file.metadata().ok()?;
-        if meta.ino() != l.inode {
-            return None;
+        let open = self.files.get_mut(&key)?.open.as_mut()?;
+        open.used = tick;
+        Some(open)
+    }
+
+    /// Closes the `n` least recently used open files (and blazesym's copy of what it read
+    /// from them); a file no address space maps any more is forgotten.
+    fn close_lru(&mut self, n: usize) {
+        let mut open: Vec<(u64, (u64, u64))> = self
+            .files
+            .iter()
+            .filter_map(|(k, e)| e.open.as_ref().map(|o| (o.used, *k)))
+            .collect();
+        open.sort_unstable();
+        for (_, key) in open.into_iter().take(n) {
+            let Some(e) = self.files.get_mut(&key) else {
+                continue;
+            };
+            if let Some(o) = e.open.take() {
+                let _ = self
+                    .blaze
+                    .evict(&blazesym::symbolize::evict::Elf::new(o.path).into());
+                self.open_count -= 1;
+            }
+            if e.refs == 0 {
+                self.files.remove(&key);
+            }
         }
-        let kept = Arc::new(KeptFile {
-            path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
-            file,
-        });
-        self.files.insert(key, kept.clone());
-        Some(kept)
     }
 
     /// Frames of a kernel stack (innermost first, as recorded); each address gives one
@@ -412,24 +587,19 @@ impl Symbolizer {
     /// without frame pointers reads other values from the stack; the stack ends at the
     /// first such frame (it would name whatever function the value happens to fall in).
     pub fn user(&mut self, pid: u32, gen: u64, addrs: &[u64]) -> Vec<Frame> {
-        let mut out = Vec::new();
+        self.user_frames(pid, gen, addrs).frames()
+    }
+
+    /// [`Symbolizer::user`] in the compact form, to keep.
+    pub fn user_frames(&mut self, pid: u32, gen: u64, addrs: &[u64]) -> UserFrames {
+        let mut out = Vec::with_capacity(addrs.len());
         for (i, &a) in addrs.iter().enumerate() {
             if i > 0 && !self.return_address(pid, gen, a) {
                 break;
             }
-            let look = lookup_addr(i, a);
-            let key = (pid as u64, gen, look);
-            if !self.user_cache.contains_key(&key) {
-                let frames = self.user_addr(pid, gen, look);
-                self.user_cache.insert(key, frames);
-            }
-            for f in self.user_cache[&key].iter().rev() {
-                let mut f = f.clone();
-                f.addr = a;
-                out.push(f);
-            }
+            out.push((a, self.user_addr(pid, gen, lookup_addr(i, a))));
         }
-        out
+        UserFrames(out)
     }
 
     /// Whether `addr` can be a return address of that address space: mapped executable,
@@ -442,28 +612,31 @@ impl Symbolizer {
         let Some(m) = space.maps.iter().find(|m| m.start <= addr && addr < m.end) else {
             return false;
         };
-        let MapKind::File {
-            kept: Some(kept), ..
-        } = &m.kind
-        else {
+        let MapKind::File { key, .. } = m.kind else {
             return true;
         };
         let off = addr - m.start + m.offset;
         if !cfg!(target_arch = "x86_64") || off < 7 {
             return true;
         }
+        let Some(open) = self.open_file(key) else {
+            return true;
+        };
         let mut b = [0u8; 7];
         use std::os::unix::fs::FileExt;
-        match kept.file.read_exact_at(&mut b, off - 7) {
+        match open.file.read_exact_at(&mut b, off - 7) {
             Ok(()) => after_call(&b),
             Err(_) => true,
         }
     }
 
     /// One user address: its frames, outermost (the real function) first.
-    fn user_addr(&mut self, pid: u32, gen: u64, addr: u64) -> Vec<Frame> {
+    fn user_addr(&mut self, pid: u32, gen: u64, addr: u64) -> Arc<[Frame]> {
+        let unknown = |module: Option<String>, off: u64| -> Arc<[Frame]> {
+            Arc::from(vec![Frame::unknown(addr, module, off)])
+        };
         let Some(Some(space)) = self.spaces.get_mut(&(pid, gen)) else {
-            return vec![Frame::unknown(addr, None, 0)];
+            return unknown(None, 0);
         };
         let Some(m) = space
             .maps
@@ -471,22 +644,35 @@ impl Symbolizer {
             .find(|m| m.start <= addr && addr < m.end)
             .cloned()
         else {
-            return vec![Frame::unknown(addr, None, 0)];
+            return unknown(None, 0);
         };
         match &m.kind {
-            MapKind::File { name, kept } => {
+            MapKind::File { name, key } => {
                 let off = addr - m.start + m.offset;
-                let Some(kept) = kept else {
-                    return vec![Frame::unknown(addr, Some(name.clone()), off)];
-                };
-                let src = Source::Elf(Elf::new(kept.path.clone()));
-                match self.blaze.symbolize_single(&src, Input::FileOffset(off)) {
-                    Ok(Symbolized::Sym(s)) => sym_frames(&s, addr, name),
-                    _ => vec![Frame::unknown(addr, Some(name.clone()), off)],
+                let cached = self.files.get(key).and_then(|e| e.frames.get(&off));
+                if let Some(frames) = cached {
+                    return same_module(frames, name);
                 }
+                let Some(open) = self.open_file(*key) else {
+                    self.unreadable += 1;
+                    return unknown(Some(name.clone()), off);
+                };
+                let src = Source::Elf(Elf::new(open.path.clone()));
+                let frames: Arc<[Frame]> =
+                    match self.blaze.symbolize_single(&src, Input::FileOffset(off)) {
+                        Ok(Symbolized::Sym(s)) => Arc::from(sym_frames(&s, addr, name)),
+                        _ => unknown(Some(name.clone()), off),
+                    };
+                if let Some(e) = self.files.get_mut(key) {
+                    e.frames.insert(off, frames.clone());
+                }
+                frames
             }
             MapKind::Vdso => {
                 let off = addr - m.start;
+                if let Some(frames) = self.vdso_cache.get(&off) {
+                    return frames.clone();
+                }
                 let own = self
                     .own_vdso
                     .filter(|(s, e)| off < e - s)
@@ -494,27 +680,26 @@ impl Symbolizer {
                 let sym = own.and_then(|a| {
                     let src = Source::Process(Process::new(Pid::Slf));
                     match self.blaze.symbolize_single(&src, Input::AbsAddr(a)) {
-                        Ok(Symbolized::Sym(s)) => Some(sym_frames(&s, addr, "[vdso]")),
+                        Ok(Symbolized::Sym(s)) => Some(Arc::from(sym_frames(&s, addr, "[vdso]"))),
                         _ => None,
                     }
                 });
-                sym.unwrap_or_else(|| vec![Frame::unknown(addr, Some("[vdso]".into()), off)])
+                let frames = sym.unwrap_or_else(|| unknown(Some("[vdso]".into()), off));
+                self.vdso_cache.insert(off, frames.clone());
+                frames
             }
-            MapKind::Anon(what) => {
-                let jit = space.perf_map_lookup(addr);
-                match jit {
-                    Some(name) => vec![Frame {
-                        name: Some(name),
-                        inlined: false,
-                        module: Some(format!("perf-{}.map", space.inner_pid)),
-                        offset: 0,
-                        file: None,
-                        line: None,
-                        addr,
-                    }],
-                    None => vec![Frame::unknown(addr, Some(what.clone()), addr - m.start)],
-                }
-            }
+            MapKind::Anon(what) => match space.perf_map_lookup(addr) {
+                Some(name) => Arc::from(vec![Frame {
+                    name: Some(name),
+                    inlined: false,
+                    module: Some(format!("perf-{}.map", space.inner_pid)),
+                    offset: 0,
+                    file: None,
+                    line: None,
+                    addr,
+                }]),
+                None => unknown(Some(what.clone()), addr - m.start),
+            },
         }
     }
 }
@@ -523,19 +708,38 @@ impl Symbolizer {
 /// on what a planted file can make btrace hold.
 const PERF_MAP_MAX: u64 = 256 << 20;
 
+/// Cached frames of a file for a mapping of it under path `name`: as they are when the
+/// path is the one they were found under, else copies naming `name`.
+fn same_module(frames: &Arc<[Frame]>, name: &str) -> Arc<[Frame]> {
+    if frames.iter().all(|f| f.module.as_deref() == Some(name)) {
+        return frames.clone();
+    }
+    frames
+        .iter()
+        .map(|f| Frame {
+            module: Some(name.to_string()),
+            ..f.clone()
+        })
+        .collect()
+}
+
 impl AddrSpace {
-    /// The JIT symbol at `addr` from the process's perf map (read once, at first need,
-    /// through its root: a container's /tmp is its own).
+    /// The JIT symbol at `addr` from the process's perf map (read once, at first need):
+    /// in btrace's /tmp when the process shares btrace's root, else through its root
+    /// (a container's /tmp is its own) while it still has this address space.
     fn perf_map_lookup(&mut self, addr: u64) -> Option<String> {
         if self.perf_map.is_none() {
             let name = format!("tmp/perf-{}.map", self.inner_pid);
-            let text = match &self.root {
-                Some(root) => {
-                    let p = format!("/proc/self/fd/{}/{name}", root.as_raw_fd());
-                    super::read_planted_file(Path::new(&p), PERF_MAP_MAX).unwrap_or_default()
-                }
-                None => String::new(),
+            let path = if self.same_root {
+                Some(format!("/{name}"))
+            } else {
+                let now = current_mm(&self.dir);
+                (now.is_some() && (self.mm.is_none() || now == self.mm))
+                    .then(|| format!("{}/root/{name}", self.dir))
             };
+            let text = path
+                .and_then(|p| super::read_planted_file(Path::new(&p), PERF_MAP_MAX))
+                .unwrap_or_default();
             self.perf_map = Some(parse_perf_map(&text));
         }
         let map = self.perf_map.as_ref()?;
@@ -704,14 +908,32 @@ fn inner_pid(dir: &str) -> Option<u32> {
     line.split_whitespace().last()?.parse().ok()
 }
 
-/// Files are kept open while btrace runs: allow as many as the hard limit does.
-fn raise_nofile() {
+/// Raises the soft limit on open files to the hard one (where it is lower); returns the
+/// soft limit now in force.
+fn raise_nofile() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 1024,
     }
+}
+
+/// A directory's (device, inode), through symbolic links (`/proc/PID/root`).
+fn dir_id(path: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Opens `path` if it is the file with inode `ino` (a path may name another file by now).
+fn open_checked(path: &str, ino: u64) -> std::io::Result<File> {
+    let file = File::open(path)?;
+    if file.metadata()?.ino() != ino {
+        return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    }
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -839,5 +1061,30 @@ mod tests {
         let right = current_mm(&format!("/proc/{me}")).unwrap();
         s.capture(me, me, 8, Some(right));
         assert!(s.user(me, 8, &[addr])[0].known());
+    }
+
+    /// Files closed for want of room are opened again when needed; letting go of the
+    /// last capture that maps a closed file forgets it.
+    #[test]
+    fn closed_files_reopen_and_released_captures_let_go() {
+        let mut s = Symbolizer::new();
+        s.open_cap = 1;
+        let me = std::process::id();
+        s.capture(me, me, 1, None);
+        assert!(s.open_count <= 1);
+        // Everything closed: each file is reopened through its path.
+        s.close_lru(s.open_count);
+        assert_eq!(s.open_count, 0);
+        let addr = closed_files_reopen_and_released_captures_let_go as *const () as usize as u64;
+        let f = s.user(me, 1, &[addr]);
+        assert!(f[0].known(), "{f:?}");
+        assert_eq!(s.open_count, 1);
+        assert_eq!(s.unreadable(), 0);
+        // Released: its files go once closed; what was found stays cached elsewhere.
+        s.release(me, 1);
+        assert!(!s.captured(me, 1));
+        s.close_lru(s.open_count);
+        assert!(s.files.is_empty(), "{:?}", s.files.keys());
+        assert!(!s.user(me, 1, &[addr])[0].known());
     }
 }

@@ -321,3 +321,32 @@ pub fn one_line_error(out: &Output) -> String {
     );
     err
 }
+
+/// A process name that would drive a terminal: a color escape sequence and a newline
+/// (13 bytes: the kernel keeps 15).
+pub const HOSTILE_NAME: &str = "\x1b[31mRED\nFAKE";
+/// How text output must show it.
+pub const HOSTILE_SHOWN: &str = r"\x1b[31mRED\nFAKE";
+
+/// `workload named HOSTILE_NAME WHAT ARG` as a `-c` command line.
+pub fn hostile_cmd(what: &str, arg: &str) -> String {
+    format!("{} named '{HOSTILE_NAME}' {what} '{arg}'", workload())
+}
+
+/// Text output holds no ESC byte and no line of the name's own (stdout and stderr), and
+/// shows the name escaped on stdout.
+pub fn assert_name_escaped(out: &Output) {
+    for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!bytes.contains(&0x1b), "an ESC byte in {what}: {text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("FAKE")),
+            "a line of the name's own in {what}: {text}"
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(HOSTILE_SHOWN),
+        "name not shown escaped: {text}"
+    );
+}

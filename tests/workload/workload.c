@@ -77,6 +77,14 @@
  *                                 a read of the same block (blocks 0..255 in turn)
  *   workload pingpong N           N round trips of one byte between this process and a
  *                                 child over two pipes (each a wake-up and a switch each way)
+ *   workload shortlived N MS      N children, one after the other (each waited for), each
+ *                                 sleeping MS ms in one nanosleep, then exiting
+ *   workload named NAME WHAT ARG  renames itself NAME (prctl PR_SET_NAME: any bytes, the
+ *                                 kernel keeps 15), then a child (named so from its start)
+ *                                 does WHAT: "open" openat(ARG) and close;
+ *                                 "sleep" ARG nanosleeps of 1 ms; "burn" ARG ms of CPU;
+ *                                 "exec" execve ARG (a path to this program, under any
+ *                                 name) as "ARG noop NAME"
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -848,6 +856,75 @@ static int do_pingpong(long n)
 	return 0;
 }
 
+static int do_shortlived(long n, long ms)
+{
+	struct timespec t = { ms / 1000, ms % 1000 * 1000000L };
+
+	for (long i = 0; i < n; i++) {
+		int status;
+		pid_t p = fork();
+
+		if (p < 0)
+			return 1;
+		if (p == 0) {
+			syscall(SYS_nanosleep, &t, NULL);
+			_exit(0);
+		}
+		if (waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status))
+			return 1;
+	}
+	return 0;
+}
+
+static int do_named(const char *name, const char *what, const char *arg)
+{
+	int status;
+	pid_t p;
+
+	prctl(PR_SET_NAME, name);
+	/* The work in a child, which has the name from its start (tracers that name a
+	 * process by its first event see this one). */
+	p = fork();
+	if (p < 0)
+		return 1;
+	if (p > 0) {
+		if (waitpid(p, &status, 0) != p || !WIFEXITED(status))
+			return 1;
+		return WEXITSTATUS(status);
+	}
+	if (!strcmp(what, "open")) {
+		int fd = syscall(SYS_openat, AT_FDCWD, arg, O_RDONLY, 0);
+
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	if (!strcmp(what, "sleep")) {
+		struct timespec ms = { 0, 1000000L };
+
+		for (long i = 0; i < atol(arg); i++)
+			syscall(SYS_nanosleep, &ms, NULL);
+		return 0;
+	}
+	if (!strcmp(what, "burn")) {
+		double end = mono_s() + atol(arg) / 1e3;
+		volatile unsigned long x = 0;
+
+		while (mono_s() < end)
+			for (int i = 0; i < 100000; i++)
+				x += i;
+		return 0;
+	}
+	if (!strcmp(what, "exec")) {
+		char *argv[] = { (char *)arg, "noop", (char *)name, NULL };
+		char *envp[] = { NULL };
+
+		execve(arg, argv, envp);
+		return 127;
+	}
+	return 2;
+}
+
 static int do_wakeups(long n, const char *name)
 {
 	pid_t p = fork();
@@ -1115,6 +1192,10 @@ int main(int argc, char **argv)
 		return do_dio(argv[2], arg(argv, 3));
 	if (!strcmp(cmd, "pingpong") && argc == 3)
 		return do_pingpong(arg(argv, 2));
+	if (!strcmp(cmd, "shortlived") && argc == 4)
+		return do_shortlived(arg(argv, 2), arg(argv, 3));
+	if (!strcmp(cmd, "named") && argc == 5)
+		return do_named(argv[2], argv[3], argv[4]);
 	if (!strcmp(cmd, "fails") && argc == 3)
 		return do_fails(arg(argv, 2));
 	fprintf(stderr, "usage: workload [--wait] syscalls N M | block T MS | spread N | threads T N | open DIR K | loop N"
@@ -1122,6 +1203,6 @@ int main(int argc, char **argv)
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
 			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N | exec-set"
 			" | opens DIR K J | direct DEV N SIZE | wakeups N [NAME] | wakeups-renamed N NAME1 NAME2 | fails N | execs N | openloop PATH N"
-			" | dio DEV N | pingpong N\n");
+			" | dio DEV N | pingpong N | shortlived N MS | named NAME open|sleep|burn|exec ARG\n");
 	return 2;
 }

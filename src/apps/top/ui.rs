@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Drawing the dashboard: one frame from the last `Snapshot` and the view state.
 
+use crate::model::bytes::escape_text;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -209,7 +210,7 @@ fn draw_processes(f: &mut Frame, area: Rect, s: &Snapshot) {
     let rows = s.processes.iter().map(|p| {
         Row::new(vec![
             p.tgid.to_string(),
-            p.comm.clone(),
+            escape_text(&p.comm).into_owned(),
             p.count.to_string(),
             rate(p.count, s.interval_s),
         ])
@@ -232,7 +233,9 @@ fn draw_cgroups(f: &mut Frame, area: Rect, s: &Snapshot) {
     let groups = super::snapshot::by_cgroup(&s.processes);
     let rows = groups.iter().map(|g| {
         Row::new(vec![
-            g.cgroup.clone().unwrap_or_else(|| "(other)".into()),
+            g.cgroup
+                .as_deref()
+                .map_or_else(|| "(other)".into(), |c| escape_text(c).into_owned()),
             g.processes.to_string(),
             g.count.to_string(),
             rate(g.count, s.interval_s),
@@ -299,7 +302,8 @@ fn draw_runq(f: &mut Frame, area: Rect, s: &Snapshot) {
 fn owner(pid: Option<u32>, comm: &Option<String>) -> (String, String) {
     (
         pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-        comm.clone().unwrap_or_else(|| "-".into()),
+        comm.as_deref()
+            .map_or_else(|| "-".into(), |c| escape_text(c).into_owned()),
     )
 }
 

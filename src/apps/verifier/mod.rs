@@ -371,7 +371,7 @@ fn print_text(out: &mut Output, n: usize, case: &Case, o: &Outcome, full: bool) 
         ))?;
         for l in shown {
             if o.key_lines.contains(l) {
-                out.line(&format!("  {}", highlight(l, tty)))?;
+                out.styled_line(&format!("  {}", highlight(l, tty)))?;
             } else {
                 out.line(&format!("     {l}"))?;
             }
@@ -390,7 +390,7 @@ fn print_text(out: &mut Output, n: usize, case: &Case, o: &Outcome, full: bool) 
             case.fixed, o.fixed.error
         ))?;
         for l in key_lines(case, &o.fixed.log) {
-            out.line(&format!("  {}", highlight(&l, tty)))?;
+            out.styled_line(&format!("  {}", highlight(&l, tty)))?;
         }
     }
     out.line("")?;

@@ -265,13 +265,21 @@ impl Keys {
                 }
                 m.insert("comm".into(), comm.clone().into());
                 let shown = ns.map_or_else(|| format!("host {id}"), |p| p.to_string());
-                (m, format!("{} {shown}", comm.unwrap_or_else(|| "?".into())))
+                let comm = comm.map_or_else(
+                    || "?".into(),
+                    |c| crate::model::bytes::escape_text(&c).into_owned(),
+                );
+                (m, format!("{comm} {shown}"))
             }
             _ => {
                 let path = self.cgroups.path(id).map(str::to_string);
                 m.insert("cgroup".into(), path.clone().into());
                 m.insert("cgroup_id".into(), id.into());
-                (m, path.unwrap_or_else(|| format!("cgroup {id}")))
+                let shown = path.map_or_else(
+                    || format!("cgroup {id}"),
+                    |p| crate::model::bytes::escape_text(&p).into_owned(),
+                );
+                (m, shown)
             }
         }
     }

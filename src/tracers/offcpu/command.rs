@@ -14,7 +14,6 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, Step, TraceArgs};
 use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
-use crate::resolve::symbols::Symbolizer;
 
 use super::skel::types::offcpu_val;
 use super::tracer::{self, Config};
@@ -47,21 +46,22 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
     let (way, o, _links) =
         tracer::load(&cfg).map_err(|e| anyhow::anyhow!("cannot trace off-CPU time: {e:#}"))?;
     let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
-    let mut sym = Symbolizer::new();
+    let mut seen_procs = stacks::ProcStacks::new();
     let mut out = session.output(c.json);
     session.attached("off-CPU time")?;
     let end = session.run(|step| {
         if let Step::Poll(wait) = step {
             for seen in procs.poll(wait)? {
-                stacks::capture(&mut sym, &seen);
+                seen_procs.seen(&seen);
             }
+            seen_procs.sweep(&o.maps.proc_gens, &o.maps.counts, &o.maps.stacks);
         }
         Ok(())
     })?;
     // From here to the report written: reading the maps, symbolizing, printing.
     let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
-        stacks::capture(&mut sym, &seen);
+        seen_procs.seen(&seen);
     }
     let entries: Vec<_> = stacks::read_counts(&o.maps.counts)
         .into_iter()
@@ -71,12 +71,13 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         })
         .collect();
     let gens = stacks::read_gens(&o.maps.proc_gens);
-    let (all, truncated) =
-        stacks::symbolize_counts(&mut sym, &o.maps.stacks, &gens, &entries, true);
+    let (all, truncated, unreadable) =
+        seen_procs.symbolize_counts(&o.maps.stacks, &gens, &entries, true);
     let total_ns: u64 = all.iter().map(|s| s.value).sum();
     let blocks: u64 = all.iter().map(|s| s.count).sum();
     let mut slosses = StackLosses::read(&o.maps.stack_losses)?;
     slosses.user_truncated = truncated;
+    slosses.unreadable = unreadable;
     stacks::report(
         &mut out,
         &all,

@@ -14,7 +14,6 @@ use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, Step, TraceArgs};
 use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
-use crate::resolve::symbols::Symbolizer;
 
 use super::tracer::{self, Config, DEFAULT_HZ};
 
@@ -47,7 +46,7 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         .map_err(|e| anyhow::anyhow!("cannot profile: {}", crate::core::attach::describe(&e)))?;
     let p = &loaded.skel;
     let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
-    let mut sym = Symbolizer::new();
+    let mut seen_procs = stacks::ProcStacks::new();
     let mut out = session.output(c.json);
     session.attached(&format!(
         "CPU samples at {} Hz on {} CPUs",
@@ -58,15 +57,16 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         if let Step::Poll(wait) = step {
             // Each process's maps are read at its first sample, while it lives.
             for seen in procs.poll(wait)? {
-                stacks::capture(&mut sym, &seen);
+                seen_procs.seen(&seen);
             }
+            seen_procs.sweep(&p.maps.proc_gens, &p.maps.counts, &p.maps.stacks);
         }
         Ok(())
     })?;
     // From here to the report written: reading the maps, symbolizing, printing.
     let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
-        stacks::capture(&mut sym, &seen);
+        seen_procs.seen(&seen);
     }
     let entries: Vec<_> = stacks::read_counts(&p.maps.counts)
         .into_iter()
@@ -76,11 +76,12 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         })
         .collect();
     let gens = stacks::read_gens(&p.maps.proc_gens);
-    let (all, truncated) =
-        stacks::symbolize_counts(&mut sym, &p.maps.stacks, &gens, &entries, false);
+    let (all, truncated, unreadable) =
+        seen_procs.symbolize_counts(&p.maps.stacks, &gens, &entries, false);
     let samples: u64 = all.iter().map(|s| s.value).sum();
     let mut slosses = StackLosses::read(&p.maps.stack_losses)?;
     slosses.user_truncated = truncated;
+    slosses.unreadable = unreadable;
     let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
     stacks::report(&mut out, &all, &args.stacks, svg, Measure::Samples, &title)?;
     out.flush()?;

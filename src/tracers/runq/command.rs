@@ -149,7 +149,10 @@ impl Printer {
                     rec.insert("comm".into(), comm.clone().into());
                     format!(
                         "{} [{}]",
-                        comm.unwrap_or_else(|| "?".into()),
+                        comm.map_or_else(
+                            || "?".into(),
+                            |c| crate::model::bytes::escape_text(&c).into_owned()
+                        ),
                         pid.map_or_else(|| format!("host {host}"), |p| p.to_string())
                     )
                 }
@@ -158,7 +161,10 @@ impl Printer {
                     rec.insert("key".into(), "cgroup".into());
                     rec.insert("cgroup".into(), path.clone().into());
                     rec.insert("cgroup_id".into(), (*k).into());
-                    path.unwrap_or_else(|| format!("cgroup {k}"))
+                    path.map_or_else(
+                        || format!("cgroup {k}"),
+                        |p| crate::model::bytes::escape_text(&p).into_owned(),
+                    )
                 }
             };
             stat_fields(s, *total, &mut rec);

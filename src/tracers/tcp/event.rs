@@ -254,7 +254,10 @@ fn ms_text(ns: Option<u64>) -> String {
 fn owner_text(e: &TcpEvent) -> (String, String) {
     (
         e.pid.map_or_else(|| "-".into(), |p| p.to_string()),
-        e.comm.clone().unwrap_or_else(|| "-".into()),
+        e.comm.as_deref().map_or_else(
+            || "-".into(),
+            |c| crate::model::bytes::escape_text(c).into_owned(),
+        ),
     )
 }
 
