@@ -39,8 +39,9 @@ pub struct Target {
 }
 
 /// `TARGET:FUNC` into the file, the function's offset and its prototype. `pid`: the
-/// traced process (-p), whose maps and root are searched first.
-pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
+/// traced process (-p), whose maps and root are searched first. `check_boundary`: refuse
+/// an offset where an instruction is not known to start (false: --unsafe-offset).
+pub fn resolve(spec: &str, pid: Option<u32>, check_boundary: bool) -> Result<Target> {
     let (target, func) = spec.rsplit_once(':').ok_or_else(|| {
         anyhow!("'{spec}' is not TARGET:FUNC (e.g. libc:malloc, /usr/bin/bash:readline)")
     })?;
@@ -51,7 +52,7 @@ pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
     }
     let path = elf::find_target(target, pid)?;
     let file = ElfFile::open(&path)?;
-    let f = file.func(func)?;
+    let f = file.func_checked(func, check_boundary)?;
     // Arguments are known at the entry only: not after FUNC+OFF.
     let proto = if f.plus == 0 {
         dwarf::proto(&file, &f.name, f.addr)
