@@ -123,7 +123,11 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) if output::is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
-            eprintln!("btrace: {e:#}");
+            // Refused for its kernel memory: that line alone, whatever wrapped it.
+            match btrace::core::kmem::too_big(&e) {
+                Some(t) => eprintln!("btrace: {t}"),
+                None => eprintln!("btrace: {e:#}"),
+            }
             std::process::exit(1);
         }
     }

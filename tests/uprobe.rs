@@ -507,7 +507,10 @@ fn mid_instruction_offset_refused_code_unharmed() {
         next - from
     );
     assert!(err.contains(&want), "{err}\nwant: {want}");
-    assert!(err.contains(&format!("valid offsets near it: f+{from}")), "{err}");
+    assert!(
+        err.contains(&format!("valid offsets near it: f+{from}")),
+        "{err}"
+    );
     // After the refusal too.
     let after = Command::new(&u).args(["f", "3"]).status().unwrap();
     assert!(after.success(), "{after:?}");
@@ -537,7 +540,13 @@ fn addresses_outside_code_refused() {
     let data = String::from_utf8_lossy(&nm.stdout)
         .lines()
         .find(|l| l.ends_with(" D __data_start"))
-        .map(|l| l.split(' ').next().unwrap().trim_start_matches('0').to_string())
+        .map(|l| {
+            l.split(' ')
+                .next()
+                .unwrap()
+                .trim_start_matches('0')
+                .to_string()
+        })
         .unwrap();
     let e = one_line_error(&btrace(&["uprobe", &format!("{u}:0x0"), "-d", "1"]));
     assert!(e.contains("0x0 is not in executable code"), "{e}");
@@ -549,4 +558,59 @@ fn addresses_outside_code_refused() {
     // --count resolves the same way.
     let e = one_line_error(&btrace(&["uprobe", &format!("{u}:0x0"), "--count"]));
     assert!(e.contains("not in executable code"), "{e}");
+}
+
+/// Kernel memory: sizes that would take 1.6 GB (each call in flight keeps a whole event of
+/// three 4 KB strings and the stacks) are refused before loading, naming the flag and a
+/// value that fits; 70 MB is said in one line and the run goes on, every call counted; the
+/// default sizes say nothing.
+#[test]
+fn kernel_memory_said_and_capped() {
+    let u = ufuncs();
+    let f = format!("{u}:f");
+    let big = [
+        "uprobe",
+        &f,
+        "--stack",
+        "--ret",
+        "--string-size",
+        "4096",
+        "--max-inflight",
+        "262144",
+        "-d",
+        "1",
+    ];
+    let e = one_line_error(&btrace(&big));
+    assert!(!e.contains("Tracing"), "{e}");
+    assert!(e.contains("above the limit of"), "{e}");
+    assert!(e.contains("--max-inflight 262144 (map inflight"), "{e}");
+    assert!(e.contains("give --max-inflight 131072 or less"), "{e}");
+    assert!(!e.contains("cannot place"), "{e}");
+    // Between the warning and the limit: said before Tracing, and traced.
+    let mid = format!("{u} wait f 4");
+    let (recs, code, stderr) = trace_to_end(&[
+        "uprobe",
+        &f,
+        "--ret",
+        "--string-size",
+        "4096",
+        "--max-inflight",
+        "16384",
+        "--json",
+        "-c",
+        &mid,
+    ]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert!(
+        stderr[0].contains("of kernel memory") && stderr[0].contains("--max-inflight 16384"),
+        "{stderr:?}"
+    );
+    assert!(stderr[1].starts_with("Tracing"), "{stderr:?}");
+    assert_eq!(events(&recs).len(), 4);
+    let (_, code, stderr) = trace_to_end(&["uprobe", &f, "--ret", "--json", "-c", &mid]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert!(
+        !stderr.iter().any(|l| l.contains("kernel memory")),
+        "{stderr:?}"
+    );
 }

@@ -309,17 +309,6 @@ pub fn parse_store_size(
     Ok(n as u32)
 }
 
-/// Says on stderr what a large bounded store costs (above 64 MB), once, before loading.
-pub fn note_store_cost(what: &str, entries: u64, key: u64, value: u64) {
-    let b = hash_store_bytes(entries, key, value);
-    if b >= 64 << 20 {
-        eprintln!(
-            "btrace: the {what} of {entries} entries takes about {} of kernel memory",
-            fmt_bytes(b)
-        );
-    }
-}
-
 /// The default bound of a per-thread hash store (threads that use it, alive at once):
 /// room for every thread alive now, twice over, and at least 32768.
 pub fn default_thread_entries() -> u32 {

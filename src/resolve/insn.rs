@@ -15,8 +15,8 @@
 
 use anyhow::{bail, Result};
 use object::{
-    Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags,
-    SectionKind, SegmentFlags, SymbolKind,
+    Architecture, Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags, SectionKind,
+    SegmentFlags, SymbolKind,
 };
 
 /// How the probed address was named, for the messages.
@@ -87,9 +87,7 @@ pub fn check_site(
     } = spot
     {
         if size > 0 && plus >= size {
-            bail!(
-                "{shown} is past the end of {name} ({size} bytes): give an offset below {size}"
-            );
+            bail!("{shown} is past the end of {name} ({size} bytes): give an offset below {size}");
         }
     }
     if let Err(why) = in_code(obj, addr) {

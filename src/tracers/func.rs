@@ -50,6 +50,20 @@ const RAW: ArgRead = ArgRead {
     len: 0,
 };
 
+/// The maps of func_probe.h whose size a flag sets (core::kmem): the ring buffer, and the
+/// calls in flight (entries of a whole event each, so --string-size and --stack weigh too).
+pub const DRIVERS: &[crate::core::kmem::Driver] = &[
+    crate::core::kmem::RING,
+    crate::core::kmem::Driver {
+        map: "inflight",
+        flag: "--max-inflight",
+    },
+    crate::core::kmem::Driver {
+        map: "starts",
+        flag: "--max-inflight",
+    },
+];
+
 /// Everything fixed before load: the function, what to read of it, the filters.
 #[derive(Debug)]
 pub struct Plan {

@@ -126,14 +126,6 @@ pub fn run(args: TcpArgs) -> Result<i32> {
         ring_bytes: args.ring.buffer_size,
         ..Default::default()
     };
-    if let Some(n) = args.max_conns {
-        crate::core::system::note_store_cost(
-            "per-socket store",
-            n.into(),
-            8,
-            std::mem::size_of::<super::skel::types::tcp_conn>() as u64,
-        );
-    }
     let ways = tracer::ways(args.max_conns.is_some(), args.hook);
     let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec, &scope)?;
     let mut stream = tracer::events(&tcp)?;

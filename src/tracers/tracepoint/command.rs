@@ -87,10 +87,12 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     let scope = Scope::new(session.tgid(), &args.scope)?;
     let (tp, _link) =
         tracer::load(cat, name, &decoder.layout, &scope, args.ring.bytes()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot trace {cat}:{name}: {}",
-                crate::core::attach::describe(&e)
-            )
+            crate::core::kmem::unless_too_big(e, |e| {
+                anyhow::anyhow!(
+                    "cannot trace {cat}:{name}: {}",
+                    crate::core::attach::describe(&e)
+                )
+            })
         })?;
     let shown = format!("{cat}:{name}");
     let mut stream = EventStream::raw(&tp.maps.events)?;

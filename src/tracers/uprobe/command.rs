@@ -115,13 +115,13 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         path: &target.path,
         offset: target.func.offset,
     };
-    let (skel, _links) = load(&plan, &probe).map_err(|e| {
+    let (skel, _links) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
         anyhow!(
             "cannot place a uprobe on {} at offset {:#x}: {e:#}; `btrace doctor` shows what this kernel allows",
             target.path.display(),
             target.func.offset
         )
-    })?;
+    }))?;
     let path = target.path.to_string_lossy().into_owned();
     let run = Run {
         plan: &plan,
@@ -178,10 +178,12 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         crate::core::abi::STR_SIZE_MIN,
     );
     let (skel, _links) = load_count(&plan, &path, &funcs).map_err(|e| {
-        anyhow!(
+        crate::core::kmem::unless_too_big(e, |e| {
+            anyhow!(
             "cannot place counting uprobes on {}: {e:#} (--count needs BPF cookies, Linux 5.15+)",
             path.display()
         )
+        })
     })?;
     let path = path.to_string_lossy().into_owned();
     let run = func::CountRun {

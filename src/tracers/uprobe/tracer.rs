@@ -92,6 +92,7 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             p.func_usdt.set_autoload(usdt);
             // --count's program uses BPF cookies (5.15+): loaded only by load_count.
             p.func_count.set_autoload(false);
+            crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
             let skel = open.load()?;
             plan.scope.install(&skel.maps.scope_cgroups)?;
             Ok(skel)
@@ -150,6 +151,7 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         p.func_uretprobe.set_autoload(false);
         p.func_usdt.set_autoload(false);
         p.func_count.set_autoload(true);
+        crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
         let skel = open.load()?;
         plan.scope.install(&skel.maps.scope_cgroups)?;
         Ok(skel)
