@@ -108,6 +108,13 @@ const BTF_ADVICE: &str = "give btrace a BTF file for this kernel with --btf FILE
 /// The BTF btrace will use is there and readable; one line naming --btf otherwise.
 pub fn require_btf() -> Result<()> {
     if let Some(p) = custom_btf() {
+        if let Err(e) = std::fs::metadata(p) {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => format!("cannot read it: {e}"),
+            };
+            bail!("--btf {}: {why}; {BTF_ADVICE}", p.display());
+        }
         return match libbpf_rs::btf::Btf::from_path(p) {
             Ok(_) => Ok(()),
             Err(e) => bail!(

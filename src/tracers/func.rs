@@ -186,6 +186,14 @@ impl Plan {
         self.stack.then(|| self.slots_end().next_multiple_of(8))
     }
 
+    /// Refuses a ring buffer (--buffer-size) one event does not fit in; --hist sends none.
+    pub fn check_ring(&self) -> Result<()> {
+        if self.hist {
+            return Ok(());
+        }
+        crate::core::stream::check_ring_fits(self.ring_bytes, self.ev_size())
+    }
+
     /// What the function returns; a function without a prototype has no known return.
     pub fn ret_kind(&self) -> ValueKind {
         self.proto

@@ -89,6 +89,7 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.ring.bytes();
+    plan.check_ring()?;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
             anyhow!(

@@ -115,6 +115,10 @@ pub fn run(args: TcpArgs) -> Result<i32> {
     let c = &args.common;
     // Bad filters are reported before anything is checked or loaded.
     let spec = filter_from_args(&args, None)?;
+    if let Some(b) = args.ring.buffer_size {
+        let record = std::mem::size_of::<super::skel::types::tcp_event>();
+        crate::core::stream::check_ring_fits(b, record)?;
+    }
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
     // The scope applies to each socket's owner (the process that connects, listens,

@@ -83,6 +83,7 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     }
     let mut stacks = args.stack.stack.then(EventStacks::new);
     drop(types);
+    crate::core::stream::check_ring_fits(args.ring.bytes(), decoder.layout.rec_size)?;
     let mut session = Session::new(c, None)?;
     let scope = Scope::new(session.tgid(), &args.scope)?;
     let (tp, _link) =

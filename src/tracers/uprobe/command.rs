@@ -111,6 +111,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.ring.bytes();
+    plan.check_ring()?;
     let probe = Probe::Func {
         path: &target.path,
         offset: target.func.offset,

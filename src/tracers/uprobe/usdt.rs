@@ -130,6 +130,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
     );
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.ring.bytes();
+    plan.check_ring()?;
     let probe = Probe::Usdt {
         path: &path,
         provider,
