@@ -128,7 +128,11 @@ fn main() {
         Err(e) => {
             // A failed run leaves no empty output file it created behind.
             output::discard_unwritten();
-            eprintln!("btrace: {e:#}");
+            // Refused for its kernel memory: that line alone, whatever wrapped it.
+            match btrace::core::kmem::too_big(&e) {
+                Some(t) => eprintln!("btrace: {t}"),
+                None => eprintln!("btrace: {e:#}"),
+            }
             std::process::exit(1);
         }
     }

@@ -96,3 +96,20 @@ fn a_btf_file_stands_in_for_the_kernels() {
     std::fs::remove_file(copy).ok();
     std::fs::remove_file(empty).ok();
 }
+
+/// A --btf file that does not exist is said to be missing, not "not a BTF file".
+#[test]
+fn a_missing_btf_file_is_no_such_file() {
+    let e = one_line_error(&btrace(&[
+        "--btf",
+        "/nonexistent/btrace.btf",
+        "hist",
+        "-d",
+        "1",
+    ]));
+    assert!(
+        e.contains("--btf /nonexistent/btrace.btf: no such file"),
+        "{e}"
+    );
+    assert!(!e.contains("not a BTF file"), "{e}");
+}

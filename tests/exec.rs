@@ -169,3 +169,41 @@ fn a_hostile_program_name_is_escaped_in_text() {
         "{recs:?}"
     );
 }
+
+/// A ring buffer smaller than one exec event (its record is some 10 KB) would lose every
+/// event: refused before anything is attached, with the smallest size that holds one;
+/// that size then loses none of a command's execs.
+#[test]
+fn buffer_size_below_one_event_refused() {
+    let o = btrace(&["exec", "--buffer-size", "4K", "-d", "1"]);
+    let e = one_line_error(&o);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("Tracing"),
+        "{e}"
+    );
+    assert!(
+        e.contains("--buffer-size 4K: one event of this command takes up to"),
+        "{e}"
+    );
+    assert!(e.contains("every event would be lost"), "{e}");
+    let min = e
+        .split("give --buffer-size ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .unwrap()
+        .to_string();
+    let w = workload();
+    let cmd = format!("{w} --wait exec-set");
+    let (recs, code, stderr) = trace_to_end(&[
+        "exec",
+        "--json",
+        "--fails",
+        "--buffer-size",
+        &min,
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(of_type(&recs, "exec").len(), 1, "{recs:?}");
+    assert_eq!(summary(&recs)["lost"]["ringbuf"], 0);
+}

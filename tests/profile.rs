@@ -340,3 +340,14 @@ fn a_hostile_process_name_is_escaped_in_text_and_folded() {
         "{recs:?}"
     );
 }
+
+/// --max-stacks 1048576 would take over 1 GB of kernel memory (1 KB per stack): refused
+/// before anything is loaded, with the flag and a value that fits.
+#[test]
+fn max_stacks_beyond_the_memory_limit_refused() {
+    let e = one_line_error(&btrace(&["profile", "--max-stacks", "1048576", "-d", "1"]));
+    assert!(!e.contains("Tracing"), "{e}");
+    assert!(e.contains("above the limit of"), "{e}");
+    assert!(e.contains("--max-stacks 1048576 (map stacks"), "{e}");
+    assert!(e.contains("give --max-stacks 524288 or less"), "{e}");
+}

@@ -353,3 +353,29 @@ fn inside_a_pid_namespace() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// --cgroup values that would mean "everything" or blame the wrong thing: an empty path
+/// (or `.`) would be the root cgroup, the whole machine; a path that does not exist is
+/// said not to exist (not blamed on cgroup v1). Refused before anything is attached.
+#[test]
+fn cgroup_empty_or_missing_refused() {
+    for empty in ["", ".", " "] {
+        let o = btrace(&["exec", "--cgroup", empty, "-d", "1"]);
+        let e = one_line_error(&o);
+        assert!(e.contains("names no cgroup"), "{empty:?}: {e}");
+        assert!(e.contains("the whole machine"), "{e}");
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("Tracing"));
+    }
+    let e = one_line_error(&btrace(&[
+        "hist",
+        "--cgroup",
+        "/nonexistent/grp",
+        "-d",
+        "1",
+    ]));
+    assert!(
+        e.contains("--cgroup /nonexistent/grp: no such cgroup (/nonexistent/grp does not exist)"),
+        "{e}"
+    );
+    assert!(!e.contains("v1"), "{e}");
+}

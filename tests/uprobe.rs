@@ -448,3 +448,169 @@ fn no_children_binds_the_probe_to_the_process() {
         assert_eq!(got, n, "{mode}: {recs:?}");
     }
 }
+
+/// Where each instruction of `func` in `bin` starts, as offsets from the function, read
+/// with objdump (an oracle independent of btrace's decoder).
+fn instruction_offsets(bin: &str, func: &str) -> Vec<u64> {
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn", bin])
+        .output()
+        .expect("objdump (binutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let head = format!("<{func}>:");
+    let mut lines = text.lines().skip_while(|l| !l.ends_with(&head));
+    let start = u64::from_str_radix(lines.next().unwrap().split(' ').next().unwrap(), 16).unwrap();
+    lines
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.trim().split(':').next())
+        .filter_map(|a| u64::from_str_radix(a, 16).ok())
+        .map(|a| a - start)
+        .collect()
+}
+
+/// A uprobe inside an instruction would rewrite that instruction in every process running
+/// f (ufuncs crashed with SIGSEGV): refused before anything is attached, naming the
+/// instruction and the valid offsets around it, and a process calling f meanwhile and
+/// after runs as normal. A non-zero offset that starts an instruction still counts every
+/// call.
+#[test]
+fn mid_instruction_offset_refused_code_unharmed() {
+    const N: usize = 5;
+    let u = ufuncs();
+    let starts = instruction_offsets(&u, "f");
+    // The first offset inside a multi-byte instruction.
+    let i = (0..starts.len() - 1)
+        .find(|&i| starts[i + 1] - starts[i] > 1)
+        .unwrap();
+    let (inside, from, next) = (starts[i] + 1, starts[i], starts[i + 1]);
+    let probe = format!("{u}:f+{inside}");
+    // A process about to call f, released while btrace runs (or would run: without the
+    // check it attached, and f's calls crashed).
+    let mut child = Command::new(&u)
+        .args(["wait", "f", &N.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tracer = std::thread::spawn(move || btrace(&["uprobe", &probe, "-d", "2"]));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "ufuncs f: {:?}", out.status);
+    assert!(out.stdout.is_empty());
+    let o = tracer.join().unwrap();
+    let err = one_line_error(&o);
+    assert!(!err.contains("Tracing"), "{err}");
+    let want = format!(
+        "f+{inside} is inside the instruction at f+{from} ({} bytes)",
+        next - from
+    );
+    assert!(err.contains(&want), "{err}\nwant: {want}");
+    assert!(
+        err.contains(&format!("valid offsets near it: f+{from}")),
+        "{err}"
+    );
+    // After the refusal too.
+    let after = Command::new(&u).args(["f", "3"]).status().unwrap();
+    assert!(after.success(), "{after:?}");
+    // The instruction after it: every call counted.
+    let (recs, sum) = run(
+        &["uprobe", &format!("{u}:f+{next}")],
+        &format!("{u} wait f {N}"),
+    );
+    assert_eq!(events(&recs).len(), N, "{recs:?}");
+    assert_eq!(sum["offset"].as_u64().unwrap() % 4096, {
+        let nm = Command::new("nm").arg(&u).output().unwrap();
+        let f = String::from_utf8_lossy(&nm.stdout)
+            .lines()
+            .find(|l| l.ends_with(" T f"))
+            .map(|l| u64::from_str_radix(l.split(' ').next().unwrap(), 16).unwrap())
+            .unwrap();
+        (f + next) % 4096
+    });
+}
+
+/// Addresses outside code: 0x0 (the ELF header), a data symbol's, an offset past the end
+/// of f: refused, one line each.
+#[test]
+fn addresses_outside_code_refused() {
+    let u = ufuncs();
+    let nm = Command::new("nm").arg(&u).output().unwrap();
+    let data = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .find(|l| l.ends_with(" D __data_start"))
+        .map(|l| {
+            l.split(' ')
+                .next()
+                .unwrap()
+                .trim_start_matches('0')
+                .to_string()
+        })
+        .unwrap();
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:0x0"), "-d", "1"]));
+    assert!(e.contains("0x0 is not in executable code"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:0x{data}"), "-d", "1"]));
+    assert!(e.contains("not in executable code"), "{e}");
+    assert!(e.contains("section .data"), "{e}");
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:f+100000"), "-d", "1"]));
+    assert!(e.contains("is past the end of f"), "{e}");
+    // --count resolves the same way.
+    let e = one_line_error(&btrace(&["uprobe", &format!("{u}:0x0"), "--count"]));
+    assert!(e.contains("not in executable code"), "{e}");
+}
+
+/// Kernel memory: sizes that would take 1.6 GB (each call in flight keeps a whole event of
+/// three 4 KB strings and the stacks) are refused before loading, naming the flag and a
+/// value that fits; 70 MB is said in one line and the run goes on, every call counted; the
+/// default sizes say nothing.
+#[test]
+fn kernel_memory_said_and_capped() {
+    let u = ufuncs();
+    let f = format!("{u}:f");
+    let big = [
+        "uprobe",
+        &f,
+        "--stack",
+        "--ret",
+        "--string-size",
+        "4096",
+        "--max-inflight",
+        "262144",
+        "-d",
+        "1",
+    ];
+    let e = one_line_error(&btrace(&big));
+    assert!(!e.contains("Tracing"), "{e}");
+    assert!(e.contains("above the limit of"), "{e}");
+    assert!(e.contains("--max-inflight 262144 (map inflight"), "{e}");
+    assert!(e.contains("give --max-inflight 131072 or less"), "{e}");
+    assert!(!e.contains("cannot place"), "{e}");
+    // Between the warning and the limit: said before Tracing, and traced.
+    let mid = format!("{u} wait f 4");
+    let (recs, code, stderr) = trace_to_end(&[
+        "uprobe",
+        &f,
+        "--ret",
+        "--string-size",
+        "4096",
+        "--max-inflight",
+        "16384",
+        "--json",
+        "-c",
+        &mid,
+    ]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert!(
+        stderr[0].contains("of kernel memory") && stderr[0].contains("--max-inflight 16384"),
+        "{stderr:?}"
+    );
+    assert!(stderr[1].starts_with("Tracing"), "{stderr:?}");
+    assert_eq!(events(&recs).len(), 4);
+    let (_, code, stderr) = trace_to_end(&["uprobe", &f, "--ret", "--json", "-c", &mid]);
+    assert_eq!(code, 0, "{stderr:?}");
+    assert!(
+        !stderr.iter().any(|l| l.contains("kernel memory")),
+        "{stderr:?}"
+    );
+}

@@ -28,6 +28,8 @@ where
                 bpf_log::take();
                 return Ok((choice, v));
             }
+            // The same sizes would be refused again: no other way is tried.
+            Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
             Err(e) => reasons.push(format!("{choice}: {}", describe(&e))),
         }
     }

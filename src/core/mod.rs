@@ -11,6 +11,7 @@ pub mod cgroup_labels;
 pub mod delta;
 pub mod event_out;
 pub mod features;
+pub mod kmem;
 pub mod losses;
 pub mod output;
 pub mod percpu;

@@ -716,6 +716,15 @@ pub fn cgroup_id(dir: &Path) -> Result<u64> {
 
 /// `--cgroup PATH|ID` as a cgroup of the v2 hierarchy.
 fn resolve_cgroup(spec: &str) -> Result<CgroupTarget> {
+    // An empty path (or `.`) would name the root cgroup: the whole machine, by accident.
+    if Path::new(spec.trim())
+        .components()
+        .all(|c| c == std::path::Component::CurDir)
+    {
+        bail!(
+            "--cgroup '{spec}' names no cgroup (it would be the root cgroup: the whole machine); give a cgroup's path or id, or leave --cgroup out to trace everything"
+        );
+    }
     let Some(root) = cgroup2_mount() else {
         bail!(
             "--cgroup needs the cgroup v2 hierarchy, which is not mounted here (cgroup v1 only); mount it with `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with systemd.unified_cgroup_hierarchy=1"
@@ -735,6 +744,12 @@ fn resolve_cgroup(spec: &str) -> Result<CgroupTarget> {
         } else {
             root.join(p)
         };
+        if !full.exists() {
+            bail!(
+                "--cgroup {spec}: no such cgroup ({} does not exist)",
+                full.display()
+            );
+        }
         if !full.starts_with(&root) {
             bail!(
                 "--cgroup {spec}: not under the cgroup v2 mount {} (cgroup v1 groups cannot be filtered on)",

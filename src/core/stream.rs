@@ -57,6 +57,34 @@ impl RingArgs {
     }
 }
 
+/// Refuses a ring buffer of `ring_bytes` that cannot hold one record of `record` bytes
+/// (the command's largest, from its skeleton's types) with the kernel's 8-byte header:
+/// every event would be lost (`--buffer-size 4K` with exec's 10 KB records).
+pub fn check_ring_fits(ring_bytes: u32, record: usize) -> anyhow::Result<()> {
+    let need = (record as u64 + 8).next_multiple_of(8);
+    if u64::from(ring_bytes) >= need {
+        return Ok(());
+    }
+    let page = crate::core::system::page_size() as u64;
+    let min = need.max(page).next_power_of_two();
+    anyhow::bail!(
+        "--buffer-size {}: one event of this command takes up to {need} bytes (with its 8-byte header), which does not fit, so every event would be lost; give --buffer-size {} or more",
+        size_text(ring_bytes.into()),
+        size_text(min)
+    )
+}
+
+/// A ring buffer size as --buffer-size takes it: `4K`, `8M`, or bytes.
+fn size_text(b: u64) -> String {
+    if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
+        format!("{}M", b >> 20)
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
+        format!("{}K", b >> 10)
+    } else {
+        b.to_string()
+    }
+}
+
 /// How often at most a kernel side that batches its wakeups (rb_wakeup.h) wakes the
 /// consumer for a record that did not fill the ring to [`wake_bytes`]: a lone event is
 /// shown at once, and a flood costs at most a thousand wakeups a second.

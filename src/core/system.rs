@@ -111,6 +111,13 @@ const BTF_ADVICE: &str = "give btrace a BTF file for this kernel with --btf FILE
 /// The BTF btrace will use is there and readable; one line naming --btf otherwise.
 pub fn require_btf() -> Result<()> {
     if let Some(p) = custom_btf() {
+        if let Err(e) = std::fs::metadata(p) {
+            let why = match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => format!("cannot read it: {e}"),
+            };
+            bail!("--btf {}: {why}; {BTF_ADVICE}", p.display());
+        }
         return match libbpf_rs::btf::Btf::from_path(p) {
             Ok(_) => Ok(()),
             Err(e) => bail!(
@@ -337,17 +344,6 @@ pub fn parse_store_size(
         ));
     }
     Ok(n as u32)
-}
-
-/// Says on stderr what a large bounded store costs (above 64 MB), once, before loading.
-pub fn note_store_cost(what: &str, entries: u64, key: u64, value: u64) {
-    let b = hash_store_bytes(entries, key, value);
-    if b >= 64 << 20 {
-        eprintln!(
-            "btrace: the {what} of {entries} entries takes about {} of kernel memory",
-            fmt_bytes(b)
-        );
-    }
 }
 
 /// The default bound of a per-thread hash store (threads that use it, alive at once):

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 
+use super::insn::{self, Spot};
+
 /// An ELF file read into memory.
 pub struct ElfFile {
     pub path: PathBuf,
@@ -56,15 +58,38 @@ impl ElfFile {
         object::File::parse(&*self.data).expect("parsed when opened")
     }
 
-    /// `FUNC`, `FUNC+OFF` or an address (0x...), as a uprobe's file offset.
+    /// `FUNC`, `FUNC+OFF` or an address (0x...), as a uprobe's file offset; refused unless
+    /// it starts an instruction of executable code (resolve::insn).
     pub fn func(&self, spec: &str) -> Result<Func> {
+        self.func_checked(spec, true)
+    }
+
+    /// [`ElfFile::func`]; with `check_boundary` false (--unsafe-offset) the address must
+    /// still be in executable code, but may be where no instruction is known to start.
+    pub fn func_checked(&self, spec: &str, check_boundary: bool) -> Result<Func> {
         let obj = self.object();
         let (name, plus) = split_plus(spec)?;
-        let addr = if let Some(hex) = name.strip_prefix("0x") {
-            u64::from_str_radix(hex, 16).map_err(|_| anyhow!("bad address '{name}'"))?
+        let (addr, spot) = if let Some(hex) = name.strip_prefix("0x") {
+            let a = u64::from_str_radix(hex, 16).map_err(|_| anyhow!("bad address '{name}'"))?;
+            let a = a
+                .checked_add(plus)
+                .ok_or_else(|| anyhow!("bad address '{spec}'"))?;
+            (a, Spot::Address(a))
         } else {
-            self.symbol(&obj, name)? + plus
+            let (start, size) = self.symbol(&obj, name)?;
+            let a = start
+                .checked_add(plus)
+                .ok_or_else(|| anyhow!("bad offset in '{spec}'"))?;
+            let spot = Spot::Symbol {
+                name,
+                start,
+                size,
+                plus,
+            };
+            (a, spot)
         };
+        let path = self.path.display().to_string();
+        insn::check_site(&obj, &path, spot, check_boundary)?;
         let offset = file_offset(&obj, addr).ok_or_else(|| {
             anyhow!(
                 "address {addr:#x} is in no loaded segment of {}",
@@ -79,9 +104,9 @@ impl ElfFile {
         })
     }
 
-    /// The address of function symbol `name` (as written, or demangled), in the symbol
-    /// table or, for a stripped file, among its exported symbols.
-    fn symbol(&self, obj: &object::File<'_>, name: &str) -> Result<u64> {
+    /// The address and size of function symbol `name` (as written, or demangled), in the
+    /// symbol table or, for a stripped file, among its exported symbols.
+    fn symbol(&self, obj: &object::File<'_>, name: &str) -> Result<(u64, u64)> {
         let functions = || {
             obj.symbols()
                 .chain(obj.dynamic_symbols())
@@ -94,7 +119,7 @@ impl ElfFile {
             })
         });
         if let Some(s) = found {
-            return Ok(s.address());
+            return Ok((s.address(), s.size()));
         }
         let path = self.path.display();
         if obj.symbols().next().is_none() {

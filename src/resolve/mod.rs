@@ -12,6 +12,7 @@ pub mod cgroups;
 pub mod ctype;
 pub mod dwarf;
 pub mod elf;
+pub mod insn;
 pub mod kallsyms;
 pub mod print_fmt;
 pub mod symbols;

@@ -50,6 +50,20 @@ const RAW: ArgRead = ArgRead {
     len: 0,
 };
 
+/// The maps of func_probe.h whose size a flag sets (core::kmem): the ring buffer, and the
+/// calls in flight (entries of a whole event each, so --string-size and --stack weigh too).
+pub const DRIVERS: &[crate::core::kmem::Driver] = &[
+    crate::core::kmem::RING,
+    crate::core::kmem::Driver {
+        map: "inflight",
+        flag: "--max-inflight",
+    },
+    crate::core::kmem::Driver {
+        map: "starts",
+        flag: "--max-inflight",
+    },
+];
+
 /// Everything fixed before load: the function, what to read of it, the filters.
 #[derive(Debug)]
 pub struct Plan {
@@ -170,6 +184,14 @@ impl Plan {
     /// --stack: where the stacks are in an event (struct stack_slot), 8-aligned.
     pub fn stack_off(&self) -> Option<usize> {
         self.stack.then(|| self.slots_end().next_multiple_of(8))
+    }
+
+    /// Refuses a ring buffer (--buffer-size) one event does not fit in; --hist sends none.
+    pub fn check_ring(&self) -> Result<()> {
+        if self.hist {
+            return Ok(());
+        }
+        crate::core::stream::check_ring_fits(self.ring_bytes, self.ev_size())
     }
 
     /// What the function returns; a function without a prototype has no known return.

@@ -59,7 +59,7 @@ pub fn run(args: FloorArgs) -> Result<i32> {
             .target
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("floor uprobe needs TARGET:FUNC"))?;
-        let t = crate::tracers::uprobe::tracer::resolve(spec, None)?;
+        let t = crate::tracers::uprobe::tracer::resolve(spec, None, true)?;
         let off = t.func.offset as usize;
         let p = &skel.progs;
         _links.push(

@@ -94,6 +94,13 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Vec<Link>)> {
         p.bio_issue_raw.set_autoload(!btf && !with_q);
         p.bio_issue_raw_q.set_autoload(!btf && with_q);
         p.bio_complete_raw.set_autoload(!btf);
+        crate::core::kmem::check(
+            open.open_object(),
+            &[crate::core::kmem::Driver {
+                map: "bio_starts",
+                flag: "--max-inflight",
+            }],
+        )?;
         let obj = open.load()?;
         cfg.scope
             .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;

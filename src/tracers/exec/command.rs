@@ -41,6 +41,10 @@ pub struct ExecArgs {
 
 pub fn run(args: ExecArgs) -> Result<i32> {
     let c = &args.common;
+    if let Some(b) = args.ring.buffer_size {
+        let record = std::mem::size_of::<super::skel::types::exec_event>();
+        crate::core::stream::check_ring_fits(b, record)?;
+    }
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
     let cfg = Config {

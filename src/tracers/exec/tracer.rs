@@ -88,6 +88,16 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
         p.exec_enter_raw.set_autoload(!tp);
         p.exec_exit_raw.set_autoload(!tp);
         p.exec_moved_raw.set_autoload(!tp);
+        crate::core::kmem::check(
+            open.open_object(),
+            &[
+                crate::core::kmem::RING,
+                crate::core::kmem::Driver {
+                    map: "exec_inflight",
+                    flag: "--max-inflight",
+                },
+            ],
+        )?;
         let obj = open.load()?;
         cfg.scope
             .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;

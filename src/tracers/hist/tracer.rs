@@ -279,6 +279,19 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 open.maps.starts_hash.set_max_entries(entries)?;
             }
         }
+        crate::core::kmem::check(
+            open.open_object(),
+            &[
+                crate::core::kmem::Driver {
+                    map: "starts_hash",
+                    flag: "--max-threads",
+                },
+                crate::core::kmem::Driver {
+                    map: "by_hists",
+                    flag: "--max-keys",
+                },
+            ],
+        )?;
         let hist = open.load()?;
         cfg.scope
             .install(&hist.maps.scope_cgroups, &hist.maps.scope_cgroup_ids)?;
@@ -288,14 +301,6 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
 
 /// Loads and attaches the first of `ways` this kernel accepts.
 pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
-    if let Some(n) = cfg.max_threads {
-        crate::core::system::note_store_cost(
-            "per-thread store",
-            n.into(),
-            4,
-            std::mem::size_of::<types::syscall_start>() as u64,
-        );
-    }
     let (way, (hist, links)) = attach::first_that_works(ways, |way| {
         let hist = open_load(way, cfg)?;
         let links = attach::attach_loaded(hist.object())?;
@@ -460,15 +465,6 @@ impl SyscallTracer {
             max_keys: load.by_cgroup.map(by_cgroup_pairs),
             ..Default::default()
         };
-        if let Some(pairs) = cfg.max_keys {
-            crate::core::system::note_store_cost(
-                "per-cgroup syscall table",
-                pairs.into(),
-                std::mem::size_of::<types::by_key>() as u64,
-                (std::mem::size_of::<crate::core::abi::types::hist>()
-                    * crate::core::system::online_cpus()) as u64,
-            );
-        }
         let filter = &load.filter;
         let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
             let hist = open_load(way, &cfg)?;

@@ -89,13 +89,14 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.ring.bytes();
+    plan.check_ring()?;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
-        .map_err(|e| {
+        .map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
             anyhow!(
                 "cannot trace kernel function '{}': {e:#}; `btrace doctor` shows what this kernel allows",
                 plan.func
             )
-        })?;
+        }))?;
 
     let hook = mode.to_string();
     let run = Run {
@@ -148,10 +149,12 @@ fn run_count(args: &KprobeArgs) -> Result<i32> {
     };
     let (hook, (kp, _links, refused)) =
         attach::first_that_works(hooks, |h| count::load_count(h, &plan, &funcs)).map_err(|e| {
-            anyhow!(
+            crate::core::kmem::unless_too_big(e, |e| {
+                anyhow!(
                 "cannot count calls of '{}': {e:#}; `btrace doctor` shows what this kernel allows",
                 args.func
             )
+            })
         })?;
     let note = match &refused.first {
         Some(first) => format!(", {} refused by the kernel, first {first}", refused.count),

@@ -211,6 +211,7 @@ pub fn load_count(
         p.func_kretprobe.set_autoload(false);
         p.func_kcount.set_autoload(hook == CountHook::PerFunction);
         p.func_kcount_multi.set_autoload(hook == CountHook::Multi);
+        crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
         let kp = open.load()?;
         plan.scope
             .install(&kp.maps.scope_cgroups, &kp.maps.scope_cgroup_ids)?;

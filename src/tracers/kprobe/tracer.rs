@@ -169,6 +169,7 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
                     .set_attach_target(0, Some(plan.func.clone()))?;
                 p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
             }
+            crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
             let kp = open.load()?;
             plan.scope
                 .install(&kp.maps.scope_cgroups, &kp.maps.scope_cgroup_ids)?;

@@ -43,8 +43,11 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
     };
-    let (way, o, _links) =
-        tracer::load(&cfg).map_err(|e| anyhow::anyhow!("cannot trace off-CPU time: {e:#}"))?;
+    let (way, o, _links) = tracer::load(&cfg).map_err(|e| {
+        crate::core::kmem::unless_too_big(e, |e| {
+            anyhow::anyhow!("cannot trace off-CPU time: {e:#}")
+        })
+    })?;
     let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
     let mut seen_procs = stacks::ProcStacks::new();
     let mut out = session.output(c.json);

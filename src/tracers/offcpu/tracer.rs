@@ -71,6 +71,13 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
             open.maps.start_task.set_autocreate(false)?;
             open.maps.start_hash.set_max_entries(MAX_BLOCKED)?;
         }
+        crate::core::kmem::check(
+            open.open_object(),
+            &[crate::core::kmem::Driver {
+                map: "stacks",
+                flag: "--max-stacks",
+            }],
+        )?;
         let o = open.load()?;
         cfg.scope
             .install(&o.maps.scope_cgroups, &o.maps.scope_cgroup_ids)?;

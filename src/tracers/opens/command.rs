@@ -52,9 +52,12 @@ pub fn run(args: OpenArgs) -> Result<i32> {
         .as_deref()
         .map(tracer::parse_prefix)
         .transpose()?;
+    let str_size = args.strings.string_size;
+    if let Some(b) = args.ring.buffer_size {
+        crate::core::stream::check_ring_fits(b, tracer::rec_size(str_size))?;
+    }
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
-    let str_size = args.strings.string_size;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         str_size,

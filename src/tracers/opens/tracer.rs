@@ -111,6 +111,16 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
         p.open_exit_raw.set_autoload(!tp);
         p.ostarts_reap_raw.set_autoload(!tp);
         p.ostarts_reap_tp.set_autoload(tp);
+        crate::core::kmem::check(
+            open.open_object(),
+            &[
+                crate::core::kmem::RING,
+                crate::core::kmem::Driver {
+                    map: "ostarts_hash",
+                    flag: "--max-threads",
+                },
+            ],
+        )?;
         let obj = open.load()?;
         cfg.scope
             .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;

@@ -42,8 +42,11 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
     };
-    let loaded = tracer::load(&cfg)
-        .map_err(|e| anyhow::anyhow!("cannot profile: {}", crate::core::attach::describe(&e)))?;
+    let loaded = tracer::load(&cfg).map_err(|e| {
+        crate::core::kmem::unless_too_big(e, |e| {
+            anyhow::anyhow!("cannot profile: {}", crate::core::attach::describe(&e))
+        })
+    })?;
     let p = &loaded.skel;
     let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
     let mut seen_procs = stacks::ProcStacks::new();

@@ -107,6 +107,13 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
         open.maps.stacks.set_max_entries(cfg.max_stacks)?;
         open.maps.counts.set_max_entries(MAX_COUNTS)?;
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
+        crate::core::kmem::check(
+            open.open_object(),
+            &[crate::core::kmem::Driver {
+                map: "stacks",
+                flag: "--max-stacks",
+            }],
+        )?;
         let p = open.load()?;
         cfg.scope
             .install(&p.maps.scope_cgroups, &p.maps.scope_cgroup_ids)?;

@@ -86,6 +86,13 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
         } else {
             open.maps.queued_task.set_autocreate(false)?;
         }
+        crate::core::kmem::check(
+            open.open_object(),
+            &[crate::core::kmem::Driver {
+                map: "runq_keys",
+                flag: "--max-keys",
+            }],
+        )?;
         let runq = open.load()?;
         scope.install(&runq.maps.scope_cgroups, &runq.maps.scope_cgroup_ids)?;
         Ok(runq)

@@ -114,6 +114,10 @@ pub fn run(args: TcpArgs) -> Result<i32> {
     let c = &args.common;
     // Bad filters are reported before anything is checked or loaded.
     let spec = filter_from_args(&args, None)?;
+    if let Some(b) = args.ring.buffer_size {
+        let record = std::mem::size_of::<super::skel::types::tcp_event>();
+        crate::core::stream::check_ring_fits(b, record)?;
+    }
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
     // The scope applies to each socket's owner (the process that connects, listens,
@@ -125,14 +129,6 @@ pub fn run(args: TcpArgs) -> Result<i32> {
         ring_bytes: args.ring.buffer_size,
         ..Default::default()
     };
-    if let Some(n) = args.max_conns {
-        crate::core::system::note_store_cost(
-            "per-socket store",
-            n.into(),
-            8,
-            std::mem::size_of::<super::skel::types::tcp_conn>() as u64,
-        );
-    }
     let ways = tracer::ways(args.max_conns.is_some(), args.hook);
     let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec, &scope)?;
     let mut stream = tracer::events(&tcp)?;

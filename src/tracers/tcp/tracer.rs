@@ -303,6 +303,20 @@ pub fn open_load(
         p.tcp_state_btf.set_autoload(!sk && way.hook == Hook::TpBtf);
         p.tcp_state_tp.set_autoload(way.hook == Hook::Tracepoint);
         crate::apply_scope!(open, scope, way.hook == Hook::TpBtf);
+        crate::core::kmem::check(
+            open.open_object(),
+            &[
+                crate::core::kmem::RING,
+                crate::core::kmem::Driver {
+                    map: "tcp_conns",
+                    flag: "--max-conns",
+                },
+                crate::core::kmem::Driver {
+                    map: "tcp_cgroup_figures",
+                    flag: "--max-cgroups",
+                },
+            ],
+        )?;
         let tcp = open.load()?;
         scope.install(&tcp.maps.scope_cgroups, &tcp.maps.scope_cgroup_ids)?;
         Ok(tcp)

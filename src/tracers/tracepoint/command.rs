@@ -82,14 +82,17 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     }
     let mut stacks = args.stack.stack.then(EventStacks::new);
     drop(types);
+    crate::core::stream::check_ring_fits(args.ring.bytes(), decoder.layout.rec_size)?;
     let mut session = Session::new(c, None)?;
     let scope = Scope::new(session.tgid(), &args.scope)?;
     let (tp, _link) =
         tracer::load(cat, name, &decoder.layout, &scope, args.ring.bytes()).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot trace {cat}:{name}: {}",
-                crate::core::attach::describe(&e)
-            )
+            crate::core::kmem::unless_too_big(e, |e| {
+                anyhow::anyhow!(
+                    "cannot trace {cat}:{name}: {}",
+                    crate::core::attach::describe(&e)
+                )
+            })
         })?;
     let shown = format!("{cat}:{name}");
     let mut stream = EventStream::raw(&tp.maps.events)?;

@@ -160,6 +160,7 @@ pub fn load(
         }
         crate::apply_scope!(open, scope, true);
         open.maps.events.set_max_entries(ring_bytes)?;
+        crate::core::kmem::check(open.open_object(), &[crate::core::kmem::RING])?;
         let tp = open.load()?;
         scope.install(&tp.maps.scope_cgroups, &tp.maps.scope_cgroup_ids)?;
         Ok(tp)

@@ -34,6 +34,11 @@ pub struct UprobeArgs {
     /// A latency histogram of the function kept in the kernel (no event per call)
     #[arg(long, conflicts_with = "ret")]
     pub hist: bool,
+    /// Place the probe at FUNC+OFF or 0xADDR even where btrace cannot tell that an
+    /// instruction starts there (no symbol or unwind entry covers it, or its code does not
+    /// decode). An offset inside an instruction crashes every process running that code
+    #[arg(long)]
+    pub unsafe_offset: bool,
     #[command(flatten)]
     pub count: func::CountArgs,
     #[command(flatten)]
@@ -91,7 +96,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         &args.interval,
     )?;
     crate::core::system::preflight()?;
-    let target = resolve(&args.probe, c.pid)?;
+    let target = resolve(&args.probe, c.pid, !args.unsafe_offset)?;
     let mut session = Session::new(c, args.interval.interval)?;
     let dwarf = target.proto.is_some();
     let proto = target.proto.unwrap_or_else(|| registers(&target.func.name));
@@ -106,17 +111,18 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.ring.bytes();
+    plan.check_ring()?;
     let probe = Probe::Func {
         path: &target.path,
         offset: target.func.offset,
     };
-    let (skel, _links) = load(&plan, &probe).map_err(|e| {
+    let (skel, _links) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
         anyhow!(
             "cannot place a uprobe on {} at offset {:#x}: {e:#}; `btrace doctor` shows what this kernel allows",
             target.path.display(),
             target.func.offset
         )
-    })?;
+    }))?;
     let path = target.path.to_string_lossy().into_owned();
     let run = Run {
         plan: &plan,
@@ -153,7 +159,7 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
     let funcs = if func::is_glob(pattern) {
         file.glob(pattern)
     } else {
-        vec![file.func(pattern)?]
+        vec![file.func_checked(pattern, !args.unsafe_offset)?]
     };
     if funcs.is_empty() {
         bail!("no function of {} matches '{pattern}'", path.display());
@@ -174,10 +180,12 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         crate::core::abi::STR_SIZE_MIN,
     );
     let (skel, _links) = load_count(&plan, &path, &funcs).map_err(|e| {
-        anyhow!(
+        crate::core::kmem::unless_too_big(e, |e| {
+            anyhow!(
             "cannot place counting uprobes on {}: {e:#} (--count needs BPF cookies, Linux 5.15+)",
             path.display()
         )
+        })
     })?;
     let path = path.to_string_lossy().into_owned();
     let run = func::CountRun {

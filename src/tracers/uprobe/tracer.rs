@@ -39,8 +39,9 @@ pub struct Target {
 }
 
 /// `TARGET:FUNC` into the file, the function's offset and its prototype. `pid`: the
-/// traced process (-p), whose maps and root are searched first.
-pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
+/// traced process (-p), whose maps and root are searched first. `check_boundary`: refuse
+/// an offset where an instruction is not known to start (false: --unsafe-offset).
+pub fn resolve(spec: &str, pid: Option<u32>, check_boundary: bool) -> Result<Target> {
     let (target, func) = spec.rsplit_once(':').ok_or_else(|| {
         anyhow!("'{spec}' is not TARGET:FUNC (e.g. libc:malloc, /usr/bin/bash:readline)")
     })?;
@@ -52,7 +53,7 @@ pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
     let path = elf::find_target(target, pid)?;
     crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
-    let f = file.func(func)?;
+    let f = file.func_checked(func, check_boundary)?;
     // Arguments are known at the entry only: not after FUNC+OFF.
     let proto = if f.plus == 0 {
         dwarf::proto(&file, &f.name, f.addr)
@@ -92,6 +93,7 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             p.func_usdt.set_autoload(usdt);
             // --count's program uses BPF cookies (5.15+): loaded only by load_count.
             p.func_count.set_autoload(false);
+            crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
             let skel = open.load()?;
             plan.scope
                 .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
@@ -151,6 +153,7 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         p.func_uretprobe.set_autoload(false);
         p.func_usdt.set_autoload(false);
         p.func_count.set_autoload(true);
+        crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
         let skel = open.load()?;
         plan.scope
             .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;

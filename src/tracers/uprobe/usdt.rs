@@ -132,13 +132,14 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
     );
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.ring.bytes();
+    plan.check_ring()?;
     let probe = Probe::Usdt {
         path: &path,
         provider,
         name,
         pid: c.pid.map_or(-1, |p| p as i32),
     };
-    let (skel, _links) = load(&plan, &probe).map_err(|e| {
+    let (skel, _links) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
         // libbpf finds a probe's spec by its BPF cookie (Linux 5.15+); without cookies it
         // goes by absolute address, which in a position-independent file only a given
         // running process has.
@@ -151,7 +152,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
             "cannot attach to USDT probe {provider}:{name} of {}: {e:#}{hint}",
             path.display()
         )
-    })?;
+    }))?;
     let target_path = path.to_string_lossy().into_owned();
     let run = Run {
         plan: &plan,

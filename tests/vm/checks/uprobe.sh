@@ -80,3 +80,32 @@ uprobe_count_exact() {
     detail "malloc=5 of $(json_get /tmp/uc.json '"type":"summary"' functions) functions"
 }
 register uprobe_count_exact 60
+
+# An offset inside an instruction of f is refused before attaching (a breakpoint there
+# crashed every process running f), and f still runs; the first valid offset the message
+# suggests attaches and counts every call. (f+2: ufuncs is built -O0, so f starts with
+# `push %rbp` (1 byte) then a 3-byte `mov`, or with a 4-byte `endbr64`: inside either way.)
+uprobe_mid_instruction_refused() {
+    # btrace in the background, f called 1 s later: had it attached, f would crash.
+    "$BTRACE" uprobe --json "$UFUNCS:f+2" -d 3 >/tmp/ui.json 2>/tmp/ui.err &
+    tracer=$!
+    sleep 1
+    "$UFUNCS" f 5 || fail "ufuncs f exited $? while btrace ran"
+    wait "$tracer" && fail "uprobe at f+2 was not refused"
+    cat /tmp/ui.err
+    grep -q "f+2 is inside the instruction at f+" /tmp/ui.err || fail "unexpected error: $(head -n1 /tmp/ui.err)"
+    [ "$(wc -l </tmp/ui.err)" = 1 ] || fail "more than one error line"
+    grep -q Tracing /tmp/ui.err && fail "refused after Tracing"
+    "$UFUNCS" f 3 || fail "ufuncs f exited $? after the refusal"
+    ok=$(sed -n 's/.*valid offsets near it: \(f+[0-9]*\).*/\1/p' /tmp/ui.err)
+    [ -n "$ok" ] || fail "no valid offset suggested: $(head -n1 /tmp/ui.err)"
+    run /tmp/uv.json /tmp/uv.err "$BTRACE" uprobe --json "$UFUNCS:$ok" -c "$UFUNCS f 5" ||
+        fail "btrace uprobe $ok exited $?: $(head -n1 /tmp/uv.err)"
+    n=$(grep -c '"type":"event"' /tmp/uv.json)
+    [ "$n" = 5 ] || fail "events at $ok=$n, want 5"
+    run /tmp/u0.json /tmp/u0.err "$BTRACE" uprobe --json "$UFUNCS:0x0" -d 1 &&
+        fail "uprobe at 0x0 was not refused"
+    grep -q "not in executable code" /tmp/u0.err || fail "0x0: $(head -n1 /tmp/u0.err)"
+    detail "f+2 refused, f ran; $ok counted 5"
+}
+register uprobe_mid_instruction_refused 60
