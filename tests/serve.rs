@@ -967,3 +967,199 @@ fn by_cgroup_labels_tcp_by_the_socket_s_cgroup() {
     let (ok, why) = promtool_check(&body);
     assert!(ok, "promtool check metrics: {why}");
 }
+
+/// Reads a whole response from `s`: (status, Content-Length, body bytes received), or
+/// what went wrong with how many bytes had come.
+fn read_response(s: &mut TcpStream) -> Result<(u16, usize, usize), String> {
+    read_response_after(s, Vec::new())
+}
+
+/// The same, the response's first bytes already read into `raw`.
+fn read_response_after(s: &mut TcpStream, mut raw: Vec<u8>) -> Result<(u16, usize, usize), String> {
+    if let Err(e) = s.read_to_end(&mut raw) {
+        return Err(format!("{e} after {} bytes", raw.len()));
+    }
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no response head in {} bytes", raw.len()))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = status_of(&head).ok_or_else(|| format!("no status: {head:?}"))?;
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no Content-Length: {head:?}"))?;
+    Ok((status, len, raw.len() - end - 4))
+}
+
+/// Cgroups under one parent, each holding the syscalls of one short `ls` run: with
+/// `--by cgroup`, a body of about 80 KB per cgroup. Removed when dropped.
+fn busy_cgroups(tag: &str, n: usize) -> (PathBuf, CgroupDirs) {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let parent = root.join(format!("btrace-serve-{tag}-{}", std::process::id()));
+    let mut dirs = vec![parent.clone()];
+    for i in 0..n {
+        let d = parent.join(format!("c{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        dirs.push(d);
+    }
+    (parent, CgroupDirs(dirs))
+}
+
+fn fill_cgroups(parent: &Path, n: usize) {
+    for i in 0..n {
+        let cmd = format!(
+            "echo $$ > {}/c{i}/cgroup.procs && exec ls / > /dev/null",
+            parent.display()
+        );
+        let st = Command::new("sh").args(["-c", &cmd]).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    }
+}
+
+/// A client that sends more than its request (a trailing CRLF, as some clients do) still
+/// gets the whole response, every time: the server reads what is left before closing
+/// (closing with unread data would send a reset, which throws away the end of the
+/// response at the client). A 1 MB request gets its whole 431 response, not a reset.
+/// (Before the lingering close: 19 of 20 responses cut off, and a reset for 1 MB.)
+#[test]
+fn responses_arrive_whole_when_clients_send_more() {
+    let (parent, _dirs) = busy_cgroups("linger", 8);
+    let s = Serve::start(&[
+        "--groups",
+        "syscalls",
+        "--by",
+        "cgroup",
+        "--cgroup",
+        parent.to_str().unwrap(),
+    ]);
+    fill_cgroups(&parent, 8);
+    let mut sizes = Vec::new();
+    for i in 0..20 {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        // The trailing CRLF comes once the response has begun, so the server has read
+        // the request before it (what a single write would let it read together).
+        let mut first = [0u8; 1];
+        c.read_exact(&mut first).unwrap();
+        c.write_all(b"\r\n").unwrap();
+        let (status, len, got) =
+            read_response_after(&mut c, first.to_vec()).unwrap_or_else(|e| panic!("try {i}: {e}"));
+        assert_eq!(status, 200);
+        assert_eq!(got, len, "try {i}: {got} of {len} body bytes");
+        sizes.push(len);
+    }
+    assert!(sizes[0] > 200_000, "a body of {} bytes only", sizes[0]);
+
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+    req.resize(1 << 20, b'a');
+    req.extend_from_slice(b"\r\n\r\n");
+    c.write_all(&req).expect("the 1 MB request written");
+    let (status, len, got) = read_response(&mut c).expect("a whole 431 response");
+    assert_eq!((status, got), (431, len));
+    s.stop();
+}
+
+/// Two clients that read a large body slowly hold nothing anybody else needs: normal
+/// scrapes keep answering within their timeout, a slow reader is dropped once its
+/// response has taken 10 s, and SIGTERM ends btrace within 2 s whatever they do.
+/// (Before: two slow readers held both workers, every scrape timed out, and SIGTERM
+/// waited for them.)
+#[test]
+fn slow_readers_delay_no_scrape_and_sigterm_ends_promptly() {
+    let n = 70;
+    let (parent, _dirs) = busy_cgroups("slow", n);
+    let s = Serve::start(&[
+        "--groups",
+        "syscalls",
+        "--by",
+        "cgroup",
+        "--cgroup",
+        parent.to_str().unwrap(),
+    ]);
+    fill_cgroups(&parent, n);
+    let (status, _, body) = s.get("/metrics", None);
+    assert_eq!(status, 200);
+    // More than the kernel's send buffer holds (4 MB at most by default), so the server
+    // is still writing when its deadline comes.
+    assert!(
+        body.len() > 5_000_000,
+        "a body of {} bytes only",
+        body.len()
+    );
+
+    // Reads 8 KB every 100 ms (80 KB/s: a body of MBs takes a minute) until the server
+    // closes; returns when that was, from its start, and the bytes it read.
+    let slow_reader = |addr: SocketAddr| {
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut c = TcpStream::connect(addr).unwrap();
+            // A small receive buffer, so what is in flight is mostly the server's.
+            let size: libc::c_int = 64 << 10;
+            // SAFETY: an option of the open socket `c`, an int of the size passed.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&c),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 8192];
+            let mut total = 0;
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return (t0.elapsed(), total),
+                    Ok(n) => total += n,
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let slow: Vec<_> = (0..2).map(|_| slow_reader(s.addr)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let mut scrapes = 0;
+    while t0.elapsed() < Duration::from_secs(5) {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let started = Instant::now();
+        let (status, len, got) = read_response(&mut c)
+            .unwrap_or_else(|e| panic!("scrape {scrapes} with slow readers: {e}"));
+        assert_eq!((status, got), (200, len));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(scrapes >= 5, "{scrapes} scrapes in 5 s");
+    // The slow readers are dropped 10 s into their responses, not served for a minute.
+    for h in slow {
+        let (took, got) = h.join().unwrap();
+        assert!(
+            took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+            "a slow reader was served {took:?} ({got} bytes)"
+        );
+        assert!(got < body.len(), "a slow reader read the whole body");
+    }
+    // SIGTERM while two slow readers are being answered: out within 2 s.
+    let _slow: Vec<_> = (0..2).map(|_| slow_reader(s.addr)).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    s.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "SIGTERM took {:?} with slow readers connected",
+        t.elapsed()
+    );
+}

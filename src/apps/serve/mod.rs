@@ -12,6 +12,7 @@
 
 pub mod exposition;
 pub mod http;
+pub mod webconfig;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -73,6 +74,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", requires = "by",
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_cgroups: Option<u32>,
+    /// TLS and basic authentication from FILE, the web configuration file Prometheus
+    /// exporters share (exporter-toolkit's YAML: tls_server_config with cert_file and
+    /// key_file, basic_auth_users with bcrypt hashes)
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
     /// libbpf's log on stderr
     #[arg(short, long)]
     pub verbose: bool,
@@ -395,9 +401,36 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         (None, None) => Some(DEFAULT_LISTEN.parse().expect("valid default")),
         (None, Some(_)) => None,
     };
+    let web = args
+        .web_config
+        .as_deref()
+        .map(webconfig::WebConfig::load)
+        .transpose()?;
+    if web.is_some() && listen.is_none() {
+        bail!("--web-config: there is no HTTP server (--textfile without --listen)");
+    }
     let listener = listen
         .map(|a| TcpListener::bind(a).with_context(|| format!("cannot listen on {a}")))
         .transpose()?;
+    // What was bound: the port the kernel chose for port 0.
+    let listen = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    if let Some(a) = listen {
+        if !a.ip().is_loopback()
+            && web
+                .as_ref()
+                .is_none_or(|w| w.auth.is_none() && w.tls.is_none())
+        {
+            eprintln!(
+                "btrace: serve: warning: listening on {a} without --web-config: anyone who \
+                 can reach this port reads the metrics (no TLS, no authentication)"
+            );
+        }
+    }
+    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
     install_signals()?;
     let cfg = LoadConfig {
         filter: LiveFilter {
@@ -429,7 +462,13 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     }
     let (scrape_tx, scrape_rx) = sync_channel::<http::Scrape>(4);
     let server = listener
-        .map(|l| http::Server::start(l, http::Limits::default(), scrape_tx, &STOP))
+        .map(|l| {
+            let web = web.unwrap_or(webconfig::WebConfig {
+                tls: None,
+                auth: None,
+            });
+            http::Server::start(l, http::Limits::default(), web, scrape_tx, &STOP)
+        })
         .transpose()
         .context("starting the HTTP server")?;
     let on: Vec<String> = exporter
@@ -443,7 +482,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         .collect();
     let mut line = format!("Tracing {}", on.join(", "));
     if let Some(a) = listen {
-        line.push_str(&format!("; serving http://{a}/metrics"));
+        line.push_str(&format!("; serving {scheme}://{a}/metrics"));
     }
     if let Some(f) = &args.textfile {
         line.push_str(&format!("; writing {}", f.display()));
@@ -480,7 +519,9 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     STOP.store(true, Ordering::SeqCst);
     drop(scrape_rx);
     if let Some(s) = server {
-        s.join();
+        // The server ends within a poll round (200 ms); the deadline is for what
+        // nobody foresaw: a signal must end the process whatever the clients do.
+        s.join(Instant::now() + Duration::from_millis(1500));
     }
     // Dropping the tracers detaches and unloads everything.
     drop(exporter);
