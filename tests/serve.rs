@@ -157,6 +157,11 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(targets: &[SocketAddr]) -> Prometheus {
+        Prometheus::start_with(targets, "")
+    }
+
+    /// With `job` added to the scrape job's configuration (YAML indented 4 spaces).
+    fn start_with(targets: &[SocketAddr], job: &str) -> Prometheus {
         let bin = Path::new("/usr/bin/prometheus");
         assert!(
             bin.exists(),
@@ -166,7 +171,7 @@ impl Prometheus {
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: btrace\n    static_configs:\n      - targets: [{}]\n",
+             scrape_configs:\n  - job_name: btrace\n{job}    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
         );
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
@@ -1162,4 +1167,255 @@ fn slow_readers_delay_no_scrape_and_sigterm_ends_promptly() {
         "SIGTERM took {:?} with slow readers connected",
         t.elapsed()
     );
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (ca.crt) and a server certificate for 127.0.0.1 signed by it (server.crt,
+/// server.key) in `dir`, and a second CA that signed nothing (other-ca.crt).
+fn make_certs(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for (name, cn) in [("ca", "btrace test CA"), ("other-ca", "another CA")] {
+        let (key, crt, subj) = (
+            format!("{name}.key"),
+            format!("{name}.crt"),
+            format!("/CN={cn}"),
+        );
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subj];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&["-keyout", &key, "-out", &crt]);
+        openssl(dir, &args);
+    }
+    let mut args = vec!["req", "-subj", "/CN=127.0.0.1"];
+    args.extend_from_slice(&ec);
+    args.extend_from_slice(&["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(dir, &args);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// curl with `args`: (exit code, HTTP status curl saw, 0 when none).
+fn curl(args: &[&str]) -> (i32, u16) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .output()
+        .expect("running curl");
+    let code = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    (out.status.code().unwrap_or(-1), code)
+}
+
+/// `--web-config` with TLS and basic auth (exporter-toolkit's file, relative paths):
+/// a real Prometheus scraping over HTTPS with a user and password sees the exact
+/// increase of a workload's getppid calls; without credentials or with a wrong password
+/// 401 with `WWW-Authenticate: Basic`; a client trusting another CA cannot connect.
+#[test]
+fn tls_and_basic_auth_from_web_config() {
+    let dir = tmpdir("tls");
+    make_certs(&dir);
+    let hash = bcrypt::hash("s3cret pass", 6).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prom: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    let (wl, comm) = private_workload(&dir, 't');
+    let web = dir.join("web.yml");
+    let s = Serve::start(&[
+        "--groups",
+        "syscalls",
+        "--comm",
+        &comm,
+        "--web-config",
+        web.to_str().unwrap(),
+    ]);
+    let url = format!("https://{}/metrics", s.addr);
+    let ca = dir.join("ca.crt");
+    let ca = ca.to_str().unwrap();
+    let job = format!(
+        "    scheme: https\n    tls_config:\n      ca_file: {ca}\n    basic_auth:\n      \
+         username: prom\n      password: 's3cret pass'\n"
+    );
+    let prom = Prometheus::start_with(&[s.addr], &job);
+    prom.wait_exact(&format!("up{{instance=\"{}\"}}", s.addr), 1.0);
+    let count = "btrace_syscall_latency_seconds_count{syscall=\"getppid\"}";
+    let run = |n: &str| {
+        let st = Command::new(&wl)
+            .args(["syscalls", n, "0"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    run("1000");
+    prom.wait_exact(count, 1000.0);
+    run("2345");
+    prom.wait_exact(count, 3345.0);
+    drop(prom);
+
+    assert_eq!(
+        curl(&["--cacert", ca, "-u", "prom:s3cret pass", &url]),
+        (0, 200)
+    );
+    assert_eq!(curl(&["--cacert", ca, &url]), (0, 401));
+    assert_eq!(curl(&["--cacert", ca, "-u", "prom:wrong", &url]), (0, 401));
+    assert_eq!(
+        curl(&["--cacert", ca, "-u", "nobody:s3cret pass", &url]),
+        (0, 401)
+    );
+    let head = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert", ca, &url])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).into_owned();
+    assert!(head.contains("WWW-Authenticate: Basic"), "{head}");
+    // Another CA: curl refuses the certificate (60: peer certificate cannot be
+    // authenticated), nothing is served.
+    let other = dir.join("other-ca.crt");
+    let (code, status) = curl(&[
+        "--cacert",
+        other.to_str().unwrap(),
+        "-u",
+        "prom:s3cret pass",
+        &url,
+    ]);
+    assert_eq!((code, status), (60, 0));
+    // Plain HTTP on the TLS port gets no metrics.
+    let (_, status) = curl(&[
+        "-u",
+        "prom:s3cret pass",
+        &format!("http://{}/metrics", s.addr),
+    ]);
+    assert_ne!(status, 200);
+    let addr = s.addr;
+    let err = s.stop();
+    assert!(
+        err.iter()
+            .any(|l| l.contains(&format!("serving https://{addr}/metrics"))),
+        "{err:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A bad --web-config is one line on stderr, before anything is attached.
+#[test]
+fn bad_web_config_is_a_one_line_error() {
+    let dir = tmpdir("badweb");
+    let f = dir.join("web.yml");
+    let f_s = f.to_str().unwrap();
+    for (text, says) in [
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+            "missing.crt",
+        ),
+        (
+            "basic_auth_users:\n  prom: plaintext\n",
+            "not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: TLS13\n",
+            "min_version",
+        ),
+        ("basic_auth_users: [\n", "--web-config"),
+    ] {
+        std::fs::write(&f, text).unwrap();
+        let out = btrace(&["serve", "--listen", "127.0.0.1:0", "--web-config", f_s]);
+        let e = one_line_error(&out);
+        assert!(
+            e.starts_with(&format!("btrace: --web-config {f_s}")) && e.contains(says),
+            "{text:?}: {e}"
+        );
+    }
+    let out = btrace(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--web-config",
+        "/nonexistent/web.yml",
+    ]);
+    let e = one_line_error(&out);
+    assert!(e.contains("/nonexistent/web.yml: No such file"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `Tracing` line names the address bound (the port the kernel chose for port 0,
+/// IPv6 too); listening beyond loopback without --web-config says so once.
+#[test]
+fn the_bound_address_is_printed_and_open_listening_warned() {
+    for (listen, open) in [("[::1]:0", false), ("0.0.0.0:0", true)] {
+        let mut r = Running::start(&["serve", "--groups", "syscalls", "--listen", listen]);
+        let ids = r.wait_attached();
+        let (_, code, err) = {
+            r.signal(libc::SIGTERM);
+            r.finish()
+        };
+        assert_eq!(code, 0, "{err:?}");
+        assert_unloaded(&ids);
+        let tracing = err.iter().find(|l| l.starts_with("Tracing")).unwrap();
+        let addr: SocketAddr = tracing
+            .split("serving http://")
+            .nth(1)
+            .and_then(|r| r.split("/metrics").next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {tracing:?}"));
+        assert_ne!(addr.port(), 0, "{tracing}");
+        assert_eq!(addr.ip().is_loopback(), !open, "{tracing}");
+        let warnings: Vec<_> = err.iter().filter(|l| l.contains("warning")).collect();
+        if open {
+            assert_eq!(warnings.len(), 1, "{err:?}");
+            assert!(warnings[0].contains("without --web-config"), "{err:?}");
+        } else {
+            assert!(warnings.is_empty(), "{err:?}");
+        }
+    }
 }
