@@ -83,7 +83,34 @@ pub struct ServeArgs {
     #[arg(short, long)]
     pub verbose: bool,
     #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub scope: ServeScope,
+}
+
+/// The scope flags serve takes: those of [`ScopeArgs`] but --no-children, which applies
+/// to -p/-c, which serve has not (a command shows only the flags it accepts).
+#[derive(Args, Debug, Clone)]
+pub struct ServeScope {
+    /// Only tasks in this cgroup v2 group or below it: a path (absolute, or relative to
+    /// the cgroup2 mount, e.g. system.slice/nginx.service) or a cgroup id (repeatable)
+    #[arg(long = "cgroup", value_name = "PATH|ID")]
+    pub cgroups: Vec<String>,
+    /// Trace only this thread id
+    #[arg(long, value_name = "TID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tid: Option<u32>,
+    /// Trace only tasks with this name (as in /proc/PID/comm; longer names are cut to 15 characters like the kernel's)
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+}
+
+impl ServeScope {
+    fn args(&self) -> ScopeArgs {
+        ScopeArgs {
+            cgroups: self.cgroups.clone(),
+            tid: self.tid,
+            comm: self.comm.clone(),
+            ..ScopeArgs::default()
+        }
+    }
 }
 
 /// What `--by` labels series by.
@@ -260,12 +287,20 @@ impl Exporter {
                 Some(t) => (t.hook(), t.attached()),
                 None => ("unavailable".to_string(), false),
             };
+            // An info metric is 1 by convention (it is joined on, multiplied by);
+            // whether the group is attached is a gauge of its own.
             m.family(
                 "btrace_group_info",
                 Kind::Gauge,
-                "Each group and the hook it attached with: 1 while attached, 0 when it could not be loaded.",
+                "Each group and the hook it attached with (hook=\"unavailable\" when it could not be loaded); always 1.",
             )
-            .add(&[("group", g.name), ("hook", &hook)], Value::Int(on as u64));
+            .add(&[("group", g.name), ("hook", &hook)], Value::Int(1));
+            m.family(
+                "btrace_group_attached",
+                Kind::Gauge,
+                "1 while the group's programs are attached, 0 when it could not be loaded or attached.",
+            )
+            .add(&[("group", g.name)], Value::Int(on as u64));
         }
         let mut errors = 0;
         for g in &mut self.groups {
@@ -395,7 +430,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         bail!("--by cgroup: no cgroup v2 hierarchy is mounted here");
     }
     // Bad scope arguments fail here, once, before anything loads.
-    crate::core::scope::Scope::new(None, &args.scope)?;
+    crate::core::scope::Scope::new(None, &args.scope.args())?;
     let listen = match (args.listen, &args.textfile) {
         (Some(a), _) => Some(a),
         (None, None) => Some(DEFAULT_LISTEN.parse().expect("valid default")),
@@ -438,7 +473,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
             port: args.port,
             cgroup: None,
         },
-        scope: args.scope.clone(),
+        scope: args.scope.args(),
         mode: Mode::Exporter,
         by_cgroup: args
             .by
