@@ -542,7 +542,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         }
         match scrape_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(s) => {
-                let _ = s.reply.send(exporter.render(s.format));
+                s.reply.send(exporter.render(s.format));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
