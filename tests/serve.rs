@@ -1160,6 +1160,28 @@ fn slow_readers_delay_no_scrape_and_sigterm_ends_promptly() {
         );
         assert!(got < body.len(), "a slow reader read the whole body");
     }
+    // 24 clients that ask and never read would hold 24 bodies (130 MB) for 10 s: the
+    // responses held are capped (64 MiB), the longest-written dropped first, and a
+    // normal scrape still answers.
+    let before = s.rss_kb();
+    let idle: Vec<TcpStream> = (0..24)
+        .map(|_| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let grown_mb = s.rss_kb().saturating_sub(before) / 1024;
+    eprintln!("RSS grew by {grown_mb} MB with 24 clients not reading");
+    let (status, _, _) = s.get("/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        grown_mb < 90,
+        "btrace grew by {grown_mb} MB with 24 clients not reading"
+    );
+    drop(idle);
     // SIGTERM while two slow readers are being answered: out within 2 s.
     let _slow: Vec<_> = (0..2).map(|_| slow_reader(s.addr)).collect();
     std::thread::sleep(Duration::from_secs(1));

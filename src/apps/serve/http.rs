@@ -54,6 +54,10 @@ pub struct Limits {
     /// After a response: time and bytes read and thrown away before closing.
     pub linger_time: Duration,
     pub linger_bytes: usize,
+    /// Bytes of responses held while they are written: past that, the response that has
+    /// been written longest is dropped (a slow reader's: a scrape takes milliseconds),
+    /// so slow clients asking for a large body cannot grow btrace without bound.
+    pub max_held_bytes: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +73,7 @@ impl Default for Limits {
             render_timeout: Duration::from_secs(5),
             linger_time: Duration::from_secs(5),
             linger_bytes: 16 << 20,
+            max_held_bytes: 64 << 20,
         }
     }
 }
@@ -598,6 +603,7 @@ impl Serving {
                     self.conns.push(c);
                 }
             }
+            self.cap_held_bytes();
             if ready[0] {
                 self.accept_some();
             }
@@ -668,6 +674,33 @@ impl Serving {
                 continue;
             }
             return true;
+        }
+    }
+
+    /// Drops responses being written, the longest-written first, while they hold more
+    /// than [`Limits::max_held_bytes`] (one is always kept, whatever its size).
+    fn cap_held_bytes(&mut self) {
+        let held = |c: &Conn| match &c.stage {
+            Stage::Write { head, body, .. } => head.len() + body.len(),
+            _ => 0,
+        };
+        let mut total: usize = self.conns.iter().map(held).sum();
+        while total > self.limits.max_held_bytes {
+            let writing = self.conns.iter().filter(|c| held(c) > 0).count();
+            // The same write timeout for all: the earliest deadline began first.
+            let oldest = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| held(c) > 0)
+                .min_by_key(|(_, c)| c.deadline)
+                .map(|(i, _)| i);
+            let (Some(i), true) = (oldest, writing > 1) else {
+                return;
+            };
+            let c = self.conns.swap_remove(i);
+            total -= held(&c);
+            abort(&c.stream);
         }
     }
 

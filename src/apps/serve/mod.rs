@@ -495,7 +495,8 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         write_atomically(path, &exporter.render(Format::Prometheus))?;
         next_file += period;
     }
-    let (scrape_tx, scrape_rx) = sync_channel::<http::Scrape>(4);
+    // Scrapes waiting for the main thread: past that, 503 at once.
+    let (scrape_tx, scrape_rx) = sync_channel::<http::Scrape>(16);
     let server = listener
         .map(|l| {
             let web = web.unwrap_or(webconfig::WebConfig {
