@@ -1465,3 +1465,54 @@ fn bare_lf_requests_are_answered_and_help_lists_only_accepted_flags() {
     assert!(help.contains("--web-config"), "{help}");
     assert!(!help.contains("--no-children"), "{help}");
 }
+
+/// Out of file descriptors, connections wait in the listener's queue, which stays
+/// readable: btrace must not spin on it (it did, at 100% of a CPU), and serves them once
+/// descriptors are free.
+#[test]
+fn out_of_descriptors_does_not_spin() {
+    let s = Serve::start(&["--groups", "syscalls"]);
+    let pid = s.run.as_ref().unwrap().pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = |n: usize| {
+        let st = Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &format!("--nofile={n}:")])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    // The soft limit only (lowering the hard one could not be undone without
+    // CAP_SYS_RESOURCE).
+    limit(open + 2);
+    let waiting: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = ticks() - t0;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        used * 100 < 2 * hz * 10,
+        "{used} ticks of CPU in 2 s out of descriptors"
+    );
+    drop(waiting);
+    limit(1024);
+    assert_eq!(s.get("/metrics", None).0, 200);
+    s.stop();
+}

@@ -305,6 +305,7 @@ impl Server {
             wake_rx,
             waker,
             conns: Vec::new(),
+            accept_rest_until: None,
         };
         threads.insert(
             0,
@@ -550,6 +551,8 @@ struct Serving {
     wake_rx: UnixStream,
     waker: Waker,
     conns: Vec<Conn>,
+    /// Accepting failed (out of file descriptors): not before then.
+    accept_rest_until: Option<Instant>,
 }
 
 /// Connections accepted per round of the loop.
@@ -570,8 +573,14 @@ impl Serving {
                 .filter(|&i| self.conns[i].interest().is_some())
                 .collect();
             let ready: Vec<bool> = {
+                let resting = self.accept_rest_until.is_some_and(|t| now < t);
+                let listen = if resting {
+                    PollFlags::empty()
+                } else {
+                    PollFlags::POLLIN
+                };
                 let mut fds = vec![
-                    PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.listener.as_fd(), listen),
                     PollFd::new(self.wake_rx.as_fd(), PollFlags::POLLIN),
                 ];
                 fds.extend(polled.iter().map(|&i| {
@@ -616,8 +625,14 @@ impl Serving {
         for _ in 0..ACCEPT_BATCH {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
-                // Out of file descriptors and the like: try again at the next round.
-                Err(_) => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    // Out of file descriptors and the like: the connection stays in the
+                    // listener's queue, which stays readable, so poll would return at
+                    // once, round after round: the listener rests 100 ms instead.
+                    self.accept_rest_until = Some(Instant::now() + Duration::from_millis(100));
+                    break;
+                }
             };
             if self.conns.len() >= self.limits.max_conns && !self.make_room() {
                 // Every open connection is being answered: this one is closed at once.
