@@ -7,8 +7,8 @@
 //!
 //! Each tracer declares its metric families beside itself (`src/tracers/NAME/metrics.rs`,
 //! through [`Tracer::metrics`]); this module adds btrace's own health figures, owns the
-//! tracers (on the main thread: the HTTP server thread asks it for each body) and the daemon's
-//! life: SIGTERM/SIGINT end it with everything detached, SIGHUP re-attaches.
+//! tracers (on the main thread: the HTTP server's thread asks it for each body) and the
+//! daemon's life: SIGTERM/SIGINT end it with everything detached, SIGHUP re-attaches.
 
 pub mod exposition;
 pub mod http;
