@@ -1516,3 +1516,94 @@ fn out_of_descriptors_does_not_spin() {
     assert_eq!(s.get("/metrics", None).0, 200);
     s.stop();
 }
+
+/// `client_auth_type: RequireAndVerifyClientCert`: a client without a certificate, or
+/// with one its CA did not sign, gets nothing; one with a certificate of the CA gets
+/// the metrics.
+#[test]
+fn client_certificates_required_by_web_config() {
+    let dir = tmpdir("mtls");
+    make_certs(&dir);
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    // An extension makes the certificate X.509 v3 (OpenSSL 3.0 makes v1 without one,
+    // which webpki refuses).
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, ca) in [("client", "ca"), ("stranger", "other-ca")] {
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let mut args = vec!["req", "-subj", "/CN=scraper"];
+        args.extend_from_slice(&ec);
+        args.extend_from_slice(&["-keyout", &key, "-out", &csr]);
+        openssl(&dir, &args);
+        let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-extfile",
+                "client.ext",
+                "-out",
+                &crt,
+            ],
+        );
+    }
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .unwrap();
+    let web = dir.join("web.yml");
+    let s = Serve::start(&[
+        "--groups",
+        "syscalls",
+        "--web-config",
+        web.to_str().unwrap(),
+    ]);
+    let url = format!("https://{}/metrics", s.addr);
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let ca = p("ca.crt");
+    let with = |name: &str| {
+        curl(&[
+            "--cacert",
+            &ca,
+            "--cert",
+            &p(&format!("{name}.crt")),
+            "--key",
+            &p(&format!("{name}.key")),
+            &url,
+        ])
+    };
+    assert_eq!(with("client"), (0, 200));
+    let (code, status) = with("stranger");
+    assert!(
+        code != 0 && status == 0,
+        "another CA's client: {code} {status}"
+    );
+    let (code, status) = curl(&["--cacert", &ca, &url]);
+    assert!(
+        code != 0 && status == 0,
+        "no client certificate: {code} {status}"
+    );
+    s.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
