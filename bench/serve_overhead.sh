@@ -7,8 +7,9 @@
 # the whole response, and the exporter's own btrace_scrape_duration_seconds) over
 # SCRAPES scrapes; then the same scrape latency with `--by cgroup` once CGROUPS cgroups
 # made by the bench (under the cgroup v2 mount) have each run a short workload (exec
-# plus 100 getppid calls), so each has its own series. Figures are written into README.md
-# between the bench:serve markers.
+# plus 100 getppid calls), so each has its own series, alone and while SLOW clients (5)
+# read the body slowly. Figures are written into README.md between the bench:serve
+# markers.
 #
 # Standalone: bash bench/serve_overhead.sh   (DURATION=60 SCRAPES=200 CGROUPS=100 by
 # default); SERVE_PARTS=cgroup runs only the --by cgroup part and prints its row.
@@ -19,6 +20,7 @@ DURATION=${DURATION:-60}
 SCRAPES=${SCRAPES:-200}
 PORT=${PORT:-19535}
 CGROUPS=${CGROUPS:-100}
+SLOW=${SLOW:-5}
 SERVE_PARTS=${SERVE_PARTS:-all}
 [ -x "$BTRACE" ] || make -s build-release
 [ -x target/workload ] || make -s target/workload
@@ -71,6 +73,19 @@ by_cgroup_row() {
     n=$(awk '/^btrace_cgroup_labels / { print $2 }' "$lat.body")
     local series
     series=$(grep -c '^btrace_syscall_latency_seconds_count{' "$lat.body")
+    # The same scrapes while SLOW clients read the body at 20 KB/s each (curl's rate
+    # limit), each one again as soon as the server drops it (10 s into its response).
+    local slow=() j
+    for j in $(seq "$SLOW"); do
+        (while :; do curl -s --limit-rate 20k -o /dev/null "http://127.0.0.1:$port/metrics" || true; done) &
+        slow+=($!)
+    done
+    sleep 2
+    for _ in $(seq "$SCRAPES"); do
+        curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$port/metrics" >>"$lat.slow"
+    done
+    kill "${slow[@]}" 2>/dev/null || true
+    wait "${slow[@]}" 2>/dev/null || true
     kill "$pid"; wait "$pid" 2>/dev/null || true
     for i in $(seq "$CGROUPS"); do rmdir "$parent/cg$i" 2>/dev/null || true; done
     rmdir "$parent" 2>/dev/null || true
@@ -78,8 +93,18 @@ by_cgroup_row() {
     t=$(sort -n "$lat" | awk -v n="$SCRAPES" '{ t[NR] = $1; b = $2 } END {
         printf "%.2f ms | %.2f ms | %.0f KB", 1000 * t[int(n / 2) + 1], 1000 * t[int(n * 0.95)], b / 1024 }')
     o=$(sort -n "$lat.own" | awk -v n="$SCRAPES" '{ t[NR] = $1 } END { printf "%.2f ms", 1000 * t[int(n / 2) + 1] }')
-    rm -f "$lat" "$lat.body" "$lat.own" "$err"
+    local q0 q1
+    q0=$(awk '{ print $1 }' "$lat" | sort -n | awk -v n="$SCRAPES" '{ t[NR] = $1 } END {
+        printf "%.2f ms | %.2f ms", 1000 * t[int(n / 2) + 1], 1000 * t[int(n * 0.99)] }')
+    q1=$(sort -n "$lat.slow" | awk -v n="$SCRAPES" '{ t[NR] = $1 } END {
+        printf "%.2f ms | %.2f ms", 1000 * t[int(n / 2) + 1], 1000 * t[int(n * 0.99)] }')
+    rm -f "$lat" "$lat.body" "$lat.own" "$lat.slow" "$err"
     echo "| $SCRAPES back to back, \`--by cgroup\`, $CGROUPS cgroups made by the bench ($n label values, $series syscall histograms) | $t | $o |"
+    echo
+    echo "| \`--by cgroup\`, $CGROUPS cgroups, $SCRAPES scrapes back to back | median | p99 |"
+    echo "|---|---|---|"
+    echo "| alone | $q0 |"
+    echo "| while $SLOW clients read the body at 20 KB/s | $q1 |"
 }
 
 if [ "$SERVE_PARTS" = cgroup ]; then

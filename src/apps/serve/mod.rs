@@ -7,11 +7,12 @@
 //!
 //! Each tracer declares its metric families beside itself (`src/tracers/NAME/metrics.rs`,
 //! through [`Tracer::metrics`]); this module adds btrace's own health figures, owns the
-//! tracers (on the main thread: the HTTP workers ask it for a body) and the daemon's
-//! life: SIGTERM/SIGINT end it with everything detached, SIGHUP re-attaches.
+//! tracers (on the main thread: the HTTP server's thread asks it for each body) and the
+//! daemon's life: SIGTERM/SIGINT end it with everything detached, SIGHUP re-attaches.
 
 pub mod exposition;
 pub mod http;
+pub mod webconfig;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -73,11 +74,43 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", requires = "by",
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_cgroups: Option<u32>,
+    /// TLS and basic authentication from FILE, the web configuration file Prometheus
+    /// exporters share (exporter-toolkit's YAML: tls_server_config with cert_file and
+    /// key_file, basic_auth_users with bcrypt hashes)
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
     /// libbpf's log on stderr
     #[arg(short, long)]
     pub verbose: bool,
     #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub scope: ServeScope,
+}
+
+/// The scope flags serve takes: those of [`ScopeArgs`] but --no-children, which applies
+/// to -p/-c, which serve has not (a command shows only the flags it accepts).
+#[derive(Args, Debug, Clone)]
+pub struct ServeScope {
+    /// Only tasks in this cgroup v2 group or below it: a path (absolute, or relative to
+    /// the cgroup2 mount, e.g. system.slice/nginx.service) or a cgroup id (repeatable)
+    #[arg(long = "cgroup", value_name = "PATH|ID")]
+    pub cgroups: Vec<String>,
+    /// Trace only this thread id
+    #[arg(long, value_name = "TID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub tid: Option<u32>,
+    /// Trace only tasks with this name (as in /proc/PID/comm; longer names are cut to 15 characters like the kernel's)
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+}
+
+impl ServeScope {
+    fn args(&self) -> ScopeArgs {
+        ScopeArgs {
+            cgroups: self.cgroups.clone(),
+            tid: self.tid,
+            comm: self.comm.clone(),
+            ..ScopeArgs::default()
+        }
+    }
 }
 
 /// What `--by` labels series by.
@@ -254,12 +287,20 @@ impl Exporter {
                 Some(t) => (t.hook(), t.attached()),
                 None => ("unavailable".to_string(), false),
             };
+            // An info metric is 1 by convention (it is joined on, multiplied by);
+            // whether the group is attached is a gauge of its own.
             m.family(
                 "btrace_group_info",
                 Kind::Gauge,
-                "Each group and the hook it attached with: 1 while attached, 0 when it could not be loaded.",
+                "Each group and the hook it attached with (hook=\"unavailable\" when it could not be loaded); always 1.",
             )
-            .add(&[("group", g.name), ("hook", &hook)], Value::Int(on as u64));
+            .add(&[("group", g.name), ("hook", &hook)], Value::Int(1));
+            m.family(
+                "btrace_group_attached",
+                Kind::Gauge,
+                "1 while the group's programs are attached, 0 when it could not be loaded or attached.",
+            )
+            .add(&[("group", g.name)], Value::Int(on as u64));
         }
         let mut errors = 0;
         for g in &mut self.groups {
@@ -442,7 +483,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         bail!("--by cgroup: no cgroup v2 hierarchy is mounted here");
     }
     // Bad scope arguments fail here, once, before anything loads.
-    crate::core::scope::Scope::new(None, &args.scope)?;
+    crate::core::scope::Scope::new(None, &args.scope.args())?;
     let listen = match (args.listen, &args.textfile) {
         (Some(a), _) => Some(a),
         (None, None) => Some(DEFAULT_LISTEN.parse().expect("valid default")),
@@ -458,9 +499,36 @@ pub fn run(args: ServeArgs) -> Result<i32> {
             )
         })?;
     }
+    let web = args
+        .web_config
+        .as_deref()
+        .map(webconfig::WebConfig::load)
+        .transpose()?;
+    if web.is_some() && listen.is_none() {
+        bail!("--web-config: there is no HTTP server (--textfile without --listen)");
+    }
     let listener = listen
         .map(|a| TcpListener::bind(a).with_context(|| format!("cannot listen on {a}")))
         .transpose()?;
+    // What was bound: the port the kernel chose for port 0.
+    let listen = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    if let Some(a) = listen {
+        if !a.ip().is_loopback()
+            && web
+                .as_ref()
+                .is_none_or(|w| w.auth.is_none() && w.tls.is_none())
+        {
+            eprintln!(
+                "btrace: serve: warning: listening on {a} without --web-config: anyone who \
+                 can reach this port reads the metrics (no TLS, no authentication)"
+            );
+        }
+    }
+    let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {
+        "https"
+    } else {
+        "http"
+    };
     install_signals()?;
     let cfg = LoadConfig {
         filter: LiveFilter {
@@ -468,7 +536,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
             port: args.port,
             cgroup: None,
         },
-        scope: args.scope.clone(),
+        scope: args.scope.args(),
         mode: Mode::Exporter,
         by_cgroup: args
             .by
@@ -490,9 +558,16 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         write_atomically(path, &exporter.render(Format::Prometheus))?;
         next_file += period;
     }
-    let (scrape_tx, scrape_rx) = sync_channel::<http::Scrape>(4);
+    // Scrapes waiting for the main thread: past that, 503 at once.
+    let (scrape_tx, scrape_rx) = sync_channel::<http::Scrape>(16);
     let server = listener
-        .map(|l| http::Server::start(l, http::Limits::default(), scrape_tx, &STOP))
+        .map(|l| {
+            let web = web.unwrap_or(webconfig::WebConfig {
+                tls: None,
+                auth: None,
+            });
+            http::Server::start(l, http::Limits::default(), web, scrape_tx, &STOP)
+        })
         .transpose()
         .context("starting the HTTP server")?;
     let on: Vec<String> = exporter
@@ -506,7 +581,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         .collect();
     let mut line = format!("Tracing {}", on.join(", "));
     if let Some(a) = listen {
-        line.push_str(&format!("; serving http://{a}/metrics"));
+        line.push_str(&format!("; serving {scheme}://{a}/metrics"));
     }
     if let Some(f) = &args.textfile {
         line.push_str(&format!("; writing {}", f.display()));
@@ -533,7 +608,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         }
         match scrape_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(s) => {
-                let _ = s.reply.send(exporter.render(s.format));
+                s.reply.send(exporter.render(s.format));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -545,7 +620,9 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     STOP.store(true, Ordering::SeqCst);
     drop(scrape_rx);
     if let Some(s) = server {
-        s.join();
+        // The server ends within a poll round (200 ms); the deadline is for what
+        // nobody foresaw: a signal must end the process whatever the clients do.
+        s.join(Instant::now() + Duration::from_millis(1500));
     }
     // Dropping the tracers detaches and unloads everything.
     drop(exporter);

@@ -58,7 +58,7 @@ pub fn families(series: &[(Option<String>, TcpStats)], out: &mut Metrics) {
             |s| s.rx_bytes,
         ),
         (
-            "btrace_tcp_sent_bytes_unknown_connections",
+            "btrace_tcp_connections_sent_bytes_unknown",
             "Closed connections whose sent bytes are not exact (born before loading), not in btrace_tcp_sent_bytes_total.",
             |s| s.tx_unknown,
         ),
