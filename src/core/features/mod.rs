@@ -145,6 +145,37 @@ pub fn kprobe() -> Probe {
     on_target(target, result)
 }
 
+/// uprobe_multi links (Linux 6.6+; CAP_BPF and CAP_PERFMON suffice, where uprobes through
+/// perf events need CAP_SYS_ADMIN). Asked as libbpf asks: a link on "/" fails with EBADF
+/// (not a regular file) where the kernel has them, with EINVAL where it does not.
+pub fn uprobe_multi() -> Probe {
+    let result = load_and_attach(
+        "probe_uprobe_multi",
+        |_| Ok(()),
+        |skel| {
+            skel.progs.probe_uprobe_multi.attach_uprobe_multi_with_opts(
+                -1,
+                "/",
+                "",
+                libbpf_rs::UprobeMultiOpts {
+                    offsets: vec![0],
+                    ..Default::default()
+                },
+            )
+        },
+    );
+    let Err(e) = result else {
+        return Probe::yes("uprobe_multi link created");
+    };
+    match crate::core::attach::os_error(&e) {
+        Some(libc::EBADF) => Probe::yes("uprobe_multi links exist (a test link on / was refused as not a regular file)"),
+        Some(libc::EINVAL | libc::EOPNOTSUPP) => {
+            Probe::no("this kernel has no uprobe_multi links (Linux 6.6+)")
+        }
+        _ => Probe::no(format!("uprobe_multi test link: {}", describe(e))),
+    }
+}
+
 /// tp_btf: a BTF-typed tracepoint program on sys_enter loads and attaches.
 pub fn tp_btf() -> Probe {
     match load_and_attach(
