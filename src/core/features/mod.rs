@@ -167,8 +167,13 @@ pub fn uprobe_multi() -> Probe {
     let Err(e) = result else {
         return Probe::yes("uprobe_multi link created");
     };
-    match crate::core::attach::os_error(&e) {
-        Some(libc::EBADF) => Probe::yes("uprobe_multi links exist (a test link on / was refused as not a regular file)"),
+    let errno = crate::core::attach::os_error(&e);
+    // libbpf's log of the expected refusal is no part of a later error.
+    crate::core::bpf_log::take();
+    match errno {
+        Some(libc::EBADF) => Probe::yes(
+            "uprobe_multi links exist (a test link on / was refused as not a regular file)",
+        ),
         Some(libc::EINVAL | libc::EOPNOTSUPP) => {
             Probe::no("this kernel has no uprobe_multi links (Linux 6.6+)")
         }

@@ -144,10 +144,9 @@ fn refused_line(refused: &[Refusal], funcs: &[Func], asked: usize) -> String {
         .iter()
         .take(NAMED)
         .map(|r| {
-            let errno = r.errno.map_or_else(
-                || "no errno".to_string(),
-                |n| format!("errno {n}"),
-            );
+            let errno = r
+                .errno
+                .map_or_else(|| "no errno".to_string(), |n| format!("errno {n}"));
             format!(
                 "{} at {:#x} ({errno}: {})",
                 funcs[r.index].name,

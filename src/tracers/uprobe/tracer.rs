@@ -9,9 +9,9 @@ use anyhow::{anyhow, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, ProgramMut, UprobeMultiOpts};
 
+use crate::core::attach::os_error;
 use crate::core::attach::{self, Links};
 use crate::core::features;
-use crate::core::attach::os_error;
 
 use crate::resolve::dwarf;
 use crate::resolve::elf::{self, ElfFile, Func};
@@ -190,7 +190,14 @@ fn load_hook(plan: &Plan, probe: &Probe<'_>, hook: Hook) -> Result<(Uprobe, Link
             let p = &skel.progs;
             links.push(attach_one(&p.func_uprobe, hook, pid, path, *offset, false)?);
             if plan.needs_return() {
-                links.push(attach_one(&p.func_uretprobe, hook, pid, path, *offset, true)?);
+                links.push(attach_one(
+                    &p.func_uretprobe,
+                    hook,
+                    pid,
+                    path,
+                    *offset,
+                    true,
+                )?);
             }
         }
         Probe::Usdt {
@@ -246,9 +253,15 @@ pub struct Refusal {
 pub fn refusal_meaning(errno: Option<i32>) -> &'static str {
     const ENOTSUPP: i32 = 524;
     match errno {
-        Some(ENOTSUPP) => "an instruction uprobes cannot step over or emulate, or a breakpoint already there",
-        Some(libc::ENOEXEC) => "bytes that do not decode as an instruction (data, or not an instruction's start)",
-        Some(libc::EINVAL) => "an offset the kernel does not take (past the file's end, or not an instruction start)",
+        Some(ENOTSUPP) => {
+            "an instruction uprobes cannot step over or emulate, or a breakpoint already there"
+        }
+        Some(libc::ENOEXEC) => {
+            "bytes that do not decode as an instruction (data, or not an instruction's start)"
+        }
+        Some(libc::EINVAL) => {
+            "an offset the kernel does not take (past the file's end, or not an instruction start)"
+        }
         Some(libc::EEXIST) => "a probe already at that address",
         Some(libc::EACCES | libc::EPERM) => "not allowed",
         _ => "refused",
@@ -347,7 +360,9 @@ fn attach_each(
             Err(e) => {
                 let e = anyhow::Error::from(e);
                 // Not allowed, or not possible at all here: the same for every function.
-                if links.is_empty() && (i + 1 == offsets.len() || refused.len() + 1 >= GIVE_UP_AFTER) {
+                if links.is_empty()
+                    && (i + 1 == offsets.len() || refused.len() + 1 >= GIVE_UP_AFTER)
+                {
                     return Err(e);
                 }
                 crate::core::bpf_log::take();
@@ -437,12 +452,19 @@ pub fn checks() -> Vec<Check> {
             path: &exe,
             offset: f.offset,
         };
-        load(&plan, &probe)?;
-        Ok("uprobe attached".into())
+        let (_skel, _links, hook) = load(&plan, &probe)?;
+        Ok(format!("uprobe attached via {hook}"))
     })();
+    // The error of load says what the kernel refused; the fix follows from it.
+    let fix = match &result {
+        Err(e) if format!("{e:#}").contains("CAP_SYS_ADMIN") => {
+            "grant CAP_SYS_ADMIN (uprobes through perf events need it), or use Linux 6.6+, where uprobe_multi links need only CAP_BPF and CAP_PERFMON"
+        }
+        _ => "needs CONFIG_UPROBE_EVENTS and a ring buffer (Linux 5.8+)",
+    };
     vec![Check {
         mode: None,
         result,
-        fix: "needs CONFIG_UPROBE_EVENTS and a ring buffer (Linux 5.8+)",
+        fix,
     }]
 }
