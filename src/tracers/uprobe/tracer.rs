@@ -223,18 +223,22 @@ fn explain(e: anyhow::Error, multi_error: Option<&str>) -> anyhow::Error {
     let Some(multi_error) = multi_error else {
         return e;
     };
+    // Before the feature probe below, which has libbpf log lines of its own.
+    let perf_error = attach::describe(&e);
     let multi = features::uprobe_multi();
     let multi = if multi.ok {
         format!("uprobe_multi failed: {multi_error}")
     } else {
         multi.detail
     };
+    // Refused at attach (perf_event_open), not at load: the perf uprobe PMU's check.
+    let at_attach = perf_error.contains("attach");
     match os_error(&e) {
-        Some(errno @ (libc::EACCES | libc::EPERM)) => anyhow!(
+        Some(errno @ (libc::EACCES | libc::EPERM)) if at_attach => anyhow!(
             "uprobes through perf events need CAP_SYS_ADMIN, which btrace lacks ({}); with CAP_BPF and CAP_PERFMON alone uprobes need uprobe_multi links (Linux 6.6+), and {multi}",
             std::io::Error::from_raw_os_error(errno)
         ),
-        _ => anyhow!("{} ({multi})", attach::describe(&e)),
+        _ => anyhow!("{perf_error} ({multi})"),
     }
 }
 

@@ -80,3 +80,24 @@ uprobe_count_exact() {
     detail "malloc=5 of $(json_get /tmp/uc.json '"type":"summary"' functions) functions"
 }
 register uprobe_count_exact 60
+
+# --count over many functions: where the kernel has uprobe_multi links (6.6+), every
+# function of libc in one link (about 2000 here), attached and detached in seconds, the
+# refused ones skipped and listed; before that (5.15+, BPF cookies), one perf-event uprobe
+# per function, fewer of them (each takes a grace period to detach).
+uprobe_count_many() {
+    if ! kver_ge 5.15; then
+        skip "no BPF cookies before 5.15 (uprobe_count_exact checks the one-line error)"
+    fi
+    if kver_ge 6.6; then glob='libc:*' want=uprobe.multi; else glob='libc:*alloc*' want=uprobe; fi
+    t0=$(date +%s)
+    run /tmp/ucm.json /tmp/ucm.err "$BTRACE" uprobe --json "$glob" --count --max-probes 10000 -c "$UFUNCS malloc 5" ||
+        fail "btrace uprobe '$glob' --count exited $?: $(head -n1 /tmp/ucm.err)"
+    t1=$(date +%s)
+    c=$(json_get /tmp/ucm.json '"func":"malloc"' count)
+    [ "$c" = 5 ] || fail "malloc count=${c:-none}, want 5"
+    hook=$(json_get /tmp/ucm.json '"type":"summary"' hook)
+    [ "$hook" = "$want" ] || fail "hook=$hook, want $want"
+    detail "malloc=5 via $hook, $(json_get /tmp/ucm.json '"type":"summary"' functions) functions, $(json_get /tmp/ucm.json '"type":"summary"' refused) refused, $((t1 - t0)) s start to exit"
+}
+register uprobe_count_many 300
