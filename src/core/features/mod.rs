@@ -217,6 +217,28 @@ pub fn ringbuf() -> Probe {
     }
 }
 
+/// BPF cookies in kprobe-type programs (bpf_get_attach_cookie, Linux 5.15+), asked of
+/// the kernel through libbpf's helper probe.
+pub fn attach_cookie() -> Probe {
+    // SAFETY: a probe call with no options.
+    let rc = unsafe {
+        libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_sys::BPF_PROG_TYPE_KPROBE,
+            libbpf_sys::BPF_FUNC_get_attach_cookie,
+            std::ptr::null(),
+        )
+    };
+    crate::core::bpf_log::take();
+    match rc {
+        1 => Probe::yes("bpf_get_attach_cookie available to kprobe programs"),
+        0 => Probe::no("the kernel has no BPF cookies (bpf_get_attach_cookie: Linux 5.15+)"),
+        e => Probe::no(format!(
+            "probing failed: {}",
+            std::io::Error::from_raw_os_error(-e)
+        )),
+    }
+}
+
 /// The kernel's preemption model as far as it can be told without debugfs: the current
 /// dynamic mode (debugfs), a `preempt=` boot option, else the build's default from the
 /// kernel config. None when nothing says.

@@ -203,16 +203,16 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
     );
     let (skel, _links, hook, refused) = load_count(&plan, &path, &funcs).map_err(|e| {
         // The counting program reads its BPF cookie: a kernel without the helper
-        // (before 5.15) refuses to load it.
-        let hint = if format!("{e:#}").contains("bpf_get_attach_cookie") {
-            " (--count needs BPF cookies, Linux 5.15+)"
-        } else {
-            ""
-        };
-        anyhow!(
-            "cannot place counting uprobes on {}: {e:#}{hint}",
-            path.display()
-        )
+        // (before 5.15) refuses to load it, whatever else it says.
+        let cookies = crate::core::features::attach_cookie();
+        if !cookies.ok {
+            return anyhow!(
+                "cannot count calls on {}: --count tells functions apart by BPF cookie, and {}",
+                path.display(),
+                cookies.detail
+            );
+        }
+        anyhow!("cannot place counting uprobes on {}: {e:#}", path.display())
     })?;
     let refused_json: Vec<serde_json::Value> = refused
         .iter()

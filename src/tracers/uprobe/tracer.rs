@@ -277,10 +277,16 @@ pub fn refusal_meaning(errno: Option<i32>) -> &'static str {
 /// rather than searched for function by function.
 const GIVE_UP_AFTER: usize = 3;
 
+/// Functions per uprobe_multi link at most. The kernel refuses a link whole when it
+/// refuses one address, after placing (in every process mapping the file) and removing
+/// the breakpoints before it: a failed link of all of libc's 2153 functions cost about as
+/// much as attaching them. Links of this size bound what a refusal wastes.
+const MULTI_CHUNK: usize = 256;
+
 /// Attaches counting uprobes at `offsets` (cookie = index) through uprobe_multi links:
-/// one link for all, else (the kernel refuses a link whole when it refuses one address)
-/// halves, recursively, until the refused functions stand alone. Fails when the refusals
-/// look like the kernel's for every function.
+/// one link per [`MULTI_CHUNK`] functions, and a link the kernel refuses halved,
+/// recursively, until the refused functions stand alone. Fails when the refusals look
+/// like the kernel's for every function.
 fn attach_multi(
     prog: &ProgramMut<'_>,
     pid: i32,
@@ -340,7 +346,9 @@ fn attach_multi(
         refused: Vec::new(),
         accepted: false,
     };
-    s.attach(0, offsets.len())?;
+    for from in (0..offsets.len()).step_by(MULTI_CHUNK) {
+        s.attach(from, (from + MULTI_CHUNK).min(offsets.len()))?;
+    }
     Ok((s.links, s.refused))
 }
 
