@@ -517,10 +517,12 @@ fn uprobe_and_usdt_with_only_bpf_and_perfmon() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Every function of libc at once (about 2000): one uprobe_multi link, so it attaches and
-/// detaches in seconds (the bound here only catches a hang or the old minutes: figures in
-/// README), counts malloc exactly, and names each function the kernel refuses (skipped,
-/// not fatal).
+/// Every function of libc at once (about 2000): a few uprobe_multi links, so it attaches
+/// and detaches in seconds (5 to 10 s here on a quiet machine; the bound only catches a
+/// hang or the old minutes: 188 s, then a failure, before uprobe_multi. Each breakpoint
+/// goes into every process mapping libc, so a machine busy with compilers takes longer:
+/// 32 s once under a load average of 13), counts malloc exactly, and names each function
+/// the kernel refuses (skipped, not fatal).
 #[test]
 fn count_every_libc_function() {
     const K: u64 = 5;
@@ -538,7 +540,7 @@ fn count_every_libc_function() {
     ]);
     let took = started.elapsed();
     assert_eq!(code, 0, "{stderr:?}");
-    assert!(took.as_secs() < 30, "start to exit took {took:?}");
+    assert!(took.as_secs() < 90, "start to exit took {took:?}");
     let sum = summary(&recs);
     let functions = sum["functions"].as_u64().unwrap();
     let refused = sum["refused"].as_u64().unwrap();
