@@ -19,7 +19,7 @@ use crate::resolve::elf::{self, ElfFile, Func};
 use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
 use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
-use super::tracer::{load, load_count, refusal_meaning, resolve, Probe, Refusal};
+use super::tracer::{errno_name, load, load_count, refusal_meaning, resolve, Probe, Refusal};
 
 #[derive(Args, Debug, Clone)]
 pub struct UprobeArgs {
@@ -144,9 +144,13 @@ fn refused_line(refused: &[Refusal], funcs: &[Func], asked: usize) -> String {
         .iter()
         .take(NAMED)
         .map(|r| {
-            let errno = r
-                .errno
-                .map_or_else(|| "no errno".to_string(), |n| format!("errno {n}"));
+            let errno = match r.errno {
+                None => "no errno".to_string(),
+                Some(n) => match errno_name(n) {
+                    Some(name) => format!("errno {n}, {name}"),
+                    None => format!("errno {n}"),
+                },
+            };
             format!(
                 "{} at {:#x} ({errno}: {})",
                 funcs[r.index].name,
@@ -257,4 +261,44 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         &skel.maps.counts_by_cookie,
         &name_of,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_functions_named_with_errno_and_meaning() {
+        let funcs: Vec<Func> = (0..8)
+            .map(|i| Func {
+                name: format!("fn{i}"),
+                addr: 0x1000 + i,
+                offset: 0x1000 + i,
+                plus: 0,
+            })
+            .collect();
+        let refused: Vec<Refusal> = (0..7)
+            .map(|i| Refusal {
+                index: i,
+                errno: Some(if i == 0 { 524 } else { libc::EINVAL }),
+                why: "failed".into(),
+            })
+            .collect();
+        let line = refused_line(&refused, &funcs, funcs.len());
+        assert!(
+            line.starts_with("the kernel refused a uprobe on 7 of 8 functions"),
+            "{line}"
+        );
+        assert!(
+            line.contains("fn0 at 0x1000 (errno 524, ENOTSUPP: an instruction uprobes can neither"),
+            "{line}"
+        );
+        assert!(line.contains("fn4 at 0x1004 (errno 22, EINVAL"), "{line}");
+        assert!(!line.contains("fn5"), "{line}");
+        assert!(
+            line.ends_with("and 2 more (listed in --json's summary)"),
+            "{line}"
+        );
+        assert_eq!(refusal_meaning(None), "refused");
+    }
 }

@@ -253,12 +253,29 @@ pub struct Refusal {
     pub why: String,
 }
 
+/// The kernel-internal "not supported" (not EOPNOTSUPP) that uprobes return.
+const ENOTSUPP: i32 = 524;
+
+/// The symbolic name of an errno from placing a uprobe, where it is one of those.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        ENOTSUPP => "ENOTSUPP",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EINVAL => "EINVAL",
+        libc::EEXIST => "EEXIST",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EBADF => "EBADF",
+        _ => return None,
+    })
+}
+
 /// What an errno from placing a uprobe means.
 pub fn refusal_meaning(errno: Option<i32>) -> &'static str {
-    const ENOTSUPP: i32 = 524;
     match errno {
         Some(ENOTSUPP) => {
-            "an instruction uprobes cannot step over or emulate, or a breakpoint already there"
+            "an instruction uprobes can neither single-step nor emulate (a lock prefix, for one), or a breakpoint already there"
         }
         Some(libc::ENOEXEC) => {
             "bytes that do not decode as an instruction (data, or not an instruction's start)"
