@@ -101,3 +101,26 @@ uprobe_count_many() {
     detail "malloc=5 via $hook, $(json_get /tmp/ucm.json '"type":"summary"' functions) functions, $(json_get /tmp/ucm.json '"type":"summary"' refused) refused, $((t1 - t0)) s start to exit"
 }
 register uprobe_count_many 300
+
+# As user nobody with only CAP_BPF and CAP_PERFMON (/bin/capsrun): from 6.6 uprobes work
+# through uprobe_multi links; before, the kernel's perf uprobe PMU wants CAP_SYS_ADMIN,
+# and btrace says so in one line.
+uprobe_caps_only() {
+    if kver_ge 6.6; then
+        run /tmp/ucap.json /tmp/ucap.err /bin/capsrun "$BTRACE" uprobe --json "$UFUNCS:f" -c "$UFUNCS f 7" ||
+            fail "btrace uprobe as nobody with CAP_BPF+CAP_PERFMON exited $?: $(head -n1 /tmp/ucap.err)"
+        n=$(grep -c '"type":"event"' /tmp/ucap.json)
+        [ "$n" = 7 ] || fail "events=$n, want 7"
+        a=$(json_get /tmp/ucap.json '"type":"summary"' attach)
+        [ "$a" = uprobe.multi ] || fail "attach=$a, want uprobe.multi"
+        detail "7 events via $a as nobody"
+        return 0
+    fi
+    run /tmp/ucap.json /tmp/ucap.err /bin/capsrun "$BTRACE" uprobe --json "$UFUNCS:f" -c "$UFUNCS f 7" &&
+        fail "uprobe as nobody without CAP_SYS_ADMIN worked before 6.6"
+    grep -q "need CAP_SYS_ADMIN" /tmp/ucap.err || fail "CAP_SYS_ADMIN not named: $(head -n1 /tmp/ucap.err)"
+    grep -q "no uprobe_multi links" /tmp/ucap.err || fail "no word of uprobe_multi: $(head -n1 /tmp/ucap.err)"
+    [ "$(wc -l </tmp/ucap.err)" = 1 ] || fail "more than one error line"
+    detail "one line naming CAP_SYS_ADMIN"
+}
+register uprobe_caps_only 60
