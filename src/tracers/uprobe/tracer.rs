@@ -89,8 +89,8 @@ pub enum Hook {
     /// one syscall and detached in one; CAP_BPF and CAP_PERFMON suffice.
     Multi,
     /// One perf event per address (every kernel); the kernel's perf uprobe PMU wants
-    /// CAP_SYS_ADMIN (perf_uprobe_event_init; 5.8 let CAP_PERFMON in, a 2025 fix,
-    /// backported to stable kernels, took that back).
+    /// CAP_SYS_ADMIN (perf_uprobe_event_init: 5.8 let CAP_PERFMON in, "perf/core: Fix
+    /// perf_uprobe_event_init()", backported to stable kernels, took that back).
     PerfEvent,
 }
 
