@@ -118,6 +118,11 @@ uprobe_caps_only() {
         return 0
     fi
     kver_ge 6.6 && fail "btrace uprobe as nobody with CAP_BPF+CAP_PERFMON failed on 6.6+: $(head -n1 /tmp/ucap.err)"
+    # 5.10 refuses to load the object itself (EPERM) with these two capabilities: not
+    # the uprobe attach this check is about.
+    if grep -q "failed to load" /tmp/ucap.err; then
+        skip "the object does not load with CAP_BPF+CAP_PERFMON here: $(head -c 200 /tmp/ucap.err)"
+    fi
     grep -q "need CAP_SYS_ADMIN" /tmp/ucap.err || fail "CAP_SYS_ADMIN not named: $(head -n1 /tmp/ucap.err)"
     grep -q "no uprobe_multi links" /tmp/ucap.err || fail "no word of uprobe_multi: $(head -n1 /tmp/ucap.err)"
     [ "$(wc -l </tmp/ucap.err)" = 1 ] || fail "more than one error line"
