@@ -6,6 +6,7 @@ BIN := target/release/btrace
 WORKLOAD := target/workload
 STACKLOAD := target/stackload
 UFUNCS := target/ufuncs
+CAPSRUN := target/capsrun
 
 # Debian packages: build (clang, libbpf's static libs), tests (bpftool, tmux, iproute2,
 # the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
@@ -48,6 +49,11 @@ $(UFUNCS): tests/workload/ufuncs.c
 	@mkdir -p target
 	gcc -g -O0 -Wall -o $@ $<
 
+# A command as nobody with only CAP_BPF and CAP_PERFMON, for the VM guests (no setpriv).
+$(CAPSRUN): tests/workload/capsrun.c
+	@mkdir -p target
+	gcc -static -O2 -Wall -o $@ $<
+
 # The main job: syscall latency histograms of the whole machine for a few seconds.
 run: build-release
 	$(BIN) hist --duration 5 --top 8
@@ -62,7 +68,7 @@ lint: deps
 unit: deps $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
 	$(CARGO) test --features testing -- --test-threads=2
 
-vmtest: build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
+vmtest: build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS) $(CAPSRUN)
 	bash tests/vm/run.sh $(KERNELS)
 
 test: lint unit vmtest

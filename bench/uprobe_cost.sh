@@ -77,6 +77,31 @@ table="| configuration | per call (median) | added | spread (lowest..highest) |
 |---|---|---|---|
 ${rows%$'\n'}"
 echo "$table"
+# Start-up and exit with many probes: `uprobe 'libc:*a*' --count` (about 1000 functions of
+# libc, every process mapping it trapping) for -d 1, RUNS times: seconds from start to the
+# `Tracing` line, and from the end of the second traced to exit (detaching), median.
+MANY_GLOB='libc:*a*'
+read -r many_n many_hook many_attach many_exit <<<"$(python3 - "$BTRACE" "$MANY_GLOB" "$RUNS" <<'PY'
+import json, statistics, subprocess, sys, time
+btrace, glob, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+attach, exit_, n, hook = [], [], 0, "?"
+for _ in range(runs):
+    t0 = time.monotonic()
+    p = subprocess.Popen([btrace, "uprobe", glob, "--count", "--max-probes", "10000", "-d", "1", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if line.startswith("Tracing"):
+            attach.append(time.monotonic() - t0)
+            t1 = time.monotonic()
+            break
+    out, _ = p.communicate()
+    exit_.append(time.monotonic() - t1 - 1.0)
+    s = [json.loads(l) for l in out.splitlines() if '"summary"' in l][-1]
+    n, hook = s["functions"] + s.get("refused", 0), s["hook"]
+print(n, hook, "%.2f" % statistics.median(attach), "%.2f" % statistics.median(exit_))
+PY
+)"
+
 ratio() { # A B: added cost of A over added cost of B
     awk -v a="${MED[$1]}" -v c="${MED[$2]}" -v b="$base" 'BEGIN { printf "%.2f", (a - b) / (c - b) }'
 }
@@ -93,6 +118,9 @@ spread of the rounds; \`-o /dev/null\` for btrace's output. The added cost of \`
 $(ratio hist bt_floor)x that of the bpftrace clock-only pair$floor_note; \`--count\` costs
 $(ratio count bt_count)x bpftrace's \`count()\`; entry-only events $(ratio entry bt_count)x its
 \`count()\` and $(ratio entry bt_event)x its \`printf\` of an event per call.
+Many probes: \`btrace uprobe '$MANY_GLOB' --count -d 1\` ($many_n functions of libc, via
+$many_hook) said \`Tracing\` after $many_attach s and exited $many_exit s after its second
+(medians of $RUNS runs).
 Measured $(date -u +%F) on kernel $(uname -r) ($(nproc) CPUs, load average $LOAD at the
 start: uprobe traps are costly under emulation and vary with load), one run of
 \`bash bench/uprobe_cost.sh\`.

@@ -43,6 +43,13 @@ fn facts_match_this_kernel() {
     // (5.11+); the host's hist runs on tp_btf+task_storage.
     assert_eq!(fact(&recs, "ringbuf")["ok"], true);
     assert_eq!(fact(&recs, "tp_btf")["ok"], true);
+    // uprobe_multi links from 6.6 (the host runs 6.18): uprobe attaches through them.
+    assert_eq!(fact(&recs, "uprobe_multi")["ok"], true);
+    let how = command(&recs, "uprobe", None)["how"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(how.contains("uprobe.multi"), "{how}");
     assert_eq!(fact(&recs, "capabilities")["ok"], true, "tests run as root");
     let jit = std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable").unwrap();
     assert_eq!(fact(&recs, "jit")["value"], jit.trim());
@@ -83,6 +90,7 @@ fn text_table() {
         "fentry",
         "tp_btf",
         "task_storage",
+        "uprobe_multi",
         "tracefs",
         "capabilities",
         "unprivileged_bpf_disabled",

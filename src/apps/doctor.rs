@@ -304,6 +304,7 @@ pub fn examine() -> Findings {
     let fentry = probe(features::fentry);
     let tp_btf = probe(features::tp_btf);
     let task_storage = probe(features::task_storage);
+    let uprobe_multi = probe(features::uprobe_multi);
     let facts = vec![
         Fact {
             name: "kernel",
@@ -317,6 +318,7 @@ pub fn examine() -> Findings {
         probe_fact("fentry", &fentry),
         probe_fact("tp_btf", &tp_btf),
         probe_fact("task_storage", &task_storage),
+        probe_fact("uprobe_multi", &uprobe_multi),
         tracefs_fact(),
         caps_fact(),
         unprivileged_fact(),

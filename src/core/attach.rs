@@ -106,3 +106,78 @@ impl std::fmt::Display for SyscallHook {
 
 /// The ways of a [`SyscallHook`] tracer, in the order they are tried.
 pub const SYSCALL_HOOKS: [SyscallHook; 2] = [SyscallHook::Tracepoint, SyscallHook::RawTp];
+
+/// Links that detach together when dropped, many at once (see [`detach_all`]).
+#[derive(Default)]
+pub struct Links(Vec<Link>);
+
+impl Links {
+    pub fn new(links: Vec<Link>) -> Links {
+        Links(links)
+    }
+
+    pub fn push(&mut self, link: Link) {
+        self.0.push(link);
+    }
+
+    pub fn append(&mut self, mut other: Links) {
+        self.0.append(&mut other.0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        detach_all(std::mem::take(&mut self.0));
+    }
+}
+
+/// Links detached one after the other at most; more are spread over threads.
+const DETACH_ALONE: usize = 8;
+/// Threads that detach at once at most.
+const DETACH_THREADS: usize = 64;
+
+/// Detaches every link, many at once. Releasing an uprobe_multi link removes its
+/// breakpoints from every process and waits for an RCU grace period; from many threads
+/// that overlaps: `uprobe 'libc:*' --count` (about 17 links) exited in 2.8 s against 6.6 s one
+/// link after another (6.18 host, loaded). (Perf-event uprobes gain nothing: the kernel closes them one at a time under
+/// its event_mutex, a grace period each: 123 took 11 s here either way.)
+pub fn detach_all(links: Vec<Link>) {
+    if links.len() <= DETACH_ALONE {
+        drop(links);
+        return;
+    }
+    let per_thread = links.len().div_ceil(DETACH_THREADS);
+    let mut rest = links.into_iter();
+    std::thread::scope(|s| loop {
+        let share: Vec<Link> = rest.by_ref().take(per_thread).collect();
+        if share.is_empty() {
+            break;
+        }
+        // A thread that cannot start drops its closure, and with it the share, here.
+        let _ = std::thread::Builder::new()
+            .name("btrace-detach".into())
+            .spawn_scoped(s, move || drop(share));
+    });
+}
+
+/// The operating-system error code behind a load or attach failure, if any.
+pub fn os_error(e: &anyhow::Error) -> Option<i32> {
+    if let Some(code) = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>()?.raw_os_error())
+    {
+        return Some(code);
+    }
+    // libbpf-rs keeps the io::Error inside; its text ends with "(os error N)".
+    let text = format!("{e:#}");
+    let at = text.rfind("(os error ")?;
+    text[at + 10..].split(')').next()?.trim().parse().ok()
+}

@@ -28,6 +28,13 @@ int probe_kprobe(void *ctx)
 	return 0;
 }
 
+/* uprobe_multi links (6.6+): attached by user space to "/" to see the kernel's answer. */
+SEC("uprobe.multi")
+int probe_uprobe_multi(void *ctx)
+{
+	return 0;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(probe_tp_btf, struct pt_regs *regs, long id)
 {

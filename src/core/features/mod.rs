@@ -145,6 +145,42 @@ pub fn kprobe() -> Probe {
     on_target(target, result)
 }
 
+/// uprobe_multi links (Linux 6.6+; CAP_BPF and CAP_PERFMON suffice, where uprobes through
+/// perf events need CAP_SYS_ADMIN). Asked as libbpf asks: a link on "/" fails with EBADF
+/// (not a regular file) where the kernel has them, with EINVAL where it does not.
+pub fn uprobe_multi() -> Probe {
+    let result = load_and_attach(
+        "probe_uprobe_multi",
+        |_| Ok(()),
+        |skel| {
+            skel.progs.probe_uprobe_multi.attach_uprobe_multi_with_opts(
+                -1,
+                "/",
+                "",
+                libbpf_rs::UprobeMultiOpts {
+                    offsets: vec![0],
+                    ..Default::default()
+                },
+            )
+        },
+    );
+    let Err(e) = result else {
+        return Probe::yes("uprobe_multi link created");
+    };
+    let errno = crate::core::attach::os_error(&e);
+    // libbpf's log of the expected refusal is no part of a later error.
+    crate::core::bpf_log::take();
+    match errno {
+        Some(libc::EBADF) => Probe::yes(
+            "uprobe_multi links exist (a test link on / was refused as not a regular file)",
+        ),
+        Some(libc::EINVAL | libc::EOPNOTSUPP) => {
+            Probe::no("this kernel has no uprobe_multi links (Linux 6.6+)")
+        }
+        _ => Probe::no(format!("uprobe_multi test link: {}", describe(e))),
+    }
+}
+
 /// tp_btf: a BTF-typed tracepoint program on sys_enter loads and attaches.
 pub fn tp_btf() -> Probe {
     match load_and_attach(
@@ -174,6 +210,28 @@ pub fn ringbuf() -> Probe {
     match rc {
         1 => Probe::yes("BPF_MAP_TYPE_RINGBUF map created"),
         0 => Probe::no("the kernel has no BPF_MAP_TYPE_RINGBUF (needs Linux 5.8+)"),
+        e => Probe::no(format!(
+            "probing failed: {}",
+            std::io::Error::from_raw_os_error(-e)
+        )),
+    }
+}
+
+/// BPF cookies in kprobe-type programs (bpf_get_attach_cookie, Linux 5.15+), asked of
+/// the kernel through libbpf's helper probe.
+pub fn attach_cookie() -> Probe {
+    // SAFETY: a probe call with no options.
+    let rc = unsafe {
+        libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_sys::BPF_PROG_TYPE_KPROBE,
+            libbpf_sys::BPF_FUNC_get_attach_cookie,
+            std::ptr::null(),
+        )
+    };
+    crate::core::bpf_log::take();
+    match rc {
+        1 => Probe::yes("bpf_get_attach_cookie available to kprobe programs"),
+        0 => Probe::no("the kernel has no BPF cookies (bpf_get_attach_cookie: Linux 5.15+)"),
         e => Probe::no(format!(
             "probing failed: {}",
             std::io::Error::from_raw_os_error(-e)

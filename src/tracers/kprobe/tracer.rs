@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 
+use crate::core::attach::os_error;
 use crate::core::features;
 use crate::resolve::btf::{self, Proto};
 use crate::tracers::Check;
@@ -223,20 +224,6 @@ pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
         4,
         func::EVENT_BYTES as u64 + 3 * 264,
     )
-}
-
-/// The operating-system error code behind a load or attach failure, if any.
-fn os_error(e: &anyhow::Error) -> Option<i32> {
-    if let Some(code) = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<std::io::Error>()?.raw_os_error())
-    {
-        return Some(code);
-    }
-    // libbpf-rs keeps the io::Error inside; its text ends with "(os error N)".
-    let text = format!("{e:#}");
-    let at = text.rfind("(os error ")?;
-    text[at + 10..].split(')').next()?.trim().parse().ok()
 }
 
 /// What a refused fentry/kprobe means, in words, with what works instead.

@@ -15,11 +15,11 @@ use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
 use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
-use crate::resolve::elf::{self, ElfFile};
+use crate::resolve::elf::{self, ElfFile, Func};
 use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
 use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
-use super::tracer::{load, load_count, resolve, Probe};
+use super::tracer::{errno_name, load, load_count, refusal_meaning, resolve, Probe, Refusal};
 
 #[derive(Args, Debug, Clone)]
 pub struct UprobeArgs {
@@ -116,7 +116,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         path: &target.path,
         offset: target.func.offset,
     };
-    let (skel, _links) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
+    let (skel, _links, hook) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
         anyhow!(
             "cannot place a uprobe on {} at offset {:#x}: {e:#}; `btrace doctor` shows what this kernel allows",
             target.path.display(),
@@ -131,7 +131,7 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         extra: vec![("target", path.clone().into())],
         specific: json!({
             "func": args.probe, "target": path, "offset": target.func.offset,
-            "dwarf": dwarf,
+            "dwarf": dwarf, "attach": hook.to_string(),
         }),
         kernel_stack: false,
     };
@@ -141,6 +141,39 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     } else {
         func::stream_events(&mut session, c, &args.heads, &run, &maps)
     }
+}
+
+/// The one line naming the functions the kernel refused (the first few) and why.
+fn refused_line(refused: &[Refusal], funcs: &[Func], asked: usize) -> String {
+    const NAMED: usize = 5;
+    let named: Vec<String> = refused
+        .iter()
+        .take(NAMED)
+        .map(|r| {
+            let errno = match r.errno {
+                None => "no errno".to_string(),
+                Some(n) => match errno_name(n) {
+                    Some(name) => format!("errno {n}, {name}"),
+                    None => format!("errno {n}"),
+                },
+            };
+            format!(
+                "{} at {:#x} ({errno}: {})",
+                funcs[r.index].name,
+                funcs[r.index].offset,
+                refusal_meaning(r.errno)
+            )
+        })
+        .collect();
+    let more = match refused.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more (listed in --json's summary)"),
+    };
+    format!(
+        "the kernel refused a uprobe on {} of {asked} functions, which are not counted: {}{more}",
+        refused.len(),
+        named.join(", ")
+    )
 }
 
 /// `--count`: calls per function (one, or every function a glob matches), counted in the
@@ -179,21 +212,49 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         Scope::new(session.tgid(), &args.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
-    let (skel, _links) = load_count(&plan, &path, &funcs).map_err(|e| {
+    let (skel, _links, hook, refused) = load_count(&plan, &path, &funcs).map_err(|e| {
         crate::core::kmem::unless_too_big(e, |e| {
-            anyhow!(
-            "cannot place counting uprobes on {}: {e:#} (--count needs BPF cookies, Linux 5.15+)",
-            path.display()
-        )
+            // The counting program reads its BPF cookie: a kernel without the helper
+            // (before 5.15) refuses to load it, whatever else it says.
+            let cookies = crate::core::features::attach_cookie();
+            if !cookies.ok {
+                return anyhow!(
+                    "cannot count calls on {}: --count tells functions apart by BPF cookie, and {}",
+                    path.display(),
+                    cookies.detail
+                );
+            }
+            anyhow!("cannot place counting uprobes on {}: {e:#}", path.display())
         })
     })?;
+    let refused_json: Vec<serde_json::Value> = refused
+        .iter()
+        .map(|r| {
+            let f = &funcs[r.index];
+            json!({
+                "func": f.name, "offset": f.offset, "errno": r.errno,
+                "meaning": refusal_meaning(r.errno), "error": r.why,
+            })
+        })
+        .collect();
+    let mut note = String::new();
+    if !refused.is_empty() {
+        note = format!(", {} refused by the kernel", refused.len());
+        eprintln!(
+            "btrace: note: {}",
+            refused_line(&refused, &funcs, funcs.len())
+        );
+    }
     let path = path.to_string_lossy().into_owned();
     let run = func::CountRun {
         what: &args.probe,
-        hook: "uprobe",
-        functions: funcs.len(),
-        note: String::new(),
-        specific: json!({ "func": args.probe, "target": path }),
+        hook: &hook.to_string(),
+        functions: funcs.len() - refused.len(),
+        note,
+        specific: json!({
+            "func": args.probe, "target": path, "refused": refused.len(),
+            "refused_functions": refused_json,
+        }),
     };
     let maps = func::run_maps!(skel);
     let name_of = |k: u64| {
@@ -209,4 +270,44 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         &skel.maps.counts_by_cookie,
         &name_of,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_functions_named_with_errno_and_meaning() {
+        let funcs: Vec<Func> = (0..8)
+            .map(|i| Func {
+                name: format!("fn{i}"),
+                addr: 0x1000 + i,
+                offset: 0x1000 + i,
+                plus: 0,
+            })
+            .collect();
+        let refused: Vec<Refusal> = (0..7)
+            .map(|i| Refusal {
+                index: i,
+                errno: Some(if i == 0 { 524 } else { libc::EINVAL }),
+                why: "failed".into(),
+            })
+            .collect();
+        let line = refused_line(&refused, &funcs, funcs.len());
+        assert!(
+            line.starts_with("the kernel refused a uprobe on 7 of 8 functions"),
+            "{line}"
+        );
+        assert!(
+            line.contains("fn0 at 0x1000 (errno 524, ENOTSUPP: an instruction uprobes can neither"),
+            "{line}"
+        );
+        assert!(line.contains("fn4 at 0x1004 (errno 22, EINVAL"), "{line}");
+        assert!(!line.contains("fn5"), "{line}");
+        assert!(
+            line.ends_with("and 2 more (listed in --json's summary)"),
+            "{line}"
+        );
+        assert_eq!(refusal_meaning(None), "refused");
+    }
 }

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
+use libbpf_rs::{Link, ProgramMut, UprobeMultiOpts};
+
+use crate::core::attach::os_error;
+use crate::core::attach::{self, Links};
+use crate::core::features;
 
 use crate::resolve::dwarf;
 use crate::resolve::elf::{self, ElfFile, Func};
@@ -80,8 +84,86 @@ fn attach_pid(plan: &Plan) -> i32 {
     }
 }
 
-/// Opens, configures, loads and attaches.
-pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
+/// How uprobes are attached, in the order tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// uprobe_multi links (Linux 6.6+): every address of a file in one link, attached in
+    /// one syscall and detached in one; CAP_BPF and CAP_PERFMON suffice.
+    Multi,
+    /// One perf event per address (every kernel); the kernel's perf uprobe PMU wants
+    /// CAP_SYS_ADMIN (perf_uprobe_event_init: 5.8 let CAP_PERFMON in, "perf/core: Fix
+    /// perf_uprobe_event_init()", backported to stable kernels, took that back).
+    PerfEvent,
+}
+
+/// The ways to attach, cheapest first.
+pub const HOOKS: [Hook; 2] = [Hook::Multi, Hook::PerfEvent];
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::Multi => "uprobe.multi",
+            Hook::PerfEvent => "uprobe",
+        })
+    }
+}
+
+/// Makes a program attachable the way of `hook`: an uprobe_multi link takes only a program
+/// loaded with that expected attach type (libbpf does the same for its USDT programs).
+fn prepare(p: &mut libbpf_rs::OpenProgramMut<'_>, hook: Hook) {
+    if hook == Hook::Multi {
+        p.set_attach_type(libbpf_rs::ProgramAttachType::TraceUprobeMulti);
+    }
+}
+
+/// Attaches `prog` at one file offset of `path`, `ret` for a uretprobe.
+fn attach_one(
+    prog: &ProgramMut<'_>,
+    hook: Hook,
+    pid: i32,
+    path: &Path,
+    offset: u64,
+    ret: bool,
+) -> Result<Link> {
+    Ok(match hook {
+        // libbpf takes -1 as every process, as for perf events.
+        Hook::Multi => prog.attach_uprobe_multi_with_opts(
+            pid,
+            path,
+            "",
+            UprobeMultiOpts {
+                offsets: vec![offset as usize],
+                retprobe: ret,
+                ..Default::default()
+            },
+        )?,
+        Hook::PerfEvent => prog.attach_uprobe(ret, pid, path, offset as usize)?,
+    })
+}
+
+/// Opens, configures, loads and attaches, each way of [`HOOKS`] in turn; the error of the
+/// last says what is missing (see [`explain`]). USDT probes are attached by libbpf, which
+/// uses uprobe_multi links where the kernel has them.
+pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Links, Hook)> {
+    if let Probe::Usdt { .. } = probe {
+        let (skel, links) = load_hook(plan, probe, Hook::PerfEvent)?;
+        return Ok((skel, links, Hook::PerfEvent));
+    }
+    let mut multi_error = None;
+    for hook in HOOKS {
+        match load_hook(plan, probe, hook) {
+            Ok((skel, links)) => {
+                crate::core::bpf_log::take();
+                return Ok((skel, links, hook));
+            }
+            Err(e) if hook == Hook::Multi => multi_error = Some(attach::describe(&e)),
+            Err(e) => return Err(explain(e, multi_error.as_deref())),
+        }
+    }
+    unreachable!("HOOKS ends with the perf-event way, whose error is returned")
+}
+
+fn load_hook(plan: &Plan, probe: &Probe<'_>, hook: Hook) -> Result<(Uprobe, Links)> {
     let skel = crate::tracers::func::with_store_fallback(plan, |task_store| {
         Uprobe::new(|storage| {
             let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
@@ -91,7 +173,9 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             p.func_uprobe.set_autoload(!usdt);
             p.func_uretprobe.set_autoload(!usdt && plan.needs_return());
             p.func_usdt.set_autoload(usdt);
-            // --count's program uses BPF cookies (5.15+): loaded only by load_count.
+            prepare(&mut p.func_uprobe, hook);
+            prepare(&mut p.func_uretprobe, hook);
+            // --count's program: loaded only by load_count.
             p.func_count.set_autoload(false);
             crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
             let skel = open.load()?;
@@ -100,25 +184,24 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             Ok(skel)
         })
     })?;
-    let mut links = crate::core::scope::attach_tree(skel.object())?;
+    let mut links = Links::new(crate::core::scope::attach_tree(skel.object())?);
     // The process of attach_pid, or every process that maps the file; the scope filter
     // in the kernel keeps the traced ones. Entry first: a return seen before its entry's
     // hook would count as a loss.
     let pid = attach_pid(plan);
     match probe {
         Probe::Func { path, offset } => {
-            let off = *offset as usize;
-            links.push(
-                skel.progs
-                    .func_uprobe
-                    .attach_uprobe(false, pid, path, off)?,
-            );
+            let p = &skel.progs;
+            links.push(attach_one(&p.func_uprobe, hook, pid, path, *offset, false)?);
             if plan.needs_return() {
-                links.push(
-                    skel.progs
-                        .func_uretprobe
-                        .attach_uprobe(true, pid, path, off)?,
-                );
+                links.push(attach_one(
+                    &p.func_uretprobe,
+                    hook,
+                    pid,
+                    path,
+                    *offset,
+                    true,
+                )?);
             }
         }
         Probe::Usdt {
@@ -138,10 +221,223 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
     Ok((skel, links))
 }
 
-/// `--count`: one counting uprobe per function, each with its index as BPF cookie (the
-/// slot of `counts_by_cookie` it adds to). Each is an inode-wide breakpoint and a perf
-/// event, hence the bound of --max-probes.
-pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, Vec<Link>)> {
+/// The one sentence for a uprobe the kernel refused through perf events (the last way),
+/// after uprobe_multi failed with `multi_error`.
+fn explain(e: anyhow::Error, multi_error: Option<&str>) -> anyhow::Error {
+    let Some(multi_error) = multi_error else {
+        return e;
+    };
+    // Before the feature probe below, which has libbpf log lines of its own.
+    let perf_error = attach::describe(&e);
+    let multi = features::uprobe_multi();
+    let multi = if multi.ok {
+        format!("uprobe_multi failed: {multi_error}")
+    } else {
+        multi.detail
+    };
+    // Refused at attach (perf_event_open), not at load: the perf uprobe PMU's check.
+    let at_attach = perf_error.contains("attach");
+    match os_error(&e) {
+        Some(errno @ (libc::EACCES | libc::EPERM)) if at_attach => anyhow!(
+            "uprobes through perf events need CAP_SYS_ADMIN, which btrace lacks ({}); with CAP_BPF and CAP_PERFMON alone uprobes need uprobe_multi links (Linux 6.6+), and {multi}",
+            std::io::Error::from_raw_os_error(errno)
+        ),
+        _ => anyhow!("{perf_error} ({multi})"),
+    }
+}
+
+/// A function the kernel would not probe, and why.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Its index in the functions asked for.
+    pub index: usize,
+    /// The error number, when the error carried one.
+    pub errno: Option<i32>,
+    /// The error, in words.
+    pub why: String,
+}
+
+/// The kernel-internal "not supported" (not EOPNOTSUPP) that uprobes return.
+const ENOTSUPP: i32 = 524;
+
+/// The symbolic name of an errno from placing a uprobe, where it is one of those.
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        ENOTSUPP => "ENOTSUPP",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EINVAL => "EINVAL",
+        libc::EEXIST => "EEXIST",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EBADF => "EBADF",
+        _ => return None,
+    })
+}
+
+/// What an errno from placing a uprobe means.
+pub fn refusal_meaning(errno: Option<i32>) -> &'static str {
+    match errno {
+        Some(ENOTSUPP) => {
+            "an instruction uprobes can neither single-step nor emulate (a lock prefix, for one), or a breakpoint already there"
+        }
+        Some(libc::ENOEXEC) => {
+            "bytes that do not decode as an instruction (data, or not an instruction's start)"
+        }
+        Some(libc::EINVAL) => {
+            "an offset the kernel does not take (past the file's end, or not an instruction start)"
+        }
+        Some(libc::EEXIST) => "a probe already at that address",
+        Some(libc::EACCES | libc::EPERM) => "not allowed",
+        _ => "refused",
+    }
+}
+
+/// Consecutive single functions refused, with none accepted yet, after which the
+/// refusal is taken as the kernel's for every function (no uprobe_multi, no privilege)
+/// rather than searched for function by function.
+const GIVE_UP_AFTER: usize = 3;
+
+/// Functions per uprobe_multi link at most. The kernel refuses a link whole when it
+/// refuses one address, after placing (in every process mapping the file) and removing
+/// the breakpoints before it: a failed link of all of libc's 2153 functions cost about as
+/// much as attaching them. Links of this size bound what a refusal wastes.
+const MULTI_CHUNK: usize = 256;
+
+/// Attaches counting uprobes at `offsets` (cookie = index) through uprobe_multi links:
+/// one link per [`MULTI_CHUNK`] functions, and a link the kernel refuses halved,
+/// recursively, until the refused functions stand alone. Fails when the refusals look
+/// like the kernel's for every function.
+fn attach_multi(
+    prog: &ProgramMut<'_>,
+    pid: i32,
+    path: &Path,
+    offsets: &[u64],
+) -> Result<(Links, Vec<Refusal>)> {
+    struct Search<'a, 'obj> {
+        prog: &'a ProgramMut<'obj>,
+        pid: i32,
+        path: &'a Path,
+        offsets: &'a [u64],
+        links: Links,
+        refused: Vec<Refusal>,
+        accepted: bool,
+    }
+    impl Search<'_, '_> {
+        fn attach(&mut self, from: usize, to: usize) -> Result<()> {
+            let opts = UprobeMultiOpts {
+                offsets: self.offsets[from..to].iter().map(|&o| o as usize).collect(),
+                cookies: (from as u64..to as u64).collect(),
+                ..Default::default()
+            };
+            let e = match self
+                .prog
+                .attach_uprobe_multi_with_opts(self.pid, self.path, "", opts)
+            {
+                Ok(link) => {
+                    self.links.push(link);
+                    self.accepted = true;
+                    return Ok(());
+                }
+                Err(e) => anyhow::Error::from(e),
+            };
+            if to - from > 1 {
+                let mid = from + (to - from) / 2;
+                self.attach(from, mid)?;
+                return self.attach(mid, to);
+            }
+            if !self.accepted && self.refused.len() + 1 >= GIVE_UP_AFTER.min(self.offsets.len()) {
+                return Err(e);
+            }
+            crate::core::bpf_log::take();
+            self.refused.push(Refusal {
+                index: from,
+                errno: os_error(&e),
+                why: format!("{e:#}"),
+            });
+            Ok(())
+        }
+    }
+    let mut s = Search {
+        prog,
+        pid,
+        path,
+        offsets,
+        links: Links::default(),
+        refused: Vec::new(),
+        accepted: false,
+    };
+    for from in (0..offsets.len()).step_by(MULTI_CHUNK) {
+        s.attach(from, (from + MULTI_CHUNK).min(offsets.len()))?;
+    }
+    Ok((s.links, s.refused))
+}
+
+/// Attaches counting uprobes at `offsets` (cookie = index), one perf event each; a
+/// refused one is noted, unless every one is refused.
+fn attach_each(
+    prog: &ProgramMut<'_>,
+    pid: i32,
+    path: &Path,
+    offsets: &[u64],
+) -> Result<(Links, Vec<Refusal>)> {
+    let mut links = Links::default();
+    let mut refused = Vec::new();
+    for (i, &off) in offsets.iter().enumerate() {
+        let opts = libbpf_rs::UprobeOpts {
+            cookie: i as u64,
+            ..Default::default()
+        };
+        match prog.attach_uprobe_with_opts(pid, path, off as usize, opts) {
+            Ok(link) => links.push(link),
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                // Not allowed, or not possible at all here: the same for every function.
+                if links.is_empty()
+                    && (i + 1 == offsets.len() || refused.len() + 1 >= GIVE_UP_AFTER)
+                {
+                    return Err(e);
+                }
+                crate::core::bpf_log::take();
+                refused.push(Refusal {
+                    index: i,
+                    errno: os_error(&e),
+                    why: format!("{e:#}"),
+                });
+            }
+        }
+    }
+    Ok((links, refused))
+}
+
+/// `--count`: a counting uprobe at every function, each with its index as BPF cookie (the
+/// slot of `counts_by_cookie` it adds to): one uprobe_multi link, else one perf event per
+/// function. Functions the kernel refuses are returned, not attached.
+pub fn load_count(
+    plan: &Plan,
+    path: &Path,
+    funcs: &[Func],
+) -> Result<(Uprobe, Links, Hook, Vec<Refusal>)> {
+    let mut multi_error = None;
+    for hook in HOOKS {
+        match load_count_hook(plan, path, funcs, hook) {
+            Ok((skel, links, refused)) => {
+                crate::core::bpf_log::take();
+                return Ok((skel, links, hook, refused));
+            }
+            Err(e) if hook == Hook::Multi => multi_error = Some(attach::describe(&e)),
+            Err(e) => return Err(explain(e, multi_error.as_deref())),
+        }
+    }
+    unreachable!("HOOKS ends with the perf-event way, whose error is returned")
+}
+
+fn load_count_hook(
+    plan: &Plan,
+    path: &Path,
+    funcs: &[Func],
+    hook: Hook,
+) -> Result<(Uprobe, Links, Vec<Refusal>)> {
     let skel = Uprobe::new(|storage| {
         let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
         crate::func_configure!(open, plan, false);
@@ -153,28 +449,23 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         p.func_uretprobe.set_autoload(false);
         p.func_usdt.set_autoload(false);
         p.func_count.set_autoload(true);
+        prepare(&mut p.func_count, hook);
         crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
         let skel = open.load()?;
         plan.scope
             .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
         Ok(skel)
     })?;
-    let mut links = crate::core::scope::attach_tree(skel.object())?;
+    let mut links = Links::new(crate::core::scope::attach_tree(skel.object())?);
     let pid = attach_pid(plan);
-    for (i, f) in funcs.iter().enumerate() {
-        let opts = libbpf_rs::UprobeOpts {
-            cookie: i as u64,
-            ..Default::default()
-        };
-        let link = skel
-            .progs
-            .func_count
-            .attach_uprobe_with_opts(pid, path, f.offset as usize, opts)
-            .map_err(|e| anyhow!("{} at {:#x}: {e}", f.name, f.offset))?;
-        links.push(link);
-    }
+    let offsets: Vec<u64> = funcs.iter().map(|f| f.offset).collect();
+    let (probes, refused) = match hook {
+        Hook::Multi => attach_multi(&skel.progs.func_count, pid, path, &offsets)?,
+        Hook::PerfEvent => attach_each(&skel.progs.func_count, pid, path, &offsets)?,
+    };
+    links.append(probes);
     plan.scope.seed(&skel.maps.scope_procs)?;
-    Ok((skel, links))
+    Ok((skel, links, refused))
 }
 
 /// Whether uprobes work here, found by attaching one to a function of btrace itself.
@@ -196,12 +487,19 @@ pub fn checks() -> Vec<Check> {
             path: &exe,
             offset: f.offset,
         };
-        load(&plan, &probe)?;
-        Ok("uprobe attached".into())
+        let (_skel, _links, hook) = load(&plan, &probe)?;
+        Ok(format!("uprobe attached via {hook}"))
     })();
+    // The error of load says what the kernel refused; the fix follows from it.
+    let fix = match &result {
+        Err(e) if format!("{e:#}").contains("CAP_SYS_ADMIN") => {
+            "grant CAP_SYS_ADMIN (uprobes through perf events need it), or use Linux 6.6+, where uprobe_multi links need only CAP_BPF and CAP_PERFMON"
+        }
+        _ => "needs CONFIG_UPROBE_EVENTS and a ring buffer (Linux 5.8+)",
+    };
     vec![Check {
         mode: None,
         result,
-        fix: "needs CONFIG_UPROBE_EVENTS and a ring buffer (Linux 5.8+)",
+        fix,
     }]
 }

@@ -139,7 +139,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         name,
         pid: c.pid.map_or(-1, |p| p as i32),
     };
-    let (skel, _links) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
+    let (skel, _links, _) = load(&plan, &probe).map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
         // libbpf finds a probe's spec by its BPF cookie (Linux 5.15+); without cookies it
         // goes by absolute address, which in a position-independent file only a given
         // running process has.

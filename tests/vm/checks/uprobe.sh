@@ -109,3 +109,52 @@ uprobe_mid_instruction_refused() {
     detail "f+2 refused, f ran; $ok counted 5"
 }
 register uprobe_mid_instruction_refused 60
+
+# --count over many functions: where the kernel has uprobe_multi links (6.6+), every
+# function of libc in one link (about 2000 here), attached and detached in seconds, the
+# refused ones skipped and listed; before that (5.15+, BPF cookies), one perf-event uprobe
+# per function, fewer of them (each takes a grace period to detach).
+uprobe_count_many() {
+    if ! kver_ge 5.15; then
+        skip "no BPF cookies before 5.15 (uprobe_count_exact checks the one-line error)"
+    fi
+    if kver_ge 6.6; then glob='libc:*' want=uprobe.multi; else glob='libc:*alloc*' want=uprobe; fi
+    t0=$(date +%s)
+    run /tmp/ucm.json /tmp/ucm.err "$BTRACE" uprobe --json "$glob" --count --max-probes 10000 -c "$UFUNCS malloc 5" ||
+        fail "btrace uprobe '$glob' --count exited $?: $(head -n1 /tmp/ucm.err)"
+    t1=$(date +%s)
+    c=$(json_get /tmp/ucm.json '"func":"malloc"' count)
+    [ "$c" = 5 ] || fail "malloc count=${c:-none}, want 5"
+    hook=$(json_get /tmp/ucm.json '"type":"summary"' hook)
+    [ "$hook" = "$want" ] || fail "hook=$hook, want $want"
+    detail "malloc=5 via $hook, $(json_get /tmp/ucm.json '"type":"summary"' functions) functions, $(json_get /tmp/ucm.json '"type":"summary"' refused) refused, $((t1 - t0)) s start to exit"
+}
+register uprobe_count_many 300
+
+# As user nobody with only CAP_BPF and CAP_PERFMON (/bin/capsrun): from 6.6 uprobes work
+# through uprobe_multi links. Before, through perf events, whose uprobe PMU wants
+# CAP_SYS_ADMIN since "perf/core: Fix perf_uprobe_event_init()" (backported to stable
+# kernels; from 5.8 until that fix CAP_PERFMON sufficed): either exact events via perf
+# events (a kernel without the fix) or one line naming CAP_SYS_ADMIN.
+uprobe_caps_only() {
+    if run /tmp/ucap.json /tmp/ucap.err /bin/capsrun "$BTRACE" uprobe --json "$UFUNCS:f" -c "$UFUNCS f 7"; then
+        n=$(grep -c '"type":"event"' /tmp/ucap.json)
+        [ "$n" = 7 ] || fail "events=$n, want 7"
+        a=$(json_get /tmp/ucap.json '"type":"summary"' attach)
+        if kver_ge 6.6; then want=uprobe.multi; else want=uprobe; fi
+        [ "$a" = "$want" ] || fail "attach=$a, want $want"
+        detail "7 events via $a as nobody with CAP_BPF+CAP_PERFMON"
+        return 0
+    fi
+    kver_ge 6.6 && fail "btrace uprobe as nobody with CAP_BPF+CAP_PERFMON failed on 6.6+: $(head -n1 /tmp/ucap.err)"
+    # 5.10 refuses to load the object itself (EPERM) with these two capabilities: not
+    # the uprobe attach this check is about.
+    if grep -q "failed to load" /tmp/ucap.err; then
+        skip "the object does not load with CAP_BPF+CAP_PERFMON here: $(head -c 200 /tmp/ucap.err)"
+    fi
+    grep -q "need CAP_SYS_ADMIN" /tmp/ucap.err || fail "CAP_SYS_ADMIN not named: $(head -n1 /tmp/ucap.err)"
+    grep -q "no uprobe_multi links" /tmp/ucap.err || fail "no word of uprobe_multi: $(head -n1 /tmp/ucap.err)"
+    [ "$(wc -l </tmp/ucap.err)" = 1 ] || fail "more than one error line"
+    detail "perf-event uprobes refused without CAP_SYS_ADMIN: one line naming it"
+}
+register uprobe_caps_only 60
