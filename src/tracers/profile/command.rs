@@ -12,6 +12,7 @@ use crate::core::losses::Losses;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stack_tables::StackTables;
 use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
 use crate::resolve::symbols::Symbolizer;
@@ -41,10 +42,17 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         kernel: !args.stacks.user,
         user: !args.stacks.kernel,
         max_stacks: args.stacks.max_stacks,
+        max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
     };
-    let loaded = tracer::load(&cfg)
+    let mut loaded = tracer::load(&cfg)
         .map_err(|e| anyhow::anyhow!("cannot profile: {}", crate::core::attach::describe(&e)))?;
     let p = &loaded.skel;
+    let maps = tracer::table_maps(p);
+    let mut tables = StackTables::new(cfg.max_counts, cfg.max_stacks, |v| {
+        let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
+        (n, n)
+    });
+    let drain = args.stacks.drain();
     let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
     let mut sym = Symbolizer::new();
     let mut out = Output::to(c.json, c.output.as_deref())?;
@@ -59,29 +67,31 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
             for seen in procs.poll(wait)? {
                 stacks::capture(&mut sym, &seen);
             }
+            if drain {
+                tables.poll(&maps)?;
+            }
         }
         Ok(())
     })?;
+    // Sampling stops (the perf events are closed with their links), then the tables are
+    // drained a last time: what the kernel saw and what was kept are read at one point.
+    loaded.links.clear();
     // From here to the report written: reading the maps, symbolizing, printing.
     let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
         stacks::capture(&mut sym, &seen);
     }
-    let entries: Vec<_> = stacks::read_counts(&p.maps.counts)
-        .into_iter()
-        .map(|(k, v)| {
-            let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
-            (k, n, n)
-        })
-        .collect();
+    tables.finish(&maps)?;
+    let seen = StackTables::seen(&maps)?;
+    let entries = tables.entries();
     let gens = stacks::read_gens(&p.maps.proc_gens);
     let (all, truncated) =
-        stacks::symbolize_counts(&mut sym, &p.maps.stacks, &gens, &entries, false);
+        stacks::symbolize_counts(&mut sym, tables.stacks(), &gens, &entries, false);
     let samples: u64 = all.iter().map(|s| s.value).sum();
     let mut slosses = StackLosses::read(&p.maps.stack_losses)?;
     slosses.user_truncated = truncated;
     let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
-    stacks::report(&mut out, &all, &args.stacks, Measure::Samples, &title)?;
+    stacks::report(&mut out, &all, &args.stacks, Measure::Samples, &title, seen)?;
     out.flush()?;
     let report_s = collected.elapsed().as_secs_f64();
     // Folded stacks are data for other tools: the notes go to stderr.
@@ -110,6 +120,8 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
                 "event": "cpu-clock",
                 "cpus": loaded.cpus.len(),
                 "stacks": all.len(),
+                "samples_seen": seen.count,
+                "drains": tables.drains,
                 "stack_losses": slosses.json(),
                 "report_s": report_s,
             }),
