@@ -21,7 +21,7 @@
  *   stackload storm N MS SLEEPS   a fork storm: N short children, two at a time, child i
  *                                 descending i % 61 frames of storm_descend (a stack of its
  *                                 own), then burning MS ms of CPU in burn_hot and sleeping
- *                                 1 ms SLEEPS times in block_here; exits 0 when every child
+ *                                 5 ms SLEEPS times in block_here; exits 0 when every child
  *                                 did
  *
  * With $STACKLOAD_CPU_FILE set, burn and burn-exit write the process's CPU time in
@@ -249,8 +249,10 @@ __attribute__((noinline)) void storm_descend(int depth, long ms, long sleeps)
 	}
 	if (ms > 0)
 		burn_hot(ms * 1000000L);
+	/* 5 ms: long enough that the timer never fires before the task is off its CPU (a
+	 * sleep that never blocked would be no block for offcpu). */
 	for (long i = 0; i < sleeps; i++)
-		block_here(1);
+		block_here(5);
 }
 
 static int do_storm(long n, long ms, long sleeps)
