@@ -71,6 +71,11 @@ impl StackTables {
     /// entry's value.
     pub fn new(max_counts: u32, max_stacks: u32, value: fn(&[u8]) -> (u64, u64)) -> Self {
         let now = Instant::now();
+        // Testing builds: the key-by-key drain of kernels without batch operations, on
+        // any kernel (tests/profile.rs).
+        let batch = (cfg!(feature = "testing")
+            && std::env::var_os("BTRACE_TEST_NO_BATCH").is_some())
+        .then_some(false);
         StackTables {
             active: 0,
             flipped: now,
@@ -81,7 +86,7 @@ impl StackTables {
             counts: HashMap::new(),
             stacks: HashMap::new(),
             value,
-            batch: None,
+            batch,
             drains: 0,
             early_drains: 0,
         }
