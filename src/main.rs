@@ -97,7 +97,10 @@ impl Command {
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage(e));
     bpf_log::init(cli.command.verbose());
-    btrace::core::system::set_custom_btf(cli.btf);
+    if let Err(e) = btrace::core::system::set_custom_btf(cli.btf) {
+        eprintln!("btrace: {e:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Hist(a) => hist::command::run(a),
         Command::Tracepoint(a) => tracepoint::command::run(a),
@@ -123,6 +126,8 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) if output::is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {
+            // A failed run leaves no empty output file it created behind.
+            output::discard_unwritten();
             eprintln!("btrace: {e:#}");
             std::process::exit(1);
         }

@@ -127,3 +127,21 @@ fn raw_tp_hook_gives_the_same_execs() {
         "{ev:#?}"
     );
 }
+
+/// An exec dropped because the in-flight store is full is one loss, counted once: as
+/// `map_full`, not again as an exit without an entry. 12 threads sit inside execve at
+/// once (held on a userfaultfd page) with room for 4: 4 recorded, 8 lost.
+#[test]
+fn a_dropped_exec_is_counted_once() {
+    let cmd = format!("{} --wait exec-held 12", workload());
+    let (recs, code, _) = trace_to_end(&["exec", "--json", "--max-inflight", "4", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let held = of_type(&recs, "exec")
+        .into_iter()
+        .filter(|e| e["filename"] == "")
+        .count();
+    assert_eq!(held, 4, "{recs:?}");
+    let s = summary(&recs);
+    assert_eq!(s["lost"]["map_full"], 8, "{s}");
+    assert_eq!(s["lost"]["no_entry"], 0, "{s}");
+}

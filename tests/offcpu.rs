@@ -188,3 +188,45 @@ fn a_full_table_is_counted_and_the_blocks_kept_say_so() {
         "{s}"
     );
 }
+
+/// `--user-stacks`/`--kernel-stacks` choose which side of each stack is walked; every
+/// thread is still counted (offcputime's -u/-k, user or kernel threads only, are a
+/// different thing, so btrace's flags are not named `--user`/`--kernel`: those are refused
+/// with a pointer to the right name).
+#[test]
+fn user_stacks_and_kernel_stacks_walk_one_side() {
+    let cmd = format!("{} block 5 20", stackload());
+    let frames = |r: &Value, side: &str| r[side].as_array().map_or(0, |a| a.len());
+    for (flag, walked, skipped) in [
+        ("--user-stacks", "user_stack", "kernel_stack"),
+        ("--kernel-stacks", "kernel_stack", "user_stack"),
+    ] {
+        let out = btrace(&["offcpu", "--json", flag, "-c", &cmd]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = parse_ndjson(&out.stdout);
+        let mine: Vec<&Value> = of_type(&recs, "stack")
+            .into_iter()
+            .filter(|r| r["comm"] == "stackload")
+            .collect();
+        let blocks: u64 = mine.iter().map(|r| r["blocks"].as_u64().unwrap()).sum();
+        assert!(blocks >= 5, "{flag}: the 5 sleeps, all counted: {mine:?}");
+        assert!(
+            mine.iter().all(|r| frames(r, skipped) == 0),
+            "{flag}: {mine:?}"
+        );
+        assert!(
+            mine.iter().any(|r| frames(r, walked) > 0),
+            "{flag}: {mine:?}"
+        );
+    }
+    for old in ["--user", "--kernel"] {
+        let out = btrace(&["offcpu", old, "-d", "0.1"]);
+        assert_eq!(out.status.code(), Some(2), "{old} is refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("'{old}-stacks'")), "{old}: {err}");
+    }
+}

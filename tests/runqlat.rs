@@ -87,14 +87,20 @@ fn the_whole_tree_of_a_command() {
         .into_iter()
         .filter(|r| r["key"] == "process")
         .collect();
-    // The child: its first run after fork (a wake-up of a new task, never in an interrupt)
-    // and N sleeps.
+    // The child: its first run after fork (a wake-up of a new task, never in an interrupt,
+    // under the name it inherited, before it renames itself: a row of its own) and N
+    // sleeps; its rows add up to those.
     let want = N + 1 - hidden;
+    let child = procs
+        .iter()
+        .find(|p| p["comm"] == "wakee-tree")
+        .unwrap_or_else(|| panic!("{procs:#?}"));
+    let rows = procs.iter().filter(|p| p["pid"] == child["pid"]);
+    let field = |f: &str| rows.clone().map(|p| p[f].as_u64().unwrap()).sum::<u64>();
+    let (woken, w) = (field("woken"), field("wakeups"));
+    assert_eq!(woken, want, "{hidden} hidden: {procs:#?}");
     assert!(
-        procs.iter().any(|p| {
-            let w = p["wakeups"].as_u64().unwrap();
-            p["woken"] == want && w <= want && w + SLACK >= want
-        }),
+        w <= want && w + SLACK >= want,
         "{hidden} hidden: {procs:#?}"
     );
     let all = of_type(&recs, "runq")
@@ -156,4 +162,33 @@ fn per_cgroup_puts_the_wakeups_in_the_commands_cgroup() {
     check_wakeups(cg[0], hidden);
     assert_eq!(cg[0]["cgroup"], own_cgroup().as_str(), "{}", cg[0]);
     assert!(cg[0]["cgroup_id"].as_u64().unwrap() > 0);
+}
+
+/// A process is shown under the name it had when it waited: the sleeper sleeps N times
+/// as `wk-before`, renames itself (as an exec does) and sleeps N times as `wk-after`: one
+/// row per name, both with its pid, each with exactly its own N wake-ups.
+#[test]
+fn a_process_is_named_as_it_was_when_it_waited() {
+    let cmd = format!(
+        "{} --wait wakeups-renamed {N} wk-before wk-after",
+        workload()
+    );
+    let hidden_before = AgentHits::start("sched/sched_wakeup", "comm == \"wk-before\"");
+    let hidden_after = AgentHits::start("sched/sched_wakeup", "comm == \"wk-after\"");
+    let (recs, code, _) = trace_to_end(&["runqlat", "--json", "--per-process", "-c", &cmd]);
+    assert_eq!(code, 0);
+    let (hidden_before, hidden_after) = (hidden_before.stop(), hidden_after.stop());
+    let procs: Vec<_> = of_type(&recs, "runq")
+        .into_iter()
+        .filter(|r| r["key"] == "process")
+        .collect();
+    let row = |name: &str| {
+        let rows: Vec<_> = procs.iter().filter(|r| r["comm"] == name).collect();
+        assert_eq!(rows.len(), 1, "{name}: {procs:#?}");
+        *rows[0]
+    };
+    let (before, after) = (row("wk-before"), row("wk-after"));
+    assert_eq!(before["pid"], after["pid"], "the same process");
+    check_wakeups(before, hidden_before);
+    check_wakeups(after, hidden_after);
 }

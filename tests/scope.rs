@@ -214,6 +214,77 @@ fn a_cgroup_and_its_descendants() {
     assert!(e.contains("not under the cgroup v2 mount"), "{e}");
 }
 
+/// Runs `workload syscalls N 0` inside cgroup `cg`, to its end.
+fn getppid_in_cgroup(cg: &std::path::Path, n: u64) {
+    let mut w = waiting(&["syscalls", &n.to_string(), "0"]);
+    std::fs::write(cg.join("cgroup.procs"), w.id().to_string()).unwrap();
+    release(&mut w);
+    assert!(w.wait().unwrap().success());
+}
+
+/// Waits (at most 5 s) for a stderr line of `r` containing `what`.
+fn wait_for_line(r: &mut Running, what: &str) {
+    for _ in 0..25 {
+        if r.stderr_seen.iter().any(|l| l.contains(what)) {
+            return;
+        }
+        r.collect_stderr(Duration::from_millis(200));
+    }
+    panic!("no stderr line with {what:?}: {:?}", r.stderr_seen);
+}
+
+/// A cgroup removed and made again at the same path (a service restarted) is traced
+/// again: the new cgroup replaces the old in the kernel filter within a second, and
+/// stderr says so. An event stream counts exactly what ran in it before and after.
+#[test]
+fn a_cgroup_made_again_is_traced_again() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let cg = root.join(format!("btrace-test-again-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let _cleanup = Cleanup(vec![cg.clone()]);
+    let rel = format!("/{}", cg.strip_prefix(&root).unwrap().display());
+    let mut r = Running::start(&[
+        "tracepoint",
+        "--json",
+        "syscalls:sys_enter_getppid",
+        "--cgroup",
+        cg.to_str().unwrap(),
+    ]);
+    let ids = r.wait_attached();
+    getppid_in_cgroup(&cg, 7);
+    remove_dir_retrying(&cg);
+    wait_for_line(&mut r, "was removed");
+    std::fs::create_dir(&cg).unwrap();
+    wait_for_line(&mut r, "was made again");
+    getppid_in_cgroup(&cg, 11);
+    std::thread::sleep(Duration::from_millis(100));
+    r.signal(libc::SIGTERM);
+    let (recs, code, _) = r.finish();
+    assert_unloaded(&ids);
+    assert_eq!(code, 0);
+    let events = of_type(&recs, "event");
+    assert_eq!(
+        events.len(),
+        18,
+        "7 in the first cgroup, 11 in the new one: {recs:?}"
+    );
+    assert!(
+        events.iter().all(|e| e["cgroup"] == rel.as_str()),
+        "{events:?}"
+    );
+}
+
+/// Removes an empty cgroup (its last process may take a moment to leave it).
+fn remove_dir_retrying(d: &std::path::Path) {
+    for _ in 0..100 {
+        if std::fs::remove_dir(d).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("cannot remove {}", d.display());
+}
+
 /// Removes test cgroups, innermost first, once their processes are gone.
 struct Cleanup(Vec<PathBuf>);
 

@@ -617,6 +617,80 @@ fn textfile_for_node_exporter() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// --textfile replaces its file by a rename, so it must never be pointed at something
+/// else: a device node (/dev/full became a regular file), a symbolic link (planted by
+/// whoever can write the directory, to make root's btrace replace a root-only file), a
+/// directory or a FIFO. Each is refused with one line before anything is attached, and
+/// stays as it was.
+#[test]
+fn textfile_refuses_devices_links_and_other_non_files() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let dir = tmpdir("textfile-refused");
+    let refused = |target: &Path, why: &str| {
+        let t = target.to_string_lossy().into_owned();
+        let out = btrace_within(
+            &["serve", "--groups", "runq", "--textfile", &t, "-i", "0.2"],
+            Duration::from_secs(10),
+        );
+        let e = one_line_error(&out);
+        assert!(!e.starts_with("Tracing"), "{e}");
+        assert!(
+            e.starts_with(&format!("btrace: --textfile {t}: is {why}")),
+            "{e}"
+        );
+    };
+    // A /dev/full of its own: character device 1,7.
+    let node = dir.join("full");
+    let dev = libc::makedev(1, 7);
+    let c = std::ffi::CString::new(node.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path; mknod reads nothing else.
+    assert_eq!(
+        unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, dev) },
+        0
+    );
+    refused(&node, "a character device");
+    let m = std::fs::symlink_metadata(&node).unwrap();
+    assert!(m.file_type().is_char_device() && m.rdev() == dev, "{m:?}");
+
+    // A link planted at the target's name, to a file only root may read.
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.join("btrace.prom");
+    std::os::unix::fs::symlink(&secret, &link).unwrap();
+    refused(&link, "a symbolic link");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    refused(&sub, "a directory");
+    let fifo = dir.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    refused(&fifo, "a FIFO");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+
+    // Nothing was created beside them (no temporary file left).
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["btrace.prom", "fifo", "full", "secret", "sub"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn bad_groups_and_addresses_are_one_line_errors() {
     let out = btrace(&["serve", "--groups", "syscalls,nope"]);
@@ -835,6 +909,45 @@ fn by_cgroup_labels_exact_counts_and_caps_the_rest() {
     drop(prom);
     all.stop();
     capped.stop();
+}
+
+/// `serve --cgroup PATH` of a cgroup that is removed and made again at the same path (a
+/// service restarted): the new cgroup is traced within a second, said on stderr, and
+/// the counts go on exactly (1000 before, 500 in the new cgroup).
+#[test]
+fn a_cgroup_made_again_is_counted_again() {
+    let root = btrace::core::scope::cgroup2_mount().expect("cgroup v2 mounted");
+    let cg = root.join(format!("btrace-serve-again-{}", std::process::id()));
+    std::fs::create_dir_all(&cg).unwrap();
+    let _cleanup = CgroupDirs(vec![cg.clone()]);
+    let mut s = Serve::start(&[
+        "--groups",
+        "syscalls,runq",
+        "--cgroup",
+        cg.to_str().unwrap(),
+    ]);
+    let count = "btrace_syscall_latency_seconds_count{syscall=\"getppid\"}";
+    run_in_cgroup(&cg, "syscalls 1000 0");
+    assert_eq!(s.sample(count), Some(1000.0));
+    remove_cgroup(&cg);
+    std::fs::create_dir(&cg).unwrap();
+    let t0 = Instant::now();
+    loop {
+        let r = s.running();
+        if r.stderr_seen.iter().any(|l| l.contains("was made again")) {
+            break;
+        }
+        r.collect_stderr(Duration::from_millis(200));
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", r.stderr_seen);
+    }
+    run_in_cgroup(&cg, "syscalls 500 0");
+    assert_eq!(s.sample(count), Some(1500.0));
+    let err = s.stop();
+    let said: Vec<_> = err
+        .iter()
+        .filter(|l| l.contains("was made again"))
+        .collect();
+    assert_eq!(said.len(), 1, "one line, once: {err:?}");
 }
 
 /// `python3 -c CODE` inside cgroup `cg` (the shell moves itself in, then becomes python).

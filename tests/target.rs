@@ -143,23 +143,26 @@ fn a_command_that_ignores_sigterm_does_not_keep_btrace_alive() {
     assert_eq!(s["end"], "DurationElapsed");
     assert_eq!(s["exit_signal"], "SIGKILL", "{s}");
 
-    let mut r = Running::start(&["hist", "--json", "-c", stubborn]);
-    r.wait_attached();
-    let kids = children_of(r.pid());
-    assert_eq!(kids.len(), 1, "{kids:?}");
-    r.signal(libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(200));
-    let t1 = Instant::now();
-    r.signal(libc::SIGINT);
-    let (_, code, _) = r.finish();
-    assert!(
-        t1.elapsed() < Duration::from_secs(1),
-        "second Ctrl-C: {:?}",
-        t1.elapsed()
-    );
-    assert_eq!(code, 130);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!alive(kids[0]), "the command outlived btrace");
+    // A second signal: 128 + its number, as a shell reports a process it killed.
+    for (sig, want) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let mut r = Running::start(&["hist", "--json", "-c", stubborn]);
+        r.wait_attached();
+        let kids = children_of(r.pid());
+        assert_eq!(kids.len(), 1, "{kids:?}");
+        r.signal(sig);
+        std::thread::sleep(Duration::from_millis(200));
+        let t1 = Instant::now();
+        r.signal(sig);
+        let (_, code, _) = r.finish();
+        assert!(
+            t1.elapsed() < Duration::from_secs(1),
+            "second signal {sig}: {:?}",
+            t1.elapsed()
+        );
+        assert_eq!(code, want, "second signal {sig}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(kids[0]), "the command outlived btrace");
+    }
 }
 
 /// btrace killed outright (SIGKILL) does not leave its command running.
@@ -378,4 +381,145 @@ fn a_hidden_proc_is_named() {
         .unwrap();
     let e = one_line_error(&out);
     assert!(e.contains("/proc is not readable"), "{e}");
+}
+
+/// getppid calls counted by `hist --json` in `recs`.
+fn getppid_count(recs: &[serde_json::Value]) -> u64 {
+    recs.iter()
+        .filter(|r| r["type"] == "hist" && r["syscall"] == "getppid")
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// A command that double-forks a daemon and exits (status 3): the daemon makes its N
+/// getppid calls a second after the command has exited. `-c` follows the tree until the
+/// daemon has exited, as `strace -f` does, and counts every call; `--no-children` ends
+/// with the command; the exit status is the command's own either way.
+#[test]
+fn a_daemon_that_outlives_the_command_is_followed_to_its_end() {
+    const N: u64 = 1000;
+    const HOLD_MS: u64 = 1000;
+    let cmd = format!("{} --wait daemon {N} {HOLD_MS}", workload());
+    let (recs, code, stderr) =
+        trace_to_end(&["hist", "--json", "--syscalls", "getppid", "-c", &cmd]);
+    assert_eq!(code, 3, "the command's own status: {stderr:?}");
+    assert_eq!(getppid_count(&recs), N, "{recs:?}");
+    let sum = summary(&recs);
+    assert_eq!(sum["outlived_processes"], 1, "{sum}");
+    assert_eq!(sum["end"], "TargetExited", "{sum}");
+    assert!(
+        sum["duration_s"].as_f64().unwrap() >= HOLD_MS as f64 / 1000.0,
+        "{sum}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("following the 1 process it left running")),
+        "{stderr:?}"
+    );
+
+    let (recs, code, _) = trace_to_end(&[
+        "hist",
+        "--json",
+        "--syscalls",
+        "getppid",
+        "--no-children",
+        "-c",
+        &cmd,
+    ]);
+    assert_eq!(code, 3);
+    assert_eq!(
+        getppid_count(&recs),
+        0,
+        "the daemon is not traced: {recs:?}"
+    );
+    let sum = summary(&recs);
+    assert!(sum.get("outlived_processes").is_none(), "{sum}");
+    assert!(
+        sum["duration_s"].as_f64().unwrap() < HOLD_MS as f64 / 1000.0,
+        "--no-children does not wait for the daemon: {sum}"
+    );
+
+    // Ctrl-C while the daemon still runs ends the run; the status is still the command's.
+    let long = format!("{} --wait daemon {N} 5000", workload());
+    let mut r = Running::start(&["hist", "--json", "--syscalls", "getppid", "-c", &long]);
+    r.wait_attached();
+    r.send_line("go");
+    let t0 = Instant::now();
+    while !r
+        .stderr_seen
+        .iter()
+        .any(|l| l.contains("following the 1 process"))
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", r.stderr_seen);
+        r.collect_stderr(Duration::from_millis(100));
+    }
+    r.signal(libc::SIGINT);
+    let (recs, code, _) = r.finish();
+    assert_eq!(code, 3, "the command's own status after Ctrl-C");
+    let sum = summary(&recs);
+    assert_eq!(sum["end"], "Interrupted", "{sum}");
+    assert_eq!(sum["outlived_processes"], 1, "{sum}");
+
+    // The text summary says it too.
+    let out = Command::new(btrace_bin())
+        .args([
+            "hist",
+            "--syscalls",
+            "getppid",
+            "-c",
+            &format!("{} daemon {N} 300", workload()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 process outlived the traced one and was followed."),
+        "{text}"
+    );
+
+    // strace -f counts the same calls, when it is installed.
+    let log = scratch("strace").join("log");
+    let strace = Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=getppid", "-o"])
+        .arg(&log)
+        .args([&workload(), "daemon", &N.to_string(), "300"])
+        .status();
+    if let Ok(st) = strace {
+        assert_eq!(st.code(), Some(3));
+        let table = std::fs::read_to_string(&log).unwrap();
+        let calls: u64 = table
+            .lines()
+            .find(|l| l.trim_end().ends_with(" getppid"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .unwrap_or_else(|| panic!("no getppid row in strace's table: {table}"));
+        assert_eq!(calls, N, "strace -f -c: {table}");
+    }
+}
+
+/// The same for `-p`: the run ends when the daemon the process left has exited.
+#[test]
+fn a_daemon_that_outlives_a_traced_pid_is_followed_to_its_end() {
+    const N: u64 = 700;
+    let mut w = Command::new(workload())
+        .args(["--wait", "daemon", &N.to_string(), "500"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = w.id().to_string();
+    let mut r = Running::start(&["hist", "--json", "--syscalls", "getppid", "-p", &pid]);
+    r.wait_attached();
+    {
+        use std::io::Write;
+        writeln!(w.stdin.take().unwrap(), "go").unwrap();
+    }
+    let (recs, code, stderr) = r.finish();
+    assert_eq!(w.wait().unwrap().code(), Some(3));
+    assert_eq!(code, 0, "{stderr:?}");
+    assert_eq!(getppid_count(&recs), N, "{recs:?}");
+    let sum = summary(&recs);
+    assert_eq!(sum["outlived_processes"], 1, "{sum}");
+    assert!(sum["duration_s"].as_f64().unwrap() >= 0.5, "{sum}");
 }

@@ -17,10 +17,11 @@ use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::core::abi::COMM_LEN;
 use crate::core::pidns::PidView;
@@ -55,6 +56,8 @@ pub struct CgroupTarget {
     pub id: u64,
     /// Its directory, open: what a cgroup array entry is made from.
     pub dir: OwnedFd,
+    /// Named by its path (not by an id): a cgroup made again at that path replaces it.
+    pub by_path: bool,
 }
 
 /// The whole scope, as the kernel programs take it.
@@ -182,22 +185,68 @@ impl Scope {
         pid_max().div_ceil(64).max(1)
     }
 
-    /// Fills a loaded tracer's scope maps: the cgroup array now, before anything is
-    /// attached; the process tree is seeded by [`Scope::seed`] once attached.
-    pub fn install(&self, cgroups: &dyn MapCore) -> Result<()> {
+    /// Fills a loaded tracer's scope maps: the cgroup array and the cgroups' ids now,
+    /// before anything is attached; the process tree is seeded by [`Scope::seed`] once
+    /// attached. The cgroups named by path are then followed: one made again at the same
+    /// path replaces the old one in these maps ([`follow_cgroups`]).
+    pub fn install(&self, cgroups: &dyn MapCore, ids: &dyn MapCore) -> Result<()> {
+        if self.cgroups.is_empty() {
+            return Ok(());
+        }
         for (i, c) in self.cgroups.iter().enumerate() {
             let fd = c.dir.as_raw_fd() as u32;
             cgroups
                 .update(&(i as u32).to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
                 .with_context(|| format!("adding cgroup {} to the filter", c.path.display()))?;
         }
+        ids.update(
+            &0u32.to_ne_bytes(),
+            &id_set(&self.cgroup_ids()),
+            MapFlags::ANY,
+        )
+        .context("writing the cgroup filter's ids")?;
+        let handle = |m: &dyn MapCore| -> Result<MapHandle> {
+            Ok(MapHandle::from_map_id(m.info()?.info.id)?)
+        };
+        let filter = (handle(cgroups)?, handle(ids)?);
+        let mut watch = CGROUP_WATCH.lock().unwrap_or_else(|e| e.into_inner());
+        let watch = watch.get_or_insert_with(|| CgroupWatch {
+            slots: self
+                .cgroups
+                .iter()
+                .map(|c| WatchedCgroup {
+                    path: c.path.clone(),
+                    id: c.id,
+                    by_path: c.by_path,
+                    gone: false,
+                })
+                .collect(),
+            filters: Vec::new(),
+            checked: Instant::now(),
+        });
+        watch.filters.push(filter);
         Ok(())
     }
 
     /// Seeds the process tree of an attached tracer: the root, then the descendants it
     /// has now. Runs after attaching, so a process forked meanwhile is caught either by
     /// the kernel (its parent was already in) or by the walk of /proc that follows.
+    /// The tree becomes the one the run follows to its end: once the root has exited, the
+    /// run goes on while a process of the tree still runs ([`followed_tree_running`]).
     pub fn seed(&self, procs: &dyn MapCore) -> Result<()> {
+        if self.tree.is_none() || self.tree_ns.is_none() {
+            return Ok(());
+        }
+        self.seed_bits(procs)?;
+        let followed = FollowedTree {
+            bitmap: Bitmap::map(procs)?,
+            pids: PidView::new()?,
+        };
+        *FOLLOWED.lock().unwrap_or_else(|e| e.into_inner()) = Some(followed);
+        Ok(())
+    }
+
+    fn seed_bits(&self, procs: &dyn MapCore) -> Result<()> {
         let (Some(root), Some(ns_root)) = (self.tree, self.tree_ns) else {
             return Ok(());
         };
@@ -216,6 +265,171 @@ impl Scope {
             }
         }
         Ok(())
+    }
+}
+
+/// The process tree a run follows (-p/-c without --no-children): the kernel programs set
+/// a process's bit when it is forked by one in the tree and clear it when its last thread
+/// exits, so the bits set are the tree's processes not yet ended.
+struct FollowedTree {
+    bitmap: Bitmap,
+    pids: PidView,
+}
+
+/// The run's followed tree, registered by the tracer that seeded it (the last one when a
+/// run loads several: they all hold the same tree), asked by the run loop.
+static FOLLOWED: std::sync::Mutex<Option<FollowedTree>> = std::sync::Mutex::new(None);
+
+/// Forgets the followed tree of an earlier run (a new run starts).
+pub fn forget_followed_tree() {
+    *FOLLOWED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// How many processes of the followed tree still run (None: no tree is followed). A bit
+/// can outlast its process when the process ended while user space seeded it (a -p
+/// descendant exiting during the walk of /proc): a process that /proc no longer shows,
+/// or shows as a zombie with no thread left, has ended whatever its bit says.
+pub fn followed_tree_running() -> Option<usize> {
+    let mut guard = FOLLOWED.lock().unwrap_or_else(|e| e.into_inner());
+    let tree = guard.as_mut()?;
+    let running = tree
+        .bitmap
+        .set_bits()
+        .filter(|&host| tree.pids.to_ns(host).is_some_and(process_runs))
+        .count();
+    Some(running)
+}
+
+/// Whether the process `pid` (btrace's namespace) has not ended: /proc shows it, and not
+/// as a zombie whose threads have all gone (a leader that exited before its other threads
+/// shows as a zombie while they run).
+fn process_runs(pid: u32) -> bool {
+    match crate::core::target::task_info(pid) {
+        None => false,
+        Some(t) if t.zombie => std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count() > 1)
+            .unwrap_or(false),
+        Some(_) => true,
+    }
+}
+
+/// The value of the scope_cgroup_ids map (struct scope_cgroup_set): the ids, in order.
+fn id_set(ids: &[u64; MAX_CGROUPS]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_ne_bytes()).collect()
+}
+
+/// One `--cgroup` slot, as followed while the run goes on.
+struct WatchedCgroup {
+    path: PathBuf,
+    /// The id the kernel filter holds for it now.
+    id: u64,
+    /// Named by path: followed. A cgroup named by its id is that cgroup only.
+    by_path: bool,
+    /// Its path is gone (said once).
+    gone: bool,
+}
+
+/// The run's `--cgroup` filters: the slots every tracer of the run was given (each tracer
+/// resolves the same flags, in the same order), and the maps of every tracer that
+/// installed them.
+struct CgroupWatch {
+    slots: Vec<WatchedCgroup>,
+    /// (cgroup array, scope_cgroup_ids) of each installed filter.
+    filters: Vec<(MapHandle, MapHandle)>,
+    checked: Instant,
+}
+
+static CGROUP_WATCH: std::sync::Mutex<Option<CgroupWatch>> = std::sync::Mutex::new(None);
+
+/// How often at most the followed cgroups' paths are looked at.
+const CGROUP_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Forgets the cgroups an earlier run followed (a new run starts).
+pub fn forget_cgroups() {
+    *CGROUP_WATCH.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Follows the `--cgroup` paths of the run (called from the run loops; looks at most once
+/// a second): a cgroup removed and made again at the same path (a service restarted) has
+/// a new id, and the kernel filter would otherwise go on waiting for the old one and
+/// count nothing more. The new cgroup replaces the old in every tracer's filter, and one
+/// stderr line says so; a path that disappears is said once too.
+pub fn follow_cgroups() {
+    let mut guard = CGROUP_WATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(watch) = guard.as_mut() else {
+        return;
+    };
+    if watch.checked.elapsed() < CGROUP_CHECK_EVERY {
+        return;
+    }
+    watch.checked = Instant::now();
+    let mut ids = [0u64; MAX_CGROUPS];
+    let mut changed = false;
+    for (i, slot) in watch.slots.iter_mut().enumerate().take(MAX_CGROUPS) {
+        ids[i] = slot.id;
+        if !slot.by_path {
+            continue;
+        }
+        let now = cgroup_id(&slot.path)
+            .ok()
+            .filter(|_| slot.path.join("cgroup.procs").exists());
+        match now {
+            Some(id) if id == slot.id => slot.gone = false,
+            Some(_) => {
+                // The id is the opened directory's: the path may have been made again
+                // meanwhile.
+                let Ok(dir) = std::fs::File::open(&slot.path) else {
+                    continue;
+                };
+                let Ok(id) = dir
+                    .metadata()
+                    .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                else {
+                    continue;
+                };
+                let fd = dir.as_raw_fd() as u32;
+                let mut failed = None;
+                for (arrays, _) in &watch.filters {
+                    if let Err(e) =
+                        arrays.update(&(i as u32).to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                    {
+                        failed = Some(e);
+                    }
+                }
+                if let Some(e) = failed {
+                    eprintln!(
+                        "btrace: cgroup {} was made again, but the filter could not take the new one: {e}",
+                        slot.path.display()
+                    );
+                    continue;
+                }
+                eprintln!(
+                    "btrace: cgroup {} was made again (id {} now, {} before): tracing the new one",
+                    slot.path.display(),
+                    id,
+                    slot.id
+                );
+                slot.id = id;
+                slot.gone = false;
+                ids[i] = id;
+                changed = true;
+            }
+            None if !slot.gone => {
+                slot.gone = true;
+                eprintln!(
+                    "btrace: cgroup {} was removed: nothing to trace there until it is made again",
+                    slot.path.display()
+                );
+            }
+            None => {}
+        }
+    }
+    if changed {
+        for (_, id_map) in &watch.filters {
+            if let Err(e) = id_map.update(&0u32.to_ne_bytes(), &id_set(&ids), MapFlags::ANY) {
+                eprintln!("btrace: the cgroup filter's ids could not be rewritten: {e}");
+            }
+        }
     }
 }
 
@@ -348,7 +562,6 @@ macro_rules! apply_scope {
             ro.scope_tree = scope.tree.is_some();
             ro.scope_tid = scope.tid;
             ro.scope_ncgroups = scope.cgroups.len() as u32;
-            ro.scope_cgroup_ids = scope.cgroup_ids();
             ro.scope_by_comm = scope.comm.is_some();
             ro.scope_comm = scope.comm_chars();
             let (dev, ino) = $crate::core::pidns::own_ns_dev_ino().unwrap_or((0, 0));
@@ -365,7 +578,7 @@ macro_rules! apply_scope {
 }
 
 /// The kernel's pid_max: pids stay below it.
-fn pid_max() -> u32 {
+pub fn pid_max() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -421,6 +634,28 @@ impl Bitmap {
             let w = unsafe { &*self.addr.add(i) };
             w.fetch_or(1 << (pid % 64), Ordering::SeqCst);
         }
+    }
+}
+
+// SAFETY: the mapping is shared memory owned by this struct alone (unmapped once, in
+// drop); every access goes through atomics, so any thread may hold it.
+unsafe impl Send for Bitmap {}
+
+impl Bitmap {
+    /// The pids whose bits are set now.
+    fn set_bits(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.words).flat_map(move |i| {
+            // SAFETY: as in set(): i is within the mapping.
+            let mut w = unsafe { &*self.addr.add(i) }.load(Ordering::SeqCst);
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let bit = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u32 * 64 + bit)
+            })
+        })
     }
 }
 
@@ -521,6 +756,7 @@ fn resolve_cgroup(spec: &str) -> Result<CgroupTarget> {
         id: cgroup_id(&path)?,
         path,
         dir,
+        by_path: spec.parse::<u64>().is_err(),
     })
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::core::losses::Losses;
 use crate::core::output::Output;
@@ -18,11 +19,13 @@ use crate::core::target::{self, ExitStatus, Target};
 /// Flags that mean the same in every tracing command.
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
-    /// Trace only this process; stop when it exits
+    /// Trace this process and the processes it starts; stop when the last of them has
+    /// exited (with --no-children: this process alone, until it exits)
     #[arg(short = 'p', long, value_name = "PID", conflicts_with = "cmd")]
     pub pid: Option<u32>,
-    /// Run CMD once every probe is attached, trace only it, stop when it exits (btrace
-    /// then exits with its status)
+    /// Run CMD once every probe is attached, trace it and the processes it starts, stop
+    /// when the last of them has exited, daemons included (with --no-children: when CMD
+    /// exits); btrace then exits with CMD's status
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     pub cmd: Option<String>,
     /// Stop after SECS seconds
@@ -67,21 +70,35 @@ static SIGNALS: AtomicU32 = AtomicU32::new(0);
 static HANDLER: OnceLock<()> = OnceLock::new();
 
 /// Ctrl-C, SIGTERM and SIGHUP ask the loop to finish and print final results; a second
-/// one ends btrace at once (with a `-c` command killed first).
+/// one ends btrace at once (with a `-c` command killed first), with the status a shell
+/// gives a process that signal killed: 128 + its number (130 for SIGINT, 143 for
+/// SIGTERM).
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+        target::kill_child_now();
+        // SAFETY: _exit is async-signal-safe; the kernel closes every descriptor, and
+        // the programs and links go with them.
+        unsafe { libc::_exit(128 + sig) };
+    }
+}
+
 fn install_stop_handler() -> Result<()> {
     if HANDLER.get().is_some() {
         return Ok(());
     }
     target::note_inherited_ignored();
-    ctrlc::set_handler(|| {
-        STOP.store(true, Ordering::SeqCst);
-        if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
-            target::kill_child_now();
-            // The kernel closes every descriptor: programs and links go with them.
-            std::process::exit(130);
-        }
-    })
-    .context("installing the Ctrl-C/SIGTERM handler")?;
+    let stop = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to atomics, sends a signal and calls _exit,
+        // each async-signal-safe.
+        unsafe { sigaction(sig, &stop) }
+            .with_context(|| format!("installing the {sig} handler"))?;
+    }
     let _ = HANDLER.set(());
     Ok(())
 }
@@ -130,6 +147,14 @@ pub struct Session {
     interval: Option<Duration>,
     started: Instant,
     end: Option<End>,
+    /// Whether the -p/-c process has exited (the run may go on while its tree does).
+    root_exited: bool,
+    /// How many processes of the followed tree still ran when the -p/-c process exited
+    /// (None: no tree followed, or the process has not exited).
+    outlived: Option<usize>,
+    /// `-o`, opened when the session starts (before anything is attached), until the
+    /// command takes it with [`Session::output`].
+    output: Option<crate::core::output::OutputFile>,
 }
 
 impl Session {
@@ -154,6 +179,15 @@ impl Session {
         stdio: target::Stdio,
     ) -> Result<Self> {
         install_stop_handler()?;
+        crate::core::scope::forget_followed_tree();
+        crate::core::scope::forget_cgroups();
+        // Before the target: a file that cannot be written fails before a -c command
+        // is started, and the command's program is then checked against it.
+        let output = args
+            .output
+            .as_deref()
+            .map(|p| crate::core::output::OutputFile::create(p, "-o"))
+            .transpose()?;
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
             (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
@@ -165,7 +199,15 @@ impl Session {
             interval: interval.map(Duration::from_secs_f64),
             started: Instant::now(),
             end: None,
+            root_exited: false,
+            outlived: None,
+            output,
         })
+    }
+
+    /// Where results go: the `-o` file opened at the start, or stdout.
+    pub fn output(&mut self, json: bool) -> Output {
+        Output::into(json, self.output.take())
     }
 
     /// The process id the kernel programs should filter on, if any.
@@ -226,15 +268,49 @@ impl Session {
             rec.insert("exit_status".into(), code);
             rec.insert("exit_signal".into(), signal);
         }
+        if let Some(n) = self.outlived {
+            rec.insert("outlived_processes".into(), n.into());
+        }
         serde_json::Value::Object(rec)
     }
 
     /// What btrace should exit with: the `-c` command's status when the command ended
-    /// the run (a shell's convention: 128 + signal when killed), else 0.
+    /// on its own (a shell's convention: 128 + signal when killed), also when the run
+    /// then went on for the processes it left running and was stopped early; else 0.
     pub fn exit_code(&self) -> i32 {
         match (self.end, self.target.exit_status()) {
             (Some(End::TargetExited), Some(s)) => s.shell_code(),
+            (Some(_), Some(s)) if self.root_exited => s.shell_code(),
             _ => 0,
+        }
+    }
+
+    /// Whether the run's target is over: the -p/-c process has exited and, unless
+    /// --no-children, so has every process of its tree (a daemon it double-forked too).
+    fn target_done(&mut self) -> bool {
+        if self.root_exited {
+            return crate::core::scope::followed_tree_running().unwrap_or(0) == 0;
+        }
+        if !self.target.exited() {
+            return false;
+        }
+        self.root_exited = true;
+        let running = crate::core::scope::followed_tree_running();
+        self.outlived = running;
+        match running {
+            Some(n) if n > 0 => {
+                let who = match &self.target {
+                    Target::Command(_) => "command",
+                    _ => "process",
+                };
+                eprintln!(
+                    "btrace: the traced {who} exited; following the {n} process{} it left running until {} (Ctrl-C to stop)",
+                    if n == 1 { "" } else { "es" },
+                    if n == 1 { "it exits" } else { "the last exits" }
+                );
+                false
+            }
+            _ => true,
         }
     }
 
@@ -262,8 +338,16 @@ impl Session {
                 .counted
                 .map(|(noun, n)| format!(": {n} {noun}"))
                 .unwrap_or_default();
+            let outlived = match self.outlived {
+                Some(n) if n > 0 => format!(
+                    " {n} process{} outlived the traced one and {} followed.",
+                    if n == 1 { "" } else { "es" },
+                    if n == 1 { "was" } else { "were" }
+                ),
+                _ => String::new(),
+            };
             out.line(&format!(
-                "Traced {} via {} for {:.1} s{counted}. {}",
+                "Traced {} via {} for {:.1} s{counted}.{outlived} {}",
                 closing.what,
                 closing.hook,
                 self.elapsed().as_secs_f64(),
@@ -274,7 +358,8 @@ impl Session {
         Ok(self.exit_code())
     }
 
-    /// Runs until Ctrl-C/SIGTERM, `--duration`, or the target's exit. `step` consumes
+    /// Runs until Ctrl-C/SIGTERM, `--duration`, or the target's end (the -p/-c process's
+    /// exit and, unless --no-children, that of every process of its tree). `step` consumes
     /// events and prints intervals; after the loop one last `Poll(0)` drains what is left.
     pub fn run(&mut self, mut step: impl FnMut(Step) -> Result<()>) -> Result<End> {
         const TICK: Duration = Duration::from_millis(100);
@@ -288,9 +373,10 @@ impl Session {
             }
             let now = Instant::now();
             if now >= next_check {
-                if self.target.exited() {
+                if self.target_done() {
                     break End::TargetExited;
                 }
+                crate::core::scope::follow_cgroups();
                 if crate::core::output::reader_gone() {
                     // Same ending as a failed write to a closed pipe: quiet, exit 0.
                     return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe).into());

@@ -421,12 +421,14 @@ mod tests {
 /// How a profiler (`profile`, `offcpu`) shows its stacks.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StackOutArgs {
-    /// Only kernel stacks (no user stacks walked)
-    #[arg(long, conflicts_with = "user")]
-    pub kernel: bool,
-    /// Only user stacks (no kernel stacks walked)
+    /// Walk only kernel stacks, not user stacks (all threads are still counted; named
+    /// apart from offcputime's -k, which keeps kernel threads only)
+    #[arg(long, conflicts_with = "user_stacks")]
+    pub kernel_stacks: bool,
+    /// Walk only user stacks, not kernel stacks (all threads are still counted; named
+    /// apart from offcputime's -u, which keeps user threads only)
     #[arg(long)]
-    pub user: bool,
+    pub user_stacks: bool,
     /// Print folded stacks (`comm;frame;frame value`, root first: what flamegraph.pl,
     /// inferno, speedscope and Pyroscope read) instead of the top stacks
     #[arg(long, conflicts_with = "json")]
@@ -496,26 +498,37 @@ pub enum Measure {
     BlockedNs,
 }
 
+/// `--svg`'s file, opened before anything is attached (see
+/// [`OutputFile`](crate::core::output::OutputFile)).
+pub fn open_svg(args: &StackOutArgs) -> Result<Option<crate::core::output::OutputFile>> {
+    args.svg
+        .as_deref()
+        .map(|p| crate::core::output::OutputFile::create(p, "--svg"))
+        .transpose()
+}
+
 /// Prints counted stacks: JSON records, folded lines, or the top stacks as text; writes
-/// the SVG flame graph when asked. `title` heads the flame graph. `seen` is what the
-/// programs saw, kept or lost: percentages are of it, and the text says how much of it
-/// was kept when some was lost.
+/// the SVG flame graph to `svg` (from [`open_svg`]) when asked. `title` heads the flame
+/// graph. `seen` is what the programs saw, kept or lost: percentages are of it, and the
+/// text says how much of it was kept when some was lost.
 pub fn report(
     out: &mut crate::core::output::Output,
     stacks: &[Stack],
     args: &StackOutArgs,
+    svg: Option<crate::core::output::OutputFile>,
     measure: Measure,
     title: &str,
     seen: crate::core::stack_tables::Seen,
 ) -> Result<()> {
     use crate::model::stacks::{by_process, folded, json_stack, text_stack, write_folded};
     let lines = folded(stacks);
-    if let Some(path) = &args.svg {
+    if let Some(file) = svg {
         let unit = match measure {
             Measure::Samples => "samples",
             Measure::BlockedNs => "ns",
         };
-        crate::model::stacks::write_svg(path, &lines, title, unit)?;
+        let path = file.path().to_path_buf();
+        crate::model::stacks::write_svg(file, &path, &lines, title, unit)?;
     }
     let kept_value: u64 = stacks.iter().map(|s| s.value).sum();
     let kept_count: u64 = stacks.iter().map(|s| s.count).sum();

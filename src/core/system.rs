@@ -80,12 +80,15 @@ pub fn require_privileges() -> Result<()> {
 /// /sys/kernel/btf/vmlinux. Set once at start.
 static CUSTOM_BTF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
-/// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`.
-pub fn set_custom_btf(flag: Option<PathBuf>) {
+/// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`. Checked here,
+/// before any command reads it (see [`check_btf_file`]).
+pub fn set_custom_btf(flag: Option<PathBuf>) -> Result<()> {
     let chosen = flag.or_else(|| std::env::var_os("BTRACE_BTF").map(PathBuf::from));
     if let Some(p) = chosen {
+        check_btf_file(&p)?;
         let _ = CUSTOM_BTF.set(p);
     }
+    Ok(())
 }
 
 /// The BTF file given by the user, if any.
@@ -125,6 +128,15 @@ pub fn require_btf() -> Result<()> {
     bail!(
         "this kernel's BTF {BTF_PATH} {why} (the kernel was built without CONFIG_DEBUG_INFO_BTF, or it is hidden); {BTF_ADVICE}"
     )
+}
+
+/// A `--btf` file must be a regular file, checked before anything opens it (a FIFO would
+/// block the open for ever), and not one of the run's outputs.
+fn check_btf_file(p: &Path) -> Result<()> {
+    if let Some(why) = crate::resolve::not_regular_file(p) {
+        bail!("--btf {why}; {BTF_ADVICE}");
+    }
+    crate::core::output::input(p, "--btf")
 }
 
 /// Opens a generated skeleton's builder with btrace's BTF settings (a `--btf` file for

@@ -355,6 +355,7 @@ pub fn spawn_gated(cmd: &str, stdio: Stdio) -> Result<Target> {
         bail!("-c needs a command to run");
     };
     let path = resolve_program(prog)?;
+    crate::core::output::input(&path, "the -c program")?;
     let path = CString::new(path.as_os_str().as_encoded_bytes()).context("command path")?;
     let argv: Vec<CString> = words
         .iter()

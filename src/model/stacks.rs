@@ -171,8 +171,10 @@ pub fn parse_folded(text: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// An SVG flame graph of the folded lines (inferno), written to `path`.
+/// An SVG flame graph of the folded lines (inferno), written to `file` (`path` names it
+/// in errors).
 pub fn write_svg(
+    file: impl Write,
     path: &std::path::Path,
     lines: &[(String, u64)],
     title: &str,
@@ -183,8 +185,6 @@ pub fn write_svg(
     opts.title = title.to_string();
     opts.count_name = count_name.to_string();
     opts.deterministic = true;
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut w = std::io::BufWriter::new(file);
     if lines.is_empty() {
         // inferno refuses an empty graph; an empty SVG says what happened.

@@ -31,6 +31,9 @@ pub struct Func {
 impl ElfFile {
     /// Reads `path`; a missing file or one that is not ELF is one clear line.
     pub fn open(path: &Path) -> Result<ElfFile> {
+        if let Some(why) = super::not_regular_file(path) {
+            bail!("{why}; give the binary or library that runs");
+        }
         let data = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => anyhow!("no such file: {}", path.display()),
             _ => anyhow!("cannot read {}: {e}", path.display()),
@@ -322,7 +325,7 @@ fn in_dir(dir: &Path, name: &str) -> Option<PathBuf> {
     found.sort_by_key(|p| std::cmp::Reverse(p.to_string_lossy().len()));
     found
         .into_iter()
-        .find(|p| std::fs::read(p).is_ok_and(|d| d.starts_with(b"\x7fELF")))
+        .find(|p| p.is_file() && std::fs::read(p).is_ok_and(|d| d.starts_with(b"\x7fELF")))
 }
 
 #[cfg(test)]

@@ -519,6 +519,10 @@ impl Symbolizer {
     }
 }
 
+/// The most of a perf map read: far more than a JIT writes in a long run, and a bound
+/// on what a planted file can make btrace hold.
+const PERF_MAP_MAX: u64 = 256 << 20;
+
 impl AddrSpace {
     /// The JIT symbol at `addr` from the process's perf map (read once, at first need,
     /// through its root: a container's /tmp is its own).
@@ -528,7 +532,7 @@ impl AddrSpace {
             let text = match &self.root {
                 Some(root) => {
                     let p = format!("/proc/self/fd/{}/{name}", root.as_raw_fd());
-                    std::fs::read_to_string(p).unwrap_or_default()
+                    super::read_planted_file(Path::new(&p), PERF_MAP_MAX).unwrap_or_default()
                 }
                 None => String::new(),
             };

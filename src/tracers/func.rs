@@ -404,7 +404,7 @@ pub fn stream_events(
 ) -> Result<i32> {
     let plan = run.plan;
     let mut stream = EventStream::new(maps.events, decode_record)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut heads = Heads::new(heads);
     if !out.json {
         out.line(&heads.text_header("FUNCTION"))?;
@@ -542,7 +542,7 @@ pub fn print_hists(
     run: &Run<'_>,
     maps: &RunMaps<'_>,
 ) -> Result<i32> {
-    let out = Output::to(c.json, c.output.as_deref())?;
+    let out = session.output(c.json);
     session.attached(&format!("{} via {}", run.what, run.hook))?;
     let start = session.started();
     let mut number = 0u64;
@@ -708,7 +708,7 @@ pub fn print_counts(
     counts: &dyn MapCore,
     name_of: &dyn Fn(u64) -> String,
 ) -> Result<i32> {
-    let out = Output::to(c.json, c.output.as_deref())?;
+    let out = session.output(c.json);
     let n = run.functions;
     let plural = if n == 1 { "" } else { "s" };
     session.attached(&format!(

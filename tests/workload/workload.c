@@ -81,6 +81,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -88,6 +89,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -861,6 +864,27 @@ static int do_wakeups(long n, const char *name)
 	return 0;
 }
 
+/* As wakeups, with the child named NAME1 for its first N sleeps and NAME2 for the next
+ * N (as an exec renames a process). */
+static int do_wakeups_renamed(long n, const char *name1, const char *name2)
+{
+	pid_t p = fork();
+
+	if (p == 0) {
+		struct timespec ms = { 0, 1000000L };
+
+		prctl(PR_SET_NAME, name1);
+		for (long i = 0; i < n; i++)
+			syscall(SYS_nanosleep, &ms, NULL);
+		prctl(PR_SET_NAME, name2);
+		for (long i = 0; i < n; i++)
+			syscall(SYS_nanosleep, &ms, NULL);
+		_exit(0);
+	}
+	waitpid(p, NULL, 0);
+	return 0;
+}
+
 static int do_fails(long n)
 {
 	char c;
@@ -928,6 +952,94 @@ static int do_tree(long n, const char *self)
 	return 0;
 }
 
+/* K execs in flight at once: K threads call execve with a filename in a page that
+ * userfaultfd holds missing, so each sits inside the call (after its entry) until the
+ * page is given, as a zero page: the empty filename then fails with ENOENT in every
+ * thread. Returns once all K have returned. */
+static char *held_page;
+
+static void *exec_held(void *unused)
+{
+	char *argv[] = { "workload", NULL };
+
+	(void)unused;
+	syscall(SYS_execve, held_page, argv, NULL);
+	return NULL;
+}
+
+static int do_exec_held(long k)
+{
+	long page = sysconf(_SC_PAGESIZE), faults = 0;
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg;
+	struct uffdio_zeropage zero;
+	struct uffd_msg msg;
+	pthread_t t[64];
+	int uffd;
+
+	if (k < 1 || k > 64)
+		return 2;
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		return 1;
+	held_page = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (held_page == MAP_FAILED)
+		return 1;
+	reg.range.start = (unsigned long)held_page;
+	reg.range.len = page;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		return 1;
+	for (long i = 0; i < k; i++)
+		pthread_create(&t[i], NULL, exec_held, NULL);
+	/* One message per thread blocked on the page (at most 5 s in all). */
+	while (faults < k) {
+		struct pollfd p = { .fd = uffd, .events = POLLIN };
+
+		if (poll(&p, 1, 5000) != 1)
+			return 1;
+		if (read(uffd, &msg, sizeof(msg)) == sizeof(msg) &&
+		    msg.event == UFFD_EVENT_PAGEFAULT)
+			faults++;
+	}
+	zero.range.start = (unsigned long)held_page;
+	zero.range.len = page;
+	zero.mode = 0;
+	if (ioctl(uffd, UFFDIO_ZEROPAGE, &zero))
+		return 1;
+	for (long i = 0; i < k; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+/* A command that leaves a daemon behind: it double-forks a daemon and exits once the
+ * middle process has. The daemon waits until the command has exited (its end of a pipe
+ * closes), holds HOLD_MS, makes N getppid calls and exits. */
+static int do_daemon(long n, long hold_ms)
+{
+	int gone[2];
+	pid_t mid;
+	char c;
+
+	if (pipe(gone))
+		return 1;
+	mid = fork();
+	if (mid == 0) {
+		if (fork() == 0) {
+			setsid();
+			close(gone[1]);
+			while (read(gone[0], &c, 1) > 0)
+				;
+			usleep(hold_ms * 1000);
+			getppid_times(n);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	waitpid(mid, NULL, 0);
+	return 3;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd;
@@ -967,6 +1079,10 @@ int main(int argc, char **argv)
 		return do_tcp_concurrent(argv[2], arg(argv, 3), arg(argv, 4), arg(argv, 5));
 	if (!strcmp(cmd, "tree") && argc == 3)
 		return do_tree(arg(argv, 2), "/proc/self/exe");
+	if (!strcmp(cmd, "exec-held") && argc == 3)
+		return do_exec_held(arg(argv, 2));
+	if (!strcmp(cmd, "daemon") && argc == 4)
+		return do_daemon(arg(argv, 2), arg(argv, 3));
 	if (!strcmp(cmd, "unknown") && argc == 3)
 		return do_unknown(arg(argv, 2));
 	if (!strcmp(cmd, "bytes") && argc == 2)
@@ -989,6 +1105,8 @@ int main(int argc, char **argv)
 		return do_direct(argv[2], arg(argv, 3), arg(argv, 4));
 	if (!strcmp(cmd, "wakeups") && (argc == 3 || argc == 4))
 		return do_wakeups(arg(argv, 2), argc == 4 ? argv[3] : "wakee");
+	if (!strcmp(cmd, "wakeups-renamed") && argc == 5)
+		return do_wakeups_renamed(arg(argv, 2), argv[3], argv[4]);
 	if (!strcmp(cmd, "execs") && argc == 3)
 		return do_execs(arg(argv, 2));
 	if (!strcmp(cmd, "openloop") && argc == 4)
@@ -1003,7 +1121,7 @@ int main(int argc, char **argv)
 			" | rate N R | tcp-pair ADDR PORT HOLD_MS TX RX [SERVER_NETNS CLIENT_NETNS]"
 			" | tcp-many ADDR PORT N | tcp-concurrent ADDR PORT N TX | pace RATE SECS | unknown N"
 			" | bytes | signed | long-path LEN | exec-args N | noop | fsync PATH | tree N | exec-set"
-			" | opens DIR K J | direct DEV N SIZE | wakeups N [NAME] | fails N | execs N | openloop PATH N"
+			" | opens DIR K J | direct DEV N SIZE | wakeups N [NAME] | wakeups-renamed N NAME1 NAME2 | fails N | execs N | openloop PATH N"
 			" | dio DEV N | pingpong N\n");
 	return 2;
 }

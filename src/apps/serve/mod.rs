@@ -363,21 +363,74 @@ impl Exporter {
     }
 }
 
-/// Writes `body` to `path` atomically: a temporary file beside it, renamed over it.
-fn write_atomically(path: &Path, body: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("--textfile {}: not a file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// `--textfile`'s target must be a regular file or not exist yet, in an existing
+/// directory: it is replaced by a rename, which would turn a device node (/dev/null) into
+/// a plain file, and a symbolic link there would be replaced by a file rather than its
+/// target written (refused rather than followed or replaced without a word).
+fn check_textfile(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if path.file_name().is_none() {
+        bail!("--textfile {shown}: not a file name; give a path like /var/lib/node_exporter/btrace.prom");
     }
-    result.with_context(|| format!("writing {}", path.display()))
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => bail!(
+            "--textfile {shown}: is a symbolic link, which btrace does not follow; give the file's real path"
+        ),
+        Ok(m) if !m.is_file() => bail!(
+            "--textfile {shown}: is {}, not a regular file; give the path of a file for node_exporter's textfile directory",
+            crate::resolve::file_kind(&m.file_type())
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = textfile_dir(path);
+            if !dir.is_dir() {
+                bail!("--textfile {shown}: no directory {}", dir.display());
+            }
+            Ok(())
+        }
+        Err(e) => bail!("--textfile {shown}: {e}"),
+    }
+}
+
+/// The directory the temporary file goes to: the target's own, so the rename is atomic.
+fn textfile_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The textfile's temporary file: created exclusively (O_CREAT|O_EXCL, so no planted
+/// file or link is opened) under a random name in the target's directory.
+fn textfile_temp(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(textfile_dir(path))?;
+    // node_exporter usually runs as another user: readable by all, whatever the umask
+    // (the metrics are served to anyone who can reach /metrics anyway).
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    Ok(tmp)
+}
+
+/// Writes `body` to `path` atomically: a temporary file beside it, written, synced and
+/// renamed over it. The target is checked again each time (a target that became a
+/// device node or a link since the start is not replaced).
+fn write_atomically(path: &Path, body: &[u8]) -> Result<()> {
+    use std::io::Write;
+    check_textfile(path)?;
+    let write = || -> std::io::Result<()> {
+        let mut tmp = textfile_temp(path)?;
+        tmp.write_all(body)?;
+        tmp.as_file().sync_all()?;
+        // On failure the temporary file is removed when the error drops it.
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 const DEFAULT_TEXTFILE_INTERVAL_S: f64 = 15.0;
@@ -395,6 +448,16 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         (None, None) => Some(DEFAULT_LISTEN.parse().expect("valid default")),
         (None, Some(_)) => None,
     };
+    if let Some(path) = &args.textfile {
+        check_textfile(path)?;
+        // The directory must take a new file: tried now, before anything is attached.
+        textfile_temp(path).with_context(|| {
+            format!(
+                "--textfile {}: cannot create a file beside it",
+                path.display()
+            )
+        })?;
+    }
     let listener = listen
         .map(|a| TcpListener::bind(a).with_context(|| format!("cannot listen on {a}")))
         .transpose()?;
@@ -453,6 +516,8 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         if RELOAD.swap(false, Ordering::SeqCst) {
             exporter.reload();
         }
+        // A --cgroup made again at its path (a restarted service) is traced again.
+        crate::core::scope::follow_cgroups();
         if let Some(path) = &args.textfile {
             if Instant::now() >= next_file {
                 // A daemon keeps serving when the file cannot be written (a full or
@@ -515,6 +580,9 @@ mod tests {
         write_atomically(&f, b"a 1\n").unwrap();
         write_atomically(&f, b"a 2\n").unwrap();
         assert_eq!(std::fs::read(&f).unwrap(), b"a 2\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -87,7 +87,7 @@ pub fn run(args: TopArgs) -> Result<i32> {
         .collect();
     session.attached(&on.join(", "))?;
     if common.json {
-        let out = Output::to(true, common.output.as_deref())?;
+        let out = session.output(true);
         run_json(&mut session, &mut groups, &mut sampler, out)?;
     } else {
         run_tui(&mut session, &mut groups, &mut sampler)?;

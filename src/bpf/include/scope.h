@@ -17,7 +17,10 @@
  *
  * Cgroups (--cgroup, cgroup v2) are checked for the current task with
  * bpf_current_task_under_cgroup() over a cgroup array (descendant cgroups included), and
- * for another task by walking its cgroup's ancestors.
+ * for another task by walking its cgroup's ancestors and comparing their ids with
+ * scope_cgroup_ids. Both are maps, not rodata: a cgroup removed and made again at the
+ * same path (a service restarted) has a new id, and user space puts the new cgroup in
+ * them while the programs run.
  *
  * Ask about the current task with scope_current() (or its parts, when the caller already
  * holds the comm or must not apply the run-time part), about another task with
@@ -32,8 +35,7 @@
 const volatile __u32 scope_tgid = 0;      /* only this process (thread group id) */
 const volatile bool scope_tree = false;   /* only processes in scope_procs */
 const volatile __u32 scope_tid = 0;       /* only this thread */
-const volatile __u32 scope_ncgroups = 0;  /* only tasks in one of these cgroups */
-const volatile __u64 scope_cgroup_ids[SCOPE_MAX_CGROUPS] = {};
+const volatile __u32 scope_ncgroups = 0;  /* only tasks in one of the cgroups below */
 const volatile bool scope_by_comm = false;
 const volatile char scope_comm[COMM_LEN] = {};
 /* btrace's own pid namespace (device and inode of /proc/self/ns/pid) when it is not the
@@ -64,6 +66,19 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } scope_cgroups SEC(".maps");
+
+/* The ids of the cgroups in scope_cgroups' first scope_ncgroups slots, for tasks other
+ * than the current one; one entry, rewritten whole by user space. */
+struct scope_cgroup_set {
+	__u64 id[SCOPE_MAX_CGROUPS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scope_cgroup_set);
+} scope_cgroup_ids SEC(".maps");
 
 /* The word of tgid's bit; NULL beyond the bitmap (a pid above pid_max at start: counted). */
 static __always_inline __u64 *scope_word(__u32 tgid)
@@ -152,14 +167,18 @@ static __always_inline bool scope_cgroups_current(void)
 static __always_inline bool scope_cgroups_task(struct task_struct *t)
 {
 	struct cgroup *cg = BPF_CORE_READ(t, cgroups, dfl_cgrp);
+	__u32 zero = 0;
+	struct scope_cgroup_set *set = bpf_map_lookup_elem(&scope_cgroup_ids, &zero);
 
+	if (!set)
+		return false;
 	for (int level = 0; level < SCOPE_CGROUP_DEPTH && cg; level++) {
 		__u64 id = BPF_CORE_READ(cg, kn, id);
 
 		for (__u32 i = 0; i < SCOPE_MAX_CGROUPS; i++) {
 			if (i >= scope_ncgroups)
 				break;
-			if (id == scope_cgroup_ids[i])
+			if (id == set->id[i])
 				return true;
 		}
 		/* css is the first member of struct cgroup: a parent css is its cgroup. */

@@ -19,7 +19,7 @@
 enum stack_limits {
 	STACK_MAX_DEPTH = 127,  /* frames kept of one stack (PERF_MAX_STACK_DEPTH) */
 	/* Stack ids that are not ids (a stack id is >= 0; a failed walk's -errno is kept). */
-	STACK_NONE = -1000,     /* not asked for (--kernel/--user), or none: a kernel thread
+	STACK_NONE = -1000,     /* not asked for (--kernel-stacks/--user-stacks), or none: a kernel thread
 	                         * (or an exiting task past its address space) has no user
 	                         * stack, a task interrupted in user mode no kernel stack */
 };

@@ -203,7 +203,7 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut printer = Printer {
         names: Names {
             ops: tracer::op_names(),

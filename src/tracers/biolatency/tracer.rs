@@ -95,7 +95,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Vec<Link>)> {
         p.bio_issue_raw_q.set_autoload(!btf && with_q);
         p.bio_complete_raw.set_autoload(!btf);
         let obj = open.load()?;
-        cfg.scope.install(&obj.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
         Ok(obj)
     })?;
     let links = attach::attach_loaded(obj.object())?;

@@ -50,6 +50,45 @@ struct {
 	__type(value, struct exec_event);
 } exec_inflight SEC(".maps");
 
+/* One bit per thread id (user space sizes it to pid_max): set when the thread's exec
+ * was not recorded because exec_inflight was full (counted then, as map_full), so its
+ * exit does not count the same loss again as an exit without an entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} exec_dropped SEC(".maps");
+
+/* Sets or clears `tid`'s bit. Only the thread itself changes its bit, so the check and
+ * the atomic add do not race; other threads' adds to the same word are atomic. */
+static __always_inline void dropped_set(__u32 tid, bool on)
+{
+	__u32 idx = tid / 64;
+	__u64 *w = bpf_map_lookup_elem(&exec_dropped, &idx);
+	__u64 bit = 1ULL << (tid & 63);
+
+	if (!w)
+		return;
+	if (on && !(*w & bit))
+		__sync_fetch_and_add(w, bit);
+	else if (!on && (*w & bit))
+		__sync_fetch_and_add(w, -bit);
+}
+
+/* Whether `tid`'s exec was dropped (and counted) at entry; clears the mark. */
+static __always_inline bool dropped_take(__u32 tid)
+{
+	__u32 idx = tid / 64;
+	__u64 *w = bpf_map_lookup_elem(&exec_dropped, &idx);
+	__u64 bit = 1ULL << (tid & 63);
+
+	if (!w || !(*w & bit))
+		return false;
+	__sync_fetch_and_add(w, -bit);
+	return true;
+}
+
 /* An all-zero record, the initial value of a new entry (too big for the stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -75,8 +114,11 @@ static __always_inline void enter(__u32 call, __s32 dfd, const void *fname, cons
 		return;
 	if (bpf_map_update_elem(&exec_inflight, &tid, z, BPF_ANY)) {
 		count_loss(LOSS_MAP_FULL);
+		dropped_set(tid, true);
 		return;
 	}
+	/* A mark left by a thread that died inside a dropped exec is not this exec's. */
+	dropped_set(tid, false);
 	e = bpf_map_lookup_elem(&exec_inflight, &tid);
 	if (!e)
 		return;
@@ -127,7 +169,8 @@ static __always_inline void leave(long ret)
 
 	e = bpf_map_lookup_elem(&exec_inflight, &tid);
 	if (!e) {
-		if (scope_current())
+		/* Dropped at entry: already counted as map_full, one loss counted once. */
+		if (!dropped_take(tid) && scope_current())
 			count_loss(LOSS_NO_ENTRY);
 		return;
 	}
@@ -164,11 +207,17 @@ static __always_inline void exec_done(__u32 old_tid, const void *kfname)
 	__u64 stack;
 
 	e = bpf_map_lookup_elem(&exec_inflight, &old_tid);
-	if (!e)
+	if (!e) {
+		/* A dropped exec's mark moves with the thread that takes over the id. */
+		if (old_tid != tid && dropped_take(old_tid))
+			dropped_set(tid, true);
 		return;
+	}
 	if (old_tid != tid) {
-		if (bpf_map_update_elem(&exec_inflight, &tid, e, BPF_ANY))
+		if (bpf_map_update_elem(&exec_inflight, &tid, e, BPF_ANY)) {
 			count_loss(LOSS_MAP_FULL);
+			dropped_set(tid, true);
+		}
 		bpf_map_delete_elem(&exec_inflight, &old_tid);
 		e = bpf_map_lookup_elem(&exec_inflight, &tid);
 		if (!e)

@@ -71,6 +71,10 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
         open.maps
             .exec_inflight
             .set_max_entries(cfg.max_inflight.unwrap_or(MAX_INFLIGHT))?;
+        // One bit per possible thread id: marks an exec dropped at entry.
+        open.maps
+            .exec_dropped
+            .set_max_entries(crate::core::scope::pid_max().div_ceil(64).max(1))?;
         let p = &mut open.progs;
         for (prog, name) in [
             (&mut p.exec_enter_execve, "sys_enter_execve"),
@@ -85,7 +89,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
         p.exec_exit_raw.set_autoload(!tp);
         p.exec_moved_raw.set_autoload(!tp);
         let obj = open.load()?;
-        cfg.scope.install(&obj.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
         Ok(obj)
     })?;
     let links = attach::attach_loaded(obj.object())?;

@@ -352,7 +352,7 @@ pub fn run(args: HistArgs) -> Result<i32> {
             eprintln!("btrace: note: {why}: runs the kernel skips are counted as missed; --hook tracepoint misses none");
         }
     }
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut reader = Reader::new(&cfg);
     session.attached("syscalls")?;
     let start = session.started();

@@ -280,7 +280,8 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
             }
         }
         let hist = open.load()?;
-        cfg.scope.install(&hist.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&hist.maps.scope_cgroups, &hist.maps.scope_cgroup_ids)?;
         Ok(hist)
     })
 }

@@ -212,7 +212,8 @@ pub fn load_count(
         p.func_kcount.set_autoload(hook == CountHook::PerFunction);
         p.func_kcount_multi.set_autoload(hook == CountHook::Multi);
         let kp = open.load()?;
-        plan.scope.install(&kp.maps.scope_cgroups)?;
+        plan.scope
+            .install(&kp.maps.scope_cgroups, &kp.maps.scope_cgroup_ids)?;
         Ok(kp)
     })?;
     let mut links = crate::core::scope::attach_tree(skel.object())?;

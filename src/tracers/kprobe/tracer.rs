@@ -170,7 +170,8 @@ fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
                 p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
             }
             let kp = open.load()?;
-            plan.scope.install(&kp.maps.scope_cgroups)?;
+            plan.scope
+                .install(&kp.maps.scope_cgroups, &kp.maps.scope_cgroup_ids)?;
             Ok(kp)
         })
     })?;

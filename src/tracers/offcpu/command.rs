@@ -37,11 +37,12 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
     let c = &args.common;
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
+    let svg = stacks::open_svg(&args.stacks)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         min_block_ns: args.min_block,
-        kernel: !args.stacks.user,
-        user: !args.stacks.kernel,
+        kernel: !args.stacks.user_stacks,
+        user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
         max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
     };
@@ -55,7 +56,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
     let drain = args.stacks.drain();
     let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
     let mut sym = Symbolizer::new();
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     session.attached("off-CPU time")?;
     let end = session.run(|step| {
         if let Step::Poll(wait) = step {
@@ -90,6 +91,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         &mut out,
         &all,
         &args.stacks,
+        svg,
         Measure::BlockedNs,
         "btrace offcpu: time blocked (ns)",
         seen,

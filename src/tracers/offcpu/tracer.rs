@@ -85,7 +85,8 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
             open.maps.start_hash.set_max_entries(MAX_BLOCKED)?;
         }
         let o = open.load()?;
-        cfg.scope.install(&o.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&o.maps.scope_cgroups, &o.maps.scope_cgroup_ids)?;
         Ok(o)
     })?;
     // Process tracking and the tree before the switches are seen.

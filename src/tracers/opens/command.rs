@@ -8,7 +8,6 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::{HeadArgs, Heads};
-use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
@@ -68,7 +67,7 @@ pub fn run(args: OpenArgs) -> Result<i32> {
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
     let mut stream = tracer::events(&obj, str_size)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut heads = Heads::new(&args.heads);
     if !out.json {
         out.line(&heads.text_header("CALL"))?;

@@ -112,7 +112,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
         p.ostarts_reap_raw.set_autoload(!tp);
         p.ostarts_reap_tp.set_autoload(tp);
         let obj = open.load()?;
-        cfg.scope.install(&obj.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
         Ok(obj)
     })?;
     let links = attach::attach_loaded(obj.object())?;

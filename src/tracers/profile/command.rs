@@ -36,11 +36,12 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     let c = &args.common;
     crate::core::system::preflight()?;
     let mut session = Session::new(c, None)?;
+    let svg = stacks::open_svg(&args.stacks)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         hz: args.hz,
-        kernel: !args.stacks.user,
-        user: !args.stacks.kernel,
+        kernel: !args.stacks.user_stacks,
+        user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
         max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
     };
@@ -55,7 +56,7 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     let drain = args.stacks.drain();
     let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
     let mut sym = Symbolizer::new();
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     session.attached(&format!(
         "CPU samples at {} Hz on {} CPUs",
         args.hz,
@@ -91,7 +92,15 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     let mut slosses = StackLosses::read(&p.maps.stack_losses)?;
     slosses.user_truncated = truncated;
     let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
-    stacks::report(&mut out, &all, &args.stacks, Measure::Samples, &title, seen)?;
+    stacks::report(
+        &mut out,
+        &all,
+        &args.stacks,
+        svg,
+        Measure::Samples,
+        &title,
+        seen,
+    )?;
     out.flush()?;
     let report_s = collected.elapsed().as_secs_f64();
     // Folded stacks are data for other tools: the notes go to stderr.

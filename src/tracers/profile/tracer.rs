@@ -121,7 +121,8 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
         open.maps.counts1.set_max_entries(cfg.max_counts)?;
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         let p = open.load()?;
-        cfg.scope.install(&p.maps.scope_cgroups)?;
+        cfg.scope
+            .install(&p.maps.scope_cgroups, &p.maps.scope_cgroup_ids)?;
         Ok(p)
     })?;
     // The process tree and the process tracking first, then the samples.

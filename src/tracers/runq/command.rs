@@ -36,7 +36,8 @@ pub struct RunqlatArgs {
     pub interval: IntervalArgs,
     #[command(flatten)]
     pub scope: ScopeArgs,
-    /// A histogram per process (of the task that waited)
+    /// A histogram per process (of the task that waited), named as it was when it waited:
+    /// one row per name for a process that execs
     #[arg(long, conflicts_with = "per_cgroup")]
     pub per_process: bool,
     /// A histogram per cgroup v2 (of the task that waited)
@@ -136,18 +137,20 @@ impl Printer {
             rec.insert("type".into(), "runq".into());
             let label = match self.by {
                 By::Process => {
-                    let pid = self.pids.to_ns(*k as u32);
+                    // The key: the host tgid, and a hash of the name it waited under.
+                    let host = tracer::key_tgid(*k);
+                    let pid = self.pids.to_ns(host);
                     let comm = tracer::process_name(runq, *k);
                     rec.insert("key".into(), "process".into());
                     rec.insert("pid".into(), pid.into());
                     if self.pids.translates() {
-                        rec.insert("host_pid".into(), (*k).into());
+                        rec.insert("host_pid".into(), host.into());
                     }
                     rec.insert("comm".into(), comm.clone().into());
                     format!(
                         "{} [{}]",
                         comm.unwrap_or_else(|| "?".into()),
-                        pid.map_or_else(|| format!("host {k}"), |p| p.to_string())
+                        pid.map_or_else(|| format!("host {host}"), |p| p.to_string())
                     )
                 }
                 _ => {
@@ -211,7 +214,7 @@ pub fn run(args: RunqlatArgs) -> Result<i32> {
         Some(Hook::RawTp) => *w == Way::RawTpHash,
     });
     let (way, runq, _links) = tracer::load_first(&ways, &scope, None, by, None)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut printer = Printer {
         by,
         top: args.top,

@@ -101,7 +101,23 @@ static __always_inline void count_wait(struct runq_stat *st, __u64 ns, bool pree
 		st->wakeups++;
 }
 
-/* The breakdown's entry of task t (made when missing; NULL when the table is full). */
+/* FNV-1a over a comm: names one of a process's names in its breakdown key. */
+static __always_inline __u32 comm_hash(const char *comm)
+{
+	__u32 h = 2166136261u;
+
+	for (int i = 0; i < COMM_LEN; i++) {
+		if (!comm[i])
+			break;
+		h = (h ^ (__u8)comm[i]) * 16777619u;
+	}
+	return h;
+}
+
+/* The breakdown's entry of task t (made when missing; NULL when the table is full). By
+ * process, the key is the tgid (low 32 bits) and a hash of the process's name now (high
+ * 32 bits): waits are counted under the name the process had when it waited, so a
+ * process that execs (or renames itself) has one entry per name, each with its name. */
 static __always_inline struct runq_stat *key_stat(struct task_struct *t)
 {
 	struct runq_stat *st, *z;
@@ -109,10 +125,12 @@ static __always_inline struct runq_stat *key_stat(struct task_struct *t)
 	__u32 zero = 0;
 	__u64 key;
 
-	if (by == RUNQ_BY_PROCESS)
-		key = BPF_CORE_READ(t, tgid);
-	else
+	if (by == RUNQ_BY_PROCESS) {
+		BPF_CORE_READ_STR_INTO(&c.comm, t, group_leader, comm);
+		key = BPF_CORE_READ(t, tgid) | ((__u64)comm_hash(c.comm) << 32);
+	} else {
 		key = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+	}
 	st = bpf_map_lookup_elem(&runq_keys, &key);
 	if (st)
 		return st;
@@ -121,10 +139,8 @@ static __always_inline struct runq_stat *key_stat(struct task_struct *t)
 		return NULL;
 	bpf_map_update_elem(&runq_keys, &key, z, BPF_NOEXIST);
 	st = bpf_map_lookup_elem(&runq_keys, &key);
-	if (st && by == RUNQ_BY_PROCESS) {
-		BPF_CORE_READ_STR_INTO(&c.comm, t, group_leader, comm);
+	if (st && by == RUNQ_BY_PROCESS)
 		bpf_map_update_elem(&runq_comms, &key, &c, BPF_NOEXIST);
-	}
 	return st;
 }
 

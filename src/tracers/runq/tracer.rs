@@ -87,7 +87,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
             open.maps.queued_task.set_autocreate(false)?;
         }
         let runq = open.load()?;
-        scope.install(&runq.maps.scope_cgroups)?;
+        scope.install(&runq.maps.scope_cgroups, &runq.maps.scope_cgroup_ids)?;
         Ok(runq)
     })
 }
@@ -211,7 +211,14 @@ pub fn read_keys(runq: &Runq) -> Result<Vec<(u64, RunqStat)>> {
     )
 }
 
-/// A process's name in the breakdown (its leader's name when first seen).
+/// The host tgid of a by-process breakdown key (its high half names the process's name
+/// at the time of the waits: one key per name a process had).
+pub fn key_tgid(key: u64) -> u32 {
+    key as u32
+}
+
+/// The name of a by-process breakdown key: the process's (its leader's) name when it
+/// waited.
 pub fn process_name(runq: &Runq, tgid: u64) -> Option<String> {
     let v = runq
         .maps

@@ -7,7 +7,6 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::stream::{pump, RingArgs};
@@ -137,7 +136,7 @@ pub fn run(args: TcpArgs) -> Result<i32> {
     let ways = tracer::ways(args.max_conns.is_some(), args.hook);
     let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec, &scope)?;
     let mut stream = tracer::events(&tcp)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     if !out.json {
         out.line(if args.life {
             event::LIFE_HEADER

@@ -304,7 +304,7 @@ pub fn open_load(
         p.tcp_state_tp.set_autoload(way.hook == Hook::Tracepoint);
         crate::apply_scope!(open, scope, way.hook == Hook::TpBtf);
         let tcp = open.load()?;
-        scope.install(&tcp.maps.scope_cgroups)?;
+        scope.install(&tcp.maps.scope_cgroups, &tcp.maps.scope_cgroup_ids)?;
         Ok(tcp)
     })?;
     let mut filter = TcpFilter::new(&tcp)?;

@@ -8,7 +8,6 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::{HeadArgs, Heads};
-use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, TraceArgs};
 use crate::core::slots::StringArgs;
@@ -94,7 +93,7 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
         })?;
     let shown = format!("{cat}:{name}");
     let mut stream = EventStream::raw(&tp.maps.events)?;
-    let mut out = Output::to(c.json, c.output.as_deref())?;
+    let mut out = session.output(c.json);
     let mut heads = Heads::new(&args.heads);
     if !out.json {
         out.line(&heads.text_header("TRACEPOINT"))?;

@@ -161,7 +161,7 @@ pub fn load(
         crate::apply_scope!(open, scope, true);
         open.maps.events.set_max_entries(ring_bytes)?;
         let tp = open.load()?;
-        scope.install(&tp.maps.scope_cgroups)?;
+        scope.install(&tp.maps.scope_cgroups, &tp.maps.scope_cgroup_ids)?;
         Ok(tp)
     })?;
     let mut links = crate::core::scope::attach_tree(tp.object())?;

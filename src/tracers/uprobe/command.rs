@@ -148,6 +148,7 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         .filter(|(t, f)| !t.is_empty() && !f.is_empty())
         .ok_or_else(|| anyhow!("'{}' is not TARGET:FUNC (e.g. 'libc:malloc*')", args.probe))?;
     let path = elf::find_target(target, c.pid)?;
+    crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
     let funcs = if func::is_glob(pattern) {
         file.glob(pattern)

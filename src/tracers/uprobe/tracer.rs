@@ -50,6 +50,7 @@ pub fn resolve(spec: &str, pid: Option<u32>) -> Result<Target> {
         ));
     }
     let path = elf::find_target(target, pid)?;
+    crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
     let f = file.func(func)?;
     // Arguments are known at the entry only: not after FUNC+OFF.
@@ -92,7 +93,8 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Vec<Link>)> {
             // --count's program uses BPF cookies (5.15+): loaded only by load_count.
             p.func_count.set_autoload(false);
             let skel = open.load()?;
-            plan.scope.install(&skel.maps.scope_cgroups)?;
+            plan.scope
+                .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
             Ok(skel)
         })
     })?;
@@ -150,7 +152,8 @@ pub fn load_count(plan: &Plan, path: &Path, funcs: &[Func]) -> Result<(Uprobe, V
         p.func_usdt.set_autoload(false);
         p.func_count.set_autoload(true);
         let skel = open.load()?;
-        plan.scope.install(&skel.maps.scope_cgroups)?;
+        plan.scope
+            .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
         Ok(skel)
     })?;
     let mut links = crate::core::scope::attach_tree(skel.object())?;

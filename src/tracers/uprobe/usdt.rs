@@ -44,6 +44,7 @@ pub struct UsdtArgs {
 
 fn list(args: &UsdtArgs) -> Result<i32> {
     let path = elf::find_target(&args.probe, args.common.pid)?;
+    crate::core::output::input(&path, "the probed file")?;
     let probes = usdt::probes(&ElfFile::open(&path)?);
     let mut out = Output::to(args.common.json, args.common.output.as_deref())?;
     for p in &probes {
@@ -107,6 +108,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
     };
     crate::core::system::preflight()?;
     let path = elf::find_target(target, c.pid)?;
+    crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
     let probes = usdt::probes(&file);
     let Some(found) = probes
