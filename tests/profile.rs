@@ -348,6 +348,206 @@ fn max_stacks_beyond_the_memory_limit_refused() {
     let e = one_line_error(&btrace(&["profile", "--max-stacks", "1048576", "-d", "1"]));
     assert!(!e.contains("Tracing"), "{e}");
     assert!(e.contains("above the limit of"), "{e}");
-    assert!(e.contains("--max-stacks 1048576 (map stacks"), "{e}");
-    assert!(e.contains("give --max-stacks 524288 or less"), "{e}");
+    assert!(e.contains("--max-stacks 1048576 (maps stacks*"), "{e}");
+    assert!(e.contains("give --max-stacks 262144 or less"), "{e}");
+}
+
+/// The fork storm of the draining tests: 600 short processes, two at a time, each
+/// burning 3 ms on a stack of its own depth (stackload storm).
+fn storm_cmd() -> String {
+    format!("{} storm 600 3 0", stackload())
+}
+
+fn stack_records(recs: &[Value]) -> Vec<&Value> {
+    of_type(recs, "stack")
+}
+
+#[test]
+fn a_fork_storm_against_a_tiny_table_loses_nothing() {
+    storm_against_a_tiny_table(false);
+}
+
+#[test]
+fn a_fork_storm_against_a_tiny_table_loses_nothing_drained_key_by_key() {
+    // The drain of kernels without BPF_MAP_LOOKUP_AND_DELETE_BATCH (testing builds).
+    storm_against_a_tiny_table(true);
+}
+
+fn storm_against_a_tiny_table(key_by_key: bool) {
+    // Counts buffers of 256 entries, stack tables of 256: the storm makes well over 512
+    // distinct (thread, stacks) entries, so only draining while running keeps them all.
+    let cmd = storm_cmd();
+    let mut run = Command::new(btrace_bin());
+    run.args([
+        "profile",
+        "--json",
+        "-F",
+        "999",
+        "--max-counts",
+        "256",
+        "--max-stacks",
+        "256",
+        "-c",
+        &cmd,
+    ])
+    .stdin(Stdio::null());
+    if key_by_key {
+        run.env("BTRACE_TEST_NO_BATCH", "1");
+    }
+    let out = run.output().expect("running btrace");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = parse_ndjson(&out.stdout);
+    let s = summary(&recs);
+    let stacks = stack_records(&recs);
+    let kept: u64 = stacks.iter().map(|r| r["samples"].as_u64().unwrap()).sum();
+    eprintln!(
+        "{} entries, {kept} samples, {} drains",
+        stacks.len(),
+        s["drains"]
+    );
+    assert!(
+        stacks.len() > 512,
+        "{} entries: not enough to overflow both buffers",
+        stacks.len()
+    );
+    assert_eq!(s["lost"]["map_full"], 0, "{s}");
+    assert_eq!(s["stack_losses"]["map_full"], 0, "{s}");
+    assert_eq!(s["samples"].as_u64().unwrap(), kept, "{s}");
+    assert_eq!(
+        s["samples_seen"].as_u64().unwrap(),
+        kept,
+        "every sample the kernel saw is kept: {s}"
+    );
+    assert!(s["drains"].as_u64().unwrap() >= 3, "{s}");
+    // The children's burns are on their own stacks.
+    let children = stacks
+        .iter()
+        .filter(|r| {
+            stack_has(r, "user_stack", "storm_descend") && stack_has(r, "user_stack", "burn_hot")
+        })
+        .count();
+    assert!(children > 100, "{children} entries of the children's burns");
+}
+
+#[test]
+fn a_table_that_fills_says_how_much_was_kept_and_percentages_count_the_lost() {
+    // The control of the test above: the same storm without draining fills the table,
+    // and the report says so (N of M samples kept; percentages of M).
+    let cmd = storm_cmd();
+    let json = btrace(&[
+        "profile",
+        "--json",
+        "-F",
+        "999",
+        "--max-counts",
+        "256",
+        "--no-drain",
+        "-c",
+        &cmd,
+    ]);
+    assert!(json.status.success());
+    let recs = parse_ndjson(&json.stdout);
+    let s = summary(&recs);
+    let lost = s["lost"]["map_full"].as_u64().unwrap();
+    let seen = s["samples_seen"].as_u64().unwrap();
+    let kept = s["samples"].as_u64().unwrap();
+    assert!(lost > 0, "the 256-entry table did not fill: {s}");
+    assert_eq!(kept + lost, seen, "{s}");
+    let text = btrace(&[
+        "profile",
+        "-F",
+        "999",
+        "--max-counts",
+        "256",
+        "--no-drain",
+        "-c",
+        &cmd,
+    ]);
+    assert!(text.status.success());
+    let t = String::from_utf8_lossy(&text.stdout);
+    let head = t
+        .lines()
+        .find(|l| l.contains("samples kept"))
+        .unwrap_or_else(|| panic!("no 'N of M samples kept' line: {t}"));
+    let words: Vec<&str> = head.split_whitespace().collect();
+    assert_eq!(words[1], "of", "{head}");
+    let (k, m): (u64, u64) = (words[0].parse().unwrap(), words[2].parse().unwrap());
+    assert!(k < m, "{head}");
+    assert!(
+        head.contains(&format!("percentages are of all {m} samples")),
+        "{head}"
+    );
+    // The first stack's percentage is of M, not of the kept samples.
+    let top = t
+        .lines()
+        .find(|l| l.starts_with("@["))
+        .unwrap_or_else(|| panic!("no stack: {t}"));
+    let n: f64 = top
+        .split("] ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pct: f64 = top
+        .rsplit_once('(')
+        .unwrap()
+        .1
+        .trim_end_matches(" %)")
+        .parse()
+        .unwrap();
+    assert!(
+        (pct - 100.0 * n / m as f64).abs() < 0.06,
+        "{top}: not a percentage of {m}"
+    );
+}
+
+#[test]
+fn stacks_lost_to_a_full_stack_table_are_counted_one_by_one() {
+    // A stack table of 16 entries, never drained: the storm's stacks overflow it, and
+    // each walk that found no room is counted (the sample is kept, its stack marked).
+    let cmd = storm_cmd();
+    let out = btrace(&[
+        "profile",
+        "--json",
+        "-F",
+        "999",
+        "--max-stacks",
+        "16",
+        "--no-drain",
+        "-c",
+        &cmd,
+    ]);
+    assert!(out.status.success());
+    let recs = parse_ndjson(&out.stdout);
+    let s = summary(&recs);
+    let counted = s["stack_losses"]["map_full"].as_u64().unwrap();
+    let marked: u64 = stack_records(&recs)
+        .iter()
+        .map(|r| {
+            let n = r["samples"].as_u64().unwrap();
+            let lost = |side: &str| (r[side]["lost"] == "stack table full") as u64;
+            n * (lost("kernel_stack") + lost("user_stack"))
+        })
+        .sum();
+    assert!(counted > 0, "{s}");
+    assert_eq!(counted, marked, "{s}");
+    assert_eq!(s["stack_losses"]["collision"], 0, "{s}");
+    assert_eq!(s["lost"]["map_full"], 0, "{s}");
+    let text = btrace(&[
+        "profile",
+        "-F",
+        "999",
+        "--max-stacks",
+        "16",
+        "--no-drain",
+        "-c",
+        &cmd,
+    ]);
+    let t = String::from_utf8_lossy(&text.stdout);
+    assert!(t.contains("(stack table full)"), "{t}");
 }

@@ -25,6 +25,7 @@ const volatile enum func_limits abi_func_limits = 0;
 const volatile enum arg_read abi_arg_read = 0;
 const volatile enum stack_limits abi_stack_limits = 0;
 const volatile enum stack_loss abi_stack_loss = 0;
+const volatile enum stack_table_counter abi_stack_table_counter = 0;
 const volatile struct stack_key abi_stack_key = {};
 const volatile struct stack_slot abi_stack_slot = {};
 const volatile struct stack_proc_event abi_stack_proc_event = {};

@@ -29,6 +29,15 @@ pub struct Driver {
     pub flag: &'static str,
 }
 
+impl Driver {
+    /// Whether this flag sizes map `name`: the map of that name, or one of its numbered
+    /// buffers (`stacks` sizes `stacks0` and `stacks1`).
+    pub fn drives(&self, name: &str) -> bool {
+        name.strip_prefix(self.map)
+            .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
+    }
+}
+
 /// The ring buffer of the commands that stream events.
 pub const RING: Driver = Driver {
     map: "events",
@@ -110,12 +119,19 @@ pub fn judge(maps: &[MapSize], drivers: &[Driver], cpus: u64, warn: u64, limit: 
     if total < warn {
         return Verdict::Quiet;
     }
-    let driven = maps
+    // The costliest flag: its maps' bytes together (a double-buffered table is two maps
+    // of one flag), the entries of one of them (each has what the flag gives).
+    let driven = drivers
         .iter()
-        .filter_map(|m| Some((m, drivers.iter().find(|d| d.map == m.name)?)))
-        .max_by_key(|(m, _)| m.bytes(cpus));
+        .filter_map(|d| {
+            let mine: Vec<&MapSize> = maps.iter().filter(|m| d.drives(&m.name)).collect();
+            let first = *mine.first()?;
+            let bytes: u64 = mine.iter().map(|m| m.bytes(cpus)).sum();
+            Some((first, d, bytes))
+        })
+        .max_by_key(|&(_, _, bytes)| bytes);
     let what = match driven {
-        Some((m, d)) => {
+        Some((m, d, bytes)) => {
             let size = if m.map_type == MapType::RingBuf {
                 fmt_bytes(m.entries)
             } else {
@@ -125,12 +141,16 @@ pub fn judge(maps: &[MapSize], drivers: &[Driver], cpus: u64, warn: u64, limit: 
                     m.bytes(cpus) / m.entries.max(1)
                 )
             };
+            let maps_named = if bytes > m.bytes(cpus) {
+                format!("maps {}*", d.map)
+            } else {
+                format!("map {}", m.name)
+            };
             format!(
-                "{} for {} {} (map {}: {size})",
-                fmt_bytes(m.bytes(cpus)),
+                "{} for {} {} ({maps_named}: {size})",
+                fmt_bytes(bytes),
                 d.flag,
                 flag_value(m, m.entries),
-                m.name
             )
         }
         None => "in maps no flag sizes".to_string(),
@@ -142,12 +162,12 @@ pub fn judge(maps: &[MapSize], drivers: &[Driver], cpus: u64, warn: u64, limit: 
         ));
     }
     let fix = match driven {
-        Some((m, d)) => {
-            let others = total - m.bytes(cpus);
+        Some((m, d, bytes)) => {
+            let others = total - bytes;
             // What the map may take with the rest unchanged, as a power of two of its
             // entries (ring buffers are powers of two of pages anyway).
             let room = limit.saturating_sub(others);
-            let fits = (m.entries as u128 * room as u128 / m.bytes(cpus).max(1) as u128) as u64;
+            let fits = (m.entries as u128 * room as u128 / bytes.max(1) as u128) as u64;
             if fits >= 1 {
                 let v = 1u64 << (63 - fits.leading_zeros());
                 format!("give {} {} or less", d.flag, flag_value(m, v))

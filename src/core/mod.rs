@@ -21,6 +21,7 @@ pub mod scope;
 pub mod session;
 pub mod skel;
 pub mod slots;
+pub mod stack_tables;
 pub mod stacks;
 pub mod stream;
 pub mod system;

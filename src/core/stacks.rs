@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::core::abi::types::{stack_key, stack_loss, stack_proc_event, stack_slot};
 use crate::core::abi::COMM_LEN;
 use crate::core::percpu;
+use crate::core::stack_tables::StackTables;
 use crate::model::stacks::{user_truncated, Side, Stack};
 use crate::model::task::comm_text;
 use crate::resolve::symbols::{Frame, MmId, Symbolizer, UserFrames};
@@ -30,9 +31,11 @@ const _: () = assert!(COMM_LEN == 16);
 /// stacks that end early).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackLosses {
-    /// -EEXIST: the stack's bucket in the stack map held another stack.
+    /// -EEXIST: the stack's bucket in a BPF_MAP_TYPE_STACK_TRACE map held another stack
+    /// (the profilers' own stack tables chain and never collide).
     pub collision: u64,
-    /// -ENOMEM: the stack map had no free entry.
+    /// -ENOMEM: the stack table had no free entry (profilers: more distinct stacks than
+    /// --max-stacks between two drains).
     pub map_full: u64,
     /// -EFAULT: a user stack could not be walked at all.
     pub user_fault: u64,
@@ -77,7 +80,7 @@ impl StackLosses {
             n => format!(" {n} user frames unknown: their file could not be opened."),
         };
         format!(
-            "Stacks lost: {} (stack map collision), {} (stack map full), {} user stacks not walkable, {} other; {} user stacks cut short (no frame pointers).{unreadable}",
+            "Stacks lost: {} (stack map collision), {} (stack table full), {} user stacks not walkable, {} other; {} user stacks cut short (no frame pointers).{unreadable}",
             self.collision, self.map_full, self.user_fault, self.other, self.user_truncated
         )
     }
@@ -87,7 +90,7 @@ impl StackLosses {
 pub fn lost_reason(err: i32) -> &'static str {
     match -err {
         libc::EEXIST => "stack map collision",
-        libc::ENOMEM => "stack map full",
+        libc::ENOMEM => "stack table full",
         libc::EFAULT => "not walkable",
         _ => "walk failed",
     }
@@ -139,14 +142,18 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A profiler's (`profile`, `offcpu`) processes and their user stacks. Each process's
 /// maps are read at its first recorded stack, while it lives; about once a second, the
-/// user stacks of the generations that ended since (exit or exec: gone from the kernel's
-/// process store) are symbolized and their maps let go. What btrace holds stays bounded
-/// however many processes come and go: the maps of live processes, a bounded number of
-/// open files, and the stacks in the kernel's counts (bounded by its size).
+/// generations that ended since (exit or exec: gone from the kernel's process store) are
+/// noted, and once the stack tables have been drained after that (so every stack they
+/// recorded is in user space), their user stacks are symbolized and their maps let go.
+/// What btrace holds stays bounded however many processes come and go: the maps of live
+/// processes, a bounded number of open files, and the drained stacks.
 pub struct ProcStacks {
     pub sym: Symbolizer,
     /// The user stacks of ended generations: (pid, generation, user stack id).
-    done: HashMap<(u32, u64, i32), UserFrames>,
+    done: HashMap<(u32, u64, i64), UserFrames>,
+    /// Generations seen ended, and the tables' drain count then: they are symbolized
+    /// after a later drain.
+    ended: Option<(HashSet<(u32, u64)>, u64)>,
     next_sweep: Instant,
 }
 
@@ -161,6 +168,7 @@ impl ProcStacks {
         ProcStacks {
             sym: Symbolizer::new(),
             done: HashMap::new(),
+            ended: None,
             next_sweep: Instant::now() + SWEEP_EVERY,
         }
     }
@@ -170,12 +178,38 @@ impl ProcStacks {
         capture(&mut self.sym, p);
     }
 
-    /// At most once a second (less often when it takes long): the generations held that
-    /// ended (`gens`: the program's process store) have their user stacks (in `counts`,
-    /// addresses in `stack_map`) symbolized now, and their maps let go. Their counts are
-    /// all in by then: a stack is counted before its process's exit or exec removes it
-    /// from the store.
-    pub fn sweep(&mut self, gens: &dyn MapCore, counts: &dyn MapCore, stack_map: &dyn MapCore) {
+    /// Called after each drain attempt. Generations noted as ended before a drain that has
+    /// happened since have all their stacks in `tables` (a stack is recorded before its
+    /// process's exit or exec removes it from the store, and the buffer it went to has
+    /// been flipped and drained): their user stacks are symbolized now and their maps let
+    /// go. At most once a second (less often when it takes long), the generations held
+    /// that ended (`gens`: the program's process store) are noted for the next drain.
+    pub fn sweep(&mut self, gens: &dyn MapCore, tables: &StackTables) {
+        if let Some((ended, at)) = &self.ended {
+            if tables.drains <= *at {
+                return;
+            }
+            let began = Instant::now();
+            for (key, _, _) in tables.entries() {
+                let done_key = (key.pid, key.gen, key.user_id);
+                if key.user_id < 0
+                    || !ended.contains(&(key.pid, key.gen))
+                    || self.done.contains_key(&done_key)
+                {
+                    continue;
+                }
+                if let Some(a) = tables.stacks().get(&key.user_id) {
+                    let frames = self.sym.user_frames(key.pid, key.gen, a);
+                    self.done.insert(done_key, frames);
+                }
+            }
+            for &(pid, gen) in ended {
+                self.sym.release(pid, gen);
+            }
+            self.ended = None;
+            // Walking a big table takes a while: at most 1/20 of the time.
+            self.next_sweep = self.next_sweep.max(Instant::now() + began.elapsed() * 20);
+        }
         let now = Instant::now();
         if now < self.next_sweep {
             return;
@@ -194,55 +228,26 @@ impl ProcStacks {
                 current != Some(gen)
             })
             .collect();
-        if ended.is_empty() {
-            return;
+        if !ended.is_empty() {
+            self.ended = Some((ended, tables.drains));
         }
-        let began = Instant::now();
-        let ksize = std::mem::size_of::<stack_key>();
-        for k in counts.keys() {
-            let Some(raw) = k.get(..ksize) else {
-                continue;
-            };
-            let key: stack_key = crate::core::skel::plain_prefix(raw);
-            let done_key = (key.pid, key.gen, key.user_id);
-            if key.user_id < 0
-                || !ended.contains(&(key.pid, key.gen))
-                || self.done.contains_key(&done_key)
-            {
-                continue;
-            }
-            if let Some(a) = stack_addrs(stack_map, key.user_id) {
-                let frames = self.sym.user_frames(key.pid, key.gen, &a);
-                self.done.insert(done_key, frames);
-            }
-        }
-        for (pid, gen) in ended {
-            self.sym.release(pid, gen);
-        }
-        // Reading a big counts map key by key takes a while: at most 1/20 of the time.
-        self.next_sweep = self.next_sweep.max(Instant::now() + began.elapsed() * 20);
     }
 
-    /// Symbolizes counted stacks: `entries` are (key, value, count). A process seen before
-    /// (its maps read while it lived) is symbolized with them; one whose first stack's
-    /// event was lost is read now if it still has that generation (`gens`: its current
-    /// one, from the kernel's store). Returns the stacks, how many (by count) have a user
-    /// stack cut short, and how many user frames are unknown for want of their file.
+    /// Symbolizes counted stacks: `entries` are (key, value, count), `stacks` the stacks
+    /// their ids name (drained from the kernel's stack tables). A process seen before (its
+    /// maps read while it lived) is symbolized with them; one whose first stack's event
+    /// was lost is read now if it still has that generation (`gens`: its current one,
+    /// from the kernel's store). Returns the stacks, how many (by count) have a user stack
+    /// cut short, and how many user frames are unknown for want of their file.
     pub fn symbolize_counts(
         &mut self,
-        stack_map: &dyn MapCore,
+        stacks: &HashMap<i64, Vec<u64>>,
         gens: &HashMap<u32, u64>,
         entries: &[(stack_key, u64, u64)],
         from_tracing: bool,
     ) -> (Vec<Stack>, u64, u64) {
         let sym = &mut self.sym;
-        let mut addrs: HashMap<i32, Option<Vec<u64>>> = HashMap::new();
-        let mut get = |id: i32| -> Option<Vec<u64>> {
-            addrs
-                .entry(id)
-                .or_insert_with(|| stack_addrs(stack_map, id))
-                .clone()
-        };
+        let get = |id: i64| stacks.get(&id);
         let mut truncated = 0;
         let mut out = Vec::with_capacity(entries.len());
         for (k, value, count) in entries {
@@ -259,20 +264,20 @@ impl ProcStacks {
             }
             let kernel = match k.kernel_id {
                 id if id >= 0 => match get(id) {
-                    Some(a) => Side::Frames(kernel_frames(sym, &a, from_tracing)),
-                    None => Side::Lost("stack map entry missing"),
+                    Some(a) => Side::Frames(kernel_frames(sym, a, from_tracing)),
+                    None => Side::Lost("stack table entry missing"),
                 },
-                STACK_NONE => Side::None,
-                e => Side::Lost(lost_reason(e)),
+                id if id == i64::from(STACK_NONE) => Side::None,
+                e => Side::Lost(lost_reason(e as i32)),
             };
             let user = match (k.user_id, done) {
                 (_, Some(d)) => Side::Frames(d.frames()),
                 (id, None) if id >= 0 => match get(id) {
-                    Some(a) => Side::Frames(sym.user(k.pid, k.gen, &a)),
-                    None => Side::Lost("stack map entry missing"),
+                    Some(a) => Side::Frames(sym.user(k.pid, k.gen, a)),
+                    None => Side::Lost("stack table entry missing"),
                 },
-                (STACK_NONE, None) => Side::None,
-                (e, None) => Side::Lost(lost_reason(e)),
+                (id, None) if id == i64::from(STACK_NONE) => Side::None,
+                (e, None) => Side::Lost(lost_reason(e as i32)),
             };
             if user_truncated(&user, STACK_MAX_DEPTH) {
                 truncated += count;
@@ -289,32 +294,6 @@ impl ProcStacks {
         }
         (out, truncated, sym.unreadable())
     }
-}
-
-/// The addresses of stack `id` in a stack map (innermost first); None when absent.
-pub fn stack_addrs(map: &dyn MapCore, id: i32) -> Option<Vec<u64>> {
-    let raw = map
-        .lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)
-        .ok()
-        .flatten()?;
-    Some(
-        raw.chunks_exact(8)
-            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-            .take_while(|&a| a != 0)
-            .collect(),
-    )
-}
-
-/// Every entry of a counts hash keyed by struct stack_key, with its value's bytes.
-pub fn read_counts(map: &dyn MapCore) -> Vec<(stack_key, Vec<u8>)> {
-    let ksize = std::mem::size_of::<stack_key>();
-    map.keys()
-        .filter_map(|k| {
-            let v = map.lookup(&k, MapFlags::ANY).ok().flatten()?;
-            let key: stack_key = crate::core::skel::plain_prefix(k.get(..ksize)?);
-            Some((key, v))
-        })
-        .collect()
 }
 
 /// Kernel frames the tracing machinery adds on top of a stack taken from a BPF program
@@ -588,13 +567,43 @@ pub struct StackOutArgs {
     /// Text: show the N biggest stacks (per process, threads summed)
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
-    /// Distinct stacks the kernel keeps (each up to 127 frames, about 1 KB); a stack
-    /// that finds its slot taken is counted as lost (collision)
+    /// Distinct stacks the kernel keeps between two drains of its tables (each up to 127
+    /// frames, about 1 KB, in each of two buffers); more are counted as lost (stack
+    /// table full)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_STACKS, value_parser = parse_max_stacks)]
     pub max_stacks: u32,
+    /// Entries of each counts buffer (testing builds: a small table shows the draining)
+    #[cfg(feature = "testing")]
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_counts: Option<u32>,
+    /// Never drain the tables while running (testing builds: what a test must fail with)
+    #[cfg(feature = "testing")]
+    #[arg(long, hide = true)]
+    pub no_drain: bool,
 }
 
-pub const DEFAULT_MAX_STACKS: u32 = 16384;
+impl StackOutArgs {
+    /// The bound of each counts buffer: `default`, or the testing flag's.
+    pub fn max_counts(&self, default: u32) -> u32 {
+        #[cfg(feature = "testing")]
+        return self.max_counts.unwrap_or(default);
+        #[cfg(not(feature = "testing"))]
+        default
+    }
+
+    /// Whether the tables are drained while running (always, but in a test's control run).
+    pub fn drain(&self) -> bool {
+        #[cfg(feature = "testing")]
+        return !self.no_drain;
+        #[cfg(not(feature = "testing"))]
+        true
+    }
+}
+
+/// Distinct stacks per buffer between two drains: at 999 Hz on 2 CPUs a buffer takes at
+/// most 4,000 stacks a second (kernel and user), and it is drained once a second, or
+/// within 100 ms of passing half full.
+pub const DEFAULT_MAX_STACKS: u32 = 8192;
 /// At most this many stacks: each takes about 1 KB of kernel memory, preallocated.
 pub const MAX_STACKS_LIMIT: u32 = 1 << 20;
 
@@ -602,9 +611,9 @@ fn parse_max_stacks(s: &str) -> std::result::Result<u32, String> {
     crate::core::system::parse_store_size(
         s,
         MAX_STACKS_LIMIT,
-        "each stack takes about 1 KB of kernel memory",
+        "each stack takes about 1 KB of kernel memory in each of two buffers",
         16,
-        (STACK_MAX_DEPTH * 8 + 16) as u64,
+        (2 * STACK_MAX_DEPTH * 8 + 16) as u64,
     )
 }
 
@@ -628,7 +637,8 @@ pub fn open_svg(args: &StackOutArgs) -> Result<Option<crate::core::output::Outpu
 
 /// Prints counted stacks: JSON records, folded lines, or the top stacks as text; writes
 /// the SVG flame graph to `svg` (from [`open_svg`]) when asked. `title` heads the flame
-/// graph.
+/// graph. `seen` is what the programs saw, kept or lost: percentages are of it, and the
+/// text says how much of it was kept when some was lost.
 pub fn report(
     out: &mut crate::core::output::Output,
     stacks: &[Stack],
@@ -636,6 +646,7 @@ pub fn report(
     svg: Option<crate::core::output::OutputFile>,
     measure: Measure,
     title: &str,
+    seen: crate::core::stack_tables::Seen,
 ) -> Result<()> {
     use crate::model::stacks::{by_process, folded, json_stack, text_stack, write_folded};
     let lines = folded(stacks);
@@ -647,7 +658,9 @@ pub fn report(
         let path = file.path().to_path_buf();
         crate::model::stacks::write_svg(file, &path, &lines, title, unit)?;
     }
-    let total: u64 = stacks.iter().map(|s| s.value).sum();
+    let kept_value: u64 = stacks.iter().map(|s| s.value).sum();
+    let kept_count: u64 = stacks.iter().map(|s| s.count).sum();
+    let total = kept_value.max(seen.value);
     if out.json {
         let mut sorted: Vec<&Stack> = stacks.iter().collect();
         sorted.sort_by(|a, b| {
@@ -686,6 +699,24 @@ pub fn report(
             out.line(l)?;
         }
         return Ok(());
+    }
+    if seen.count > kept_count {
+        let (what, of) = match measure {
+            Measure::Samples => ("samples", format!("all {} samples", seen.count)),
+            Measure::BlockedNs => (
+                "blocks",
+                format!(
+                    "all {} blocked, lost blocks included",
+                    crate::model::units::fmt_ns(total as f64)
+                ),
+            ),
+        };
+        out.line(&format!(
+            "{kept_count} of {} {what} kept ({} lost: the kernel's table was full); percentages are of {of}",
+            seen.count,
+            seen.count - kept_count,
+        ))?;
+        out.line("")?;
     }
     let merged = by_process(stacks);
     for s in merged.iter().take(args.top) {

@@ -18,6 +18,11 @@
  *   stackload spawn-exit EXE MS WAIT_MS
  *                                 runs `EXE burn-exit MS` in a child, waits for it, then
  *                                 sleeps WAIT_MS ms (block_here) and exits
+ *   stackload storm N MS SLEEPS   a fork storm: N short children, two at a time, child i
+ *                                 descending i % 61 frames of storm_descend (a stack of its
+ *                                 own), then burning MS ms of CPU in burn_hot and sleeping
+ *                                 5 ms SLEEPS times in block_here; exits 0 when every child
+ *                                 did
  *
  * With $STACKLOAD_CPU_FILE set, burn and burn-exit write the process's CPU time in
  * nanoseconds there (CLOCK_PROCESS_CPUTIME_ID) when they end; with $STACKLOAD_BLOCK_FILE
@@ -234,6 +239,50 @@ static int do_spawn_exit(const char *exe, const char *ms, long wait_ms)
 	return 0;
 }
 
+/* Depth frames of itself, then the child's work: every depth is a distinct stack. */
+__attribute__((noinline)) void storm_descend(int depth, long ms, long sleeps)
+{
+	if (depth > 0) {
+		storm_descend(depth - 1, ms, sleeps);
+		sink++; /* not a tail call: the frame stays */
+		return;
+	}
+	if (ms > 0)
+		burn_hot(ms * 1000000L);
+	/* 5 ms: long enough that the timer never fires before the task is off its CPU (a
+	 * sleep that never blocked would be no block for offcpu). */
+	for (long i = 0; i < sleeps; i++)
+		block_here(5);
+}
+
+static int do_storm(long n, long ms, long sleeps)
+{
+	int failed = 0;
+
+	for (long i = 0; i < n; i += 2) {
+		pid_t kids[2] = { -1, -1 };
+
+		for (int k = 0; k < 2 && i + k < n; k++) {
+			kids[k] = fork();
+			if (kids[k] < 0)
+				return 1;
+			if (kids[k] == 0) {
+				storm_descend((int)((i + k) % 61), ms, sleeps);
+				_exit(0);
+			}
+		}
+		for (int k = 0; k < 2; k++) {
+			int status;
+
+			if (kids[k] > 0 &&
+			    (waitpid(kids[k], &status, 0) != kids[k] || !WIFEXITED(status) ||
+			     WEXITSTATUS(status)))
+				failed = 1;
+		}
+	}
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "burn"))
@@ -255,7 +304,9 @@ int main(int argc, char **argv)
 		return do_burn_exit(atol(argv[2]));
 	if (argc == 5 && !strcmp(argv[1], "spawn-exit"))
 		return do_spawn_exit(argv[2], argv[3], atol(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "storm"))
+		return do_storm(atol(argv[2]), atol(argv[3]), atol(argv[4]));
 	fprintf(stderr, "usage: stackload burn MS | work N | block N MS | open DIR K [MS] | burn-exit MS | "
-			"spawn-exit EXE MS WAIT_MS\n");
+			"spawn-exit EXE MS WAIT_MS | storm N MS SLEEPS\n");
 	return 2;
 }

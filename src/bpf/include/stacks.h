@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Stack walks, shared by every program that records stacks: the profilers (`profile`,
- * `offcpu`: stack ids in a BPF_MAP_TYPE_STACK_TRACE map, counted in a hash) and the event
+ * `offcpu`: stacks in the double-buffered tables of stack_tables.h, counted in a hash) and the event
  * tracers' `--stack` (both stacks copied into the event, struct stack_slot).
  *
  * The kernel walks the stacks: kernel frames from its unwinder, user frames by frame
@@ -26,9 +26,10 @@ enum stack_limits {
 
 /* What the walks could not deliver; one per-CPU counter each. */
 enum stack_loss {
-	STACK_LOSS_COLLISION = 0,  /* -EEXIST: the stack's bucket in the stack map held another
-	                            * stack (the map is a hash without chaining) */
-	STACK_LOSS_FULL = 1,       /* -ENOMEM: the stack map had no free entry */
+	STACK_LOSS_COLLISION = 0,  /* -EEXIST: the stack's bucket in a BPF_MAP_TYPE_STACK_TRACE
+	                            * map held another stack (no chaining); the profilers' own
+	                            * stack tables chain, and never collide */
+	STACK_LOSS_FULL = 1,       /* -ENOMEM: the stack table had no free entry */
 	STACK_LOSS_USER_FAULT = 2, /* -EFAULT: the user stack could not be walked at all */
 	STACK_LOSS_OTHER = 3,      /* any other error of a walk */
 	STACK_LOSS_KINDS = 4,
@@ -50,14 +51,26 @@ struct stack_proc_event {
 	struct mm_id mm;
 };
 
-/* What the profilers count by: who, and the two stacks (ids in their stack map). */
+/* What the profilers count by: who, and the two stacks (ids: the hash of the stack's
+ * addresses, the key of its stack table in stack_tables.h). */
 struct stack_key {
 	__u32 pid;        /* host tgid */
 	__u32 tid;        /* host tid */
 	__u64 gen;        /* the process's generation (stack_procs.h), 0 when not known */
-	__s32 kernel_id;  /* stack id, or -errno (lost, counted), or STACK_NONE */
-	__s32 user_id;
+	__s64 kernel_id;  /* stack id (>= 0), or -errno (lost, counted), or STACK_NONE */
+	__s64 user_id;
 	char comm[COMM_LEN];
+};
+
+/* The per-CPU counters of the profilers' double-buffered tables (stack_tables.h). */
+enum stack_table_counter {
+	TABLE_SEEN = 0,          /* samples (blocks) the programs saw: kept or lost */
+	TABLE_SEEN_VALUE = 1,    /* their value (offcpu: nanoseconds; profile: samples) */
+	TABLE_COUNTS_MADE0 = 2,  /* count entries made in buffer 0 since its last drain */
+	TABLE_COUNTS_MADE1 = 3,
+	TABLE_STACKS_MADE0 = 4,  /* stack entries made in buffer 0 since its last drain */
+	TABLE_STACKS_MADE1 = 5,
+	TABLE_COUNTERS = 6,
 };
 
 /* Both stacks of one event (--stack), innermost frame first. */
@@ -121,20 +134,6 @@ static __always_inline __s32 stack_failed(long err, bool user)
 	else
 		count_stack_loss(STACK_LOSS_OTHER);
 	return err;
-}
-
-/* The id of the current kernel (user: false) or user stack in `map` (a
- * BPF_MAP_TYPE_STACK_TRACE), or -errno (counted), or STACK_NONE. */
-static __always_inline __s32 stack_id(void *ctx, void *map, bool user)
-{
-	long id;
-
-	if (user && current_no_user())
-		return STACK_NONE;
-	id = bpf_get_stackid(ctx, map, user ? BPF_F_USER_STACK : 0);
-	if (id < 0)
-		return stack_failed(id, user);
-	return id;
 }
 
 /* Both stacks of the current task into `s` (event --stack); the kernel stack only when

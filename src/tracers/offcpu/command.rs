@@ -12,6 +12,7 @@ use crate::core::losses::Losses;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stack_tables::StackTables;
 use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
 
@@ -42,12 +43,19 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         kernel: !args.stacks.user_stacks,
         user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
+        max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
     };
-    let (way, o, _links) = tracer::load(&cfg).map_err(|e| {
+    let (way, o, mut links) = tracer::load(&cfg).map_err(|e| {
         crate::core::kmem::unless_too_big(e, |e| {
             anyhow::anyhow!("cannot trace off-CPU time: {e:#}")
         })
     })?;
+    let maps = tracer::table_maps(&o);
+    let mut tables = StackTables::new(cfg.max_counts, cfg.max_stacks, |v| {
+        let val: offcpu_val = crate::core::skel::plain_prefix(v);
+        (val.total_ns, val.count)
+    });
+    let drain = args.stacks.drain();
     let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
     let mut seen_procs = stacks::ProcStacks::new();
     let mut out = session.output(c.json);
@@ -57,25 +65,27 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
             for seen in procs.poll(wait)? {
                 seen_procs.seen(&seen);
             }
-            seen_procs.sweep(&o.maps.proc_gens, &o.maps.counts, &o.maps.stacks);
+            if drain {
+                tables.poll(&maps)?;
+            }
+            seen_procs.sweep(&o.maps.proc_gens, &tables);
         }
         Ok(())
     })?;
+    // The programs detached, then the tables drained a last time: what the kernel saw
+    // and what was kept are read at one point.
+    links.clear();
     // From here to the report written: reading the maps, symbolizing, printing.
     let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
         seen_procs.seen(&seen);
     }
-    let entries: Vec<_> = stacks::read_counts(&o.maps.counts)
-        .into_iter()
-        .map(|(k, v)| {
-            let val: offcpu_val = crate::core::skel::plain_prefix(&v);
-            (k, val.total_ns, val.count)
-        })
-        .collect();
+    tables.finish(&maps)?;
+    let seen = StackTables::seen(&maps)?;
+    let entries = tables.entries();
     let gens = stacks::read_gens(&o.maps.proc_gens);
     let (all, truncated, unreadable) =
-        seen_procs.symbolize_counts(&o.maps.stacks, &gens, &entries, true);
+        seen_procs.symbolize_counts(tables.stacks(), &gens, &entries, true);
     let total_ns: u64 = all.iter().map(|s| s.value).sum();
     let blocks: u64 = all.iter().map(|s| s.count).sum();
     let mut slosses = StackLosses::read(&o.maps.stack_losses)?;
@@ -88,6 +98,7 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
         svg,
         Measure::BlockedNs,
         "btrace offcpu: time blocked (ns)",
+        seen,
     )?;
     out.flush()?;
     let report_s = collected.elapsed().as_secs_f64();
@@ -115,6 +126,8 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
                 "total_ns": total_ns,
                 "min_block_us": args.min_block / 1000,
                 "stacks": all.len(),
+                "blocks_seen": seen.count,
+                "drains": tables.drains,
                 "stack_losses": slosses.json(),
                 "report_s": report_s,
             }),

@@ -6,7 +6,10 @@
  * kept with the time in a per-task store; when sched_wakeup makes it runnable again, the
  * time since is added to the count of (process, thread, name, stacks) in a hash, with the
  * exact nanoseconds (a block whose wakeup was not seen ends when sched_switch puts the
- * task on a CPU). Blocks shorter than --min-block are left out. The wait for a CPU after
+ * task on a CPU). Blocks shorter than --min-block are left out. The stacks and counts go
+ * into the double-buffered tables of stack_tables.h, which user space drains while the
+ * run goes on: the stacks into the buffer active when the task blocks, the block into the
+ * one active when it wakes. The wait for a CPU after
  * the wakeup, like a preempted task's, is run-queue latency, not blocked time: on a busy
  * machine it would inflate every block.
  *
@@ -22,6 +25,7 @@
 #include "compat.h"
 #include "stacks.h"
 #include "stack_procs.h"
+#include "stack_tables.h"
 #include "offcpu.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -38,19 +42,15 @@ const volatile bool want_user = true;
 const volatile struct offcpu_val _offcpu_val_type = {};
 const volatile struct offcpu_start _offcpu_start_type = {};
 
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 16384); /* user space sets the bound (--max-stacks) */
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, STACK_MAX_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
-
-struct {
+/* The counts of each buffer (stack_tables.h); user space sets the bound. */
+struct counts_table {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* user space sets the bound */
+	__uint(max_entries, 65536);
 	__type(key, struct stack_key);
 	__type(value, struct offcpu_val);
-} counts SEC(".maps");
+};
+struct counts_table counts0 SEC(".maps");
+struct counts_table counts1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -68,13 +68,19 @@ struct {
 
 static __always_inline void add_block(struct stack_key *key, __u64 ns)
 {
-	struct offcpu_val *v = bpf_map_lookup_elem(&counts, key), one = { ns, 1 };
+	__u32 buf = active_table();
+	void *counts = buf ? (void *)&counts1 : (void *)&counts0;
+	struct offcpu_val *v = bpf_map_lookup_elem(counts, key), one = { ns, 1 };
 
+	table_count(TABLE_SEEN, 1);
+	table_count(TABLE_SEEN_VALUE, ns);
 	if (!v) {
-		if (!bpf_map_update_elem(&counts, key, &one, BPF_NOEXIST))
+		if (!bpf_map_update_elem(counts, key, &one, BPF_NOEXIST)) {
+			table_count(buf ? TABLE_COUNTS_MADE1 : TABLE_COUNTS_MADE0, 1);
 			return;
+		}
 		/* Made meanwhile on another CPU, or the store is full. */
-		v = bpf_map_lookup_elem(&counts, key);
+		v = bpf_map_lookup_elem(counts, key);
 		if (!v) {
 			count_loss(LOSS_MAP_FULL);
 			return;
@@ -90,6 +96,7 @@ static __always_inline bool blocked_out(void *ctx, bool preempt, struct task_str
 					struct offcpu_start *s)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 buf;
 
 	if (preempt || task_state(prev) == TASK_RUNNING)
 		return false;
@@ -105,8 +112,9 @@ static __always_inline bool blocked_out(void *ctx, bool preempt, struct task_str
 	s->key.pid = id >> 32;
 	s->key.tid = (__u32)id;
 	bpf_get_current_comm(s->key.comm, sizeof(s->key.comm));
-	s->key.kernel_id = want_kernel ? stack_id(ctx, &stacks, false) : STACK_NONE;
-	s->key.user_id = want_user ? stack_id(ctx, &stacks, true) : STACK_NONE;
+	buf = active_table();
+	s->key.kernel_id = want_kernel ? table_stack_id(ctx, buf, false) : STACK_NONE;
+	s->key.user_id = want_user ? table_stack_id(ctx, buf, true) : STACK_NONE;
 	if (s->key.user_id >= 0)
 		s->key.gen = proc_gen(id);
 	return true;

@@ -34,7 +34,7 @@ impl fmt::Display for Way {
     }
 }
 
-/// Bound of the counts hash and of the hash store (threads blocked at once).
+/// Bound of each counts buffer, and of the hash store (threads blocked at once).
 pub const MAX_COUNTS: u32 = 65536;
 pub const MAX_BLOCKED: u32 = 65536;
 pub const MAX_PROCS: u32 = 65536;
@@ -45,6 +45,17 @@ pub struct Config {
     pub kernel: bool,
     pub user: bool,
     pub max_stacks: u32,
+    pub max_counts: u32,
+}
+
+/// The profiler's double-buffered tables.
+pub fn table_maps(o: &Offcpu) -> crate::core::stack_tables::TableMaps<'_> {
+    crate::core::stack_tables::TableMaps {
+        ctl: &o.maps.table_ctl,
+        counters: &o.maps.table_counters,
+        counts: [&o.maps.counts0, &o.maps.counts1],
+        stacks: [&o.maps.stacks0, &o.maps.stacks1],
+    }
 }
 
 fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
@@ -57,8 +68,10 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
             ro.want_user = cfg.user;
         }
         crate::apply_scope!(open, &cfg.scope, true);
-        open.maps.stacks.set_max_entries(cfg.max_stacks)?;
-        open.maps.counts.set_max_entries(MAX_COUNTS)?;
+        open.maps.stacks0.set_max_entries(cfg.max_stacks)?;
+        open.maps.stacks1.set_max_entries(cfg.max_stacks)?;
+        open.maps.counts0.set_max_entries(cfg.max_counts)?;
+        open.maps.counts1.set_max_entries(cfg.max_counts)?;
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         let btf = way == Way::TpBtfTask;
         open.progs.offcpu_switch_btf.set_autoload(btf);
@@ -127,6 +140,7 @@ pub fn check() -> Result<String> {
         kernel: true,
         user: true,
         max_stacks: 64,
+        max_counts: 64,
     })?;
     Ok(format!("via {way}"))
 }

@@ -12,6 +12,7 @@ use crate::core::losses::Losses;
 use crate::core::output::Output;
 use crate::core::scope::{Scope, ScopeArgs};
 use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::stack_tables::StackTables;
 use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
 
@@ -41,13 +42,20 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         kernel: !args.stacks.user_stacks,
         user: !args.stacks.kernel_stacks,
         max_stacks: args.stacks.max_stacks,
+        max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
     };
-    let loaded = tracer::load(&cfg).map_err(|e| {
+    let mut loaded = tracer::load(&cfg).map_err(|e| {
         crate::core::kmem::unless_too_big(e, |e| {
             anyhow::anyhow!("cannot profile: {}", crate::core::attach::describe(&e))
         })
     })?;
     let p = &loaded.skel;
+    let maps = tracer::table_maps(p);
+    let mut tables = StackTables::new(cfg.max_counts, cfg.max_stacks, |v| {
+        let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
+        (n, n)
+    });
+    let drain = args.stacks.drain();
     let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
     let mut seen_procs = stacks::ProcStacks::new();
     let mut out = session.output(c.json);
@@ -62,31 +70,41 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
             for seen in procs.poll(wait)? {
                 seen_procs.seen(&seen);
             }
-            seen_procs.sweep(&p.maps.proc_gens, &p.maps.counts, &p.maps.stacks);
+            if drain {
+                tables.poll(&maps)?;
+            }
+            seen_procs.sweep(&p.maps.proc_gens, &tables);
         }
         Ok(())
     })?;
+    // Sampling stops (the perf events are closed with their links), then the tables are
+    // drained a last time: what the kernel saw and what was kept are read at one point.
+    loaded.links.clear();
     // From here to the report written: reading the maps, symbolizing, printing.
     let collected = std::time::Instant::now();
     for seen in procs.poll(std::time::Duration::ZERO)? {
         seen_procs.seen(&seen);
     }
-    let entries: Vec<_> = stacks::read_counts(&p.maps.counts)
-        .into_iter()
-        .map(|(k, v)| {
-            let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
-            (k, n, n)
-        })
-        .collect();
+    tables.finish(&maps)?;
+    let seen = StackTables::seen(&maps)?;
+    let entries = tables.entries();
     let gens = stacks::read_gens(&p.maps.proc_gens);
     let (all, truncated, unreadable) =
-        seen_procs.symbolize_counts(&p.maps.stacks, &gens, &entries, false);
+        seen_procs.symbolize_counts(tables.stacks(), &gens, &entries, false);
     let samples: u64 = all.iter().map(|s| s.value).sum();
     let mut slosses = StackLosses::read(&p.maps.stack_losses)?;
     slosses.user_truncated = truncated;
     slosses.unreadable = unreadable;
     let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
-    stacks::report(&mut out, &all, &args.stacks, svg, Measure::Samples, &title)?;
+    stacks::report(
+        &mut out,
+        &all,
+        &args.stacks,
+        svg,
+        Measure::Samples,
+        &title,
+        seen,
+    )?;
     out.flush()?;
     let report_s = collected.elapsed().as_secs_f64();
     // Folded stacks are data for other tools: the notes go to stderr.
@@ -115,6 +133,8 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
                 "event": "cpu-clock",
                 "cpus": loaded.cpus.len(),
                 "stacks": all.len(),
+                "samples_seen": seen.count,
+                "drains": tables.drains,
                 "stack_losses": slosses.json(),
                 "report_s": report_s,
             }),

@@ -17,7 +17,7 @@ use super::skel::{Profile, ProfileSkelBuilder};
 pub const MIN_HZ: u64 = 1;
 pub const MAX_HZ: u64 = 10_000;
 pub const DEFAULT_HZ: u64 = 49;
-/// Bound of the counts hash (distinct (thread, stacks) pairs).
+/// Bound of each counts buffer (distinct (thread, stacks) pairs between two drains).
 pub const MAX_COUNTS: u32 = 65536;
 /// Bound of the process store (processes with user stacks).
 pub const MAX_PROCS: u32 = 65536;
@@ -37,14 +37,25 @@ pub struct Config {
     pub kernel: bool,
     pub user: bool,
     pub max_stacks: u32,
+    pub max_counts: u32,
 }
 
 /// The loaded profiler: its object and its links (each perf event's, which owns the
-/// event, and the process tracking's).
+/// event, and the process tracking's: cleared to stop sampling before the last drain).
 pub struct Loaded {
     pub skel: Profile,
-    _links: Vec<Link>,
+    pub links: Vec<Link>,
     pub cpus: Vec<u32>,
+}
+
+/// The profiler's double-buffered tables.
+pub fn table_maps(p: &Profile) -> crate::core::stack_tables::TableMaps<'_> {
+    crate::core::stack_tables::TableMaps {
+        ctl: &p.maps.table_ctl,
+        counters: &p.maps.table_counters,
+        counts: [&p.maps.counts0, &p.maps.counts1],
+        stacks: [&p.maps.stacks0, &p.maps.stacks1],
+    }
 }
 
 /// Online CPUs, from /sys/devices/system/cpu/online ("0-3,5").
@@ -104,8 +115,10 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
             ro.want_user = cfg.user;
         }
         crate::apply_scope!(open, &cfg.scope, true);
-        open.maps.stacks.set_max_entries(cfg.max_stacks)?;
-        open.maps.counts.set_max_entries(MAX_COUNTS)?;
+        open.maps.stacks0.set_max_entries(cfg.max_stacks)?;
+        open.maps.stacks1.set_max_entries(cfg.max_stacks)?;
+        open.maps.counts0.set_max_entries(cfg.max_counts)?;
+        open.maps.counts1.set_max_entries(cfg.max_counts)?;
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         crate::core::kmem::check(
             open.open_object(),
@@ -159,11 +172,7 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
         bail!("no online CPU to sample");
     }
     cfg.scope.seed(&skel.maps.scope_procs)?;
-    Ok(Loaded {
-        skel,
-        _links: links,
-        cpus,
-    })
+    Ok(Loaded { skel, links, cpus })
 }
 
 /// Whether the profiler works here (btrace doctor): loaded and attached for real.
@@ -174,6 +183,7 @@ pub fn check() -> Result<String> {
         kernel: true,
         user: true,
         max_stacks: 64,
+        max_counts: 64,
     })?;
     Ok(format!("cpu-clock perf events on {} CPUs", l.cpus.len()))
 }

@@ -96,3 +96,30 @@ stacks_uprobe() {
     detail "3/3 events: f on top, main in the user stack, no kernel stack"
 }
 register stacks_uprobe 60
+
+# The profilers' double-buffered tables drained while running (BPF_MAP_LOOKUP_AND_DELETE_BATCH
+# where the kernel has it, key by key elsewhere), under a fork storm (short processes, each
+# its own stack): every sample and block the programs saw is kept, the tables were drained
+# while the run went on, nothing was lost to a full table.
+stacks_drain() {
+    out=/tmp/drain-prof.json
+    run "$out" /tmp/drain-prof.err "$BTRACE" profile -F 999 --json -c "$STACKLOAD storm 300 3 1" ||
+        fail "btrace profile exited $?: $(head -n1 /tmp/drain-prof.err)"
+    kept=$(json_get "$out" '"type":"summary"' samples)
+    seen=$(json_get "$out" '"type":"summary"' samples_seen)
+    drains=$(json_get "$out" '"type":"summary"' drains)
+    [ -n "$kept" ] && [ "$kept" -gt 0 ] && [ "$kept" = "$seen" ] || fail "profile kept $kept of $seen samples"
+    [ "$drains" -ge 2 ] || fail "profile drained its tables $drains times"
+    grep '"type":"summary"' "$out" | grep -q '"lost":{"ringbuf":0,"map_full":0,' || fail "profile lost samples: $(grep '"type":"summary"' "$out")"
+    out=/tmp/drain-offcpu.json
+    run "$out" /tmp/drain-offcpu.err "$BTRACE" offcpu --json -c "$STACKLOAD storm 300 0 2" ||
+        fail "btrace offcpu exited $?: $(head -n1 /tmp/drain-offcpu.err)"
+    blocks=$(json_get "$out" '"type":"summary"' blocks)
+    bseen=$(json_get "$out" '"type":"summary"' blocks_seen)
+    bdrains=$(json_get "$out" '"type":"summary"' drains)
+    [ -n "$blocks" ] && [ "$blocks" -ge 600 ] && [ "$blocks" = "$bseen" ] || fail "offcpu kept $blocks of $bseen blocks (want at least the 600 sleeps)"
+    [ "$bdrains" -ge 2 ] || fail "offcpu drained its tables $bdrains times"
+    grep '"type":"summary"' "$out" | grep -q '"lost":{"ringbuf":0,"map_full":0,' || fail "offcpu lost blocks: $(grep '"type":"summary"' "$out")"
+    detail "profile: $kept of $seen samples, $drains drains; offcpu: $blocks of $bseen blocks, $bdrains drains"
+}
+register stacks_drain 180
