@@ -126,6 +126,10 @@ for m in $(awk '$3 == "tracefs" {{print $2}}' /proc/self/mounts | sort -r); do u
 echo "before $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
 {bin} exec -d 1 --hook tracepoint > /dev/null 2> exec.err || {{ echo "exec failed: $(cat exec.err)"; exit 1; }}
 echo "after-exec $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
+# A -c command runs in the system's mount namespace, not btrace's own (tracepoint mounts
+# tracefs before its command is forked).
+{bin} tracepoint syscalls:sys_enter_getppid -c "readlink /proc/self/ns/mnt" > tp.out 2> tp.err || {{ echo "tracepoint failed: $(cat tp.err)"; exit 1; }}
+echo "cmd-ns-same $(grep -cF "$(readlink /proc/self/ns/mnt)" tp.out || true)"
 {bin} doctor > doctor.out || true
 grep '^ *tracefs' doctor.out | sed 's/^/doctor: /'
 echo "after-doctor $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
@@ -145,6 +149,7 @@ echo "after-doctor $(grep -c ' - tracefs ' /proc/self/mountinfo || true)"
     assert!(out.status.success(), "{text}{stderr}");
     assert!(text.contains("before 0\n"), "{text}");
     assert!(text.contains("after-exec 0\n"), "{text}");
+    assert!(text.contains("cmd-ns-same 1\n"), "{text}");
     assert!(text.contains("after-doctor 0\n"), "{text}");
     assert!(
         text.lines()

@@ -178,15 +178,17 @@ impl ProcStacks {
         capture(&mut self.sym, p);
     }
 
-    /// Called after each drain attempt. Generations noted as ended before a drain that has
-    /// happened since have all their stacks in `tables` (a stack is recorded before its
-    /// process's exit or exec removes it from the store, and the buffer it went to has
-    /// been flipped and drained): their user stacks are symbolized now and their maps let
-    /// go. At most once a second (less often when it takes long), the generations held
+    /// Called after each drain attempt. Generations noted as ended two drains ago have all
+    /// their stacks in `tables` (a stack is recorded before its process's exit or exec
+    /// removes it from the store, and both buffers have been drained since): their user
+    /// stacks are symbolized now and their maps let go. At most once a second (less often when it takes long), the generations held
     /// that ended (`gens`: the program's process store) are noted for the next drain.
     pub fn sweep(&mut self, gens: &dyn MapCore, tables: &StackTables) {
         if let Some((ended, at)) = &self.ended {
-            if tables.drains <= *at {
+            // Two drains after: the first reads the buffer that was idle when the end
+            // was noted and then flips, so the buffer active at the end (which may hold
+            // the process's last stacks) is read by the second.
+            if tables.drains <= *at + 1 {
                 return;
             }
             let began = Instant::now();

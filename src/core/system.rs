@@ -198,13 +198,25 @@ pub fn tracefs_mount() -> Option<PathBuf> {
     })
 }
 
+/// The mount namespace btrace started in, when [`ensure_tracefs`] has moved btrace into
+/// one of its own.
+static SYSTEM_MOUNT_NS: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// A descriptor of the system's mount namespace when btrace has left it to mount tracefs
+/// for itself (a `-c` command joins it again before its exec), else None.
+pub fn system_mount_ns() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    SYSTEM_MOUNT_NS.get().map(|fd| fd.as_raw_fd())
+}
+
 /// The tracefs directory, mounting tracefs on /sys/kernel/tracing when it is missing.
 /// Classic tracepoints and legacy kprobes need it; tp_btf, raw_tp and fentry do not.
 ///
 /// btrace mounts it only for itself: its thread first moves to a mount namespace of its
 /// own, with every mount made private there, so the system's mount table never changes
-/// and nothing is left mounted when btrace ends, however it ends. A `-c` command was
-/// forked before and stays in the system's namespace.
+/// and nothing is left mounted when btrace ends, however it ends. A `-c` command stays in
+/// the system's namespace: one forked before stays there, one forked after joins it
+/// again before its exec ([`system_mount_ns`]).
 pub fn ensure_tracefs() -> Result<PathBuf> {
     if let Some(dir) = tracefs_dir() {
         return Ok(dir);
@@ -234,6 +246,11 @@ pub fn ensure_tracefs() -> Result<PathBuf> {
         )
     };
     use nix::mount::{mount, MsFlags};
+    // The system's namespace, kept so that a -c command forked after this point (some
+    // commands need tracefs before their session starts) is put back into it.
+    if let Ok(ns) = std::fs::File::open("/proc/thread-self/ns/mnt") {
+        let _ = SYSTEM_MOUNT_NS.set(std::os::fd::OwnedFd::from(ns));
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).with_context(failed)?;
     // Private from here down: nothing mounted below propagates back to the system's
     // namespace (where / is usually shared).

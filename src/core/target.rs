@@ -386,6 +386,7 @@ pub fn spawn_gated(cmd: &str, stdio: Stdio) -> Result<Target> {
         _ => None,
     };
     let null_fd = null.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let system_mnt = crate::core::system::system_mount_ns().unwrap_or(-1);
     // SAFETY: fork; the child runs only async-signal-safe libc calls until execv/_exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -400,6 +401,7 @@ pub fn spawn_gated(cmd: &str, stdio: Stdio) -> Result<Target> {
                 parent,
                 stdio,
                 null_fd,
+                system_mnt,
                 &path,
                 &argv_ptrs,
             )
@@ -474,11 +476,18 @@ unsafe fn child_until_exec(
     parent: libc::pid_t,
     stdio: Stdio,
     null_fd: i32,
+    system_mnt: i32,
     path: &CString,
     argv: &[*const libc::c_char],
 ) -> ! {
     // SAFETY: each call below is async-signal-safe and works on this process only.
     unsafe {
+        // Back in the system's mount namespace when btrace left it for a tracefs of its
+        // own: the command sees the mounts it would see without btrace. (A failure
+        // leaves it where it is: the same mounts but tracefs.)
+        if system_mnt >= 0 {
+            libc::setns(system_mnt, libc::CLONE_NEWNS);
+        }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
