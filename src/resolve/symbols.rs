@@ -222,6 +222,8 @@ pub struct Symbolizer {
     own_root: Option<(u64, u64)>,
     /// Where kernel code is, to check every kernel name (read at first need).
     ktext: Option<KernelText>,
+    /// Captures found ended by the last [`Symbolizer::release_ended`], let go by the next.
+    ended_before: std::collections::HashSet<(u32, u64)>,
 }
 
 /// Where the kernel's code is: kallsyms has no sizes, so a name is taken only for an
@@ -327,6 +329,7 @@ impl Symbolizer {
             own_vdso,
             own_root: dir_id("/proc/self/root"),
             ktext: None,
+            ended_before: std::collections::HashSet::new(),
         }
     }
 
@@ -383,8 +386,9 @@ impl Symbolizer {
     }
 
     /// Lets go of the captures whose process no longer has the address space they were
-    /// read for (it exited or exec'd); returns how many. For stacks symbolized as they
-    /// come (a stream's): nothing is left to symbolize with them.
+    /// read for (it exited or exec'd) since the previous call; returns how many. For
+    /// stacks symbolized as they come (a stream's): a round later, no event of theirs is
+    /// still queued (in the ring buffer, or in the batch being printed).
     pub fn release_ended(&mut self) -> usize {
         let ended: Vec<(u32, u64)> = self
             .spaces
@@ -398,10 +402,14 @@ impl Symbolizer {
             })
             .map(|(k, _)| *k)
             .collect();
-        for &(pid, gen) in &ended {
+        let (due, fresh): (Vec<(u32, u64)>, Vec<(u32, u64)>) = ended
+            .into_iter()
+            .partition(|k| self.ended_before.contains(k));
+        for &(pid, gen) in &due {
             self.release(pid, gen);
         }
-        ended.len()
+        self.ended_before = fresh.into_iter().collect();
+        due.len()
     }
 
     fn read_space(&mut self, proc_pid: u32, mm: Option<MmId>) -> Option<AddrSpace> {
