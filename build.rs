@@ -87,7 +87,65 @@ fn target_arch() -> &'static str {
     }
 }
 
+/// The commit the tree was built from, for `btrace --version`: `$BTRACE_COMMIT` if set (a
+/// packager building from a tarball knows it), else `git rev-parse --short HEAD` when the
+/// package is the top of a git work tree (not a tarball unpacked inside some other
+/// repository), else "unknown". Never fails the build. Cargo is told to rerun this script
+/// when HEAD or the branch it names moves (only files that exist: a missing one would make
+/// every build rerun it).
+fn git_commit() -> String {
+    println!("cargo:rerun-if-env-changed=BTRACE_COMMIT");
+    if let Some(c) = env::var("BTRACE_COMMIT").ok().filter(|c| !c.is_empty()) {
+        return c;
+    }
+    let git = |args: &[&str]| -> Option<String> {
+        let out = Command::new("git").args(args).output().ok()?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+    };
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let top = git(&["-C", &manifest_dir, "rev-parse", "--show-toplevel"]);
+    let same_dir = |a: &str, b: &str| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if !top.is_some_and(|t| same_dir(&t, &manifest_dir)) {
+        return "unknown".to_string();
+    }
+    let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    if let Some(branch) = git(&["-C", &manifest_dir, "symbolic-ref", "-q", "HEAD"]) {
+        watched.push(branch);
+    }
+    for name in watched {
+        if let Some(path) = git(&["-C", &manifest_dir, "rev-parse", "--git-path", &name]) {
+            let path = Path::new(&manifest_dir).join(path);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    git(&["-C", &manifest_dir, "rev-parse", "--short", "HEAD"])
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `btrace --version`'s text after the name: version, commit, target triple, and whether the
+/// C library is linked in (`+crt-static`, the release build) or not.
+fn version_line() -> String {
+    let target = env::var("TARGET").unwrap_or_else(|_| "unknown-target".to_string());
+    let static_crt = env::var("CARGO_CFG_TARGET_FEATURE")
+        .unwrap_or_default()
+        .split(',')
+        .any(|f| f == "crt-static");
+    format!(
+        "{} (commit {}, {target}, {})",
+        env::var("CARGO_PKG_VERSION").unwrap_or_default(),
+        git_commit(),
+        if static_crt { "static" } else { "dynamic" }
+    )
+}
+
 fn main() {
+    println!("cargo:rustc-env=BTRACE_VERSION_LINE={}", version_line());
     let clang = match find_clang() {
         Ok(c) => c,
         Err(e) => {
@@ -102,18 +160,38 @@ fn main() {
     let mut dirs = Vec::new();
     find_sources(Path::new("src"), &mut sources, &mut dirs);
     sources.sort();
+    let arch_define = format!("-D__TARGET_ARCH_{}", target_arch());
+    // What the kernel programs are made from: clang and the target, this script's own binary
+    // (a new build.rs or libbpf-cargo), every watched file's size and mtime.
+    let mut inputs = format!("{} {arch_define}\n", clang.display());
+    let mut note_input = |p: &Path| {
+        if let Ok(m) = std::fs::metadata(p) {
+            inputs += &format!("{} {} {:?}\n", p.display(), m.len(), m.modified().ok());
+        }
+    };
+    if let Ok(me) = env::current_exe() {
+        note_input(&me);
+    }
     // A new or removed file changes its directory's mtime; headers are watched one by one.
     for d in &dirs {
         println!("cargo:rerun-if-changed={}", d.display());
+        note_input(d);
         for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "h" || x == "c") {
                 println!("cargo:rerun-if-changed={}", p.display());
+                note_input(&p);
             }
         }
     }
+    // This script also reruns when HEAD moves (the commit in --version): then the kernel
+    // programs of the last successful run, still in OUT_DIR, are kept if made from the
+    // same inputs, rather than compiled again (about a minute on a busy 2-CPU machine).
+    let stamp = out.join("bpf-inputs.stamp");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == inputs) {
+        return;
+    }
 
-    let arch_define = format!("-D__TARGET_ARCH_{}", target_arch());
     let mut stems = std::collections::BTreeSet::new();
     for src in sources {
         let stem = src
@@ -161,4 +239,6 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // Best effort: without the stamp the next run compiles again.
+    let _ = std::fs::write(&stamp, inputs);
 }

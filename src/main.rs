@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "btrace",
-    version,
+    // "0.1.0 (commit abc1234, x86_64-unknown-linux-gnu, static)": made by build.rs
+    version = env!("BTRACE_VERSION_LINE"),
     about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP, CPU and off-CPU profiles"
 )]
 struct Cli {

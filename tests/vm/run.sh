@@ -5,8 +5,10 @@
 #   bash tests/vm/run.sh [KERNEL...]        default: 5.10 6.1 6.12 newest
 #
 # For every kernel: fetch (or re-use) a Debian cloud kernel, boot it under qemu/TCG
-# with an initramfs holding busybox, btrace, its libraries, the workload helpers and the
-# guest checks (tests/vm/guest-checks.sh + tests/vm/checks/*.sh), read the results from
+# with an initramfs holding busybox, the static btrace (a dynamic one is refused: the
+# matrix proves the shipped binary, not the host's libraries), the workload helpers (only
+# target/ufuncs is dynamic, for the libc uprobe checks: the libc it brings is its own) and
+# the guest checks (tests/vm/guest-checks.sh + tests/vm/checks/*.sh), read the results from
 # the serial console and print a table check x kernel. Exit status 1 if any check failed,
 # a kernel could not be fetched, a guest timed out or a result is missing.
 # See tests/vm/README.md for environment variables and how to add checks.
@@ -15,7 +17,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 VMDIR=${VMTEST_DIR:-$ROOT/target/vm}
-BTRACE_BIN=${BTRACE_BIN:-$ROOT/target/release/btrace}
+BTRACE_BIN=${BTRACE_BIN:-$ROOT/target/$(uname -m)-unknown-linux-gnu/release/btrace}
 WORKLOAD_BIN=${WORKLOAD_BIN:-$ROOT/target/workload}
 TIMEOUT=${VMTEST_TIMEOUT:-600}     # seconds per guest, boot to poweroff
 JOBS=${VMTEST_JOBS:-3}             # guests booted at the same time
@@ -76,6 +78,7 @@ ensure_host_packages() {
     local need=()
     command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
     command -v cpio >/dev/null 2>&1 || need+=(cpio)
+    command -v readelf >/dev/null 2>&1 || need+=(binutils)
     if [ -z "${VMTEST_BUSYBOX:-}" ] &&
         ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
         need+=(busybox-static)
@@ -251,6 +254,7 @@ build_initramfs() {
     install -m 644 "$HERE/lib.sh" "$STAGE/vmtest/lib.sh"
     for f in "$HERE"/checks/*.sh; do install -m 644 "$f" "$STAGE/vmtest/checks/"; done
 
+    # static (checked above): stage_file copies no library for it
     stage_file "$BTRACE_BIN" /bin/btrace
     stage_file "$WORKLOAD_BIN" /bin/workload
     # tests/vm/files.list: "HOST-PATH [GUEST-PATH]" per line, host paths relative to the repo root
@@ -305,6 +309,13 @@ T0=$(date +%s)
 [ -x "$BTRACE_BIN" ] || die "btrace binary not found: $BTRACE_BIN (run 'make build-release' or set BTRACE_BIN)"
 [ -x "$WORKLOAD_BIN" ] || die "workload helper not found: $WORKLOAD_BIN (run 'make target/workload' or set WORKLOAD_BIN)"
 ensure_host_packages
+# The guests must run btrace without any library of the host: no interpreter, no NEEDED.
+ELF_HEADERS=$(LC_ALL=C readelf -lW -dW "$BTRACE_BIN" 2>&1) || die "readelf cannot read $BTRACE_BIN: $ELF_HEADERS"
+case "$ELF_HEADERS" in
+    *INTERP* | *NEEDED*)
+        die "$BTRACE_BIN is dynamically linked ($(echo "$ELF_HEADERS" | grep -o -E 'program interpreter: [^]]*|Shared library: \[[^]]*\]' | tr '\n' ' ')); the matrix tests the static release binary: run 'make build-release'"
+        ;;
+esac
 MIRROR=$(debian_mirror)
 mkdir -p "$VMDIR/logs" "$VMDIR/kernels"
 # one run at a time per target dir (initramfs, logs and the apt cache are shared)
