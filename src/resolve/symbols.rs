@@ -402,9 +402,9 @@ impl Symbolizer {
             })
             .map(|(k, _)| *k)
             .collect();
-        let (due, fresh): (Vec<(u32, u64)>, Vec<(u32, u64)>) = ended
+        let (due, fresh): (Vec<_>, Vec<_>) = ended
             .into_iter()
-            .partition(|k| self.ended_before.contains(k));
+            .partition(|k: &(u32, u64)| self.ended_before.contains(k));
         for &(pid, gen) in &due {
             self.release(pid, gen);
         }
