@@ -1556,6 +1556,31 @@ fn the_bound_address_is_printed_and_open_listening_warned() {
             assert!(warnings.is_empty(), "{err:?}");
         }
     }
+    // Basic authentication without TLS beyond loopback: the passwords cross in clear.
+    let dir = tmpdir("auth-no-tls");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let web = dir.join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  prom: '{hash}'\n")).unwrap();
+    let web = web.to_string_lossy().into_owned();
+    let mut r = Running::start(&[
+        "serve",
+        "--groups",
+        "syscalls",
+        "--listen",
+        "0.0.0.0:0",
+        "--web-config",
+        &web,
+    ]);
+    r.wait_attached();
+    let (_, code, err) = {
+        r.signal(libc::SIGTERM);
+        r.finish()
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err:?}");
+    let warnings: Vec<_> = err.iter().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err:?}");
+    assert!(warnings[0].contains("but no TLS"), "{err:?}");
 }
 
 /// A request whose lines end in a bare LF is answered at once (it waited 5 s for a 408),
@@ -1619,6 +1644,7 @@ fn out_of_descriptors_does_not_spin() {
     let t0 = ticks();
     std::thread::sleep(Duration::from_secs(2));
     let used = ticks() - t0;
+    // SAFETY: sysconf only reads a system setting.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     assert!(
         used * 100 < 2 * hz * 10,

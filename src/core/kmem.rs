@@ -19,7 +19,7 @@ pub const WARN_BYTES: u64 = 64 << 20;
 pub const LIMIT_BYTES: u64 = 1 << 30;
 
 /// `BPF_F_NO_PREALLOC`: a hash whose elements are allocated as they are inserted.
-const NO_PREALLOC: u32 = 1;
+const NO_PREALLOC: u32 = libbpf_sys::BPF_F_NO_PREALLOC;
 
 /// A map whose size a flag sets: its name in the object, the flag, and whether the flag
 /// gives its entries (a store's bound) or its bytes (a ring buffer).

@@ -252,8 +252,10 @@ fn drain_map(
 
 /// Errors that say the kernel has no batch operations for this map.
 fn unsupported(errno: i32) -> bool {
-    const ENOTSUPP: i32 = 524; // the kernel's internal "not supported", seen by user space
-    matches!(errno, libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
+    matches!(
+        errno,
+        libc::EINVAL | libc::EOPNOTSUPP | crate::model::errno::ENOTSUPP
+    )
 }
 
 /// The batch drain; Err(errno) when the kernel refused it before anything was read.

@@ -221,18 +221,6 @@ mod tests {
     fn text_escapes() {
         assert_eq!(escape_c(WRITTEN), r#"ab\x00c\xff\n\\\"d"#);
         assert_eq!(escape_c("tab\there\r".as_bytes()), r"tab\there\r");
-        assert_eq!(escape_text("plain name"), "plain name");
-        assert!(matches!(escape_text("plain"), Cow::Borrowed(_)));
-        assert_eq!(
-            escape_text("\x1b[31mRED\nFAKE\t\\x\u{7f}\u{9b}\u{202e}"),
-            r"\x1b[31mRED\nFAKE\t\\x\x7f\xc2\x9b\xe2\x80\xae"
-        );
-        assert_eq!(escape_line(b"ok \\ line"), None);
-        assert_eq!(escape_line("caf\u{e9}".as_bytes()), None);
-        assert_eq!(
-            escape_line(b"a\x1bb\nc\\\xff").as_deref(),
-            Some(r"a\x1bb\nc\\xff")
-        );
         assert_eq!(escape_c("héllo €".as_bytes()), "héllo €");
         // DEL, a C1 control (valid UTF-8, U+0085) and a lone continuation byte.
         assert_eq!(escape_c(b"\x7f\xc2\x85\x80"), r"\x7f\xc2\x85\x80");

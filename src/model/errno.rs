@@ -15,6 +15,12 @@ const KERNEL_ONLY: [(i32, &str); 5] = [
     (516, "ERESTART_RESTARTBLOCK"),
 ];
 
+/// The kernel-internal "not supported" (include/linux/errno.h, not EOPNOTSUPP): no C
+/// library names it, yet the bpf syscall returns it to user space (an instruction
+/// uprobes cannot step, a kprobe on a function that cannot take one, a map without
+/// batch operations).
+pub const ENOTSUPP: i32 = 524;
+
 /// The name of error number `e` (positive), or None for a number without one.
 pub fn name(e: i32) -> Option<String> {
     if let Some((_, n)) = KERNEL_ONLY.iter().find(|(v, _)| *v == e) {

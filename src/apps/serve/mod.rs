@@ -522,6 +522,16 @@ pub fn run(args: ServeArgs) -> Result<i32> {
                 "btrace: serve: warning: listening on {a} without --web-config: anyone who \
                  can reach this port reads the metrics (no TLS, no authentication)"
             );
+        } else if !a.ip().is_loopback()
+            && web
+                .as_ref()
+                .is_some_and(|w| w.auth.is_some() && w.tls.is_none())
+        {
+            eprintln!(
+                "btrace: serve: warning: listening on {a} with basic authentication but no TLS: \
+                 passwords cross the network in clear (add tls_server_config to the \
+                 --web-config file)"
+            );
         }
     }
     let scheme = if web.as_ref().is_some_and(|w| w.tls.is_some()) {

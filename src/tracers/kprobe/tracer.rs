@@ -228,7 +228,7 @@ pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
 
 /// What a refused fentry/kprobe means, in words, with what works instead.
 pub fn explain_refusal(mode: Mode, func: &str, e: &anyhow::Error) -> Option<String> {
-    const ENOTSUPP: i32 = 524;
+    use crate::model::errno::ENOTSUPP;
     let why = match (mode, os_error(e)?) {
         (Mode::Fentry, libc::EACCES) => format!(
             "the verifier cannot read '{func}''s arguments as declared on this kernel"

@@ -34,9 +34,11 @@ pub struct UprobeArgs {
     /// A latency histogram of the function kept in the kernel (no event per call)
     #[arg(long, conflicts_with = "ret")]
     pub hist: bool,
-    /// Place the probe at FUNC+OFF or 0xADDR even where btrace cannot tell that an
-    /// instruction starts there (no symbol or unwind entry covers it, or its code does not
-    /// decode). An offset inside an instruction crashes every process running that code
+    /// Place the probe at FUNC+OFF or 0xADDR without checking that an instruction starts
+    /// there: for code btrace cannot decode (no symbol or unwind entry covers it, or it
+    /// does not decode), and also where the check says the offset is inside an
+    /// instruction. An offset inside an instruction crashes every process running that
+    /// code
     #[arg(long)]
     pub unsafe_offset: bool,
     #[command(flatten)]

@@ -257,8 +257,7 @@ pub struct Refusal {
     pub why: String,
 }
 
-/// The kernel-internal "not supported" (not EOPNOTSUPP) that uprobes return.
-const ENOTSUPP: i32 = 524;
+use crate::model::errno::ENOTSUPP;
 
 /// The symbolic name of an errno from placing a uprobe, where it is one of those.
 pub fn errno_name(errno: i32) -> Option<&'static str> {
