@@ -231,3 +231,51 @@ impl WaitTimeout for std::process::Child {
         None
     }
 }
+
+/// A FIFO whose reader has it open but stops reading: once the pipe is full, btrace
+/// waits for it while tracing, and Ctrl-C still ends the run within seconds (a blocked
+/// write held the signal path: only a second signal ended it), with one line naming the
+/// file; nothing else is left attached.
+#[test]
+fn a_fifo_whose_reader_stops_reading_does_not_hold_ctrl_c() {
+    let dir = tmpdir("stalled");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    // Opens its end and never reads.
+    let mut reader = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, time; f = os.open(sys.argv[1], os.O_RDONLY); time.sleep(60)",
+        ])
+        .arg(&fifo)
+        .spawn()
+        .unwrap();
+    let f = s(&fifo);
+    let mut run = None;
+    for _ in 0..100 {
+        // Every syscall of the machine, as text: the 64 KiB pipe fills within moments.
+        let mut r = Running::start(&["tracepoint", "raw_syscalls:sys_enter", "-o", &f]);
+        if r.child.wait_timeout_ms(100).is_none() {
+            run = Some(r);
+            break;
+        }
+    }
+    let mut run = run.expect("btrace never started writing to the FIFO");
+    let ids = run.wait_attached();
+    std::thread::sleep(Duration::from_secs(1));
+    run.signal(libc::SIGINT);
+    let t0 = std::time::Instant::now();
+    let (_, code, err) = run.finish();
+    let took = t0.elapsed();
+    let _ = reader.kill();
+    let _ = reader.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(took < Duration::from_secs(8), "{took:?} to end: {err:?}");
+    assert_ne!(code, 0, "{err:?}");
+    let line = err
+        .iter()
+        .find(|l| l.contains("stopped reading"))
+        .unwrap_or_else(|| panic!("no line about the reader: {err:?}"));
+    assert!(line.contains(&f), "{line}");
+    assert_unloaded(&ids);
+}

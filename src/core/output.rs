@@ -181,7 +181,13 @@ pub struct OutputFile {
     /// An existing regular file: emptied at the first write.
     empty_first: bool,
     written: bool,
+    /// A pipe or device opened O_NONBLOCK: a full one is waited for with poll.
+    nonblocking: bool,
 }
+
+/// How long a pipe whose reader does not read is waited for once btrace has been asked
+/// to stop (Ctrl-C, SIGTERM): then its results are given up with one line.
+const STALLED_AFTER_STOP: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A file btrace reads or writes in this run, by identity (device and inode).
 struct Known {
@@ -290,8 +296,14 @@ impl OutputFile {
                 crate::resolve::file_kind(&t)
             ));
         }
-        // Writes block as they would on stdout (a slow reader slows btrace down).
-        clear_nonblocking(&file)?;
+        // A regular file's writes block as they would on stdout. A pipe or device stays
+        // non-blocking: a full pipe is waited for in [`OutputFile::wait_writable`], which
+        // gives up once btrace has been asked to stop and the reader still does not read
+        // (a blocked write would otherwise hold the signal path: Ctrl-C would not end it).
+        let nonblocking = !m.is_file();
+        if !nonblocking {
+            clear_nonblocking(&file)?;
+        }
         let mut known = files();
         // Devices (/dev/null, a terminal) and pipes may be given more than once; a file
         // btrace reads, or writes under another flag, may not.
@@ -330,6 +342,7 @@ impl OutputFile {
             path: path.to_path_buf(),
             empty_first: existed && m.is_file(),
             written: false,
+            nonblocking,
         })
     }
 
@@ -373,12 +386,46 @@ fn clear_nonblocking(file: &File) -> Result<()> {
     Ok(())
 }
 
+impl OutputFile {
+    /// Waits until the pipe or device takes more; an error once btrace has been asked to
+    /// stop and it has taken nothing for [`STALLED_AFTER_STOP`].
+    fn wait_writable(&self) -> io::Result<()> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut stalled_since: Option<std::time::Instant> = None;
+        loop {
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, PollTimeout::from(200u16)) {
+                Ok(n) if n > 0 => return Ok(()),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(self.named(io::Error::from(e))),
+            }
+            if crate::core::session::stop_requested() {
+                let since = *stalled_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= STALLED_AFTER_STOP {
+                    return Err(self.named(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "its reader has stopped reading; the rest of the results are not written",
+                    )));
+                }
+            }
+        }
+    }
+}
+
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.written {
             self.first_write()?;
         }
-        self.file.write(buf).map_err(|e| self.named(e))
+        loop {
+            match self.file.write(buf) {
+                Err(e) if self.nonblocking && e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait_writable()?
+                }
+                r => return r.map_err(|e| self.named(e)),
+            }
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
