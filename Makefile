@@ -26,15 +26,17 @@ UFUNCS := target/ufuncs
 CAPSRUN := target/capsrun
 
 # Debian packages: build (clang, libbpf's static libs, libc6-dev's libc.a for the static
-# binary, binutils' readelf to check it has no interpreter and no NEEDED entry), tests (bpftool, tmux, iproute2,
+# binary, binutils' readelf to check it has no interpreter and no NEEDED entry; the cross gcc and arm64
+# libc for the aarch64 build), tests (bpftool, tmux, iproute2,
 # the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
 # render flame graphs), the kernel matrix (qemu, busybox, cpio), bench (bpftrace, linux-perf, and libbpf-tools: execsnoop, opensnoop, biolatency,
 # runqlat, offcputime as peers; curl for the exporter bench's scrapes).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev binutils \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
 	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools curl
 
-.PHONY: deps build build-release run test unit lint vmtest bench vmlinux clean
+.PHONY: deps build build-release build-arm64 run test unit lint vmtest bench vmlinux clean
 
 deps:
 	@missing=""; for p in $(PACKAGES); do \
@@ -53,6 +55,23 @@ build-release: deps
 	$(STATIC_ENV) $(CARGO) build --release --target $(TARGET)
 	@if readelf -lW $(BIN) | grep -q INTERP || readelf -dW $(BIN) | grep -q NEEDED; then \
 		echo "error: $(BIN) is not static (see readelf -ld $(BIN))"; exit 1; fi
+
+# The aarch64 binary, cross-built here the same way (static glibc from Debian's
+# libc6-dev-arm64-cross, arm64 libelf.a and libz.a fetched by tests/vm/arm64-sysroot.sh);
+# the kernel programs get __TARGET_ARCH_arm64 and src/bpf/arm64/vmlinux.h.
+ARM64_TARGET := aarch64-unknown-linux-gnu
+ARM64_BIN := target/$(ARM64_TARGET)/release/btrace
+ARM64_SYSROOT := $(CURDIR)/target/arm64/sysroot
+build-arm64: deps
+	@if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx $(ARM64_TARGET); then \
+		rustup target add $(ARM64_TARGET); fi
+	bash tests/vm/arm64-sysroot.sh $(ARM64_SYSROOT)
+	LIBBPF_SYS_LIBRARY_PATH_aarch64_unknown_linux_gnu=$(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu \
+	CFLAGS_aarch64_unknown_linux_gnu="-I$(ARM64_SYSROOT)/usr/include -I$(ARM64_SYSROOT)/usr/include/aarch64-linux-gnu" \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
+		$(CARGO) build --release --target $(ARM64_TARGET)
+	@if readelf -lW $(ARM64_BIN) | grep -q INTERP || readelf -dW $(ARM64_BIN) | grep -q NEEDED; then \
+		echo "error: $(ARM64_BIN) is not static (see readelf -ld $(ARM64_BIN))"; exit 1; fi
 
 $(WORKLOAD): tests/workload/workload.c
 	@mkdir -p target

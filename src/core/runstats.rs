@@ -76,6 +76,8 @@ pub fn prog_stats(fd: BorrowedFd) -> Result<(String, ProgRunTime)> {
             std::io::Error::from_raw_os_error(-rc)
         );
     }
+    // c_char is i8 on x86_64 and u8 on aarch64: the cast is needed on one of them only.
+    #[allow(clippy::unnecessary_cast)]
     let name: Vec<u8> = info
         .name
         .iter()

@@ -91,8 +91,10 @@ impl Head {
     }
 }
 
-/// A comm from the kernel (C chars, NUL-terminated) as text.
-pub fn comm_text(chars: &[std::ffi::c_char]) -> String {
+/// A comm from the kernel (C chars, NUL-terminated) as text. `i8`, not `c_char`: the
+/// skeletons give the BPF target's char (signed) as `i8` on every host, while `c_char` is
+/// `u8` on aarch64.
+pub fn comm_text(chars: &[i8]) -> String {
     let bytes: Vec<u8> = chars
         .iter()
         .map(|&c| c as u8)

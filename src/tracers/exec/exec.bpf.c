@@ -21,6 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
+#include "syscall_regs.h"
 #include "losses.h"
 #include "scope.h"
 #include "strings.h"
@@ -286,7 +287,7 @@ int BPF_PROG(exec_enter_raw, struct pt_regs *regs, long id)
 SEC("raw_tp/sys_exit")
 int BPF_PROG(exec_exit_raw, struct pt_regs *regs, long ret)
 {
-	long nr = BPF_CORE_READ(regs, orig_ax);
+	long nr = SYSCALL_NR_CORE(regs);
 
 	if (nr == NR_EXECVE || nr == NR_EXECVEAT)
 		leave(ret);

@@ -10,6 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
+#include "syscall_regs.h"
 #include "losses.h"
 #include "log2_hist.h"
 #include "scope.h"
@@ -294,7 +295,7 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(hist_exit_btf_task, struct pt_regs *regs, long ret)
 {
 	EXIT_WITH(starts_task_get(false),
-		  regs->orig_ax, ret);
+		  SYSCALL_NR(regs), ret);
 	return 0;
 }
 
@@ -308,7 +309,7 @@ int BPF_PROG(hist_enter_btf_hash, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(hist_exit_btf_hash, struct pt_regs *regs, long ret)
 {
-	EXIT_WITH(starts_hash_get(), regs->orig_ax, ret);
+	EXIT_WITH(starts_hash_get(), SYSCALL_NR(regs), ret);
 	return 0;
 }
 
@@ -324,7 +325,7 @@ int BPF_PROG(hist_enter_raw, struct pt_regs *regs, long id)
 SEC("raw_tp/sys_exit")
 int BPF_PROG(hist_exit_raw, struct pt_regs *regs, long ret)
 {
-	EXIT_WITH(starts_hash_get(), BPF_CORE_READ(regs, orig_ax), ret);
+	EXIT_WITH(starts_hash_get(), SYSCALL_NR_CORE(regs), ret);
 	return 0;
 }
 

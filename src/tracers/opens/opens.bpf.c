@@ -12,6 +12,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
+#include "syscall_regs.h"
 #include "losses.h"
 #include "rb_wakeup.h"
 #include "scope.h"
@@ -233,7 +234,7 @@ int BPF_PROG(open_enter_raw, struct pt_regs *regs, long id)
 SEC("raw_tp/sys_exit")
 int BPF_PROG(open_exit_raw, struct pt_regs *regs, long ret)
 {
-	long nr = BPF_CORE_READ(regs, orig_ax);
+	long nr = SYSCALL_NR_CORE(regs);
 
 	if (nr == NR_OPEN || nr == NR_OPENAT || nr == NR_OPENAT2 || nr == NR_CREAT)
 		leave(ret);
