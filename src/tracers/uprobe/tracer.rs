@@ -156,6 +156,8 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Links, Hook)> {
                 crate::core::bpf_log::take();
                 return Ok((skel, links, hook));
             }
+            // Refused for its kernel memory: the same on every way; that line alone.
+            Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
             Err(e) if hook == Hook::Multi => multi_error = Some(attach::describe(&e)),
             Err(e) => return Err(explain(e, multi_error.as_deref())),
         }
@@ -424,6 +426,8 @@ pub fn load_count(
                 crate::core::bpf_log::take();
                 return Ok((skel, links, hook, refused));
             }
+            // Refused for its kernel memory: the same on every way; that line alone.
+            Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
             Err(e) if hook == Hook::Multi => multi_error = Some(attach::describe(&e)),
             Err(e) => return Err(explain(e, multi_error.as_deref())),
         }
