@@ -4,9 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
@@ -51,7 +50,7 @@ fn syscall_tp_exists(name: &str) -> bool {
 }
 
 /// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
+pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
     let tp = hook == Hook::Tracepoint;
     if tp {
         crate::core::system::ensure_tracefs()?;
@@ -109,7 +108,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
-pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, ExecObj, Vec<Link>)> {
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, ExecObj, Links)> {
     let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
     Ok((hook, obj, links))
 }

@@ -4,9 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::slots;
@@ -58,7 +57,7 @@ fn syscall_tp_exists(name: &str) -> bool {
 }
 
 /// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
+pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
     if hook == Hook::Tracepoint {
         crate::core::system::ensure_tracefs()?;
         if !syscall_tp_exists("sys_enter_openat") {
@@ -132,7 +131,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
-pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, OpenObj, Vec<Link>)> {
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, OpenObj, Links)> {
     let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
     Ok((hook, obj, links))
 }
