@@ -63,7 +63,10 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
     let obj = ExecObj::new(|storage| {
         let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
         crate::rodata_mut!(open).fails_only = cfg.fails_only;
-        crate::apply_scope!(open, &cfg.scope, !tp);
+        // The helpers (process tree, exec's new name) on raw_tp with either hook: a raw_tp
+        // link detaches at once, a classic tracepoint's waits for grace periods one at a
+        // time under the kernel's event_mutex (about 40-70 ms each at exit here).
+        crate::apply_scope!(open, &cfg.scope, true);
         if let Some(bytes) = cfg.ring_bytes {
             open.maps.events.set_max_entries(bytes)?;
         }
@@ -83,10 +86,9 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
         ] {
             prog.set_autoload(tp && syscall_tp_exists(name));
         }
-        p.exec_moved_tp.set_autoload(tp);
         p.exec_enter_raw.set_autoload(!tp);
         p.exec_exit_raw.set_autoload(!tp);
-        p.exec_moved_raw.set_autoload(!tp);
+        p.exec_moved_raw.set_autoload(true);
         crate::core::kmem::check(
             open.open_object(),
             &[

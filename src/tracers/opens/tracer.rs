@@ -86,7 +86,10 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
             }
         }
         let tp = hook == Hook::Tracepoint;
-        crate::apply_scope!(open, &cfg.scope, !tp);
+        // The helpers (process tree, the reap of ended threads) on raw_tp with either hook:
+        // a raw_tp link detaches at once, a classic tracepoint's waits for grace periods
+        // one at a time under the kernel's event_mutex (about 40-70 ms each at exit here).
+        crate::apply_scope!(open, &cfg.scope, true);
         open.maps.events.set_max_entries(ring_bytes)?;
         open.maps.ostarts_task.set_autocreate(false)?;
         open.maps.ostarts_hash.set_max_entries(
@@ -108,8 +111,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
         }
         p.open_enter_raw.set_autoload(!tp);
         p.open_exit_raw.set_autoload(!tp);
-        p.ostarts_reap_raw.set_autoload(!tp);
-        p.ostarts_reap_tp.set_autoload(tp);
+        p.ostarts_reap_raw.set_autoload(true);
+        p.ostarts_reap_tp.set_autoload(false);
         crate::core::kmem::check(
             open.open_object(),
             &[
