@@ -219,7 +219,7 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
     session.attached("block I/O")?;
     let end = session.run(|step| {
         match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
             Step::Interval => {
                 printer.print(&mut out, &obj)?;
                 if let Some(n) = printer.interval.as_mut() {
