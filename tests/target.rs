@@ -155,7 +155,10 @@ fn a_command_that_ignores_sigterm_does_not_keep_btrace_alive() {
         while std::fs::read_to_string(format!("/proc/{}/comm", kids[0]))
             .is_ok_and(|c| c.trim() != "sleep")
         {
-            assert!(t_exec.elapsed() < Duration::from_secs(5), "the command never ran");
+            assert!(
+                t_exec.elapsed() < Duration::from_secs(5),
+                "the command never ran"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         r.signal(sig);
