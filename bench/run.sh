@@ -8,6 +8,8 @@ echo
 python3 bench/profile_overhead.py
 echo
 python3 bench/classic_overhead.py
+echo
+python3 bench/startup.py
 for part in bench/*.sh; do
     [ "$part" = bench/run.sh ] && continue
     echo

@@ -149,6 +149,18 @@ fn a_command_that_ignores_sigterm_does_not_keep_btrace_alive() {
         r.wait_attached();
         let kids = children_of(r.pid());
         assert_eq!(kids.len(), 1, "{kids:?}");
+        // Signalled only once its trap is set (it has become `sleep`): btrace ends the
+        // command as soon as the signal comes, and a shell still starting would die of it.
+        let t_exec = Instant::now();
+        while std::fs::read_to_string(format!("/proc/{}/comm", kids[0]))
+            .is_ok_and(|c| c.trim() != "sleep")
+        {
+            assert!(
+                t_exec.elapsed() < Duration::from_secs(5),
+                "the command never ran"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         r.signal(sig);
         std::thread::sleep(Duration::from_millis(200));
         let t1 = Instant::now();

@@ -4,7 +4,7 @@
 //! closing record.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,20 @@ pub fn seconds(s: &str) -> Result<f64, String> {
 static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
 static HANDLER: OnceLock<()> = OnceLock::new();
+/// An eventfd made readable by a stop, so that [`sleep_unless_stopped`] wakes at once
+/// (-1 until the handler is installed).
+static STOP_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Makes [`STOP_FD`] readable. Async-signal-safe (one write).
+fn signal_stop_fd() {
+    let fd = STOP_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to a descriptor this process owns; an
+        // eventfd takes exactly 8 bytes.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+}
 
 /// Ctrl-C, SIGTERM and SIGHUP ask the loop to finish and print final results; a second
 /// one ends btrace at once (with a `-c` command killed first), with the status a shell
@@ -75,6 +89,7 @@ static HANDLER: OnceLock<()> = OnceLock::new();
 /// SIGTERM).
 extern "C" fn on_stop_signal(sig: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    signal_stop_fd();
     if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
         target::kill_child_now();
         // SAFETY: _exit is async-signal-safe; the kernel closes every descriptor, and
@@ -88,6 +103,11 @@ fn install_stop_handler() -> Result<()> {
         return Ok(());
     }
     target::note_inherited_ignored();
+    // SAFETY: plain syscall; the descriptor is kept for the process's lifetime.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd >= 0 {
+        STOP_FD.store(fd, Ordering::SeqCst);
+    }
     let stop = SigAction::new(
         SigHandler::Handler(on_stop_signal),
         SaFlags::SA_RESTART,
@@ -106,6 +126,34 @@ fn install_stop_handler() -> Result<()> {
 /// Asks the run loop to end as Ctrl-C would (e.g. a quit key in the dashboard).
 pub fn request_stop() {
     STOP.store(true, Ordering::SeqCst);
+    signal_stop_fd();
+}
+
+/// Sleeps for `wait`, or less when a stop is asked for (Ctrl-C, SIGTERM, SIGHUP,
+/// [`request_stop`]): `std::thread::sleep` resumes after a signal, which made a command
+/// that only sleeps between prints exit up to a whole poll tick (100 ms) after Ctrl-C.
+pub fn sleep_unless_stopped(wait: Duration) {
+    let fd = STOP_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        std::thread::sleep(wait);
+        return;
+    }
+    if stop_requested() {
+        return;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one pollfd and a timespec, both live for the call; no signal mask change.
+    // A stop that came after the check above left the eventfd readable: no wake-up is
+    // lost. An early return (EINTR) only shortens one tick of the caller's loop.
+    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
 }
 
 pub fn stop_requested() -> bool {

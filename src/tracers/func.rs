@@ -533,7 +533,7 @@ fn run_printing(
 ) -> Result<i32> {
     let end = session.run(|step| {
         match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
             Step::Interval => print(&mut out)?,
         }
         Ok(())

@@ -44,7 +44,9 @@ pub struct BiolatencyArgs {
 
 /// Names of disks and operations, for output.
 struct Names {
-    ops: HashMap<u32, String>,
+    /// Read from the kernel's BTF when first needed (at the first print): parsing the
+    /// whole BTF takes a few ms that would otherwise delay the start.
+    ops: std::cell::OnceCell<HashMap<u32, String>>,
     disks: HashMap<(u32, u32), String>,
 }
 
@@ -54,6 +56,7 @@ impl Names {
             None => "other".into(),
             Some(o) => self
                 .ops
+                .get_or_init(tracer::op_names)
                 .get(&o)
                 .cloned()
                 .unwrap_or_else(|| format!("op{o}")),
@@ -206,7 +209,7 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
     let mut out = session.output(c.json);
     let mut printer = Printer {
         names: Names {
-            ops: tracer::op_names(),
+            ops: std::cell::OnceCell::new(),
             disks: HashMap::new(),
         },
         deltas: Deltas::default(),
@@ -216,7 +219,7 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
     session.attached("block I/O")?;
     let end = session.run(|step| {
         match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
             Step::Interval => {
                 printer.print(&mut out, &obj)?;
                 if let Some(n) = printer.interval.as_mut() {

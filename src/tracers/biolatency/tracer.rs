@@ -7,9 +7,9 @@ use std::fmt;
 
 use anyhow::Result;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags};
+use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::delta::Cumulative;
 use crate::core::losses::Losses;
 use crate::core::percpu;
@@ -68,7 +68,7 @@ fn rq_after_queue() -> Result<bool> {
 }
 
 /// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Vec<Link>)> {
+pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Links)> {
     let with_q = rq_after_queue()?;
     let obj = BioObj::new(|storage| {
         let mut open = crate::skel_builder!(BiolatencySkelBuilder).open(storage)?;
@@ -112,7 +112,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Vec<Link>)> {
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
-pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, BioObj, Vec<Link>)> {
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, BioObj, Links)> {
     let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
     Ok((hook, obj, links))
 }

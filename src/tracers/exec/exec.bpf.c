@@ -260,14 +260,6 @@ int exec_exit_execveat(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_exec")
-int exec_moved_tp(struct trace_event_raw_sched_process_exec *ctx)
-{
-	/* __data_loc char[] filename: offset (low 16 bits) from the record's start. */
-	exec_done(ctx->old_pid, (void *)ctx + (ctx->__data_loc_filename & 0xffff));
-	return 0;
-}
-
 /* ---- raw_tp on every syscall, filtered by number ---- */
 
 SEC("raw_tp/sys_enter")

@@ -4,9 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
@@ -51,7 +50,7 @@ fn syscall_tp_exists(name: &str) -> bool {
 }
 
 /// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
+pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
     let tp = hook == Hook::Tracepoint;
     if tp {
         crate::core::system::ensure_tracefs()?;
@@ -64,7 +63,10 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
     let obj = ExecObj::new(|storage| {
         let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
         crate::rodata_mut!(open).fails_only = cfg.fails_only;
-        crate::apply_scope!(open, &cfg.scope, !tp);
+        // The helpers (process tree, exec's new name) on raw_tp with either hook: a raw_tp
+        // link detaches at once, a classic tracepoint's waits for grace periods one at a
+        // time under the kernel's event_mutex (about 40-70 ms each at exit here).
+        crate::apply_scope!(open, &cfg.scope, true);
         if let Some(bytes) = cfg.ring_bytes {
             open.maps.events.set_max_entries(bytes)?;
         }
@@ -84,10 +86,9 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
         ] {
             prog.set_autoload(tp && syscall_tp_exists(name));
         }
-        p.exec_moved_tp.set_autoload(tp);
         p.exec_enter_raw.set_autoload(!tp);
         p.exec_exit_raw.set_autoload(!tp);
-        p.exec_moved_raw.set_autoload(!tp);
+        p.exec_moved_raw.set_autoload(true);
         crate::core::kmem::check(
             open.open_object(),
             &[
@@ -109,7 +110,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Vec<Link>)> {
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
-pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, ExecObj, Vec<Link>)> {
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, ExecObj, Links)> {
     let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
     Ok((hook, obj, links))
 }

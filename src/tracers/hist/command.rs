@@ -410,7 +410,7 @@ pub fn run(args: HistArgs) -> Result<i32> {
     let end = session.run(|step| {
         match step {
             // The histograms live in the kernel; there are no events to consume.
-            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
             // Every interval is printed, an empty one too (its record says so).
             Step::Interval => close_interval(&mut out, &mut mark)?,
         }

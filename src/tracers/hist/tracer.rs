@@ -7,10 +7,10 @@ use std::os::fd::BorrowedFd;
 
 use anyhow::{bail, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags};
+use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::abi::MAX_SYSCALLS;
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Deltas;
 use crate::core::losses::Losses;
@@ -300,7 +300,7 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
 }
 
 /// Loads and attaches the first of `ways` this kernel accepts.
-pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
+pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Links)> {
     let (way, (hist, links)) = attach::first_that_works(ways, |way| {
         let hist = open_load(way, cfg)?;
         let links = attach::attach_loaded(hist.object())?;
@@ -311,7 +311,7 @@ pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> 
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
-pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Vec<Link>)> {
+pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Links)> {
     load_first(&ways(cfg.max_threads.is_some()), cfg)
 }
 
@@ -436,7 +436,7 @@ pub fn losses(hist: &Hist) -> Result<Losses> {
 pub struct SyscallTracer {
     hist: Hist,
     way: Way,
-    links: Vec<Link>,
+    links: Links,
     /// Per-process counts at the last sample, to notice processes that ended.
     seen: Deltas<u32, u64>,
     /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).

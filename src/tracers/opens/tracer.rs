@@ -4,9 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::Link;
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
 use crate::core::slots;
@@ -58,7 +57,7 @@ fn syscall_tp_exists(name: &str) -> bool {
 }
 
 /// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
+pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
     if hook == Hook::Tracepoint {
         crate::core::system::ensure_tracefs()?;
         if !syscall_tp_exists("sys_enter_openat") {
@@ -87,7 +86,10 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
             }
         }
         let tp = hook == Hook::Tracepoint;
-        crate::apply_scope!(open, &cfg.scope, !tp);
+        // The helpers (process tree, the reap of ended threads) on raw_tp with either hook:
+        // a raw_tp link detaches at once, a classic tracepoint's waits for grace periods
+        // one at a time under the kernel's event_mutex (about 40-70 ms each at exit here).
+        crate::apply_scope!(open, &cfg.scope, true);
         open.maps.events.set_max_entries(ring_bytes)?;
         open.maps.ostarts_task.set_autocreate(false)?;
         open.maps.ostarts_hash.set_max_entries(
@@ -109,8 +111,8 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
         }
         p.open_enter_raw.set_autoload(!tp);
         p.open_exit_raw.set_autoload(!tp);
-        p.ostarts_reap_raw.set_autoload(!tp);
-        p.ostarts_reap_tp.set_autoload(tp);
+        p.ostarts_reap_raw.set_autoload(true);
+        p.ostarts_reap_tp.set_autoload(false);
         crate::core::kmem::check(
             open.open_object(),
             &[
@@ -132,7 +134,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Vec<Link>)> {
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
-pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, OpenObj, Vec<Link>)> {
+pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, OpenObj, Links)> {
     let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
     Ok((hook, obj, links))
 }

@@ -233,7 +233,7 @@ pub fn run(args: RunqlatArgs) -> Result<i32> {
     session.attached("run-queue latency")?;
     let end = session.run(|step| {
         match step {
-            Step::Poll(wait) => std::thread::sleep(wait),
+            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
             Step::Interval => {
                 printer.print(&mut out, &runq)?;
                 if let Some(n) = printer.interval.as_mut() {

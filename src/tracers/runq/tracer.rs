@@ -8,9 +8,9 @@ use std::os::fd::BorrowedFd;
 
 use anyhow::Result;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore};
+use libbpf_rs::MapCore;
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Cumulative;
 use crate::core::losses::Losses;
@@ -100,7 +100,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
-pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Vec<Link>)> {
+pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Links)> {
     load_first(&WAYS, scope, live, By::Nothing, None)
 }
 
@@ -111,7 +111,7 @@ pub fn load_first(
     live: Option<&LiveFilter>,
     by: By,
     keys: Option<u32>,
-) -> Result<(Way, Runq, Vec<Link>)> {
+) -> Result<(Way, Runq, Links)> {
     let (way, (runq, links)) = attach::first_that_works(ways, |way| {
         let runq = open_load(way, scope, by, keys)?;
         write_live(&runq, live, None)?;
@@ -240,7 +240,7 @@ pub fn process_name(runq: &Runq, tgid: u64) -> Option<String> {
 pub struct RunqTracer {
     runq: Runq,
     way: Way,
-    links: Vec<Link>,
+    links: Links,
     /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).
     by_cgroup: Option<CgroupSplit<()>>,
 }

@@ -8,9 +8,9 @@ use std::os::fd::BorrowedFd;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore};
+use libbpf_rs::MapCore;
 
-use crate::core::attach;
+use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit, Figures};
 use crate::core::losses::Losses;
 use crate::core::scope::Scope;
@@ -327,7 +327,7 @@ pub fn open_load(
 }
 
 /// Attaches a loaded tracer; dropping the links detaches it.
-pub fn attach(tcp: &Tcp) -> Result<Vec<Link>> {
+pub fn attach(tcp: &Tcp) -> Result<Links> {
     attach::attach_loaded(tcp.object())
 }
 
@@ -338,7 +338,7 @@ pub fn load_first(
     opts: &TcpOptions,
     spec: &FilterSpec,
     scope: &Scope,
-) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
+) -> Result<(Way, Tcp, TcpFilter, Links)> {
     let (way, (tcp, filter, links)) = attach::first_that_works(ways, |w| {
         let (tcp, filter) = open_load(w, opts, spec, scope)?;
         let links = attach(&tcp)?;
@@ -353,7 +353,7 @@ pub fn load_best(
     opts: &TcpOptions,
     spec: &FilterSpec,
     scope: &Scope,
-) -> Result<(Way, Tcp, TcpFilter, Vec<Link>)> {
+) -> Result<(Way, Tcp, TcpFilter, Links)> {
     load_first(&ways(false, None), opts, spec, scope)
 }
 
@@ -392,7 +392,7 @@ pub struct TcpTracer {
     way: Way,
     filter: TcpFilter,
     events: EventStream<TcpEvent>,
-    links: Vec<Link>,
+    links: Links,
     /// The dashboard's cgroup filter, applied here to the owner's cgroup each event
     /// carries (the kernel program keeps no run-time cgroup test for sockets).
     live_cgroup: Option<crate::core::scope::LiveCgroup>,
