@@ -85,6 +85,26 @@ fn comm_and_tid_filters() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// The exits of a traced tree are events of `sched:sched_process_exit` like any other:
+/// one per process forked in it, and the command's own. (The scope's exit program, run
+/// first on the same tracepoint, took each process out of the tree before the user's
+/// program saw its exit: 0 events.)
+#[test]
+fn every_exit_of_the_tree_is_an_event() {
+    let cmd = format!("{} --wait tree 10", workload());
+    let count = |tp: &str| {
+        let (recs, code, _) = trace_to_end(&["tracepoint", "--json", tp, "-c", &cmd]);
+        assert_eq!(code, 0);
+        events(&recs).len()
+    };
+    let forks = count("sched:sched_process_fork");
+    assert!(
+        forks >= 4,
+        "{forks} forks: the tree has children, a grandchild and a daemon"
+    );
+    assert_eq!(count("sched:sched_process_exit"), forks + 1);
+}
+
 #[test]
 fn data_loc_string_of_exec() {
     let w = workload();

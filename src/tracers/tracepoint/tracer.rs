@@ -165,13 +165,18 @@ pub fn load(
         scope.install(&tp.maps.scope_cgroups, &tp.maps.scope_cgroup_ids)?;
         Ok(tp)
     })?;
-    let mut links = crate::core::scope::attach_tree(tp.object())?;
+    // The user's program first: on a tracepoint the scope's tree programs also use
+    // (sched_process_exit, sched_process_fork), the programs run in the order they were
+    // attached, and the scope's exit program takes the process out of the tree; attached
+    // before, it hid every exit of the traced tree from `tracepoint sched:sched_process_exit`.
+    // Nothing runs in scope before the gate opens, so the tree misses nothing by it.
     let link = tp
         .progs
         .tp_record
         .attach_tracepoint(libbpf_rs::TracepointCategory::Custom(cat.to_string()), name)
         .with_context(|| format!("attaching to tracepoint {cat}:{name}"))?;
-    links.push(link);
+    let mut links = vec![link];
+    links.extend(crate::core::scope::attach_tree(tp.object())?);
     scope.seed(&tp.maps.scope_procs)?;
     Ok((tp, links))
 }
