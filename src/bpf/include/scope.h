@@ -31,6 +31,7 @@
 
 #include "abi.h"
 #include "losses.h"
+#include "bitset.h"
 
 const volatile __u32 scope_tgid = 0;      /* only this process (thread group id) */
 const volatile bool scope_tree = false;   /* only processes in scope_procs */
@@ -99,20 +100,11 @@ static __always_inline bool scope_in_tree(__u32 tgid)
 	return w && ((*w >> (tgid & 63)) & 1);
 }
 
-/* Bits are set and cleared with atomic adds (every kernel has them; user space sets
- * seeds with atomic ORs on the mapped array): a bit is set only while clear and cleared
- * only while set, by the one task forking or ending that process. */
+/* The one task forking or ending a process owns its bit (user space sets seeds with
+ * atomic ORs on the mapped array). */
 static __always_inline void scope_tree_set(__u32 tgid, bool on)
 {
-	__u64 *w = scope_word(tgid);
-	__u64 bit = 1ULL << (tgid & 63);
-
-	if (!w)
-		return;
-	if (on && !(*w & bit))
-		__sync_fetch_and_add(w, bit);
-	else if (!on && (*w & bit))
-		__sync_fetch_and_add(w, -bit);
+	bitset_word_set(scope_word(tgid), tgid, on);
 }
 
 /* The load-time id filters, for a task with these ids. */

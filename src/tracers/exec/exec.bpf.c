@@ -61,20 +61,12 @@ struct {
 	__type(value, __u64);
 } exec_dropped SEC(".maps");
 
-/* Sets or clears `tid`'s bit. Only the thread itself changes its bit, so the check and
- * the atomic add do not race; other threads' adds to the same word are atomic. */
+/* Sets or clears `tid`'s bit; only the thread itself changes it. */
 static __always_inline void dropped_set(__u32 tid, bool on)
 {
 	__u32 idx = tid / 64;
-	__u64 *w = bpf_map_lookup_elem(&exec_dropped, &idx);
-	__u64 bit = 1ULL << (tid & 63);
 
-	if (!w)
-		return;
-	if (on && !(*w & bit))
-		__sync_fetch_and_add(w, bit);
-	else if (!on && (*w & bit))
-		__sync_fetch_and_add(w, -bit);
+	bitset_word_set(bpf_map_lookup_elem(&exec_dropped, &idx), tid, on);
 }
 
 /* Whether `tid`'s exec was dropped (and counted) at entry; clears the mark. */

@@ -50,12 +50,7 @@ pub struct Config {
 
 /// The profiler's double-buffered tables.
 pub fn table_maps(o: &Offcpu) -> crate::core::stack_tables::TableMaps<'_> {
-    crate::core::stack_tables::TableMaps {
-        ctl: &o.maps.table_ctl,
-        counters: &o.maps.table_counters,
-        counts: [&o.maps.counts0, &o.maps.counts1],
-        stacks: [&o.maps.stacks0, &o.maps.stacks1],
-    }
+    crate::stack_table_maps!(o)
 }
 
 fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
@@ -68,10 +63,7 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
             ro.want_user = cfg.user;
         }
         crate::apply_scope!(open, &cfg.scope, true);
-        open.maps.stacks0.set_max_entries(cfg.max_stacks)?;
-        open.maps.stacks1.set_max_entries(cfg.max_stacks)?;
-        open.maps.counts0.set_max_entries(cfg.max_counts)?;
-        open.maps.counts1.set_max_entries(cfg.max_counts)?;
+        crate::size_stack_tables!(open, cfg.max_stacks, cfg.max_counts);
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         let btf = way == Way::TpBtfTask;
         open.progs.offcpu_switch_btf.set_autoload(btf);
@@ -86,10 +78,7 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
         }
         crate::core::kmem::check(
             open.open_object(),
-            &[crate::core::kmem::Driver {
-                map: "stacks",
-                flag: "--max-stacks",
-            }],
+            &[crate::core::stack_tables::STACKS_DRIVER],
         )?;
         let o = open.load()?;
         cfg.scope

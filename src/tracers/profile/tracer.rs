@@ -50,12 +50,7 @@ pub struct Loaded {
 
 /// The profiler's double-buffered tables.
 pub fn table_maps(p: &Profile) -> crate::core::stack_tables::TableMaps<'_> {
-    crate::core::stack_tables::TableMaps {
-        ctl: &p.maps.table_ctl,
-        counters: &p.maps.table_counters,
-        counts: [&p.maps.counts0, &p.maps.counts1],
-        stacks: [&p.maps.stacks0, &p.maps.stacks1],
-    }
+    crate::stack_table_maps!(p)
 }
 
 /// Online CPUs, from /sys/devices/system/cpu/online ("0-3,5").
@@ -115,17 +110,11 @@ pub fn load(cfg: &Config) -> Result<Loaded> {
             ro.want_user = cfg.user;
         }
         crate::apply_scope!(open, &cfg.scope, true);
-        open.maps.stacks0.set_max_entries(cfg.max_stacks)?;
-        open.maps.stacks1.set_max_entries(cfg.max_stacks)?;
-        open.maps.counts0.set_max_entries(cfg.max_counts)?;
-        open.maps.counts1.set_max_entries(cfg.max_counts)?;
+        crate::size_stack_tables!(open, cfg.max_stacks, cfg.max_counts);
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         crate::core::kmem::check(
             open.open_object(),
-            &[crate::core::kmem::Driver {
-                map: "stacks",
-                flag: "--max-stacks",
-            }],
+            &[crate::core::stack_tables::STACKS_DRIVER],
         )?;
         let p = open.load()?;
         cfg.scope
