@@ -23,6 +23,7 @@
 #include "abi.h"
 #include "syscall_regs.h"
 #include "losses.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "strings.h"
 #include "task_event.h"
@@ -37,10 +38,7 @@ const volatile struct exec_event _exec_event_type = {};
 const volatile enum exec_call _exec_call_type = 0;
 const volatile enum exec_limits _exec_limits_type = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 23);
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 23);
 
 /* Execs in flight, by thread id (user space sets the bound). Preallocated: every kernel
  * lets tracepoint programs use it. An entry lives from entry to exit of one call. */
@@ -182,8 +180,7 @@ static __always_inline void leave(long ret)
 		      (__u64)n * sizeof(struct exec_arg_slot);
 		if (len > sizeof(*e))
 			len = sizeof(*e);
-		if (bpf_ringbuf_output(&events, e, len, 0))
-			count_loss(LOSS_RINGBUF);
+		rb_output(&events, e, len, e->hdr.ts_ns);
 	}
 	bpf_map_delete_elem(&exec_inflight, &tid);
 }

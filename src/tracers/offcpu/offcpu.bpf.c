@@ -23,6 +23,7 @@
 #include "losses.h"
 #include "scope.h"
 #include "compat.h"
+#include "thread_store.h"
 #include "stacks.h"
 #include "stack_procs.h"
 #include "stack_tables.h"
@@ -52,19 +53,8 @@ struct counts_table {
 struct counts_table counts0 SEC(".maps");
 struct counts_table counts1 SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct offcpu_start);
-} start_task SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* user space sets the bound */
-	__type(key, __u32);
-	__type(value, struct offcpu_start);
-} start_hash SEC(".maps");
+/* The block in progress of each blocked task: start_task or start_hash (by thread id). */
+DECLARE_TASK_STORE(start, struct offcpu_start)
 
 static __always_inline void add_block(struct stack_key *key, __u64 ns)
 {
@@ -137,13 +127,13 @@ int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct t
 	struct offcpu_start s, *st;
 
 	if (blocked_out(ctx, preempt, prev, &s)) {
-		st = bpf_task_storage_get(&start_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		st = start_task_of(prev, true);
 		if (st)
 			*st = s;
 		else
 			count_loss(LOSS_MAP_FULL);
 	}
-	st = bpf_task_storage_get(&start_task, next, 0, 0);
+	st = start_task_of(next, false);
 	if (st && st->ts_ns) {
 		back_in(st);
 		st->ts_ns = 0;
@@ -156,7 +146,7 @@ int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct t
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(offcpu_wakeup_btf, struct task_struct *p)
 {
-	struct offcpu_start *st = bpf_task_storage_get(&start_task, p, 0, 0);
+	struct offcpu_start *st = start_task_of(p, false);
 
 	if (st && st->ts_ns) {
 		back_in(st);
@@ -173,16 +163,13 @@ int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct t
 	struct offcpu_start s, *st;
 	__u32 tid;
 
-	if (blocked_out(ctx, preempt, prev, &s)) {
-		tid = s.key.tid;
-		if (bpf_map_update_elem(&start_hash, &tid, &s, BPF_ANY))
-			count_loss(LOSS_MAP_FULL);
-	}
-	tid = BPF_CORE_READ(next, pid);
-	st = bpf_map_lookup_elem(&start_hash, &tid);
+	if (blocked_out(ctx, preempt, prev, &s) && !start_hash_put(s.key.tid, &s))
+		count_loss(LOSS_MAP_FULL);
+	tid = task_tid(next);
+	st = start_hash_of(tid);
 	if (st) {
 		back_in(st);
-		bpf_map_delete_elem(&start_hash, &tid);
+		start_hash_drop(tid);
 	}
 	return 0;
 }
@@ -190,13 +177,12 @@ int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct t
 SEC("raw_tp/sched_wakeup")
 int BPF_PROG(offcpu_wakeup_raw, struct task_struct *p)
 {
-	struct offcpu_start *st;
-	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tid = task_tid(p);
+	struct offcpu_start *st = start_hash_of(tid);
 
-	st = bpf_map_lookup_elem(&start_hash, &tid);
 	if (st) {
 		back_in(st);
-		bpf_map_delete_elem(&start_hash, &tid);
+		start_hash_drop(tid);
 	}
 	return 0;
 }

@@ -14,7 +14,7 @@
 #include "abi.h"
 #include "syscall_regs.h"
 #include "losses.h"
-#include "rb_wakeup.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "strings.h"
 #include "task_event.h"
@@ -35,10 +35,7 @@ const volatile struct open_event _open_event_type = {};
 const volatile enum open_call _open_call_type = 0;
 const volatile enum open_limits _open_limits_type = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22); /* user space sets the size */
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 22); /* user space sets the size */
 
 /* One entry per thread that opened a file, rewritten in place, freed when the thread
  * ends (only the hash is used: these hooks cannot use task storage on older kernels). */
@@ -126,11 +123,9 @@ static __always_inline void leave(long ret)
 		return;
 	if (!prefix_ok(fname))
 		return;
-	ev = bpf_ringbuf_reserve(&events, rec_size, 0);
-	if (!ev) {
-		count_loss(LOSS_RINGBUF);
+	ev = rb_reserve(&events, rec_size);
+	if (!ev)
 		return;
-	}
 	bpf_get_current_comm(comm, sizeof(comm));
 	fill_task_hdr(&ev->hdr, id, comm);
 	ev->ret = ret;
@@ -139,7 +134,7 @@ static __always_inline void leave(long ret)
 	ev->dfd = s->dfd;
 	ev->call = s->call;
 	read_str((struct str_hdr *)(ev + 1), str_size, fname);
-	bpf_ringbuf_submit(ev, rb_wakeup_flags(&events, ev->hdr.ts_ns));
+	rb_submit(&events, ev, ev->hdr.ts_ns);
 }
 
 /* ---- syscall tracepoints: only these calls run a program ---- */

@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "abi.h"
 #include "losses.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "task_event.h"
 #include "log2_hist.h"
@@ -197,10 +198,7 @@ static __always_inline void count_tcp(__u32 what)
 		(*n)++;
 }
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 20);
 
 /* The transition is seen in the context of the task that owns the socket exactly when
  * that task holds the socket lock: system calls (connect, listen, shutdown, close) take
@@ -455,8 +453,8 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 		read_counters(sk, oldstate, c, ev);
 	if (stats_on)
 		account(sk, oldstate, newstate, ev);
-	if (report && bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_loss(LOSS_RINGBUF);
+	if (report)
+		rb_output(&events, ev, sizeof(*ev), now);
 }
 
 /* Request sockets (NEW_SYN_RECV) are not full sockets: no lock, no counters. */
