@@ -17,6 +17,7 @@
 #include "func.h"
 #include "log2_hist.h"
 #include "losses.h"
+#include "regs.h"
 #include "ringbuf.h"
 #include "scope.h"
 #include "stacks.h"

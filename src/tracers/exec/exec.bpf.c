@@ -21,7 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
-#include "syscall_regs.h"
+#include "regs.h"
 #include "losses.h"
 #include "ringbuf.h"
 #include "scope.h"
@@ -88,9 +88,9 @@ struct {
 	__type(value, struct exec_event);
 } exec_zero SEC(".maps");
 
-/* x86_64 syscall numbers, for the raw_tp hooks. */
-#define NR_EXECVE 59
-#define NR_EXECVEAT 322
+/* The calls' numbers, for the raw_tp hooks (set by user space: regs.h). */
+SYSCALL_NR_VAR(execve);
+SYSCALL_NR_VAR(execveat);
 
 static __always_inline void enter(__u32 call, __s32 dfd, const void *fname, const void *argv,
 				  __u32 at_flags)
@@ -254,14 +254,13 @@ int exec_exit_execveat(struct trace_event_raw_sys_exit *ctx)
 SEC("raw_tp/sys_enter")
 int BPF_PROG(exec_enter_raw, struct pt_regs *regs, long id)
 {
-	if (id == NR_EXECVE)
-		enter(EXEC_CALL_EXECVE, -100, (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs), 0);
-	else if (id == NR_EXECVEAT)
-		enter(EXEC_CALL_EXECVEAT, PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM3_CORE_SYSCALL(regs),
-		      PT_REGS_PARM5_CORE_SYSCALL(regs));
+	if (id == nr_execve)
+		enter(EXEC_CALL_EXECVE, -100, (const void *)SYSCALL_ARG_CORE(regs, 1),
+		      (const void *)SYSCALL_ARG_CORE(regs, 2), 0);
+	else if (id == nr_execveat)
+		enter(EXEC_CALL_EXECVEAT, SYSCALL_ARG_CORE(regs, 1),
+		      (const void *)SYSCALL_ARG_CORE(regs, 2),
+		      (const void *)SYSCALL_ARG_CORE(regs, 3), SYSCALL_ARG_CORE(regs, 5));
 	return 0;
 }
 
@@ -270,7 +269,7 @@ int BPF_PROG(exec_exit_raw, struct pt_regs *regs, long ret)
 {
 	long nr = SYSCALL_NR_CORE(regs);
 
-	if (nr == NR_EXECVE || nr == NR_EXECVEAT)
+	if (nr == nr_execve || nr == nr_execveat)
 		leave(ret);
 	return 0;
 }

@@ -82,12 +82,7 @@ int func_kprobe(struct pt_regs *ctx)
 
 	if (!e)
 		return 0;
-	if (nr_args > 0) e->args[0] = PT_REGS_PARM1(ctx);
-	if (nr_args > 1) e->args[1] = PT_REGS_PARM2(ctx);
-	if (nr_args > 2) e->args[2] = PT_REGS_PARM3(ctx);
-	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
-	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
-	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
+	func_args_from_regs(ctx, e->args, nr_args);
 	finish(ctx, e);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include "scope.h"
 #include "task_event.h"
 #include "log2_hist.h"
+#include "compat.h"
 #include "tcp.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -133,16 +134,6 @@ struct {
 	__type(value, struct tcp_cgroup_figures);
 } tcp_cgroup_figures SEC(".maps");
 
-/* Kernels before 5.15 (and 5.10 stable before the same fix) keep the socket's cgroup as
- * a tagged word: the pointer when its low bits are clear, else net_prio/net_cls data. */
-struct sock_cgroup_data___tagged {
-	__u64 val;
-} __attribute__((preserve_access_index));
-
-struct sock___tagged {
-	struct sock_cgroup_data___tagged sk_cgrp_data;
-} __attribute__((preserve_access_index));
-
 /* The cgroup v2 id of the socket: the cgroup of the task that created it, for an
  * accepted connection the listener's. It is known in any context, softirq included,
  * where a passive open completes before any process owns the socket. As the kernel's
@@ -150,15 +141,8 @@ struct sock___tagged {
  * nothing) belongs to the root cgroup, id 1. */
 static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 {
-	struct cgroup *cg;
+	struct cgroup *cg = sock_cgroup(sk);
 
-	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
-		cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
-	} else {
-		__u64 word = BPF_CORE_READ((const struct sock___tagged *)sk, sk_cgrp_data.val);
-
-		cg = (word & 3) ? NULL : (struct cgroup *)word;
-	}
 	return cg ? BPF_CORE_READ(cg, kn, id) : 1;
 }
 
