@@ -9,7 +9,8 @@
  * With --stack, the kernel and user stacks at entry follow the string slots (struct
  * stack_slot, stacks.h).
  * A tracer's programs fill e->args from their context between begin() and finish(ctx, e),
- * and call on_return() at the return. */
+ * and call on_return() at the return; entry_from_regs() and return_from_regs() do both for
+ * probes whose context is the registers (kprobe, uprobe). */
 #ifndef BTRACE_FUNC_PROBE_H
 #define BTRACE_FUNC_PROBE_H
 
@@ -278,6 +279,23 @@ static __always_inline void on_return(__u64 id, __u64 ret)
 		fill_out_bufs(e, ret);
 	rb_output(&events, e, ev_size, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&inflight, &tid);
+}
+
+/* A kprobe's or uprobe's entry: the arguments are in the registers. */
+static __always_inline void entry_from_regs(struct pt_regs *ctx)
+{
+	struct func_event *e = begin(bpf_get_current_pid_tgid());
+
+	if (!e)
+		return;
+	func_args_from_regs(ctx, e->args, nr_args);
+	finish(ctx, e);
+}
+
+/* A kretprobe's or uretprobe's return: the value is in the return register. */
+static __always_inline void return_from_regs(struct pt_regs *ctx)
+{
+	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
 }
 
 #endif

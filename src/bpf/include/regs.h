@@ -39,6 +39,16 @@
 #define SYSCALL_NR_NONE (-(1LL << 40))
 #define SYSCALL_NR_VAR(NAME) const volatile long nr_##NAME = SYSCALL_NR_NONE
 
+/* Program PROG on the classic tracepoint syscalls:sys_exit_CALL, which passes the call's
+ * return value to FN (the record's stable format: no register read). */
+#define SYSCALL_EXIT_TP(PROG, CALL, FN)                          \
+	SEC("tracepoint/syscalls/sys_exit_" #CALL)               \
+	int PROG(struct trace_event_raw_sys_exit *ctx)           \
+	{                                                        \
+		FN(ctx->ret);                                    \
+		return 0;                                        \
+	}
+
 /* The first `n` (a load-time constant, at most 6) arguments of a probed function, from
  * the registers of its kprobe or uprobe; reads beyond `n` are dead code. */
 static __always_inline void func_args_from_regs(struct pt_regs *ctx, __u64 *args, __u32 n)

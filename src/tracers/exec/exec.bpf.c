@@ -235,19 +235,8 @@ int exec_enter_execveat(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_execve")
-int exec_exit_execve(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_execveat")
-int exec_exit_execveat(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
+SYSCALL_EXIT_TP(exec_exit_execve, execve, leave)
+SYSCALL_EXIT_TP(exec_exit_execveat, execveat, leave)
 
 /* ---- raw_tp on every syscall, filtered by number ---- */
 

@@ -78,19 +78,14 @@ int func_fexit(__u64 *ctx)
 SEC("kprobe")
 int func_kprobe(struct pt_regs *ctx)
 {
-	struct func_event *e = begin(bpf_get_current_pid_tgid());
-
-	if (!e)
-		return 0;
-	func_args_from_regs(ctx, e->args, nr_args);
-	finish(ctx, e);
+	entry_from_regs(ctx);
 	return 0;
 }
 
 SEC("kretprobe")
 int func_kretprobe(struct pt_regs *ctx)
 {
-	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
+	return_from_regs(ctx);
 	return 0;
 }
 

@@ -170,33 +170,10 @@ int open_enter_creat(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_open")
-int open_exit_open(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat")
-int open_exit_openat(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat2")
-int open_exit_openat2(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_creat")
-int open_exit_creat(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
+SYSCALL_EXIT_TP(open_exit_open, open, leave)
+SYSCALL_EXIT_TP(open_exit_openat, openat, leave)
+SYSCALL_EXIT_TP(open_exit_openat2, openat2, leave)
+SYSCALL_EXIT_TP(open_exit_creat, creat, leave)
 
 /* ---- raw_tp on every syscall, filtered by number (kernels without syscall
  * tracepoints, CONFIG_FTRACE_SYSCALLS unset) ---- */

@@ -17,19 +17,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 SEC("uprobe")
 int func_uprobe(struct pt_regs *ctx)
 {
-	struct func_event *e = begin(bpf_get_current_pid_tgid());
-
-	if (!e)
-		return 0;
-	func_args_from_regs(ctx, e->args, nr_args);
-	finish(ctx, e);
+	entry_from_regs(ctx);
 	return 0;
 }
 
 SEC("uretprobe")
 int func_uretprobe(struct pt_regs *ctx)
 {
-	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
+	return_from_regs(ctx);
 	return 0;
 }
 
