@@ -298,4 +298,21 @@ static __always_inline void return_from_regs(struct pt_regs *ctx)
 	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
 }
 
+/* The entry and return programs of a probe whose context is the registers: ENTRY on
+ * section ENTRY_SEC ("kprobe", "uprobe"), RETURN on RETURN_SEC. */
+#define REGS_PROBE_PROGS(ENTRY_SEC, ENTRY, RETURN_SEC, RETURN)  \
+	SEC(ENTRY_SEC)                                          \
+	int ENTRY(struct pt_regs *ctx)                          \
+	{                                                       \
+		entry_from_regs(ctx);                           \
+		return 0;                                       \
+	}                                                       \
+                                                                \
+	SEC(RETURN_SEC)                                         \
+	int RETURN(struct pt_regs *ctx)                         \
+	{                                                       \
+		return_from_regs(ctx);                          \
+		return 0;                                       \
+	}
+
 #endif

@@ -75,19 +75,7 @@ int func_fexit(__u64 *ctx)
 
 /* ---- kprobe/kretprobe: arguments in registers, by the calling convention ---- */
 
-SEC("kprobe")
-int func_kprobe(struct pt_regs *ctx)
-{
-	entry_from_regs(ctx);
-	return 0;
-}
-
-SEC("kretprobe")
-int func_kretprobe(struct pt_regs *ctx)
-{
-	return_from_regs(ctx);
-	return 0;
-}
+REGS_PROBE_PROGS("kprobe", func_kprobe, "kretprobe", func_kretprobe)
 
 /* ---- --count: calls per function, no event. The function is told by the probe's
  * address, which user space resolves to the function containing it: a kprobe's

@@ -102,19 +102,8 @@ struct {
 	__type(value, struct tcp_conn);
 } tcp_conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TCP_COUNTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} tcp_counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TCP_STATS);
-	__type(key, __u32);
-	__type(value, __u64);
-} tcp_stats SEC(".maps");
+DECLARE_COUNTERS(tcp_counts, TCP_COUNTS, count_tcp)
+DECLARE_PERCPU_COUNTERS(tcp_stats, TCP_STATS);
 
 /* Durations of the connections that ended, ESTABLISHED to CLOSE. */
 struct {
@@ -172,14 +161,6 @@ static __always_inline void add_stat(struct tcp_cgroup_figures *cg, __u32 what, 
 		*v += n;
 	if (cg && what < TCP_STATS)
 		cg->stats[what] += n;
-}
-
-static __always_inline void count_tcp(__u32 what)
-{
-	__u64 *n = bpf_map_lookup_elem(&tcp_counts, &what);
-
-	if (n)
-		(*n)++;
 }
 
 DECLARE_RINGBUF(events, 1 << 20);

@@ -14,19 +14,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-SEC("uprobe")
-int func_uprobe(struct pt_regs *ctx)
-{
-	entry_from_regs(ctx);
-	return 0;
-}
-
-SEC("uretprobe")
-int func_uretprobe(struct pt_regs *ctx)
-{
-	return_from_regs(ctx);
-	return 0;
-}
+REGS_PROBE_PROGS("uprobe", func_uprobe, "uretprobe", func_uretprobe)
 
 /* --count: calls per attach point, indexed by the BPF cookie user space gave each (its
  * index; Linux 5.15+; user space sizes the array to the attach points). An array slot,
