@@ -32,6 +32,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TASK_RUNNING 0
 #define PF_EXITING 0x00000004
+#define TASK_DEAD 0x00000080
 
 /* Set by user space before load. */
 const volatile __u64 min_block_ns = 0;
@@ -120,6 +121,27 @@ static __always_inline bool blocked_out(void *ctx, bool preempt, struct task_str
 	return true;
 }
 
+/* A block of `prev` still open while `prev` is on a CPU (blocking again, or exiting):
+ * neither its wakeup nor its switch back in reached the programs (the kernel ran the
+ * task without giving them either hook hit: on some hosts, interrupts taken over
+ * certain threads reach no BPF program, and count in no recursion_misses). Its time is
+ * unknown, so it is counted as unseen rather than kept or silently overwritten. */
+static __always_inline void unseen_end(struct offcpu_start *st)
+{
+	if (st && st->ts_ns) {
+		count_loss(LOSS_UNSEEN);
+		st->ts_ns = 0;
+	}
+}
+
+/* The last switch of a task that has exited (TASK_DEAD), once per task: a block it
+ * still holds never ended where the programs could see it. Not filtered by scope: only
+ * tasks in scope hold blocks, and a process in a tree has left it by now. */
+static __always_inline bool leaving_for_good(struct task_struct *prev)
+{
+	return task_state(prev) == TASK_DEAD;
+}
+
 /* The task coming back: its block, if it was long enough. */
 static __always_inline void back_in(struct offcpu_start *s)
 {
@@ -138,10 +160,14 @@ int BPF_PROG(offcpu_switch_btf, bool preempt, struct task_struct *prev, struct t
 
 	if (blocked_out(ctx, preempt, prev, &s)) {
 		st = bpf_task_storage_get(&start_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (st)
+		if (st) {
+			unseen_end(st);
 			*st = s;
-		else
+		} else {
 			count_loss(LOSS_MAP_FULL);
+		}
+	} else if (leaving_for_good(prev)) {
+		unseen_end(bpf_task_storage_get(&start_task, prev, 0, 0));
 	}
 	st = bpf_task_storage_get(&start_task, next, 0, 0);
 	if (st && st->ts_ns) {
@@ -175,8 +201,16 @@ int BPF_PROG(offcpu_switch_raw, bool preempt, struct task_struct *prev, struct t
 
 	if (blocked_out(ctx, preempt, prev, &s)) {
 		tid = s.key.tid;
+		unseen_end(bpf_map_lookup_elem(&start_hash, &tid));
 		if (bpf_map_update_elem(&start_hash, &tid, &s, BPF_ANY))
 			count_loss(LOSS_MAP_FULL);
+	} else if (leaving_for_good(prev)) {
+		tid = BPF_CORE_READ(prev, pid);
+		st = bpf_map_lookup_elem(&start_hash, &tid);
+		if (st) {
+			unseen_end(st);
+			bpf_map_delete_elem(&start_hash, &tid);
+		}
 	}
 	tid = BPF_CORE_READ(next, pid);
 	st = bpf_map_lookup_elem(&start_hash, &tid);
