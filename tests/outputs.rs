@@ -241,26 +241,27 @@ fn a_fifo_whose_reader_stops_reading_does_not_hold_ctrl_c() {
     let dir = tmpdir("stalled");
     let fifo = dir.join("fifo");
     mkfifo(&fifo);
-    // Opens its end and never reads.
+    // Opens its end (non-blocking: a FIFO's read end opens at once that way), says so,
+    // and never reads. btrace starts only then: a FIFO without a reader is refused.
     let mut reader = Command::new("python3")
         .args([
             "-c",
-            "import os, sys, time; f = os.open(sys.argv[1], os.O_RDONLY); time.sleep(60)",
+            "import os, sys, time; f = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK); print('ready', flush=True); time.sleep(60)",
         ])
         .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
     let f = s(&fifo);
-    let mut run = None;
-    for _ in 0..100 {
-        // Every syscall of the machine, as text: the 64 KiB pipe fills within moments.
-        let mut r = Running::start(&["tracepoint", "raw_syscalls:sys_enter", "-o", &f]);
-        if r.child.wait_timeout_ms(100).is_none() {
-            run = Some(r);
-            break;
-        }
-    }
-    let mut run = run.expect("btrace never started writing to the FIFO");
+    // Every syscall of the machine, as text: the 64 KiB pipe fills within moments.
+    let mut run = Running::start(&["tracepoint", "raw_syscalls:sys_enter", "-o", &f]);
     let ids = run.wait_attached();
     std::thread::sleep(Duration::from_secs(1));
     run.signal(libc::SIGINT);
