@@ -51,6 +51,8 @@ enum loss_kind {
 	LOSS_MAP_FULL = 0,  /* a bounded map had no room: the record was dropped */
 	LOSS_NO_ENTRY = 1,  /* an exit came without its entry (began before tracing, or dropped) */
 	LOSS_RINGBUF = 2,   /* ring buffer reserve failed: the event was dropped */
+	LOSS_UNSEEN = 3,    /* a hook hit the programs were never given, found afterwards (a
+			     * block whose end no program saw: the task is running again) */
 	LOSS_KINDS = 4,
 };
 
