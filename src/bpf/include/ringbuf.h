@@ -26,11 +26,8 @@
 
 /* A ring buffer NAME of BYTES (a power of two, a multiple of the page size); user space
  * may set another size before load (--buffer-size). */
-#define DECLARE_RINGBUF(NAME, BYTES)                    \
-	struct {                                        \
-		__uint(type, BPF_MAP_TYPE_RINGBUF);     \
-		__uint(max_entries, BYTES);             \
-	} NAME SEC(".maps")
+#define DECLARE_RINGBUF(NAME, BYTES) \
+	struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, BYTES); } NAME SEC(".maps")
 
 const volatile __u64 rb_wake_bytes = 0;  /* 0: the kernel's default wakeups */
 const volatile __u64 rb_wake_gap_ns = 0;
