@@ -4,7 +4,6 @@
 //! losses, string slots of streamed records, BPF run-time statistics, system checks and
 //! feature probes.
 
-pub mod abi;
 pub mod attach;
 pub mod bpf_log;
 pub mod cgroup_labels;
@@ -26,3 +25,7 @@ pub mod stacks;
 pub mod stream;
 pub mod system;
 pub mod target;
+
+/// The shared kernel ABI lives in the model layer (model imports nothing above it); the
+/// old path stays while the tracers still name it.
+pub use crate::model::abi;

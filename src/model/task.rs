@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Who did something: a task's ids and name as the kernel reported them.
 
-use crate::core::abi::types;
+use crate::model::abi::types;
 
 /// Who and when, decoded from an event's task header.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use anyhow::Result;
 use libbpf_rs::MapCore;
 
 use super::{kernel_frames, lost_reason, proc_pid, StackLosses, STACK_MAX_DEPTH, STACK_NONE};
-use crate::core::abi::types::stack_slot;
+use crate::model::abi::types::stack_slot;
 use crate::model::stacks::{user_truncated, Side, Stack};
 use crate::resolve::symbols::{MmId, Symbolizer};
 

@@ -16,16 +16,16 @@ use anyhow::Result;
 use libbpf_rs::MapCore;
 use serde_json::{json, Value};
 
-use crate::core::abi::types::stack_loss;
-use crate::core::abi::COMM_LEN;
 use crate::core::percpu;
+use crate::model::abi::types::stack_loss;
+use crate::model::abi::COMM_LEN;
 use crate::resolve::symbols::{Frame, Symbolizer};
 
 /// Frames kept of one stack.
 pub const STACK_MAX_DEPTH: usize =
-    crate::core::abi::types::stack_limits::STACK_MAX_DEPTH.0 as usize;
+    crate::model::abi::types::stack_limits::STACK_MAX_DEPTH.0 as usize;
 /// A stack id that says "no stack" (not asked for, or none).
-pub const STACK_NONE: i32 = crate::core::abi::types::stack_limits::STACK_NONE.0 as i32;
+pub const STACK_NONE: i32 = crate::model::abi::types::stack_limits::STACK_NONE.0 as i32;
 
 const _: () = assert!(COMM_LEN == 16);
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::{kernel_frames, lost_reason, proc_pid, STACK_MAX_DEPTH, STACK_NONE};
-use crate::core::abi::types::{stack_key, stack_proc_event};
 use crate::core::stack_tables::StackTables;
+use crate::model::abi::types::{stack_key, stack_proc_event};
 use crate::model::stacks::{user_truncated, Side, Stack};
 use crate::model::task::comm_text;
 use crate::resolve::symbols::{MmId, Symbolizer, UserFrames};
