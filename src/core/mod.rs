@@ -7,7 +7,6 @@
 pub mod attach;
 pub mod bpf_log;
 pub mod cgroup_labels;
-pub mod delta;
 pub mod event_out;
 pub mod features;
 pub mod kmem;
@@ -26,6 +25,6 @@ pub mod stream;
 pub mod system;
 pub mod target;
 
-/// The shared kernel ABI lives in the model layer (model imports nothing above it); the
-/// old path stays while the tracers still name it.
-pub use crate::model::abi;
+/// The shared kernel ABI and interval figures live in the model layer (model imports
+/// nothing above it); the old paths stay while the tracers still name them.
+pub use crate::model::{abi, delta};
