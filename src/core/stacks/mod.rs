@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use crate::core::percpu;
 use crate::model::abi::types::stack_loss;
 use crate::model::abi::COMM_LEN;
-use crate::resolve::symbols::{Frame, Symbolizer};
+use crate::model::stacks::Frame;
+use crate::resolve::symbols::Symbolizer;
 
 /// Frames kept of one stack.
 pub const STACK_MAX_DEPTH: usize =

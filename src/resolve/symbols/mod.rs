@@ -41,80 +41,7 @@ use process::{current_mm, dir_id, read_maps};
 pub use process::{parse_maps, parse_perf_map, MapsLine};
 pub use user::{after_call, demangle};
 
-/// One frame of a stack: a function, or an address nothing names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    /// The function; None when unknown.
-    pub name: Option<String>,
-    /// Inlined into the frame before it (the caller) at this address.
-    pub inlined: bool,
-    /// The file mapped at the address (a path, `[vdso]`, `[anon]`), or `[kernel]`.
-    pub module: Option<String>,
-    /// The offset in `module` (a file offset for files), for unknown frames.
-    pub offset: u64,
-    /// Source location, where debug information has it.
-    pub file: Option<String>,
-    pub line: Option<u32>,
-    /// The address as recorded.
-    pub addr: u64,
-}
-
-impl Frame {
-    fn unknown(addr: u64, module: Option<String>, offset: u64) -> Frame {
-        Frame {
-            name: None,
-            inlined: false,
-            module,
-            offset,
-            file: None,
-            line: None,
-            addr,
-        }
-    }
-
-    /// The frame as shown: the function, or `[unknown] module+0xoff` (`[unknown] 0xaddr`
-    /// when not even the module is known).
-    pub fn text(&self) -> String {
-        match (&self.name, &self.module) {
-            (Some(n), _) => n.clone(),
-            (None, Some(m)) => {
-                let base = Path::new(m)
-                    .file_name()
-                    .map(|b| b.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| m.clone());
-                format!("[unknown] {base}+0x{:x}", self.offset)
-            }
-            (None, None) => format!("[unknown] 0x{:x}", self.addr),
-        }
-    }
-
-    pub fn known(&self) -> bool {
-        self.name.is_some()
-    }
-
-    /// The frame as a JSON object.
-    pub fn json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        m.insert("name".into(), self.text().into());
-        m.insert("addr".into(), format!("0x{:x}", self.addr).into());
-        if self.inlined {
-            m.insert("inlined".into(), true.into());
-        }
-        if let Some(md) = &self.module {
-            m.insert("module".into(), md.clone().into());
-        }
-        if self.name.is_none() && self.module.is_some() {
-            m.insert("offset".into(), format!("0x{:x}", self.offset).into());
-        }
-        if let Some(f) = &self.file {
-            m.insert("file".into(), f.clone().into());
-        }
-        if let Some(l) = self.line {
-            m.insert("line".into(), l.into());
-        }
-        serde_json::Value::Object(m)
-    }
-}
+use crate::model::stacks::Frame;
 
 /// What identifies an address space (struct mm_id in stacks.h): its stack's start and
 /// the inode of its executable, as the kernel saw them with a stack.
@@ -385,18 +312,6 @@ fn raise_nofile() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unknown_frames_name_the_module() {
-        let f = Frame::unknown(
-            0x7f00_0000_1234,
-            Some("/usr/lib/libfoo.so.1".into()),
-            0x1234,
-        );
-        assert_eq!(f.text(), "[unknown] libfoo.so.1+0x1234");
-        assert_eq!(Frame::unknown(0x42, None, 0).text(), "[unknown] 0x42");
-        assert!(!f.known());
-    }
 
     /// This test binary's own functions, through its own maps (a live process).
     #[test]
