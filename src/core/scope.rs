@@ -510,7 +510,7 @@ pub fn prepare_live_tree(procs: &dyn MapCore, pid: Option<u32>) -> Result<()> {
 #[macro_export]
 macro_rules! set_live_scope {
     ($bss:expr, $filter:expr, $cgroup_id:expr) => {{
-        let f: &$crate::tracers::LiveFilter = $filter;
+        let f = $filter; // a &tracers::LiveFilter, named by the callers (core is below tracers)
         $bss.scope_live_tgid = 0;
         $bss.scope_live_tree = f.pid.is_some();
         $bss.scope_live_cgroup = $cgroup_id;
