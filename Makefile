@@ -97,8 +97,10 @@ $(CAPSRUN): tests/workload/capsrun.c
 run: build-release
 	$(BIN) hist --duration 5 --top 8
 
+# Layers import downwards only (.ci/layers: apps -> tracers -> core -> resolve -> model).
 lint: deps
 	$(CARGO) fmt --check
+	bash .ci/layers
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features testing -- -D warnings
 
