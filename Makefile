@@ -97,10 +97,12 @@ $(CAPSRUN): tests/workload/capsrun.c
 run: build-release
 	$(BIN) hist --duration 5 --top 8
 
-# Layers import downwards only (.ci/layers: apps -> tracers -> core -> resolve -> model).
+# Layers import downwards only (.ci/layers: apps -> tracers -> core -> resolve -> model);
+# the API docs build without a warning (broken or private links).
 lint: deps
 	$(CARGO) fmt --check
 	bash .ci/layers
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features testing -- -D warnings
 

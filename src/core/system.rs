@@ -76,7 +76,7 @@ pub fn require_privileges() -> Result<()> {
 }
 
 /// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`. Checked here,
-/// before any command reads it (see [`check_btf_file`]).
+/// before any command reads it (see `check_btf_file`).
 pub fn set_custom_btf(flag: Option<PathBuf>) -> Result<()> {
     let chosen = flag.or_else(|| std::env::var_os("BTRACE_BTF").map(PathBuf::from));
     if let Some(p) = chosen {
