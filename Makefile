@@ -30,11 +30,12 @@ CAPSRUN := target/capsrun
 # libc for the aarch64 build), tests (bpftool, tmux, iproute2,
 # the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
 # render flame graphs), the kernel matrix (qemu, busybox, cpio), bench (bpftrace, linux-perf, and libbpf-tools: execsnoop, opensnoop, biolatency,
-# runqlat, offcputime as peers; curl for the exporter bench's scrapes).
+# runqlat, offcputime as peers; curl for the exporter bench's scrapes), lint (shellcheck).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev binutils \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
-	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools curl
+	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools curl \
+	shellcheck
 
 .PHONY: deps build build-release build-arm64 run test unit lint vmtest bench vmlinux clean
 
@@ -97,8 +98,16 @@ $(CAPSRUN): tests/workload/capsrun.c
 run: build-release
 	$(BIN) hist --duration 5 --top 8
 
+# Layers import downwards only (.ci/layers: apps -> tracers -> core -> resolve -> model);
+# the API docs build without a warning (broken or private links); every shell script of the
+# project passes shellcheck (settings in .shellcheckrc).
+SHELL_SCRIPTS := .ci/run .ci/layers tests/vm/init \
+	$(wildcard bench/*.sh tests/vm/*.sh tests/vm/checks/*.sh)
 lint: deps
 	$(CARGO) fmt --check
+	bash .ci/layers
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	shellcheck $(SHELL_SCRIPTS)
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features testing -- -D warnings
 

@@ -28,7 +28,7 @@ LOAD=$!
 OUT=$(mktemp) TIMES=$(mktemp)
 echo "btrace profile -F 999 system-wide for ${DURATION} s, $(nproc) CPUs, fork storm running" >&2
 /usr/bin/time -f "%M %e" -o "$TIMES" "$BTRACE" profile -F 999 -d "$DURATION" --json >"$OUT" 2>/dev/null
-read -r rss_kb wall_s <"$TIMES"
+read -r rss_kb _ <"$TIMES"
 row=$(python3 - "$OUT" "$rss_kb" "$DURATION" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

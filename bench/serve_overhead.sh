@@ -75,8 +75,8 @@ by_cgroup_row() {
     series=$(grep -c '^btrace_syscall_latency_seconds_count{' "$lat.body")
     # The same scrapes while SLOW clients read the body at 20 KB/s each (curl's rate
     # limit), each one again as soon as the server drops it (10 s into its response).
-    local slow=() j
-    for j in $(seq "$SLOW"); do
+    local slow=()
+    for _ in $(seq "$SLOW"); do
         (while :; do curl -s --limit-rate 20k -o /dev/null "http://127.0.0.1:$port/metrics" || true; done) &
         slow+=($!)
     done
@@ -115,7 +115,7 @@ URL="http://127.0.0.1:$PORT/metrics"
 ERR=$(mktemp)
 "$BTRACE" serve --listen "127.0.0.1:$PORT" 2>"$ERR" &
 PID=$!
-cleanup() { kill "$PID" ${CGPID:-} 2>/dev/null || true; rm -f "$ERR"; }
+cleanup() { kill "$PID" ${CGPID:+"$CGPID"} 2>/dev/null || true; rm -f "$ERR"; }
 trap cleanup EXIT
 for _ in $(seq 200); do grep -q '^Tracing' "$ERR" && break; sleep 0.05; done
 grep -q '^Tracing' "$ERR" || { cat "$ERR"; exit 1; }

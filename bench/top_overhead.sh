@@ -53,7 +53,7 @@ measure() {
     shell=$(tmux -L "$SOCK" display -p -t top '#{pane_pid}')
     for _ in $(seq 100); do
         if [ "$(readlink "/proc/$shell/exe")" = "$(readlink -f "$BTRACE")" ]; then pid=$shell; break; fi
-        pid=$(cat "/proc/$shell/task/$shell/children" 2>/dev/null | awk '{print $1}')
+        pid=$(awk '{print $1}' "/proc/$shell/task/$shell/children" 2>/dev/null)
         [ -n "$pid" ] && break
         sleep 0.05
     done

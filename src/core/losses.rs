@@ -7,8 +7,8 @@ use anyhow::Result;
 use libbpf_rs::MapCore;
 use serde_json::{json, Value};
 
-use crate::core::abi::types::loss_kind;
 use crate::core::percpu;
+use crate::model::abi::types::loss_kind;
 
 /// Loss counters, CPUs summed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,11 +4,9 @@
 //! losses, string slots of streamed records, BPF run-time statistics, system checks and
 //! feature probes.
 
-pub mod abi;
 pub mod attach;
 pub mod bpf_log;
 pub mod cgroup_labels;
-pub mod delta;
 pub mod event_out;
 pub mod features;
 pub mod kmem;
@@ -26,3 +24,7 @@ pub mod stacks;
 pub mod stream;
 pub mod system;
 pub mod target;
+
+/// The shared kernel ABI and interval figures live in the model layer (model imports
+/// nothing above it); the old paths stay while the tracers still name them.
+pub use crate::model::{abi, delta};

@@ -94,7 +94,7 @@ pub fn prog_stats(fd: BorrowedFd) -> Result<(String, ProgRunTime)> {
     ))
 }
 
-impl crate::core::delta::Cumulative for ProgRunTime {
+impl crate::model::delta::Cumulative for ProgRunTime {
     fn since(&self, earlier: &Self) -> Option<Self> {
         (self.run_cnt >= earlier.run_cnt).then(|| self.since_saturating(earlier))
     }

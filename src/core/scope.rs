@@ -510,7 +510,7 @@ pub fn prepare_live_tree(procs: &dyn MapCore, pid: Option<u32>) -> Result<()> {
 #[macro_export]
 macro_rules! set_live_scope {
     ($bss:expr, $filter:expr, $cgroup_id:expr) => {{
-        let f: &$crate::tracers::LiveFilter = $filter;
+        let f = $filter; // a &tracers::LiveFilter, named by the callers (core is below tracers)
         $bss.scope_live_tgid = 0;
         $bss.scope_live_tree = f.pid.is_some();
         $bss.scope_live_cgroup = $cgroup_id;
@@ -695,16 +695,7 @@ pub fn descendants(root: u32) -> BTreeSet<u32> {
     found
 }
 
-/// The cgroup v2 mount: `/sys/fs/cgroup` on a pure v2 system, `/sys/fs/cgroup/unified` on
-/// a hybrid one.
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        let (_, dir, fs) = (w.next(), w.next()?, w.next()?);
-        (fs == "cgroup2").then(|| PathBuf::from(dir))
-    })
-}
+pub use crate::resolve::cgroups::cgroup2_mount;
 
 /// A cgroup's id: the inode number of its directory on the cgroup2 mount.
 pub fn cgroup_id(dir: &Path) -> Result<u64> {

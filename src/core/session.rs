@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The run every tracing command shares: the common flags, the traced target (see
-//! [`target`](crate::core::target)), Ctrl-C/SIGTERM, `--duration`, `--interval`, and the
+//! [`target`]), Ctrl-C/SIGTERM, `--duration`, `--interval`, and the
 //! closing record.
 
 use std::path::PathBuf;

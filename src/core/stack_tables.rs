@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::abi::types::{stack_key, stack_table_counter};
 use crate::core::percpu;
+use crate::model::abi::types::{stack_key, stack_table_counter};
 
 /// The flag that sizes the stack tables (both buffers), for the kernel-memory check.
 pub const STACKS_DRIVER: crate::core::kmem::Driver = crate::core::kmem::Driver {

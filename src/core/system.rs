@@ -75,26 +75,18 @@ pub fn require_privileges() -> Result<()> {
     Ok(())
 }
 
-/// A BTF file given with `--btf` (or `BTRACE_BTF`), used instead of the kernel's own for
-/// CO-RE relocations and btrace's own type lookups: for kernels without
-/// /sys/kernel/btf/vmlinux. Set once at start.
-static CUSTOM_BTF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
 /// Where btrace's BTF comes from: `--btf FILE` first, then `BTRACE_BTF`. Checked here,
-/// before any command reads it (see [`check_btf_file`]).
+/// before any command reads it (see `check_btf_file`).
 pub fn set_custom_btf(flag: Option<PathBuf>) -> Result<()> {
     let chosen = flag.or_else(|| std::env::var_os("BTRACE_BTF").map(PathBuf::from));
     if let Some(p) = chosen {
         check_btf_file(&p)?;
-        let _ = CUSTOM_BTF.set(p);
+        crate::resolve::btf::set_custom(p);
     }
     Ok(())
 }
 
-/// The BTF file given by the user, if any.
-pub fn custom_btf() -> Option<&'static Path> {
-    CUSTOM_BTF.get().map(PathBuf::as_path)
-}
+pub use crate::resolve::btf::custom_btf;
 
 /// The BTF btrace reads: the user's file, or the kernel's.
 pub fn btf_path() -> &'static Path {

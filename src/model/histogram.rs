@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 
-use crate::core::abi::{types, HIST_BUCKETS};
-use crate::core::delta::Cumulative;
+use crate::model::abi::{types, HIST_BUCKETS};
+use crate::model::delta::Cumulative;
 
 /// Buckets of every histogram (HIST_BUCKETS of the kernel side).
 pub const BUCKETS: usize = HIST_BUCKETS;

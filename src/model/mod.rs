@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-//! What the numbers mean, independent of how they were measured: log2 histograms, tasks,
-//! TCP states and address families, address ranges, units, bytes as text and JSON, and
-//! decoded event values, symbolized stacks (folded, flame graphs, text, JSON).
+//! What the numbers mean, independent of how they were measured: the types and constants
+//! shared with the kernel programs (abi), log2 histograms, interval figures from
+//! cumulative counters (delta), tasks, TCP states and address families, address ranges,
+//! units, bytes as text and JSON, and decoded event values, symbolized stacks (folded,
+//! flame graphs, text, JSON).
 
+pub mod abi;
 pub mod bytes;
 pub mod cidr;
+pub mod delta;
 pub mod errno;
 pub mod histogram;
 pub mod json_write;

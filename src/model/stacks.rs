@@ -1,16 +1,93 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Symbolized stacks and their forms: folded lines (`comm;frame;frame count`, what
-//! flamegraph.pl, inferno, speedscope and Pyroscope read), SVG flame graphs (inferno), the
-//! top stacks as text, and JSON records.
+//! Symbolized stacks (each frame a function, or an address nothing names) and their
+//! forms: folded lines (`comm;frame;frame count`, what flamegraph.pl, inferno, speedscope
+//! and Pyroscope read), SVG flame graphs (inferno), the top stacks as text, and JSON
+//! records.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use crate::model::bytes::escape_text;
-use crate::resolve::symbols::Frame;
+
+/// One frame of a stack: a function, or an address nothing names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The function; None when unknown.
+    pub name: Option<String>,
+    /// Inlined into the frame before it (the caller) at this address.
+    pub inlined: bool,
+    /// The file mapped at the address (a path, `[vdso]`, `[anon]`), or `[kernel]`.
+    pub module: Option<String>,
+    /// The offset in `module` (a file offset for files), for unknown frames.
+    pub offset: u64,
+    /// Source location, where debug information has it.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// The address as recorded.
+    pub addr: u64,
+}
+
+impl Frame {
+    /// A frame nothing names: `addr` as recorded, in `module` at `offset` when known.
+    pub fn unknown(addr: u64, module: Option<String>, offset: u64) -> Frame {
+        Frame {
+            name: None,
+            inlined: false,
+            module,
+            offset,
+            file: None,
+            line: None,
+            addr,
+        }
+    }
+
+    /// The frame as shown: the function, or `[unknown] module+0xoff` (`[unknown] 0xaddr`
+    /// when not even the module is known).
+    pub fn text(&self) -> String {
+        match (&self.name, &self.module) {
+            (Some(n), _) => n.clone(),
+            (None, Some(m)) => {
+                let base = Path::new(m)
+                    .file_name()
+                    .map(|b| b.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| m.clone());
+                format!("[unknown] {base}+0x{:x}", self.offset)
+            }
+            (None, None) => format!("[unknown] 0x{:x}", self.addr),
+        }
+    }
+
+    pub fn known(&self) -> bool {
+        self.name.is_some()
+    }
+
+    /// The frame as a JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("name".into(), self.text().into());
+        m.insert("addr".into(), format!("0x{:x}", self.addr).into());
+        if self.inlined {
+            m.insert("inlined".into(), true.into());
+        }
+        if let Some(md) = &self.module {
+            m.insert("module".into(), md.clone().into());
+        }
+        if self.name.is_none() && self.module.is_some() {
+            m.insert("offset".into(), format!("0x{:x}", self.offset).into());
+        }
+        if let Some(f) = &self.file {
+            m.insert("file".into(), f.clone().into());
+        }
+        if let Some(l) = self.line {
+            m.insert("line".into(), l.into());
+        }
+        serde_json::Value::Object(m)
+    }
+}
 
 /// One side of a recorded stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,6 +364,18 @@ mod tests {
             line: None,
             addr,
         }
+    }
+
+    #[test]
+    fn unknown_frames_name_the_module() {
+        let f = Frame::unknown(
+            0x7f00_0000_1234,
+            Some("/usr/lib/libfoo.so.1".into()),
+            0x1234,
+        );
+        assert_eq!(f.text(), "[unknown] libfoo.so.1+0x1234");
+        assert_eq!(Frame::unknown(0x42, None, 0).text(), "[unknown] 0x42");
+        assert!(!f.known());
     }
 
     fn stack(user: &[&str], kernel: &[&str], value: u64) -> Stack {

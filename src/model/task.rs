@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Who did something: a task's ids and name as the kernel reported them.
-
-use crate::core::abi::types;
+//! Who did something: a task's ids and name as the kernel reported them. Decoded from a
+//! kernel task header in core::pidns, which knows the ids btrace's pid namespace shows.
 
 /// Who and when, decoded from an event's task header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,22 +24,6 @@ pub struct NsIds {
     pub tid: Option<u32>,
 }
 
-impl Head {
-    /// When btrace runs in a pid namespace of its own, the header's namespace ids (0:
-    /// outside it) are the ones to print.
-    pub fn from_hdr(h: &types::task_hdr) -> Head {
-        let r = HeadRef::from_hdr(h);
-        Head {
-            ts_ns: r.ts_ns,
-            pid: r.pid,
-            tid: r.tid,
-            comm: r.comm.into_owned(),
-            ns: r.ns,
-            cgroup_id: r.cgroup_id,
-        }
-    }
-}
-
 /// [`Head`] read in place from a task header, for records printed without an allocation:
 /// the comm borrowed when it is valid UTF-8 (it nearly always is).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,30 +34,6 @@ pub struct HeadRef<'a> {
     pub comm: std::borrow::Cow<'a, str>,
     pub ns: Option<NsIds>,
     pub cgroup_id: u64,
-}
-
-impl<'a> HeadRef<'a> {
-    /// As [`Head::from_hdr`].
-    pub fn from_hdr(h: &'a types::task_hdr) -> HeadRef<'a> {
-        let in_ns = crate::core::pidns::in_child_ns();
-        let nonzero = |v: u32| (v != 0).then_some(v);
-        // SAFETY: c_char and u8 have the same size and alignment, and every bit pattern is
-        // valid for both; the slice covers exactly the comm array, borrowed from `h`.
-        let chars =
-            unsafe { std::slice::from_raw_parts(h.comm.as_ptr() as *const u8, h.comm.len()) };
-        let len = chars.iter().position(|&c| c == 0).unwrap_or(chars.len());
-        HeadRef {
-            ts_ns: h.ts_ns,
-            pid: h.pid,
-            tid: h.tid,
-            comm: String::from_utf8_lossy(&chars[..len]),
-            ns: in_ns.then(|| NsIds {
-                pid: nonzero(h.ns_pid),
-                tid: nonzero(h.ns_tid),
-            }),
-            cgroup_id: h.cgroup_id,
-        }
-    }
 }
 
 impl Head {

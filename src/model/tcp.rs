@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::core::abi::types::{tcp_family, tcp_state_nr as S};
+use crate::model::abi::types::{tcp_family, tcp_state_nr as S};
 
 /// A TCP state number as the tracepoint reports it (include/net/tcp_states.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

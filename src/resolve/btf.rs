@@ -6,6 +6,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use libbpf_rs::btf::{types, Btf, BtfKind, BtfType, HasSize, TypeId};
@@ -237,9 +238,25 @@ pub fn tracepoint_args(btf: &Btf<'_>, name: &str) -> Option<usize> {
     Some(proto.iter().count().saturating_sub(1))
 }
 
+/// A BTF file given with `--btf` (or `BTRACE_BTF`), used instead of the kernel's own for
+/// CO-RE relocations and btrace's own type lookups: for kernels without
+/// /sys/kernel/btf/vmlinux. Set once at start, once core::system::set_custom_btf has
+/// checked it.
+static CUSTOM_BTF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes `path` the BTF btrace reads instead of the kernel's (the first call wins).
+pub fn set_custom(path: PathBuf) {
+    let _ = CUSTOM_BTF.set(path);
+}
+
+/// The BTF file given by the user, if any.
+pub fn custom_btf() -> Option<&'static Path> {
+    CUSTOM_BTF.get().map(PathBuf::as_path)
+}
+
 /// The kernel's BTF (or the `--btf` file standing in for it).
 pub fn vmlinux() -> Result<Btf<'static>> {
-    match crate::core::system::custom_btf() {
+    match custom_btf() {
         Some(p) => {
             Btf::from_path(p).with_context(|| format!("reading the BTF file {}", p.display()))
         }

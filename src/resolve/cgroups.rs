@@ -9,7 +9,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::core::scope::cgroup2_mount;
+/// The cgroup v2 mount: `/sys/fs/cgroup` on a pure v2 system, `/sys/fs/cgroup/unified` on
+/// a hybrid one.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (_, dir, fs) = (w.next(), w.next()?, w.next()?);
+        (fs == "cgroup2").then(|| PathBuf::from(dir))
+    })
+}
 
 #[derive(Default)]
 pub struct CgroupNames {

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use syscalls::Sysno;
 
-use crate::core::abi::SYSCALL_OTHER;
+use crate::model::abi::SYSCALL_OTHER;
 
 /// The name of a syscall slot: `other` for the slot of numbers outside the table.
 pub fn name(nr: u32) -> String {

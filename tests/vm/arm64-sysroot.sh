@@ -23,7 +23,9 @@ if [ -z "$mirror" ] && [ -r /etc/apt/sources.list ]; then
         /etc/apt/sources.list)
 fi
 mirror=${VMTEST_MIRROR:-${mirror:-http://deb.debian.org/debian}}
-suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+suite=$(
+    # shellcheck source=/dev/null
+    . /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 
 rm -rf "$APT" "$DIR.tmp"
 mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/deb" "$DIR.tmp"

@@ -12,6 +12,8 @@ deb=${1:?usage: arm64-vmlinux.sh linux-image-VERSION-cloud-arm64.deb (apt-get do
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 dpkg-deb -x "$deb" "$tmp/x"
+# The first match of a glob over a package's files (plain names); none: empty.
+# shellcheck disable=SC2012
 image=$(ls "$tmp"/x/boot/vmlinuz-* "$tmp"/x/usr/lib/modules/*/vmlinuz 2>/dev/null | head -n1) || true
 [ -n "$image" ] || { echo "arm64-vmlinux: no vmlinuz in $deb" >&2; exit 1; }
 if gzip -t "$image" 2>/dev/null; then gzip -dc "$image" >"$tmp/Image"; else cp "$image" "$tmp/Image"; fi

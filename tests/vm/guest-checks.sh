@@ -12,11 +12,14 @@
 # After the checks of checks/*.sh comes dmesg_clean (lib.sh): no oops, BUG, stall, lockup,
 # GPF or WARNING in the kernel log since boot.
 VMTEST_DIR=/vmtest
+# The guest's copy (tests/vm/lib.sh, checked on its own).
+# shellcheck source=/dev/null
 . $VMTEST_DIR/lib.sh
 mkdir -p "$VMTEST_STATE"
 
 VMTEST_REGISTERED=""
-for f in $VMTEST_DIR/checks/*.sh; do
+for f in "$VMTEST_DIR"/checks/*.sh; do
+    # shellcheck source=/dev/null
     . "$f"
 done
 # Last of all: the kernel log since boot must be clean (lib.sh), so a check that oopses or
@@ -24,6 +27,8 @@ done
 register dmesg_clean 60
 
 only="" verbose=""
+# The kernel command line: words on one line.
+# shellcheck disable=SC2013
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         vmtest.checks=*) only=$(echo "${arg#vmtest.checks=}" | tr ',' ' ') ;;
@@ -58,6 +63,8 @@ for entry in $plan; do
     t0=$(date +%s)
     # Each check runs in its own session (setsid, no fork: we are not a group leader here),
     # so a timeout can kill the check and everything it started.
+    # The child shell expands the single-quoted script.
+    # shellcheck disable=SC2016
     VMTEST_CHECK=$name setsid sh -c '. /vmtest/lib.sh; for f in /vmtest/checks/*.sh; do . "$f"; done; cd /tmp; "$VMTEST_CHECK"' \
         </dev/null >"$out" 2>&1 &
     pid=$!

@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
 # Helpers for guest checks (busybox ash). Sourced by guest-checks.sh and by the shell
 # that runs each check. See tests/vm/README.md.
+# shellcheck shell=sh
 
+# For the checks that source this file.
+# shellcheck disable=SC2034
 BTRACE=/bin/btrace
+# shellcheck disable=SC2034
 WORKLOAD=/bin/workload
 VMTEST_STATE=/tmp/vmtest
 
@@ -104,10 +108,10 @@ dmesg_bad() {
 # dmesg_clean: run by guest-checks.sh after every other check: the whole kernel log since
 # boot must be free of DMESG_BAD lines, whichever check caused them.
 dmesg_clean() {
-    dmesg_bad >/tmp/dmesg-clean.bad || {
+    dmesg_bad "" >/tmp/dmesg-clean.bad || {
         detail "$(dmesg | wc -l) kernel log lines, none matching: $DMESG_BAD"
         exit 0
     }
-    cat /tmp/dmesg-clean.bad | head -n 150
+    head -n 150 /tmp/dmesg-clean.bad
     fail "kernel log: $(grep -c -E "$DMESG_BAD" /tmp/dmesg-clean.bad) bad lines, first: $(grep -m1 -E "$DMESG_BAD" /tmp/dmesg-clean.bad)"
 }

@@ -173,10 +173,14 @@ fetch_kernel() {
     tmp=$VMDIR/kernels/.$ver.tmp
     rm -rf "$tmp" && mkdir -p "$tmp/x"
     for deb in "$a/deb"/*.deb; do dpkg-deb -x "$deb" "$tmp/x"; done
+    # The first match of a glob over Debian package files (plain names); none: empty.
+    # shellcheck disable=SC2012
     deb=$(ls "$a/deb/${real}_"*.deb | head -n1)
     # up to 6.x: boot/vmlinuz-ABI, boot/config-ABI, boot/System.map-ABI;
     # 7.x: usr/lib/modules/ABI/vmlinuz, config, System.map
     local vmlinuz f
+    # The first match of a glob over Debian package files (plain names); none: empty.
+    # shellcheck disable=SC2012
     vmlinuz=$(ls "$tmp"/x/boot/vmlinuz-* "$tmp"/x/usr/lib/modules/*/vmlinuz 2>/dev/null | head -n1) || true
     if [ -z "$vmlinuz" ]; then
         echo "FETCH-ERROR kernel $ver: no boot/vmlinuz-* or usr/lib/modules/*/vmlinuz in $pkgs"
@@ -184,6 +188,8 @@ fetch_kernel() {
     fi
     cp "$vmlinuz" "$tmp/vmlinuz"
     for f in config System.map; do
+        # The first match of a glob over Debian package files (plain names); none: empty.
+        # shellcheck disable=SC2012
         cp "$(ls "$tmp"/x/boot/$f-* "$tmp"/x/usr/lib/modules/*/$f 2>/dev/null | head -n1)" "$tmp/$f" 2>/dev/null || true
     done
     echo "$real $(dpkg-deb -f "$deb" Version) ($suite)" >"$tmp/package"
@@ -194,7 +200,8 @@ fetch_kernel() {
     mkdir -p "$tmp/mods"
     ko=$(find "$tmp/x" -path '*/kernel/drivers/block/loop.ko*' | head -n1)
     if [ -n "$ko" ]; then
-        rel=$(echo "$ko" | sed 's|.*/modules/\([^/]*\)/kernel/.*|\1|')
+        rel=${ko##*/modules/}
+        rel=${rel%%/kernel/*}
         mkdir -p "$tmp/mods/lib/modules/$rel"
         case "$ko" in
             *.xz) xz -dc "$ko" >"$tmp/mods/lib/modules/$rel/loop.ko" ;;
@@ -397,6 +404,8 @@ for v in "${KERNELS[@]}"; do
     done <"$log"
     if [ -n "$started" ]; then RES[$v,$started]=HUNG; fi
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        # The quotes around $started are text (inside double quotes).
+        # shellcheck disable=SC2016
         PROBLEMS+=("$v: guest timed out after ${TIMEOUT}s${started:+ during check '$started'}; log: $log")
     elif [ -z "$done_seen" ]; then
         if grep -q 'Kernel panic' "$log"; then
@@ -412,9 +421,9 @@ FAILED=0
 TABLE=$VMDIR/logs/table.txt
 exec 3>&1 >"$TABLE"
 w=10
-for c in "${CHECKS[@]}"; do [ ${#c} -gt $w ] && w=${#c}; done
+for c in "${CHECKS[@]}"; do [ "${#c}" -gt "$w" ] && w=${#c}; done
 cw=8
-for v in "${KERNELS[@]}"; do k=${KREL[$v]:-?}; [ ${#k} -gt $cw ] && cw=${#k}; done
+for v in "${KERNELS[@]}"; do k=${KREL[$v]:-?}; [ "${#k}" -gt "$cw" ] && cw=${#k}; done
 echo
 printf "%-${w}s" "check"
 for v in "${KERNELS[@]}"; do printf "  %-${cw}s" "$v"; done

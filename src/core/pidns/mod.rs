@@ -13,6 +13,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::Iter;
 
 use crate::core::skel::Loaded;
+use crate::model::abi::types::task_hdr;
+use crate::model::task::{Head, HeadRef, NsIds};
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod skel {
@@ -51,6 +53,48 @@ pub fn own_ns_dev_ino() -> Option<(u64, u64)> {
 pub fn in_child_ns() -> bool {
     static IN_CHILD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *IN_CHILD.get_or_init(|| own_ns_inum().is_some_and(|i| i != INIT_PID_NS))
+}
+
+// A task header decoded: which ids to print depends on btrace's pid namespace, so the
+// decoding lives here rather than beside the types (the model imports nothing above it).
+impl Head {
+    /// When btrace runs in a pid namespace of its own, the header's namespace ids (0:
+    /// outside it) are the ones to print.
+    pub fn from_hdr(h: &task_hdr) -> Head {
+        let r = HeadRef::from_hdr(h);
+        Head {
+            ts_ns: r.ts_ns,
+            pid: r.pid,
+            tid: r.tid,
+            comm: r.comm.into_owned(),
+            ns: r.ns,
+            cgroup_id: r.cgroup_id,
+        }
+    }
+}
+
+impl<'a> HeadRef<'a> {
+    /// As [`Head::from_hdr`].
+    pub fn from_hdr(h: &'a task_hdr) -> HeadRef<'a> {
+        let in_ns = in_child_ns();
+        let nonzero = |v: u32| (v != 0).then_some(v);
+        // SAFETY: c_char and u8 have the same size and alignment, and every bit pattern is
+        // valid for both; the slice covers exactly the comm array, borrowed from `h`.
+        let chars =
+            unsafe { std::slice::from_raw_parts(h.comm.as_ptr() as *const u8, h.comm.len()) };
+        let len = chars.iter().position(|&c| c == 0).unwrap_or(chars.len());
+        HeadRef {
+            ts_ns: h.ts_ns,
+            pid: h.pid,
+            tid: h.tid,
+            comm: String::from_utf8_lossy(&chars[..len]),
+            ns: in_ns.then(|| NsIds {
+                pid: nonzero(h.ns_pid),
+                tid: nonzero(h.ns_tid),
+            }),
+            cgroup_id: h.cgroup_id,
+        }
+    }
 }
 
 /// One task's ids, host and namespace.

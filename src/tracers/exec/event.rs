@@ -163,7 +163,7 @@ impl ExecEvent {
         Value::Object(rec)
     }
 
-    /// [`to_json`](Self::to_json) written straight into `out` (the same bytes), without
+    /// `to_json` (the tests' reference) written straight into `out` (same bytes), without
     /// building a JSON tree or copying the argument lists.
     pub fn write_json(
         &self,

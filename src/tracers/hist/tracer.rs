@@ -89,8 +89,8 @@ impl fmt::Display for Way {
 
 /// Ways to try, cheapest first. An explicit --max-threads asks for the bounded store.
 /// Where this kernel may skip tp_btf and raw_tp programs on the syscall tracepoints
-/// ([`features::syscall_hooks_skip_runs`]), the classic tracepoint way, exact there, goes
-/// first.
+/// ([`syscall_hooks_skip_runs`](crate::core::features::syscall_hooks_skip_runs)), the
+/// classic tracepoint way, exact there, goes first.
 pub fn ways(bounded: bool) -> Vec<Way> {
     let mut v = Vec::new();
     let exact_first = crate::core::features::syscall_hooks_skip_runs().is_some();

@@ -140,7 +140,7 @@ impl OpenEvent {
         Value::Object(rec)
     }
 
-    /// [`to_json`](Self::to_json) written straight into `out` (the same bytes), without
+    /// `to_json` (the tests' reference) written straight into `out` (same bytes), without
     /// building a JSON tree: opens come by the hundred thousand a second on a busy host.
     pub fn write_json(&self, heads: &mut Heads, out: &mut Vec<u8>, marks: &mut JsonMarks) {
         heads.write_json_as(&self.head.view(), "open", out);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The leaf module of the CPU profiler: its generated skeleton (shared types: struct
-//! stack_key and the process events come from src/core/abi.rs).
+//! stack_key and the process events come from src/model/abi.rs).
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod generated {

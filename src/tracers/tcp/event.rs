@@ -176,7 +176,7 @@ impl TcpEvent {
         Value::Object(m)
     }
 
-    /// [`to_json`](Self::to_json), or [`to_life_json`](Self::to_life_json) when `life`,
+    /// `to_json`, or `to_life_json` when `life` (the tests' references),
     /// written straight into `out` (the same bytes) without building a JSON tree.
     pub fn write_json(&self, life: bool, out: &mut Vec<u8>) {
         use std::io::Write;

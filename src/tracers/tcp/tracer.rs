@@ -266,7 +266,7 @@ pub fn stats_by_cgroup(tcp: &Tcp) -> Result<Vec<(u64, TcpStats)>> {
 }
 
 /// Opens and loads the programs of one way and sets the filter, without attaching: the
-/// first transition the tracer sees after [`attach`] is already filtered.
+/// first transition the tracer sees after [`attach()`] is already filtered.
 pub fn open_load(
     way: Way,
     opts: &TcpOptions,

@@ -142,7 +142,7 @@ fn attach_one(
 }
 
 /// Opens, configures, loads and attaches, each way of [`HOOKS`] in turn; the error of the
-/// last says what is missing (see [`explain`]). USDT probes are attached by libbpf, which
+/// last says what is missing (see `explain`). USDT probes are attached by libbpf, which
 /// uses uprobe_multi links where the kernel has them.
 pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Links, Hook)> {
     if let Probe::Usdt { .. } = probe {

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # Basic checks: the static binary starts on this kernel, needing no library at all.
 
 btrace_runs() {
@@ -20,6 +21,8 @@ btrace_no_libs() {
     cp /bin/btrace /bin/workload $r/ || fail "cannot copy btrace and workload into $r"
     mount -o rbind /proc $r/proc && mount -o rbind /sys $r/sys && mount -o rbind /dev $r/dev ||
         fail "cannot bind /proc, /sys, /dev into $r"
+    # Names btrace_no_libs made itself, listed as they are.
+    # shellcheck disable=SC2010,SC2143
     [ -z "$(ls $r | grep -v -x -E 'btrace|workload|proc|sys|dev|tmp')" ] || fail "more in $r than wanted: $(ls $r)"
     run /tmp/nolibs.json /tmp/nolibs.err chroot $r /btrace hist --json --syscalls getppid,read \
         -c "/workload syscalls 1000 300"

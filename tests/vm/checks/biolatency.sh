@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace biolatency on every kernel: a loop device over a file in /tmp (tmpfs), 100 O_DIRECT
 # writes and 100 reads of 4 KiB: exactly 100 requests of each, on that disk, through
 # tp_btf and raw_tp. The loop module comes from the kernel's package (run.sh appends it

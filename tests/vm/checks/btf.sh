@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # A kernel without BTF must give one clear error: hide /sys/kernel/btf behind an empty tmpfs.
 
 no_btf_error() {

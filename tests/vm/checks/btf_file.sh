@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # A kernel whose BTF is not in /sys/kernel/btf (hidden here under a tmpfs): btrace refuses
 # in one line naming --btf; given the kernel's BTF as a file, hist and tracepoint count
 # exactly again and kprobe types its arguments from the file.

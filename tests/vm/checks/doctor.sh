@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace doctor: its facts against what this kernel is.
 
 # doctor_facts: what doctor says against what this kernel is.

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace exec on every kernel: the exact execs of a command (one failing, one argument
 # list longer than kept, one over-long argument, one exec from a second thread); --fails.
 

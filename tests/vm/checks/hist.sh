@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace hist: exact per-syscall counts for a child command (same expectations as the host
 # tests), through the hook the kernel gets by default and through every fallback hook.
 
@@ -17,6 +18,7 @@ hist_noise() {
 }
 
 hist_counts_via() { # $1: extra flags; $2: label; $3: "exact" to allow no skipped runs
+    # shellcheck disable=SC2086 # $1: flags, split into words on purpose (none when empty)
     run /tmp/hist.json /tmp/hist.err "$BTRACE" hist --json $1 -c "$WORKLOAD syscalls 1000 500" ||
         fail "[$2] btrace hist exited $?: $(head -n1 /tmp/hist.err)"
     g=$(json_get /tmp/hist.json '"syscall":"getppid"' total)

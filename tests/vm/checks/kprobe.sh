@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace kprobe on real kernels (kprobes and fentry exist only here): every mode, --ret,
 # and the clear error for an unknown function.
 
@@ -11,8 +12,9 @@ kprobe_exact() {
     dir=/tmp/kp-$mode$ret
     rm -rf "$dir" && mkdir -p "$dir"
     out=/tmp/kp-$mode$ret.json
-    run "$out" /tmp/kp-$mode$ret.err "$BTRACE" kprobe --json --hook "$mode" $ret -c "$WORKLOAD open $dir $k" ||
-        fail "btrace kprobe --hook $mode $ret exited $?: $(head -n1 /tmp/kp-$mode$ret.err)"
+    # shellcheck disable=SC2086 # $ret: a flag or none (no word when empty)
+    run "$out" "/tmp/kp-$mode$ret.err" "$BTRACE" kprobe --json --hook "$mode" $ret -c "$WORKLOAD open $dir $k" ||
+        fail "btrace kprobe --hook $mode $ret exited $?: $(head -n1 "/tmp/kp-$mode$ret.err")"
     n=$(grep -c '"type":"event"' "$out")
     [ "$n" = "$k" ] || fail "--mode $mode $ret: $n events, want $k"
     grep -q '"type":"summary"' "$out" || fail "no summary"
@@ -159,7 +161,7 @@ kprobe_void_and_pointer_ret() {
     # 7.x kernels; alloc_empty_file everywhere.
     pf=$(kallsyms_pick "do_filp_open|alloc_empty_file") || fail "no do_filp_open or alloc_empty_file in kallsyms"
     dir=/tmp/kpp && rm -rf $dir && mkdir -p $dir
-    run /tmp/kpp.txt /tmp/kpp.err "$BTRACE" kprobe $pf --ret -c "$WORKLOAD open $dir 2" ||
+    run /tmp/kpp.txt /tmp/kpp.err "$BTRACE" kprobe "$pf" --ret -c "$WORKLOAD open $dir 2" ||
         fail "$pf: exited $?: $(head -n1 /tmp/kpp.err)"
     n=$(grep " $pf " /tmp/kpp.txt | grep -c ' ret=0x[0-9a-f]* lat=')
     [ "$n" -ge 2 ] || fail "$pf: $n lines with a bare hex ret, want >= 2"
@@ -253,15 +255,17 @@ register kprobe_count_exact 120
 # A glob beyond --max-probes: one line saying how many functions matched and how to narrow;
 # a glob without --count: one line.
 kprobe_count_max_probes() {
-    run /tmp/kcm.out /tmp/kcm.err "$BTRACE" kprobe 'tcp_*' --count --max-probes 3 -d 1
-    [ $? != 0 ] || fail "exit 0 beyond --max-probes"
+    if run /tmp/kcm.out /tmp/kcm.err "$BTRACE" kprobe 'tcp_*' --count --max-probes 3 -d 1; then
+        fail "exit 0 beyond --max-probes"
+    fi
     [ "$(grep -c . /tmp/kcm.err)" = 1 ] || fail "want one stderr line"
     grep -q "'tcp_\*' matches [0-9]* functions of the kernel: at most 3 are probed at once (--max-probes 3); narrow the pattern" /tmp/kcm.err ||
         fail "unclear: $(head -n1 /tmp/kcm.err)"
     m=$(sed -n 's/.* matches \([0-9]*\) functions.*/\1/p' /tmp/kcm.err)
     [ "$m" -gt 3 ] || fail "matched $m, want more than 3"
-    run /tmp/kcm.out /tmp/kcm.err "$BTRACE" kprobe 'tcp_*' -d 1
-    [ $? != 0 ] || fail "exit 0 for a glob without --count"
+    if run /tmp/kcm.out /tmp/kcm.err "$BTRACE" kprobe 'tcp_*' -d 1; then
+        fail "exit 0 for a glob without --count"
+    fi
     grep -q "a glob needs --count" /tmp/kcm.err || fail "unclear: $(head -n1 /tmp/kcm.err)"
     detail "$(head -c 120 /tmp/kcm.err 2>/dev/null); tcp_* = $m functions"
 }

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace open on every kernel: K files made through open, openat, openat2 and creat, J
 # failed opens (ENOENT); --fails; --path-prefix; both hooks.
 

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace runqlat on every kernel: a child named "wakee" sleeps 1 ms 60 times: exactly 60
 # wake-ups counted as they happen (woken), and 60 waits after a wake-up less the rare sleep
 # that never blocked, through the default hook and raw_tp.
@@ -6,6 +7,7 @@
 runqlat_wakeups() {
     ways=""
     for hook in "" "--hook raw_tp"; do
+        # shellcheck disable=SC2086 # $hook: flags, split into words on purpose (none when empty)
         run /tmp/rq.json /tmp/rq.err "$BTRACE" runqlat --json --per-process --comm wakee $hook \
             -c "$WORKLOAD wakeups 60" ||
             fail "[${hook:-auto}] btrace runqlat exited $?: $(head -n1 /tmp/rq.err)"

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # Scope on every kernel of the matrix: a command's whole process tree (-c), one process
 # (--no-children), a cgroup v2 and its child cgroup (--cgroup), and -c inside a pid
 # namespace of its own. The same expectations as tests/scope.rs on the host.

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace serve on every kernel: two exporters (syscalls scoped to the workload's name;
 # tcp on one port) scraped with busybox wget; exact counts in the text format, the
 # OpenMetrics body, and a clean exit on SIGTERM.
@@ -21,6 +22,7 @@ serve_value() {
 
 # A failed check must not leave exporters running into the next checks.
 serve_fail() {
+    # shellcheck disable=SC2086 # pids, either one perhaps not started yet (no word then)
     kill -9 $p1 $p2 2>/dev/null
     fail "$@"
 }

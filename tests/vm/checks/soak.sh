@@ -1,4 +1,5 @@
 # Kprobe soak: dozens of attach/detach cycles of `btrace kprobe` (kernel live patching:
+# shellcheck shell=sh
 # kprobe int3s, fentry trampolines) over hot and tricky kernel functions, kprobe and
 # fentry, with and without --ret, while a background workload keeps those functions busy
 # on both vCPUs; then the kernel log must be clean.
@@ -60,6 +61,7 @@ soak_cycle() {
     f=$1 mode=$2 ret=$3
     progress "$f --hook $mode $ret"
     c0=$(cut -d' ' -f1 /proc/uptime)
+    # shellcheck disable=SC2086 # $ret: a flag or none (no word when empty)
     "$BTRACE" kprobe "$f" -d 0.3 --hook "$mode" $ret --json >/tmp/soak.json 2>/tmp/soak.err
     rc=$?
     c1=$(cut -d' ' -f1 /proc/uptime)

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # Stacks on real kernels: `profile` (cpu-clock samples by stack), `offcpu` (sched_switch
 # blocked time by stack) with the stack workload (/bin/stackload, frame pointers, debug
 # info), `kprobe --stack` (kernel stack holding the caller, user stack the workload's
@@ -57,8 +58,8 @@ stacks_kprobe_hook() {
     dir=/tmp/kps-$hook
     rm -rf "$dir" && mkdir -p "$dir"
     out=/tmp/kps-$hook.json
-    run "$out" /tmp/kps-$hook.err "$BTRACE" kprobe do_sys_openat2 --hook "$hook" --stack --json -c "$STACKLOAD open $dir 3 300" ||
-        fail "btrace kprobe --hook $hook --stack exited $?: $(head -n1 /tmp/kps-$hook.err)"
+    run "$out" "/tmp/kps-$hook.err" "$BTRACE" kprobe do_sys_openat2 --hook "$hook" --stack --json -c "$STACKLOAD open $dir 3 300" ||
+        fail "btrace kprobe --hook $hook --stack exited $?: $(head -n1 "/tmp/kps-$hook.err")"
     mine=$(grep '"type":"event"' "$out" | grep "\"filename\":\"$dir/stackload-")
     n=$(echo "$mine" | grep -c .)
     [ "$n" = 3 ] || fail "$n events for the workload's files, want 3"

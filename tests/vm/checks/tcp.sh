@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace tcp on the guest's loopback: one connection held 300 ms with known bytes each
 # way (same expectations as the host tests), once with the hook btrace picks and once
 # forced onto each hook, so tp_btf and the classic tracepoint are both tried on every

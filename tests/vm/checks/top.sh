@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace top (JSON snapshots): exact syscall totals across snapshots, and run-queue
 # latency samples from the runq tracer, whose task-state read is the CO-RE flavour case
 # (task_struct.state before 5.14, __state after).

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace tracepoint: exact openat events with filenames read from user memory.
 
 tracepoint_exact() {

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace uprobe / usdt, and the --hist latency histogram of uprobe and kprobe: exact calls
 # of target/ufuncs (tests/workload/ufuncs.c) and of getppid, as the host tests expect.
 

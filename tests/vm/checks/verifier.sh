@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
+# shellcheck shell=sh
 # btrace verifier: every wrong program rejected, every fixed variant loaded, on this kernel.
 
 verifier_cases() {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Never loaded: compiled only so that the types every tracer shares with user space
- * (include/abi.h) reach a skeleton's BTF, from which src/core/abi.rs takes them. */
+ * (include/abi.h) reach a skeleton's BTF, from which src/model/abi.rs takes them. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>

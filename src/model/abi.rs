@@ -2,6 +2,8 @@
 //! The types and constants every tracer shares with user space (src/bpf/include/abi.h),
 //! taken from the BTF of a skeleton compiled for that purpose (abi.bpf.c), never copied.
 //! A tracer's own types come from its own skeleton.
+//! It sits in the model layer, the lowest: what the kernel's numbers are is read by every
+//! layer above (histograms and TCP states here, syscall tables in resolve, core, tracers).
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod skel {

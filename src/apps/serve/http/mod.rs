@@ -24,12 +24,15 @@
 //! request with a body 413; a head not complete by its deadline 408; missing or wrong
 //! credentials when `basic_auth_users` is configured 401.
 
-use std::io::{ErrorKind, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+mod conn;
+mod message;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,6 +41,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::exposition::Format;
 use super::webconfig::{BasicAuth, WebConfig};
+
+use conn::{abort, Conn, Stage};
+use message::{error_response, response_head, INDEX};
+pub use message::{parse, response, Parsed};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -107,154 +114,6 @@ impl Waker {
         let _ = (&*self.0).write(&[1]);
     }
 }
-
-/// What a complete (or early-failed) request head asks for.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// A GET of this path (query string removed), with its `Accept` and `Authorization`
-    /// headers.
-    Get {
-        path: String,
-        accept: Option<String>,
-        authorization: Option<String>,
-    },
-    /// An error status to answer with.
-    Error(u16),
-    /// Not complete yet.
-    Partial,
-}
-
-/// Parses what arrived of a request head. A bad request line is answered as soon as it
-/// is complete; headers once the head is. Lines end with CRLF or a bare LF (RFC 9112
-/// 2.2 lets a server take a bare LF as a line end, and clients typed by hand send them).
-pub fn parse(buf: &[u8], max_head: usize) -> Parsed {
-    let too_long = || {
-        if buf.len() > max_head {
-            Parsed::Error(431)
-        } else {
-            Parsed::Partial
-        }
-    };
-    let Some(line_end) = buf.iter().position(|&b| b == b'\n') else {
-        return too_long();
-    };
-    let Ok(line) = std::str::from_utf8(&buf[..line_end]) else {
-        return Parsed::Error(400);
-    };
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return Parsed::Error(400);
-    };
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphabetic());
-    if !token(method)
-        || !target.starts_with('/')
-        || target.bytes().any(|b| b.is_ascii_control())
-        || !(version == "HTTP/1.1" || version == "HTTP/1.0")
-    {
-        return Parsed::Error(400);
-    }
-    // The head ends at the first empty line after the request line.
-    let mut headers = Vec::new();
-    let mut at = line_end + 1;
-    let head_end = loop {
-        let Some(n) = buf[at..].iter().position(|&b| b == b'\n') else {
-            return too_long();
-        };
-        let h = &buf[at..at + n];
-        let h = h.strip_suffix(b"\r").unwrap_or(h);
-        at += n + 1;
-        if h.is_empty() {
-            break at;
-        }
-        headers.push(h);
-    };
-    if head_end > max_head {
-        return Parsed::Error(431);
-    }
-    let mut accept = None;
-    let mut authorization = None;
-    for h in headers {
-        let Ok(h) = std::str::from_utf8(h) else {
-            return Parsed::Error(400);
-        };
-        let Some((name, value)) = h.split_once(':') else {
-            return Parsed::Error(400);
-        };
-        if name.is_empty() || name.bytes().any(|b| b <= b' ' || b >= 0x7f) {
-            return Parsed::Error(400);
-        }
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            match value.parse::<u64>() {
-                Ok(0) => {}
-                Ok(_) => return Parsed::Error(413),
-                Err(_) => return Parsed::Error(400),
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Error(413);
-        } else if name.eq_ignore_ascii_case("accept") {
-            accept = Some(value.to_string());
-        } else if name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(value.to_string());
-        }
-    }
-    if method != "GET" {
-        return Parsed::Error(405);
-    }
-    let path = target.split('?').next().unwrap_or("/").to_string();
-    Parsed::Get {
-        path,
-        accept,
-        authorization,
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// A whole response.
-pub fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let mut bytes = response_head(status, content_type, body.len());
-    bytes.extend_from_slice(body);
-    bytes
-}
-
-/// The status line and headers of a response whose body is `len` bytes.
-fn response_head(status: u16, content_type: &str, len: usize) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reason(status),
-        len
-    );
-    if status == 405 {
-        out.push_str("Allow: GET\r\n");
-    }
-    if status == 401 {
-        out.push_str("WWW-Authenticate: Basic realm=\"btrace\", charset=\"UTF-8\"\r\n");
-    }
-    out.push_str("\r\n");
-    out.into_bytes()
-}
-
-fn error_response(status: u16) -> Vec<u8> {
-    let body = format!("{status} {}\n", reason(status));
-    response(status, "text/plain; charset=utf-8", body.as_bytes())
-}
-
-const INDEX: &str = "<html><head><title>btrace</title></head><body><h1>btrace serve</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
 
 /// The running server: the serving thread and the bcrypt checker.
 pub struct Server {
@@ -335,209 +194,6 @@ struct AuthCheck {
     authorization: Option<String>,
     reply: SyncSender<bool>,
     waker: Waker,
-}
-
-/// Where a connection is.
-enum Stage {
-    /// Reading the request head (and, over TLS, the handshake).
-    Head(Vec<u8>),
-    /// Waiting for the credentials' check.
-    Auth {
-        verdict: Receiver<bool>,
-        path: String,
-        format: Format,
-    },
-    /// Waiting for the body from the tracers' owner.
-    Render {
-        body: Receiver<Vec<u8>>,
-        format: Format,
-    },
-    /// Writing the response: `sent` bytes of `head` then `body` gone; over TLS, then the
-    /// close_notify alert.
-    Write {
-        head: Vec<u8>,
-        body: Vec<u8>,
-        sent: usize,
-        closing: bool,
-    },
-    /// Response written, write side shut: reading and throwing away until the client
-    /// closes.
-    Linger(usize),
-}
-
-struct Conn {
-    stream: TcpStream,
-    tls: Option<Box<rustls::ServerConnection>>,
-    stage: Stage,
-    /// When the stage must be over.
-    deadline: Instant,
-    /// When the connection was accepted (the oldest is pushed out first).
-    born: Instant,
-}
-
-impl Conn {
-    /// Reads what arrived into `buf` (plaintext, past TLS), `max` bytes at most; true at
-    /// the end of the client's stream.
-    fn receive(&mut self, buf: &mut Vec<u8>, max: usize) -> std::io::Result<bool> {
-        let mut chunk = [0u8; 4096];
-        let Some(tls) = self.tls.as_mut() else {
-            while buf.len() <= max {
-                match self.stream.read(&mut chunk) {
-                    Ok(0) => return Ok(true),
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(false);
-        };
-        let mut eof = false;
-        while buf.len() <= max && !eof {
-            match tls.read_tls(&mut self.stream) {
-                Ok(0) => eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            if let Err(e) = tls.process_new_packets() {
-                // The alert saying why, best effort.
-                let _ = tls.write_tls(&mut self.stream);
-                return Err(std::io::Error::new(ErrorKind::InvalidData, e));
-            }
-            loop {
-                match tls.reader().read(&mut chunk) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        self.flush_tls()?;
-        Ok(eof)
-    }
-
-    /// Writes what TLS has ready (handshake messages, records); true when all of it went.
-    fn flush_tls(&mut self) -> std::io::Result<bool> {
-        let Some(tls) = self.tls.as_mut() else {
-            return Ok(true);
-        };
-        while tls.wants_write() {
-            match tls.write_tls(&mut self.stream) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
-
-    /// Writes as much of the response as the socket takes; true when all of it went.
-    fn send(&mut self) -> std::io::Result<bool> {
-        let Stage::Write {
-            head,
-            body,
-            sent,
-            closing,
-        } = &mut self.stage
-        else {
-            return Ok(true);
-        };
-        let total = head.len() + body.len();
-        let rest = |sent: usize| -> [&[u8]; 2] {
-            if sent < head.len() {
-                [&head[sent..], &body[..]]
-            } else {
-                [&[], &body[sent - head.len()..]]
-            }
-        };
-        let Some(tls) = self.tls.as_mut() else {
-            while *sent < total {
-                let [a, b] = rest(*sent);
-                match self
-                    .stream
-                    .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
-                {
-                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                    Ok(n) => *sent += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(true);
-        };
-        loop {
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if *sent < total {
-                // Records are sealed as plaintext is handed over, a buffer's worth at a
-                // time, so a large body is never copied whole into TLS's buffers.
-                let [a, b] = rest(*sent);
-                let piece = if a.is_empty() { b } else { a };
-                let n = tls.writer().write(&piece[..piece.len().min(64 << 10)])?;
-                if n == 0 {
-                    return Err(ErrorKind::WriteZero.into());
-                }
-                *sent += n;
-            } else if !*closing {
-                tls.send_close_notify();
-                *closing = true;
-            } else {
-                return Ok(true);
-            }
-        }
-    }
-
-    /// What the connection waits for in poll, None when it waits on no socket.
-    fn interest(&self) -> Option<PollFlags> {
-        match self.stage {
-            Stage::Head(_) => Some(if self.tls.as_ref().is_some_and(|t| t.wants_write()) {
-                PollFlags::POLLIN | PollFlags::POLLOUT
-            } else {
-                PollFlags::POLLIN
-            }),
-            Stage::Auth { .. } | Stage::Render { .. } => None,
-            Stage::Write { .. } => Some(PollFlags::POLLOUT),
-            Stage::Linger(_) => Some(PollFlags::POLLIN),
-        }
-    }
-
-    /// Waiting for a request head or closing: what a full server pushes out.
-    fn evictable(&self) -> bool {
-        matches!(self.stage, Stage::Head(_) | Stage::Linger(_))
-    }
-}
-
-/// Makes the coming close send a reset and drop what is unsent (SO_LINGER of 0).
-fn abort(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the descriptor is the open socket `stream` owns; the option's value is a
-    // `linger` of the size passed.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 /// The serving thread's state.
@@ -895,57 +551,5 @@ impl Serving {
             // A new stage: try its work at once.
             ready = true;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> Parsed {
-        parse(s.as_bytes(), 8192)
-    }
-
-    #[test]
-    fn requests() {
-        assert_eq!(
-            p("GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: text/plain\r\n\r\n"),
-            Parsed::Get {
-                path: "/metrics".into(),
-                accept: Some("text/plain".into()),
-                authorization: None
-            }
-        );
-        assert_eq!(p("GET /metrics HTTP/1.1\r\nHost: a"), Parsed::Partial);
-        assert_eq!(p("\x16\x03\x01garbage\r\n"), Parsed::Error(400));
-        assert_eq!(p("hello\r\n\r\n"), Parsed::Error(400));
-        assert_eq!(p("GET metrics HTTP/1.1\r\n\r\n"), Parsed::Error(400));
-        assert_eq!(p("GET / HTTP/1.1\r\nno colon\r\n\r\n"), Parsed::Error(400));
-        assert_eq!(p("POST /metrics HTTP/1.1\r\n\r\n"), Parsed::Error(405));
-        assert_eq!(
-            p("GET / HTTP/1.0\r\n\r\n"),
-            Parsed::Get {
-                path: "/".into(),
-                accept: None,
-                authorization: None
-            }
-        );
-        // Bare LF line ends are taken as CRLF.
-        assert_eq!(
-            p("GET /metrics HTTP/1.1\nHost: a\nAuthorization: Basic eDp5\n\n"),
-            Parsed::Get {
-                path: "/metrics".into(),
-                accept: None,
-                authorization: Some("Basic eDp5".into())
-            }
-        );
-        assert_eq!(p("GET /metrics HTTP/1.1\nHost: a\n"), Parsed::Partial);
-        assert_eq!(
-            p("GET /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
-            Parsed::Error(413)
-        );
-        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
-        assert_eq!(p(&big), Parsed::Error(431));
-        assert_eq!(parse(&[b'a'; 9000], 8192), Parsed::Error(431));
     }
 }
