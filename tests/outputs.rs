@@ -191,17 +191,11 @@ fn a_fifo_with_a_reader_is_written_and_sigint_ends_the_run() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    // cat opens its end first: retried until it has (ENXIO until then).
+    // btrace starts once cat waits in its open of the FIFO: a reader waiting there
+    // counts, and without one btrace refuses the FIFO (ENXIO).
+    wait_in_open(reader.id());
     let f = s(&fifo);
-    let mut run = None;
-    for _ in 0..100 {
-        let mut r = Running::start(&["exec", "--json", "-o", &f]);
-        if r.child.wait_timeout_ms(100).is_none() {
-            run = Some(r);
-            break;
-        }
-    }
-    let mut run = run.expect("btrace never started writing to the FIFO");
+    let mut run = Running::start(&["exec", "--json", "-o", &f]);
     run.wait_attached();
     run.signal(libc::SIGINT);
     let t0 = std::time::Instant::now();
@@ -214,22 +208,16 @@ fn a_fifo_with_a_reader_is_written_and_sigint_ends_the_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-trait WaitTimeout {
-    /// The exit status if the child ends within `ms` milliseconds.
-    fn wait_timeout_ms(&mut self, ms: u64) -> Option<std::process::ExitStatus>;
-}
-
-impl WaitTimeout for std::process::Child {
-    fn wait_timeout_ms(&mut self, ms: u64) -> Option<std::process::ExitStatus> {
-        let t0 = std::time::Instant::now();
-        while t0.elapsed() < Duration::from_millis(ms) {
-            if let Some(s) = self.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+/// Waits until process `pid` is in openat(2) (its blocking open of a FIFO).
+fn wait_in_open(pid: u32) {
+    for _ in 0..1000 {
+        let now = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        if now.split(' ').next() == Some(&libc::SYS_openat.to_string()) {
+            return;
         }
-        None
+        std::thread::sleep(Duration::from_millis(10));
     }
+    panic!("process {pid} never opened the FIFO");
 }
 
 /// A FIFO whose reader has it open but stops reading: once the pipe is full, btrace
@@ -241,26 +229,27 @@ fn a_fifo_whose_reader_stops_reading_does_not_hold_ctrl_c() {
     let dir = tmpdir("stalled");
     let fifo = dir.join("fifo");
     mkfifo(&fifo);
-    // Opens its end and never reads.
+    // Opens its end (non-blocking: a FIFO's read end opens at once that way), says so,
+    // and never reads. btrace starts only then: a FIFO without a reader is refused.
     let mut reader = Command::new("python3")
         .args([
             "-c",
-            "import os, sys, time; f = os.open(sys.argv[1], os.O_RDONLY); time.sleep(60)",
+            "import os, sys, time; f = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK); print('ready', flush=True); time.sleep(60)",
         ])
         .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
     let f = s(&fifo);
-    let mut run = None;
-    for _ in 0..100 {
-        // Every syscall of the machine, as text: the 64 KiB pipe fills within moments.
-        let mut r = Running::start(&["tracepoint", "raw_syscalls:sys_enter", "-o", &f]);
-        if r.child.wait_timeout_ms(100).is_none() {
-            run = Some(r);
-            break;
-        }
-    }
-    let mut run = run.expect("btrace never started writing to the FIFO");
+    // Every syscall of the machine, as text: the 64 KiB pipe fills within moments.
+    let mut run = Running::start(&["tracepoint", "raw_syscalls:sys_enter", "-o", &f]);
     let ids = run.wait_attached();
     std::thread::sleep(Duration::from_secs(1));
     run.signal(libc::SIGINT);

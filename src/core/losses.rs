@@ -19,28 +19,34 @@ pub struct Losses {
     pub map_full: u64,
     /// Exits (returns) seen without their recorded entry.
     pub no_entry: u64,
-    /// Runs of the tracer's programs the kernel skipped because the same program was
-    /// already running on that CPU (bpf_prog_info's recursion_misses, Linux 5.12+): a
-    /// program preempted inside a hook that allows it (7.x's syscall tracepoints), or a
-    /// hook hit again from inside the program. Each is an event or an entry not seen.
+    /// Hook hits the tracer's programs were not given: runs the kernel skipped because
+    /// the same program was already running on that CPU (bpf_prog_info's
+    /// recursion_misses, Linux 5.12+: a program preempted inside a hook that allows it,
+    /// as 7.x's syscall tracepoints do, or a hook hit again from inside the program), and
+    /// hits the programs found missing afterwards (LOSS_UNSEEN: offcpu's block whose
+    /// wakeup and switch back in were both never seen). Each is an event not seen.
     pub missed: u64,
+    /// The part of `missed` the programs counted themselves (LOSS_UNSEEN).
+    pub(crate) unseen: u64,
 }
 
 impl Losses {
     /// Reads a tracer's `losses` map.
     pub fn read(map: &dyn MapCore) -> Result<Losses> {
         let sum = |k: loss_kind| percpu::values::<u64>(map, k.0).map(|v| v.iter().sum::<u64>());
+        let unseen = sum(loss_kind::LOSS_UNSEEN)?;
         Ok(Losses {
             ringbuf: sum(loss_kind::LOSS_RINGBUF)?,
             map_full: sum(loss_kind::LOSS_MAP_FULL)?,
             no_entry: sum(loss_kind::LOSS_NO_ENTRY)?,
-            missed: 0,
+            missed: unseen,
+            unseen,
         })
     }
 
     /// These counters with the kernel's skipped runs of `obj`'s loaded programs added.
     pub fn with_missed(mut self, obj: &libbpf_rs::Object) -> Result<Losses> {
-        self.missed = 0;
+        self.missed = self.unseen;
         for fd in crate::core::attach::loaded_programs(obj) {
             self.missed += crate::core::runstats::prog_run_time(fd)?.recursion_misses;
         }
@@ -52,6 +58,7 @@ impl Losses {
         self.map_full += o.map_full;
         self.no_entry += o.no_entry;
         self.missed += o.missed;
+        self.unseen += o.unseen;
     }
 
     pub fn total(&self) -> u64 {
@@ -71,10 +78,16 @@ impl Losses {
             "Lost: {} events (ring buffer full), {} records (store full), {} exits without a recorded entry (begun before tracing, or dropped)",
             self.ringbuf, self.map_full, self.no_entry
         );
-        if self.missed > 0 {
+        let skipped = self.missed.saturating_sub(self.unseen);
+        if skipped > 0 {
             s += &format!(
-                ", {} program runs the kernel skipped (the program was already running on that CPU)",
-                self.missed
+                ", {skipped} program runs the kernel skipped (the program was already running on that CPU)"
+            );
+        }
+        if self.unseen > 0 {
+            s += &format!(
+                ", {} hook hits the programs were never given (found afterwards)",
+                self.unseen
             );
         }
         s + "."
@@ -92,6 +105,7 @@ mod tests {
             map_full: 2,
             no_entry: 3,
             missed: 4,
+            ..Default::default()
         };
         assert_eq!(
             l.to_json(),

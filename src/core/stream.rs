@@ -85,12 +85,12 @@ fn size_text(b: u64) -> String {
     }
 }
 
-/// How often at most a kernel side that batches its wakeups (rb_wakeup.h) wakes the
+/// How often at most a kernel side that batches its wakeups (ringbuf.h) wakes the
 /// consumer for a record that did not fill the ring to [`wake_bytes`]: a lone event is
 /// shown at once, and a flood costs at most a thousand wakeups a second.
 pub const WAKE_GAP_NS: u64 = 1_000_000;
 
-/// The unread bytes at which a kernel side that batches its wakeups (rb_wakeup.h,
+/// The unread bytes at which a kernel side that batches its wakeups (ringbuf.h,
 /// `rb_wake_bytes`) wakes the consumer of a ring buffer of `ring_bytes`: a sixteenth of
 /// it, so a woken consumer still has nearly the whole ring to catch up in. Below that,
 /// records wait for the consumer's next poll, at most [`WAIT_AT_MOST`].
@@ -136,7 +136,7 @@ pub fn buffer_size(s: &str) -> Result<u32, String> {
 }
 
 /// The longest wait on the ring buffer: a kernel side that batches its wakeups
-/// (rb_wakeup.h) leaves a lone record unannounced, and this bounds how late it is shown.
+/// (ringbuf.h) leaves a lone record unannounced, and this bounds how late it is shown.
 pub const WAIT_AT_MOST: Duration = Duration::from_millis(50);
 
 /// Where libbpf's callback copies the records of one poll: each starts on an 8-byte
@@ -314,7 +314,7 @@ impl<T> EventStream<T> {
                     return Err(e).context("waiting on the ring buffer");
                 }
             }
-            // Woken or not: records submitted without a wakeup (rb_wakeup.h) are taken
+            // Woken or not: records submitted without a wakeup (ringbuf.h) are taken
             // when the wait ends.
             self.consume()?;
         }

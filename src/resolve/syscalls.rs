@@ -21,6 +21,27 @@ pub fn number(name: &str) -> Option<u32> {
     name.parse::<Sysno>().ok().map(|s| s.id() as u32)
 }
 
+/// The number of syscall `name` for a kernel program's rodata, or `none` where the
+/// architecture has no such call (arm64 has no open, creat, fork or vfork).
+pub fn number_or(name: &str, none: i64) -> i64 {
+    number(name).map_or(none, i64::from)
+}
+
+/// Sets each `nr_NAME` rodata field of a kernel program (regs.h SYSCALL_NR_VAR) to syscall
+/// NAME's number on the target architecture; a call it does not have keeps the program's
+/// default (SYSCALL_NR_NONE, which no call matches). The field names the call, so no
+/// number is written twice: `syscall_nrs!(ro, nr_execve, nr_execveat)`.
+#[macro_export]
+macro_rules! syscall_nrs {
+    ($rodata:expr, $($field:ident),+ $(,)?) => {{
+        let ro = $rodata;
+        $(ro.$field = $crate::resolve::syscalls::number_or(
+            &stringify!($field)["nr_".len()..],
+            ro.$field,
+        );)+
+    }};
+}
+
 /// Up to three known names close to `wrong`, closest first.
 pub fn suggestions(wrong: &str) -> Vec<&'static str> {
     let mut scored: Vec<(f64, &'static str)> = Sysno::iter()
@@ -65,6 +86,14 @@ mod tests {
         assert_eq!(name(100_000), "syscall_100000");
         assert_eq!(name(SYSCALL_OTHER), "other");
         assert_eq!(parse_list("read, read,write").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn numbers_for_kernel_programs_come_from_the_target_table() {
+        assert_eq!(number_or("execve", -1), Sysno::execve.id() as i64);
+        assert_eq!(number_or("no_such_call", -7), -7);
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(number_or("open", -7), -7);
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub const DRIVERS: &[crate::core::kmem::Driver] = &[
         flag: "--max-inflight",
     },
     crate::core::kmem::Driver {
-        map: "starts",
+        map: "starts_hash",
         flag: "--max-inflight",
     },
 ];
@@ -244,7 +244,7 @@ macro_rules! func_configure {
         } else {
             1
         })?;
-        m.starts.set_max_entries(if plan.hist && !task_store {
+        m.starts_hash.set_max_entries(if plan.hist && !task_store {
             plan.max_inflight
         } else {
             1

@@ -34,6 +34,35 @@ fn agent_tids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Makes tracefs reachable from this thread. Hosts that do not mount it (the firecracker
+/// guests do not) get it in a mount namespace of this test thread's own, as btrace mounts
+/// it in its own: the machine's mounts stay as they were. The instance made through it is
+/// the kernel's one tracefs, and the btrace this thread starts sees the same mount.
+fn ensure_tracefs() {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    if PathBuf::from(TRACEFS).join("instances").is_dir() {
+        return;
+    }
+    unshare(CloneFlags::CLONE_NEWNS).expect("a mount namespace for tracefs");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .expect("making the test's mounts private");
+    mount(
+        Some("tracefs"),
+        TRACEFS,
+        Some("tracefs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mounting tracefs");
+}
+
 /// A tracefs instance of its own counting one event's hits over the agent's threads.
 pub struct AgentHits {
     /// None when there is no such agent: nothing is hidden.
@@ -53,6 +82,7 @@ impl AgentHits {
                 event: event.into(),
             };
         }
+        ensure_tracefs();
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let dir = PathBuf::from(TRACEFS).join(format!(
             "instances/btrace-test-{}-{}",

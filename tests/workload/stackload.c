@@ -27,13 +27,19 @@
  * With $STACKLOAD_CPU_FILE set, burn and burn-exit write the process's CPU time in
  * nanoseconds there (CLOCK_PROCESS_CPUTIME_ID) when they end; with $STACKLOAD_BLOCK_FILE
  * set, block writes the wall time its sleeps took, in nanoseconds (CLOCK_MONOTONIC around
- * each: the sleep, its wakeup and the wait for a CPU after it).
+ * each: the sleep, its wakeup and the wait for a CPU after it); with
+ * $STACKLOAD_SWITCH_FILE set, storm writes there how many times its children left their
+ * CPU blocked, by the kernel's own count (each child's voluntary context switches, read
+ * with getrusage just before it exits): a sleep whose timer fires while the child waits
+ * for a CPU on a busy machine returns without blocking, so the sleeps alone do not say.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -257,7 +263,16 @@ __attribute__((noinline)) void storm_descend(int depth, long ms, long sleeps)
 
 static int do_storm(long n, long ms, long sleeps)
 {
+	const char *f = getenv("STACKLOAD_SWITCH_FILE");
+	/* The children's count of voluntary switches, shared with them. */
+	long *switches = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE,
+			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	int failed = 0;
+	FILE *out;
+
+	if (switches == MAP_FAILED)
+		return 1;
+	*switches = 0;
 
 	for (long i = 0; i < n; i += 2) {
 		pid_t kids[2] = { -1, -1 };
@@ -267,7 +282,16 @@ static int do_storm(long n, long ms, long sleeps)
 			if (kids[k] < 0)
 				return 1;
 			if (kids[k] == 0) {
+				struct rusage ru;
+
 				storm_descend((int)((i + k) % 61), ms, sleeps);
+				/* The child's first touch of the shared page faults (a fork
+				 * does not copy a shared mapping's page tables), and the
+				 * fault may wait for the page's lock while the other child
+				 * holds it: a block, so before the count is read. */
+				__atomic_add_fetch(switches, 0, __ATOMIC_SEQ_CST);
+				getrusage(RUSAGE_SELF, &ru);
+				__atomic_add_fetch(switches, ru.ru_nvcsw, __ATOMIC_SEQ_CST);
 				_exit(0);
 			}
 		}
@@ -279,6 +303,10 @@ static int do_storm(long n, long ms, long sleeps)
 			     WEXITSTATUS(status)))
 				failed = 1;
 		}
+	}
+	if (f && (out = fopen(f, "w"))) {
+		fprintf(out, "%ld\n", *switches);
+		fclose(out);
 	}
 	return failed;
 }

@@ -12,7 +12,7 @@ enum btrace_limits {
 	/* Log2 latency histogram: bucket 0 = [0,1) us, bucket i = [2^(i-1), 2^i) us; the last
 	 * bucket also holds everything above it (>= 2^30 us, about 18 minutes). */
 	HIST_BUCKETS = 32,
-	/* Syscall numbers index per-syscall arrays; x86_64's stay below 512. */
+	/* Syscall numbers index per-syscall arrays; x86_64's and arm64's stay below 512. */
 	MAX_SYSCALLS = 512,
 	/* The last slot counts every syscall whose number is outside the table (x32 numbers,
 	 * numbers newer than the table, negative ones): reported as "other". */
@@ -51,6 +51,8 @@ enum loss_kind {
 	LOSS_MAP_FULL = 0,  /* a bounded map had no room: the record was dropped */
 	LOSS_NO_ENTRY = 1,  /* an exit came without its entry (began before tracing, or dropped) */
 	LOSS_RINGBUF = 2,   /* ring buffer reserve failed: the event was dropped */
+	LOSS_UNSEEN = 3,    /* a hook hit the programs were never given, found afterwards (a
+			     * block whose end no program saw: the task is running again) */
 	LOSS_KINDS = 4,
 };
 

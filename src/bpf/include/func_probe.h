@@ -9,7 +9,8 @@
  * With --stack, the kernel and user stacks at entry follow the string slots (struct
  * stack_slot, stacks.h).
  * A tracer's programs fill e->args from their context between begin() and finish(ctx, e),
- * and call on_return() at the return. */
+ * and call on_return() at the return; entry_from_regs() and return_from_regs() do both for
+ * probes whose context is the registers (kprobe, uprobe). */
 #ifndef BTRACE_FUNC_PROBE_H
 #define BTRACE_FUNC_PROBE_H
 
@@ -17,11 +18,13 @@
 #include "func.h"
 #include "log2_hist.h"
 #include "losses.h"
-#include "rb_wakeup.h"
+#include "regs.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "stacks.h"
 #include "strings.h"
 #include "task_event.h"
+#include "thread_store.h"
 
 /* Whether --stack walks a kernel stack: a kprobe's; a uprobe (or USDT probe) fires on a
  * trap from user mode, where the kernel stack holds only the trap handling. */
@@ -40,7 +43,7 @@ const volatile __u8 arg_read[FUNC_MAX_ARGS] = {};  /* enum arg_read */
 const volatile __u8 arg_slot[FUNC_MAX_ARGS] = {};  /* its string slot (ARG_STR, ARG_BUF_*) */
 const volatile __u8 arg_len[FUNC_MAX_ARGS] = {};   /* ARG_BUF_*: the length argument */
 const volatile bool hist_on = false;   /* --hist: no events, a latency histogram */
-/* --hist keeps entry times in task storage (starts_task), else in the starts hash: user
+/* --hist keeps entry times in task storage (starts_task), else in starts_hash: user
  * space tries task storage first, since kprobe and uprobe programs may use it only from
  * some kernel on (5.11 for tracing programs); it cost 250 ns less per uprobe call here. */
 const volatile bool hist_task_store = false;
@@ -52,10 +55,7 @@ const volatile struct func_event _func_event_type = {};
 const volatile enum func_limits _func_limits_type = 0;
 const volatile enum arg_read _arg_read_type = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22); /* user space sets the size */
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 22); /* user space sets the size */
 
 /* --ret: the event in progress per thread id; user space sets the bound, and the value
  * size (ev_size: the event with its string slots). */
@@ -75,22 +75,10 @@ struct {
 	__uint(value_size, sizeof(struct func_event));
 } scratch SEC(".maps");
 
-/* --hist: the entry time per thread id (user space sets the bound). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 10240);
-	__type(key, __u32);
-	__type(value, __u64);
-} starts SEC(".maps");
-
-/* --hist with hist_task_store: the entry time per thread, 0 once its return is counted
- * (user space does not create the map otherwise). */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u64);
-} starts_task SEC(".maps");
+/* --hist: the entry time per thread, in starts_task (with hist_task_store: 0 once its
+ * return is counted) or starts_hash (user space sets the bound; the return removes it).
+ * User space creates only the one in use. */
+DECLARE_TASK_STORE(starts, __u64)
 
 /* --hist: the function's latency histogram, per CPU (summed by user space). */
 struct {
@@ -160,15 +148,13 @@ static __always_inline struct func_event *begin(__u64 id)
 	__u32 zero = 0;
 
 	if (hist_on) {
-		__u32 tid = (__u32)id;
 		__u64 ts;
 
 		/* A histogram has no use for the comm: read only for a name filter. */
 		if (!scope_current())
 			return NULL;
 		if (hist_task_store) {
-			__u64 *t = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0,
-							BPF_LOCAL_STORAGE_GET_F_CREATE);
+			__u64 *t = starts_task_of(bpf_get_current_task_btf(), true);
 
 			if (t)
 				*t = bpf_ktime_get_ns();
@@ -177,7 +163,7 @@ static __always_inline struct func_event *begin(__u64 id)
 			return NULL;
 		}
 		ts = bpf_ktime_get_ns();
-		if (bpf_map_update_elem(&starts, &tid, &ts, BPF_ANY))
+		if (!starts_hash_put((__u32)id, &ts))
 			count_loss(LOSS_MAP_FULL);
 		return NULL;
 	}
@@ -188,11 +174,9 @@ static __always_inline struct func_event *begin(__u64 id)
 		if (!e)
 			return NULL;
 	} else {
-		e = bpf_ringbuf_reserve(&events, ev_size, 0);
-		if (!e) {
-			count_loss(LOSS_RINGBUF);
+		e = rb_reserve(&events, ev_size);
+		if (!e)
 			return NULL;
-		}
 	}
 	fill_task_hdr(&e->h, id, comm);
 	e->ret = 0;
@@ -227,7 +211,7 @@ static __always_inline void finish(void *ctx, struct func_event *e)
 		}
 	}
 	if (!with_ret) {
-		bpf_ringbuf_submit(e, rb_wakeup_flags(&events, e->h.ts_ns));
+		rb_submit(&events, e, e->h.ts_ns);
 		return;
 	}
 	if (bpf_map_update_elem(&inflight, &e->h.tid, e, BPF_ANY))
@@ -267,9 +251,9 @@ static __always_inline void on_return(__u64 id, __u64 ret)
 		__u64 *ts;
 
 		if (hist_task_store)
-			ts = bpf_task_storage_get(&starts_task, bpf_get_current_task_btf(), 0, 0);
+			ts = starts_task_of(bpf_get_current_task_btf(), false);
 		else
-			ts = bpf_map_lookup_elem(&starts, &tid);
+			ts = starts_hash_of(tid);
 		if (!ts || !*ts) {
 			count_loss(LOSS_NO_ENTRY);
 			return;
@@ -280,7 +264,7 @@ static __always_inline void on_return(__u64 id, __u64 ret)
 		if (hist_task_store)
 			*ts = 0;
 		else
-			bpf_map_delete_elem(&starts, &tid);
+			starts_hash_drop(tid);
 		return;
 	}
 	e = bpf_map_lookup_elem(&inflight, &tid);
@@ -293,9 +277,42 @@ static __always_inline void on_return(__u64 id, __u64 ret)
 	e->latency_ns = bpf_ktime_get_ns() - e->h.ts_ns;
 	if (has_ret)
 		fill_out_bufs(e, ret);
-	if (bpf_ringbuf_output(&events, e, ev_size, rb_wakeup_flags(&events, bpf_ktime_get_ns())))
-		count_loss(LOSS_RINGBUF);
+	rb_output(&events, e, ev_size, bpf_ktime_get_ns());
 	bpf_map_delete_elem(&inflight, &tid);
 }
+
+/* A kprobe's or uprobe's entry: the arguments are in the registers. */
+static __always_inline void entry_from_regs(struct pt_regs *ctx)
+{
+	struct func_event *e = begin(bpf_get_current_pid_tgid());
+
+	if (!e)
+		return;
+	func_args_from_regs(ctx, e->args, nr_args);
+	finish(ctx, e);
+}
+
+/* A kretprobe's or uretprobe's return: the value is in the return register. */
+static __always_inline void return_from_regs(struct pt_regs *ctx)
+{
+	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
+}
+
+/* The entry and return programs of a probe whose context is the registers: ENTRY on
+ * section ENTRY_SEC ("kprobe", "uprobe"), RETURN on RETURN_SEC. */
+#define REGS_PROBE_PROGS(ENTRY_SEC, ENTRY, RETURN_SEC, RETURN)  \
+	SEC(ENTRY_SEC)                                          \
+	int ENTRY(struct pt_regs *ctx)                          \
+	{                                                       \
+		entry_from_regs(ctx);                           \
+		return 0;                                       \
+	}                                                       \
+                                                                \
+	SEC(RETURN_SEC)                                         \
+	int RETURN(struct pt_regs *ctx)                         \
+	{                                                       \
+		return_from_regs(ctx);                          \
+		return 0;                                       \
+	}
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "abi.h"
 #include "losses.h"
+#include "ringbuf.h"
 #include "stacks.h"
 #include "task_event.h"
 
@@ -24,10 +25,7 @@ struct {
 	__type(value, __u64);
 } proc_gens SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} proc_events SEC(".maps");
+DECLARE_RINGBUF(proc_events, 1 << 20);
 
 /* The current process's generation; 0 when its store entry could not be made (counted:
  * its stacks are then symbolized only if it is still alive, unchanged, at the end). */
@@ -49,16 +47,14 @@ static __always_inline __u64 proc_gen(__u64 pid_tgid)
 		count_loss(LOSS_MAP_FULL);
 		return 0;
 	}
-	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
-	if (!e) {
-		count_loss(LOSS_RINGBUF);
+	e = rb_reserve(&proc_events, sizeof(*e));
+	if (!e)
 		return gen;
-	}
 	e->pid = tgid;
 	e->ns_pid = current_ns_tgid();
 	e->gen = gen;
 	current_mm_id(&e->mm);
-	bpf_ringbuf_submit(e, 0);
+	rb_submit(&proc_events, e, gen);
 	return gen;
 }
 

@@ -15,6 +15,7 @@
 #define BTRACE_STACKS_H
 
 #include "abi.h"
+#include "losses.h"
 
 enum stack_limits {
 	STACK_MAX_DEPTH = 127,  /* frames kept of one stack (PERF_MAX_STACK_DEPTH) */
@@ -82,20 +83,7 @@ struct stack_slot {
 	__u64 user[STACK_MAX_DEPTH];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STACK_LOSS_KINDS);
-	__type(key, __u32);
-	__type(value, __u64);
-} stack_losses SEC(".maps");
-
-static __always_inline void count_stack_loss(__u32 kind)
-{
-	__u64 *n = bpf_map_lookup_elem(&stack_losses, &kind);
-
-	if (n)
-		(*n)++;
-}
+DECLARE_COUNTERS(stack_losses, STACK_LOSS_KINDS, count_stack_loss)
 
 #define STACK_PF_KTHREAD 0x00200000 /* PF_KTHREAD: a kernel thread, no user stack */
 #define STACK_EFAULT 14

@@ -21,8 +21,9 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
-#include "syscall_regs.h"
+#include "regs.h"
 #include "losses.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "strings.h"
 #include "task_event.h"
@@ -37,10 +38,7 @@ const volatile struct exec_event _exec_event_type = {};
 const volatile enum exec_call _exec_call_type = 0;
 const volatile enum exec_limits _exec_limits_type = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 23);
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 23);
 
 /* Execs in flight, by thread id (user space sets the bound). Preallocated: every kernel
  * lets tracepoint programs use it. An entry lives from entry to exit of one call. */
@@ -90,9 +88,9 @@ struct {
 	__type(value, struct exec_event);
 } exec_zero SEC(".maps");
 
-/* x86_64 syscall numbers, for the raw_tp hooks. */
-#define NR_EXECVE 59
-#define NR_EXECVEAT 322
+/* The calls' numbers, for the raw_tp hooks (set by user space: regs.h). */
+SYSCALL_NR_VAR(execve);
+SYSCALL_NR_VAR(execveat);
 
 static __always_inline void enter(__u32 call, __s32 dfd, const void *fname, const void *argv,
 				  __u32 at_flags)
@@ -182,8 +180,7 @@ static __always_inline void leave(long ret)
 		      (__u64)n * sizeof(struct exec_arg_slot);
 		if (len > sizeof(*e))
 			len = sizeof(*e);
-		if (bpf_ringbuf_output(&events, e, len, 0))
-			count_loss(LOSS_RINGBUF);
+		rb_output(&events, e, len, e->hdr.ts_ns);
 	}
 	bpf_map_delete_elem(&exec_inflight, &tid);
 }
@@ -238,33 +235,21 @@ int exec_enter_execveat(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_execve")
-int exec_exit_execve(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_execveat")
-int exec_exit_execveat(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
+SYSCALL_EXIT_TP(exec_exit_execve, execve, leave)
+SYSCALL_EXIT_TP(exec_exit_execveat, execveat, leave)
 
 /* ---- raw_tp on every syscall, filtered by number ---- */
 
 SEC("raw_tp/sys_enter")
 int BPF_PROG(exec_enter_raw, struct pt_regs *regs, long id)
 {
-	if (id == NR_EXECVE)
-		enter(EXEC_CALL_EXECVE, -100, (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs), 0);
-	else if (id == NR_EXECVEAT)
-		enter(EXEC_CALL_EXECVEAT, PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM3_CORE_SYSCALL(regs),
-		      PT_REGS_PARM5_CORE_SYSCALL(regs));
+	if (id == nr_execve)
+		enter(EXEC_CALL_EXECVE, -100, (const void *)SYSCALL_ARG_CORE(regs, 1),
+		      (const void *)SYSCALL_ARG_CORE(regs, 2), 0);
+	else if (id == nr_execveat)
+		enter(EXEC_CALL_EXECVEAT, SYSCALL_ARG_CORE(regs, 1),
+		      (const void *)SYSCALL_ARG_CORE(regs, 2),
+		      (const void *)SYSCALL_ARG_CORE(regs, 3), SYSCALL_ARG_CORE(regs, 5));
 	return 0;
 }
 
@@ -273,7 +258,7 @@ int BPF_PROG(exec_exit_raw, struct pt_regs *regs, long ret)
 {
 	long nr = SYSCALL_NR_CORE(regs);
 
-	if (nr == NR_EXECVE || nr == NR_EXECVEAT)
+	if (nr == nr_execve || nr == nr_execveat)
 		leave(ret);
 	return 0;
 }

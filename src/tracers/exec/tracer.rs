@@ -63,6 +63,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
     let obj = ExecObj::new(|storage| {
         let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
         crate::rodata_mut!(open).fails_only = cfg.fails_only;
+        crate::syscall_nrs!(crate::rodata_mut!(open), nr_execve, nr_execveat);
         // The helpers (process tree, exec's new name) on raw_tp with either hook: a raw_tp
         // link detaches at once, a classic tracepoint's waits for grace periods one at a
         // time under the kernel's event_mutex (about 40-70 ms each at exit here).

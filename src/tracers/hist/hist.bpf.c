@@ -10,7 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
-#include "syscall_regs.h"
+#include "regs.h"
 #include "losses.h"
 #include "log2_hist.h"
 #include "scope.h"
@@ -88,14 +88,15 @@ struct {
 	__type(value, struct proc_comm);
 } by_comms SEC(".maps");
 
-/* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
-#define NR_EXIT 60
-#define NR_EXIT_GROUP 231
+/* Syscall numbers (set by user space: regs.h). exit and exit_group never return: nothing
+ * would ever delete their entry. */
+SYSCALL_NR_VAR(exit);
+SYSCALL_NR_VAR(exit_group);
 /* ... and these return twice: in the child, with 0, an exit whose entry was the parent's. */
-#define NR_CLONE 56
-#define NR_FORK 57
-#define NR_VFORK 58
-#define NR_CLONE3 435
+SYSCALL_NR_VAR(clone);
+SYSCALL_NR_VAR(fork);
+SYSCALL_NR_VAR(vfork);
+SYSCALL_NR_VAR(clone3);
 
 /* The scope's load-time ids: checked on entry and exit (dead code when off). */
 static __always_inline bool wanted_process(void)
@@ -217,7 +218,7 @@ static __always_inline void record(__u32 slot, __u64 start_ns)
  * exit are recorded). */
 static __always_inline void missing_entry(long nr, long ret)
 {
-	if (ret == 0 && (nr == NR_CLONE || nr == NR_FORK || nr == NR_VFORK || nr == NR_CLONE3))
+	if (ret == 0 && (nr == nr_clone || nr == nr_fork || nr == nr_vfork || nr == nr_clone3))
 		return;
 	if (wanted_now() && wanted_syscall(nr))
 		count_loss(LOSS_NO_ENTRY);
@@ -250,7 +251,7 @@ static __always_inline void enter_hash(long nr)
 {
 	struct syscall_start *e, s = {};
 
-	if (!wanted_now() || !wanted_syscall(nr) || nr == NR_EXIT || nr == NR_EXIT_GROUP)
+	if (!wanted_now() || !wanted_syscall(nr) || nr == nr_exit || nr == nr_exit_group)
 		return;
 	/* Only this thread writes its entry, so an in-place write races with nothing. */
 	e = starts_hash_get();

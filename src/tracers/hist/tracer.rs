@@ -200,6 +200,15 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 }
             }
             ro.count_processes = cfg.count_processes;
+            crate::syscall_nrs!(
+                &mut *ro,
+                nr_exit,
+                nr_exit_group,
+                nr_clone,
+                nr_fork,
+                nr_vfork,
+                nr_clone3
+            );
             ro.by = cfg.by.kernel();
             match cfg.outcome {
                 Outcome::All => {}

@@ -75,29 +75,7 @@ int func_fexit(__u64 *ctx)
 
 /* ---- kprobe/kretprobe: arguments in registers, by the calling convention ---- */
 
-SEC("kprobe")
-int func_kprobe(struct pt_regs *ctx)
-{
-	struct func_event *e = begin(bpf_get_current_pid_tgid());
-
-	if (!e)
-		return 0;
-	if (nr_args > 0) e->args[0] = PT_REGS_PARM1(ctx);
-	if (nr_args > 1) e->args[1] = PT_REGS_PARM2(ctx);
-	if (nr_args > 2) e->args[2] = PT_REGS_PARM3(ctx);
-	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
-	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
-	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
-	finish(ctx, e);
-	return 0;
-}
-
-SEC("kretprobe")
-int func_kretprobe(struct pt_regs *ctx)
-{
-	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
-	return 0;
-}
+REGS_PROBE_PROGS("kprobe", func_kprobe, "kretprobe", func_kretprobe)
 
 /* ---- --count: calls per function, no event. The function is told by the probe's
  * address, which user space resolves to the function containing it: a kprobe's

@@ -12,9 +12,9 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
-#include "syscall_regs.h"
+#include "regs.h"
 #include "losses.h"
-#include "rb_wakeup.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "strings.h"
 #include "task_event.h"
@@ -35,20 +35,18 @@ const volatile struct open_event _open_event_type = {};
 const volatile enum open_call _open_call_type = 0;
 const volatile enum open_limits _open_limits_type = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22); /* user space sets the size */
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 22); /* user space sets the size */
 
 /* One entry per thread that opened a file, rewritten in place, freed when the thread
  * ends (only the hash is used: these hooks cannot use task storage on older kernels). */
 DECLARE_THREAD_STORE(ostarts, struct open_start)
 
-/* x86_64 syscall numbers, for the raw_tp hooks (the tracepoints name their call). */
-#define NR_OPEN 2
-#define NR_CREAT 85
-#define NR_OPENAT 257
-#define NR_OPENAT2 437
+/* The calls' numbers, for the raw_tp hooks (set by user space: regs.h); the tracepoints
+ * name their call. */
+SYSCALL_NR_VAR(open);
+SYSCALL_NR_VAR(creat);
+SYSCALL_NR_VAR(openat);
+SYSCALL_NR_VAR(openat2);
 #define O_CREAT_WRONLY_TRUNC (0100 | 01 | 01000)
 
 static __always_inline void enter(__u32 call, __s32 dfd, const void *fname, __u64 flags,
@@ -126,11 +124,9 @@ static __always_inline void leave(long ret)
 		return;
 	if (!prefix_ok(fname))
 		return;
-	ev = bpf_ringbuf_reserve(&events, rec_size, 0);
-	if (!ev) {
-		count_loss(LOSS_RINGBUF);
+	ev = rb_reserve(&events, rec_size);
+	if (!ev)
 		return;
-	}
 	bpf_get_current_comm(comm, sizeof(comm));
 	fill_task_hdr(&ev->hdr, id, comm);
 	ev->ret = ret;
@@ -139,7 +135,7 @@ static __always_inline void leave(long ret)
 	ev->dfd = s->dfd;
 	ev->call = s->call;
 	read_str((struct str_hdr *)(ev + 1), str_size, fname);
-	bpf_ringbuf_submit(ev, rb_wakeup_flags(&events, ev->hdr.ts_ns));
+	rb_submit(&events, ev, ev->hdr.ts_ns);
 }
 
 /* ---- syscall tracepoints: only these calls run a program ---- */
@@ -174,33 +170,10 @@ int open_enter_creat(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_open")
-int open_exit_open(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat")
-int open_exit_openat(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat2")
-int open_exit_openat2(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_creat")
-int open_exit_creat(struct trace_event_raw_sys_exit *ctx)
-{
-	leave(ctx->ret);
-	return 0;
-}
+SYSCALL_EXIT_TP(open_exit_open, open, leave)
+SYSCALL_EXIT_TP(open_exit_openat, openat, leave)
+SYSCALL_EXIT_TP(open_exit_openat2, openat2, leave)
+SYSCALL_EXIT_TP(open_exit_creat, creat, leave)
 
 /* ---- raw_tp on every syscall, filtered by number (kernels without syscall
  * tracepoints, CONFIG_FTRACE_SYSCALLS unset) ---- */
@@ -208,26 +181,20 @@ int open_exit_creat(struct trace_event_raw_sys_exit *ctx)
 SEC("raw_tp/sys_enter")
 int BPF_PROG(open_enter_raw, struct pt_regs *regs, long id)
 {
-	switch (id) {
-	case NR_OPEN:
-		enter(OPEN_CALL_OPEN, -100, (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      PT_REGS_PARM2_CORE_SYSCALL(regs), PT_REGS_PARM3_CORE_SYSCALL(regs));
-		break;
-	case NR_OPENAT:
-		enter(OPEN_CALL_OPENAT, PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs),
-		      PT_REGS_PARM3_CORE_SYSCALL(regs), PT_REGS_PARM4_CORE_SYSCALL(regs));
-		break;
-	case NR_OPENAT2:
-		enter_openat2(PT_REGS_PARM1_CORE_SYSCALL(regs),
-			      (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs),
-			      (const void *)PT_REGS_PARM3_CORE_SYSCALL(regs));
-		break;
-	case NR_CREAT:
-		enter(OPEN_CALL_CREAT, -100, (const void *)PT_REGS_PARM1_CORE_SYSCALL(regs),
-		      O_CREAT_WRONLY_TRUNC, PT_REGS_PARM2_CORE_SYSCALL(regs));
-		break;
-	}
+	/* Numbers set at load time: a chain of comparisons, not a switch. */
+	if (id == nr_open)
+		enter(OPEN_CALL_OPEN, -100, (const void *)SYSCALL_ARG_CORE(regs, 1),
+		      SYSCALL_ARG_CORE(regs, 2), SYSCALL_ARG_CORE(regs, 3));
+	else if (id == nr_openat)
+		enter(OPEN_CALL_OPENAT, SYSCALL_ARG_CORE(regs, 1),
+		      (const void *)SYSCALL_ARG_CORE(regs, 2), SYSCALL_ARG_CORE(regs, 3),
+		      SYSCALL_ARG_CORE(regs, 4));
+	else if (id == nr_openat2)
+		enter_openat2(SYSCALL_ARG_CORE(regs, 1), (const void *)SYSCALL_ARG_CORE(regs, 2),
+			      (const void *)SYSCALL_ARG_CORE(regs, 3));
+	else if (id == nr_creat)
+		enter(OPEN_CALL_CREAT, -100, (const void *)SYSCALL_ARG_CORE(regs, 1),
+		      O_CREAT_WRONLY_TRUNC, SYSCALL_ARG_CORE(regs, 2));
 	return 0;
 }
 
@@ -236,7 +203,7 @@ int BPF_PROG(open_exit_raw, struct pt_regs *regs, long ret)
 {
 	long nr = SYSCALL_NR_CORE(regs);
 
-	if (nr == NR_OPEN || nr == NR_OPENAT || nr == NR_OPENAT2 || nr == NR_CREAT)
+	if (nr == nr_open || nr == nr_openat || nr == nr_openat2 || nr == nr_creat)
 		leave(ret);
 	return 0;
 }

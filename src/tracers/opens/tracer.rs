@@ -76,6 +76,7 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
             ro.str_size = cfg.str_size as u32;
             ro.rec_size = rec_size(cfg.str_size) as u32;
             ro.fails_only = cfg.fails_only;
+            crate::syscall_nrs!(&mut *ro, nr_open, nr_creat, nr_openat, nr_openat2);
             ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
             ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             if let Some(p) = &cfg.prefix {

@@ -7,7 +7,8 @@
  * the wait goes into a log2 histogram in a per-CPU array.
  *
  * Two ways exist as separate programs; user space enables the cheapest the kernel takes:
- * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by pid.
+ * tp_btf with task storage (5.11+), or raw_tp with a bounded hash keyed by thread id
+ * (thread_store.h).
  *
  * Every wakeup of a task in scope is also counted as it happens (`woken`), exactly, also
  * the ones no wait follows.
@@ -24,6 +25,7 @@
 #include "log2_hist.h"
 #include "scope.h"
 #include "compat.h"
+#include "thread_store.h"
 #include "runq.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -72,19 +74,8 @@ struct {
 	__type(value, struct runq_stat);
 } runq_zero SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct runq_wait);
-} queued_task SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct runq_wait);
-} queued_hash SEC(".maps");
+/* When each runnable task began to wait: queued_task or queued_hash (by thread id). */
+DECLARE_TASK_STORE(queued, struct runq_wait)
 
 /* The scope applies to the task that waits (not to whatever task runs the hook). */
 static __always_inline bool wanted(struct task_struct *t)
@@ -190,7 +181,7 @@ static __always_inline void queued_btf(struct task_struct *t, bool preempted)
 		return;
 	if (!preempted)
 		count_woken(t);
-	w = bpf_task_storage_get(&queued_task, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	w = queued_task_of(t, true);
 	if (!w) {
 		count_loss(LOSS_MAP_FULL);
 		return;
@@ -222,7 +213,7 @@ int BPF_PROG(sched_switch_btf, bool preempt, struct task_struct *prev, struct ta
 		queued_btf(prev, true);
 	if (!next->pid)
 		return 0;
-	w = bpf_task_storage_get(&queued_task, next, 0, 0);
+	w = queued_task_of(next, false);
 	if (w) {
 		add_wait(next, w);
 		w->ts = 0;
@@ -230,21 +221,19 @@ int BPF_PROG(sched_switch_btf, bool preempt, struct task_struct *prev, struct ta
 	return 0;
 }
 
-/* ---- raw_tp + bounded hash keyed by pid ---- */
+/* ---- raw_tp + bounded hash keyed by thread id ---- */
 
 static __always_inline void queued_raw(struct task_struct *t, bool preempted)
 {
 	struct runq_wait w = {};
-	__u32 pid;
 
 	if (!wanted(t))
 		return;
 	if (!preempted)
 		count_woken(t);
-	pid = BPF_CORE_READ(t, pid);
 	w.ts = bpf_ktime_get_ns();
 	w.preempted = preempted;
-	if (bpf_map_update_elem(&queued_hash, &pid, &w, BPF_ANY))
+	if (!queued_hash_put(task_tid(t), &w))
 		count_loss(LOSS_MAP_FULL);
 }
 
@@ -270,13 +259,13 @@ int BPF_PROG(sched_switch_raw, bool preempt, struct task_struct *prev, struct ta
 
 	if (task_state(prev) == TASK_RUNNING)
 		queued_raw(prev, true);
-	pid = BPF_CORE_READ(next, pid);
+	pid = task_tid(next);
 	if (!pid)
 		return 0;
-	w = bpf_map_lookup_elem(&queued_hash, &pid);
+	w = queued_hash_of(pid);
 	if (w) {
 		add_wait(next, w);
-		bpf_map_delete_elem(&queued_hash, &pid);
+		queued_hash_drop(pid);
 	}
 	return 0;
 }

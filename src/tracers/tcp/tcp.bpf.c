@@ -16,9 +16,11 @@
 #include <bpf/bpf_endian.h>
 #include "abi.h"
 #include "losses.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "task_event.h"
 #include "log2_hist.h"
+#include "compat.h"
 #include "tcp.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -100,19 +102,8 @@ struct {
 	__type(value, struct tcp_conn);
 } tcp_conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TCP_COUNTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} tcp_counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TCP_STATS);
-	__type(key, __u32);
-	__type(value, __u64);
-} tcp_stats SEC(".maps");
+DECLARE_COUNTERS(tcp_counts, TCP_COUNTS, count_tcp)
+DECLARE_PERCPU_COUNTERS(tcp_stats, TCP_STATS);
 
 /* Durations of the connections that ended, ESTABLISHED to CLOSE. */
 struct {
@@ -132,16 +123,6 @@ struct {
 	__type(value, struct tcp_cgroup_figures);
 } tcp_cgroup_figures SEC(".maps");
 
-/* Kernels before 5.15 (and 5.10 stable before the same fix) keep the socket's cgroup as
- * a tagged word: the pointer when its low bits are clear, else net_prio/net_cls data. */
-struct sock_cgroup_data___tagged {
-	__u64 val;
-} __attribute__((preserve_access_index));
-
-struct sock___tagged {
-	struct sock_cgroup_data___tagged sk_cgrp_data;
-} __attribute__((preserve_access_index));
-
 /* The cgroup v2 id of the socket: the cgroup of the task that created it, for an
  * accepted connection the listener's. It is known in any context, softirq included,
  * where a passive open completes before any process owns the socket. As the kernel's
@@ -149,15 +130,8 @@ struct sock___tagged {
  * nothing) belongs to the root cgroup, id 1. */
 static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 {
-	struct cgroup *cg;
+	struct cgroup *cg = sock_cgroup(sk);
 
-	if (bpf_core_field_exists(struct sock_cgroup_data, cgroup)) {
-		cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
-	} else {
-		__u64 word = BPF_CORE_READ((const struct sock___tagged *)sk, sk_cgrp_data.val);
-
-		cg = (word & 3) ? NULL : (struct cgroup *)word;
-	}
 	return cg ? BPF_CORE_READ(cg, kn, id) : 1;
 }
 
@@ -189,18 +163,7 @@ static __always_inline void add_stat(struct tcp_cgroup_figures *cg, __u32 what, 
 		cg->stats[what] += n;
 }
 
-static __always_inline void count_tcp(__u32 what)
-{
-	__u64 *n = bpf_map_lookup_elem(&tcp_counts, &what);
-
-	if (n)
-		(*n)++;
-}
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 20);
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 20);
 
 /* The transition is seen in the context of the task that owns the socket exactly when
  * that task holds the socket lock: system calls (connect, listen, shutdown, close) take
@@ -455,8 +418,8 @@ static __always_inline void on_transition(const struct sock *sk, int oldstate, i
 		read_counters(sk, oldstate, c, ev);
 	if (stats_on)
 		account(sk, oldstate, newstate, ev);
-	if (report && bpf_ringbuf_output(&events, ev, sizeof(*ev), 0))
-		count_loss(LOSS_RINGBUF);
+	if (report)
+		rb_output(&events, ev, sizeof(*ev), now);
 }
 
 /* Request sockets (NEW_SYN_RECV) are not full sockets: no lock, no counters. */

@@ -15,7 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include "abi.h"
 #include "losses.h"
-#include "rb_wakeup.h"
+#include "ringbuf.h"
 #include "scope.h"
 #include "strings.h"
 #include "stacks.h"
@@ -44,10 +44,7 @@ const volatile struct task_hdr _task_hdr_type = {};
 const volatile enum tp_limits _tp_limits_type = 0;
 const volatile enum tp_slot_kind _tp_slot_kind_type = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22); /* user space sets the size */
-} events SEC(".maps");
+DECLARE_RINGBUF(events, 1 << 22); /* user space sets the size */
 
 /* The value of slot i's pointer field (char *, char **) in record `rec`. */
 static __always_inline const void *field_ptr(void *rec, __u32 i)
@@ -119,11 +116,9 @@ int tp_record(void *ctx)
 
 	/* The size is a load-time constant: the verifier knows it exactly, and every slot's
 	 * offset and size below, so each read is checked against it. */
-	e = bpf_ringbuf_reserve(&events, tp_rec_size, 0);
-	if (!e) {
-		count_loss(LOSS_RINGBUF);
+	e = rb_reserve(&events, tp_rec_size);
+	if (!e)
 		return 0;
-	}
 	h = e;
 	fill_task_hdr(h, id, comm);
 	if (tp_raw_size <= TP_RAW_MAX)
@@ -154,6 +149,6 @@ int tp_record(void *ctx)
 	}
 	if (tp_want_stack)
 		read_stacks(ctx, e + tp_stack_off, true);
-	bpf_ringbuf_submit(e, rb_wakeup_flags(&events, h->ts_ns));
+	rb_submit(&events, e, h->ts_ns);
 	return 0;
 }

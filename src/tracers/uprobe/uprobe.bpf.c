@@ -14,29 +14,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-SEC("uprobe")
-int func_uprobe(struct pt_regs *ctx)
-{
-	struct func_event *e = begin(bpf_get_current_pid_tgid());
-
-	if (!e)
-		return 0;
-	if (nr_args > 0) e->args[0] = PT_REGS_PARM1(ctx);
-	if (nr_args > 1) e->args[1] = PT_REGS_PARM2(ctx);
-	if (nr_args > 2) e->args[2] = PT_REGS_PARM3(ctx);
-	if (nr_args > 3) e->args[3] = PT_REGS_PARM4(ctx);
-	if (nr_args > 4) e->args[4] = PT_REGS_PARM5(ctx);
-	if (nr_args > 5) e->args[5] = PT_REGS_PARM6(ctx);
-	finish(ctx, e);
-	return 0;
-}
-
-SEC("uretprobe")
-int func_uretprobe(struct pt_regs *ctx)
-{
-	on_return(bpf_get_current_pid_tgid(), has_ret ? PT_REGS_RC(ctx) : 0);
-	return 0;
-}
+REGS_PROBE_PROGS("uprobe", func_uprobe, "uretprobe", func_uretprobe)
 
 /* --count: calls per attach point, indexed by the BPF cookie user space gave each (its
  * index; Linux 5.15+; user space sizes the array to the attach points). An array slot,
