@@ -651,8 +651,8 @@ fn textfile_refuses_devices_links_and_other_non_files() {
     let node = dir.join("full");
     let dev = libc::makedev(1, 7);
     let c = std::ffi::CString::new(node.to_string_lossy().as_bytes()).unwrap();
-    // SAFETY: a NUL-terminated path; mknod reads nothing else.
     assert_eq!(
+        // SAFETY: a NUL-terminated path; mknod reads nothing else.
         unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, dev) },
         0
     );

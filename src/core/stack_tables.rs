@@ -106,9 +106,12 @@ impl StackTables {
         let now = Instant::now();
         // Testing builds: the key-by-key drain of kernels without batch operations, on
         // any kernel (tests/profile.rs).
-        let batch = (cfg!(feature = "testing")
-            && std::env::var_os("BTRACE_TEST_NO_BATCH").is_some())
-        .then_some(false);
+        #[cfg(feature = "testing")]
+        let batch = std::env::var_os("BTRACE_TEST_NO_BATCH")
+            .is_some()
+            .then_some(false);
+        #[cfg(not(feature = "testing"))]
+        let batch = None;
         StackTables {
             active: 0,
             flipped: now,

@@ -175,6 +175,7 @@ pub fn prog_loaded(id: u32) -> bool {
     // SAFETY: plain syscall wrapper; a returned fd is closed at once.
     let fd = unsafe { libbpf_sys::bpf_prog_get_fd_by_id(id) };
     if fd >= 0 {
+        // SAFETY: `fd` was just opened here and is used nowhere else.
         unsafe { libc::close(fd) };
         return true;
     }
@@ -269,6 +270,7 @@ impl Running {
     }
 
     pub fn signal(&self, sig: i32) {
+        // SAFETY: kill only sends a signal, to the btrace child this handle owns.
         unsafe { libc::kill(self.pid() as i32, sig) };
     }
 

@@ -190,8 +190,8 @@ fn run_tui(session: &mut Session, groups: &mut Groups, sampler: &mut Sampler) ->
     let mut snap: Option<Snapshot> = None;
     // Test hook (`testing` builds only): makes the dashboard panic after its first
     // refresh, so a test can check that the terminal is restored even then.
-    let panic_for_test =
-        cfg!(feature = "testing") && std::env::var_os("BTRACE_TOP_TEST_PANIC").is_some();
+    #[cfg(feature = "testing")]
+    let panic_for_test = std::env::var_os("BTRACE_TOP_TEST_PANIC").is_some();
     screen.term.draw(|f| ui::draw(f, None, &view))?;
     session.run(|step| {
         match step {
@@ -216,6 +216,7 @@ fn run_tui(session: &mut Session, groups: &mut Groups, sampler: &mut Sampler) ->
             }
             Step::Interval => {
                 snap = Some(sampler.sample(groups)?);
+                #[cfg(feature = "testing")]
                 if panic_for_test {
                     panic!("BTRACE_TOP_TEST_PANIC is set");
                 }
