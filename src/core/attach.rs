@@ -133,6 +133,12 @@ impl Links {
         self.0.is_empty()
     }
 
+    /// The links one by one, for an owner that keeps them as a list (they then detach
+    /// one after the other when dropped, not through [`detach_all`]).
+    pub fn into_vec(mut self) -> Vec<Link> {
+        std::mem::take(&mut self.0)
+    }
+
     /// Detaches every link now (as dropping does), leaving the set empty.
     pub fn clear(&mut self) {
         detach_all(std::mem::take(&mut self.0));

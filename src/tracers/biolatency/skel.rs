@@ -8,7 +8,12 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(BioKind, BiolatencySkel);
+crate::skel_kind!(
+    BioKind,
+    BiolatencySkelBuilder,
+    OpenBiolatencySkel,
+    BiolatencySkel
+);
 
 /// A loaded biolatency object with its storage.
 pub type BioObj = crate::core::skel::Loaded<BioKind>;

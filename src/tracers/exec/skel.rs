@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(ExecKind, ExecSkel);
+crate::skel_kind!(ExecKind, ExecSkelBuilder, OpenExecSkel, ExecSkel);
 
 /// A loaded exec object with its storage.
 pub type ExecObj = crate::core::skel::Loaded<ExecKind>;

@@ -3,8 +3,10 @@
 //! and setting it on an open skeleton before load.
 
 use anyhow::Result;
+use libbpf_rs::OpenObject;
 
 use crate::core::abi::types;
+use crate::core::lifecycle::open_map;
 use crate::core::scope::Scope;
 use crate::core::slots;
 use crate::resolve::btf::{Proto, ValueKind};
@@ -186,55 +188,74 @@ impl Plan {
     }
 }
 
-/// Sets what every function tracer's object shares (func_probe.h's rodata and maps) from
-/// a [`Plan`], on an open skeleton before load.
-#[macro_export]
-macro_rules! func_configure {
-    ($open:expr, $plan:expr, $task_store:expr) => {{
-        let plan: &$crate::tracers::func::Plan = $plan;
-        let task_store: bool = plan.hist && $task_store;
-        {
-            let ro = $crate::rodata_mut!($open);
-            ro.nr_args = plan.nr_args() as u32;
-            ro.has_ret = plan.ret_kind() != $crate::resolve::btf::ValueKind::Void;
-            ro.with_ret = plan.needs_return();
-            ro.hist_on = plan.hist;
-            ro.hist_task_store = task_store;
-            if !plan.hist {
-                ro.rb_wake_bytes = $crate::core::stream::wake_bytes(plan.ring_bytes);
-                ro.rb_wake_gap_ns = $crate::core::stream::WAKE_GAP_NS;
-            }
-            ro.str_size = plan.str_size as u32;
-            ro.str_slot_bytes = $crate::core::slots::slot_bytes(plan.str_size) as u32;
-            ro.ev_size = plan.ev_size() as u32;
-            if let Some(off) = plan.stack_off() {
-                ro.want_stack = true;
-                ro.stack_off = off as u32;
-            }
-            for (i, r) in plan.reads.iter().enumerate() {
-                ro.arg_read[i] = r.how;
-                ro.arg_slot[i] = r.slot;
-                ro.arg_len[i] = r.len;
-            }
+impl Plan {
+    /// Sets what every function tracer's object shares (func_probe.h's rodata and maps),
+    /// found by name in the open object: kprobe's and uprobe's skeletons each have their
+    /// own types for them. `task_store`: --hist keeps its entry times in task storage.
+    pub fn configure(&self, open: &mut OpenObject, task_store: bool) -> Result<()> {
+        let task_store = self.hist && task_store;
+        let (nr_args, str_size, ev_size) = (
+            (self.nr_args() as u32).to_ne_bytes(),
+            (self.str_size as u32).to_ne_bytes(),
+            (self.ev_size() as u32).to_ne_bytes(),
+        );
+        let slot_bytes = (slots::slot_bytes(self.str_size) as u32).to_ne_bytes();
+        let has_ret = [u8::from(self.ret_kind() != ValueKind::Void)];
+        let (with_ret, hist_on, hist_task_store) = (
+            [u8::from(self.needs_return())],
+            [u8::from(self.hist)],
+            [u8::from(task_store)],
+        );
+        let arg_read = self.reads.map(|r| r.how);
+        let arg_slot = self.reads.map(|r| r.slot);
+        let arg_len = self.reads.map(|r| r.len);
+        let mut vars: Vec<(&str, &[u8])> = vec![
+            ("nr_args", &nr_args),
+            ("has_ret", &has_ret),
+            ("with_ret", &with_ret),
+            ("hist_on", &hist_on),
+            ("hist_task_store", &hist_task_store),
+            ("str_size", &str_size),
+            ("str_slot_bytes", &slot_bytes),
+            ("ev_size", &ev_size),
+            ("arg_read", &arg_read),
+            ("arg_slot", &arg_slot),
+            ("arg_len", &arg_len),
+        ];
+        let wake_bytes = crate::core::stream::wake_bytes(self.ring_bytes).to_ne_bytes();
+        let wake_gap = crate::core::stream::WAKE_GAP_NS.to_ne_bytes();
+        if !self.hist {
+            vars.push(("rb_wake_bytes", &wake_bytes));
+            vars.push(("rb_wake_gap_ns", &wake_gap));
         }
-        $crate::apply_scope!($open, &plan.scope, true);
-        let m = &mut $open.maps;
-        m.events
-            .set_max_entries(if plan.hist { 4096 } else { plan.ring_bytes })?;
-        m.scratch.set_value_size(plan.ev_size() as u32)?;
-        m.inflight.set_value_size(plan.ev_size() as u32)?;
-        m.inflight.set_max_entries(if plan.with_ret && !plan.hist {
-            plan.max_inflight
+        let stack_off = self.stack_off().map(|off| (off as u32).to_ne_bytes());
+        if let Some(off) = &stack_off {
+            vars.push(("want_stack", &[1]));
+            vars.push(("stack_off", off));
+        }
+        crate::core::rodata::write(open, &vars)?;
+        let ev_size = self.ev_size() as u32;
+        open_map(open, "events")?.set_max_entries(if self.hist {
+            4096
+        } else {
+            self.ring_bytes
+        })?;
+        open_map(open, "scratch")?.set_value_size(ev_size)?;
+        let mut inflight = open_map(open, "inflight")?;
+        inflight.set_value_size(ev_size)?;
+        inflight.set_max_entries(if self.with_ret && !self.hist {
+            self.max_inflight
         } else {
             1
         })?;
-        m.starts.set_max_entries(if plan.hist && !task_store {
-            plan.max_inflight
+        open_map(open, "starts")?.set_max_entries(if self.hist && !task_store {
+            self.max_inflight
         } else {
             1
         })?;
-        m.starts_task.set_autocreate(task_store)?;
-    }};
+        open_map(open, "starts_task")?.set_autocreate(task_store)?;
+        Ok(())
+    }
 }
 
 /// Loads with --hist's entry times in task storage, else (the kernel does not let these

@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(HistKind, HistSkel);
+crate::skel_kind!(HistKind, HistSkelBuilder, OpenHistSkel, HistSkel);
 
 /// A loaded hist object with its storage.
 pub type Hist = crate::core::skel::Loaded<HistKind>;

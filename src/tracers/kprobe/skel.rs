@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(KprobeKind, KprobeSkel);
+crate::skel_kind!(KprobeKind, KprobeSkelBuilder, OpenKprobeSkel, KprobeSkel);
 
 /// A loaded kprobe object with its storage.
 pub type Kprobe = crate::core::skel::Loaded<KprobeKind>;

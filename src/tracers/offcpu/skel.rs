@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(OffcpuKind, OffcpuSkel);
+crate::skel_kind!(OffcpuKind, OffcpuSkelBuilder, OpenOffcpuSkel, OffcpuSkel);
 
 /// A loaded offcpu object with its storage.
 pub type Offcpu = crate::core::skel::Loaded<OffcpuKind>;

@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(OpensKind, OpensSkel);
+crate::skel_kind!(OpensKind, OpensSkelBuilder, OpenOpensSkel, OpensSkel);
 
 /// A loaded open object with its storage.
 pub type OpenObj = crate::core::skel::Loaded<OpensKind>;

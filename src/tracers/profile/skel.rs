@@ -8,7 +8,12 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(ProfileKind, ProfileSkel);
+crate::skel_kind!(
+    ProfileKind,
+    ProfileSkelBuilder,
+    OpenProfileSkel,
+    ProfileSkel
+);
 
 /// A loaded profile object with its storage.
 pub type Profile = crate::core::skel::Loaded<ProfileKind>;

@@ -7,7 +7,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(RunqKind, RunqSkel);
+crate::skel_kind!(RunqKind, RunqSkelBuilder, OpenRunqSkel, RunqSkel);
 
 /// A loaded runq object with its storage.
 pub type Runq = crate::core::skel::Loaded<RunqKind>;

@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(TcpKind, TcpSkel);
+crate::skel_kind!(TcpKind, TcpSkelBuilder, OpenTcpSkel, TcpSkel);
 
 /// A loaded tcp object with its storage.
 pub type Tcp = crate::core::skel::Loaded<TcpKind>;

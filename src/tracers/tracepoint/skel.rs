@@ -8,7 +8,12 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(TracepointKind, TracepointSkel);
+crate::skel_kind!(
+    TracepointKind,
+    TracepointSkelBuilder,
+    OpenTracepointSkel,
+    TracepointSkel
+);
 
 /// A loaded tracepoint object with its storage.
 pub type Tp = crate::core::skel::Loaded<TracepointKind>;

@@ -8,7 +8,7 @@ mod generated {
 }
 pub use generated::*;
 
-crate::skel_kind!(UprobeKind, UprobeSkel);
+crate::skel_kind!(UprobeKind, UprobeSkelBuilder, OpenUprobeSkel, UprobeSkel);
 
 /// A loaded uprobe object with its storage.
 pub type Uprobe = crate::core::skel::Loaded<UprobeKind>;
