@@ -44,7 +44,8 @@ pub enum Tree {
     /// hooks and the tree's alike ([`Declaration::hooks`] is not called).
     WithLoaded,
     /// The tree's first, so the process tree is kept from before the first traced event;
-    /// then [`Declaration::hooks`].
+    /// then the process tracking of stack tables ([`Declaration::stack_tables`]); then
+    /// [`Declaration::hooks`].
     First,
     /// [`Declaration::hooks`] first, then the tree's (tracepoint: a user's program on a
     /// tracepoint the tree's programs also use must run before them).
@@ -72,7 +73,8 @@ pub trait Declaration {
         true
     }
     /// The double-buffered stack tables (stack_tables.h), if the object has them:
-    /// (stacks, counts) in each buffer.
+    /// (stacks, counts) in each buffer. Such an object also tracks processes
+    /// (stack_procs.h), whose programs [`Tree::First`] attaches after the tree's.
     fn stack_tables(&self) -> Option<(u32, u32)> {
         None
     }
@@ -122,6 +124,9 @@ pub fn attach<D: Declaration>(decl: &D, way: D::Way, skel: &Loaded<D::Kind>) -> 
         Tree::WithLoaded => attach::attach_loaded(obj)?,
         Tree::First => {
             let mut links = Links::new(crate::core::scope::attach_tree(obj)?);
+            if decl.stack_tables().is_some() {
+                attach_stack_procs(obj, &mut links)?;
+            }
             decl.hooks(way, skel, &mut links)?;
             links
         }
@@ -154,6 +159,19 @@ where
 {
     let (way, (skel, links)) = attach::first_that_works(ways, |way| load_way(decl, way))?;
     Ok((way, skel, links))
+}
+
+/// The profilers' process tracking (stack_procs.h: `procs_exec`, `procs_exit`), attached
+/// before their samples so a process's user stacks are read against the right maps.
+fn attach_stack_procs(obj: &libbpf_rs::Object, links: &mut Links) -> Result<()> {
+    for name in ["procs_exec", "procs_exit"] {
+        let prog = obj
+            .progs_mut()
+            .find(|p| p.name() == name)
+            .with_context(|| format!("the object has no program {name}"))?;
+        links.push(prog.attach().with_context(|| format!("attaching {name}"))?);
+    }
+    Ok(())
 }
 
 /// A map of an open object, by name: for settings of maps a shared header declares.

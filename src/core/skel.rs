@@ -49,6 +49,25 @@ macro_rules! skel_kind {
     };
 }
 
+/// A tracer's leaf module in one line: includes the generated skeleton `FILE.skel.rs` as
+/// module `generated` (re-exported), declares its [`SkelKind`] and names the loaded
+/// object: `skel_leaf!("runq", Runq = RunqKind(RunqSkelBuilder, OpenRunqSkel, RunqSkel));`.
+#[macro_export]
+macro_rules! skel_leaf {
+    ($file:literal, $obj:ident = $kind:ident($builder:ident, $open:ident, $skel:ident)) => {
+        #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+        mod generated {
+            include!(concat!(env!("OUT_DIR"), "/", $file, ".skel.rs"));
+        }
+        pub use generated::*;
+
+        $crate::skel_kind!($kind, $builder, $open, $skel);
+
+        /// A loaded object with its storage.
+        pub type $obj = $crate::core::skel::Loaded<$kind>;
+    };
+}
+
 /// A skeleton with its storage. It derefs to the skeleton for shared use only: maps are
 /// read and written and programs attached through `&` (libbpf-rs takes `&self` for those),
 /// and without `&mut` no code can move the skeleton away from its storage.

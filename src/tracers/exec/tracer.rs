@@ -2,10 +2,10 @@
 //! The exec tracer: the syscall tracepoints of execve and execveat (or raw_tp on every
 //! syscall where those tracepoints do not exist), one record per finished call.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use libbpf_rs::skel::Skel;
 
-use crate::core::attach::Links;
+use crate::core::attach::{syscall_tp_exists, Links};
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
@@ -47,11 +47,6 @@ pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
     )
 }
 
-fn syscall_tp_exists(name: &str) -> bool {
-    crate::core::system::tracefs_dir()
-        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
-}
-
 /// The exec tracer as core::lifecycle drives it: the config is the declaration.
 impl Declaration for Config {
     type Kind = ExecKind;
@@ -69,24 +64,13 @@ impl Declaration for Config {
     }
 
     fn prepare(&self, hook: Hook) -> Result<()> {
-        if hook == Hook::Tracepoint {
-            crate::core::system::ensure_tracefs()?;
-            if !syscall_tp_exists("sys_enter_execve") {
-                bail!(
-                    "no syscalls:sys_enter_execve tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
-                );
-            }
-        }
-        Ok(())
+        hook.prepare("sys_enter_execve")
     }
 
-    // The helpers (process tree, exec's new name) on raw_tp with either hook: a raw_tp
+    // The helpers (process tree, exec's new name) stay on raw_tp with either hook (the
+    // default tree_on_raw_tp, and exec_moved_raw below): a raw_tp
     // link detaches at once, a classic tracepoint's waits for grace periods one at a
     // time under the kernel's event_mutex (about 40-70 ms each at exit here).
-    fn tree_on_raw_tp(&self, _hook: Hook) -> bool {
-        true
-    }
-
     fn configure(&self, hook: Hook, open: &mut OpenExecSkel<'_>) -> Result<()> {
         let tp = hook == Hook::Tracepoint;
         rodata::typed(&mut open.maps.rodata_data).fails_only = self.fails_only;

@@ -94,18 +94,6 @@ impl Declaration for Config {
     }
 
     fn hooks(&self, way: Way, skel: &OffcpuSkel<'_>, links: &mut Links) -> Result<()> {
-        links.push(
-            skel.progs
-                .procs_exec
-                .attach()
-                .context("attaching procs_exec")?,
-        );
-        links.push(
-            skel.progs
-                .procs_exit
-                .attach()
-                .context("attaching procs_exit")?,
-        );
         let sw = match way {
             Way::TpBtfTask => skel.progs.offcpu_switch_btf.attach(),
             Way::RawTpHash => skel.progs.offcpu_switch_raw.attach(),

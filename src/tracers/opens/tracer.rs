@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::Skel;
 
-use crate::core::attach::Links;
+use crate::core::attach::{syscall_tp_exists, Links};
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
@@ -53,12 +53,6 @@ pub fn parse_prefix(p: &str) -> Result<Vec<u8>> {
     Ok(b.to_vec())
 }
 
-/// Whether a syscall tracepoint exists (open and creat are absent on some architectures).
-fn syscall_tp_exists(name: &str) -> bool {
-    crate::core::system::tracefs_dir()
-        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
-}
-
 /// The open tracer as core::lifecycle drives it: the config is the declaration.
 impl Declaration for Config {
     type Kind = OpensKind;
@@ -76,24 +70,13 @@ impl Declaration for Config {
     }
 
     fn prepare(&self, hook: Hook) -> Result<()> {
-        if hook == Hook::Tracepoint {
-            crate::core::system::ensure_tracefs()?;
-            if !syscall_tp_exists("sys_enter_openat") {
-                bail!(
-                    "no syscalls:sys_enter_openat tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
-                );
-            }
-        }
-        Ok(())
+        hook.prepare("sys_enter_openat")
     }
 
-    // The helpers (process tree, the reap of ended threads) on raw_tp with either hook:
+    // The helpers (process tree, the reap of ended threads) stay on raw_tp with either
+    // hook (the default tree_on_raw_tp, and ostarts_reap_raw below):
     // a raw_tp link detaches at once, a classic tracepoint's waits for grace periods one
     // at a time under the kernel's event_mutex (about 40-70 ms each at exit here).
-    fn tree_on_raw_tp(&self, _hook: Hook) -> bool {
-        true
-    }
-
     fn configure(&self, hook: Hook, open: &mut OpenOpensSkel<'_>) -> Result<()> {
         let ring_bytes = self
             .ring_bytes

@@ -136,18 +136,6 @@ impl Declaration for ProfileLoad<'_> {
     }
 
     fn hooks(&self, _way: (), skel: &ProfileSkel<'_>, links: &mut Links) -> Result<()> {
-        links.push(
-            skel.progs
-                .procs_exec
-                .attach()
-                .context("attaching procs_exec")?,
-        );
-        links.push(
-            skel.progs
-                .procs_exit
-                .attach()
-                .context("attaching procs_exit")?,
-        );
         let period = 1_000_000_000 / self.cfg.hz;
         let mut events = 0;
         for &cpu in self.cpus {

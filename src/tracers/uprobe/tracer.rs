@@ -153,12 +153,20 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Links, Hook)> {
         let (skel, links) = load_hook(plan, probe, Hook::PerfEvent)?;
         return Ok((skel, links, Hook::PerfEvent));
     }
+    let (hook, (skel, links)) = first_hook(|hook| load_hook(plan, probe, hook))?;
+    Ok((skel, links, hook))
+}
+
+/// Tries each way of [`HOOKS`] in turn (as core::attach::first_that_works does, but the
+/// refusal of the last, perf-event way is explained with what uprobe_multi said:
+/// [`explain`]).
+fn first_hook<T>(mut attempt: impl FnMut(Hook) -> Result<T>) -> Result<(Hook, T)> {
     let mut multi_error = None;
     for hook in HOOKS {
-        match load_hook(plan, probe, hook) {
-            Ok((skel, links)) => {
+        match attempt(hook) {
+            Ok(loaded) => {
                 crate::core::bpf_log::take();
-                return Ok((skel, links, hook));
+                return Ok((hook, loaded));
             }
             // Refused for its kernel memory: the same on every way; that line alone.
             Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
@@ -450,20 +458,9 @@ pub fn load_count(
     path: &Path,
     funcs: &[Func],
 ) -> Result<(Uprobe, Links, Hook, Vec<Refusal>)> {
-    let mut multi_error = None;
-    for hook in HOOKS {
-        match load_count_hook(plan, path, funcs, hook) {
-            Ok((skel, links, refused)) => {
-                crate::core::bpf_log::take();
-                return Ok((skel, links, hook, refused));
-            }
-            // Refused for its kernel memory: the same on every way; that line alone.
-            Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
-            Err(e) if hook == Hook::Multi => multi_error = Some(attach::describe(&e)),
-            Err(e) => return Err(explain(e, multi_error.as_deref())),
-        }
-    }
-    unreachable!("HOOKS ends with the perf-event way, whose error is returned")
+    let (hook, (skel, links, refused)) =
+        first_hook(|hook| load_count_hook(plan, path, funcs, hook))?;
+    Ok((skel, links, hook, refused))
 }
 
 /// One `--count` load as core::lifecycle drives it: the plan, the file and its
