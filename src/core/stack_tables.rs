@@ -16,10 +16,8 @@ use crate::core::abi::types::{stack_key, stack_table_counter};
 use crate::core::percpu;
 
 /// The flag that sizes the stack tables (both buffers), for the kernel-memory check.
-pub const STACKS_DRIVER: crate::core::kmem::Driver = crate::core::kmem::Driver {
-    map: "stacks",
-    flag: "--max-stacks",
-};
+pub const STACKS_DRIVER: crate::core::kmem::Driver =
+    crate::core::kmem::Driver::new("stacks", "--max-stacks");
 
 /// The [`TableMaps`] of a loaded profiler skeleton (sized by core::lifecycle from
 /// `Declaration::stack_tables`).

@@ -74,10 +74,7 @@ fn rq_after_queue() -> Result<bool> {
 impl Declaration for Config {
     type Kind = BioKind;
     type Way = Hook;
-    const DRIVERS: &'static [Driver] = &[Driver {
-        map: "bio_starts",
-        flag: "--max-inflight",
-    }];
+    const DRIVERS: &'static [Driver] = &[Driver::new("bio_starts", "--max-inflight")];
 
     fn scope(&self) -> &Scope {
         &self.scope

@@ -53,10 +53,7 @@ impl Declaration for Config {
     type Way = Hook;
     const DRIVERS: &'static [Driver] = &[
         crate::core::kmem::RING,
-        Driver {
-            map: "exec_inflight",
-            flag: "--max-inflight",
-        },
+        Driver::new("exec_inflight", "--max-inflight"),
     ];
 
     fn scope(&self) -> &Scope {

@@ -40,14 +40,8 @@ pub(super) const RAW: ArgRead = ArgRead {
 /// calls in flight (entries of a whole event each, so --string-size and --stack weigh too).
 pub const DRIVERS: &[crate::core::kmem::Driver] = &[
     crate::core::kmem::RING,
-    crate::core::kmem::Driver {
-        map: "inflight",
-        flag: "--max-inflight",
-    },
-    crate::core::kmem::Driver {
-        map: "starts",
-        flag: "--max-inflight",
-    },
+    crate::core::kmem::Driver::new("inflight", "--max-inflight"),
+    crate::core::kmem::Driver::new("starts", "--max-inflight"),
 ];
 
 /// Everything fixed before load: the function, what to read of it, the filters.

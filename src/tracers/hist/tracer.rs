@@ -193,14 +193,8 @@ impl Declaration for HistLoad<'_> {
     type Kind = HistKind;
     type Way = Way;
     const DRIVERS: &'static [Driver] = &[
-        Driver {
-            map: "starts_hash",
-            flag: "--max-threads",
-        },
-        Driver {
-            map: "by_hists",
-            flag: "--max-keys",
-        },
+        Driver::new("starts_hash", "--max-threads"),
+        Driver::new("by_hists", "--max-keys"),
     ];
 
     fn scope(&self) -> &Scope {

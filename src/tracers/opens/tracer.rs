@@ -59,10 +59,7 @@ impl Declaration for Config {
     type Way = Hook;
     const DRIVERS: &'static [Driver] = &[
         crate::core::kmem::RING,
-        Driver {
-            map: "ostarts_hash",
-            flag: "--max-threads",
-        },
+        Driver::new("ostarts_hash", "--max-threads"),
     ];
 
     fn scope(&self) -> &Scope {

@@ -70,10 +70,7 @@ struct RunqLoad<'a> {
 impl Declaration for RunqLoad<'_> {
     type Kind = RunqKind;
     type Way = Way;
-    const DRIVERS: &'static [Driver] = &[Driver {
-        map: "runq_keys",
-        flag: "--max-keys",
-    }];
+    const DRIVERS: &'static [Driver] = &[Driver::new("runq_keys", "--max-keys")];
 
     fn scope(&self) -> &Scope {
         self.scope

@@ -279,14 +279,8 @@ impl Declaration for TcpLoad<'_> {
     type Way = Way;
     const DRIVERS: &'static [Driver] = &[
         crate::core::kmem::RING,
-        Driver {
-            map: "tcp_conns",
-            flag: "--max-conns",
-        },
-        Driver {
-            map: "tcp_cgroup_figures",
-            flag: "--max-cgroups",
-        },
+        Driver::new("tcp_conns", "--max-conns"),
+        Driver::new("tcp_cgroup_figures", "--max-cgroups"),
     ];
 
     fn scope(&self) -> &Scope {
