@@ -105,6 +105,28 @@ impl std::fmt::Display for SyscallHook {
     }
 }
 
+impl SyscallHook {
+    /// Before a [`SyscallHook::Tracepoint`] load: tracefs (mounted if missing) and the
+    /// syscall tracepoint `first` (e.g. `sys_enter_execve`) must be there.
+    pub fn prepare(self, first: &str) -> Result<()> {
+        if self == SyscallHook::Tracepoint {
+            crate::core::system::ensure_tracefs()?;
+            if !syscall_tp_exists(first) {
+                anyhow::bail!(
+                    "no syscalls:{first} tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a syscall tracepoint exists (some calls have none on some architectures).
+pub fn syscall_tp_exists(name: &str) -> bool {
+    crate::core::system::tracefs_dir()
+        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
+}
+
 /// The ways of a [`SyscallHook`] tracer, in the order they are tried.
 pub const SYSCALL_HOOKS: [SyscallHook; 2] = [SyscallHook::Tracepoint, SyscallHook::RawTp];
 
@@ -131,6 +153,12 @@ impl Links {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The links one by one, for an owner that keeps them as a list (they then detach
+    /// one after the other when dropped, not through [`detach_all`]).
+    pub fn into_vec(mut self) -> Vec<Link> {
+        std::mem::take(&mut self.0)
     }
 
     /// Detaches every link now (as dropping does), leaving the set empty.

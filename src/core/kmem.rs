@@ -30,6 +30,11 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// The map `map`, sized by `flag`.
+    pub const fn new(map: &'static str, flag: &'static str) -> Driver {
+        Driver { map, flag }
+    }
+
     /// Whether this flag sizes map `name`: the map of that name, or one of its numbered
     /// buffers (`stacks` sizes `stacks0` and `stacks1`).
     pub fn drives(&self, name: &str) -> bool {
@@ -39,10 +44,7 @@ impl Driver {
 }
 
 /// The ring buffer of the commands that stream events.
-pub const RING: Driver = Driver {
-    map: "events",
-    flag: "--buffer-size",
-};
+pub const RING: Driver = Driver::new("events", "--buffer-size");
 
 /// One map's size as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,13 +255,7 @@ mod tests {
         }
     }
 
-    const DRIVERS: &[Driver] = &[
-        RING,
-        Driver {
-            map: "inflight",
-            flag: "--max-inflight",
-        },
-    ];
+    const DRIVERS: &[Driver] = &[RING, Driver::new("inflight", "--max-inflight")];
 
     #[test]
     fn sizes_by_map_type() {

@@ -11,23 +11,60 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use anyhow::Result;
+use libbpf_rs::skel::{OpenSkel, Skel};
 use libbpf_rs::OpenObject;
 
-/// Names a generated skeleton type by its object lifetime (`HistSkel<'obj>`), so
-/// [`Loaded`] can hold one for as long as it owns the storage.
+/// A generated skeleton's types by their object lifetime (`OpenHistSkel<'obj>`,
+/// `HistSkel<'obj>`), and how it is opened: what [`Loaded`] holds and what the lifecycle
+/// (core::lifecycle) drives.
 pub trait SkelKind {
-    type Skel<'obj>;
+    type Open<'obj>: OpenSkel<'obj, Output = Self::Skel<'obj>>;
+    type Skel<'obj>: Skel<'obj>;
+    /// Opens the embedded object in `storage` with btrace's BTF settings (a `--btf` file
+    /// for CO-RE relocations).
+    fn open(storage: &mut MaybeUninit<OpenObject>) -> Result<Self::Open<'_>>;
 }
 
-/// Declares the [`SkelKind`] of a generated skeleton: `skel_kind!(HistKind, HistSkel);`.
+/// Declares the [`SkelKind`] of a generated skeleton:
+/// `skel_kind!(HistKind, HistSkelBuilder, OpenHistSkel, HistSkel);`.
 #[macro_export]
 macro_rules! skel_kind {
-    ($kind:ident, $skel:ident) => {
-        /// The skeleton's kind, for [`crate::core::skel::Loaded`].
+    ($kind:ident, $builder:ident, $open:ident, $skel:ident) => {
+        /// The skeleton's kind, for [`crate::core::skel::Loaded`] and core::lifecycle.
         pub struct $kind;
         impl $crate::core::skel::SkelKind for $kind {
+            type Open<'obj> = $open<'obj>;
             type Skel<'obj> = $skel<'obj>;
+            fn open(
+                storage: &mut std::mem::MaybeUninit<libbpf_rs::OpenObject>,
+            ) -> anyhow::Result<$open<'_>> {
+                use libbpf_rs::skel::SkelBuilder;
+                let mut builder = $builder::default();
+                if let Some(p) = $crate::core::system::custom_btf() {
+                    builder.obj_builder.btf_custom_path(p)?;
+                }
+                Ok(builder.open(storage)?)
+            }
         }
+    };
+}
+
+/// A tracer's leaf module in one line: includes the generated skeleton `FILE.skel.rs` as
+/// module `generated` (re-exported), declares its [`SkelKind`] and names the loaded
+/// object: `skel_leaf!("runq", Runq = RunqKind(RunqSkelBuilder, OpenRunqSkel, RunqSkel));`.
+#[macro_export]
+macro_rules! skel_leaf {
+    ($file:literal, $obj:ident = $kind:ident($builder:ident, $open:ident, $skel:ident)) => {
+        #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
+        mod generated {
+            include!(concat!(env!("OUT_DIR"), "/", $file, ".skel.rs"));
+        }
+        pub use generated::*;
+
+        $crate::skel_kind!($kind, $builder, $open, $skel);
+
+        /// A loaded object with its storage.
+        pub type $obj = $crate::core::skel::Loaded<$kind>;
     };
 }
 

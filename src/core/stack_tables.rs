@@ -16,26 +16,11 @@ use crate::core::percpu;
 use crate::model::abi::types::{stack_key, stack_table_counter};
 
 /// The flag that sizes the stack tables (both buffers), for the kernel-memory check.
-pub const STACKS_DRIVER: crate::core::kmem::Driver = crate::core::kmem::Driver {
-    map: "stacks",
-    flag: "--max-stacks",
-};
+pub const STACKS_DRIVER: crate::core::kmem::Driver =
+    crate::core::kmem::Driver::new("stacks", "--max-stacks");
 
-/// Sizes an open skeleton's double-buffered tables (stack_tables.h): `max_stacks`
-/// stacks and `max_counts` counts in each buffer. A macro: each profiler's skeleton has
-/// its own types for the same maps.
-#[macro_export]
-macro_rules! size_stack_tables {
-    ($open:expr, $max_stacks:expr, $max_counts:expr) => {{
-        let (stacks, counts): (u32, u32) = ($max_stacks, $max_counts);
-        $open.maps.stacks0.set_max_entries(stacks)?;
-        $open.maps.stacks1.set_max_entries(stacks)?;
-        $open.maps.counts0.set_max_entries(counts)?;
-        $open.maps.counts1.set_max_entries(counts)?;
-    }};
-}
-
-/// The [`TableMaps`] of a loaded profiler skeleton (see [`size_stack_tables`]).
+/// The [`TableMaps`] of a loaded profiler skeleton (sized by core::lifecycle from
+/// `Declaration::stack_tables`).
 #[macro_export]
 macro_rules! stack_table_maps {
     ($skel:expr) => {

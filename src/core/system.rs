@@ -138,33 +138,6 @@ fn check_btf_file(p: &Path) -> Result<()> {
     crate::core::output::input(p, "--btf")
 }
 
-/// Opens a generated skeleton's builder with btrace's BTF settings (a `--btf` file for
-/// CO-RE relocations): `let open = skel_builder!(HistSkelBuilder).open(storage)?;`.
-#[macro_export]
-macro_rules! skel_builder {
-    ($builder:ty) => {{
-        let mut b = <$builder>::default();
-        if let Some(p) = $crate::core::system::custom_btf() {
-            b.obj_builder.btf_custom_path(p)?;
-        }
-        b
-    }};
-}
-
-/// An open skeleton's read-only data, to set before load: `rodata_mut!(open).x = 1;`.
-/// Every btrace program has load-time settings (at least the scope's), so a skeleton
-/// without them is a build mistake, not a run-time condition.
-#[macro_export]
-macro_rules! rodata_mut {
-    ($open:expr) => {
-        $open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("every btrace program has rodata")
-    };
-}
-
 /// Checks shared by every tracing command, in the order a user should fix them.
 pub fn preflight() -> Result<()> {
     require_privileges()?;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The tracers: one folder each (`NAME/`), holding its kernel program (`NAME.bpf.c`, and
 //! `NAME.h` for what it shares with user space), the leaf module owning its skeleton
-//! (`skel.rs`), the tracer (`tracer.rs`: load with fallback, attach/detach, filters, reads,
-//! losses) and, when it has one, its command (`command.rs`, used only by main.rs).
+//! (`skel.rs`), the tracer (`tracer.rs`: its core::lifecycle declaration, i.e. settings,
+//! ways and hooks; filters, reads, losses) and, when it has one, its command
+//! (`command.rs`, used only by main.rs).
 //!
 //! What the dashboard, doctor and the exporter walk over is the small object-safe
 //! [`Tracer`] trait and the [`REGISTRY`]; commands use their tracer's own functions, so

@@ -5,7 +5,9 @@
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel};
+
+use crate::core::skel::SkelKind;
 
 use crate::core::session::{Session, Step, TraceArgs};
 
@@ -13,7 +15,9 @@ use crate::core::session::{Session, Step, TraceArgs};
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
 }
-use skel::FloorSkelBuilder;
+use skel::{FloorSkel, FloorSkelBuilder, OpenFloorSkel};
+
+crate::skel_kind!(FloorKind, FloorSkelBuilder, OpenFloorSkel, FloorSkel);
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Kind {
@@ -40,7 +44,9 @@ pub fn run(args: FloorArgs) -> Result<i32> {
     crate::core::system::preflight()?;
     let mut session = Session::new(&args.common, None)?;
     let mut storage = std::mem::MaybeUninit::uninit();
-    let mut open = crate::skel_builder!(FloorSkelBuilder).open(&mut storage)?;
+    // Only the open step of core::lifecycle: the floor measures bare programs, with no
+    // scope filter or fallback between them and the hook.
+    let mut open = FloorKind::open(&mut storage)?;
     let (empty, latency, uprobe) = match args.kind {
         Kind::Empty => (true, false, false),
         Kind::Latency => (false, true, false),

@@ -7,17 +7,25 @@ use std::mem::MaybeUninit;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel};
 use serde_json::{json, Value};
 
 use crate::core::bpf_log;
 use crate::core::output::Output;
+use crate::core::skel::SkelKind;
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/verifier_cases.skel.rs"));
 }
-use skel::VerifierCasesSkelBuilder;
+use skel::{OpenVerifierCasesSkel, VerifierCasesSkel, VerifierCasesSkelBuilder};
+
+crate::skel_kind!(
+    VerifierCasesKind,
+    VerifierCasesSkelBuilder,
+    OpenVerifierCasesSkel,
+    VerifierCasesSkel
+);
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct VerifierArgs {
@@ -185,9 +193,9 @@ fn verifier_log(lines: &[String]) -> Vec<String> {
 /// Loads program `prog` alone and returns the verdict.
 fn load_program(prog: &str) -> Result<Verdict> {
     let mut storage = MaybeUninit::uninit();
-    let mut open = crate::skel_builder!(VerifierCasesSkelBuilder)
-        .open(&mut storage)
-        .context("opening the verifier cases")?;
+    // Only the open step of core::lifecycle: each case is loaded alone for the
+    // verifier's verdict, never attached.
+    let mut open = VerifierCasesKind::open(&mut storage).context("opening the verifier cases")?;
     let mut found = false;
     for mut p in open.open_object_mut().progs_mut() {
         let this = p.name() == prog;

@@ -6,19 +6,24 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{Link, OpenProgramMut};
 
-use crate::core::skel::Loaded;
+use crate::core::skel::{Loaded, SkelKind};
 use crate::resolve::btf;
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/features.skel.rs"));
 }
-use skel::{FeaturesSkel, FeaturesSkelBuilder};
+use skel::{FeaturesSkel, FeaturesSkelBuilder, OpenFeaturesSkel};
 
-crate::skel_kind!(FeaturesKind, FeaturesSkel);
+crate::skel_kind!(
+    FeaturesKind,
+    FeaturesSkelBuilder,
+    OpenFeaturesSkel,
+    FeaturesSkel
+);
 type Features = Loaded<FeaturesKind>;
 
 /// The outcome of one probe.
@@ -63,12 +68,14 @@ pub fn kprobes_present() -> bool {
 }
 
 /// Loads the probe object with only `prog` enabled; `setup` can adjust that program.
+/// Only the open step of core::lifecycle: a probe loads one program alone to learn
+/// whether the kernel takes it, with no scope, no fallback and its own attach test.
 fn load_only(
     prog: &str,
     mut setup: impl FnMut(&mut OpenProgramMut<'_>) -> Result<()>,
 ) -> Result<Features> {
     Loaded::new(|storage| {
-        let mut open = crate::skel_builder!(FeaturesSkelBuilder).open(storage)?;
+        let mut open = FeaturesKind::open(storage)?;
         for mut p in open.open_object_mut().progs_mut() {
             let wanted = p.name() == prog;
             p.set_autoload(wanted);

@@ -9,10 +9,10 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::Iter;
 
-use crate::core::skel::Loaded;
+use crate::core::skel::{Loaded, SkelKind};
 use crate::model::abi::types::task_hdr;
 use crate::model::task::{Head, HeadRef, NsIds};
 
@@ -20,9 +20,9 @@ use crate::model::task::{Head, HeadRef, NsIds};
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/pidns.skel.rs"));
 }
-use skel::{types, PidnsSkel, PidnsSkelBuilder};
+use skel::{types, OpenPidnsSkel, PidnsSkel, PidnsSkelBuilder};
 
-crate::skel_kind!(PidnsKind, PidnsSkel);
+crate::skel_kind!(PidnsKind, PidnsSkelBuilder, OpenPidnsSkel, PidnsSkel);
 
 // SAFETY: a plain C struct of integers, as generated from the object's BTF.
 unsafe impl plain::Plain for types::pidns_entry {}
@@ -181,9 +181,11 @@ impl PidView {
 
 /// Every task visible in the namespace `inum`, from the kernel's task iterator.
 fn walk(inum: u32) -> Result<Vec<Ids>> {
+    // Only the open step of core::lifecycle: an iterator over tasks, run once, with no
+    // scope (the scope filter itself needs this walk) and one way.
     let it = Loaded::<PidnsKind>::new(|storage| {
-        let mut open = crate::skel_builder!(PidnsSkelBuilder).open(storage)?;
-        crate::rodata_mut!(open).target_ns_inum = inum;
+        let mut open = PidnsKind::open(storage)?;
+        crate::core::rodata::typed(&mut open.maps.rodata_data).target_ns_inum = inum;
         Ok(open.load()?)
     })
     .context("loading the pid namespace iterator (needs Linux 5.8+)")?;

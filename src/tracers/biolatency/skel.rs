@@ -2,16 +2,10 @@
 //! The leaf module of the biolatency tracer: its generated skeleton and the kernel ABI it
 //! shares with biolatency.bpf.c (biolatency.h).
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/biolatency.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(BioKind, BiolatencySkel);
-
-/// A loaded biolatency object with its storage.
-pub type BioObj = crate::core::skel::Loaded<BioKind>;
+crate::skel_leaf!(
+    "biolatency",
+    BioObj = BioKind(BiolatencySkelBuilder, OpenBiolatencySkel, BiolatencySkel)
+);
 
 /// Default bound of the requests in flight at once.
 pub const MAX_INFLIGHT: u32 = types::bio_limits::BIO_MAX_INFLIGHT.0;

@@ -6,18 +6,21 @@ use std::collections::HashMap;
 use std::fmt;
 
 use anyhow::Result;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::attach::{self, Links};
+use crate::core::attach::Links;
 use crate::core::delta::Cumulative;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
 use crate::core::percpu;
+use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::model::histogram::Log2Hist;
 use crate::model::task::comm_text;
 
-use super::skel::{types, BioObj, BiolatencySkelBuilder, MAX_INFLIGHT};
+use super::skel::{types, BioKind, BioObj, OpenBiolatencySkel, MAX_INFLIGHT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Hook {
@@ -67,22 +70,28 @@ fn rq_after_queue() -> Result<bool> {
     Ok(crate::resolve::btf::tracepoint_args(&btf, "block_rq_issue") == Some(2))
 }
 
-/// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Links)> {
-    let with_q = rq_after_queue()?;
-    let obj = BioObj::new(|storage| {
-        let mut open = crate::skel_builder!(BiolatencySkelBuilder).open(storage)?;
+/// The block I/O tracer as core::lifecycle drives it: the config is the declaration.
+impl Declaration for Config {
+    type Kind = BioKind;
+    type Way = Hook;
+    const DRIVERS: &'static [Driver] = &[Driver::new("bio_starts", "--max-inflight")];
+
+    fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    fn configure(&self, hook: Hook, open: &mut OpenBiolatencySkel<'_>) -> Result<()> {
+        let with_q = rq_after_queue()?;
         {
-            let ro = crate::rodata_mut!(open);
-            ro.per_disk = cfg.per_disk;
-            ro.scoped = cfg.scope.is_on();
+            let ro = rodata::typed(&mut open.maps.rodata_data);
+            ro.per_disk = self.per_disk;
+            ro.scoped = self.scope.is_on();
         }
-        crate::apply_scope!(open, &cfg.scope, true);
         open.maps
             .bio_starts
-            .set_max_entries(cfg.max_inflight.unwrap_or(MAX_INFLIGHT))?;
+            .set_max_entries(self.max_inflight.unwrap_or(MAX_INFLIGHT))?;
         let btf = hook == Hook::TpBtf;
-        let insert = cfg.queued || cfg.scope.is_on();
+        let insert = self.queued || self.scope.is_on();
         let p = &mut open.progs;
         p.bio_insert_btf.set_autoload(btf && insert && !with_q);
         p.bio_insert_btf_q.set_autoload(btf && insert && with_q);
@@ -94,27 +103,18 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Links)> {
         p.bio_issue_raw.set_autoload(!btf && !with_q);
         p.bio_issue_raw_q.set_autoload(!btf && with_q);
         p.bio_complete_raw.set_autoload(!btf);
-        crate::core::kmem::check(
-            open.open_object(),
-            &[crate::core::kmem::Driver {
-                map: "bio_starts",
-                flag: "--max-inflight",
-            }],
-        )?;
-        let obj = open.load()?;
-        cfg.scope
-            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
-        Ok(obj)
-    })?;
-    let links = attach::attach_loaded(obj.object())?;
-    cfg.scope.seed(&obj.maps.scope_procs)?;
-    Ok((obj, links))
+        Ok(())
+    }
+}
+
+/// Opens, configures, loads and attaches one way.
+pub fn load(hook: Hook, cfg: &Config) -> Result<(BioObj, Links)> {
+    lifecycle::load_way(cfg, hook)
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
 pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, BioObj, Links)> {
-    let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
-    Ok((hook, obj, links))
+    lifecycle::load_first(cfg, hooks)
 }
 
 /// One key's figures, CPUs summed.

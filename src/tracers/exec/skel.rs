@@ -2,16 +2,10 @@
 //! The leaf module of the exec tracer: its generated skeleton and the kernel ABI it
 //! shares with exec.bpf.c (exec.h).
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/exec.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(ExecKind, ExecSkel);
-
-/// A loaded exec object with its storage.
-pub type ExecObj = crate::core::skel::Loaded<ExecKind>;
+crate::skel_leaf!(
+    "exec",
+    ExecObj = ExecKind(ExecSkelBuilder, OpenExecSkel, ExecSkel)
+);
 
 /// Bytes kept of the filename and of one argument.
 pub const PATH_SIZE: usize = types::exec_limits::EXEC_PATH_SIZE.0 as usize;

@@ -2,16 +2,19 @@
 //! The exec tracer: the syscall tracepoints of execve and execveat (or raw_tp on every
 //! syscall where those tracepoints do not exist), one record per finished call.
 
-use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use anyhow::{Context, Result};
+use libbpf_rs::skel::Skel;
 
-use crate::core::attach::{self, Links};
+use crate::core::attach::{syscall_tp_exists, Links};
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
+use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
 
 use super::event::{self, ExecEvent};
-use super::skel::{types, ExecObj, ExecSkelBuilder, MAX_INFLIGHT};
+use super::skel::{types, ExecKind, ExecObj, OpenExecSkel, MAX_INFLIGHT};
 
 /// How the calls are caught, cheapest first (the shared syscall-tracer hooks).
 pub use crate::core::attach::{SyscallHook as Hook, SYSCALL_HOOKS as HOOKS};
@@ -44,36 +47,41 @@ pub fn parse_max_inflight(s: &str) -> std::result::Result<u32, String> {
     )
 }
 
-fn syscall_tp_exists(name: &str) -> bool {
-    crate::core::system::tracefs_dir()
-        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
-}
+/// The exec tracer as core::lifecycle drives it: the config is the declaration.
+impl Declaration for Config {
+    type Kind = ExecKind;
+    type Way = Hook;
+    const DRIVERS: &'static [Driver] = &[
+        crate::core::kmem::RING,
+        Driver::new("exec_inflight", "--max-inflight"),
+    ];
 
-/// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
-    let tp = hook == Hook::Tracepoint;
-    if tp {
-        crate::core::system::ensure_tracefs()?;
-        if !syscall_tp_exists("sys_enter_execve") {
-            bail!(
-                "no syscalls:sys_enter_execve tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
-            );
-        }
+    fn scope(&self) -> &Scope {
+        &self.scope
     }
-    let obj = ExecObj::new(|storage| {
-        let mut open = crate::skel_builder!(ExecSkelBuilder).open(storage)?;
-        crate::rodata_mut!(open).fails_only = cfg.fails_only;
-        crate::syscall_nrs!(crate::rodata_mut!(open), nr_execve, nr_execveat);
-        // The helpers (process tree, exec's new name) on raw_tp with either hook: a raw_tp
-        // link detaches at once, a classic tracepoint's waits for grace periods one at a
-        // time under the kernel's event_mutex (about 40-70 ms each at exit here).
-        crate::apply_scope!(open, &cfg.scope, true);
-        if let Some(bytes) = cfg.ring_bytes {
+
+    fn prepare(&self, hook: Hook) -> Result<()> {
+        hook.prepare("sys_enter_execve")
+    }
+
+    // The helpers (process tree, exec's new name) stay on raw_tp with either hook (the
+    // default tree_on_raw_tp, and exec_moved_raw below): a raw_tp
+    // link detaches at once, a classic tracepoint's waits for grace periods one at a
+    // time under the kernel's event_mutex (about 40-70 ms each at exit here).
+    fn configure(&self, hook: Hook, open: &mut OpenExecSkel<'_>) -> Result<()> {
+        let tp = hook == Hook::Tracepoint;
+        rodata::typed(&mut open.maps.rodata_data).fails_only = self.fails_only;
+        crate::syscall_nrs!(
+            rodata::typed(&mut open.maps.rodata_data),
+            nr_execve,
+            nr_execveat
+        );
+        if let Some(bytes) = self.ring_bytes {
             open.maps.events.set_max_entries(bytes)?;
         }
         open.maps
             .exec_inflight
-            .set_max_entries(cfg.max_inflight.unwrap_or(MAX_INFLIGHT))?;
+            .set_max_entries(self.max_inflight.unwrap_or(MAX_INFLIGHT))?;
         // One bit per possible thread id: marks an exec dropped at entry.
         open.maps
             .exec_dropped
@@ -90,30 +98,18 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
         p.exec_enter_raw.set_autoload(!tp);
         p.exec_exit_raw.set_autoload(!tp);
         p.exec_moved_raw.set_autoload(true);
-        crate::core::kmem::check(
-            open.open_object(),
-            &[
-                crate::core::kmem::RING,
-                crate::core::kmem::Driver {
-                    map: "exec_inflight",
-                    flag: "--max-inflight",
-                },
-            ],
-        )?;
-        let obj = open.load()?;
-        cfg.scope
-            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
-        Ok(obj)
-    })?;
-    let links = attach::attach_loaded(obj.object())?;
-    cfg.scope.seed(&obj.maps.scope_procs)?;
-    Ok((obj, links))
+        Ok(())
+    }
+}
+
+/// Opens, configures, loads and attaches one way.
+pub fn load(hook: Hook, cfg: &Config) -> Result<(ExecObj, Links)> {
+    lifecycle::load_way(cfg, hook)
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
 pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, ExecObj, Links)> {
-    let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
-    Ok((hook, obj, links))
+    lifecycle::load_first(cfg, hooks)
 }
 
 /// The tracer's records, decoded.

@@ -2,16 +2,10 @@
 //! The leaf module of the hist tracer: its generated skeleton and the kernel ABI it
 //! shares with hist.bpf.c (hist.h).
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/hist.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(HistKind, HistSkel);
-
-/// A loaded hist object with its storage.
-pub type Hist = crate::core::skel::Loaded<HistKind>;
+crate::skel_leaf!(
+    "hist",
+    Hist = HistKind(HistSkelBuilder, OpenHistSkel, HistSkel)
+);
 
 /// Distinct processes the dashboard's process list holds at once.
 pub const MAX_PROCS: u32 = types::hist_limits::MAX_PROCS.0;

@@ -6,23 +6,26 @@ use std::fmt;
 use std::os::fd::BorrowedFd;
 
 use anyhow::{bail, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::abi::MAX_SYSCALLS;
 use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Deltas;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
 use crate::core::percpu;
+use crate::core::rodata;
 use crate::core::scope::Scope;
-use crate::core::skel::{write_bss, Loaded};
+use crate::core::skel::write_bss;
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;
 use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
-use super::skel::{types, Hist, HistSkelBuilder, BY_MAX_KEYS, MAX_PROCS};
+use super::skel::{types, Hist, HistKind, HistSkel, OpenHistSkel, BY_MAX_KEYS, MAX_PROCS};
 
 /// Threads a kernel can have at most (PID_MAX_LIMIT on 64-bit): a bigger per-thread store
 /// could never fill.
@@ -179,27 +182,52 @@ pub fn parse_max_keys(s: &str) -> std::result::Result<u32, String> {
     )
 }
 
-/// Opens, configures and loads the programs of one way without attaching them.
-pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
-    if let Some(list) = &cfg.syscalls {
-        if let Some(nr) = list.iter().find(|&&nr| nr >= MAX_SYSCALLS) {
-            bail!("syscall number {nr} is beyond the {MAX_SYSCALLS} btrace tracks");
+/// One load of the tracer as core::lifecycle drives it: the config, and the dashboard's
+/// run-time filter set before anything is attached.
+struct HistLoad<'a> {
+    cfg: &'a Config,
+    live: Option<&'a LiveFilter>,
+}
+
+impl Declaration for HistLoad<'_> {
+    type Kind = HistKind;
+    type Way = Way;
+    const DRIVERS: &'static [Driver] = &[
+        Driver::new("starts_hash", "--max-threads"),
+        Driver::new("by_hists", "--max-keys"),
+    ];
+
+    fn scope(&self) -> &Scope {
+        &self.cfg.scope
+    }
+
+    fn prepare(&self, way: Way) -> Result<()> {
+        if let Some(list) = &self.cfg.syscalls {
+            if let Some(nr) = list.iter().find(|&&nr| nr >= MAX_SYSCALLS) {
+                bail!("syscall number {nr} is beyond the {MAX_SYSCALLS} btrace tracks");
+            }
         }
+        if way.hook == Hook::Tracepoint {
+            crate::core::system::ensure_tracefs()?;
+        }
+        Ok(())
     }
-    if way.hook == Hook::Tracepoint {
-        crate::core::system::ensure_tracefs()?;
+
+    // The classic tracepoint way must not depend on raw_tp.
+    fn tree_on_raw_tp(&self, way: Way) -> bool {
+        way.hook != Hook::Tracepoint
     }
-    Loaded::new(|storage| {
-        let mut open = crate::skel_builder!(HistSkelBuilder).open(storage)?;
+
+    fn configure(&self, way: Way, open: &mut OpenHistSkel<'_>) -> Result<()> {
         {
-            let ro = crate::rodata_mut!(open);
-            if let Some(list) = &cfg.syscalls {
+            let ro = rodata::typed(&mut open.maps.rodata_data);
+            if let Some(list) = &self.cfg.syscalls {
                 ro.filter_syscalls = true;
                 for &nr in list {
                     ro.syscall_traced[nr as usize] = 1;
                 }
             }
-            ro.count_processes = cfg.count_processes;
+            ro.count_processes = self.cfg.count_processes;
             crate::syscall_nrs!(
                 &mut *ro,
                 nr_exit,
@@ -209,25 +237,24 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
                 nr_vfork,
                 nr_clone3
             );
-            ro.by = cfg.by.kernel();
-            match cfg.outcome {
+            ro.by = self.cfg.by.kernel();
+            match self.cfg.outcome {
                 Outcome::All => {}
                 Outcome::Errors => ro.errors_only = true,
                 Outcome::Errno(e) => ro.errno_only = e as u32,
             }
         }
-        let (by_keys, by_names) = match cfg.by {
+        let (by_keys, by_names) = match self.cfg.by {
             By::Nothing => (1, 1),
-            By::Cgroup => (cfg.max_keys.unwrap_or(BY_MAX_KEYS), 1),
+            By::Cgroup => (self.cfg.max_keys.unwrap_or(BY_MAX_KEYS), 1),
             _ => {
-                let n = cfg.max_keys.unwrap_or(BY_MAX_KEYS);
+                let n = self.cfg.max_keys.unwrap_or(BY_MAX_KEYS);
                 (n, n)
             }
         };
         open.maps.by_hists.set_max_entries(by_keys)?;
         open.maps.by_comms.set_max_entries(by_names)?;
-        crate::apply_scope!(open, &cfg.scope, way.hook != Hook::Tracepoint);
-        if !cfg.count_processes {
+        if !self.cfg.count_processes {
             open.maps.proc_counts.set_max_entries(1)?;
             open.maps.proc_comms.set_max_entries(1)?;
         } else {
@@ -274,49 +301,42 @@ pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
             .set_autoload(hash && way.hook != Hook::Tracepoint);
         p.starts_reap_tp
             .set_autoload(hash && way.hook == Hook::Tracepoint);
-        p.hist_exec_comm
-            .set_autoload(cfg.count_processes || matches!(cfg.by, By::Process | By::Thread));
+        p.hist_exec_comm.set_autoload(
+            self.cfg.count_processes || matches!(self.cfg.by, By::Process | By::Thread),
+        );
         match way.store {
             Store::TaskStorage => {
                 open.maps.starts_hash.set_max_entries(1)?;
             }
             Store::Hash => {
-                let entries = cfg
+                let entries = self
+                    .cfg
                     .max_threads
                     .unwrap_or_else(crate::core::system::default_thread_entries);
                 open.maps.starts_task.set_autocreate(false)?;
                 open.maps.starts_hash.set_max_entries(entries)?;
             }
         }
-        crate::core::kmem::check(
-            open.open_object(),
-            &[
-                crate::core::kmem::Driver {
-                    map: "starts_hash",
-                    flag: "--max-threads",
-                },
-                crate::core::kmem::Driver {
-                    map: "by_hists",
-                    flag: "--max-keys",
-                },
-            ],
-        )?;
-        let hist = open.load()?;
-        cfg.scope
-            .install(&hist.maps.scope_cgroups, &hist.maps.scope_cgroup_ids)?;
-        Ok(hist)
-    })
+        Ok(())
+    }
+
+    fn loaded(&self, _way: Way, hist: &HistSkel<'_>) -> Result<()> {
+        match self.live {
+            // Filtered from the first event on: set before attaching.
+            Some(filter) => write_live(hist, Some(filter), None),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens, configures and loads the programs of one way without attaching them.
+pub fn open_load(way: Way, cfg: &Config) -> Result<Hist> {
+    lifecycle::open_load(&HistLoad { cfg, live: None }, way)
 }
 
 /// Loads and attaches the first of `ways` this kernel accepts.
 pub fn load_first(ways: &[Way], cfg: &Config) -> Result<(Way, Hist, Links)> {
-    let (way, (hist, links)) = attach::first_that_works(ways, |way| {
-        let hist = open_load(way, cfg)?;
-        let links = attach::attach_loaded(hist.object())?;
-        cfg.scope.seed(&hist.maps.scope_procs)?;
-        Ok((hist, links))
-    })?;
-    Ok((way, hist, links))
+    lifecycle::load_first(&HistLoad { cfg, live: None }, ways)
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
@@ -327,7 +347,7 @@ pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Links)> {
 /// Writes the run-time settings: the process filter (unlike the load-time scope it
 /// applies at syscall entry only, so an exit always completes the entry its thread
 /// stored) and the epoch before which stored entries are stale.
-fn write_live(hist: &Hist, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+fn write_live(hist: &HistSkel<'_>, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
     let mut cgroup_id = 0;
     if let Some(f) = live {
         crate::core::scope::prepare_live_tree(&hist.maps.scope_procs, f.pid)?;
@@ -474,14 +494,11 @@ impl SyscallTracer {
             max_keys: load.by_cgroup.map(by_cgroup_pairs),
             ..Default::default()
         };
-        let filter = &load.filter;
-        let (way, (hist, links)) = attach::first_that_works(&ways(false), |way| {
-            let hist = open_load(way, &cfg)?;
-            // Filtered from the first event on: set before attaching.
-            write_live(&hist, Some(filter), None)?;
-            let links = attach::attach_loaded(hist.object())?;
-            Ok((hist, links))
-        })?;
+        let decl = HistLoad {
+            cfg: &cfg,
+            live: Some(&load.filter),
+        };
+        let (way, hist, links) = lifecycle::load_first(&decl, &ways(false))?;
         Ok(Box::new(SyscallTracer {
             hist,
             way,

@@ -12,14 +12,20 @@
 //! lacks): the kprobe's instruction pointer, or bpf_get_func_ip under kprobe.multi; user
 //! space resolves it to the function whose entry it lies just past.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use anyhow::{anyhow, bail, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::Link;
 
-use super::skel::{Kprobe, KprobeSkelBuilder};
+use crate::core::attach::Links;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration, Tree};
+use crate::core::scope::Scope;
+
+use super::skel::{Kprobe, KprobeKind, KprobeSkel, OpenKprobeSkel};
 use super::tracer::FENTRY_DENY;
 use crate::resolve::elf::glob_match;
 use crate::tracers::func::{self, Plan};
@@ -191,19 +197,30 @@ pub struct Refused {
     pub first: Option<String>,
 }
 
-/// Opens, configures, loads and attaches the counting programs of one hook.
-pub fn load_count(
-    hook: CountHook,
-    plan: &Plan,
-    funcs: &KernelFuncs,
-) -> Result<(Kprobe, Vec<Link>, Refused)> {
-    let skel = Kprobe::new(|storage| {
-        let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
-        crate::func_configure!(open, plan, false);
+/// One `--count` load as core::lifecycle drives it: the plan, the functions, and the
+/// functions the kernel refused (filled while attaching).
+struct CountLoad<'a> {
+    plan: &'a Plan,
+    funcs: &'a KernelFuncs,
+    refused: RefCell<Refused>,
+}
+
+impl Declaration for CountLoad<'_> {
+    type Kind = KprobeKind;
+    type Way = CountHook;
+    const DRIVERS: &'static [Driver] = func::DRIVERS;
+    const TREE: Tree = Tree::First;
+
+    fn scope(&self) -> &Scope {
+        &self.plan.scope
+    }
+
+    fn configure(&self, hook: CountHook, open: &mut OpenKprobeSkel<'_>) -> Result<()> {
+        self.plan.configure(open.open_object_mut(), false)?;
         open.maps.events.set_max_entries(4096)?;
         open.maps
             .counts
-            .set_max_entries(func::counts_entries(funcs.names.len()))?;
+            .set_max_entries(func::counts_entries(self.funcs.names.len()))?;
         let p = &mut open.progs;
         p.func_fentry.set_autoload(false);
         p.func_fexit.set_autoload(false);
@@ -211,46 +228,59 @@ pub fn load_count(
         p.func_kretprobe.set_autoload(false);
         p.func_kcount.set_autoload(hook == CountHook::PerFunction);
         p.func_kcount_multi.set_autoload(hook == CountHook::Multi);
-        crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
-        let kp = open.load()?;
-        plan.scope
-            .install(&kp.maps.scope_cgroups, &kp.maps.scope_cgroup_ids)?;
-        Ok(kp)
-    })?;
-    let mut links = crate::core::scope::attach_tree(skel.object())?;
-    let mut refused = Refused::default();
-    match hook {
-        CountHook::Multi => {
-            links.push(
-                skel.progs
-                    .func_kcount_multi
-                    .attach_kprobe_multi(false, funcs.names.clone())?,
-            );
-        }
-        CountHook::PerFunction => {
-            let mut attached = 0;
-            for name in &funcs.names {
-                match skel.progs.func_kcount.attach_kprobe(false, name) {
-                    Ok(l) => {
-                        links.push(l);
-                        attached += 1;
-                    }
-                    Err(e) => {
-                        refused.count += 1;
-                        refused.first.get_or_insert_with(|| format!("{name}: {e}"));
-                    }
-                }
-            }
-            if attached == 0 {
-                bail!(
-                    "the kernel refused a kprobe on every function ({})",
-                    refused.first.as_deref().unwrap_or("none")
+        Ok(())
+    }
+
+    fn hooks(&self, hook: CountHook, skel: &KprobeSkel<'_>, links: &mut Links) -> Result<()> {
+        let funcs = self.funcs;
+        let mut refused = self.refused.borrow_mut();
+        match hook {
+            CountHook::Multi => {
+                links.push(
+                    skel.progs
+                        .func_kcount_multi
+                        .attach_kprobe_multi(false, funcs.names.clone())?,
                 );
             }
+            CountHook::PerFunction => {
+                let mut attached = 0;
+                for name in &funcs.names {
+                    match skel.progs.func_kcount.attach_kprobe(false, name) {
+                        Ok(l) => {
+                            links.push(l);
+                            attached += 1;
+                        }
+                        Err(e) => {
+                            refused.count += 1;
+                            refused.first.get_or_insert_with(|| format!("{name}: {e}"));
+                        }
+                    }
+                }
+                if attached == 0 {
+                    bail!(
+                        "the kernel refused a kprobe on every function ({})",
+                        refused.first.as_deref().unwrap_or("none")
+                    );
+                }
+            }
         }
+        Ok(())
     }
-    plan.scope.seed(&skel.maps.scope_procs)?;
-    Ok((skel, links, refused))
+}
+
+/// Opens, configures, loads and attaches the counting programs of one hook.
+pub fn load_count(
+    hook: CountHook,
+    plan: &Plan,
+    funcs: &KernelFuncs,
+) -> Result<(Kprobe, Vec<Link>, Refused)> {
+    let decl = CountLoad {
+        plan,
+        funcs,
+        refused: RefCell::default(),
+    };
+    let (skel, links) = lifecycle::load_way(&decl, hook)?;
+    Ok((skel, links.into_vec(), decl.refused.into_inner()))
 }
 
 #[cfg(test)]

@@ -7,15 +7,19 @@ use std::fmt;
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::Link;
 
-use crate::core::attach::os_error;
+use crate::core::attach::{os_error, Links};
 use crate::core::features;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration, Tree};
+use crate::core::rodata;
+use crate::core::scope::Scope;
 use crate::resolve::btf::{self, Proto};
 use crate::tracers::Check;
 
-use super::skel::{Kprobe, KprobeSkelBuilder};
+use super::skel::{Kprobe, KprobeKind, KprobeSkel, OpenKprobeSkel};
 use crate::tracers::func::{self, Plan};
 
 pub const DEFAULT_MAX_INFLIGHT: u32 = 10240;
@@ -143,59 +147,81 @@ pub fn load(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
     })
 }
 
+/// One load of the function tracer as core::lifecycle drives it: the plan, and whether
+/// --hist keeps its entry times in task storage.
+struct KprobeLoad<'a> {
+    plan: &'a Plan,
+    task_store: bool,
+}
+
+impl Declaration for KprobeLoad<'_> {
+    type Kind = KprobeKind;
+    type Way = Mode;
+    const DRIVERS: &'static [Driver] = func::DRIVERS;
+    // The process tree is kept from before the first traced call on.
+    const TREE: Tree = Tree::First;
+
+    fn scope(&self) -> &Scope {
+        &self.plan.scope
+    }
+
+    fn configure(&self, mode: Mode, open: &mut OpenKprobeSkel<'_>) -> Result<()> {
+        let plan = self.plan;
+        rodata::typed(&mut open.maps.rodata_data).ret_slot =
+            plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
+        plan.configure(open.open_object_mut(), self.task_store)?;
+        let p = &mut open.progs;
+        let (entry_on, exit_on) = (true, plan.needs_return());
+        p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
+        p.func_fexit.set_autoload(mode == Mode::Fentry && exit_on);
+        p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
+        p.func_kretprobe
+            .set_autoload(mode == Mode::Kprobe && exit_on);
+        // --count's programs (count.rs); kprobe.multi does not even load before 5.18.
+        p.func_kcount.set_autoload(false);
+        p.func_kcount_multi.set_autoload(false);
+        if mode == Mode::Fentry {
+            p.func_fentry
+                .set_attach_target(0, Some(plan.func.clone()))?;
+            p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
+        }
+        Ok(())
+    }
+
+    // Entry first: a return seen before its entry's hook existed would count as a loss.
+    fn hooks(&self, mode: Mode, skel: &KprobeSkel<'_>, links: &mut Links) -> Result<()> {
+        let plan = self.plan;
+        match mode {
+            Mode::Fentry => {
+                links.push(skel.progs.func_fentry.attach_trace()?);
+                if plan.needs_return() {
+                    links.push(skel.progs.func_fexit.attach_trace()?);
+                }
+            }
+            Mode::Kprobe => {
+                links.push(skel.progs.func_kprobe.attach_kprobe(false, &plan.func)?);
+                if plan.needs_return() {
+                    links.push(skel.progs.func_kretprobe.attach_kprobe(true, &plan.func)?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn load_mode(mode: Mode, plan: &Plan) -> Result<(Kprobe, Vec<Link>)> {
     if mode == Mode::Fentry {
         if let Some(why) = fentry_unfit(plan) {
             bail!("{why}");
         }
     }
-    let skel = crate::tracers::func::with_store_fallback(plan, |task_store| {
-        Kprobe::new(|storage| {
-            let mut open = crate::skel_builder!(KprobeSkelBuilder).open(storage)?;
-            crate::rodata_mut!(open).ret_slot =
-                plan.proto.as_ref().map_or(0, |p| p.args.len() as u32);
-            crate::func_configure!(open, plan, task_store);
-            let p = &mut open.progs;
-            let (entry_on, exit_on) = (true, plan.needs_return());
-            p.func_fentry.set_autoload(mode == Mode::Fentry && entry_on);
-            p.func_fexit.set_autoload(mode == Mode::Fentry && exit_on);
-            p.func_kprobe.set_autoload(mode == Mode::Kprobe && entry_on);
-            p.func_kretprobe
-                .set_autoload(mode == Mode::Kprobe && exit_on);
-            // --count's programs (count.rs); kprobe.multi does not even load before 5.18.
-            p.func_kcount.set_autoload(false);
-            p.func_kcount_multi.set_autoload(false);
-            if mode == Mode::Fentry {
-                p.func_fentry
-                    .set_attach_target(0, Some(plan.func.clone()))?;
-                p.func_fexit.set_attach_target(0, Some(plan.func.clone()))?;
-            }
-            crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
-            let kp = open.load()?;
-            plan.scope
-                .install(&kp.maps.scope_cgroups, &kp.maps.scope_cgroup_ids)?;
-            Ok(kp)
-        })
+    let (decl, skel) = func::with_store_fallback(plan, |task_store| {
+        let decl = KprobeLoad { plan, task_store };
+        let skel = lifecycle::open_load(&decl, mode)?;
+        Ok((decl, skel))
     })?;
-    // The process tree is kept from before the first traced call on.
-    let mut links = crate::core::scope::attach_tree(skel.object())?;
-    // Entry first: a return seen before its entry's hook existed would count as a loss.
-    match mode {
-        Mode::Fentry => {
-            links.push(skel.progs.func_fentry.attach_trace()?);
-            if plan.needs_return() {
-                links.push(skel.progs.func_fexit.attach_trace()?);
-            }
-        }
-        Mode::Kprobe => {
-            links.push(skel.progs.func_kprobe.attach_kprobe(false, &plan.func)?);
-            if plan.needs_return() {
-                links.push(skel.progs.func_kretprobe.attach_kprobe(true, &plan.func)?);
-            }
-        }
-    }
-    plan.scope.seed(&skel.maps.scope_procs)?;
-    Ok((skel, links))
+    let links = lifecycle::attach(&decl, mode, &skel)?;
+    Ok((skel, links.into_vec()))
 }
 
 /// The modes to try, in order, for what the user asked; auto never tries fentry on a
@@ -335,7 +361,7 @@ pub fn checks() -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::scope::Scope;
+    use crate::core::skel::SkelKind;
     use crate::resolve::btf::Arg;
     use crate::resolve::btf::ValueKind;
 
@@ -403,5 +429,47 @@ mod tests {
         let mut p = openat2_plan();
         p.func = "__rcu_read_lock".into();
         assert!(fentry_unfit(&p).unwrap().contains("--hook kprobe"));
+    }
+
+    /// What the lifecycle writes by name (the scope's settings, func_probe.h's) lands in
+    /// the fields the generated skeleton types, and the tree programs load as asked.
+    #[test]
+    fn settings_written_by_name_land_in_the_typed_rodata() {
+        let mut storage = std::mem::MaybeUninit::uninit();
+        let mut open = KprobeKind::open(&mut storage).unwrap();
+        let mut plan = openat2_plan();
+        plan.scope.tgid = 42;
+        plan.scope.tid = 7;
+        plan.scope.tree = Some(9);
+        plan.scope.comm = Some(crate::core::scope::comm_bytes("workload").unwrap());
+        plan.stack = true;
+        plan.scope.configure(open.open_object_mut(), false).unwrap();
+        plan.configure(open.open_object_mut(), false).unwrap();
+        let ro = open.maps.rodata_data.as_deref().unwrap();
+        assert_eq!((ro.scope_tgid, ro.scope_tid, ro.scope_tree), (42, 7, true));
+        assert!(ro.scope_by_comm);
+        assert_eq!(ro.scope_comm, plan.scope.comm_chars());
+        assert_eq!((ro.nr_args, ro.has_ret, ro.with_ret), (2, true, true));
+        assert_eq!((ro.str_size, ro.ev_size), (16, plan.ev_size() as u32));
+        assert_eq!(ro.arg_read, plan.reads.map(|r| r.how));
+        assert_eq!(ro.arg_slot, plan.reads.map(|r| r.slot));
+        assert_eq!(
+            (ro.want_stack, ro.stack_off),
+            (true, plan.stack_off().unwrap() as u32)
+        );
+        assert_eq!(
+            (ro.rb_wake_bytes, ro.rb_wake_gap_ns),
+            (
+                crate::core::stream::wake_bytes(plan.ring_bytes),
+                crate::core::stream::WAKE_GAP_NS
+            )
+        );
+        assert!(!ro.hist_on && !ro.hist_task_store);
+        // The tree kept on classic tracepoints (raw = false), sized for every pid.
+        assert!(open.progs.scope_fork_tp.autoload() && open.progs.scope_exit_tp.autoload());
+        assert!(!open.progs.scope_fork_raw.autoload() && !open.progs.scope_exit_raw.autoload());
+        assert_eq!(open.maps.scope_procs.max_entries(), plan.scope.tree_words());
+        assert_eq!(open.maps.inflight.value_size(), plan.ev_size() as u32);
+        assert_eq!(open.maps.inflight.max_entries(), 16);
     }
 }

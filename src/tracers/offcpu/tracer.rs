@@ -6,13 +6,15 @@
 use std::fmt;
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 
-use crate::core::attach;
+use crate::core::attach::Links;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration, Tree};
+use crate::core::rodata;
 use crate::core::scope::Scope;
 
-use super::skel::{Offcpu, OffcpuSkelBuilder};
+use super::skel::{Offcpu, OffcpuKind, OffcpuSkel, OpenOffcpuSkel};
 
 /// The hooks and per-task store, cheapest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,17 +55,29 @@ pub fn table_maps(o: &Offcpu) -> crate::core::stack_tables::TableMaps<'_> {
     crate::stack_table_maps!(o)
 }
 
-fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
-    let skel = Offcpu::new(|storage| {
-        let mut open = crate::skel_builder!(OffcpuSkelBuilder).open(storage)?;
+/// The off-CPU profiler as core::lifecycle drives it: the config is the declaration.
+impl Declaration for Config {
+    type Kind = OffcpuKind;
+    type Way = Way;
+    const DRIVERS: &'static [Driver] = &[crate::core::stack_tables::STACKS_DRIVER];
+    // Process tracking and the tree before the switches are seen.
+    const TREE: Tree = Tree::First;
+
+    fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    fn stack_tables(&self) -> Option<(u32, u32)> {
+        Some((self.max_stacks, self.max_counts))
+    }
+
+    fn configure(&self, way: Way, open: &mut OpenOffcpuSkel<'_>) -> Result<()> {
         {
-            let ro = crate::rodata_mut!(open);
-            ro.min_block_ns = cfg.min_block_ns;
-            ro.want_kernel = cfg.kernel;
-            ro.want_user = cfg.user;
+            let ro = rodata::typed(&mut open.maps.rodata_data);
+            ro.min_block_ns = self.min_block_ns;
+            ro.want_kernel = self.kernel;
+            ro.want_user = self.user;
         }
-        crate::apply_scope!(open, &cfg.scope, true);
-        crate::size_stack_tables!(open, cfg.max_stacks, cfg.max_counts);
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         let btf = way == Way::TpBtfTask;
         open.progs.offcpu_switch_btf.set_autoload(btf);
@@ -76,49 +90,30 @@ fn load_way(way: Way, cfg: &Config) -> Result<(Offcpu, Vec<Link>)> {
             open.maps.start_task.set_autocreate(false)?;
             open.maps.start_hash.set_max_entries(MAX_BLOCKED)?;
         }
-        crate::core::kmem::check(
-            open.open_object(),
-            &[crate::core::stack_tables::STACKS_DRIVER],
-        )?;
-        let o = open.load()?;
-        cfg.scope
-            .install(&o.maps.scope_cgroups, &o.maps.scope_cgroup_ids)?;
-        Ok(o)
-    })?;
-    // Process tracking and the tree before the switches are seen.
-    let mut links = crate::core::scope::attach_tree(skel.object())?;
-    links.push(
-        skel.progs
-            .procs_exec
-            .attach()
-            .context("attaching procs_exec")?,
-    );
-    links.push(
-        skel.progs
-            .procs_exit
-            .attach()
-            .context("attaching procs_exit")?,
-    );
-    let sw = match way {
-        Way::TpBtfTask => skel.progs.offcpu_switch_btf.attach(),
-        Way::RawTpHash => skel.progs.offcpu_switch_raw.attach(),
+        Ok(())
     }
-    .context("attaching to sched_switch")?;
-    links.push(sw);
-    let wake = match way {
-        Way::TpBtfTask => skel.progs.offcpu_wakeup_btf.attach(),
-        Way::RawTpHash => skel.progs.offcpu_wakeup_raw.attach(),
+
+    fn hooks(&self, way: Way, skel: &OffcpuSkel<'_>, links: &mut Links) -> Result<()> {
+        let sw = match way {
+            Way::TpBtfTask => skel.progs.offcpu_switch_btf.attach(),
+            Way::RawTpHash => skel.progs.offcpu_switch_raw.attach(),
+        }
+        .context("attaching to sched_switch")?;
+        links.push(sw);
+        let wake = match way {
+            Way::TpBtfTask => skel.progs.offcpu_wakeup_btf.attach(),
+            Way::RawTpHash => skel.progs.offcpu_wakeup_raw.attach(),
+        }
+        .context("attaching to sched_wakeup")?;
+        links.push(wake);
+        Ok(())
     }
-    .context("attaching to sched_wakeup")?;
-    links.push(wake);
-    cfg.scope.seed(&skel.maps.scope_procs)?;
-    Ok((skel, links))
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
 pub fn load(cfg: &Config) -> Result<(Way, Offcpu, Vec<Link>)> {
-    let (way, (o, links)) = attach::first_that_works(&WAYS, |w| load_way(w, cfg))?;
-    Ok((way, o, links))
+    let (way, o, links) = lifecycle::load_first(cfg, &WAYS)?;
+    Ok((way, o, links.into_vec()))
 }
 
 /// Whether the profiler works here (btrace doctor): loaded and attached for real.

@@ -2,16 +2,10 @@
 //! The leaf module of the open tracer: its generated skeleton and the kernel ABI it
 //! shares with opens.bpf.c (opens.h).
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/opens.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(OpensKind, OpensSkel);
-
-/// A loaded open object with its storage.
-pub type OpenObj = crate::core::skel::Loaded<OpensKind>;
+crate::skel_leaf!(
+    "opens",
+    OpenObj = OpensKind(OpensSkelBuilder, OpenOpensSkel, OpensSkel)
+);
 
 /// Bytes of `--path-prefix` compared at most.
 pub const PREFIX_MAX: usize = types::open_limits::OPEN_PREFIX_MAX.0 as usize;

@@ -3,16 +3,19 @@
 //! on every syscall where those tracepoints do not exist), one record per finished call.
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 
-use crate::core::attach::{self, Links};
+use crate::core::attach::{syscall_tp_exists, Links};
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
+use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::slots;
 use crate::core::stream::EventStream;
 
 use super::event::{self, OpenEvent};
-use super::skel::{types, OpenObj, OpensSkelBuilder, PREFIX_MAX};
+use super::skel::{types, OpenObj, OpenOpensSkel, OpensKind, PREFIX_MAX};
 
 /// How the calls are caught, cheapest first (the shared syscall-tracer hooks).
 pub use crate::core::attach::{SyscallHook as Hook, SYSCALL_HOOKS as HOOKS};
@@ -50,36 +53,40 @@ pub fn parse_prefix(p: &str) -> Result<Vec<u8>> {
     Ok(b.to_vec())
 }
 
-/// Whether a syscall tracepoint exists (open and creat are absent on some architectures).
-fn syscall_tp_exists(name: &str) -> bool {
-    crate::core::system::tracefs_dir()
-        .is_some_and(|t| t.join("events/syscalls").join(name).exists())
-}
+/// The open tracer as core::lifecycle drives it: the config is the declaration.
+impl Declaration for Config {
+    type Kind = OpensKind;
+    type Way = Hook;
+    const DRIVERS: &'static [Driver] = &[
+        crate::core::kmem::RING,
+        Driver::new("ostarts_hash", "--max-threads"),
+    ];
 
-/// Opens, configures, loads and attaches one way.
-pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
-    if hook == Hook::Tracepoint {
-        crate::core::system::ensure_tracefs()?;
-        if !syscall_tp_exists("sys_enter_openat") {
-            bail!(
-                "no syscalls:sys_enter_openat tracepoint (kernel without CONFIG_FTRACE_SYSCALLS)"
-            );
-        }
+    fn scope(&self) -> &Scope {
+        &self.scope
     }
-    let ring_bytes = cfg
-        .ring_bytes
-        .unwrap_or(crate::core::stream::RINGBUF_DEFAULT);
-    let obj = OpenObj::new(|storage| {
-        let mut open = crate::skel_builder!(OpensSkelBuilder).open(storage)?;
+
+    fn prepare(&self, hook: Hook) -> Result<()> {
+        hook.prepare("sys_enter_openat")
+    }
+
+    // The helpers (process tree, the reap of ended threads) stay on raw_tp with either
+    // hook (the default tree_on_raw_tp, and ostarts_reap_raw below):
+    // a raw_tp link detaches at once, a classic tracepoint's waits for grace periods one
+    // at a time under the kernel's event_mutex (about 40-70 ms each at exit here).
+    fn configure(&self, hook: Hook, open: &mut OpenOpensSkel<'_>) -> Result<()> {
+        let ring_bytes = self
+            .ring_bytes
+            .unwrap_or(crate::core::stream::RINGBUF_DEFAULT);
         {
-            let ro = crate::rodata_mut!(open);
-            ro.str_size = cfg.str_size as u32;
-            ro.rec_size = rec_size(cfg.str_size) as u32;
-            ro.fails_only = cfg.fails_only;
+            let ro = rodata::typed(&mut open.maps.rodata_data);
+            ro.str_size = self.str_size as u32;
+            ro.rec_size = rec_size(self.str_size) as u32;
+            ro.fails_only = self.fails_only;
             crate::syscall_nrs!(&mut *ro, nr_open, nr_creat, nr_openat, nr_openat2);
             ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
             ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
-            if let Some(p) = &cfg.prefix {
+            if let Some(p) = &self.prefix {
                 ro.prefix_len = p.len() as u32;
                 for (d, s) in ro.path_prefix.iter_mut().zip(p) {
                     *d = *s as _;
@@ -87,14 +94,10 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
             }
         }
         let tp = hook == Hook::Tracepoint;
-        // The helpers (process tree, the reap of ended threads) on raw_tp with either hook:
-        // a raw_tp link detaches at once, a classic tracepoint's waits for grace periods
-        // one at a time under the kernel's event_mutex (about 40-70 ms each at exit here).
-        crate::apply_scope!(open, &cfg.scope, true);
         open.maps.events.set_max_entries(ring_bytes)?;
         open.maps.ostarts_task.set_autocreate(false)?;
         open.maps.ostarts_hash.set_max_entries(
-            cfg.max_threads
+            self.max_threads
                 .unwrap_or_else(crate::core::system::default_thread_entries),
         )?;
         let p = &mut open.progs;
@@ -114,30 +117,18 @@ pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
         p.open_exit_raw.set_autoload(!tp);
         p.ostarts_reap_raw.set_autoload(true);
         p.ostarts_reap_tp.set_autoload(false);
-        crate::core::kmem::check(
-            open.open_object(),
-            &[
-                crate::core::kmem::RING,
-                crate::core::kmem::Driver {
-                    map: "ostarts_hash",
-                    flag: "--max-threads",
-                },
-            ],
-        )?;
-        let obj = open.load()?;
-        cfg.scope
-            .install(&obj.maps.scope_cgroups, &obj.maps.scope_cgroup_ids)?;
-        Ok(obj)
-    })?;
-    let links = attach::attach_loaded(obj.object())?;
-    cfg.scope.seed(&obj.maps.scope_procs)?;
-    Ok((obj, links))
+        Ok(())
+    }
+}
+
+/// Opens, configures, loads and attaches one way.
+pub fn load(hook: Hook, cfg: &Config) -> Result<(OpenObj, Links)> {
+    lifecycle::load_way(cfg, hook)
 }
 
 /// Loads and attaches the first of `hooks` this kernel accepts.
 pub fn load_first(hooks: &[Hook], cfg: &Config) -> Result<(Hook, OpenObj, Links)> {
-    let (hook, (obj, links)) = attach::first_that_works(hooks, |h| load(h, cfg))?;
-    Ok((hook, obj, links))
+    lifecycle::load_first(cfg, hooks)
 }
 
 /// The tracer's records, decoded.

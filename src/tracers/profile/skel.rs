@@ -2,13 +2,7 @@
 //! The leaf module of the CPU profiler: its generated skeleton (shared types: struct
 //! stack_key and the process events come from src/model/abi.rs).
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/profile.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(ProfileKind, ProfileSkel);
-
-/// A loaded profile object with its storage.
-pub type Profile = crate::core::skel::Loaded<ProfileKind>;
+crate::skel_leaf!(
+    "profile",
+    Profile = ProfileKind(ProfileSkelBuilder, OpenProfileSkel, ProfileSkel)
+);

@@ -6,12 +6,15 @@
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 
+use crate::core::attach::Links;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration, Tree};
+use crate::core::rodata;
 use crate::core::scope::Scope;
 
-use super::skel::{Profile, ProfileSkelBuilder};
+use super::skel::{OpenProfileSkel, Profile, ProfileKind, ProfileSkel};
 
 /// Sampling rates accepted (per second, per CPU).
 pub const MIN_HZ: u64 = 1;
@@ -99,69 +102,78 @@ fn open_cpu_clock(cpu: u32, period_ns: u64) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// One load of the profiler as core::lifecycle drives it: its config and the CPUs it
+/// samples.
+struct ProfileLoad<'a> {
+    cfg: &'a Config,
+    cpus: &'a [u32],
+}
+
+impl Declaration for ProfileLoad<'_> {
+    type Kind = ProfileKind;
+    /// One way: cpu-clock perf events.
+    type Way = ();
+    const DRIVERS: &'static [Driver] = &[crate::core::stack_tables::STACKS_DRIVER];
+    // The process tree and the process tracking first, then the samples.
+    const TREE: Tree = Tree::First;
+
+    fn scope(&self) -> &Scope {
+        &self.cfg.scope
+    }
+
+    fn stack_tables(&self) -> Option<(u32, u32)> {
+        Some((self.cfg.max_stacks, self.cfg.max_counts))
+    }
+
+    fn configure(&self, _way: (), open: &mut OpenProfileSkel<'_>) -> Result<()> {
+        {
+            let ro = rodata::typed(&mut open.maps.rodata_data);
+            ro.want_kernel = self.cfg.kernel;
+            ro.want_user = self.cfg.user;
+        }
+        open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
+        Ok(())
+    }
+
+    fn hooks(&self, _way: (), skel: &ProfileSkel<'_>, links: &mut Links) -> Result<()> {
+        let period = 1_000_000_000 / self.cfg.hz;
+        let mut events = 0;
+        for &cpu in self.cpus {
+            let fd = open_cpu_clock(cpu, period).map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => anyhow::anyhow!(
+                    "this kernel has no cpu-clock perf event (CONFIG_PERF_EVENTS): {e}"
+                ),
+                Some(libc::EACCES) | Some(libc::EPERM) => anyhow::anyhow!(
+                    "perf events on every CPU are not allowed here ({e}): btrace needs CAP_PERFMON (or CAP_SYS_ADMIN); see /proc/sys/kernel/perf_event_paranoid"
+                ),
+                _ => anyhow::anyhow!("opening the cpu-clock perf event on CPU {cpu}: {e}"),
+            })?;
+            let link = skel
+                .progs
+                .profile_sample
+                .attach_perf_event(fd.as_raw_fd())
+                .with_context(|| format!("attaching the sampler to CPU {cpu}"))?;
+            links.push(link);
+            // The link owns the event now: libbpf closes it when the link is destroyed.
+            let _ = fd.into_raw_fd();
+            events += 1;
+        }
+        if events == 0 {
+            bail!("no online CPU to sample");
+        }
+        Ok(())
+    }
+}
+
 /// Loads the profiler and starts sampling on every online CPU.
 pub fn load(cfg: &Config) -> Result<Loaded> {
     let cpus = online_cpus()?;
-    let skel = Profile::new(|storage| {
-        let mut open = crate::skel_builder!(ProfileSkelBuilder).open(storage)?;
-        {
-            let ro = crate::rodata_mut!(open);
-            ro.want_kernel = cfg.kernel;
-            ro.want_user = cfg.user;
-        }
-        crate::apply_scope!(open, &cfg.scope, true);
-        crate::size_stack_tables!(open, cfg.max_stacks, cfg.max_counts);
-        open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
-        crate::core::kmem::check(
-            open.open_object(),
-            &[crate::core::stack_tables::STACKS_DRIVER],
-        )?;
-        let p = open.load()?;
-        cfg.scope
-            .install(&p.maps.scope_cgroups, &p.maps.scope_cgroup_ids)?;
-        Ok(p)
-    })?;
-    // The process tree and the process tracking first, then the samples.
-    let mut links = crate::core::scope::attach_tree(skel.object())?;
-    links.push(
-        skel.progs
-            .procs_exec
-            .attach()
-            .context("attaching procs_exec")?,
-    );
-    links.push(
-        skel.progs
-            .procs_exit
-            .attach()
-            .context("attaching procs_exit")?,
-    );
-    let period = 1_000_000_000 / cfg.hz;
-    let mut events = 0;
-    for &cpu in &cpus {
-        let fd = open_cpu_clock(cpu, period).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => anyhow::anyhow!(
-                "this kernel has no cpu-clock perf event (CONFIG_PERF_EVENTS): {e}"
-            ),
-            Some(libc::EACCES) | Some(libc::EPERM) => anyhow::anyhow!(
-                "perf events on every CPU are not allowed here ({e}): btrace needs CAP_PERFMON (or CAP_SYS_ADMIN); see /proc/sys/kernel/perf_event_paranoid"
-            ),
-            _ => anyhow::anyhow!("opening the cpu-clock perf event on CPU {cpu}: {e}"),
-        })?;
-        let link = skel
-            .progs
-            .profile_sample
-            .attach_perf_event(fd.as_raw_fd())
-            .with_context(|| format!("attaching the sampler to CPU {cpu}"))?;
-        links.push(link);
-        // The link owns the event now: libbpf closes it when the link is destroyed.
-        let _ = fd.into_raw_fd();
-        events += 1;
-    }
-    if events == 0 {
-        bail!("no online CPU to sample");
-    }
-    cfg.scope.seed(&skel.maps.scope_procs)?;
-    Ok(Loaded { skel, links, cpus })
+    let (skel, links) = lifecycle::load_way(&ProfileLoad { cfg, cpus: &cpus }, ())?;
+    Ok(Loaded {
+        skel,
+        links: links.into_vec(),
+        cpus,
+    })
 }
 
 /// Whether the profiler works here (btrace doctor): loaded and attached for real.

@@ -1,16 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The leaf module of the run-queue tracer: its generated skeleton.
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/runq.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(RunqKind, RunqSkel);
-
-/// A loaded runq object with its storage.
-pub type Runq = crate::core::skel::Loaded<RunqKind>;
+crate::skel_leaf!(
+    "runq",
+    Runq = RunqKind(RunqSkelBuilder, OpenRunqSkel, RunqSkel)
+);
 
 /// Processes or cgroups the breakdown keeps apart.
 pub const MAX_KEYS: u32 = types::runq_limits::RUNQ_MAX_KEYS.0;

@@ -7,22 +7,25 @@ use std::fmt;
 use std::os::fd::BorrowedFd;
 
 use anyhow::Result;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::MapCore;
 
 use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::delta::Cumulative;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
 use crate::core::percpu;
+use crate::core::rodata;
 use crate::core::scope::Scope;
-use crate::core::skel::{plain_prefix, write_bss, Loaded};
+use crate::core::skel::{plain_prefix, write_bss};
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;
 use crate::tracers::{LiveFilter, LoadConfig, Sample, Tracer};
 
-use super::skel::{types, Runq, RunqSkelBuilder, MAX_KEYS};
+use super::skel::{types, OpenRunqSkel, Runq, RunqKind, RunqSkel, MAX_KEYS};
 
 /// What the waits are broken down by (enum runq_by).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,13 +56,29 @@ impl fmt::Display for Way {
     }
 }
 
-/// Opens and loads the programs of one way without attaching them. `keys`: the bound of
-/// the breakdown's table (default RUNQ_MAX_KEYS).
-pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<Runq> {
-    Loaded::new(|storage| {
-        let mut open = crate::skel_builder!(RunqSkelBuilder).open(storage)?;
-        crate::apply_scope!(open, scope, true);
-        crate::rodata_mut!(open).by = match by {
+/// One load of the tracer as core::lifecycle drives it.
+struct RunqLoad<'a> {
+    scope: &'a Scope,
+    by: By,
+    /// The bound of the breakdown's table (default RUNQ_MAX_KEYS).
+    keys: Option<u32>,
+    /// The dashboard's run-time filter, written before anything is attached (None: the
+    /// run-time settings as loaded).
+    live: Option<Option<&'a LiveFilter>>,
+}
+
+impl Declaration for RunqLoad<'_> {
+    type Kind = RunqKind;
+    type Way = Way;
+    const DRIVERS: &'static [Driver] = &[Driver::new("runq_keys", "--max-keys")];
+
+    fn scope(&self) -> &Scope {
+        self.scope
+    }
+
+    fn configure(&self, way: Way, open: &mut OpenRunqSkel<'_>) -> Result<()> {
+        let by = self.by;
+        rodata::typed(&mut open.maps.rodata_data).by = match by {
             By::Nothing => types::runq_by::RUNQ_BY_NONE.0,
             By::Process => types::runq_by::RUNQ_BY_PROCESS.0,
             By::Cgroup => types::runq_by::RUNQ_BY_CGROUP.0,
@@ -67,7 +86,7 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
         let keys = if by == By::Nothing {
             1
         } else {
-            keys.unwrap_or(MAX_KEYS)
+            self.keys.unwrap_or(MAX_KEYS)
         };
         open.maps.runq_keys.set_max_entries(keys)?;
         open.maps
@@ -86,17 +105,27 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
         } else {
             open.maps.queued_task.set_autocreate(false)?;
         }
-        crate::core::kmem::check(
-            open.open_object(),
-            &[crate::core::kmem::Driver {
-                map: "runq_keys",
-                flag: "--max-keys",
-            }],
-        )?;
-        let runq = open.load()?;
-        scope.install(&runq.maps.scope_cgroups, &runq.maps.scope_cgroup_ids)?;
-        Ok(runq)
-    })
+        Ok(())
+    }
+
+    fn loaded(&self, _way: Way, runq: &RunqSkel<'_>) -> Result<()> {
+        match self.live {
+            Some(live) => write_live(runq, live, None),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens and loads the programs of one way without attaching them. `keys`: the bound of
+/// the breakdown's table (default RUNQ_MAX_KEYS).
+pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<Runq> {
+    let decl = RunqLoad {
+        scope,
+        by,
+        keys,
+        live: None,
+    };
+    lifecycle::open_load(&decl, way)
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
@@ -112,19 +141,18 @@ pub fn load_first(
     by: By,
     keys: Option<u32>,
 ) -> Result<(Way, Runq, Links)> {
-    let (way, (runq, links)) = attach::first_that_works(ways, |way| {
-        let runq = open_load(way, scope, by, keys)?;
-        write_live(&runq, live, None)?;
-        let links = attach::attach_loaded(runq.object())?;
-        scope.seed(&runq.maps.scope_procs)?;
-        Ok((runq, links))
-    })?;
-    Ok((way, runq, links))
+    let decl = RunqLoad {
+        scope,
+        by,
+        keys,
+        live: Some(live),
+    };
+    lifecycle::load_first(&decl, ways)
 }
 
 /// Writes the run-time process filter and the epoch before which stored wake times are
 /// stale (set before re-attaching, so a task woken while detached is not measured).
-fn write_live(runq: &Runq, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
+fn write_live(runq: &RunqSkel<'_>, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
     let mut cgroup_id = 0;
     if let Some(f) = live {
         crate::core::scope::prepare_live_tree(&runq.maps.scope_procs, f.pid)?;

@@ -2,16 +2,7 @@
 //! The leaf module of the tcp tracer: its generated skeleton and the kernel ABI it shares
 //! with tcp.bpf.c (tcp.h).
 
-#[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
-mod generated {
-    include!(concat!(env!("OUT_DIR"), "/tcp.skel.rs"));
-}
-pub use generated::*;
-
-crate::skel_kind!(TcpKind, TcpSkel);
-
-/// A loaded tcp object with its storage.
-pub type Tcp = crate::core::skel::Loaded<TcpKind>;
+crate::skel_leaf!("tcp", Tcp = TcpKind(TcpSkelBuilder, OpenTcpSkel, TcpSkel));
 
 /// Bounds of the run-time filter's maps.
 pub const MAX_PORTS: usize = types::tcp_limits::TCP_MAX_PORTS.0 as usize;

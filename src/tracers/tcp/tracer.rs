@@ -7,12 +7,15 @@ use std::fmt;
 use std::os::fd::BorrowedFd;
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::MapCore;
 
 use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit, Figures};
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
+use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::stream::EventStream;
 use crate::model::histogram::Log2Hist;
@@ -21,7 +24,7 @@ use crate::tracers::{LiveFilter, LoadConfig, Mode, Sample, Tracer};
 
 use super::event::{self, TcpEvent};
 use super::filter::{FilterSpec, TcpFilter};
-use super::skel::{Tcp, TcpSkelBuilder};
+use super::skel::{OpenTcpSkel, Tcp, TcpKind};
 
 /// Default bound of the per-socket store: sockets alive (between their first seen
 /// transition and CLOSE) at once.
@@ -265,21 +268,40 @@ pub fn stats_by_cgroup(tcp: &Tcp) -> Result<Vec<(u64, TcpStats)>> {
         .collect())
 }
 
-/// Opens and loads the programs of one way and sets the filter, without attaching: the
-/// first transition the tracer sees after [`attach()`] is already filtered.
-pub fn open_load(
-    way: Way,
-    opts: &TcpOptions,
-    spec: &FilterSpec,
-    scope: &Scope,
-) -> Result<(Tcp, TcpFilter)> {
-    if way.hook == Hook::Tracepoint {
-        crate::core::system::ensure_tracefs()?;
+/// One load of the tracer as core::lifecycle drives it.
+struct TcpLoad<'a> {
+    opts: &'a TcpOptions,
+    scope: &'a Scope,
+}
+
+impl Declaration for TcpLoad<'_> {
+    type Kind = TcpKind;
+    type Way = Way;
+    const DRIVERS: &'static [Driver] = &[
+        crate::core::kmem::RING,
+        Driver::new("tcp_conns", "--max-conns"),
+        Driver::new("tcp_cgroup_figures", "--max-cgroups"),
+    ];
+
+    fn scope(&self) -> &Scope {
+        self.scope
     }
-    let tcp = Tcp::new(|storage| {
-        let mut open = crate::skel_builder!(TcpSkelBuilder).open(storage)?;
+
+    fn prepare(&self, way: Way) -> Result<()> {
+        if way.hook == Hook::Tracepoint {
+            crate::core::system::ensure_tracefs()?;
+        }
+        Ok(())
+    }
+
+    fn tree_on_raw_tp(&self, way: Way) -> bool {
+        way.hook == Hook::TpBtf
+    }
+
+    fn configure(&self, way: Way, open: &mut OpenTcpSkel<'_>) -> Result<()> {
+        let opts = self.opts;
         {
-            let ro = crate::rodata_mut!(open);
+            let ro = rodata::typed(&mut open.maps.rodata_data);
             ro.life_only = opts.life_only;
             ro.events_on = opts.events;
             ro.stats_on = opts.stats;
@@ -302,25 +324,19 @@ pub fn open_load(
         p.tcp_state_btf_sk.set_autoload(sk);
         p.tcp_state_btf.set_autoload(!sk && way.hook == Hook::TpBtf);
         p.tcp_state_tp.set_autoload(way.hook == Hook::Tracepoint);
-        crate::apply_scope!(open, scope, way.hook == Hook::TpBtf);
-        crate::core::kmem::check(
-            open.open_object(),
-            &[
-                crate::core::kmem::RING,
-                crate::core::kmem::Driver {
-                    map: "tcp_conns",
-                    flag: "--max-conns",
-                },
-                crate::core::kmem::Driver {
-                    map: "tcp_cgroup_figures",
-                    flag: "--max-cgroups",
-                },
-            ],
-        )?;
-        let tcp = open.load()?;
-        scope.install(&tcp.maps.scope_cgroups, &tcp.maps.scope_cgroup_ids)?;
-        Ok(tcp)
-    })?;
+        Ok(())
+    }
+}
+
+/// Opens and loads the programs of one way and sets the filter, without attaching: the
+/// first transition the tracer sees after [`attach()`] is already filtered.
+pub fn open_load(
+    way: Way,
+    opts: &TcpOptions,
+    spec: &FilterSpec,
+    scope: &Scope,
+) -> Result<(Tcp, TcpFilter)> {
+    let tcp = lifecycle::open_load(&TcpLoad { opts, scope }, way)?;
     let mut filter = TcpFilter::new(&tcp)?;
     filter.apply(spec)?;
     Ok((tcp, filter))
@@ -341,8 +357,7 @@ pub fn load_first(
 ) -> Result<(Way, Tcp, TcpFilter, Links)> {
     let (way, (tcp, filter, links)) = attach::first_that_works(ways, |w| {
         let (tcp, filter) = open_load(w, opts, spec, scope)?;
-        let links = attach(&tcp)?;
-        scope.seed(&tcp.maps.scope_procs)?;
+        let links = lifecycle::attach(&TcpLoad { opts, scope }, w, &tcp)?;
         Ok((tcp, filter, links))
     })?;
     Ok((way, tcp, filter, links))

@@ -3,10 +3,13 @@
 //! record copied as the tracepoint's format file lays it out and decoded in user space.
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::Link;
 
 use crate::core::abi::{types::task_hdr, STR_SIZE_DEFAULT};
+use crate::core::attach::Links;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration, Tree};
+use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::slots;
 use crate::model::task::HeadRef;
@@ -16,7 +19,10 @@ use crate::resolve::kallsyms::Kallsyms;
 use crate::resolve::print_fmt::{self, Render};
 use crate::resolve::tracefs_format::{self, Format, Kind};
 
-use super::skel::{types::tp_slot_kind, Tp, TracepointSkelBuilder, TP_MAX_SLOTS, TP_RAW_MAX};
+use super::skel::{
+    types::tp_slot_kind, OpenTracepointSkel, Tp, TracepointKind, TracepointSkel, TP_MAX_SLOTS,
+    TP_RAW_MAX,
+};
 
 /// One field the kernel program reads into a slot of the record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,19 +129,36 @@ pub fn unknown_tracepoint(tracefs: &std::path::Path, cat: &str, name: &str) -> a
     anyhow::anyhow!("unknown tracepoint '{wanted}'{hint}")
 }
 
-/// Opens, configures, loads and attaches the program for one tracepoint.
-/// `ring_bytes`: the ring buffer's size (a power of two of pages).
-pub fn load(
-    cat: &str,
-    name: &str,
-    layout: &Layout,
-    scope: &Scope,
+/// One tracepoint's load as core::lifecycle drives it.
+struct TracepointLoad<'a> {
+    cat: &'a str,
+    name: &'a str,
+    layout: &'a Layout,
+    scope: &'a Scope,
     ring_bytes: u32,
-) -> Result<(Tp, Vec<Link>)> {
-    let tp = Tp::new(|storage| {
-        let mut open = crate::skel_builder!(TracepointSkelBuilder).open(storage)?;
+}
+
+impl Declaration for TracepointLoad<'_> {
+    type Kind = TracepointKind;
+    /// One way: the classic tracepoint.
+    type Way = ();
+    const DRIVERS: &'static [Driver] = &[crate::core::kmem::RING];
+    // The user's program first: on a tracepoint the scope's tree programs also use
+    // (sched_process_exit, sched_process_fork), the programs run in the order they were
+    // attached, and the scope's exit program takes the process out of the tree; attached
+    // before, it hid every exit of the traced tree from `tracepoint
+    // sched:sched_process_exit`. Nothing runs in scope before the gate opens, so the tree
+    // misses nothing by it.
+    const TREE: Tree = Tree::Last;
+
+    fn scope(&self) -> &Scope {
+        self.scope
+    }
+
+    fn configure(&self, _way: (), open: &mut OpenTracepointSkel<'_>) -> Result<()> {
+        let (layout, ring_bytes) = (self.layout, self.ring_bytes);
         {
-            let ro = crate::rodata_mut!(open);
+            let ro = rodata::typed(&mut open.maps.rodata_data);
             ro.rb_wake_bytes = crate::core::stream::wake_bytes(ring_bytes);
             ro.rb_wake_gap_ns = crate::core::stream::WAKE_GAP_NS;
             ro.tp_raw_size = layout.raw_size as u32;
@@ -158,27 +181,40 @@ pub fn load(
                 }
             }
         }
-        crate::apply_scope!(open, scope, true);
         open.maps.events.set_max_entries(ring_bytes)?;
-        crate::core::kmem::check(open.open_object(), &[crate::core::kmem::RING])?;
-        let tp = open.load()?;
-        scope.install(&tp.maps.scope_cgroups, &tp.maps.scope_cgroup_ids)?;
-        Ok(tp)
-    })?;
-    // The user's program first: on a tracepoint the scope's tree programs also use
-    // (sched_process_exit, sched_process_fork), the programs run in the order they were
-    // attached, and the scope's exit program takes the process out of the tree; attached
-    // before, it hid every exit of the traced tree from `tracepoint sched:sched_process_exit`.
-    // Nothing runs in scope before the gate opens, so the tree misses nothing by it.
-    let link = tp
-        .progs
-        .tp_record
-        .attach_tracepoint(libbpf_rs::TracepointCategory::Custom(cat.to_string()), name)
-        .with_context(|| format!("attaching to tracepoint {cat}:{name}"))?;
-    let mut links = vec![link];
-    links.extend(crate::core::scope::attach_tree(tp.object())?);
-    scope.seed(&tp.maps.scope_procs)?;
-    Ok((tp, links))
+        Ok(())
+    }
+
+    fn hooks(&self, _way: (), tp: &TracepointSkel<'_>, links: &mut Links) -> Result<()> {
+        let (cat, name) = (self.cat, self.name);
+        let link = tp
+            .progs
+            .tp_record
+            .attach_tracepoint(libbpf_rs::TracepointCategory::Custom(cat.to_string()), name)
+            .with_context(|| format!("attaching to tracepoint {cat}:{name}"))?;
+        links.push(link);
+        Ok(())
+    }
+}
+
+/// Opens, configures, loads and attaches the program for one tracepoint.
+/// `ring_bytes`: the ring buffer's size (a power of two of pages).
+pub fn load(
+    cat: &str,
+    name: &str,
+    layout: &Layout,
+    scope: &Scope,
+    ring_bytes: u32,
+) -> Result<(Tp, Vec<Link>)> {
+    let decl = TracepointLoad {
+        cat,
+        name,
+        layout,
+        scope,
+        ring_bytes,
+    };
+    let (tp, links) = lifecycle::load_way(&decl, ())?;
+    Ok((tp, links.into_vec()))
 }
 
 /// Who: the task header a record starts with, read in place (None for a record too

@@ -1,24 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The user-space function tracer: a uprobe (and with `--ret`/`--hist` a uretprobe) at
 //! the file offset of a function, or libbpf's USDT attach for a USDT probe; the rest is
-//! the shared function tracer (tracers/func.rs, func_probe.h).
+//! the shared function tracer (tracers/func/, func_probe.h).
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{Link, ProgramMut, UprobeMultiOpts};
 
 use crate::core::attach::os_error;
 use crate::core::attach::{self, Links};
 use crate::core::features;
+use crate::core::kmem::Driver;
+use crate::core::lifecycle::{self, Declaration, Tree};
+use crate::core::scope::Scope;
 
 use crate::resolve::dwarf;
 use crate::resolve::elf::{self, ElfFile, Func};
 use crate::tracers::func::Plan;
 use crate::tracers::Check;
 
-use super::skel::{Uprobe, UprobeSkelBuilder};
+use super::skel::{OpenUprobeSkel, Uprobe, UprobeKind, UprobeSkel};
 
 /// Where the probe goes.
 pub enum Probe<'a> {
@@ -149,12 +153,20 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Links, Hook)> {
         let (skel, links) = load_hook(plan, probe, Hook::PerfEvent)?;
         return Ok((skel, links, Hook::PerfEvent));
     }
+    let (hook, (skel, links)) = first_hook(|hook| load_hook(plan, probe, hook))?;
+    Ok((skel, links, hook))
+}
+
+/// Tries each way of [`HOOKS`] in turn (as core::attach::first_that_works does, but the
+/// refusal of the last, perf-event way is explained with what uprobe_multi said:
+/// [`explain`]).
+fn first_hook<T>(mut attempt: impl FnMut(Hook) -> Result<T>) -> Result<(Hook, T)> {
     let mut multi_error = None;
     for hook in HOOKS {
-        match load_hook(plan, probe, hook) {
-            Ok((skel, links)) => {
+        match attempt(hook) {
+            Ok(loaded) => {
                 crate::core::bpf_log::take();
-                return Ok((skel, links, hook));
+                return Ok((hook, loaded));
             }
             // Refused for its kernel memory: the same on every way; that line alone.
             Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
@@ -165,61 +177,88 @@ pub fn load(plan: &Plan, probe: &Probe<'_>) -> Result<(Uprobe, Links, Hook)> {
     unreachable!("HOOKS ends with the perf-event way, whose error is returned")
 }
 
-fn load_hook(plan: &Plan, probe: &Probe<'_>, hook: Hook) -> Result<(Uprobe, Links)> {
-    let skel = crate::tracers::func::with_store_fallback(plan, |task_store| {
-        Uprobe::new(|storage| {
-            let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
-            crate::func_configure!(open, plan, task_store);
-            let usdt = matches!(probe, Probe::Usdt { .. });
-            let p = &mut open.progs;
-            p.func_uprobe.set_autoload(!usdt);
-            p.func_uretprobe.set_autoload(!usdt && plan.needs_return());
-            p.func_usdt.set_autoload(usdt);
-            prepare(&mut p.func_uprobe, hook);
-            prepare(&mut p.func_uretprobe, hook);
-            // --count's program: loaded only by load_count.
-            p.func_count.set_autoload(false);
-            crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
-            let skel = open.load()?;
-            plan.scope
-                .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
-            Ok(skel)
-        })
-    })?;
-    let mut links = Links::new(crate::core::scope::attach_tree(skel.object())?);
+/// One load of the function tracer as core::lifecycle drives it: the plan, the probe,
+/// and whether --hist keeps its entry times in task storage.
+struct UprobeLoad<'a> {
+    plan: &'a Plan,
+    probe: &'a Probe<'a>,
+    task_store: bool,
+}
+
+impl Declaration for UprobeLoad<'_> {
+    type Kind = UprobeKind;
+    type Way = Hook;
+    const DRIVERS: &'static [Driver] = crate::tracers::func::DRIVERS;
+    const TREE: Tree = Tree::First;
+
+    fn scope(&self) -> &Scope {
+        &self.plan.scope
+    }
+
+    fn configure(&self, hook: Hook, open: &mut OpenUprobeSkel<'_>) -> Result<()> {
+        let plan = self.plan;
+        plan.configure(open.open_object_mut(), self.task_store)?;
+        let usdt = matches!(self.probe, Probe::Usdt { .. });
+        let p = &mut open.progs;
+        p.func_uprobe.set_autoload(!usdt);
+        p.func_uretprobe.set_autoload(!usdt && plan.needs_return());
+        p.func_usdt.set_autoload(usdt);
+        prepare(&mut p.func_uprobe, hook);
+        prepare(&mut p.func_uretprobe, hook);
+        // --count's program: loaded only by load_count.
+        p.func_count.set_autoload(false);
+        Ok(())
+    }
+
     // The process of attach_pid, or every process that maps the file; the scope filter
     // in the kernel keeps the traced ones. Entry first: a return seen before its entry's
     // hook would count as a loss.
-    let pid = attach_pid(plan);
-    match probe {
-        Probe::Func { path, offset } => {
-            let p = &skel.progs;
-            links.push(attach_one(&p.func_uprobe, hook, pid, path, *offset, false)?);
-            if plan.needs_return() {
-                links.push(attach_one(
-                    &p.func_uretprobe,
-                    hook,
-                    pid,
-                    path,
-                    *offset,
-                    true,
-                )?);
+    fn hooks(&self, hook: Hook, skel: &UprobeSkel<'_>, links: &mut Links) -> Result<()> {
+        let plan = self.plan;
+        let pid = attach_pid(plan);
+        match self.probe {
+            Probe::Func { path, offset } => {
+                let p = &skel.progs;
+                links.push(attach_one(&p.func_uprobe, hook, pid, path, *offset, false)?);
+                if plan.needs_return() {
+                    links.push(attach_one(
+                        &p.func_uretprobe,
+                        hook,
+                        pid,
+                        path,
+                        *offset,
+                        true,
+                    )?);
+                }
+            }
+            Probe::Usdt {
+                path,
+                provider,
+                name,
+                pid,
+            } => {
+                links.push(
+                    skel.progs
+                        .func_usdt
+                        .attach_usdt(*pid, path, provider, name)?,
+                );
             }
         }
-        Probe::Usdt {
-            path,
-            provider,
-            name,
-            pid,
-        } => {
-            links.push(
-                skel.progs
-                    .func_usdt
-                    .attach_usdt(*pid, path, provider, name)?,
-            );
-        }
+        Ok(())
     }
-    plan.scope.seed(&skel.maps.scope_procs)?;
+}
+
+fn load_hook(plan: &Plan, probe: &Probe<'_>, hook: Hook) -> Result<(Uprobe, Links)> {
+    let (decl, skel) = crate::tracers::func::with_store_fallback(plan, |task_store| {
+        let decl = UprobeLoad {
+            plan,
+            probe,
+            task_store,
+        };
+        let skel = lifecycle::open_load(&decl, hook)?;
+        Ok((decl, skel))
+    })?;
+    let links = lifecycle::attach(&decl, hook, &skel)?;
     Ok((skel, links))
 }
 
@@ -419,20 +458,55 @@ pub fn load_count(
     path: &Path,
     funcs: &[Func],
 ) -> Result<(Uprobe, Links, Hook, Vec<Refusal>)> {
-    let mut multi_error = None;
-    for hook in HOOKS {
-        match load_count_hook(plan, path, funcs, hook) {
-            Ok((skel, links, refused)) => {
-                crate::core::bpf_log::take();
-                return Ok((skel, links, hook, refused));
-            }
-            // Refused for its kernel memory: the same on every way; that line alone.
-            Err(e) if crate::core::kmem::too_big(&e).is_some() => return Err(e),
-            Err(e) if hook == Hook::Multi => multi_error = Some(attach::describe(&e)),
-            Err(e) => return Err(explain(e, multi_error.as_deref())),
-        }
+    let (hook, (skel, links, refused)) =
+        first_hook(|hook| load_count_hook(plan, path, funcs, hook))?;
+    Ok((skel, links, hook, refused))
+}
+
+/// One `--count` load as core::lifecycle drives it: the plan, the file and its
+/// functions, and the functions the kernel refused (filled while attaching).
+struct CountLoad<'a> {
+    plan: &'a Plan,
+    path: &'a Path,
+    funcs: &'a [Func],
+    refused: RefCell<Vec<Refusal>>,
+}
+
+impl Declaration for CountLoad<'_> {
+    type Kind = UprobeKind;
+    type Way = Hook;
+    const DRIVERS: &'static [Driver] = crate::tracers::func::DRIVERS;
+    const TREE: Tree = Tree::First;
+
+    fn scope(&self) -> &Scope {
+        &self.plan.scope
     }
-    unreachable!("HOOKS ends with the perf-event way, whose error is returned")
+
+    fn configure(&self, hook: Hook, open: &mut OpenUprobeSkel<'_>) -> Result<()> {
+        self.plan.configure(open.open_object_mut(), false)?;
+        open.maps
+            .counts_by_cookie
+            .set_max_entries(self.funcs.len().max(1) as u32)?;
+        let p = &mut open.progs;
+        p.func_uprobe.set_autoload(false);
+        p.func_uretprobe.set_autoload(false);
+        p.func_usdt.set_autoload(false);
+        p.func_count.set_autoload(true);
+        prepare(&mut p.func_count, hook);
+        Ok(())
+    }
+
+    fn hooks(&self, hook: Hook, skel: &UprobeSkel<'_>, links: &mut Links) -> Result<()> {
+        let pid = attach_pid(self.plan);
+        let offsets: Vec<u64> = self.funcs.iter().map(|f| f.offset).collect();
+        let (probes, refused) = match hook {
+            Hook::Multi => attach_multi(&skel.progs.func_count, pid, self.path, &offsets)?,
+            Hook::PerfEvent => attach_each(&skel.progs.func_count, pid, self.path, &offsets)?,
+        };
+        links.append(probes);
+        *self.refused.borrow_mut() = refused;
+        Ok(())
+    }
 }
 
 fn load_count_hook(
@@ -441,34 +515,14 @@ fn load_count_hook(
     funcs: &[Func],
     hook: Hook,
 ) -> Result<(Uprobe, Links, Vec<Refusal>)> {
-    let skel = Uprobe::new(|storage| {
-        let mut open = crate::skel_builder!(UprobeSkelBuilder).open(storage)?;
-        crate::func_configure!(open, plan, false);
-        open.maps
-            .counts_by_cookie
-            .set_max_entries(funcs.len().max(1) as u32)?;
-        let p = &mut open.progs;
-        p.func_uprobe.set_autoload(false);
-        p.func_uretprobe.set_autoload(false);
-        p.func_usdt.set_autoload(false);
-        p.func_count.set_autoload(true);
-        prepare(&mut p.func_count, hook);
-        crate::core::kmem::check(open.open_object(), crate::tracers::func::DRIVERS)?;
-        let skel = open.load()?;
-        plan.scope
-            .install(&skel.maps.scope_cgroups, &skel.maps.scope_cgroup_ids)?;
-        Ok(skel)
-    })?;
-    let mut links = Links::new(crate::core::scope::attach_tree(skel.object())?);
-    let pid = attach_pid(plan);
-    let offsets: Vec<u64> = funcs.iter().map(|f| f.offset).collect();
-    let (probes, refused) = match hook {
-        Hook::Multi => attach_multi(&skel.progs.func_count, pid, path, &offsets)?,
-        Hook::PerfEvent => attach_each(&skel.progs.func_count, pid, path, &offsets)?,
+    let decl = CountLoad {
+        plan,
+        path,
+        funcs,
+        refused: RefCell::default(),
     };
-    links.append(probes);
-    plan.scope.seed(&skel.maps.scope_procs)?;
-    Ok((skel, links, refused))
+    let (skel, links) = lifecycle::load_way(&decl, hook)?;
+    Ok((skel, links, decl.refused.into_inner()))
 }
 
 /// Whether uprobes work here, found by attaching one to a function of btrace itself.

@@ -1,188 +1,75 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The scope filter's user side: which tasks a tracer records (src/bpf/include/scope.h).
-//!
-//! | flags | traced |
-//! |---|---|
-//! | `-c CMD` | CMD and every process it starts, recursively (daemons and re-parented ones too) |
-//! | `-p PID` | PID, the descendants it has at start, and every process they start afterwards |
-//! | `--no-children` with `-c`/`-p` | that one process only (its threads included) |
-//! | `--cgroup PATH` (repeatable) | tasks in one of those cgroup v2 groups or below them |
-//! | `--tid TID`, `--comm NAME` | only that thread, only tasks of that name |
-//!
-//! Filters combine with AND. Every tracer takes the same [`Scope`]: its rodata is written
-//! with [`apply_scope!`](crate::apply_scope) before load, and [`Scope::install`] fills its
-//! maps (cgroups, the process tree) after load.
+//! The scope filter's kernel side: what is written into a tracer's object before load
+//! (rodata, the process bitmap's size, the tree programs), the maps filled after load
+//! (cgroups, the process tree), the run-time part of the dashboard, and what a run
+//! follows while it goes on (the process tree, cgroups made again). The programs, maps
+//! and variables are found by their names in the object: every tracer includes scope.h.
 
-use std::collections::BTreeSet;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::{MapCore, MapFlags, MapHandle, Object, OpenObject};
 
-use crate::core::abi::COMM_LEN;
+use super::{cgroup_id, descendants, LiveCgroup, Scope, MAX_CGROUPS};
 use crate::core::pidns::PidView;
 
-#[derive(Args, Debug, Clone, Default)]
-pub struct ScopeArgs {
-    /// With -p/-c: that one process only, not the processes it starts
-    #[arg(long)]
-    pub no_children: bool,
-    /// Only tasks in this cgroup v2 group or below it: a path (absolute, or relative to
-    /// the cgroup2 mount, e.g. system.slice/nginx.service) or a cgroup id (repeatable)
-    #[arg(long = "cgroup", value_name = "PATH|ID")]
-    pub cgroups: Vec<String>,
-    /// Trace only this thread id
-    #[arg(long, value_name = "TID", value_parser = clap::value_parser!(u32).range(1..))]
-    pub tid: Option<u32>,
-    /// Trace only tasks with this name (as in /proc/PID/comm; longer names are cut to 15 characters like the kernel's)
-    #[arg(long, value_name = "NAME")]
-    pub comm: Option<String>,
-}
-
-/// Cgroups a filter may name at once (SCOPE_MAX_CGROUPS in abi.h).
-pub const MAX_CGROUPS: usize = crate::core::abi::types::scope_limits::SCOPE_MAX_CGROUPS.0 as usize;
 /// The cgroup array's slot of the dashboard's cgroup filter.
 const LIVE_CGROUP_SLOT: u32 = crate::core::abi::types::scope_limits::SCOPE_LIVE_CGROUP_SLOT.0;
 
-/// A cgroup v2 group, resolved.
-#[derive(Debug)]
-pub struct CgroupTarget {
-    pub path: PathBuf,
-    /// The cgroup's id: the inode number of its directory (what the kernel reports).
-    pub id: u64,
-    /// Its directory, open: what a cgroup array entry is made from.
-    pub dir: OwnedFd,
-    /// Named by its path (not by an id): a cgroup made again at that path replaces it.
-    pub by_path: bool,
-}
-
-/// The whole scope, as the kernel programs take it.
-#[derive(Debug, Default)]
-pub struct Scope {
-    /// Only this process, exactly (--no-children); 0 = any.
-    pub tgid: u32,
-    /// The root of a process tree to follow (-p/-c), if any.
-    pub tree: Option<u32>,
-    /// Only this thread; 0 = any.
-    pub tid: u32,
-    /// NUL-padded comm, when filtering by name.
-    pub comm: Option<[u8; COMM_LEN]>,
-    pub cgroups: Vec<CgroupTarget>,
-    /// Keep a process tree at run time (the dashboard's pid filter): the bitmap is sized
-    /// and the tree-keeping programs loaded although no tree is followed yet.
-    pub live_tree: bool,
-    /// btrace's pid namespace: the ids above are host ids; the user's (and /proc's) are
-    /// this namespace's.
-    pids: std::cell::RefCell<PidView>,
-    /// The tree's root as btrace's namespace numbers it (for walking /proc).
-    tree_ns: Option<u32>,
-}
-
 impl Scope {
-    /// The scope of a run: `target` is the -p/-c process, if any.
-    pub fn new(target: Option<u32>, args: &ScopeArgs) -> Result<Self> {
-        let mut pids = PidView::new()?;
-        // The kernel programs compare host ids: ids given here are btrace's namespace's.
-        let host = |pids: &mut PidView, id: u32, what: &str| {
-            pids.to_host(id)
-                .with_context(|| format!("{what} {id} is not visible from btrace's pid namespace"))
-        };
-        if let Some(tid) = args.tid {
-            match crate::core::target::task_info(tid) {
-                None => bail!("no thread with id {tid}"),
-                Some(t) if target.is_some_and(|p| p != t.tgid) && args.no_children => bail!(
-                    "thread {tid} belongs to process {}, not to the traced process {}",
-                    t.tgid,
-                    target.unwrap_or(0)
-                ),
-                Some(_) => {}
+    /// Writes the scope into an open object (before load): scope.h's rodata, the process
+    /// bitmap's size, and which tree-keeping programs load (`raw`: on raw_tp, else on
+    /// classic tracepoints).
+    pub fn configure(&self, open: &mut OpenObject, raw: bool) -> Result<()> {
+        let (dev, ino) = crate::core::pidns::own_ns_dev_ino().unwrap_or((0, 0));
+        let comm = self.comm.unwrap_or_default();
+        crate::core::rodata::write(
+            open,
+            &[
+                ("scope_tgid", &self.tgid.to_ne_bytes()),
+                ("scope_tree", &[u8::from(self.tree.is_some())]),
+                ("scope_tid", &self.tid.to_ne_bytes()),
+                ("scope_ncgroups", &(self.cgroups.len() as u32).to_ne_bytes()),
+                ("scope_by_comm", &[u8::from(self.comm.is_some())]),
+                ("scope_comm", &comm),
+                ("scope_ns_dev", &dev.to_ne_bytes()),
+                ("scope_ns_ino", &ino.to_ne_bytes()),
+            ],
+        )?;
+        let words = self.tree_words();
+        let mut sized = false;
+        for mut m in open.maps_mut() {
+            if m.name() == "scope_procs" {
+                m.set_max_entries(words)?;
+                sized = true;
             }
         }
-        if args.no_children && target.is_none() {
-            bail!("--no-children applies to -p or -c: give one of them");
+        if !sized {
+            bail!("the object has no scope_procs map: its program does not include scope.h");
         }
-        if args.cgroups.len() > MAX_CGROUPS {
-            bail!("--cgroup can be given at most {MAX_CGROUPS} times");
+        let tree = self.tree.is_some() || self.live_tree;
+        for mut p in open.progs_mut() {
+            let load = match p.name().to_str() {
+                Some("scope_fork_raw" | "scope_exit_raw") => tree && raw,
+                Some("scope_fork_tp" | "scope_exit_tp") => tree && !raw,
+                _ => continue,
+            };
+            p.set_autoload(load);
         }
-        let cgroups = args
-            .cgroups
-            .iter()
-            .map(|c| resolve_cgroup(c))
-            .collect::<Result<Vec<_>>>()?;
-        let host_target = target.map(|p| host(&mut pids, p, "process")).transpose()?;
-        let (tgid, tree) = match (host_target, args.no_children) {
-            (Some(p), true) => (p, None),
-            (Some(p), false) => (0, Some(p)),
-            (None, _) => (0, None),
-        };
-        let tid = args
-            .tid
-            .map(|t| host(&mut pids, t, "thread"))
-            .transpose()?
-            .unwrap_or(0);
-        Ok(Scope {
-            tgid,
-            tree,
-            tree_ns: target.filter(|_| !args.no_children),
-            pids: std::cell::RefCell::new(pids),
-            tid,
-            comm: args.comm.as_deref().map(comm_bytes).transpose()?,
-            cgroups,
-            live_tree: false,
-        })
+        Ok(())
     }
 
-    /// The dashboard's scope: nothing fixed, a process tree kept for its pid filter.
-    pub fn live() -> Self {
-        Scope {
-            live_tree: true,
-            ..Default::default()
-        }
+    /// [`Scope::install`] into the scope maps of a loaded object.
+    pub fn install_in(&self, obj: &Object) -> Result<()> {
+        self.install(&map(obj, "scope_cgroups")?, &map(obj, "scope_cgroup_ids")?)
     }
 
-    /// Only the process `tgid` and what it starts (None: everything).
-    pub fn process(tgid: Option<u32>) -> Self {
-        Scope {
-            tree: tgid,
-            tree_ns: tgid,
-            ..Default::default()
-        }
-    }
-
-    /// Whether any filter is on (everything is traced otherwise).
-    pub fn is_on(&self) -> bool {
-        self.tgid != 0
-            || self.tree.is_some()
-            || self.tid != 0
-            || self.comm.is_some()
-            || !self.cgroups.is_empty()
-            || self.live_tree
-    }
-
-    /// The name filter as C `char` values, for a skeleton's rodata.
-    pub fn comm_chars(&self) -> [i8; COMM_LEN] {
-        self.comm.unwrap_or_default().map(|b| b as i8)
-    }
-
-    /// The cgroup ids, padded, for a skeleton's rodata.
-    pub fn cgroup_ids(&self) -> [u64; MAX_CGROUPS] {
-        let mut ids = [0u64; MAX_CGROUPS];
-        for (slot, c) in ids.iter_mut().zip(&self.cgroups) {
-            *slot = c.id;
-        }
-        ids
-    }
-
-    /// Entries of the process-tree bitmap: one bit per possible pid (1 when unused).
-    pub fn tree_words(&self) -> u32 {
-        if self.tree.is_none() && !self.live_tree {
-            return 1;
-        }
-        pid_max().div_ceil(64).max(1)
+    /// [`Scope::seed`] into the process tree of a loaded, attached object.
+    pub fn seed_in(&self, obj: &Object) -> Result<()> {
+        self.seed(&map(obj, "scope_procs")?)
     }
 
     /// Fills a loaded tracer's scope maps: the cgroup array and the cgroups' ids now,
@@ -433,48 +320,6 @@ pub fn follow_cgroups() {
     }
 }
 
-/// The dashboard's cgroup filter, once installed in a tracer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LiveCgroup {
-    pub path: PathBuf,
-    pub id: u64,
-}
-
-impl LiveCgroup {
-    /// The cgroup (a path under the cgroup v2 mount, or an id) named by `spec`.
-    pub fn resolve(spec: &str) -> Result<(LiveCgroup, CgroupTarget)> {
-        let c = resolve_cgroup(spec)?;
-        Ok((
-            LiveCgroup {
-                path: c.path.clone(),
-                id: c.id,
-            },
-            c,
-        ))
-    }
-
-    /// Ids of the cgroup and of every cgroup below it now (a cgroup's id is the inode
-    /// number of its directory): for filters applied in user space to ids events carry.
-    pub fn subtree_ids(&self) -> std::collections::HashSet<u64> {
-        use std::os::unix::fs::MetadataExt;
-        let mut ids = std::collections::HashSet::from([self.id]);
-        let mut dirs = vec![self.path.clone()];
-        while let Some(d) = dirs.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                if let Ok(m) = e.metadata() {
-                    if m.is_dir() && ids.insert(m.ino()) {
-                        dirs.push(e.path());
-                    }
-                }
-            }
-        }
-        ids
-    }
-}
-
 /// Puts the dashboard's cgroup filter (`spec`, None for none) in the live slot of a
 /// tracer's cgroup array (after the --cgroup slots: SCOPE_LIVE_CGROUP_SLOT in scope.h);
 /// the id for the `.bss` switch, 0 for none, written after this.
@@ -537,7 +382,7 @@ pub fn seed_tree(procs: &dyn MapCore, root: u32, fresh: bool) -> Result<()> {
 
 /// Attaches the tree-keeping programs of a loaded object (those left to autoload), for
 /// tracers that attach their own programs one by one.
-pub fn attach_tree(obj: &libbpf_rs::Object) -> Result<Vec<libbpf_rs::Link>> {
+pub fn attach_tree(obj: &Object) -> Result<Vec<libbpf_rs::Link>> {
     obj.progs_mut()
         .filter(|p| p.autoload() && p.name().to_string_lossy().starts_with("scope_"))
         .map(|p| {
@@ -547,42 +392,11 @@ pub fn attach_tree(obj: &libbpf_rs::Object) -> Result<Vec<libbpf_rs::Link>> {
         .collect()
 }
 
-/// Writes a [`Scope`] into an open skeleton (every tracer includes scope.h): rodata, the
-/// process bitmap's size, and which tree-keeping programs load (`raw`: on raw_tp, else on
-/// classic tracepoints). `apply_scope!(open_skel, &scope, raw)?`-style use inside a
-/// closure returning `Result`.
-#[macro_export]
-macro_rules! apply_scope {
-    ($open:expr, $scope:expr, $raw:expr) => {{
-        let scope: &$crate::core::scope::Scope = $scope;
-        let raw: bool = $raw;
-        {
-            let ro = $crate::rodata_mut!($open);
-            ro.scope_tgid = scope.tgid;
-            ro.scope_tree = scope.tree.is_some();
-            ro.scope_tid = scope.tid;
-            ro.scope_ncgroups = scope.cgroups.len() as u32;
-            ro.scope_by_comm = scope.comm.is_some();
-            ro.scope_comm = scope.comm_chars();
-            let (dev, ino) = $crate::core::pidns::own_ns_dev_ino().unwrap_or((0, 0));
-            ro.scope_ns_dev = dev;
-            ro.scope_ns_ino = ino;
-        }
-        $open.maps.scope_procs.set_max_entries(scope.tree_words())?;
-        let tree = scope.tree.is_some() || scope.live_tree;
-        $open.progs.scope_fork_raw.set_autoload(tree && raw);
-        $open.progs.scope_exit_raw.set_autoload(tree && raw);
-        $open.progs.scope_fork_tp.set_autoload(tree && !raw);
-        $open.progs.scope_exit_tp.set_autoload(tree && !raw);
-    }};
-}
-
-/// The kernel's pid_max: pids stay below it.
-pub fn pid_max() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1 << 22)
+/// A map of a loaded object, by name.
+pub fn map<'o>(obj: &'o Object, name: &str) -> Result<libbpf_rs::Map<'o>> {
+    obj.maps()
+        .find(|m| m.name() == name)
+        .with_context(|| format!("the object has no map {name}"))
 }
 
 /// The process-tree bitmap, mapped into this process: bits are set with atomic ORs, as
@@ -663,157 +477,5 @@ impl Drop for Bitmap {
     fn drop(&mut self) {
         // SAFETY: the mapping made in map(), unmapped once.
         unsafe { libc::munmap(self.addr.cast(), self.len) };
-    }
-}
-
-/// Every live descendant of `root` (children, their children...), from /proc.
-pub fn descendants(root: u32) -> BTreeSet<u32> {
-    let mut parent_of = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parent_of.push((pid, ppid));
-        }
-    }
-    let mut found = BTreeSet::new();
-    let mut frontier = vec![root];
-    while let Some(p) = frontier.pop() {
-        for &(child, parent) in &parent_of {
-            if parent == p && found.insert(child) {
-                frontier.push(child);
-            }
-        }
-    }
-    found
-}
-
-pub use crate::resolve::cgroups::cgroup2_mount;
-
-/// A cgroup's id: the inode number of its directory on the cgroup2 mount.
-pub fn cgroup_id(dir: &Path) -> Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata(dir)
-        .with_context(|| format!("reading cgroup {}", dir.display()))?
-        .ino())
-}
-
-/// `--cgroup PATH|ID` as a cgroup of the v2 hierarchy.
-fn resolve_cgroup(spec: &str) -> Result<CgroupTarget> {
-    // An empty path (or `.`) would name the root cgroup: the whole machine, by accident.
-    if Path::new(spec.trim())
-        .components()
-        .all(|c| c == std::path::Component::CurDir)
-    {
-        bail!(
-            "--cgroup '{spec}' names no cgroup (it would be the root cgroup: the whole machine); give a cgroup's path or id, or leave --cgroup out to trace everything"
-        );
-    }
-    let Some(root) = cgroup2_mount() else {
-        bail!(
-            "--cgroup needs the cgroup v2 hierarchy, which is not mounted here (cgroup v1 only); mount it with `mount -t cgroup2 none /sys/fs/cgroup/unified` or boot with systemd.unified_cgroup_hierarchy=1"
-        );
-    };
-    let path = if let Ok(id) = spec.parse::<u64>() {
-        find_cgroup_by_id(&root, id).with_context(|| {
-            format!(
-                "--cgroup {spec}: no cgroup with that id under {}",
-                root.display()
-            )
-        })?
-    } else {
-        let p = Path::new(spec);
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            root.join(p)
-        };
-        if !full.exists() {
-            bail!(
-                "--cgroup {spec}: no such cgroup ({} does not exist)",
-                full.display()
-            );
-        }
-        if !full.starts_with(&root) {
-            bail!(
-                "--cgroup {spec}: not under the cgroup v2 mount {} (cgroup v1 groups cannot be filtered on)",
-                root.display()
-            );
-        }
-        if !full.join("cgroup.procs").exists() {
-            bail!(
-                "--cgroup {spec}: no such cgroup ({} has no cgroup.procs)",
-                full.display()
-            );
-        }
-        full
-    };
-    let dir = std::fs::File::open(&path)
-        .map(OwnedFd::from)
-        .with_context(|| format!("opening cgroup {}", path.display()))?;
-    Ok(CgroupTarget {
-        id: cgroup_id(&path)?,
-        path,
-        dir,
-        by_path: spec.parse::<u64>().is_err(),
-    })
-}
-
-fn find_cgroup_by_id(root: &Path, id: u64) -> Option<PathBuf> {
-    if cgroup_id(root).ok()? == id {
-        return Some(root.to_path_buf());
-    }
-    for e in std::fs::read_dir(root).ok()?.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            if let Some(p) = find_cgroup_by_id(&e.path(), id) {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-/// `name` as the kernel stores a comm: at most 15 bytes, NUL-padded.
-pub fn comm_bytes(name: &str) -> Result<[u8; COMM_LEN]> {
-    if name.is_empty() {
-        bail!("--comm needs a non-empty name");
-    }
-    let mut out = [0u8; COMM_LEN];
-    let b = name.as_bytes();
-    let n = b.len().min(COMM_LEN - 1);
-    out[..n].copy_from_slice(&b[..n]);
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn comm_is_cut_like_the_kernel_does() {
-        assert_eq!(&comm_bytes("workload").unwrap()[..9], b"workload\0");
-        let long = comm_bytes("systemd-journald").unwrap();
-        assert_eq!(&long[..15], b"systemd-journal");
-        assert_eq!(long[15], 0);
-        assert!(comm_bytes("").is_err());
-    }
-
-    #[test]
-    fn descendants_of_this_process() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let d = descendants(std::process::id());
-        child.kill().ok();
-        child.wait().ok();
-        assert!(d.contains(&child.id()), "{d:?}");
     }
 }
