@@ -16,6 +16,7 @@ pub mod losses;
 pub mod output;
 pub mod percpu;
 pub mod pidns;
+pub mod run;
 pub mod runstats;
 pub mod scope;
 pub mod session;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
-use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::session::{Closing, Session, Step};
 use crate::core::stacks::EventStacks;
 use crate::core::stream::{pump, EventStream};
 use crate::model::json_write as jw;
@@ -419,14 +419,13 @@ pub(crate) use run_maps;
 /// Streams every call as an event until the session ends, then closes.
 pub fn stream_events(
     session: &mut Session,
-    c: &TraceArgs,
     heads: &HeadArgs,
     run: &Run<'_>,
     maps: &RunMaps<'_>,
 ) -> Result<i32> {
     let plan = run.plan;
     let mut stream = EventStream::new(maps.events, decode_record)?;
-    let mut out = session.output(c.json);
+    let mut out = session.output();
     let mut heads = Heads::new(heads);
     if !out.json {
         out.line(&heads.text_header("FUNCTION"))?;
@@ -558,13 +557,8 @@ fn run_printing(
 
 /// `--hist`: the function's latency histogram, kept in the kernel, printed at the end (and
 /// every interval with -i) as `hist` prints its histograms.
-pub fn print_hists(
-    session: &mut Session,
-    c: &TraceArgs,
-    run: &Run<'_>,
-    maps: &RunMaps<'_>,
-) -> Result<i32> {
-    let out = session.output(c.json);
+pub fn print_hists(session: &mut Session, run: &Run<'_>, maps: &RunMaps<'_>) -> Result<i32> {
+    let out = session.output();
     session.attached(&format!("{} via {}", run.what, run.hook))?;
     let start = session.started();
     let mut number = 0u64;
@@ -724,13 +718,12 @@ pub struct CountRun<'a> {
 /// interval), busiest first. `name_of` names a key of the `counts` map.
 pub fn print_counts(
     session: &mut Session,
-    c: &TraceArgs,
     run: &CountRun<'_>,
     maps: &RunMaps<'_>,
     counts: &dyn MapCore,
     name_of: &dyn Fn(u64) -> String,
 ) -> Result<i32> {
-    let out = session.output(c.json);
+    let out = session.output();
     let n = run.functions;
     let plural = if n == 1 { "" } else { "s" };
     session.attached(&format!(

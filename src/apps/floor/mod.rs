@@ -7,7 +7,9 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-use crate::core::session::{Session, Step, TraceArgs};
+use crate::core::output::OutputArgs;
+use crate::core::run::Checked;
+use crate::core::session::{Step, TraceArgs};
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod skel {
@@ -36,9 +38,8 @@ pub struct FloorArgs {
     pub target: Option<String>,
 }
 
-pub fn run(args: FloorArgs) -> Result<i32> {
-    crate::core::system::preflight()?;
-    let mut session = Session::new(&args.common, None)?;
+pub fn run(args: FloorArgs, sink: &OutputArgs) -> Result<i32> {
+    let mut session = Checked::system()?.start(&args.common, sink, None)?;
     let mut storage = std::mem::MaybeUninit::uninit();
     let mut open = crate::skel_builder!(FloorSkelBuilder).open(&mut storage)?;
     let (empty, latency, uprobe) = match args.kind {

@@ -8,9 +8,10 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::output::OutputArgs;
+use crate::core::run::{self, Checked, Events};
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
-use crate::core::stream::pump;
+use crate::core::session::TraceArgs;
 use crate::core::stream::RingArgs;
 use crate::model::value::JsonMarks;
 
@@ -39,14 +40,12 @@ pub struct ExecArgs {
     pub hook: Option<Hook>,
 }
 
-pub fn run(args: ExecArgs) -> Result<i32> {
-    let c = &args.common;
+pub fn run(args: ExecArgs, sink: &OutputArgs) -> Result<i32> {
     if let Some(b) = args.ring.buffer_size {
         let record = std::mem::size_of::<super::skel::types::exec_event>();
         crate::core::stream::check_ring_fits(b, record)?;
     }
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+    let session = Checked::system()?.start(&args.common, sink, None)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         fails_only: args.fails,
@@ -57,49 +56,36 @@ pub fn run(args: ExecArgs) -> Result<i32> {
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
     let mut stream = tracer::events(&obj)?;
-    let mut out = session.output(c.json);
     let mut heads = Heads::new(&args.heads);
     let mut lines = CmdLines::new()?;
-    if !out.json {
-        out.line(&heads.text_header("CALL"))?;
-        out.flush()?;
-    }
+    let header = heads.text_header("CALL");
     let start_ns = crate::core::system::monotonic_ns();
     let mut marks = JsonMarks::default();
     let what = if args.fails { "failed execs" } else { "execs" };
-    session.attached(what)?;
-    let (end, shown, lost) = pump(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &obj.maps.losses,
-        obj.object(),
-        |out, ev| {
-            let parent = lines.of(ev.ppid);
-            let ppid = lines.ns_pid(ev.ppid);
-            if ev.ret == 0 {
-                if let Some(argv) = &ev.argv {
-                    lines.learn(ev.head.pid, argv);
-                }
+    let events = Events {
+        tracing: what,
+        what,
+        hook: &hook.to_string(),
+        header: &header,
+        counted: "events",
+        losses: &obj.maps.losses,
+        programs: obj.object(),
+    };
+    run::stream(session, events, &mut stream, |out, ev| {
+        let parent = lines.of(ev.ppid);
+        let ppid = lines.ns_pid(ev.ppid);
+        if ev.ret == 0 {
+            if let Some(argv) = &ev.argv {
+                lines.learn(ev.head.pid, argv);
             }
-            if out.json {
-                ev.write_json(&mut heads, ppid, parent.as_ref(), out.buf(), &mut marks);
-                out.end_line()?;
-            } else {
-                out.line(&ev.text(&mut heads, start_ns, ppid, &parent))?;
-            }
-            Ok(true)
-        },
-    )?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what,
-            hook: &hook.to_string(),
-            counted: Some(("events", shown)),
-            losses: lost,
-            specific: json!({}),
-        },
-    )
+        }
+        if out.json {
+            ev.write_json(&mut heads, ppid, parent.as_ref(), out.buf(), &mut marks);
+            out.end_line()?;
+        } else {
+            out.line(&ev.text(&mut heads, start_ns, ppid, &parent))?;
+        }
+        Ok(true)
+    })?
+    .close(json!({}))
 }

@@ -9,8 +9,10 @@ use serde_json::json;
 
 use crate::core::attach;
 use crate::core::event_out::HeadArgs;
+use crate::core::output::OutputArgs;
+use crate::core::run::Checked;
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, Session, TraceArgs};
+use crate::core::session::{IntervalArgs, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
 use crate::core::stream::RingArgs;
@@ -58,12 +60,12 @@ pub struct KprobeArgs {
     pub common: TraceArgs,
 }
 
-pub fn run(args: KprobeArgs) -> Result<i32> {
+pub fn run(args: KprobeArgs, sink: &OutputArgs) -> Result<i32> {
     let c = &args.common;
     args.count
         .check(&args.func, args.max_inflight, args.stack.stack)?;
     if args.count.count {
-        return run_count(&args);
+        return run_count(&args, sink);
     }
     func::check_flags(
         args.ret,
@@ -72,12 +74,12 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
         args.max_inflight,
         &args.interval,
     )?;
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let proto = resolve(&args.func)?;
     if let Some(line) = kernel_cannot(args.mode) {
         bail!("{line}");
     }
-    let mut session = Session::new(c, args.interval.interval)?;
+    let mut session = checked.start(c, sink, args.interval.interval)?;
     let mut plan = Plan::new(
         &args.func,
         proto,
@@ -109,20 +111,20 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(kp);
     if plan.hist {
-        func::print_hists(&mut session, c, &run, &maps)
+        func::print_hists(&mut session, &run, &maps)
     } else {
-        func::stream_events(&mut session, c, &args.heads, &run, &maps)
+        func::stream_events(&mut session, &args.heads, &run, &maps)
     }
 }
 
 /// `--count`: calls per kernel function (one, or every function a glob matches), counted
 /// in the kernel (count.rs, func::print_counts).
-fn run_count(args: &KprobeArgs) -> Result<i32> {
+fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
     let c = &args.common;
     if args.mode == ModeArg::Fentry {
         bail!("--count attaches kprobes (kprobe.multi, or one kprobe per function): fentry would load and attach a program per function; leave out --hook fentry");
     }
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     if !crate::core::features::kprobes_present() {
         bail!("this kernel has no kprobes (CONFIG_KPROBES is not set), which --count attaches; run `btrace doctor` to see what works here");
     }
@@ -133,7 +135,7 @@ fn run_count(args: &KprobeArgs) -> Result<i32> {
         "of the kernel",
         args.count.max_probes(),
     )?;
-    let mut session = Session::new(c, args.interval.interval)?;
+    let mut session = checked.start(c, sink, args.interval.interval)?;
     let plan = Plan::new(
         &args.func,
         None,
@@ -172,5 +174,5 @@ fn run_count(args: &KprobeArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(kp);
     let name_of = |ip: u64| funcs.name_of(ip);
-    func::print_counts(&mut session, c, &run, &maps, &kp.maps.counts, &name_of)
+    func::print_counts(&mut session, &run, &maps, &kp.maps.counts, &name_of)
 }

@@ -8,10 +8,11 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::output::OutputArgs;
+use crate::core::run::{self, Checked, Events};
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::session::TraceArgs;
 use crate::core::slots::StringArgs;
-use crate::core::stream::pump;
 use crate::core::stream::RingArgs;
 use crate::model::value::JsonMarks;
 
@@ -45,8 +46,7 @@ pub struct OpenArgs {
     pub hook: Option<Hook>,
 }
 
-pub fn run(args: OpenArgs) -> Result<i32> {
-    let c = &args.common;
+pub fn run(args: OpenArgs, sink: &OutputArgs) -> Result<i32> {
     let prefix = args
         .path_prefix
         .as_deref()
@@ -56,8 +56,7 @@ pub fn run(args: OpenArgs) -> Result<i32> {
     if let Some(b) = args.ring.buffer_size {
         crate::core::stream::check_ring_fits(b, tracer::rec_size(str_size))?;
     }
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+    let session = Checked::system()?.start(&args.common, sink, None)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
         str_size,
@@ -70,12 +69,8 @@ pub fn run(args: OpenArgs) -> Result<i32> {
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
     let mut stream = tracer::events(&obj, str_size)?;
-    let mut out = session.output(c.json);
     let mut heads = Heads::new(&args.heads);
-    if !out.json {
-        out.line(&heads.text_header("CALL"))?;
-        out.flush()?;
-    }
+    let header = heads.text_header("CALL");
     let start_ns = crate::core::system::monotonic_ns();
     let mut marks = JsonMarks::default();
     let what = match (&args.path_prefix, args.fails) {
@@ -84,32 +79,23 @@ pub fn run(args: OpenArgs) -> Result<i32> {
         (None, true) => "failed opens".to_string(),
         (None, false) => "opens".to_string(),
     };
-    session.attached(&what)?;
-    let (end, shown, lost) = pump(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &obj.maps.losses,
-        obj.object(),
-        |out, ev| {
-            if out.json {
-                ev.write_json(&mut heads, out.buf(), &mut marks);
-                out.end_line()?;
-            } else {
-                out.line(&ev.text(&mut heads, start_ns))?;
-            }
-            Ok(true)
-        },
-    )?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: &what,
-            hook: &hook.to_string(),
-            counted: Some(("events", shown)),
-            losses: lost,
-            specific: json!({}),
-        },
-    )
+    let events = Events {
+        tracing: &what,
+        what: &what,
+        hook: &hook.to_string(),
+        header: &header,
+        counted: "events",
+        losses: &obj.maps.losses,
+        programs: obj.object(),
+    };
+    run::stream(session, events, &mut stream, |out, ev| {
+        if out.json {
+            ev.write_json(&mut heads, out.buf(), &mut marks);
+            out.end_line()?;
+        } else {
+            out.line(&ev.text(&mut heads, start_ns))?;
+        }
+        Ok(true)
+    })?
+    .close(json!({}))
 }

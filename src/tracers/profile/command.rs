@@ -9,9 +9,10 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::losses::Losses;
-use crate::core::output::Output;
+use crate::core::output::{Output, OutputArgs};
+use crate::core::run::Checked;
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, Step, TraceArgs};
+use crate::core::session::{Closing, Step, TraceArgs};
 use crate::core::stack_tables::StackTables;
 use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
@@ -31,10 +32,8 @@ pub struct ProfileArgs {
     pub common: TraceArgs,
 }
 
-pub fn run(args: ProfileArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+pub fn run(args: ProfileArgs, sink: &OutputArgs) -> Result<i32> {
+    let mut session = Checked::system()?.start(&args.common, sink, None)?;
     let svg = stacks::open_svg(&args.stacks)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
@@ -58,7 +57,7 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     let drain = args.stacks.drain();
     let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
     let mut seen_procs = stacks::ProcStacks::new();
-    let mut out = session.output(c.json);
+    let mut out = session.output();
     session.attached(&format!(
         "CPU samples at {} Hz on {} CPUs",
         args.hz,

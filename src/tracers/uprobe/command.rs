@@ -9,8 +9,10 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::HeadArgs;
+use crate::core::output::OutputArgs;
+use crate::core::run::Checked;
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, Session, TraceArgs};
+use crate::core::session::{IntervalArgs, TraceArgs};
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
 use crate::core::stream::RingArgs;
@@ -83,12 +85,12 @@ fn registers(func: &str) -> Proto {
     }
 }
 
-pub fn run(args: UprobeArgs) -> Result<i32> {
+pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
     let c = &args.common;
     args.count
         .check(&args.probe, args.max_inflight, args.stack.stack)?;
     if args.count.count {
-        return run_count(&args);
+        return run_count(&args, sink);
     }
     func::check_flags(
         args.ret,
@@ -97,9 +99,9 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
         args.max_inflight,
         &args.interval,
     )?;
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let target = resolve(&args.probe, c.pid, !args.unsafe_offset)?;
-    let mut session = Session::new(c, args.interval.interval)?;
+    let mut session = checked.start(c, sink, args.interval.interval)?;
     let dwarf = target.proto.is_some();
     let proto = target.proto.unwrap_or_else(|| registers(&target.func.name));
     let mut plan = Plan::new(
@@ -139,9 +141,9 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(skel);
     if plan.hist {
-        func::print_hists(&mut session, c, &run, &maps)
+        func::print_hists(&mut session, &run, &maps)
     } else {
-        func::stream_events(&mut session, c, &args.heads, &run, &maps)
+        func::stream_events(&mut session, &args.heads, &run, &maps)
     }
 }
 
@@ -180,9 +182,9 @@ fn refused_line(refused: &[Refusal], funcs: &[Func], asked: usize) -> String {
 
 /// `--count`: calls per function (one, or every function a glob matches), counted in the
 /// kernel (func::print_counts).
-fn run_count(args: &UprobeArgs) -> Result<i32> {
+fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
     let c = &args.common;
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let (target, pattern) = args
         .probe
         .rsplit_once(':')
@@ -205,7 +207,7 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         &format!("of {}", path.display()),
         args.count.max_probes(),
     )?;
-    let mut session = Session::new(c, args.interval.interval)?;
+    let mut session = checked.start(c, sink, args.interval.interval)?;
     let plan = Plan::new(
         pattern,
         None,
@@ -266,7 +268,6 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
     };
     func::print_counts(
         &mut session,
-        c,
         &run,
         &maps,
         &skel.maps.counts_by_cookie,

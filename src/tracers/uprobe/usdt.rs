@@ -9,9 +9,10 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::event_out::HeadArgs;
-use crate::core::output::Output;
+use crate::core::output::OutputArgs;
+use crate::core::run::Checked;
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Session, TraceArgs};
+use crate::core::session::TraceArgs;
 use crate::core::stacks::EventStackArgs;
 use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
@@ -42,11 +43,11 @@ pub struct UsdtArgs {
     pub common: TraceArgs,
 }
 
-fn list(args: &UsdtArgs) -> Result<i32> {
+fn list(args: &UsdtArgs, sink: &OutputArgs) -> Result<i32> {
     let path = elf::find_target(&args.probe, args.common.pid)?;
     crate::core::output::input(&path, "the probed file")?;
     let probes = usdt::probes(&ElfFile::open(&path)?);
-    let mut out = Output::to(args.common.json, args.common.output.as_deref())?;
+    let mut out = sink.sink()?;
     for p in &probes {
         if out.json {
             out.record(&json!({"type": "usdt", "target": path.to_string_lossy(),
@@ -93,9 +94,9 @@ fn proto(p: &UsdtProbe) -> Proto {
     }
 }
 
-pub fn run(args: UsdtArgs) -> Result<i32> {
+pub fn run(args: UsdtArgs, sink: &OutputArgs) -> Result<i32> {
     if args.list {
-        return list(&args);
+        return list(&args, sink);
     }
     let c = &args.common;
     let mut parts = args.probe.rsplitn(3, ':');
@@ -106,7 +107,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
             args.probe
         );
     };
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let path = elf::find_target(target, c.pid)?;
     crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
@@ -121,7 +122,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
             probes.len()
         );
     };
-    let mut session = Session::new(c, None)?;
+    let mut session = checked.start(c, sink, None)?;
     let mut plan = Plan::new(
         &format!("{provider}:{name}"),
         Some(proto(found)),
@@ -163,5 +164,5 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         kernel_stack: false,
     };
     let maps = func::run_maps!(skel);
-    func::stream_events(&mut session, c, &args.heads, &run, &maps)
+    func::stream_events(&mut session, &args.heads, &run, &maps)
 }
