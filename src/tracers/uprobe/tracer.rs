@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The user-space function tracer: a uprobe (and with `--ret`/`--hist` a uretprobe) at
 //! the file offset of a function, or libbpf's USDT attach for a USDT probe; the rest is
-//! the shared function tracer (tracers/func.rs, func_probe.h).
+//! the shared function tracer (tracers/func/, func_probe.h).
 
 use std::path::{Path, PathBuf};
 
