@@ -22,6 +22,7 @@ pub mod scope;
 pub mod session;
 pub mod skel;
 pub mod slots;
+pub mod stack_run;
 pub mod stack_tables;
 pub mod stacks;
 pub mod stream;

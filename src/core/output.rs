@@ -85,12 +85,6 @@ impl Output {
         Output::over(json, Box::new(io::stdout()))
     }
 
-    /// Results in `path` (see [`OutputFile::create`]) when given, else on stdout.
-    pub fn to(json: bool, path: Option<&Path>) -> Result<Self> {
-        let file = path.map(|p| OutputFile::create(p, "-o")).transpose()?;
-        Ok(Output::into(json, file))
-    }
-
     /// Results in `file` (opened beforehand) when given, else on stdout.
     pub fn into(json: bool, file: Option<OutputFile>) -> Self {
         match file {

@@ -9,14 +9,42 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use clap::Args;
 use libbpf_rs::MapCore;
 use serde_json::Value;
 
+use crate::core::event_out::HeadArgs;
 use crate::core::losses::Losses;
 use crate::core::output::{Output, OutputArgs};
-use crate::core::session::{self, Closing, End, Session, Step, TraceArgs};
-use crate::core::stream::{EventStream, LossWatch};
+use crate::core::scope::ScopeArgs;
+use crate::core::session::{self, Closing, End, IntervalArgs, Session, Step, TraceArgs};
+use crate::core::stream::{EventStream, LossWatch, RingArgs};
 use crate::core::target;
+
+/// The flags of every event-streaming command: the target, the scope, how event heads
+/// are shown, the ring buffer's size.
+#[derive(Args, Debug, Clone, Default)]
+pub struct EventArgs {
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub heads: HeadArgs,
+    #[command(flatten)]
+    pub ring: RingArgs,
+}
+
+/// The flags of every aggregating command: the target, `-i`, the scope.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
 
 /// Proof that the system checks passed (privileges, BTF, limits: [`preflight`]): the
 /// only way to a [`Session`], so no target is started before them.

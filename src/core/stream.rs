@@ -18,8 +18,6 @@ use clap::Args;
 use libbpf_rs::MapCore;
 
 use crate::core::losses::Losses;
-use crate::core::output::Output;
-use crate::core::session::{End, Session};
 
 type Decode<T> = Box<dyn Fn(&[u8]) -> Option<T>>;
 
@@ -398,23 +396,6 @@ impl LossWatch {
         self.reported = now;
         Ok(now)
     }
-}
-
-/// The loop of the event-streaming commands that drive it themselves (the function
-/// probes, until they use [`run::stream`](crate::core::run::stream)): each event goes to
-/// `emit`, which prints it and says whether it counted as shown.
-/// Returns how the run ended, the number of events shown, and the final loss counters.
-pub fn pump<T>(
-    session: &mut Session,
-    stream: &mut EventStream<T>,
-    out: &mut Output,
-    losses_map: &dyn MapCore,
-    programs: &libbpf_rs::Object,
-    mut emit: impl FnMut(&mut Output, T) -> Result<bool>,
-) -> Result<(End, u64, Losses)> {
-    crate::core::run::stream_loop(session, out, losses_map, programs, |out, wait| {
-        stream.take_events(wait, |ev| emit(out, ev))
-    })
 }
 
 #[cfg(test)]

@@ -11,9 +11,8 @@ use serde_json::{json, Map, Value};
 
 use crate::core::delta::Deltas;
 use crate::core::output::{Output, OutputArgs};
-use crate::core::run::{self, Aggregation, Checked, Ending, Period};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, TraceArgs};
+use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
+use crate::core::scope::Scope;
 use crate::model::histogram::{bucket_bounds, human, Log2Hist};
 use crate::model::units::fmt_ns;
 
@@ -23,11 +22,7 @@ use super::tracer::{self, BioStat, Config, Hook, Key, HOOKS};
 #[derive(Args, Debug, Clone)]
 pub struct BiolatencyArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub common: AggregateArgs,
     /// A histogram per disk (and operation)
     #[arg(long)]
     pub per_disk: bool,
@@ -194,9 +189,10 @@ impl Printer {
 }
 
 pub fn run(args: BiolatencyArgs, sink: &OutputArgs) -> Result<i32> {
-    let session = Checked::system()?.start(&args.common, sink, args.interval.interval)?;
+    let session =
+        Checked::system()?.start(&args.common.trace, sink, args.common.interval.interval)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         per_disk: args.per_disk,
         queued: args.queued,
         max_inflight: args.max_inflight,

@@ -7,12 +7,10 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::event_out::Heads;
 use crate::core::output::OutputArgs;
-use crate::core::run::{self, Checked, Events};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::TraceArgs;
-use crate::core::stream::RingArgs;
+use crate::core::run::{self, Checked, EventArgs, Events};
+use crate::core::scope::Scope;
 use crate::model::value::JsonMarks;
 
 use super::event::CmdLines;
@@ -21,13 +19,7 @@ use super::tracer::{self, Config, Hook, HOOKS};
 #[derive(Args, Debug, Clone)]
 pub struct ExecArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
+    pub common: EventArgs,
     /// Only calls that failed
     #[arg(long)]
     pub fails: bool,
@@ -41,22 +33,22 @@ pub struct ExecArgs {
 }
 
 pub fn run(args: ExecArgs, sink: &OutputArgs) -> Result<i32> {
-    if let Some(b) = args.ring.buffer_size {
+    if let Some(b) = args.common.ring.buffer_size {
         let record = std::mem::size_of::<super::skel::types::exec_event>();
         crate::core::stream::check_ring_fits(b, record)?;
     }
-    let session = Checked::system()?.start(&args.common, sink, None)?;
+    let session = Checked::system()?.start(&args.common.trace, sink, None)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         fails_only: args.fails,
         max_inflight: args.max_inflight,
-        ring_bytes: args.ring.buffer_size,
+        ring_bytes: args.common.ring.buffer_size,
     };
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
     let mut stream = tracer::events(&obj)?;
-    let mut heads = Heads::new(&args.heads);
+    let mut heads = Heads::new(&args.common.heads);
     let mut lines = CmdLines::new()?;
     let header = heads.text_header("CALL");
     let start_ns = crate::core::system::monotonic_ns();

@@ -13,9 +13,8 @@ use crate::core::abi::MAX_SYSCALLS;
 use crate::core::delta::Deltas;
 use crate::core::output::{Output, OutputArgs};
 use crate::core::pidns::PidView;
-use crate::core::run::{self, Aggregation, Checked, Ending, Period};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, TraceArgs};
+use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
+use crate::core::scope::Scope;
 use crate::model::errno;
 use crate::model::histogram::Log2Hist;
 use crate::resolve::cgroups::CgroupNames;
@@ -27,11 +26,7 @@ use super::tracer::{self, By, Config, Hook, Outcome};
 #[derive(Args, Debug, Clone)]
 pub struct HistArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub common: AggregateArgs,
     /// Only these syscalls (comma-separated names, e.g. read,write,openat)
     #[arg(long, value_name = "NAMES")]
     pub syscalls: Option<String>,
@@ -325,10 +320,10 @@ pub fn run(args: HistArgs, sink: &OutputArgs) -> Result<i32> {
         (None, true) => Outcome::Errors,
         (None, false) => Outcome::All,
     };
-    let session = checked.start(&args.common, sink, args.interval.interval)?;
+    let session = checked.start(&args.common.trace, sink, args.common.interval.interval)?;
     let by = args.by.unwrap_or_default();
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         syscalls,
         max_threads: args.max_threads,
         count_processes: false,

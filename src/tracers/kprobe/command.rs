@@ -8,14 +8,12 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::attach;
-use crate::core::event_out::HeadArgs;
 use crate::core::output::OutputArgs;
-use crate::core::run::Checked;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, TraceArgs};
+use crate::core::run::{Checked, EventArgs};
+use crate::core::scope::Scope;
+use crate::core::session::IntervalArgs;
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
-use crate::core::stream::RingArgs;
 
 use super::count::{self, CountHook};
 use super::tracer::{
@@ -25,6 +23,8 @@ use crate::tracers::func::{self, Plan, Run};
 
 #[derive(Args, Debug, Clone)]
 pub struct KprobeArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// The kernel function to trace; with --count a glob (`tcp_*`, `vfs_?ead`)
     #[arg(value_name = "FUNC", default_value = "do_sys_openat2")]
     pub func: String,
@@ -50,18 +50,10 @@ pub struct KprobeArgs {
     pub strings: StringArgs,
     #[command(flatten)]
     pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
 }
 
 pub fn run(args: KprobeArgs, sink: &OutputArgs) -> Result<i32> {
-    let c = &args.common;
+    let c = &args.common.trace;
     args.count
         .check(&args.func, args.max_inflight, args.stack.stack)?;
     if args.count.count {
@@ -79,18 +71,18 @@ pub fn run(args: KprobeArgs, sink: &OutputArgs) -> Result<i32> {
     if let Some(line) = kernel_cannot(args.mode) {
         bail!("{line}");
     }
-    let mut session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.interval.interval)?;
     let mut plan = Plan::new(
         &args.func,
         proto,
         args.ret,
         args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         args.strings.string_size,
     );
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
-    plan.ring_bytes = args.ring.bytes();
+    plan.ring_bytes = args.common.ring.bytes();
     plan.check_ring()?;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
@@ -111,16 +103,16 @@ pub fn run(args: KprobeArgs, sink: &OutputArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(kp);
     if plan.hist {
-        func::print_hists(&mut session, &run, &maps)
+        func::print_hists(session, &run, &maps)
     } else {
-        func::stream_events(&mut session, &args.heads, &run, &maps)
+        func::stream_events(session, &args.common.heads, &run, &maps)
     }
 }
 
 /// `--count`: calls per kernel function (one, or every function a glob matches), counted
 /// in the kernel (count.rs, func::print_counts).
 fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
-    let c = &args.common;
+    let c = &args.common.trace;
     if args.mode == ModeArg::Fentry {
         bail!("--count attaches kprobes (kprobe.multi, or one kprobe per function): fentry would load and attach a program per function; leave out --hook fentry");
     }
@@ -135,13 +127,13 @@ fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
         "of the kernel",
         args.count.max_probes(),
     )?;
-    let mut session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.interval.interval)?;
     let plan = Plan::new(
         &args.func,
         None,
         false,
         1,
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
     // --hook kprobe: one kprobe per function even where kprobe.multi works.
@@ -174,5 +166,5 @@ fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(kp);
     let name_of = |ip: u64| funcs.name_of(ip);
-    func::print_counts(&mut session, &run, &maps, &kp.maps.counts, &name_of)
+    func::print_counts(session, &run, &maps, &kp.maps.counts, &name_of)
 }

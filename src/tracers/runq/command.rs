@@ -9,9 +9,8 @@ use serde_json::{json, Map, Value};
 use crate::core::delta::Deltas;
 use crate::core::output::{Output, OutputArgs};
 use crate::core::pidns::PidView;
-use crate::core::run::{self, Aggregation, Checked, Ending, Period};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, TraceArgs};
+use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
+use crate::core::scope::Scope;
 use crate::model::units::fmt_ns;
 use crate::resolve::cgroups::CgroupNames;
 
@@ -32,11 +31,7 @@ pub enum Hook {
 #[derive(Args, Debug, Clone)]
 pub struct RunqlatArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub common: AggregateArgs,
     /// A histogram per process (of the task that waited), named as it was when it waited:
     /// one row per name for a process that execs
     #[arg(long, conflicts_with = "per_cgroup")]
@@ -203,8 +198,9 @@ impl Printer {
 }
 
 pub fn run(args: RunqlatArgs, sink: &OutputArgs) -> Result<i32> {
-    let session = Checked::system()?.start(&args.common, sink, args.interval.interval)?;
-    let scope = Scope::new(session.tgid(), &args.scope)?;
+    let session =
+        Checked::system()?.start(&args.common.trace, sink, args.common.interval.interval)?;
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
     let by = match (args.per_process, args.per_cgroup) {
         (true, _) => By::Process,
         (_, true) => By::Cgroup,

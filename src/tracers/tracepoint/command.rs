@@ -7,14 +7,13 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::{HeadArgs, Heads};
+use crate::core::event_out::Heads;
 use crate::core::output::OutputArgs;
-use crate::core::run::{self, Checked, Events};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::TraceArgs;
+use crate::core::run::{self, Checked, EventArgs, Events};
+use crate::core::scope::Scope;
 use crate::core::slots::StringArgs;
 use crate::core::stacks::{EventStackArgs, EventStacks};
-use crate::core::stream::{EventStream, RingArgs};
+use crate::core::stream::EventStream;
 use crate::model::json_write as jw;
 use crate::model::value::{write_json_args, JsonMarks};
 use crate::resolve::btf::BtfTypes;
@@ -24,6 +23,8 @@ use super::tracer::{self, record_head, unknown_tracepoint, Decoder};
 
 #[derive(Args, Debug, Clone)]
 pub struct TracepointArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// The tracepoint, as CATEGORY:NAME (e.g. syscalls:sys_enter_openat; see
     /// /sys/kernel/tracing/available_events)
     #[arg(value_name = "CATEGORY:NAME")]
@@ -32,14 +33,6 @@ pub struct TracepointArgs {
     pub strings: StringArgs,
     #[command(flatten)]
     pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
     /// The bench's drain floor (testing builds): take every record from the ring buffer
     /// and count it, decode and print nothing but the summary
     #[cfg(feature = "testing")]
@@ -83,11 +76,11 @@ pub fn run(args: TracepointArgs, sink: &OutputArgs) -> Result<i32> {
     }
     let mut stacks = args.stack.stack.then(EventStacks::new);
     drop(types);
-    crate::core::stream::check_ring_fits(args.ring.bytes(), decoder.layout.rec_size)?;
-    let session = checked.start(&args.common, sink, None)?;
-    let scope = Scope::new(session.tgid(), &args.scope)?;
-    let (tp, _link) =
-        tracer::load(cat, name, &decoder.layout, &scope, args.ring.bytes()).map_err(|e| {
+    crate::core::stream::check_ring_fits(args.common.ring.bytes(), decoder.layout.rec_size)?;
+    let session = checked.start(&args.common.trace, sink, None)?;
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
+    let (tp, _link) = tracer::load(cat, name, &decoder.layout, &scope, args.common.ring.bytes())
+        .map_err(|e| {
             crate::core::kmem::unless_too_big(e, |e| {
                 anyhow::anyhow!(
                     "cannot trace {cat}:{name}: {}",
@@ -97,7 +90,7 @@ pub fn run(args: TracepointArgs, sink: &OutputArgs) -> Result<i32> {
         })?;
     let shown = format!("{cat}:{name}");
     let mut stream = EventStream::raw(&tp.maps.events)?;
-    let mut heads = Heads::new(&args.heads);
+    let mut heads = Heads::new(&args.common.heads);
     let header = heads.text_header("TRACEPOINT");
     let start_ns = crate::core::system::monotonic_ns();
     let drain_floor = args.drain_floor();

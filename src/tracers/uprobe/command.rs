@@ -8,14 +8,12 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::HeadArgs;
 use crate::core::output::OutputArgs;
-use crate::core::run::Checked;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, TraceArgs};
+use crate::core::run::{Checked, EventArgs};
+use crate::core::scope::Scope;
+use crate::core::session::IntervalArgs;
 use crate::core::slots::StringArgs;
 use crate::core::stacks::EventStackArgs;
-use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile, Func};
 use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
@@ -25,6 +23,8 @@ use super::tracer::{errno_name, load, load_count, refusal_meaning, resolve, Prob
 
 #[derive(Args, Debug, Clone)]
 pub struct UprobeArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// TARGET:FUNC: TARGET a path, a library (libc, libssl: found as the dynamic linker
     /// finds it, or in the -p process's maps) or a program on PATH; FUNC a symbol
     /// (mangled or demangled), SYMBOL+OFF or an address (0x...)
@@ -54,14 +54,6 @@ pub struct UprobeArgs {
     pub strings: StringArgs,
     #[command(flatten)]
     pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
 }
 
 /// Without DWARF: six integer registers (the x86-64 calling convention's), and an
@@ -86,7 +78,7 @@ fn registers(func: &str) -> Proto {
 }
 
 pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
-    let c = &args.common;
+    let c = &args.common.trace;
     args.count
         .check(&args.probe, args.max_inflight, args.stack.stack)?;
     if args.count.count {
@@ -101,7 +93,7 @@ pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
     )?;
     let checked = Checked::system()?;
     let target = resolve(&args.probe, c.pid, !args.unsafe_offset)?;
-    let mut session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.interval.interval)?;
     let dwarf = target.proto.is_some();
     let proto = target.proto.unwrap_or_else(|| registers(&target.func.name));
     let mut plan = Plan::new(
@@ -109,12 +101,12 @@ pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
         Some(proto),
         args.ret,
         args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         args.strings.string_size,
     );
     plan.hist = args.hist;
     plan.stack = args.stack.stack;
-    plan.ring_bytes = args.ring.bytes();
+    plan.ring_bytes = args.common.ring.bytes();
     plan.check_ring()?;
     let probe = Probe::Func {
         path: &target.path,
@@ -141,9 +133,9 @@ pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(skel);
     if plan.hist {
-        func::print_hists(&mut session, &run, &maps)
+        func::print_hists(session, &run, &maps)
     } else {
-        func::stream_events(&mut session, &args.heads, &run, &maps)
+        func::stream_events(session, &args.common.heads, &run, &maps)
     }
 }
 
@@ -183,7 +175,7 @@ fn refused_line(refused: &[Refusal], funcs: &[Func], asked: usize) -> String {
 /// `--count`: calls per function (one, or every function a glob matches), counted in the
 /// kernel (func::print_counts).
 fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
-    let c = &args.common;
+    let c = &args.common.trace;
     let checked = Checked::system()?;
     let (target, pattern) = args
         .probe
@@ -207,13 +199,13 @@ fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
         &format!("of {}", path.display()),
         args.count.max_probes(),
     )?;
-    let mut session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.interval.interval)?;
     let plan = Plan::new(
         pattern,
         None,
         false,
         1,
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
     let (skel, _links, hook, refused) = load_count(&plan, &path, &funcs).map_err(|e| {
@@ -266,13 +258,7 @@ fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
             .get(k as usize)
             .map_or_else(|| format!("[cookie {k}]"), |f| f.name.clone())
     };
-    func::print_counts(
-        &mut session,
-        &run,
-        &maps,
-        &skel.maps.counts_by_cookie,
-        &name_of,
-    )
+    func::print_counts(session, &run, &maps, &skel.maps.counts_by_cookie, &name_of)
 }
 
 #[cfg(test)]
