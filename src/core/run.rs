@@ -101,6 +101,28 @@ pub struct Events<'a> {
     pub programs: &'a libbpf_rs::Object,
 }
 
+impl<'a> Events<'a> {
+    /// A stream of "events" whose `Tracing` line names `what` too (other values by
+    /// struct update: `Events { counted: "transitions", ..Events::new(...) }`).
+    pub fn new(
+        what: &'a str,
+        hook: &'a str,
+        header: &'a str,
+        losses: &'a dyn MapCore,
+        programs: &'a libbpf_rs::Object,
+    ) -> Self {
+        Events {
+            tracing: what,
+            what,
+            hook,
+            header,
+            counted: "events",
+            losses,
+            programs,
+        }
+    }
+}
+
 /// Streams `events` until the run ends: each event goes to `emit`, which prints it and
 /// says whether it counted as shown. What follows the events is the command's, then
 /// [`Streamed::close`].
@@ -286,6 +308,17 @@ pub struct Aggregation<'a> {
     pub hook: &'a str,
 }
 
+impl<'a> Aggregation<'a> {
+    /// An aggregation whose `Tracing` line names `what` too.
+    pub fn new(what: &'a str, hook: &'a str) -> Self {
+        Aggregation {
+            tracing: what,
+            what,
+            hook,
+        }
+    }
+}
+
 /// Runs an aggregation until the run ends: `report` prints at every interval and once at
 /// the end. What follows the last report is the command's, then [`Ended::close`].
 pub fn aggregate<'a>(
@@ -342,6 +375,17 @@ pub struct Ending<'a> {
     /// How many of what were shown or counted, e.g. ("samples", 1200); None for
     /// histograms.
     pub counted: Option<(&'a str, u64)>,
+}
+
+impl Ending<'_> {
+    /// The ending of a report that counts nothing shown (histograms).
+    pub fn new(losses: Losses, specific: Value) -> Self {
+        Ending {
+            losses,
+            specific,
+            counted: None,
+        }
+    }
 }
 
 /// A run whose loop has ended: what the command writes after its results, then its

@@ -210,19 +210,14 @@ pub fn run(args: BiolatencyArgs, sink: &OutputArgs) -> Result<i32> {
     };
     let what = "block I/O";
     let hook = hook.to_string();
-    let desc = Aggregation {
-        tracing: what,
-        what,
-        hook: &hook,
-    };
+    let desc = Aggregation::new(what, &hook);
     run::aggregate(
         session,
         desc,
         |out: &mut Output, period: Option<&Period>| printer.print(out, &obj, period),
     )?
-    .close(Ending {
-        losses: tracer::losses(&obj)?,
-        specific: json!({ "per_disk": args.per_disk }),
-        counted: None,
-    })
+    .close(Ending::new(
+        tracer::losses(&obj)?,
+        json!({ "per_disk": args.per_disk }),
+    ))
 }

@@ -54,15 +54,8 @@ pub fn run(args: ExecArgs, sink: &OutputArgs) -> Result<i32> {
     let start_ns = crate::core::system::monotonic_ns();
     let mut marks = JsonMarks::default();
     let what = if args.fails { "failed execs" } else { "execs" };
-    let events = Events {
-        tracing: what,
-        what,
-        hook: &hook.to_string(),
-        header: &header,
-        counted: "events",
-        losses: &obj.maps.losses,
-        programs: obj.object(),
-    };
+    let hook = hook.to_string();
+    let events = Events::new(what, &hook, &header, &obj.maps.losses, obj.object());
     run::stream(session, events, &mut stream, |out, ev| {
         let parent = lines.of(ev.ppid);
         let ppid = lines.ns_pid(ev.ppid);

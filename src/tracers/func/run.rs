@@ -76,12 +76,7 @@ pub fn stream_events(
     let mut marks = JsonMarks::default();
     let events = Events {
         tracing: &format!("{} via {}", run.what, run.hook),
-        what: run.what,
-        hook: run.hook,
-        header: &header,
-        counted: "events",
-        losses: maps.losses,
-        programs: maps.object,
+        ..Events::new(run.what, run.hook, &header, maps.losses, maps.object)
     };
     let mut ended = run::stream(session, events, &mut stream, |out, ev| {
         let fields = decode_args(plan, &ev);
@@ -164,11 +159,7 @@ pub(super) fn run_report(
     let losses = LossWatch::default()
         .check(maps.losses, ended.out().json)?
         .with_missed(maps.object)?;
-    ended.close(Ending {
-        losses,
-        specific,
-        counted: None,
-    })
+    ended.close(Ending::new(losses, specific))
 }
 
 /// `--hist`: the function's latency histogram, kept in the kernel, printed at the end (and

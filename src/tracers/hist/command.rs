@@ -380,9 +380,8 @@ pub fn run(args: HistArgs, sink: &OutputArgs) -> Result<i32> {
         },
         hook: &hook,
     };
-    run::aggregate(session, desc, report)?.close(Ending {
-        losses: tracer::losses(&hist)?,
-        specific: json!({ "store": way.store.to_string() }),
-        counted: None,
-    })
+    run::aggregate(session, desc, report)?.close(Ending::new(
+        tracer::losses(&hist)?,
+        json!({ "store": way.store.to_string() }),
+    ))
 }

@@ -49,11 +49,7 @@ pub fn run(args: OffcpuArgs, sink: &OutputArgs) -> Result<i32> {
     })?;
     let what = "off-CPU time";
     let hook = way.to_string();
-    let desc = Aggregation {
-        tracing: what,
-        what,
-        hook: &hook,
-    };
+    let desc = Aggregation::new(what, &hook);
     let profile = Profile {
         maps: profile_maps!(o, tracer::table_maps(&o)),
         max_counts: cfg.max_counts,

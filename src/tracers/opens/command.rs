@@ -71,15 +71,8 @@ pub fn run(args: OpenArgs, sink: &OutputArgs) -> Result<i32> {
         (None, true) => "failed opens".to_string(),
         (None, false) => "opens".to_string(),
     };
-    let events = Events {
-        tracing: &what,
-        what: &what,
-        hook: &hook.to_string(),
-        header: &header,
-        counted: "events",
-        losses: &obj.maps.losses,
-        programs: obj.object(),
-    };
+    let hook = hook.to_string();
+    let events = Events::new(&what, &hook, &header, &obj.maps.losses, obj.object());
     run::stream(session, events, &mut stream, |out, ev| {
         if out.json {
             ev.write_json(&mut heads, out.buf(), &mut marks);

@@ -226,19 +226,14 @@ pub fn run(args: RunqlatArgs, sink: &OutputArgs) -> Result<i32> {
         Way::RawTpHash => ("raw_tp", "hash"),
     };
     let what = "run-queue latency";
-    let desc = Aggregation {
-        tracing: what,
-        what,
-        hook,
-    };
+    let desc = Aggregation::new(what, hook);
     run::aggregate(
         session,
         desc,
         |out: &mut Output, period: Option<&Period>| printer.print(out, &runq, period),
     )?
-    .close(Ending {
-        losses: tracer::losses(&runq)?,
-        specific: json!({ "store": store }),
-        counted: None,
-    })
+    .close(Ending::new(
+        tracer::losses(&runq)?,
+        json!({ "store": store }),
+    ))
 }

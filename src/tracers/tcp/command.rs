@@ -138,14 +138,11 @@ pub fn run(args: TcpArgs, sink: &OutputArgs) -> Result<i32> {
     } else {
         ("TCP state changes", event::TRANSITION_HEADER, "transitions")
     };
+    let hook = way.hook.to_string();
     let events = Events {
         tracing: &what_is_traced(&spec, args.life, &scope),
-        what,
-        hook: &way.hook.to_string(),
-        header,
         counted,
-        losses: &tcp.maps.losses,
-        programs: tcp.object(),
+        ..Events::new(what, &hook, header, &tcp.maps.losses, tcp.object())
     };
     let mut ended = run::stream(session, events, &mut stream, |out, e| {
         if args.life && !e.ends_connection() {

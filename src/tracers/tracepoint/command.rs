@@ -97,15 +97,7 @@ pub fn run(args: TracepointArgs, sink: &OutputArgs) -> Result<i32> {
     // Kept from record to record: each is written straight into the output's buffer.
     let mut fields = Vec::new();
     let mut marks = JsonMarks::default();
-    let events = Events {
-        tracing: &shown,
-        what: &shown,
-        hook: "tracepoint",
-        header: &header,
-        counted: "events",
-        losses: &tp.maps.losses,
-        programs: tp.object(),
-    };
+    let events = Events::new(&shown, "tracepoint", &header, &tp.maps.losses, tp.object());
     let mut ended = run::stream_records(session, events, &mut stream, |out, rec| {
         if drain_floor {
             return Ok(true);
