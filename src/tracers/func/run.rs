@@ -5,18 +5,89 @@ use anyhow::Result;
 use libbpf_rs::MapCore;
 use serde_json::{json, Value};
 
+use super::count::CountArgs;
 use super::decode::{decode_args, decode_record, decode_ret, read_latency};
-use super::plan::Plan;
+use super::plan::{check_flags, Plan};
 use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
 use crate::core::run::{self, Aggregation, Ending, Events, Period, Report};
+use crate::core::scope::Scope;
+use crate::core::session::IntervalArgs;
 use crate::core::session::Session;
-use crate::core::stacks::EventStacks;
+use crate::core::slots::StringArgs;
+use crate::core::stacks::{EventStackArgs, EventStacks};
 use crate::core::stream::{EventStream, LossWatch};
 use crate::model::histogram::Log2Hist;
 use crate::model::json_write as jw;
 use crate::model::units::fmt_latency;
 use crate::model::value::{write_json_args, JsonMarks};
+use crate::resolve::btf::Proto;
+use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
+
+/// The flags kprobe and uprobe share beside `--ret` (whose help names each one's hooks):
+/// what a call is reported as (an event, `--hist`, `--count`), `-i`, the store's bound,
+/// strings and stacks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CallArgs {
+    /// A latency histogram of the function kept in the kernel (no event per call)
+    #[arg(long, conflicts_with = "ret")]
+    pub hist: bool,
+    #[command(flatten)]
+    pub count: CountArgs,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    /// With --ret or --hist: bound of the per-thread store of calls in progress
+    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
+    pub max_inflight: Option<u32>,
+    #[command(flatten)]
+    pub strings: StringArgs,
+    #[command(flatten)]
+    pub stack: EventStackArgs,
+}
+
+impl CallArgs {
+    /// The flags that do not go together, for `func` (a glob needs --count) with or
+    /// without `--ret`.
+    pub fn check(&self, func: &str, ret: bool) -> Result<()> {
+        self.count
+            .check(func, self.max_inflight, self.stack.stack)?;
+        if self.count.count {
+            return Ok(());
+        }
+        check_flags(
+            ret,
+            self.hist,
+            self.stack.stack,
+            self.max_inflight,
+            &self.interval,
+        )
+    }
+
+    /// The plan of an event or `--hist` run of `func`, in `scope`, with a ring buffer of
+    /// `ring_bytes`.
+    pub fn plan(
+        &self,
+        func: &str,
+        proto: Option<Proto>,
+        ret: bool,
+        scope: Scope,
+        ring_bytes: u32,
+    ) -> Result<Plan> {
+        let mut plan = Plan::new(
+            func,
+            proto,
+            ret,
+            self.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+            scope,
+            self.strings.string_size,
+        );
+        plan.hist = self.hist;
+        plan.stack = self.stack.stack;
+        plan.ring_bytes = ring_bytes;
+        plan.check_ring()?;
+        Ok(plan)
+    }
+}
 
 /// What a function tracer's run prints and closes with.
 pub struct Run<'a> {

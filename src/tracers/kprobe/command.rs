@@ -11,14 +11,9 @@ use crate::core::attach;
 use crate::core::output::OutputArgs;
 use crate::core::run::{Checked, EventArgs};
 use crate::core::scope::Scope;
-use crate::core::session::IntervalArgs;
-use crate::core::slots::StringArgs;
-use crate::core::stacks::EventStackArgs;
 
 use super::count::{self, CountHook};
-use super::tracer::{
-    kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
-};
+use super::tracer::{kernel_cannot, load, modes, resolve, ModeArg};
 use crate::tracers::func::{self, Plan, Run};
 
 #[derive(Args, Debug, Clone)]
@@ -36,54 +31,26 @@ pub struct KprobeArgs {
     /// Also report the return value and the latency (fexit or kretprobe)
     #[arg(long)]
     pub ret: bool,
-    /// A latency histogram of the function kept in the kernel (no event per call)
-    #[arg(long, conflicts_with = "ret")]
-    pub hist: bool,
     #[command(flatten)]
-    pub count: func::CountArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    /// With --ret or --hist: bound of the per-thread store of calls in progress
-    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
-    pub max_inflight: Option<u32>,
-    #[command(flatten)]
-    pub strings: StringArgs,
-    #[command(flatten)]
-    pub stack: EventStackArgs,
+    pub calls: func::CallArgs,
 }
 
 pub fn run(args: KprobeArgs, sink: &OutputArgs) -> Result<i32> {
     let c = &args.common.trace;
-    args.count
-        .check(&args.func, args.max_inflight, args.stack.stack)?;
-    if args.count.count {
+    args.calls.check(&args.func, args.ret)?;
+    if args.calls.count.count {
         return run_count(&args, sink);
     }
-    func::check_flags(
-        args.ret,
-        args.hist,
-        args.stack.stack,
-        args.max_inflight,
-        &args.interval,
-    )?;
     let checked = Checked::system()?;
     let proto = resolve(&args.func)?;
     if let Some(line) = kernel_cannot(args.mode) {
         bail!("{line}");
     }
-    let session = checked.start(c, sink, args.interval.interval)?;
-    let mut plan = Plan::new(
-        &args.func,
-        proto,
-        args.ret,
-        args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        Scope::new(session.tgid(), &args.common.scope)?,
-        args.strings.string_size,
-    );
-    plan.hist = args.hist;
-    plan.stack = args.stack.stack;
-    plan.ring_bytes = args.common.ring.bytes();
-    plan.check_ring()?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
+    let plan = args
+        .calls
+        .plan(&args.func, proto, args.ret, scope, args.common.ring.bytes())?;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
             anyhow!(
@@ -125,9 +92,9 @@ fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
         &args.func,
         funcs.names.len(),
         "of the kernel",
-        args.count.max_probes(),
+        args.calls.count.max_probes(),
     )?;
-    let session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
     let plan = Plan::new(
         &args.func,
         None,

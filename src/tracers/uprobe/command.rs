@@ -11,13 +11,9 @@ use serde_json::json;
 use crate::core::output::OutputArgs;
 use crate::core::run::{Checked, EventArgs};
 use crate::core::scope::Scope;
-use crate::core::session::IntervalArgs;
-use crate::core::slots::StringArgs;
-use crate::core::stacks::EventStackArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile, Func};
 use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
-use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
 use super::tracer::{errno_name, load, load_count, refusal_meaning, resolve, Probe, Refusal};
 
@@ -33,9 +29,6 @@ pub struct UprobeArgs {
     /// Also report the return value and the latency (uretprobe)
     #[arg(long)]
     pub ret: bool,
-    /// A latency histogram of the function kept in the kernel (no event per call)
-    #[arg(long, conflicts_with = "ret")]
-    pub hist: bool,
     /// Place the probe at FUNC+OFF or 0xADDR without checking that an instruction starts
     /// there: for code btrace cannot decode (no symbol or unwind entry covers it, or it
     /// does not decode), and also where the check says the offset is inside an
@@ -44,16 +37,7 @@ pub struct UprobeArgs {
     #[arg(long)]
     pub unsafe_offset: bool,
     #[command(flatten)]
-    pub count: func::CountArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    /// With --ret or --hist: bound of the per-thread store of calls in progress
-    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
-    pub max_inflight: Option<u32>,
-    #[command(flatten)]
-    pub strings: StringArgs,
-    #[command(flatten)]
-    pub stack: EventStackArgs,
+    pub calls: func::CallArgs,
 }
 
 /// Without DWARF: six integer registers (the x86-64 calling convention's), and an
@@ -79,35 +63,23 @@ fn registers(func: &str) -> Proto {
 
 pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
     let c = &args.common.trace;
-    args.count
-        .check(&args.probe, args.max_inflight, args.stack.stack)?;
-    if args.count.count {
+    args.calls.check(&args.probe, args.ret)?;
+    if args.calls.count.count {
         return run_count(&args, sink);
     }
-    func::check_flags(
-        args.ret,
-        args.hist,
-        args.stack.stack,
-        args.max_inflight,
-        &args.interval,
-    )?;
     let checked = Checked::system()?;
     let target = resolve(&args.probe, c.pid, !args.unsafe_offset)?;
-    let session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
     let dwarf = target.proto.is_some();
     let proto = target.proto.unwrap_or_else(|| registers(&target.func.name));
-    let mut plan = Plan::new(
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
+    let plan = args.calls.plan(
         &target.func.name,
         Some(proto),
         args.ret,
-        args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        Scope::new(session.tgid(), &args.common.scope)?,
-        args.strings.string_size,
-    );
-    plan.hist = args.hist;
-    plan.stack = args.stack.stack;
-    plan.ring_bytes = args.common.ring.bytes();
-    plan.check_ring()?;
+        scope,
+        args.common.ring.bytes(),
+    )?;
     let probe = Probe::Func {
         path: &target.path,
         offset: target.func.offset,
@@ -197,9 +169,9 @@ fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
         pattern,
         funcs.len(),
         &format!("of {}", path.display()),
-        args.count.max_probes(),
+        args.calls.count.max_probes(),
     )?;
-    let session = checked.start(c, sink, args.interval.interval)?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
     let plan = Plan::new(
         pattern,
         None,
