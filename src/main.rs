@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 //! btrace: eBPF tracing for Linux. This file is the command line and nothing else: it is
-//! the only module that knows the commands.
+//! the only module that knows the commands. `--json`, `-o`, `-v` and `--btf` are global
+//! (accepted before or after the subcommand) and mean the same in every command.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(feature = "testing")]
 use btrace::apps::floor;
 use btrace::apps::{doctor, serve, top, verifier};
-use btrace::core::{bpf_log, output};
+use btrace::core::bpf_log;
+use btrace::core::output::{self, OutputArgs};
 use btrace::tracers::{
     biolatency, exec, hist, kprobe, offcpu, opens, profile, runq, tcp, tracepoint, uprobe,
 };
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,6 +22,11 @@ use clap::{Parser, Subcommand};
     about = "eBPF tracing: syscall latency, kernel functions, tracepoints, TCP, CPU and off-CPU profiles"
 )]
 struct Cli {
+    #[command(flatten)]
+    sink: OutputArgs,
+    /// Show libbpf's log on stderr
+    #[arg(short = 'v', long, global = true)]
+    verbose: bool,
     /// BTF of the running kernel, for kernels without /sys/kernel/btf/vmlinux (also
     /// BTRACE_BTF); btfhub has files for many distribution kernels
     #[arg(long, global = true, value_name = "FILE")]
@@ -70,57 +77,57 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-impl Command {
-    fn verbose(&self) -> bool {
-        match self {
-            Command::Hist(a) => a.common.verbose,
-            Command::Tracepoint(a) => a.common.verbose,
-            Command::Kprobe(a) => a.common.verbose,
-            Command::Uprobe(a) => a.common.verbose,
-            Command::Usdt(a) => a.common.verbose,
-            Command::Exec(a) => a.common.verbose,
-            Command::Open(a) => a.common.verbose,
-            Command::Biolatency(a) => a.common.verbose,
-            Command::Runqlat(a) => a.common.verbose,
-            Command::Profile(a) => a.common.verbose,
-            Command::Offcpu(a) => a.common.verbose,
-            Command::Doctor(a) => a.verbose,
-            Command::Verifier(a) => a.verbose,
-            #[cfg(feature = "testing")]
-            Command::Floor(a) => a.common.verbose,
-            Command::Tcp(a) => a.common.verbose,
-            Command::Top(a) => a.common.verbose,
-            Command::Serve(a) => a.verbose,
-        }
+/// The global flags (`Cli`'s) that these commands do not take: hidden from their
+/// `--help`, and refused in one line if given (by the command, which says where its
+/// results go).
+const NOT_TAKEN: &[(&str, &[&str])] = &[("serve", &["json", "output"])];
+
+/// The command line, with [`NOT_TAKEN`] hidden: a subcommand that declares an argument
+/// of its own is not given the global one of the same id, and this copy is the global
+/// one hidden (so it still parses, and the command can refuse it).
+fn command_line() -> clap::Command {
+    let mut cli = Cli::command();
+    for (name, ids) in NOT_TAKEN {
+        let hidden: Vec<clap::Arg> = cli
+            .get_arguments()
+            .filter(|a| ids.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cli = cli.mut_subcommand(name, |sub| sub.args(hidden));
     }
+    cli
 }
 
 fn main() {
-    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_usage(e));
-    bpf_log::init(cli.command.verbose());
+    let cli = command_line()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .unwrap_or_else(|e| exit_on_usage(e));
+    bpf_log::init(cli.verbose);
     if let Err(e) = btrace::core::system::set_custom_btf(cli.btf) {
         eprintln!("btrace: {e:#}");
         std::process::exit(1);
     }
+    let sink = &cli.sink;
     let result = match cli.command {
-        Command::Hist(a) => hist::command::run(a),
-        Command::Tracepoint(a) => tracepoint::command::run(a),
-        Command::Kprobe(a) => kprobe::command::run(a),
-        Command::Uprobe(a) => uprobe::command::run(a),
-        Command::Usdt(a) => uprobe::usdt::run(a),
-        Command::Exec(a) => exec::command::run(a),
-        Command::Open(a) => opens::command::run(a),
-        Command::Biolatency(a) => biolatency::command::run(a),
-        Command::Runqlat(a) => runq::command::run(a),
-        Command::Profile(a) => profile::command::run(a),
-        Command::Offcpu(a) => offcpu::command::run(a),
-        Command::Doctor(a) => doctor::run(a).map(|()| 0),
-        Command::Verifier(a) => verifier::run(a).map(|()| 0),
+        Command::Hist(a) => hist::command::run(a, sink),
+        Command::Tracepoint(a) => tracepoint::command::run(a, sink),
+        Command::Kprobe(a) => kprobe::command::run(a, sink),
+        Command::Uprobe(a) => uprobe::command::run(a, sink),
+        Command::Usdt(a) => uprobe::usdt::run(a, sink),
+        Command::Exec(a) => exec::command::run(a, sink),
+        Command::Open(a) => opens::command::run(a, sink),
+        Command::Biolatency(a) => biolatency::command::run(a, sink),
+        Command::Runqlat(a) => runq::command::run(a, sink),
+        Command::Profile(a) => profile::command::run(a, sink),
+        Command::Offcpu(a) => offcpu::command::run(a, sink),
+        Command::Doctor(a) => doctor::run(a, sink).map(|()| 0),
+        Command::Verifier(a) => verifier::run(a, sink).map(|()| 0),
         #[cfg(feature = "testing")]
-        Command::Floor(a) => floor::run(a),
-        Command::Tcp(a) => tcp::command::run(a),
-        Command::Top(a) => top::run(a),
-        Command::Serve(a) => serve::run(a),
+        Command::Floor(a) => floor::run(a, sink),
+        Command::Tcp(a) => tcp::command::run(a, sink),
+        Command::Top(a) => top::run(a, sink),
+        Command::Serve(a) => serve::run(a, sink),
     };
     match result {
         // A -c command that ended the run passes its exit status on.

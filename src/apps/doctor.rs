@@ -7,20 +7,14 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::core::features::{self, Probe};
-use crate::core::output::Output;
+use crate::core::output::OutputArgs;
 use crate::core::system;
 use crate::tracers::{Check, Entry, REGISTRY};
 
 #[derive(Args, Debug, Clone, Default)]
-pub struct DoctorArgs {
-    /// Output NDJSON: one "fact" record per fact, one "command" record per command and
-    /// mode, then a "summary"
-    #[arg(long)]
-    pub json: bool,
-    /// Show libbpf's log on stderr
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
-}
+/// No flags of its own: with the global --json, one "fact" record per fact, one "command"
+/// record per command and mode, then a "summary".
+pub struct DoctorArgs {}
 
 /// One row of the facts table. `ok` is None for facts that are information only.
 pub struct Fact {
@@ -382,9 +376,9 @@ fn command_label(c: &CommandCheck) -> String {
     }
 }
 
-pub fn run(args: DoctorArgs) -> Result<()> {
+pub fn run(_: DoctorArgs, sink: &OutputArgs) -> Result<()> {
     let f = examine();
-    let mut out = Output::new(args.json);
+    let mut out = sink.sink()?;
     if out.json {
         for fact in &f.facts {
             out.record(&fact_json(fact))?;

@@ -24,6 +24,46 @@ use std::sync::Mutex;
 use anyhow::{bail, Result};
 use serde_json::Value;
 
+/// Where results go and in which form: the one output sink of a run, chosen once from
+/// these global flags (accepted before or after the subcommand).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Output NDJSON: one object per line, each with a "type", ending with a "summary"
+    /// object (a -c command's own stdout then goes to btrace's stderr, unless -o is
+    /// given)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Write results to FILE instead of stdout
+    #[arg(short = 'o', long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// The `-o` file, opened and checked now (see [`OutputFile::create`]), if given.
+    pub fn open(&self) -> Result<Option<OutputFile>> {
+        self.output
+            .as_deref()
+            .map(|p| OutputFile::create(p, "-o"))
+            .transpose()
+    }
+
+    /// The sink of a command that runs no session (doctor, verifier, `usdt --list`).
+    pub fn sink(&self) -> Result<Output> {
+        Ok(Output::into(self.json, self.open()?))
+    }
+
+    /// For a command that writes no results of its own (`serve`): `--json` and `-o`
+    /// refused in one line, saying where its results go, rather than ignored.
+    pub fn refuse(&self, command: &str, results: &str) -> Result<()> {
+        let flag = match (self.json, &self.output) {
+            (true, _) => "--json",
+            (false, Some(_)) => "-o",
+            (false, None) => return Ok(()),
+        };
+        bail!("{command} does not take {flag}: {results}")
+    }
+}
+
 /// Whether results go to stdout (whose reader may go away) rather than a file.
 static TO_STDOUT: AtomicBool = AtomicBool::new(false);
 
@@ -43,12 +83,6 @@ impl Output {
     pub fn new(json: bool) -> Self {
         TO_STDOUT.store(true, Ordering::SeqCst);
         Output::over(json, Box::new(io::stdout()))
-    }
-
-    /// Results in `path` (see [`OutputFile::create`]) when given, else on stdout.
-    pub fn to(json: bool, path: Option<&Path>) -> Result<Self> {
-        let file = path.map(|p| OutputFile::create(p, "-o")).transpose()?;
-        Ok(Output::into(json, file))
     }
 
     /// Results in `file` (opened beforehand) when given, else on stdout.

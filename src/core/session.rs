@@ -3,7 +3,6 @@
 //! [`target`]), Ctrl-C/SIGTERM, `--duration`, `--interval`, and the
 //! closing record.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -13,10 +12,11 @@ use clap::Args;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use crate::core::losses::Losses;
-use crate::core::output::Output;
+use crate::core::output::{Output, OutputArgs, OutputFile};
 use crate::core::target::{self, ExitStatus, Target};
 
-/// Flags that mean the same in every tracing command.
+/// Flags that mean the same in every tracing command (`--json`, `-o` and `-v` are
+/// global: [`OutputArgs`], main).
 #[derive(Args, Debug, Clone, Default)]
 pub struct TraceArgs {
     /// Trace this process and the processes it starts; stop when the last of them has
@@ -31,16 +31,6 @@ pub struct TraceArgs {
     /// Stop after SECS seconds
     #[arg(short = 'd', long, value_name = "SECS", value_parser = seconds)]
     pub duration: Option<f64>,
-    /// Output NDJSON: one object per line, ending with a "summary" object (a -c
-    /// command's own stdout then goes to btrace's stderr, unless -o is given)
-    #[arg(long)]
-    pub json: bool,
-    /// Write results to FILE instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Show libbpf's log on stderr
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
 }
 
 /// `-i`, for the commands that aggregate (and print per interval).
@@ -200,42 +190,38 @@ pub struct Session {
     /// How many processes of the followed tree still ran when the -p/-c process exited
     /// (None: no tree followed, or the process has not exited).
     outlived: Option<usize>,
+    /// `--json`: the form of every result.
+    json: bool,
     /// `-o`, opened when the session starts (before anything is attached), until the
     /// command takes it with [`Session::output`].
-    output: Option<crate::core::output::OutputFile>,
+    output: Option<OutputFile>,
 }
 
 impl Session {
     /// Validates the target (a `-p` that exists, a `-c` that can run) and, for `-c`,
-    /// forks the child now so its pid can be given to the kernel programs before load.
-    pub fn new(args: &TraceArgs, interval: Option<f64>) -> Result<Self> {
+    /// forks the child now so its pid can be given to the kernel programs before load;
+    /// `stdio` gives the `-c` command's streams (default: inherited, or stdout to
+    /// stderr when NDJSON goes to stdout). Reached through
+    /// [`Checked::start`](crate::core::run::Checked::start): after the system checks.
+    pub(in crate::core) fn start(
+        args: &TraceArgs,
+        sink: &OutputArgs,
+        interval: Option<f64>,
+        stdio: Option<target::Stdio>,
+    ) -> Result<Self> {
         // In JSON mode btrace's stdout is the record stream: the command's own output goes
         // to stderr, unless the records go to a file.
-        let stdio = if args.json && args.output.is_none() {
+        let stdio = stdio.unwrap_or(if sink.json && sink.output.is_none() {
             target::Stdio::StdoutToStderr
         } else {
             target::Stdio::Inherit
-        };
-        Self::with_stdio(args, interval, stdio)
-    }
-
-    /// As [`Session::new`], with the `-c` command's streams given (the dashboard gives it
-    /// /dev/null while it draws on the terminal).
-    pub fn with_stdio(
-        args: &TraceArgs,
-        interval: Option<f64>,
-        stdio: target::Stdio,
-    ) -> Result<Self> {
+        });
         install_stop_handler()?;
         crate::core::scope::forget_followed_tree();
         crate::core::scope::forget_cgroups();
         // Before the target: a file that cannot be written fails before a -c command
         // is started, and the command's program is then checked against it.
-        let output = args
-            .output
-            .as_deref()
-            .map(|p| crate::core::output::OutputFile::create(p, "-o"))
-            .transpose()?;
+        let output = sink.open()?;
         let target = match (&args.pid, &args.cmd) {
             (Some(pid), _) => target::watch_process(*pid)?,
             (None, Some(cmd)) => target::spawn_gated(cmd, stdio)?,
@@ -249,13 +235,20 @@ impl Session {
             end: None,
             root_exited: false,
             outlived: None,
+            json: sink.json,
             output,
         })
     }
 
-    /// Where results go: the `-o` file opened at the start, or stdout.
-    pub fn output(&mut self, json: bool) -> Output {
-        Output::into(json, self.output.take())
+    /// Where results go, as chosen once at the start: the `-o` file opened then, or
+    /// stdout; NDJSON or text.
+    pub fn output(&mut self) -> Output {
+        Output::into(self.json, self.output.take())
+    }
+
+    /// Whether results are NDJSON.
+    pub fn json(&self) -> bool {
+        self.json
     }
 
     /// The process id the kernel programs should filter on, if any.

@@ -11,15 +11,13 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::raw::{c_int, c_void};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use libbpf_rs::MapCore;
 
 use crate::core::losses::Losses;
-use crate::core::output::Output;
-use crate::core::session::{End, Session, Step};
 
 type Decode<T> = Box<dyn Fn(&[u8]) -> Option<T>>;
 
@@ -287,6 +285,39 @@ impl<T> EventStream<T> {
         Ok(events)
     }
 
+    /// Waits up to `timeout` for a batch (as [`poll`](Self::poll)) and hands each of its
+    /// events to `f`, which says whether it showed it; how many records the batch had
+    /// and how many events were shown.
+    pub fn take_events(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(T) -> Result<bool>,
+    ) -> Result<(usize, u64)> {
+        self.wait_and_consume(timeout)?;
+        let mut shown = 0;
+        for i in 0..self.sink.len() {
+            if let Some(ev) = (self.decode)(self.sink.record(i)) {
+                shown += u64::from(f(ev)?);
+            }
+        }
+        Ok((self.sink.len(), shown))
+    }
+
+    /// As [`take_events`](Self::take_events), with each record as the kernel wrote it,
+    /// in place (see [`drain`](Self::drain)).
+    pub fn take_records(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<(usize, u64)> {
+        let mut shown = 0;
+        let n = self.drain(timeout, |rec| {
+            shown += u64::from(f(rec)?);
+            Ok(())
+        })?;
+        Ok((n, shown))
+    }
+
     fn decode_into(&self, events: &mut Vec<T>) {
         events.extend((0..self.sink.len()).filter_map(|i| (self.decode)(self.sink.record(i))));
     }
@@ -365,100 +396,6 @@ impl LossWatch {
         self.reported = now;
         Ok(now)
     }
-}
-
-/// How often the loss counters are read while events stream (a few map reads each time).
-const LOSS_CHECK_EVERY: Duration = Duration::from_millis(250);
-/// After the target exited: how long a quiet ring buffer is waited for, and at most.
-const LINGER: Duration = Duration::from_millis(30);
-const LINGER_MAX: Duration = Duration::from_millis(500);
-
-/// The run loop of every event-streaming command: each event goes to `emit`, which
-/// prints it and says whether it counted as shown; output is flushed after each batch;
-/// losses are watched while running and read once more at the end, with the runs the
-/// kernel skipped of `programs`' programs.
-/// Returns how the run ended, the number of events shown, and the final loss counters.
-pub fn pump<T>(
-    session: &mut Session,
-    stream: &mut EventStream<T>,
-    out: &mut Output,
-    losses_map: &dyn MapCore,
-    programs: &libbpf_rs::Object,
-    mut emit: impl FnMut(&mut Output, T) -> Result<bool>,
-) -> Result<(End, u64, Losses)> {
-    let mut events = Vec::new();
-    pump_with(session, out, losses_map, programs, |out, wait| {
-        stream.wait_and_consume(wait)?;
-        stream.decode_into(&mut events);
-        let mut shown = 0;
-        for ev in events.drain(..) {
-            if emit(out, ev)? {
-                shown += 1;
-            }
-        }
-        Ok((stream.sink.len(), shown))
-    })
-}
-
-/// [`pump`] with each record handed to `emit` as the kernel wrote it (see
-/// [`EventStream::drain`]), for decoders that read it in place.
-pub fn pump_records<T>(
-    session: &mut Session,
-    stream: &mut EventStream<T>,
-    out: &mut Output,
-    losses_map: &dyn MapCore,
-    programs: &libbpf_rs::Object,
-    mut emit: impl FnMut(&mut Output, &[u8]) -> Result<bool>,
-) -> Result<(End, u64, Losses)> {
-    pump_with(session, out, losses_map, programs, |out, wait| {
-        let mut shown = 0;
-        let n = stream.drain(wait, |rec| {
-            if emit(out, rec)? {
-                shown += 1;
-            }
-            Ok(())
-        })?;
-        Ok((n, shown))
-    })
-}
-
-/// The loop of [`pump`]: `take` waits up to the time given for a batch, prints it, and
-/// says how many records it had and how many events it showed.
-fn pump_with(
-    session: &mut Session,
-    out: &mut Output,
-    losses_map: &dyn MapCore,
-    programs: &libbpf_rs::Object,
-    mut take_batch: impl FnMut(&mut Output, Duration) -> Result<(usize, u64)>,
-) -> Result<(End, u64, Losses)> {
-    let mut watch = LossWatch::default();
-    let mut shown = 0u64;
-    let mut last_check = Instant::now();
-    let mut take = |out: &mut Output, wait: Duration| -> Result<usize> {
-        let (n, s) = take_batch(out, wait)?;
-        shown += s;
-        out.flush()?;
-        Ok(n)
-    };
-    let end = session.run(|step| {
-        if let Step::Poll(wait) = step {
-            take(out, wait)?;
-            if last_check.elapsed() >= LOSS_CHECK_EVERY {
-                watch.check(losses_map, out.json)?;
-                last_check = Instant::now();
-            }
-        }
-        Ok(())
-    })?;
-    // What the target set in motion may still be on its way: a connection closed by a
-    // process that has just exited finishes in softirq. Take events until a short wait
-    // brings none.
-    if end == End::TargetExited {
-        let until = Instant::now() + LINGER_MAX;
-        while take(out, LINGER)? > 0 && Instant::now() < until {}
-    }
-    let losses = watch.check(losses_map, out.json)?.with_missed(programs)?;
-    Ok((end, shown, losses))
 }
 
 #[cfg(test)]

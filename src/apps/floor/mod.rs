@@ -9,7 +9,9 @@ use libbpf_rs::skel::{OpenSkel, Skel};
 
 use crate::core::skel::SkelKind;
 
-use crate::core::session::{Session, Step, TraceArgs};
+use crate::core::output::OutputArgs;
+use crate::core::run::Checked;
+use crate::core::session::{Step, TraceArgs};
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 mod skel {
@@ -40,9 +42,8 @@ pub struct FloorArgs {
     pub target: Option<String>,
 }
 
-pub fn run(args: FloorArgs) -> Result<i32> {
-    crate::core::system::preflight()?;
-    let mut session = Session::new(&args.common, None)?;
+pub fn run(args: FloorArgs, sink: &OutputArgs) -> Result<i32> {
+    let mut session = Checked::system()?.start(&args.common, sink, None)?;
     let mut storage = std::mem::MaybeUninit::uninit();
     // Only the open step of core::lifecycle: the floor measures bare programs, with no
     // scope filter or fallback between them and the hook.

@@ -26,6 +26,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 
 use crate::core::cgroup_labels::{CgroupLabels, DEFAULT_MAX};
 use crate::core::losses::Losses;
+use crate::core::output::OutputArgs;
 use crate::core::runstats::{self, RunStats};
 use crate::core::scope::ScopeArgs;
 use crate::model::metrics::{Kind, Metrics, Value};
@@ -79,9 +80,6 @@ pub struct ServeArgs {
     /// key_file, basic_auth_users with bcrypt hashes)
     #[arg(long, value_name = "FILE")]
     pub web_config: Option<PathBuf>,
-    /// libbpf's log on stderr
-    #[arg(short, long)]
-    pub verbose: bool,
     #[command(flatten)]
     pub scope: ServeScope,
 }
@@ -476,7 +474,11 @@ fn write_atomically(path: &Path, body: &[u8]) -> Result<()> {
 
 const DEFAULT_TEXTFILE_INTERVAL_S: f64 = 15.0;
 
-pub fn run(args: ServeArgs) -> Result<i32> {
+pub fn run(args: ServeArgs, sink: &OutputArgs) -> Result<i32> {
+    sink.refuse(
+        "serve",
+        "its metrics are served on GET /metrics, or written with --textfile",
+    )?;
     crate::core::system::preflight()?;
     let selected = select(&args.groups)?;
     if args.by.is_some() && crate::core::scope::cgroup2_mount().is_none() {

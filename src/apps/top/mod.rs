@@ -27,7 +27,8 @@ use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
 use serde_json::json;
 
-use crate::core::output::Output;
+use crate::core::output::{Output, OutputArgs};
+use crate::core::run::Checked;
 use crate::core::runstats;
 use crate::core::session::{self, End, IntervalArgs, Session, Step, TraceArgs};
 use crate::core::target;
@@ -52,18 +53,18 @@ pub struct TopArgs {
 
 const DEFAULT_INTERVAL_S: f64 = 1.0;
 
-pub fn run(args: TopArgs) -> Result<i32> {
-    crate::core::system::preflight()?;
-    let mut common = args.common.clone();
+pub fn run(args: TopArgs, sink: &OutputArgs) -> Result<i32> {
+    let checked = Checked::system()?;
+    let mut sink = sink.clone();
     // Without a terminal to draw on (or with -o), the dashboard writes JSON snapshots.
-    common.json |= common.output.is_some() || !std::io::stdout().is_terminal();
+    sink.json |= sink.output.is_some() || !std::io::stdout().is_terminal();
     let interval = args.interval.interval.unwrap_or(DEFAULT_INTERVAL_S);
-    let mut session = if common.json {
-        Session::new(&common, Some(interval))?
+    let mut session = if sink.json {
+        checked.start(&args.common, &sink, Some(interval))?
     } else {
         // The dashboard owns the terminal: keys are its own, and the screen is drawn by
         // it alone, so a -c command gets /dev/null for its standard streams.
-        Session::with_stdio(&common, Some(interval), target::Stdio::Null)?
+        checked.start_with_stdio(&args.common, &sink, Some(interval), target::Stdio::Null)?
     };
     let mut groups = Groups::load(LiveFilter {
         pid: session.tgid(),
@@ -86,8 +87,8 @@ pub fn run(args: TopArgs) -> Result<i32> {
         .map(|g| g.name)
         .collect();
     session.attached(&on.join(", "))?;
-    if common.json {
-        let out = session.output(true);
+    if sink.json {
+        let out = session.output();
         run_json(&mut session, &mut groups, &mut sampler, out)?;
     } else {
         run_tui(&mut session, &mut groups, &mut sampler)?;

@@ -11,7 +11,7 @@ use libbpf_rs::skel::{OpenSkel, Skel};
 use serde_json::{json, Value};
 
 use crate::core::bpf_log;
-use crate::core::output::Output;
+use crate::core::output::{Output, OutputArgs};
 use crate::core::skel::SkelKind;
 
 #[allow(clippy::all, clippy::undocumented_unsafe_blocks)]
@@ -35,12 +35,6 @@ pub struct VerifierArgs {
     /// Show the whole verifier log (text mode shows its last lines)
     #[arg(long)]
     pub full_log: bool,
-    /// Output NDJSON: one "case" record per case, then a "summary"
-    #[arg(long)]
-    pub json: bool,
-    /// Show libbpf's log on stderr
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
 }
 
 /// One broken rule: the program that breaks it and the one that does not.
@@ -416,7 +410,8 @@ fn case_json(case: &Case, o: &Outcome) -> Value {
     })
 }
 
-pub fn run(args: VerifierArgs) -> Result<()> {
+/// With the global --json: one "case" record per case, then a "summary".
+pub fn run(args: VerifierArgs, sink: &OutputArgs) -> Result<()> {
     let chosen: Vec<&Case> = match &args.case {
         None => CASES.iter().collect(),
         Some(name) => match CASES.iter().find(|c| c.name == name) {
@@ -428,7 +423,7 @@ pub fn run(args: VerifierArgs) -> Result<()> {
         },
     };
     crate::core::system::preflight()?;
-    let mut out = Output::new(args.json);
+    let mut out = sink.sink()?;
     let (mut rejected, mut fixed_ok) = (0, 0);
     let mut surprises = Vec::new();
     for (i, case) in chosen.iter().enumerate() {

@@ -10,9 +10,9 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::core::delta::Deltas;
-use crate::core::output::Output;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, IntervalArgs, Session, Step, TraceArgs};
+use crate::core::output::{Output, OutputArgs};
+use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
+use crate::core::scope::Scope;
 use crate::model::histogram::{bucket_bounds, human, Log2Hist};
 use crate::model::units::fmt_ns;
 
@@ -22,11 +22,7 @@ use super::tracer::{self, BioStat, Config, Hook, Key, HOOKS};
 #[derive(Args, Debug, Clone)]
 pub struct BiolatencyArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub common: AggregateArgs,
     /// A histogram per disk (and operation)
     #[arg(long)]
     pub per_disk: bool,
@@ -105,11 +101,11 @@ struct Printer {
     names: Names,
     deltas: Deltas<Key, BioStat>,
     queued: bool,
-    interval: Option<u64>,
 }
 
 impl Printer {
-    fn print(&mut self, out: &mut Output, obj: &BioObj) -> Result<()> {
+    fn print(&mut self, out: &mut Output, obj: &BioObj, period: Option<&Period>) -> Result<()> {
+        let interval = period.map(|p| p.number);
         let mut rows: Vec<(Key, BioStat, u64)> = tracer::read(obj)?
             .into_iter()
             .map(|(k, now)| {
@@ -119,7 +115,7 @@ impl Printer {
             .filter(|(_, d, _)| d.lat.count > 0)
             .collect();
         rows.sort_by(|a, b| b.1.lat.count.cmp(&a.1.lat.count).then(a.0.cmp(&b.0)));
-        if let (Some(n), false) = (self.interval, out.json) {
+        if let (Some(n), false) = (interval, out.json) {
             out.line(&format!("--- interval {n} ---"))?;
         }
         for (k, s, total) in &rows {
@@ -140,7 +136,7 @@ impl Printer {
                 if self.queued {
                     rec.insert("queue".into(), Value::Object(hist_json(&s.queue)));
                 }
-                if let Some(n) = self.interval {
+                if let Some(n) = interval {
                     rec.insert("interval".into(), n.into());
                 }
                 out.record(&Value::Object(rec))?;
@@ -188,17 +184,15 @@ impl Printer {
         if !out.json && rows.is_empty() {
             out.line("(no block I/O completed)")?;
         }
-        out.flush()?;
         Ok(())
     }
 }
 
-pub fn run(args: BiolatencyArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, args.interval.interval)?;
+pub fn run(args: BiolatencyArgs, sink: &OutputArgs) -> Result<i32> {
+    let session =
+        Checked::system()?.start(&args.common.trace, sink, args.common.interval.interval)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         per_disk: args.per_disk,
         queued: args.queued,
         max_inflight: args.max_inflight,
@@ -206,7 +200,6 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
-    let mut out = session.output(c.json);
     let mut printer = Printer {
         names: Names {
             ops: std::cell::OnceCell::new(),
@@ -214,31 +207,17 @@ pub fn run(args: BiolatencyArgs) -> Result<i32> {
         },
         deltas: Deltas::default(),
         queued: args.queued,
-        interval: session.interval().map(|_| 0),
     };
-    session.attached("block I/O")?;
-    let end = session.run(|step| {
-        match step {
-            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
-            Step::Interval => {
-                printer.print(&mut out, &obj)?;
-                if let Some(n) = printer.interval.as_mut() {
-                    *n += 1;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    printer.print(&mut out, &obj)?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: "block I/O",
-            hook: &hook.to_string(),
-            counted: None,
-            losses: tracer::losses(&obj)?,
-            specific: json!({ "per_disk": args.per_disk }),
-        },
-    )
+    let what = "block I/O";
+    let hook = hook.to_string();
+    let desc = Aggregation::new(what, &hook);
+    run::aggregate(
+        session,
+        desc,
+        |out: &mut Output, period: Option<&Period>| printer.print(out, &obj, period),
+    )?
+    .close(Ending::new(
+        tracer::losses(&obj)?,
+        json!({ "per_disk": args.per_disk }),
+    ))
 }

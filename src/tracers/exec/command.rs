@@ -7,11 +7,10 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::{HeadArgs, Heads};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
-use crate::core::stream::pump;
-use crate::core::stream::RingArgs;
+use crate::core::event_out::Heads;
+use crate::core::output::OutputArgs;
+use crate::core::run::{self, Checked, EventArgs, Events};
+use crate::core::scope::Scope;
 use crate::model::value::JsonMarks;
 
 use super::event::CmdLines;
@@ -20,13 +19,7 @@ use super::tracer::{self, Config, Hook, HOOKS};
 #[derive(Args, Debug, Clone)]
 pub struct ExecArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
+    pub common: EventArgs,
     /// Only calls that failed
     #[arg(long)]
     pub fails: bool,
@@ -39,67 +32,45 @@ pub struct ExecArgs {
     pub hook: Option<Hook>,
 }
 
-pub fn run(args: ExecArgs) -> Result<i32> {
-    let c = &args.common;
-    if let Some(b) = args.ring.buffer_size {
+pub fn run(args: ExecArgs, sink: &OutputArgs) -> Result<i32> {
+    if let Some(b) = args.common.ring.buffer_size {
         let record = std::mem::size_of::<super::skel::types::exec_event>();
         crate::core::stream::check_ring_fits(b, record)?;
     }
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+    let session = Checked::system()?.start(&args.common.trace, sink, None)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         fails_only: args.fails,
         max_inflight: args.max_inflight,
-        ring_bytes: args.ring.buffer_size,
+        ring_bytes: args.common.ring.buffer_size,
     };
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
     let mut stream = tracer::events(&obj)?;
-    let mut out = session.output(c.json);
-    let mut heads = Heads::new(&args.heads);
+    let mut heads = Heads::new(&args.common.heads);
     let mut lines = CmdLines::new()?;
-    if !out.json {
-        out.line(&heads.text_header("CALL"))?;
-        out.flush()?;
-    }
+    let header = heads.text_header("CALL");
     let start_ns = crate::core::system::monotonic_ns();
     let mut marks = JsonMarks::default();
     let what = if args.fails { "failed execs" } else { "execs" };
-    session.attached(what)?;
-    let (end, shown, lost) = pump(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &obj.maps.losses,
-        obj.object(),
-        |out, ev| {
-            let parent = lines.of(ev.ppid);
-            let ppid = lines.ns_pid(ev.ppid);
-            if ev.ret == 0 {
-                if let Some(argv) = &ev.argv {
-                    lines.learn(ev.head.pid, argv);
-                }
+    let hook = hook.to_string();
+    let events = Events::new(what, &hook, &header, &obj.maps.losses, obj.object());
+    run::stream(session, events, &mut stream, |out, ev| {
+        let parent = lines.of(ev.ppid);
+        let ppid = lines.ns_pid(ev.ppid);
+        if ev.ret == 0 {
+            if let Some(argv) = &ev.argv {
+                lines.learn(ev.head.pid, argv);
             }
-            if out.json {
-                ev.write_json(&mut heads, ppid, parent.as_ref(), out.buf(), &mut marks);
-                out.end_line()?;
-            } else {
-                out.line(&ev.text(&mut heads, start_ns, ppid, &parent))?;
-            }
-            Ok(true)
-        },
-    )?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what,
-            hook: &hook.to_string(),
-            counted: Some(("events", shown)),
-            losses: lost,
-            specific: json!({}),
-        },
-    )
+        }
+        if out.json {
+            ev.write_json(&mut heads, ppid, parent.as_ref(), out.buf(), &mut marks);
+            out.end_line()?;
+        } else {
+            out.line(&ev.text(&mut heads, start_ns, ppid, &parent))?;
+        }
+        Ok(true)
+    })?
+    .close(json!({}))
 }

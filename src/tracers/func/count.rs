@@ -5,9 +5,10 @@ use anyhow::Result;
 use libbpf_rs::MapCore;
 use serde_json::{json, Value};
 
-use super::run::{run_printing, RunMaps};
+use super::run::RunMaps;
 use crate::core::output::Output;
-use crate::core::session::{Session, TraceArgs};
+use crate::core::run::{Aggregation, Period};
+use crate::core::session::Session;
 
 /// Functions (attach points) a glob with `--count` takes by default.
 pub const DEFAULT_MAX_PROBES: usize = 1000;
@@ -124,24 +125,16 @@ pub struct CountRun<'a> {
 /// `--count`: calls per function, counted in the kernel, printed at the end (and every -i
 /// interval), busiest first. `name_of` names a key of the `counts` map.
 pub fn print_counts(
-    session: &mut Session,
-    c: &TraceArgs,
+    session: Session,
     run: &CountRun<'_>,
     maps: &RunMaps<'_>,
     counts: &dyn MapCore,
     name_of: &dyn Fn(u64) -> String,
 ) -> Result<i32> {
-    let out = session.output(c.json);
     let n = run.functions;
     let plural = if n == 1 { "" } else { "s" };
-    session.attached(&format!(
-        "{} ({n} function{plural}{}) via {}",
-        run.what, run.note, run.hook
-    ))?;
-    let per_interval = session.interval().is_some();
     let mut last = std::collections::BTreeMap::<String, u64>::new();
-    let mut number = 0u64;
-    let mut print = |out: &mut Output| -> Result<()> {
+    let report = |out: &mut Output, period: Option<&Period>| -> Result<()> {
         let now = read_counts(counts, name_of)?;
         let mut rows: Vec<(&String, u64, u64)> = now
             .iter()
@@ -150,16 +143,16 @@ pub fn print_counts(
             .collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         if !out.json {
-            if per_interval {
-                out.line(&format!("--- interval {number} ---"))?;
+            if let Some(p) = period {
+                out.line(&format!("--- interval {} ---", p.number))?;
             }
             out.line(&format!("{:<40} {:>12}", "FUNCTION", "CALLS"))?;
         }
         for (f, d, total) in &rows {
             if out.json {
                 let mut rec = json!({"type": "count", "func": f, "count": d, "total": total});
-                if per_interval {
-                    rec["interval"] = number.into();
+                if let Some(p) = period {
+                    rec["interval"] = p.number.into();
                 }
                 out.record(&rec)?;
             } else {
@@ -169,18 +162,18 @@ pub fn print_counts(
         if !out.json && rows.is_empty() {
             out.line("(no calls)")?;
         }
-        out.flush()?;
         last = now;
-        number += 1;
         Ok(())
     };
     let mut specific = run.specific.clone();
     specific["functions"] = n.into();
-    run_printing(
-        session,
-        out,
-        maps,
-        &mut print,
-        (run.what, run.hook, specific),
-    )
+    let desc = Aggregation {
+        tracing: &format!(
+            "{} ({n} function{plural}{}) via {}",
+            run.what, run.note, run.hook
+        ),
+        what: run.what,
+        hook: run.hook,
+    };
+    super::run::run_report(session, desc, maps, report, specific)
 }

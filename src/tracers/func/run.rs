@@ -5,17 +5,89 @@ use anyhow::Result;
 use libbpf_rs::MapCore;
 use serde_json::{json, Value};
 
+use super::count::CountArgs;
 use super::decode::{decode_args, decode_record, decode_ret, read_latency};
-use super::plan::Plan;
+use super::plan::{check_flags, Plan};
 use crate::core::event_out::{HeadArgs, Heads};
 use crate::core::output::Output;
-use crate::core::session::{Closing, Session, Step, TraceArgs};
-use crate::core::stacks::EventStacks;
-use crate::core::stream::{pump, EventStream};
+use crate::core::run::{self, Aggregation, Ending, Events, Period, Report};
+use crate::core::scope::Scope;
+use crate::core::session::IntervalArgs;
+use crate::core::session::Session;
+use crate::core::slots::StringArgs;
+use crate::core::stacks::{EventStackArgs, EventStacks};
+use crate::core::stream::{EventStream, LossWatch};
 use crate::model::histogram::Log2Hist;
 use crate::model::json_write as jw;
 use crate::model::units::fmt_latency;
 use crate::model::value::{write_json_args, JsonMarks};
+use crate::resolve::btf::Proto;
+use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
+
+/// The flags kprobe and uprobe share beside `--ret` (whose help names each one's hooks):
+/// what a call is reported as (an event, `--hist`, `--count`), `-i`, the store's bound,
+/// strings and stacks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CallArgs {
+    /// A latency histogram of the function kept in the kernel (no event per call)
+    #[arg(long, conflicts_with = "ret")]
+    pub hist: bool,
+    #[command(flatten)]
+    pub count: CountArgs,
+    #[command(flatten)]
+    pub interval: IntervalArgs,
+    /// With --ret or --hist: bound of the per-thread store of calls in progress
+    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
+    pub max_inflight: Option<u32>,
+    #[command(flatten)]
+    pub strings: StringArgs,
+    #[command(flatten)]
+    pub stack: EventStackArgs,
+}
+
+impl CallArgs {
+    /// The flags that do not go together, for `func` (a glob needs --count) with or
+    /// without `--ret`.
+    pub fn check(&self, func: &str, ret: bool) -> Result<()> {
+        self.count
+            .check(func, self.max_inflight, self.stack.stack)?;
+        if self.count.count {
+            return Ok(());
+        }
+        check_flags(
+            ret,
+            self.hist,
+            self.stack.stack,
+            self.max_inflight,
+            &self.interval,
+        )
+    }
+
+    /// The plan of an event or `--hist` run of `func`, in `scope`, with a ring buffer of
+    /// `ring_bytes`.
+    pub fn plan(
+        &self,
+        func: &str,
+        proto: Option<Proto>,
+        ret: bool,
+        scope: Scope,
+        ring_bytes: u32,
+    ) -> Result<Plan> {
+        let mut plan = Plan::new(
+            func,
+            proto,
+            ret,
+            self.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
+            scope,
+            self.strings.string_size,
+        );
+        plan.hist = self.hist;
+        plan.stack = self.stack.stack;
+        plan.ring_bytes = ring_bytes;
+        plan.check_ring()?;
+        Ok(plan)
+    }
+}
 
 /// What a function tracer's run prints and closes with.
 pub struct Run<'a> {
@@ -61,179 +133,130 @@ pub(crate) use run_maps;
 
 /// Streams every call as an event until the session ends, then closes.
 pub fn stream_events(
-    session: &mut Session,
-    c: &TraceArgs,
+    session: Session,
     heads: &HeadArgs,
     run: &Run<'_>,
     maps: &RunMaps<'_>,
 ) -> Result<i32> {
     let plan = run.plan;
     let mut stream = EventStream::new(maps.events, decode_record)?;
-    let mut out = session.output(c.json);
     let mut heads = Heads::new(heads);
-    if !out.json {
-        out.line(&heads.text_header("FUNCTION"))?;
-        out.flush()?;
-    }
+    let header = heads.text_header("FUNCTION");
     let start_ns = crate::core::system::monotonic_ns();
     let mut stacks = plan.stack.then(EventStacks::new);
     let mut marks = JsonMarks::default();
-    session.attached(&format!("{} via {}", run.what, run.hook))?;
-    let (end, events, lost) = pump(
-        session,
-        &mut stream,
-        &mut out,
-        maps.losses,
-        maps.object,
-        |out, ev| {
-            let fields = decode_args(plan, &ev);
-            let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
-            let sides = match (&mut stacks, plan.stack_off()) {
-                (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head.view()),
-                _ => None,
-            };
-            if out.json {
-                // Written straight into the output's buffer, no JSON tree built.
-                let buf = out.buf();
-                heads.write_json(&ev.head.view(), buf);
-                jw::next_key(buf, "func");
-                jw::str(buf, run.what);
-                jw::next_key(buf, "hook");
-                jw::str(buf, run.hook);
-                for (k, v) in &run.extra {
-                    jw::next_key(buf, k);
-                    serde_json::to_writer(&mut *buf, v)?;
-                }
-                jw::next_key(buf, "args");
-                write_json_args(&fields, buf, &mut marks);
-                if let Some(r) = &ret {
-                    jw::next_key(buf, "ret");
-                    r.val.write_json(buf, r.name, &mut marks);
-                    if let Some(raw) = &r.raw {
-                        marks.add_raw(r.name, raw);
-                    }
-                }
-                if plan.with_ret {
-                    jw::next_key(buf, "latency_ns");
-                    jw::int(buf, ev.latency_ns);
-                }
-                marks.write_into(buf);
-                if let Some(sides) = &sides {
-                    // a uprobe fires in user mode: it has no kernel stack to show
-                    EventStacks::write_json(buf, sides, run.kernel_stack)?;
-                }
-                buf.push(b'}');
-                out.end_line()?;
-            } else {
-                let mut tail = String::new();
-                if let Some(r) = &ret {
-                    tail = format!("ret={} ", r.val.text());
-                }
-                if plan.with_ret {
-                    tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
-                }
-                out.line(&heads.text_line(&ev.head, start_ns, run.what, &fields, &tail))?;
-                if let Some(sides) = &sides {
-                    for l in EventStacks::text_lines(sides) {
-                        out.line(&l)?;
-                    }
+    let events = Events {
+        tracing: &format!("{} via {}", run.what, run.hook),
+        ..Events::new(run.what, run.hook, &header, maps.losses, maps.object)
+    };
+    let mut ended = run::stream(session, events, &mut stream, |out, ev| {
+        let fields = decode_args(plan, &ev);
+        let ret = plan.with_ret.then(|| decode_ret(plan, &ev)).flatten();
+        let sides = match (&mut stacks, plan.stack_off()) {
+            (Some(es), Some(off)) => es.event(&ev.rec, off, &ev.head.view()),
+            _ => None,
+        };
+        if out.json {
+            // Written straight into the output's buffer, no JSON tree built.
+            let buf = out.buf();
+            heads.write_json(&ev.head.view(), buf);
+            jw::next_key(buf, "func");
+            jw::str(buf, run.what);
+            jw::next_key(buf, "hook");
+            jw::str(buf, run.hook);
+            for (k, v) in &run.extra {
+                jw::next_key(buf, k);
+                serde_json::to_writer(&mut *buf, v)?;
+            }
+            jw::next_key(buf, "args");
+            write_json_args(&fields, buf, &mut marks);
+            if let Some(r) = &ret {
+                jw::next_key(buf, "ret");
+                r.val.write_json(buf, r.name, &mut marks);
+                if let Some(raw) = &r.raw {
+                    marks.add_raw(r.name, raw);
                 }
             }
-            Ok(true)
-        },
-    )?;
+            if plan.with_ret {
+                jw::next_key(buf, "latency_ns");
+                jw::int(buf, ev.latency_ns);
+            }
+            marks.write_into(buf);
+            if let Some(sides) = &sides {
+                // a uprobe fires in user mode: it has no kernel stack to show
+                EventStacks::write_json(buf, sides, run.kernel_stack)?;
+            }
+            buf.push(b'}');
+            out.end_line()?;
+        } else {
+            let mut tail = String::new();
+            if let Some(r) = &ret {
+                tail = format!("ret={} ", r.val.text());
+            }
+            if plan.with_ret {
+                tail.push_str(&format!("lat={}", fmt_latency(ev.latency_ns)));
+            }
+            out.line(&heads.text_line(&ev.head, start_ns, run.what, &fields, &tail))?;
+            if let Some(sides) = &sides {
+                for l in EventStacks::text_lines(sides) {
+                    out.line(&l)?;
+                }
+            }
+        }
+        Ok(true)
+    })?;
     let mut specific = run.specific.clone();
     if let Some(es) = &stacks {
         let sl = es.losses(maps.stack_losses)?;
-        if out.json {
+        if ended.out().json {
             specific["stack_losses"] = sl.json();
         } else {
-            out.line(&sl.text())?;
+            ended.out().line(&sl.text())?;
         }
     }
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: run.what,
-            hook: run.hook,
-            counted: Some(("events", events)),
-            losses: lost,
-            specific,
-        },
-    )
+    ended.close(specific)
 }
 
-/// Runs the session, calling `print` at every interval and once at the end (an in-kernel
-/// aggregate's report), then closes with the losses; `ending`: what was traced, the hook,
-/// the closing record's own fields.
-pub(super) fn run_printing(
-    session: &mut Session,
-    mut out: Output,
+/// Runs `report` as an aggregation (see [`run::aggregate`]), then closes with the
+/// losses, said on stderr too in text mode as an event stream says them.
+pub(super) fn run_report(
+    session: Session,
+    desc: Aggregation<'_>,
     maps: &RunMaps<'_>,
-    print: &mut dyn FnMut(&mut Output) -> Result<()>,
-    ending: (&str, &str, Value),
+    report: impl Report,
+    specific: Value,
 ) -> Result<i32> {
-    let end = session.run(|step| {
-        match step {
-            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
-            Step::Interval => print(&mut out)?,
-        }
-        Ok(())
-    })?;
-    print(&mut out)?;
-    let losses = crate::core::stream::LossWatch::default()
-        .check(maps.losses, out.json)?
+    let mut ended = run::aggregate(session, desc, report)?;
+    let losses = LossWatch::default()
+        .check(maps.losses, ended.out().json)?
         .with_missed(maps.object)?;
-    let (what, hook, specific) = ending;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what,
-            hook,
-            counted: None,
-            losses,
-            specific,
-        },
-    )
+    ended.close(Ending::new(losses, specific))
 }
 
 /// `--hist`: the function's latency histogram, kept in the kernel, printed at the end (and
 /// every interval with -i) as `hist` prints its histograms.
-pub fn print_hists(
-    session: &mut Session,
-    c: &TraceArgs,
-    run: &Run<'_>,
-    maps: &RunMaps<'_>,
-) -> Result<i32> {
-    let out = session.output(c.json);
-    session.attached(&format!("{} via {}", run.what, run.hook))?;
-    let start = session.started();
-    let mut number = 0u64;
-    let mut start_s = 0.0;
+pub fn print_hists(session: Session, run: &Run<'_>, maps: &RunMaps<'_>) -> Result<i32> {
     let mut last = Log2Hist::default();
-    let per_interval = session.interval().is_some();
-    let mut close = |out: &mut Output| -> Result<()> {
+    let report = |out: &mut Output, period: Option<&Period>| -> Result<()> {
         let now = read_latency(maps.latency)?;
         let h = now.since(&last);
-        let end_s = start.elapsed().as_secs_f64();
         if out.json {
-            if per_interval {
-                out.record(&json!({"type": "interval", "interval": number,
-                    "start_s": start_s, "end_s": end_s, "calls": h.count}))?;
+            if let Some(p) = period {
+                out.record(&json!({"type": "interval", "interval": p.number,
+                    "start_s": p.start_s, "end_s": p.end_s, "calls": h.count}))?;
             }
             let mut rec = json!({"type": "hist", "func": run.what, "unit": "us",
                 "count": h.count, "total": now.count, "sum_ns": h.sum_ns,
                 "buckets": h.json_buckets()});
-            if per_interval {
-                rec["interval"] = number.into();
+            if let Some(p) = period {
+                rec["interval"] = p.number.into();
             }
             out.record(&rec)?;
         } else {
-            if per_interval {
+            if let Some(p) = period {
                 out.line(&format!(
-                    "--- interval {number}: {start_s:.3} s to {end_s:.3} s ---"
+                    "--- interval {}: {:.3} s to {:.3} s ---",
+                    p.number, p.start_s, p.end_s
                 ))?;
             }
             for row in h.text_block(&format!("@{}", run.what)) {
@@ -241,12 +264,13 @@ pub fn print_hists(
             }
             out.line("")?;
         }
-        out.flush()?;
-        number += 1;
-        start_s = end_s;
         last = now;
         Ok(())
     };
-    let ending = (run.what, run.hook, run.specific.clone());
-    run_printing(session, out, maps, &mut close, ending)
+    let desc = Aggregation {
+        tracing: &format!("{} via {}", run.what, run.hook),
+        what: run.what,
+        hook: run.hook,
+    };
+    run_report(session, desc, maps, report, run.specific.clone())
 }

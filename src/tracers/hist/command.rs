@@ -11,10 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::core::abi::MAX_SYSCALLS;
 use crate::core::delta::Deltas;
-use crate::core::output::Output;
+use crate::core::output::{Output, OutputArgs};
 use crate::core::pidns::PidView;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, IntervalArgs, Session, Step, TraceArgs};
+use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
+use crate::core::scope::Scope;
 use crate::model::errno;
 use crate::model::histogram::Log2Hist;
 use crate::resolve::cgroups::CgroupNames;
@@ -26,11 +26,7 @@ use super::tracer::{self, By, Config, Hook, Outcome};
 #[derive(Args, Debug, Clone)]
 pub struct HistArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub common: AggregateArgs,
     /// Only these syscalls (comma-separated names, e.g. read,write,openat)
     #[arg(long, value_name = "NAMES")]
     pub syscalls: Option<String>,
@@ -163,21 +159,11 @@ impl Reader {
     }
 }
 
-/// Which interval a printout is, with -i: its number (from 0) and its bounds in seconds
-/// since tracing began, and CLOCK_MONOTONIC (the clock of event timestamps).
-struct IntervalMark {
-    number: u64,
-    start_s: f64,
-    end_s: f64,
-    start_ns: u64,
-    end_ns: u64,
-}
-
 fn print_hists(
     out: &mut Output,
     rows: &[Row],
     top: Option<usize>,
-    mark: Option<&IntervalMark>,
+    mark: Option<&Period>,
 ) -> Result<()> {
     if let Some(m) = mark {
         if out.json {
@@ -291,7 +277,7 @@ fn print_by(
     keys: &mut Keys,
     rows: &[ByRow],
     shown: &[u32],
-    mark: Option<&IntervalMark>,
+    mark: Option<&Period>,
 ) -> Result<()> {
     for r in rows.iter().filter(|r| shown.contains(&r.nr)) {
         let name = syscalls::name(r.nr);
@@ -322,9 +308,8 @@ fn print_by(
     Ok(())
 }
 
-pub fn run(args: HistArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
+pub fn run(args: HistArgs, sink: &OutputArgs) -> Result<i32> {
+    let checked = Checked::system()?;
     let syscalls = args
         .syscalls
         .as_deref()
@@ -335,10 +320,10 @@ pub fn run(args: HistArgs) -> Result<i32> {
         (None, true) => Outcome::Errors,
         (None, false) => Outcome::All,
     };
-    let mut session = Session::new(c, args.interval.interval)?;
+    let session = checked.start(&args.common.trace, sink, args.common.interval.interval)?;
     let by = args.by.unwrap_or_default();
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         syscalls,
         max_threads: args.max_threads,
         count_processes: false,
@@ -360,31 +345,16 @@ pub fn run(args: HistArgs) -> Result<i32> {
             eprintln!("btrace: note: {why}: runs the kernel skips are counted as missed; --hook tracepoint misses none");
         }
     }
-    let mut out = session.output(c.json);
     let mut reader = Reader::new(&cfg);
-    session.attached("syscalls")?;
-    let start = session.started();
-    let start_ns = crate::core::system::monotonic_ns();
-    let mut mark = session.interval().map(|_| IntervalMark {
-        number: 0,
-        start_s: 0.0,
-        end_s: 0.0,
-        start_ns,
-        end_ns: start_ns,
-    });
-    // Closes the current interval at now, prints it, and opens the next one.
-    let mut close_interval = |out: &mut Output, mark: &mut Option<IntervalMark>| -> Result<()> {
+    // Every interval is printed, an empty one too (its record says so).
+    let report = |out: &mut Output, mark: Option<&Period>| -> Result<()> {
         let rows = reader.since_last(&hist)?;
         let by_rows = if by != By::Nothing {
             reader.by_since_last(&hist, &rows)?
         } else {
             Vec::new()
         };
-        if let Some(m) = mark.as_mut() {
-            m.end_s = start.elapsed().as_secs_f64();
-            m.end_ns = crate::core::system::monotonic_ns();
-        }
-        print_hists(out, &rows, args.top, mark.as_ref())?;
+        print_hists(out, &rows, args.top, mark)?;
         if by != By::Nothing {
             let shown: Vec<u32> = rows
                 .iter()
@@ -397,39 +367,21 @@ pub fn run(args: HistArgs) -> Result<i32> {
                     keys.describe(&hist, None).0["by"].as_str().unwrap_or("")
                 ))?;
             }
-            print_by(out, &hist, &mut keys, &by_rows, &shown, mark.as_ref())?;
-        }
-        out.flush()?;
-        if let Some(m) = mark.as_mut() {
-            m.number += 1;
-            m.start_s = m.end_s;
-            m.start_ns = m.end_ns;
+            print_by(out, &hist, &mut keys, &by_rows, &shown, mark)?;
         }
         Ok(())
     };
-    let end = session.run(|step| {
-        match step {
-            // The histograms live in the kernel; there are no events to consume.
-            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
-            // Every interval is printed, an empty one too (its record says so).
-            Step::Interval => close_interval(&mut out, &mut mark)?,
-        }
-        Ok(())
-    })?;
-    // The last (partial) interval, or the whole run.
-    close_interval(&mut out, &mut mark)?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: match outcome {
-                Outcome::All => "syscalls",
-                _ => "failed syscalls",
-            },
-            hook: &way.hook.to_string(),
-            counted: None,
-            losses: tracer::losses(&hist)?,
-            specific: json!({ "store": way.store.to_string() }),
+    let hook = way.hook.to_string();
+    let desc = Aggregation {
+        tracing: "syscalls",
+        what: match outcome {
+            Outcome::All => "syscalls",
+            _ => "failed syscalls",
         },
-    )
+        hook: &hook,
+    };
+    run::aggregate(session, desc, report)?.close(Ending::new(
+        tracer::losses(&hist)?,
+        json!({ "store": way.store.to_string() }),
+    ))
 }

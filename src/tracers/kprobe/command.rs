@@ -8,21 +8,18 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::attach;
-use crate::core::event_out::HeadArgs;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, Session, TraceArgs};
-use crate::core::slots::StringArgs;
-use crate::core::stacks::EventStackArgs;
-use crate::core::stream::RingArgs;
+use crate::core::output::OutputArgs;
+use crate::core::run::{Checked, EventArgs};
+use crate::core::scope::Scope;
 
 use super::count::{self, CountHook};
-use super::tracer::{
-    kernel_cannot, load, modes, parse_max_inflight, resolve, ModeArg, DEFAULT_MAX_INFLIGHT,
-};
+use super::tracer::{kernel_cannot, load, modes, resolve, ModeArg};
 use crate::tracers::func::{self, Plan, Run};
 
 #[derive(Args, Debug, Clone)]
 pub struct KprobeArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// The kernel function to trace; with --count a glob (`tcp_*`, `vfs_?ead`)
     #[arg(value_name = "FUNC", default_value = "do_sys_openat2")]
     pub func: String,
@@ -34,62 +31,26 @@ pub struct KprobeArgs {
     /// Also report the return value and the latency (fexit or kretprobe)
     #[arg(long)]
     pub ret: bool,
-    /// A latency histogram of the function kept in the kernel (no event per call)
-    #[arg(long, conflicts_with = "ret")]
-    pub hist: bool,
     #[command(flatten)]
-    pub count: func::CountArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    /// With --ret or --hist: bound of the per-thread store of calls in progress
-    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
-    pub max_inflight: Option<u32>,
-    #[command(flatten)]
-    pub strings: StringArgs,
-    #[command(flatten)]
-    pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
+    pub calls: func::CallArgs,
 }
 
-pub fn run(args: KprobeArgs) -> Result<i32> {
-    let c = &args.common;
-    args.count
-        .check(&args.func, args.max_inflight, args.stack.stack)?;
-    if args.count.count {
-        return run_count(&args);
+pub fn run(args: KprobeArgs, sink: &OutputArgs) -> Result<i32> {
+    let c = &args.common.trace;
+    args.calls.check(&args.func, args.ret)?;
+    if args.calls.count.count {
+        return run_count(&args, sink);
     }
-    func::check_flags(
-        args.ret,
-        args.hist,
-        args.stack.stack,
-        args.max_inflight,
-        &args.interval,
-    )?;
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let proto = resolve(&args.func)?;
     if let Some(line) = kernel_cannot(args.mode) {
         bail!("{line}");
     }
-    let mut session = Session::new(c, args.interval.interval)?;
-    let mut plan = Plan::new(
-        &args.func,
-        proto,
-        args.ret,
-        args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        Scope::new(session.tgid(), &args.scope)?,
-        args.strings.string_size,
-    );
-    plan.hist = args.hist;
-    plan.stack = args.stack.stack;
-    plan.ring_bytes = args.ring.bytes();
-    plan.check_ring()?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
+    let plan = args
+        .calls
+        .plan(&args.func, proto, args.ret, scope, args.common.ring.bytes())?;
     let (mode, (kp, _links)) = attach::first_that_works(&modes(args.mode, &plan.func), |m| load(m, &plan))
         .map_err(|e| crate::core::kmem::unless_too_big(e, |e| {
             anyhow!(
@@ -109,20 +70,20 @@ pub fn run(args: KprobeArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(kp);
     if plan.hist {
-        func::print_hists(&mut session, c, &run, &maps)
+        func::print_hists(session, &run, &maps)
     } else {
-        func::stream_events(&mut session, c, &args.heads, &run, &maps)
+        func::stream_events(session, &args.common.heads, &run, &maps)
     }
 }
 
 /// `--count`: calls per kernel function (one, or every function a glob matches), counted
 /// in the kernel (count.rs, func::print_counts).
-fn run_count(args: &KprobeArgs) -> Result<i32> {
-    let c = &args.common;
+fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
+    let c = &args.common.trace;
     if args.mode == ModeArg::Fentry {
         bail!("--count attaches kprobes (kprobe.multi, or one kprobe per function): fentry would load and attach a program per function; leave out --hook fentry");
     }
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     if !crate::core::features::kprobes_present() {
         bail!("this kernel has no kprobes (CONFIG_KPROBES is not set), which --count attaches; run `btrace doctor` to see what works here");
     }
@@ -131,15 +92,15 @@ fn run_count(args: &KprobeArgs) -> Result<i32> {
         &args.func,
         funcs.names.len(),
         "of the kernel",
-        args.count.max_probes(),
+        args.calls.count.max_probes(),
     )?;
-    let mut session = Session::new(c, args.interval.interval)?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
     let plan = Plan::new(
         &args.func,
         None,
         false,
         1,
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
     // --hook kprobe: one kprobe per function even where kprobe.multi works.
@@ -172,5 +133,5 @@ fn run_count(args: &KprobeArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(kp);
     let name_of = |ip: u64| funcs.name_of(ip);
-    func::print_counts(&mut session, c, &run, &maps, &kp.maps.counts, &name_of)
+    func::print_counts(session, &run, &maps, &kp.maps.counts, &name_of)
 }

@@ -8,13 +8,12 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::losses::Losses;
-use crate::core::output::Output;
+use crate::core::output::OutputArgs;
+use crate::core::run::{Aggregation, Checked, Ending};
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, Step, TraceArgs};
-use crate::core::stack_tables::StackTables;
-use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
-use crate::core::stream::EventStream;
+use crate::core::session::TraceArgs;
+use crate::core::stack_run::{self, profile_maps, Profile};
+use crate::core::stacks::{self, Measure, StackOutArgs};
 
 use super::skel::types::offcpu_val;
 use super::tracer::{self, Config};
@@ -32,10 +31,8 @@ pub struct OffcpuArgs {
     pub common: TraceArgs,
 }
 
-pub fn run(args: OffcpuArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+pub fn run(args: OffcpuArgs, sink: &OutputArgs) -> Result<i32> {
+    let session = Checked::system()?.start(&args.common, sink, None)?;
     let svg = stacks::open_svg(&args.stacks)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
@@ -50,87 +47,35 @@ pub fn run(args: OffcpuArgs) -> Result<i32> {
             anyhow::anyhow!("cannot trace off-CPU time: {e:#}")
         })
     })?;
-    let maps = tracer::table_maps(&o);
-    let mut tables = StackTables::new(cfg.max_counts, cfg.max_stacks, |v| {
-        let val: offcpu_val = crate::core::skel::plain_prefix(v);
-        (val.total_ns, val.count)
-    });
-    let drain = args.stacks.drain();
-    let mut procs = EventStream::new(&o.maps.proc_events, stacks::decode_proc_event)?;
-    let mut seen_procs = stacks::ProcStacks::new();
-    let mut out = session.output(c.json);
-    session.attached("off-CPU time")?;
-    let end = session.run(|step| {
-        if let Step::Poll(wait) = step {
-            for seen in procs.poll(wait)? {
-                seen_procs.seen(&seen);
-            }
-            if drain {
-                tables.poll(&maps)?;
-            }
-            seen_procs.sweep(&o.maps.proc_gens, &tables);
-        }
-        Ok(())
-    })?;
-    // The programs detached, then the tables drained a last time: what the kernel saw
-    // and what was kept are read at one point.
-    links.clear();
-    // From here to the report written: reading the maps, symbolizing, printing.
-    let collected = std::time::Instant::now();
-    for seen in procs.poll(std::time::Duration::ZERO)? {
-        seen_procs.seen(&seen);
-    }
-    tables.finish(&maps)?;
-    let seen = StackTables::seen(&maps)?;
-    let entries = tables.entries();
-    let gens = stacks::read_gens(&o.maps.proc_gens);
-    let (all, truncated, unreadable) =
-        seen_procs.symbolize_counts(tables.stacks(), &gens, &entries, true);
-    let total_ns: u64 = all.iter().map(|s| s.value).sum();
-    let blocks: u64 = all.iter().map(|s| s.count).sum();
-    let mut slosses = StackLosses::read(&o.maps.stack_losses)?;
-    slosses.user_truncated = truncated;
-    slosses.unreadable = unreadable;
-    stacks::report(
-        &mut out,
-        &all,
-        &args.stacks,
-        svg,
-        Measure::BlockedNs,
-        "btrace offcpu: time blocked (ns)",
-        seen,
-    )?;
-    out.flush()?;
-    let report_s = collected.elapsed().as_secs_f64();
-    // Folded stacks are data for other tools: the notes go to stderr.
-    let mut notes;
-    let out = if args.stacks.folded {
-        out.flush()?;
-        notes = Output::stderr();
-        &mut notes
-    } else {
-        &mut out
-    };
-    if !out.json {
-        out.line(&slosses.text())?;
-    }
-    session.finish(
-        out,
-        end,
-        Closing {
-            what: "off-CPU time",
-            hook: &way.to_string(),
-            counted: Some(("blocks", blocks)),
-            losses: Losses::read(&o.maps.losses)?.with_missed(o.object())?,
-            specific: json!({
-                "total_ns": total_ns,
-                "min_block_us": args.min_block / 1000,
-                "stacks": all.len(),
-                "blocks_seen": seen.count,
-                "drains": tables.drains,
-                "stack_losses": slosses.json(),
-                "report_s": report_s,
-            }),
+    let what = "off-CPU time";
+    let hook = way.to_string();
+    let desc = Aggregation::new(what, &hook);
+    let profile = Profile {
+        maps: profile_maps!(o, tracer::table_maps(&o)),
+        max_counts: cfg.max_counts,
+        max_stacks: cfg.max_stacks,
+        value: |v| {
+            let val: offcpu_val = crate::core::skel::plain_prefix(v);
+            (val.total_ns, val.count)
         },
-    )
+        args: &args.stacks,
+        svg,
+        measure: Measure::BlockedNs,
+        title: "btrace offcpu: time blocked (ns)",
+        from_tracing: true,
+    };
+    let r = stack_run::profile(session, desc, profile, || links.clear())?;
+    r.ended.close(Ending {
+        losses: r.losses,
+        counted: Some(("blocks", r.count)),
+        specific: json!({
+            "total_ns": r.value,
+            "min_block_us": args.min_block / 1000,
+            "stacks": r.stacks,
+            "blocks_seen": r.seen.count,
+            "drains": r.drains,
+            "stack_losses": r.stack_losses,
+            "report_s": r.report_s,
+        }),
+    })
 }

@@ -7,12 +7,11 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::{HeadArgs, Heads};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::event_out::Heads;
+use crate::core::output::OutputArgs;
+use crate::core::run::{self, Checked, EventArgs, Events};
+use crate::core::scope::Scope;
 use crate::core::slots::StringArgs;
-use crate::core::stream::pump;
-use crate::core::stream::RingArgs;
 use crate::model::value::JsonMarks;
 
 use super::tracer::{self, Config, Hook, HOOKS};
@@ -20,13 +19,7 @@ use super::tracer::{self, Config, Hook, HOOKS};
 #[derive(Args, Debug, Clone)]
 pub struct OpenArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
+    pub common: EventArgs,
     #[command(flatten)]
     pub strings: StringArgs,
     /// Only calls that failed
@@ -45,37 +38,31 @@ pub struct OpenArgs {
     pub hook: Option<Hook>,
 }
 
-pub fn run(args: OpenArgs) -> Result<i32> {
-    let c = &args.common;
+pub fn run(args: OpenArgs, sink: &OutputArgs) -> Result<i32> {
     let prefix = args
         .path_prefix
         .as_deref()
         .map(tracer::parse_prefix)
         .transpose()?;
     let str_size = args.strings.string_size;
-    if let Some(b) = args.ring.buffer_size {
+    if let Some(b) = args.common.ring.buffer_size {
         crate::core::stream::check_ring_fits(b, tracer::rec_size(str_size))?;
     }
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+    let session = Checked::system()?.start(&args.common.trace, sink, None)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: Scope::new(session.tgid(), &args.common.scope)?,
         str_size,
         fails_only: args.fails,
         prefix,
         max_threads: args.max_threads,
-        ring_bytes: args.ring.buffer_size,
+        ring_bytes: args.common.ring.buffer_size,
     };
     let mut hooks = HOOKS.to_vec();
     hooks.retain(|h| args.hook.is_none_or(|want| *h == want));
     let (hook, obj, _links) = tracer::load_first(&hooks, &cfg)?;
     let mut stream = tracer::events(&obj, str_size)?;
-    let mut out = session.output(c.json);
-    let mut heads = Heads::new(&args.heads);
-    if !out.json {
-        out.line(&heads.text_header("CALL"))?;
-        out.flush()?;
-    }
+    let mut heads = Heads::new(&args.common.heads);
+    let header = heads.text_header("CALL");
     let start_ns = crate::core::system::monotonic_ns();
     let mut marks = JsonMarks::default();
     let what = match (&args.path_prefix, args.fails) {
@@ -84,32 +71,16 @@ pub fn run(args: OpenArgs) -> Result<i32> {
         (None, true) => "failed opens".to_string(),
         (None, false) => "opens".to_string(),
     };
-    session.attached(&what)?;
-    let (end, shown, lost) = pump(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &obj.maps.losses,
-        obj.object(),
-        |out, ev| {
-            if out.json {
-                ev.write_json(&mut heads, out.buf(), &mut marks);
-                out.end_line()?;
-            } else {
-                out.line(&ev.text(&mut heads, start_ns))?;
-            }
-            Ok(true)
-        },
-    )?;
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: &what,
-            hook: &hook.to_string(),
-            counted: Some(("events", shown)),
-            losses: lost,
-            specific: json!({}),
-        },
-    )
+    let hook = hook.to_string();
+    let events = Events::new(&what, &hook, &header, &obj.maps.losses, obj.object());
+    run::stream(session, events, &mut stream, |out, ev| {
+        if out.json {
+            ev.write_json(&mut heads, out.buf(), &mut marks);
+            out.end_line()?;
+        } else {
+            out.line(&ev.text(&mut heads, start_ns))?;
+        }
+        Ok(true)
+    })?
+    .close(json!({}))
 }

@@ -8,13 +8,12 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::losses::Losses;
-use crate::core::output::Output;
+use crate::core::output::OutputArgs;
+use crate::core::run::{Aggregation, Checked, Ending};
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, Step, TraceArgs};
-use crate::core::stack_tables::StackTables;
-use crate::core::stacks::{self, Measure, StackLosses, StackOutArgs};
-use crate::core::stream::EventStream;
+use crate::core::session::TraceArgs;
+use crate::core::stack_run::{self, profile_maps, Profile};
+use crate::core::stacks::{self, Measure, StackOutArgs};
 
 use super::tracer::{self, Config, DEFAULT_HZ};
 
@@ -31,10 +30,8 @@ pub struct ProfileArgs {
     pub common: TraceArgs,
 }
 
-pub fn run(args: ProfileArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+pub fn run(args: ProfileArgs, sink: &OutputArgs) -> Result<i32> {
+    let session = Checked::system()?.start(&args.common, sink, None)?;
     let svg = stacks::open_svg(&args.stacks)?;
     let cfg = Config {
         scope: Scope::new(session.tgid(), &args.scope)?,
@@ -50,94 +47,41 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         })
     })?;
     let p = &loaded.skel;
-    let maps = tracer::table_maps(p);
-    let mut tables = StackTables::new(cfg.max_counts, cfg.max_stacks, |v| {
-        let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
-        (n, n)
-    });
-    let drain = args.stacks.drain();
-    let mut procs = EventStream::new(&p.maps.proc_events, stacks::decode_proc_event)?;
-    let mut seen_procs = stacks::ProcStacks::new();
-    let mut out = session.output(c.json);
-    session.attached(&format!(
-        "CPU samples at {} Hz on {} CPUs",
-        args.hz,
-        loaded.cpus.len()
-    ))?;
-    let end = session.run(|step| {
-        if let Step::Poll(wait) = step {
-            // Each process's maps are read at its first sample, while it lives.
-            for seen in procs.poll(wait)? {
-                seen_procs.seen(&seen);
-            }
-            if drain {
-                tables.poll(&maps)?;
-            }
-            seen_procs.sweep(&p.maps.proc_gens, &tables);
-        }
-        Ok(())
-    })?;
-    // Sampling stops (the perf events are closed with their links), then the tables are
-    // drained a last time: what the kernel saw and what was kept are read at one point.
-    loaded.links.clear();
-    // From here to the report written: reading the maps, symbolizing, printing.
-    let collected = std::time::Instant::now();
-    for seen in procs.poll(std::time::Duration::ZERO)? {
-        seen_procs.seen(&seen);
-    }
-    tables.finish(&maps)?;
-    let seen = StackTables::seen(&maps)?;
-    let entries = tables.entries();
-    let gens = stacks::read_gens(&p.maps.proc_gens);
-    let (all, truncated, unreadable) =
-        seen_procs.symbolize_counts(tables.stacks(), &gens, &entries, false);
-    let samples: u64 = all.iter().map(|s| s.value).sum();
-    let mut slosses = StackLosses::read(&p.maps.stack_losses)?;
-    slosses.user_truncated = truncated;
-    slosses.unreadable = unreadable;
-    let title = format!("btrace profile: CPU samples at {} Hz", args.hz);
-    stacks::report(
-        &mut out,
-        &all,
-        &args.stacks,
-        svg,
-        Measure::Samples,
-        &title,
-        seen,
-    )?;
-    out.flush()?;
-    let report_s = collected.elapsed().as_secs_f64();
-    // Folded stacks are data for other tools: the notes go to stderr.
-    let mut notes;
-    let out = if args.stacks.folded {
-        out.flush()?;
-        notes = Output::stderr();
-        &mut notes
-    } else {
-        &mut out
+    let cpus = loaded.cpus.len();
+    let what = format!("CPU samples at {} Hz", args.hz);
+    let desc = Aggregation {
+        tracing: &format!("{what} on {cpus} CPUs"),
+        what: &what,
+        hook: "perf_event",
     };
-    if !out.json {
-        out.line(&slosses.text())?;
-    }
-    let losses = Losses::read(&p.maps.losses)?.with_missed(p.object())?;
-    session.finish(
-        out,
-        end,
-        Closing {
-            what: &format!("CPU samples at {} Hz", args.hz),
-            hook: "perf_event",
-            counted: Some(("samples", samples)),
-            losses,
-            specific: json!({
-                "frequency_hz": args.hz,
-                "event": "cpu-clock",
-                "cpus": loaded.cpus.len(),
-                "stacks": all.len(),
-                "samples_seen": seen.count,
-                "drains": tables.drains,
-                "stack_losses": slosses.json(),
-                "report_s": report_s,
-            }),
+    let profile = Profile {
+        maps: profile_maps!(p, tracer::table_maps(p)),
+        max_counts: cfg.max_counts,
+        max_stacks: cfg.max_stacks,
+        value: |v| {
+            let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
+            (n, n)
         },
-    )
+        args: &args.stacks,
+        svg,
+        measure: Measure::Samples,
+        title: &format!("btrace profile: CPU samples at {} Hz", args.hz),
+        from_tracing: false,
+    };
+    // Sampling stops with the perf events, closed with their links.
+    let r = stack_run::profile(session, desc, profile, || loaded.links.clear())?;
+    r.ended.close(Ending {
+        losses: r.losses,
+        counted: Some(("samples", r.value)),
+        specific: json!({
+            "frequency_hz": args.hz,
+            "event": "cpu-clock",
+            "cpus": cpus,
+            "stacks": r.stacks,
+            "samples_seen": r.seen.count,
+            "drains": r.drains,
+            "stack_losses": r.stack_losses,
+            "report_s": r.report_s,
+        }),
+    })
 }

@@ -7,10 +7,10 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::core::delta::Deltas;
-use crate::core::output::Output;
+use crate::core::output::{Output, OutputArgs};
 use crate::core::pidns::PidView;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, IntervalArgs, Session, Step, TraceArgs};
+use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
+use crate::core::scope::Scope;
 use crate::model::units::fmt_ns;
 use crate::resolve::cgroups::CgroupNames;
 
@@ -31,11 +31,7 @@ pub enum Hook {
 #[derive(Args, Debug, Clone)]
 pub struct RunqlatArgs {
     #[command(flatten)]
-    pub common: TraceArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
+    pub common: AggregateArgs,
     /// A histogram per process (of the task that waited), named as it was when it waited:
     /// one row per name for a process that execs
     #[arg(long, conflicts_with = "per_cgroup")]
@@ -88,21 +84,21 @@ struct Printer {
     keys: Deltas<u64, RunqStat>,
     pids: PidView,
     cgroups: CgroupNames,
-    interval: Option<u64>,
 }
 
 impl Printer {
-    fn print(&mut self, out: &mut Output, runq: &Runq) -> Result<()> {
+    fn print(&mut self, out: &mut Output, runq: &Runq, period: Option<&Period>) -> Result<()> {
+        let interval = period.map(|p| p.number);
         let now = tracer::read_stat(runq)?;
         let all = self.total.step(&(), &now);
-        if let (Some(n), false) = (self.interval, out.json) {
+        if let (Some(n), false) = (interval, out.json) {
             out.line(&format!("--- interval {n} ---"))?;
         }
         let mut head = Map::new();
         head.insert("type".into(), "runq".into());
         head.insert("key".into(), "all".into());
         stat_fields(&all, now.lat.count, &mut head);
-        if let Some(n) = self.interval {
+        if let Some(n) = interval {
             head.insert("interval".into(), n.into());
         }
         if out.json {
@@ -115,7 +111,6 @@ impl Printer {
             out.line("")?;
         }
         if self.by == By::Nothing {
-            out.flush()?;
             return Ok(());
         }
         let mut rows: Vec<(u64, RunqStat, u64)> = tracer::read_keys(runq)?
@@ -168,7 +163,7 @@ impl Printer {
                 }
             };
             stat_fields(s, *total, &mut rec);
-            if let Some(n) = self.interval {
+            if let Some(n) = interval {
                 rec.insert("interval".into(), n.into());
             }
             if out.json {
@@ -189,7 +184,7 @@ impl Printer {
                 // A remainder has no "total since start" of its own.
                 stat_fields(&other, other.lat.count, &mut rec);
                 rec.remove("total");
-                if let Some(n) = self.interval {
+                if let Some(n) = interval {
                     rec.insert("interval".into(), n.into());
                 }
                 out.record(&Value::Object(rec))?;
@@ -198,16 +193,14 @@ impl Printer {
                 out.line("")?;
             }
         }
-        out.flush()?;
         Ok(())
     }
 }
 
-pub fn run(args: RunqlatArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, args.interval.interval)?;
-    let scope = Scope::new(session.tgid(), &args.scope)?;
+pub fn run(args: RunqlatArgs, sink: &OutputArgs) -> Result<i32> {
+    let session =
+        Checked::system()?.start(&args.common.trace, sink, args.common.interval.interval)?;
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
     let by = match (args.per_process, args.per_cgroup) {
         (true, _) => By::Process,
         (_, true) => By::Cgroup,
@@ -220,7 +213,6 @@ pub fn run(args: RunqlatArgs) -> Result<i32> {
         Some(Hook::RawTp) => *w == Way::RawTpHash,
     });
     let (way, runq, _links) = tracer::load_first(&ways, &scope, None, by, None)?;
-    let mut out = session.output(c.json);
     let mut printer = Printer {
         by,
         top: args.top,
@@ -228,35 +220,20 @@ pub fn run(args: RunqlatArgs) -> Result<i32> {
         keys: Deltas::default(),
         pids: PidView::new()?,
         cgroups: CgroupNames::new(),
-        interval: session.interval().map(|_| 0),
     };
-    session.attached("run-queue latency")?;
-    let end = session.run(|step| {
-        match step {
-            Step::Poll(wait) => crate::core::session::sleep_unless_stopped(wait),
-            Step::Interval => {
-                printer.print(&mut out, &runq)?;
-                if let Some(n) = printer.interval.as_mut() {
-                    *n += 1;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    printer.print(&mut out, &runq)?;
     let (hook, store) = match way {
         Way::TpBtfTask => ("tp_btf", "task_storage"),
         Way::RawTpHash => ("raw_tp", "hash"),
     };
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: "run-queue latency",
-            hook,
-            counted: None,
-            losses: tracer::losses(&runq)?,
-            specific: json!({ "store": store }),
-        },
-    )
+    let what = "run-queue latency";
+    let desc = Aggregation::new(what, hook);
+    run::aggregate(
+        session,
+        desc,
+        |out: &mut Output, period: Option<&Period>| printer.print(out, &runq, period),
+    )?
+    .close(Ending::new(
+        tracer::losses(&runq)?,
+        json!({ "store": store }),
+    ))
 }

@@ -7,9 +7,11 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
+use crate::core::output::OutputArgs;
+use crate::core::run::{self, Checked, Events};
 use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
-use crate::core::stream::{pump, RingArgs};
+use crate::core::session::TraceArgs;
+use crate::core::stream::RingArgs;
 use crate::model::cidr::Cidr;
 use crate::model::tcp::Family;
 
@@ -110,16 +112,14 @@ fn what_is_traced(spec: &FilterSpec, life: bool, scope: &Scope) -> String {
     what
 }
 
-pub fn run(args: TcpArgs) -> Result<i32> {
-    let c = &args.common;
+pub fn run(args: TcpArgs, sink: &OutputArgs) -> Result<i32> {
     // Bad filters are reported before anything is checked or loaded.
     let spec = filter_from_args(&args, None)?;
     if let Some(b) = args.ring.buffer_size {
         let record = std::mem::size_of::<super::skel::types::tcp_event>();
         crate::core::stream::check_ring_fits(b, record)?;
     }
-    crate::core::system::preflight()?;
-    let mut session = Session::new(c, None)?;
+    let session = Checked::system()?.start(&args.common, sink, None)?;
     // The scope applies to each socket's owner (the process that connects, listens,
     // accepts or closes it).
     let scope = Scope::new(session.tgid(), &args.scope)?;
@@ -132,73 +132,47 @@ pub fn run(args: TcpArgs) -> Result<i32> {
     let ways = tracer::ways(args.max_conns.is_some(), args.hook);
     let (way, tcp, _filter, _links) = tracer::load_first(&ways, &opts, &spec, &scope)?;
     let mut stream = tracer::events(&tcp)?;
-    let mut out = session.output(c.json);
-    if !out.json {
-        out.line(if args.life {
-            event::LIFE_HEADER
-        } else {
-            event::TRANSITION_HEADER
-        })?;
-        out.flush()?;
-    }
     let start_ns = crate::core::system::monotonic_ns();
-    session.attached(&what_is_traced(&spec, args.life, &scope))?;
-    let (end, shown, lost) = pump(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &tcp.maps.losses,
-        tcp.object(),
-        |out, e| {
-            if args.life && !e.ends_connection() {
-                return Ok(false);
-            }
-            match (out.json, args.life) {
-                (true, life) => {
-                    e.write_json(life, out.buf());
-                    out.end_line()?
-                }
-                (false, true) => out.line(&event::life_line(&e))?,
-                (false, false) => {
-                    let secs = e.ts_ns.saturating_sub(start_ns) as f64 / 1e9;
-                    out.line(&event::transition_line(&e, secs))?
-                }
-            }
-            Ok(true)
-        },
-    )?;
-    let kind = if args.life {
-        "connections"
+    let (what, header, counted) = if args.life {
+        ("TCP connections", event::LIFE_HEADER, "connections")
     } else {
-        "transitions"
+        ("TCP state changes", event::TRANSITION_HEADER, "transitions")
     };
-    let what = if args.life {
-        "TCP connections"
-    } else {
-        "TCP state changes"
+    let hook = way.hook.to_string();
+    let events = Events {
+        tracing: &what_is_traced(&spec, args.life, &scope),
+        counted,
+        ..Events::new(what, &hook, header, &tcp.maps.losses, tcp.object())
     };
+    let mut ended = run::stream(session, events, &mut stream, |out, e| {
+        if args.life && !e.ends_connection() {
+            return Ok(false);
+        }
+        match (out.json, args.life) {
+            (true, life) => {
+                e.write_json(life, out.buf());
+                out.end_line()?
+            }
+            (false, true) => out.line(&event::life_line(&e))?,
+            (false, false) => {
+                let secs = e.ts_ns.saturating_sub(start_ns) as f64 / 1e9;
+                out.line(&event::transition_line(&e, secs))?
+            }
+        }
+        Ok(true)
+    })?;
     let counts = tracer::counts(&tcp)?;
-    if !out.json && (counts.untracked_sockets > 0 || counts.unattributed > 0) {
-        out.line(&format!(
+    if !ended.out().json && (counts.untracked_sockets > 0 || counts.unattributed > 0) {
+        ended.out().line(&format!(
             "{} sockets untracked (store full: shown without owner or times); {} transitions of sockets with no known owner left out by the pid filter.",
             counts.untracked_sockets, counts.unattributed
         ))?;
     }
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what,
-            hook: &way.hook.to_string(),
-            counted: Some((kind, shown)),
-            losses: lost,
-            specific: json!({
-                "store": way.store.to_string(),
-                "untracked_sockets": counts.untracked_sockets,
-                "unattributed": counts.unattributed,
-            }),
-        },
-    )
+    ended.close(json!({
+        "store": way.store.to_string(),
+        "untracked_sockets": counts.untracked_sockets,
+        "unattributed": counts.unattributed,
+    }))
 }
 
 #[cfg(test)]

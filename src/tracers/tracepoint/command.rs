@@ -7,12 +7,13 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::{HeadArgs, Heads};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Closing, Session, TraceArgs};
+use crate::core::event_out::Heads;
+use crate::core::output::OutputArgs;
+use crate::core::run::{self, Checked, EventArgs, Events};
+use crate::core::scope::Scope;
 use crate::core::slots::StringArgs;
 use crate::core::stacks::{EventStackArgs, EventStacks};
-use crate::core::stream::{pump_records, EventStream, RingArgs};
+use crate::core::stream::EventStream;
 use crate::model::json_write as jw;
 use crate::model::value::{write_json_args, JsonMarks};
 use crate::resolve::btf::BtfTypes;
@@ -22,6 +23,8 @@ use super::tracer::{self, record_head, unknown_tracepoint, Decoder};
 
 #[derive(Args, Debug, Clone)]
 pub struct TracepointArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// The tracepoint, as CATEGORY:NAME (e.g. syscalls:sys_enter_openat; see
     /// /sys/kernel/tracing/available_events)
     #[arg(value_name = "CATEGORY:NAME")]
@@ -30,14 +33,6 @@ pub struct TracepointArgs {
     pub strings: StringArgs,
     #[command(flatten)]
     pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
     /// The bench's drain floor (testing builds): take every record from the ring buffer
     /// and count it, decode and print nothing but the summary
     #[cfg(feature = "testing")]
@@ -64,10 +59,9 @@ pub fn split_name(s: &str) -> Result<(&str, &str)> {
     Ok((cat, name))
 }
 
-pub fn run(args: TracepointArgs) -> Result<i32> {
-    let c = &args.common;
+pub fn run(args: TracepointArgs, sink: &OutputArgs) -> Result<i32> {
     let (cat, name) = split_name(&args.tracepoint)?;
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let tracefs = crate::core::system::ensure_tracefs()?;
     if !tracefs.join("events").join(cat).join(name).is_dir() {
         return Err(unknown_tracepoint(&tracefs, cat, name));
@@ -82,11 +76,11 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
     }
     let mut stacks = args.stack.stack.then(EventStacks::new);
     drop(types);
-    crate::core::stream::check_ring_fits(args.ring.bytes(), decoder.layout.rec_size)?;
-    let mut session = Session::new(c, None)?;
-    let scope = Scope::new(session.tgid(), &args.scope)?;
-    let (tp, _link) =
-        tracer::load(cat, name, &decoder.layout, &scope, args.ring.bytes()).map_err(|e| {
+    crate::core::stream::check_ring_fits(args.common.ring.bytes(), decoder.layout.rec_size)?;
+    let session = checked.start(&args.common.trace, sink, None)?;
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
+    let (tp, _link) = tracer::load(cat, name, &decoder.layout, &scope, args.common.ring.bytes())
+        .map_err(|e| {
             crate::core::kmem::unless_too_big(e, |e| {
                 anyhow::anyhow!(
                     "cannot trace {cat}:{name}: {}",
@@ -96,83 +90,62 @@ pub fn run(args: TracepointArgs) -> Result<i32> {
         })?;
     let shown = format!("{cat}:{name}");
     let mut stream = EventStream::raw(&tp.maps.events)?;
-    let mut out = session.output(c.json);
-    let mut heads = Heads::new(&args.heads);
-    if !out.json {
-        out.line(&heads.text_header("TRACEPOINT"))?;
-        out.flush()?;
-    }
+    let mut heads = Heads::new(&args.common.heads);
+    let header = heads.text_header("TRACEPOINT");
     let start_ns = crate::core::system::monotonic_ns();
-    session.attached(&shown)?;
     let drain_floor = args.drain_floor();
     // Kept from record to record: each is written straight into the output's buffer.
     let mut fields = Vec::new();
     let mut marks = JsonMarks::default();
-    let (end, events, lost) = pump_records(
-        &mut session,
-        &mut stream,
-        &mut out,
-        &tp.maps.losses,
-        tp.object(),
-        |out, rec| {
-            if drain_floor {
-                return Ok(true);
+    let events = Events::new(&shown, "tracepoint", &header, &tp.maps.losses, tp.object());
+    let mut ended = run::stream_records(session, events, &mut stream, |out, rec| {
+        if drain_floor {
+            return Ok(true);
+        }
+        let Some(head) = record_head(rec) else {
+            return Ok(false);
+        };
+        fields.clear();
+        decoder.fields_into(rec, &mut fields);
+        let sides = match (&mut stacks, decoder.layout.stack_off) {
+            (Some(es), Some(off)) => es.event(rec, off, &head),
+            _ => None,
+        };
+        let json = out.json;
+        let buf = out.buf();
+        if json {
+            heads.write_json(&head, buf);
+            jw::next_key(buf, "tracepoint");
+            jw::str(buf, &shown);
+            jw::next_key(buf, "args");
+            write_json_args(&fields, buf, &mut marks);
+            marks.write_into(buf);
+            if let Some(sides) = &sides {
+                EventStacks::write_json(buf, sides, true)?;
             }
-            let Some(head) = record_head(rec) else {
-                return Ok(false);
-            };
-            fields.clear();
-            decoder.fields_into(rec, &mut fields);
-            let sides = match (&mut stacks, decoder.layout.stack_off) {
-                (Some(es), Some(off)) => es.event(rec, off, &head),
-                _ => None,
-            };
-            let json = out.json;
-            let buf = out.buf();
-            if json {
-                heads.write_json(&head, buf);
-                jw::next_key(buf, "tracepoint");
-                jw::str(buf, &shown);
-                jw::next_key(buf, "args");
-                write_json_args(&fields, buf, &mut marks);
-                marks.write_into(buf);
-                if let Some(sides) = &sides {
-                    EventStacks::write_json(buf, sides, true)?;
-                }
-                buf.push(b'}');
-                out.end_line()?;
-            } else {
-                heads.write_text_line(&head, start_ns, &shown, &fields, "", buf);
-                out.end_line()?;
-                if let Some(sides) = &sides {
-                    for l in EventStacks::text_lines(sides) {
-                        out.line(&l)?;
-                    }
+            buf.push(b'}');
+            out.end_line()?;
+        } else {
+            heads.write_text_line(&head, start_ns, &shown, &fields, "", buf);
+            out.end_line()?;
+            if let Some(sides) = &sides {
+                for l in EventStacks::text_lines(sides) {
+                    out.line(&l)?;
                 }
             }
-            Ok(true)
-        },
-    )?;
+        }
+        Ok(true)
+    })?;
     let mut specific = json!({ "tracepoint": shown });
     if let Some(es) = &stacks {
         let sl = es.losses(&tp.maps.stack_losses)?;
-        if out.json {
+        if ended.out().json {
             specific["stack_losses"] = sl.json();
         } else {
-            out.line(&sl.text())?;
+            ended.out().line(&sl.text())?;
         }
     }
-    session.finish(
-        &mut out,
-        end,
-        Closing {
-            what: &shown,
-            hook: "tracepoint",
-            counted: Some(("events", events)),
-            losses: lost,
-            specific,
-        },
-    )
+    ended.close(specific)
 }
 
 #[cfg(test)]

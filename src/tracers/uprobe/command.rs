@@ -8,21 +8,19 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::HeadArgs;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{IntervalArgs, Session, TraceArgs};
-use crate::core::slots::StringArgs;
-use crate::core::stacks::EventStackArgs;
-use crate::core::stream::RingArgs;
+use crate::core::output::OutputArgs;
+use crate::core::run::{Checked, EventArgs};
+use crate::core::scope::Scope;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile, Func};
 use crate::tracers::func::{self, Plan, Run, FUNC_MAX_ARGS};
-use crate::tracers::kprobe::tracer::{parse_max_inflight, DEFAULT_MAX_INFLIGHT};
 
 use super::tracer::{errno_name, load, load_count, refusal_meaning, resolve, Probe, Refusal};
 
 #[derive(Args, Debug, Clone)]
 pub struct UprobeArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// TARGET:FUNC: TARGET a path, a library (libc, libssl: found as the dynamic linker
     /// finds it, or in the -p process's maps) or a program on PATH; FUNC a symbol
     /// (mangled or demangled), SYMBOL+OFF or an address (0x...)
@@ -31,9 +29,6 @@ pub struct UprobeArgs {
     /// Also report the return value and the latency (uretprobe)
     #[arg(long)]
     pub ret: bool,
-    /// A latency histogram of the function kept in the kernel (no event per call)
-    #[arg(long, conflicts_with = "ret")]
-    pub hist: bool,
     /// Place the probe at FUNC+OFF or 0xADDR without checking that an instruction starts
     /// there: for code btrace cannot decode (no symbol or unwind entry covers it, or it
     /// does not decode), and also where the check says the offset is inside an
@@ -42,24 +37,7 @@ pub struct UprobeArgs {
     #[arg(long)]
     pub unsafe_offset: bool,
     #[command(flatten)]
-    pub count: func::CountArgs,
-    #[command(flatten)]
-    pub interval: IntervalArgs,
-    /// With --ret or --hist: bound of the per-thread store of calls in progress
-    #[arg(long, value_name = "N", value_parser = parse_max_inflight)]
-    pub max_inflight: Option<u32>,
-    #[command(flatten)]
-    pub strings: StringArgs,
-    #[command(flatten)]
-    pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
+    pub calls: func::CallArgs,
 }
 
 /// Without DWARF: six integer registers (the x86-64 calling convention's), and an
@@ -83,37 +61,25 @@ fn registers(func: &str) -> Proto {
     }
 }
 
-pub fn run(args: UprobeArgs) -> Result<i32> {
-    let c = &args.common;
-    args.count
-        .check(&args.probe, args.max_inflight, args.stack.stack)?;
-    if args.count.count {
-        return run_count(&args);
+pub fn run(args: UprobeArgs, sink: &OutputArgs) -> Result<i32> {
+    let c = &args.common.trace;
+    args.calls.check(&args.probe, args.ret)?;
+    if args.calls.count.count {
+        return run_count(&args, sink);
     }
-    func::check_flags(
-        args.ret,
-        args.hist,
-        args.stack.stack,
-        args.max_inflight,
-        &args.interval,
-    )?;
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let target = resolve(&args.probe, c.pid, !args.unsafe_offset)?;
-    let mut session = Session::new(c, args.interval.interval)?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
     let dwarf = target.proto.is_some();
     let proto = target.proto.unwrap_or_else(|| registers(&target.func.name));
-    let mut plan = Plan::new(
+    let scope = Scope::new(session.tgid(), &args.common.scope)?;
+    let plan = args.calls.plan(
         &target.func.name,
         Some(proto),
         args.ret,
-        args.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT),
-        Scope::new(session.tgid(), &args.scope)?,
-        args.strings.string_size,
-    );
-    plan.hist = args.hist;
-    plan.stack = args.stack.stack;
-    plan.ring_bytes = args.ring.bytes();
-    plan.check_ring()?;
+        scope,
+        args.common.ring.bytes(),
+    )?;
     let probe = Probe::Func {
         path: &target.path,
         offset: target.func.offset,
@@ -139,9 +105,9 @@ pub fn run(args: UprobeArgs) -> Result<i32> {
     };
     let maps = func::run_maps!(skel);
     if plan.hist {
-        func::print_hists(&mut session, c, &run, &maps)
+        func::print_hists(session, &run, &maps)
     } else {
-        func::stream_events(&mut session, c, &args.heads, &run, &maps)
+        func::stream_events(session, &args.common.heads, &run, &maps)
     }
 }
 
@@ -180,9 +146,9 @@ fn refused_line(refused: &[Refusal], funcs: &[Func], asked: usize) -> String {
 
 /// `--count`: calls per function (one, or every function a glob matches), counted in the
 /// kernel (func::print_counts).
-fn run_count(args: &UprobeArgs) -> Result<i32> {
-    let c = &args.common;
-    crate::core::system::preflight()?;
+fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
+    let c = &args.common.trace;
+    let checked = Checked::system()?;
     let (target, pattern) = args
         .probe
         .rsplit_once(':')
@@ -203,15 +169,15 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
         pattern,
         funcs.len(),
         &format!("of {}", path.display()),
-        args.count.max_probes(),
+        args.calls.count.max_probes(),
     )?;
-    let mut session = Session::new(c, args.interval.interval)?;
+    let session = checked.start(c, sink, args.calls.interval.interval)?;
     let plan = Plan::new(
         pattern,
         None,
         false,
         1,
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
     let (skel, _links, hook, refused) = load_count(&plan, &path, &funcs).map_err(|e| {
@@ -264,14 +230,7 @@ fn run_count(args: &UprobeArgs) -> Result<i32> {
             .get(k as usize)
             .map_or_else(|| format!("[cookie {k}]"), |f| f.name.clone())
     };
-    func::print_counts(
-        &mut session,
-        c,
-        &run,
-        &maps,
-        &skel.maps.counts_by_cookie,
-        &name_of,
-    )
+    func::print_counts(session, &run, &maps, &skel.maps.counts_by_cookie, &name_of)
 }
 
 #[cfg(test)]

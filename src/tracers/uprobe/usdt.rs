@@ -8,12 +8,10 @@ use clap::Args;
 use libbpf_rs::skel::Skel;
 use serde_json::json;
 
-use crate::core::event_out::HeadArgs;
-use crate::core::output::Output;
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::{Session, TraceArgs};
+use crate::core::output::OutputArgs;
+use crate::core::run::{Checked, EventArgs};
+use crate::core::scope::Scope;
 use crate::core::stacks::EventStackArgs;
-use crate::core::stream::RingArgs;
 use crate::resolve::btf::{Arg, Proto, ValueKind};
 use crate::resolve::elf::{self, ElfFile};
 use crate::resolve::usdt::{self, UsdtProbe};
@@ -23,6 +21,8 @@ use super::tracer::{load, Probe};
 
 #[derive(Args, Debug, Clone)]
 pub struct UsdtArgs {
+    #[command(flatten)]
+    pub common: EventArgs,
     /// TARGET:PROVIDER:NAME (TARGET a path, a library or a program on PATH), or with
     /// --list only TARGET
     #[arg(value_name = "TARGET:PROVIDER:NAME")]
@@ -32,21 +32,13 @@ pub struct UsdtArgs {
     pub list: bool,
     #[command(flatten)]
     pub stack: EventStackArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub heads: HeadArgs,
-    #[command(flatten)]
-    pub ring: RingArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
 }
 
-fn list(args: &UsdtArgs) -> Result<i32> {
-    let path = elf::find_target(&args.probe, args.common.pid)?;
+fn list(args: &UsdtArgs, sink: &OutputArgs) -> Result<i32> {
+    let path = elf::find_target(&args.probe, args.common.trace.pid)?;
     crate::core::output::input(&path, "the probed file")?;
     let probes = usdt::probes(&ElfFile::open(&path)?);
-    let mut out = Output::to(args.common.json, args.common.output.as_deref())?;
+    let mut out = sink.sink()?;
     for p in &probes {
         if out.json {
             out.record(&json!({"type": "usdt", "target": path.to_string_lossy(),
@@ -93,11 +85,11 @@ fn proto(p: &UsdtProbe) -> Proto {
     }
 }
 
-pub fn run(args: UsdtArgs) -> Result<i32> {
+pub fn run(args: UsdtArgs, sink: &OutputArgs) -> Result<i32> {
     if args.list {
-        return list(&args);
+        return list(&args, sink);
     }
-    let c = &args.common;
+    let c = &args.common.trace;
     let mut parts = args.probe.rsplitn(3, ':');
     let (Some(name), Some(provider), Some(target)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -106,7 +98,7 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
             args.probe
         );
     };
-    crate::core::system::preflight()?;
+    let checked = Checked::system()?;
     let path = elf::find_target(target, c.pid)?;
     crate::core::output::input(&path, "the probed file")?;
     let file = ElfFile::open(&path)?;
@@ -121,17 +113,17 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
             probes.len()
         );
     };
-    let mut session = Session::new(c, None)?;
+    let session = checked.start(c, sink, None)?;
     let mut plan = Plan::new(
         &format!("{provider}:{name}"),
         Some(proto(found)),
         false,
         1,
-        Scope::new(session.tgid(), &args.scope)?,
+        Scope::new(session.tgid(), &args.common.scope)?,
         crate::core::abi::STR_SIZE_MIN,
     );
     plan.stack = args.stack.stack;
-    plan.ring_bytes = args.ring.bytes();
+    plan.ring_bytes = args.common.ring.bytes();
     plan.check_ring()?;
     let probe = Probe::Usdt {
         path: &path,
@@ -163,5 +155,5 @@ pub fn run(args: UsdtArgs) -> Result<i32> {
         kernel_stack: false,
     };
     let maps = func::run_maps!(skel);
-    func::stream_events(&mut session, c, &args.heads, &run, &maps)
+    func::stream_events(session, &args.common.heads, &run, &maps)
 }
