@@ -28,7 +28,3 @@ pub mod stacks;
 pub mod stream;
 pub mod system;
 pub mod target;
-
-/// The shared kernel ABI and interval figures live in the model layer (model imports
-/// nothing above it); the old paths stay while the tracers still name them.
-pub use crate::model::{abi, delta};

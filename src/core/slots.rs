@@ -5,7 +5,7 @@
 
 use clap::Args;
 
-use super::abi::{
+use crate::model::abi::{
     types::str_hdr, ARGV_MAX, STR_FAULT, STR_NOT_READ, STR_SIZE_DEFAULT, STR_SIZE_MAX,
     STR_SIZE_MIN, STR_TRUNCATED,
 };

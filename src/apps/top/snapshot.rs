@@ -8,9 +8,9 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::core::delta::Deltas;
 use crate::core::runstats::ProgRunTime;
 use crate::core::system::monotonic_ns;
+use crate::model::delta::Deltas;
 use crate::model::histogram::Log2Hist;
 use crate::resolve::syscalls;
 use crate::tracers::hist::tracer::ProcCount;

@@ -3,7 +3,7 @@
  * histogram and the header of streamed events.
  *
  * Constants are enums, not #defines, so that they reach the BTF of the objects: user space
- * takes them (and the structs) from the generated skeletons (src/core/abi.rs), never from
+ * takes them (and the structs) from the generated skeletons (src/model/abi.rs), never from
  * a copy. A tracer's own shared types live in its folder (src/tracers/NAME/NAME.h). */
 #ifndef BTRACE_ABI_H
 #define BTRACE_ABI_H

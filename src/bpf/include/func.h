@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Function tracers (kprobe, uprobe, usdt): the event of one call, shared with user space
- * (anchored in core/abi.bpf.c, taken from there by src/tracers/func). */
+ * (anchored in model/abi.bpf.c, taken from there by src/tracers/func). */
 #ifndef BTRACE_FUNC_H
 #define BTRACE_FUNC_H
 

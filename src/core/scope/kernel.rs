@@ -17,7 +17,7 @@ use super::{cgroup_id, descendants, LiveCgroup, Scope, MAX_CGROUPS};
 use crate::core::pidns::PidView;
 
 /// The cgroup array's slot of the dashboard's cgroup filter.
-const LIVE_CGROUP_SLOT: u32 = crate::core::abi::types::scope_limits::SCOPE_LIVE_CGROUP_SLOT.0;
+const LIVE_CGROUP_SLOT: u32 = crate::model::abi::types::scope_limits::SCOPE_LIVE_CGROUP_SLOT.0;
 
 impl Scope {
     /// Writes the scope into an open object (before load): scope.h's rodata, the process

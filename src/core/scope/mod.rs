@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::core::abi::COMM_LEN;
 use crate::core::pidns::PidView;
+use crate::model::abi::COMM_LEN;
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ScopeArgs {
@@ -42,7 +42,7 @@ pub struct ScopeArgs {
 }
 
 /// Cgroups a filter may name at once (SCOPE_MAX_CGROUPS in abi.h).
-pub const MAX_CGROUPS: usize = crate::core::abi::types::scope_limits::SCOPE_MAX_CGROUPS.0 as usize;
+pub const MAX_CGROUPS: usize = crate::model::abi::types::scope_limits::SCOPE_MAX_CGROUPS.0 as usize;
 
 /// A cgroup v2 group, resolved.
 #[derive(Debug)]

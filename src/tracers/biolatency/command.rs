@@ -9,10 +9,10 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::core::delta::Deltas;
 use crate::core::output::{Output, OutputArgs};
 use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
 use crate::core::scope::Scope;
+use crate::model::delta::Deltas;
 use crate::model::histogram::{bucket_bounds, human, Log2Hist};
 use crate::model::units::fmt_ns;
 

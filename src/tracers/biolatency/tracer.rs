@@ -10,13 +10,13 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::core::attach::Links;
-use crate::core::delta::Cumulative;
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
 use crate::core::percpu;
 use crate::core::rodata;
 use crate::core::scope::Scope;
+use crate::model::delta::Cumulative;
 use crate::model::histogram::Log2Hist;
 use crate::model::task::comm_text;
 

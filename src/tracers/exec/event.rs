@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::mem::offset_of;
 
-use crate::core::abi::types::task_hdr;
 use crate::core::event_out::Heads;
 use crate::core::pidns::PidView;
 use crate::core::skel::plain_prefix;
 use crate::core::slots;
+use crate::model::abi::types::task_hdr;
 use crate::model::errno;
 use crate::model::json_write as jw;
 use crate::model::task::Head;
@@ -39,7 +39,7 @@ pub struct ExecEvent {
 pub fn decode(data: &[u8]) -> Option<ExecEvent> {
     let path_at = offset_of!(types::exec_event, path);
     let argv_at = offset_of!(types::exec_event, argv);
-    if data.len() < argv_at + std::mem::size_of::<crate::core::abi::types::str_hdr>() {
+    if data.len() < argv_at + std::mem::size_of::<crate::model::abi::types::str_hdr>() {
         return None;
     }
     let ev: types::exec_event = plain_prefix(&data[..argv_at]);

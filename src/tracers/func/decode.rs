@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 //! Decoding a function tracer's events (func.h's layout, taken from the shared ABI
-//! skeleton, core::abi) and reading the latency histogram of `--hist`.
+//! skeleton, model::abi) and reading the latency histogram of `--hist`.
 
 use anyhow::Result;
 use libbpf_rs::MapCore;
 
 use super::plan::{Plan, EVENT_BYTES, FUNC_MAX_ARGS, RAW};
-use crate::core::abi::types;
 use crate::core::slots;
+use crate::model::abi::types;
 use crate::model::histogram::Log2Hist;
 use crate::model::task::Head;
 use crate::model::value::{Field, Val};

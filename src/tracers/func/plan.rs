@@ -5,10 +5,10 @@
 use anyhow::Result;
 use libbpf_rs::OpenObject;
 
-use crate::core::abi::types;
 use crate::core::lifecycle::open_map;
 use crate::core::scope::Scope;
 use crate::core::slots;
+use crate::model::abi::types;
 use crate::resolve::btf::{Proto, ValueKind};
 use crate::resolve::buffers::{self, Direction, Shape};
 

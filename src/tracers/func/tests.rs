@@ -3,10 +3,10 @@
 
 use super::plan::RAW;
 use super::*;
-use crate::core::abi::types;
-use crate::core::abi::{STR_FAULT, STR_NOT_READ, STR_TRUNCATED};
 use crate::core::scope::Scope;
 use crate::core::slots;
+use crate::model::abi::types;
+use crate::model::abi::{STR_FAULT, STR_NOT_READ, STR_TRUNCATED};
 use crate::model::task::Head;
 use crate::model::value::{json_args, Marks};
 use crate::model::value::{Field, Val};

@@ -9,12 +9,12 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use crate::core::abi::MAX_SYSCALLS;
-use crate::core::delta::Deltas;
 use crate::core::output::{Output, OutputArgs};
 use crate::core::pidns::PidView;
 use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
 use crate::core::scope::Scope;
+use crate::model::abi::MAX_SYSCALLS;
+use crate::model::delta::Deltas;
 use crate::model::errno;
 use crate::model::histogram::Log2Hist;
 use crate::resolve::cgroups::CgroupNames;

@@ -9,10 +9,8 @@ use anyhow::{bail, Result};
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::core::abi::MAX_SYSCALLS;
 use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
-use crate::core::delta::Deltas;
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
@@ -20,6 +18,8 @@ use crate::core::percpu;
 use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::skel::write_bss;
+use crate::model::abi::MAX_SYSCALLS;
+use crate::model::delta::Deltas;
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;
@@ -177,7 +177,7 @@ pub fn parse_max_keys(s: &str) -> std::result::Result<u32, String> {
         1 << 22,
         "more pairs than a breakdown can show",
         16,
-        (std::mem::size_of::<crate::core::abi::types::hist>() * crate::core::system::online_cpus())
+        (std::mem::size_of::<crate::model::abi::types::hist>() * crate::core::system::online_cpus())
             as u64,
     )
 }
@@ -414,7 +414,7 @@ fn read_processes(hist: &Hist) -> Result<Vec<ProcCount>> {
 pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
     let map = &hist.maps.hists;
     if keys.len() > 16 {
-        let all = percpu::all_values::<crate::core::abi::types::hist>(map)?;
+        let all = percpu::all_values::<crate::model::abi::types::hist>(map)?;
         return Ok(keys
             .iter()
             .map(|&nr| {
@@ -428,7 +428,7 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
     }
     keys.iter()
         .map(|&nr| {
-            let cpus = percpu::values::<crate::core::abi::types::hist>(map, nr)?;
+            let cpus = percpu::values::<crate::model::abi::types::hist>(map, nr)?;
             Ok((nr, Log2Hist::sum_cpus(&cpus)))
         })
         .collect()
@@ -438,7 +438,7 @@ pub fn read_totals(hist: &Hist, keys: &[u32]) -> Result<Vec<(u32, Log2Hist)>> {
 /// syscall slot, histogram).
 pub fn read_by(hist: &Hist) -> Result<Vec<(u64, u32, Log2Hist)>> {
     Ok(
-        percpu::hash_entries::<types::by_key, crate::core::abi::types::hist>(&hist.maps.by_hists)?
+        percpu::hash_entries::<types::by_key, crate::model::abi::types::hist>(&hist.maps.by_hists)?
             .into_iter()
             .map(|(key, cpus)| (key.id, key.nr, Log2Hist::sum_cpus(&cpus)))
             .collect(),

@@ -101,7 +101,7 @@ fn run_count(args: &KprobeArgs, sink: &OutputArgs) -> Result<i32> {
         false,
         1,
         Scope::new(session.tgid(), &args.common.scope)?,
-        crate::core::abi::STR_SIZE_MIN,
+        crate::model::abi::STR_SIZE_MIN,
     );
     // --hook kprobe: one kprobe per function even where kprobe.multi works.
     let hooks: &[CountHook] = match args.mode {

@@ -2,9 +2,9 @@
 //! One finished open call as user space sees it: decoded from the kernel's record, with
 //! flags and errors by name, as JSON and as text.
 
-use crate::core::abi::types::task_hdr;
 use crate::core::event_out::Heads;
 use crate::core::slots;
+use crate::model::abi::types::task_hdr;
 use crate::model::errno;
 use crate::model::json_write as jw;
 use crate::model::task::Head;

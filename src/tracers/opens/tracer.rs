@@ -144,7 +144,7 @@ pub fn losses(obj: &OpenObj) -> Result<Losses> {
 /// Whether the tracer works here, by loading and attaching it for real (btrace doctor).
 pub fn check() -> Result<String> {
     let cfg = Config {
-        str_size: crate::core::abi::STR_SIZE_DEFAULT,
+        str_size: crate::model::abi::STR_SIZE_DEFAULT,
         max_threads: Some(64),
         ..Default::default()
     };

@@ -12,7 +12,6 @@ use libbpf_rs::MapCore;
 
 use crate::core::attach::{self, Links};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
-use crate::core::delta::Cumulative;
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration};
 use crate::core::losses::Losses;
@@ -20,6 +19,7 @@ use crate::core::percpu;
 use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::skel::{plain_prefix, write_bss};
+use crate::model::delta::Cumulative;
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
 use crate::model::task::comm_text;

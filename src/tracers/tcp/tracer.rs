@@ -238,7 +238,7 @@ pub fn stats(tcp: &Tcp) -> Result<TcpStats> {
             .sum();
     }
     let durations = Log2Hist::sum_cpus(&crate::core::percpu::values::<
-        crate::core::abi::types::hist,
+        crate::model::abi::types::hist,
     >(&tcp.maps.tcp_durations, 0)?);
     Ok(TcpStats::from_counters(&counters, durations))
 }

@@ -5,13 +5,13 @@
 use anyhow::{Context, Result};
 use libbpf_rs::Link;
 
-use crate::core::abi::{types::task_hdr, STR_SIZE_DEFAULT};
 use crate::core::attach::Links;
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration, Tree};
 use crate::core::rodata;
 use crate::core::scope::Scope;
 use crate::core::slots;
+use crate::model::abi::{types::task_hdr, STR_SIZE_DEFAULT};
 use crate::model::task::HeadRef;
 use crate::model::value::{Field, Val};
 use crate::resolve::ctype::{unqualified, KernelTypes};
@@ -58,7 +58,7 @@ impl Layout {
     pub fn add_stacks(&mut self) {
         let off = self.rec_size.next_multiple_of(8);
         self.stack_off = Some(off);
-        self.rec_size = off + std::mem::size_of::<crate::core::abi::types::stack_slot>();
+        self.rec_size = off + std::mem::size_of::<crate::model::abi::types::stack_slot>();
     }
 }
 

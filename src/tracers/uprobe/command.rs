@@ -178,7 +178,7 @@ fn run_count(args: &UprobeArgs, sink: &OutputArgs) -> Result<i32> {
         false,
         1,
         Scope::new(session.tgid(), &args.common.scope)?,
-        crate::core::abi::STR_SIZE_MIN,
+        crate::model::abi::STR_SIZE_MIN,
     );
     let (skel, _links, hook, refused) = load_count(&plan, &path, &funcs).map_err(|e| {
         crate::core::kmem::unless_too_big(e, |e| {

@@ -538,7 +538,7 @@ pub fn checks() -> Vec<Check> {
             false,
             1,
             crate::core::scope::Scope::default(),
-            crate::core::abi::STR_SIZE_MIN,
+            crate::model::abi::STR_SIZE_MIN,
         );
         let probe = Probe::Func {
             path: &exe,

@@ -120,7 +120,7 @@ pub fn run(args: UsdtArgs, sink: &OutputArgs) -> Result<i32> {
         false,
         1,
         Scope::new(session.tgid(), &args.common.scope)?,
-        crate::core::abi::STR_SIZE_MIN,
+        crate::model::abi::STR_SIZE_MIN,
     );
     plan.stack = args.stack.stack;
     plan.ring_bytes = args.common.ring.bytes();
