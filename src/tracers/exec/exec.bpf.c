@@ -90,9 +90,7 @@ struct {
 	__type(value, struct exec_event);
 } exec_zero SEC(".maps");
 
-/* x86_64 syscall numbers, for the raw_tp hooks. */
-#define NR_EXECVE 59
-#define NR_EXECVEAT 322
+/* The raw_tp hooks pick execve and execveat by number (syscall_regs.h). */
 
 static __always_inline void enter(__u32 call, __s32 dfd, const void *fname, const void *argv,
 				  __u32 at_flags)

@@ -88,14 +88,9 @@ struct {
 	__type(value, struct proc_comm);
 } by_comms SEC(".maps");
 
-/* x86_64 exit and exit_group never return: nothing would ever delete their entry. */
-#define NR_EXIT 60
-#define NR_EXIT_GROUP 231
-/* ... and these return twice: in the child, with 0, an exit whose entry was the parent's. */
-#define NR_CLONE 56
-#define NR_FORK 57
-#define NR_VFORK 58
-#define NR_CLONE3 435
+/* NR_EXIT and NR_EXIT_GROUP never return: nothing would ever delete their entry. NR_CLONE,
+ * NR_FORK, NR_VFORK and NR_CLONE3 return twice: in the child, with 0, an exit whose entry
+ * was the parent's. (The architecture's numbers: syscall_regs.h.) */
 
 /* The scope's load-time ids: checked on entry and exit (dead code when off). */
 static __always_inline bool wanted_process(void)

@@ -44,11 +44,7 @@ struct {
  * ends (only the hash is used: these hooks cannot use task storage on older kernels). */
 DECLARE_THREAD_STORE(ostarts, struct open_start)
 
-/* x86_64 syscall numbers, for the raw_tp hooks (the tracepoints name their call). */
-#define NR_OPEN 2
-#define NR_CREAT 85
-#define NR_OPENAT 257
-#define NR_OPENAT2 437
+/* The raw_tp hooks pick their calls by number (syscall_regs.h; the tracepoints name theirs). */
 #define O_CREAT_WRONLY_TRUNC (0100 | 01 | 01000)
 
 static __always_inline void enter(__u32 call, __s32 dfd, const void *fname, __u64 flags,
