@@ -12,7 +12,7 @@ btf_from_file() {
     rc=$?
     run /tmp/bf2.json /tmp/bf2.err env BTRACE_BTF=/tmp/vmlinux.btf "$BTRACE" tracepoint --json syscalls:sys_enter_getppid -c "$WORKLOAD syscalls 5 0"
     rc2=$?
-    run /tmp/bf3.json /tmp/bf3.err "$BTRACE" --btf /tmp/vmlinux.btf kprobe do_sys_openat2 --json -c "$WORKLOAD open /tmp 2"
+    run /tmp/bf3.json /tmp/bf3.err "$BTRACE" --btf /tmp/vmlinux.btf kprobe "$(kopen_fn)" --json -c "$WORKLOAD open /tmp 2"
     rc3=$?
     umount /sys/kernel/btf
     [ $rc = 0 ] && [ $rc2 = 0 ] && [ $rc3 = 0 ] || fail "exit statuses $rc $rc2 $rc3"

@@ -3,7 +3,8 @@
 # and the clear error for an unknown function.
 
 # kprobe_exact MODE [--ret]: the workload opens K uniquely named files; exactly K events,
-# one per file, with the workload's pid and comm, from the asked mode.
+# one per file, with the workload's pid and comm, from the asked mode. The function is the
+# default, do_sys_openat2, or do_sys_open where the kernel's BTF lacks it (kopen_fn).
 kprobe_exact() {
     mode=$1
     ret=$2
@@ -11,16 +12,19 @@ kprobe_exact() {
     dir=/tmp/kp-$mode$ret
     rm -rf "$dir" && mkdir -p "$dir"
     out=/tmp/kp-$mode$ret.json
+    fn=$(kopen_fn)
+    fnarg=""
+    [ "$fn" = do_sys_openat2 ] || fnarg=$fn
     if [ "$mode" = fentry ] && ! has_fentry; then
         # no direct-call ftrace (arm64 before 6.4): --hook fentry is refused in one line
         err="/tmp/kp-$mode$ret.err"
-        run "$out" "$err" "$BTRACE" kprobe --json --hook "$mode" ${ret:+"$ret"} -c "$WORKLOAD open $dir $k" &&
+        run "$out" "$err" "$BTRACE" kprobe --json --hook "$mode" ${ret:+"$ret"} ${fnarg:+"$fnarg"} -c "$WORKLOAD open $dir $k" &&
             fail "--hook fentry $ret worked on a kernel without direct-call ftrace"
         no_fentry_refusal "$out" "$err"
         detail "no fentry on this kernel: refused in one line: $(head -c 150 "$err")"
         return 0
     fi
-    run "$out" /tmp/kp-$mode$ret.err "$BTRACE" kprobe --json --hook "$mode" $ret -c "$WORKLOAD open $dir $k" ||
+    run "$out" "/tmp/kp-$mode$ret.err" "$BTRACE" kprobe --json --hook "$mode" ${ret:+"$ret"} ${fnarg:+"$fnarg"} -c "$WORKLOAD open $dir $k" ||
         fail "btrace kprobe --hook $mode $ret exited $?: $(head -n1 /tmp/kp-$mode$ret.err)"
     n=$(grep -c '"type":"event"' "$out")
     [ "$n" = "$k" ] || fail "--mode $mode $ret: $n events, want $k"
@@ -43,8 +47,8 @@ kprobe_exact() {
         i=$((i + 1))
     done
     [ "$(grep '"type":"event"' "$out" | grep "\"pid\":$pid,\"tid\":$pid,\"comm\":\"workload\"," |
-        grep -c "\"func\":\"do_sys_openat2\",\"hook\":\"$used\"")" = "$k" ] ||
-        fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=do_sys_openat2 hook=$used"
+        grep -c "\"func\":\"$fn\",\"hook\":\"$used\"")" = "$k" ] ||
+        fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=$fn hook=$used"
     [ "$(grep '"type":"event"' "$out" | grep -c '"dfd":-100,')" = "$k" ] || fail "--mode $mode: dfd is not -100 (AT_FDCWD) in every event"
     if [ -n "$ret" ]; then
         # fds of a fresh process: non-negative, and each latency positive
@@ -53,7 +57,7 @@ kprobe_exact() {
     else
         grep '"type":"event"' "$out" | grep -q '"ret"' && fail "ret present without --ret"
     fi
-    detail "$k/$k events via $used${ret:+ with ret and latency}"
+    detail "$k/$k events via $used${ret:+ with ret and latency}${fnarg:+ on $fnarg}"
 }
 
 kprobe_auto() { kprobe_exact auto; }
@@ -79,14 +83,18 @@ kprobe_unknown_function() {
 register kprobe_unknown_function 30
 
 # Text mode: a header, one aligned line per call with name=value arguments, ret= and lat=.
+# (do_sys_open where the kernel's BTF lacks do_sys_openat2: kopen_fn.)
 kprobe_text() {
     dir=/tmp/kpt && rm -rf $dir && mkdir -p $dir
-    run /tmp/kpt.out /tmp/kpt.err "$BTRACE" kprobe --ret -c "$WORKLOAD open $dir 3" ||
+    fn=$(kopen_fn)
+    fnarg="" rest=" how=0x[0-9a-f]*"
+    [ "$fn" = do_sys_openat2 ] || fnarg=$fn rest=" flags=[0-9]* mode=[0-9]*"
+    run /tmp/kpt.out /tmp/kpt.err "$BTRACE" kprobe --ret ${fnarg:+"$fnarg"} -c "$WORKLOAD open $dir 3" ||
         fail "btrace kprobe exited $?: $(head -n1 /tmp/kpt.err)"
     head -n1 /tmp/kpt.out | grep -q '^TIME(s) *PID *TID *COMM *FUNCTION *ARGS' || fail "no header line"
-    n=$(grep -c " do_sys_openat2 *dfd=-100 filename=\"$dir/btrace-3-[0-9]*-[0-2]\" how=0x[0-9a-f]* ret=[0-9][0-9]* lat=[0-9.]*[mun]*s$" /tmp/kpt.out)
+    n=$(grep -c " $fn *dfd=-100 filename=\"$dir/btrace-3-[0-9]*-[0-2]\"$rest ret=[0-9][0-9]* lat=[0-9.]*[mun]*s$" /tmp/kpt.out)
     [ "$n" = 3 ] || fail "$n well-formed event lines, want 3"
-    grep -q "^Traced do_sys_openat2 via .*: 3 events. Lost: 0 events" /tmp/kpt.out || fail "no summary line"
+    grep -q "^Traced $fn via .*: 3 events. Lost: 0 events" /tmp/kpt.out || fail "no summary line"
     detail "3 event lines and the summary"
 }
 register kprobe_text 60

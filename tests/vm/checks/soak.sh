@@ -143,8 +143,11 @@ register kprobe_soak 400
 # kernels whose trampolines have no per-program recursion check (before 5.12): there 5.10
 # hangs silently, so btrace refuses --hook fentry in one line and auto takes kprobe; from
 # 5.12 the recursion is caught and counted as missed, and fentry --ret must just work.
-# (Functions the trampoline itself calls: kprobe_trampoline_deny_list.)
+# (Functions the trampoline itself calls: kprobe_trampoline_deny_list.) arm64 inlines its
+# spin locks (ARCH_INLINE_SPIN_*): no _raw_spin_lock function to trace there.
 kprobe_fentry_reentry() {
+    kallsyms_pick _raw_spin_lock >/dev/null ||
+        skip "_raw_spin_lock is not a function of this kernel (inlined spin locks, as on arm64)"
     if kver_ge 5.12 && ! has_fentry; then
         # no fentry at all (arm64 before 6.4): refused in one line, auto --ret takes kprobe
         run /tmp/reent.out /tmp/reent.err "$BTRACE" kprobe _raw_spin_lock --hook fentry --ret -d 0.3 --json &&
