@@ -152,11 +152,14 @@ btf_has() {
     tr '\0' '\n' </sys/kernel/btf/vmlinux | grep -q -x -F "$1"
 }
 
-# kopen_fn: the kernel function each open passes through with `int dfd, const char __user
-# *filename` as its first arguments and a BTF prototype (btrace types the arguments from
-# it): do_sys_openat2 (btrace kprobe's default), or do_sys_open (5.x: openat calls it, it
-# calls do_sys_openat2) where the kernel's BTF leaves do_sys_openat2 out (Debian's arm64
-# 5.10: its pahole encoded only part of the functions).
-kopen_fn() {
-    if btf_has do_sys_openat2 || ! btf_has do_sys_open; then echo do_sys_openat2; else echo do_sys_open; fi
+# openat2_typed: the kernel's BTF has do_sys_openat2 (the function of btrace kprobe's
+# default and of the kprobe checks), whose arguments btrace types from it. Debian's arm64
+# 5.10 BTF lacks it (its pahole encoded only part of the functions), and do_sys_open, which
+# it has, is inlined into the openat syscall there: the checks count the calls and skip
+# what needs the arguments (the filenames), saying why.
+openat2_typed() {
+    btf_has do_sys_openat2
+}
+openat2_untyped() {
+    echo "do_sys_openat2 has no BTF prototype in this kernel's BTF: arguments untyped"
 }

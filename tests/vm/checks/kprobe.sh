@@ -3,8 +3,8 @@
 # and the clear error for an unknown function.
 
 # kprobe_exact MODE [--ret]: the workload opens K uniquely named files; exactly K events,
-# one per file, with the workload's pid and comm, from the asked mode. The function is the
-# default, do_sys_openat2, or do_sys_open where the kernel's BTF lacks it (kopen_fn).
+# one per file, with the workload's pid and comm, from the asked mode (the files' names
+# only where do_sys_openat2 has a BTF prototype: openat2_typed).
 kprobe_exact() {
     mode=$1
     ret=$2
@@ -12,19 +12,16 @@ kprobe_exact() {
     dir=/tmp/kp-$mode$ret
     rm -rf "$dir" && mkdir -p "$dir"
     out=/tmp/kp-$mode$ret.json
-    fn=$(kopen_fn)
-    fnarg=""
-    [ "$fn" = do_sys_openat2 ] || fnarg=$fn
     if [ "$mode" = fentry ] && ! has_fentry; then
         # no direct-call ftrace (arm64 before 6.4): --hook fentry is refused in one line
         err="/tmp/kp-$mode$ret.err"
-        run "$out" "$err" "$BTRACE" kprobe --json --hook "$mode" ${ret:+"$ret"} ${fnarg:+"$fnarg"} -c "$WORKLOAD open $dir $k" &&
+        run "$out" "$err" "$BTRACE" kprobe --json --hook "$mode" ${ret:+"$ret"} -c "$WORKLOAD open $dir $k" &&
             fail "--hook fentry $ret worked on a kernel without direct-call ftrace"
         no_fentry_refusal "$out" "$err"
         detail "no fentry on this kernel: refused in one line: $(head -c 150 "$err")"
         return 0
     fi
-    run "$out" "/tmp/kp-$mode$ret.err" "$BTRACE" kprobe --json --hook "$mode" ${ret:+"$ret"} ${fnarg:+"$fnarg"} -c "$WORKLOAD open $dir $k" ||
+    run "$out" /tmp/kp-$mode$ret.err "$BTRACE" kprobe --json --hook "$mode" $ret -c "$WORKLOAD open $dir $k" ||
         fail "btrace kprobe --hook $mode $ret exited $?: $(head -n1 /tmp/kp-$mode$ret.err)"
     n=$(grep -c '"type":"event"' "$out")
     [ "$n" = "$k" ] || fail "--mode $mode $ret: $n events, want $k"
@@ -39,6 +36,12 @@ kprobe_exact() {
     fi
     pid=$(json_get "$out" '"type":"event"' pid)
     [ -n "$pid" ] || fail "no pid in events"
+    if ! openat2_typed; then
+        [ "$(grep '"type":"event"' "$out" | grep "\"pid\":$pid,\"tid\":$pid,\"comm\":\"workload\"," |
+            grep -c "\"func\":\"do_sys_openat2\",\"hook\":\"$used\"")" = "$k" ] ||
+            fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=do_sys_openat2 hook=$used"
+        skip "$(openat2_untyped); $k/$k calls via $used, pid and comm right"
+    fi
     i=0
     while [ "$i" -lt "$k" ]; do
         f="$dir/btrace-$k-$pid-$i"
@@ -47,8 +50,8 @@ kprobe_exact() {
         i=$((i + 1))
     done
     [ "$(grep '"type":"event"' "$out" | grep "\"pid\":$pid,\"tid\":$pid,\"comm\":\"workload\"," |
-        grep -c "\"func\":\"$fn\",\"hook\":\"$used\"")" = "$k" ] ||
-        fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=$fn hook=$used"
+        grep -c "\"func\":\"do_sys_openat2\",\"hook\":\"$used\"")" = "$k" ] ||
+        fail "--mode $mode: not every event has pid=tid=$pid comm=workload func=do_sys_openat2 hook=$used"
     [ "$(grep '"type":"event"' "$out" | grep -c '"dfd":-100,')" = "$k" ] || fail "--mode $mode: dfd is not -100 (AT_FDCWD) in every event"
     if [ -n "$ret" ]; then
         # fds of a fresh process: non-negative, and each latency positive
@@ -57,7 +60,7 @@ kprobe_exact() {
     else
         grep '"type":"event"' "$out" | grep -q '"ret"' && fail "ret present without --ret"
     fi
-    detail "$k/$k events via $used${ret:+ with ret and latency}${fnarg:+ on $fnarg}"
+    detail "$k/$k events via $used${ret:+ with ret and latency}"
 }
 
 kprobe_auto() { kprobe_exact auto; }
@@ -82,19 +85,20 @@ kprobe_unknown_function() {
 }
 register kprobe_unknown_function 30
 
-# Text mode: a header, one aligned line per call with name=value arguments, ret= and lat=.
-# (do_sys_open where the kernel's BTF lacks do_sys_openat2: kopen_fn.)
+# Text mode: a header, one aligned line per call with name=value arguments, ret= and lat=
+# (arguments only where do_sys_openat2 has a BTF prototype: openat2_typed).
 kprobe_text() {
     dir=/tmp/kpt && rm -rf $dir && mkdir -p $dir
-    fn=$(kopen_fn)
-    fnarg="" rest=" how=0x[0-9a-f]*"
-    [ "$fn" = do_sys_openat2 ] || fnarg=$fn rest=" flags=[0-9]* mode=[0-9]*"
-    run /tmp/kpt.out /tmp/kpt.err "$BTRACE" kprobe --ret ${fnarg:+"$fnarg"} -c "$WORKLOAD open $dir 3" ||
+    run /tmp/kpt.out /tmp/kpt.err "$BTRACE" kprobe --ret -c "$WORKLOAD open $dir 3" ||
         fail "btrace kprobe exited $?: $(head -n1 /tmp/kpt.err)"
     head -n1 /tmp/kpt.out | grep -q '^TIME(s) *PID *TID *COMM *FUNCTION *ARGS' || fail "no header line"
-    n=$(grep -c " $fn *dfd=-100 filename=\"$dir/btrace-3-[0-9]*-[0-2]\"$rest ret=[0-9][0-9]* lat=[0-9.]*[mun]*s$" /tmp/kpt.out)
+    if ! openat2_typed; then
+        grep -q "^Traced do_sys_openat2 via .*: 3 events. Lost: 0 events" /tmp/kpt.out || fail "no summary line of 3 events"
+        skip "$(openat2_untyped); header and summary of 3 events right"
+    fi
+    n=$(grep -c " do_sys_openat2 *dfd=-100 filename=\"$dir/btrace-3-[0-9]*-[0-2]\" how=0x[0-9a-f]* ret=[0-9][0-9]* lat=[0-9.]*[mun]*s$" /tmp/kpt.out)
     [ "$n" = 3 ] || fail "$n well-formed event lines, want 3"
-    grep -q "^Traced $fn via .*: 3 events. Lost: 0 events" /tmp/kpt.out || fail "no summary line"
+    grep -q "^Traced do_sys_openat2 via .*: 3 events. Lost: 0 events" /tmp/kpt.out || fail "no summary line"
     detail "3 event lines and the summary"
 }
 register kprobe_text 60
@@ -204,10 +208,12 @@ register kprobe_enum_by_name 60
 # auto goes to kprobe, which counts calls normally; --hook fentry is refused in one line.
 kprobe_trampoline_deny_list() {
     # The first function of btrace's deny list this kernel has (which exist depends on its
-    # configuration: __rcu_read_lock only with preemptible RCU, as on 6.1+ here).
+    # configuration: __rcu_read_lock only with preemptible RCU, as on 6.1+ here), once:
+    # arm64 7.3 has a dozen local copies of an inlined __rcu_read_unlock, which a kprobe
+    # cannot name (EADDRNOTAVAIL: the name matches several symbols).
     f=""
     for c in __rcu_read_lock __rcu_read_unlock migrate_disable migrate_enable preempt_count_add; do
-        if grep -q " [tT] $c\$" /proc/kallsyms; then f=$c; break; fi
+        if [ "$(grep -c " [tT] $c\$" /proc/kallsyms)" = 1 ]; then f=$c; break; fi
     done
     [ -n "$f" ] || skip "no function of the deny list in this kernel"
     run /tmp/kpd.json /tmp/kpd.err "$BTRACE" kprobe $f --json -d 0.5 ||
@@ -215,11 +221,14 @@ kprobe_trampoline_deny_list() {
     [ "$(json_get /tmp/kpd.json '"type":"summary"' hook)" = kprobe ] ||
         fail "auto on $f did not take kprobe: $(tail -n1 /tmp/kpd.json)"
     n=$(grep -c '"type":"event"' /tmp/kpd.json)
-    [ "$n" -gt 0 ] || fail "no $f calls in 0.5 s"
+    # migrate_disable is inlined at its callers from 6.18 on; its out-of-line copy (for
+    # modules) may see no call at all: SKIP then, once the refusal below is checked.
+    [ "$n" -gt 0 ] || case "$f" in migrate_*) ;; *) fail "no $f calls in 0.5 s" ;; esac
     run /tmp/kpd2.out /tmp/kpd2.err "$BTRACE" kprobe $f --hook fentry -d 0.5 &&
         fail "--hook fentry on $f was not refused"
     [ "$(wc -l </tmp/kpd2.err)" = 1 ] || fail "not one line: $(cat /tmp/kpd2.err)"
     grep -q "BPF trampoline" /tmp/kpd2.err || fail "no reason: $(cat /tmp/kpd2.err)"
+    [ "$n" -gt 0 ] || skip "$f: auto took kprobe, --hook fentry refused; no call of the out-of-line $f in 0.5 s to count"
     detail "$f: auto took kprobe ($n calls); --hook fentry refused"
 }
 register kprobe_trampoline_deny_list 60
