@@ -91,6 +91,13 @@ canonical_kernel_names() {
 # kernel_arch NAME: amd64 or arm64; kernel_version NAME: 5.10, 6.1, 6.12 or newest.
 kernel_arch() { case "$1" in arm64-*) echo arm64 ;; *) echo amd64 ;; esac; }
 kernel_version() { echo "${1#arm64-}"; }
+# has_arch ARCH: a kernel of this run is of ARCH (no pipe into grep -q: under pipefail
+# its early exit could fail the writer).
+has_arch() {
+    local v
+    for v in "${KERNELS[@]}"; do [ "$(kernel_arch "$v")" = "$1" ] && return 0; done
+    return 1
+}
 # The architectures of this run, each once, in the order of KERNELS.
 run_archs() {
     local v a seen=" "
@@ -131,7 +138,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 ensure_host_packages() {
     local need=()
     command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
-    if run_archs | grep -qx arm64; then
+    if has_arch arm64; then
         command -v qemu-system-aarch64 >/dev/null 2>&1 || need+=(qemu-system-arm)
     fi
     command -v cpio >/dev/null 2>&1 || need+=(cpio)
@@ -496,6 +503,11 @@ arm64_helper() {
     esac
 }
 
+# table_suffix: "" for amd64 guests only (logs/table.txt), else "-arm64" (table-arm64.txt).
+table_suffix() {
+    if has_arch arm64; then echo -arm64; fi
+}
+
 # check_arm64_binaries: the aarch64 btrace is static (like the amd64 one), btrace and the
 # workload are aarch64 ELF files.
 check_arm64_binaries() {
@@ -512,12 +524,12 @@ check_arm64_binaries() {
 
 # ---------------------------------------------------------------- main
 T0=$(date +%s)
-if run_archs | grep -qx amd64; then
+if has_arch amd64; then
     [ -x "$BTRACE_BIN" ] || die "btrace binary not found: $BTRACE_BIN (run 'make build-release' or set BTRACE_BIN)"
     [ -x "$WORKLOAD_BIN" ] || die "workload helper not found: $WORKLOAD_BIN (run 'make target/workload' or set WORKLOAD_BIN)"
 fi
 ensure_host_packages
-if run_archs | grep -qx amd64; then
+if has_arch amd64; then
     # The guests must run btrace without any library of the host: no interpreter, no NEEDED.
     ELF_HEADERS=$(LC_ALL=C readelf -lW -dW "$BTRACE_BIN" 2>&1) || die "readelf cannot read $BTRACE_BIN: $ELF_HEADERS"
     case "$ELF_HEADERS" in
@@ -526,7 +538,7 @@ if run_archs | grep -qx amd64; then
             ;;
     esac
 fi
-run_archs | grep -qx arm64 && check_arm64_binaries
+has_arch arm64 && check_arm64_binaries
 MIRROR=$(debian_mirror)
 mkdir -p "$VMDIR/logs" "$VMDIR/kernels"
 # one run at a time per target dir (initramfs, logs and the apt cache are shared)
@@ -624,7 +636,7 @@ for v in "${KERNELS[@]}"; do
 done
 
 FAILED=0
-TABLE=$VMDIR/logs/table$(run_archs | grep -vx amd64 | sed 's/^/-/' | tr -d '\n').txt
+TABLE=$VMDIR/logs/table$(table_suffix).txt
 exec 3>&1 >"$TABLE"
 w=10
 for c in "${CHECKS[@]}"; do [ ${#c} -gt $w ] && w=${#c}; done
