@@ -29,15 +29,15 @@ CAPSRUN := target/capsrun
 # binary, binutils' readelf to check it has no interpreter and no NEEDED entry; the cross gcc and arm64
 # libc for the aarch64 build), tests (bpftool, tmux, iproute2,
 # the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
-# render flame graphs), the kernel matrix (qemu, busybox, cpio), bench (bpftrace, linux-perf, and libbpf-tools: execsnoop, opensnoop, biolatency,
+# render flame graphs), the kernel matrix (qemu for x86-64 and arm64 guests, busybox, cpio), bench (bpftrace, linux-perf, and libbpf-tools: execsnoop, opensnoop, biolatency,
 # runqlat, offcputime as peers; curl for the exporter bench's scrapes), lint (shellcheck).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev binutils \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 busybox-static cpio \
+	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 qemu-system-arm busybox-static cpio \
 	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools curl \
 	shellcheck
 
-.PHONY: deps build build-release build-arm64 run test unit lint vmtest bench vmlinux clean
+.PHONY: deps build build-release build-arm64 arm64-helpers run test unit lint vmtest vmtest-amd64 vmtest-arm64 bench vmlinux clean
 
 deps:
 	@missing=""; for p in $(PACKAGES); do \
@@ -94,6 +94,27 @@ $(CAPSRUN): tests/workload/capsrun.c
 	@mkdir -p target
 	gcc -static -O2 -Wall -o $@ $<
 
+# The same helpers for the arm64 guests, cross-built with the same flags into
+# target/aarch64/ (tests/vm/run.sh takes files.list's target/NAME from there). ufuncs stays
+# dynamic (libc:malloc uprobes): the guest gets Debian's arm64 libc6 for it; its
+# <sys/sdt.h> comes from the arm64 sysroot (systemtap-sdt-dev:arm64).
+ARM64_CC := aarch64-linux-gnu-gcc
+ARM64_HELPERS := target/aarch64/workload target/aarch64/stackload target/aarch64/ufuncs target/aarch64/capsrun
+arm64-helpers: $(ARM64_HELPERS)
+target/aarch64/workload: tests/workload/workload.c
+	@mkdir -p target/aarch64
+	$(ARM64_CC) -static -O2 -Wall -pthread -o $@ $<
+target/aarch64/stackload: tests/workload/stackload.c
+	@mkdir -p target/aarch64
+	$(ARM64_CC) -static -O2 -g -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer -Wall -o $@ $<
+target/aarch64/ufuncs: tests/workload/ufuncs.c tests/vm/arm64-sysroot.sh
+	@mkdir -p target/aarch64
+	bash tests/vm/arm64-sysroot.sh $(ARM64_SYSROOT)
+	$(ARM64_CC) -g -O0 -Wall -I$(ARM64_SYSROOT)/usr/include/aarch64-linux-gnu -o $@ $<
+target/aarch64/capsrun: tests/workload/capsrun.c
+	@mkdir -p target/aarch64
+	$(ARM64_CC) -static -O2 -Wall -o $@ $<
+
 # The main job: syscall latency histograms of the whole machine for a few seconds.
 run: build-release
 	$(BIN) hist --duration 5 --top 8
@@ -117,8 +138,20 @@ lint: deps
 unit: deps build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
 	$(CARGO) test --features testing -- --test-threads=2
 
-vmtest: build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS) $(CAPSRUN)
+# Both kernel matrices, amd64 then arm64 (the arm64 one runs even when the first failed;
+# the target fails if either did). KERNELS and ARM64_KERNELS narrow them (default: 5.10
+# 6.1 6.12 newest each); ARM64_KERNELS=none leaves arm64 out.
+vmtest:
+	@rc=0; $(MAKE) --no-print-directory vmtest-amd64 || rc=1; \
+	$(MAKE) --no-print-directory vmtest-arm64 || rc=1; exit $$rc
+
+vmtest-amd64: build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS) $(CAPSRUN)
 	BTRACE_BIN=$(BIN) bash tests/vm/run.sh $(KERNELS)
+
+vmtest-arm64: build-arm64 $(ARM64_HELPERS)
+	@if [ "$(ARM64_KERNELS)" = none ]; then echo "vmtest: arm64 left out (ARM64_KERNELS=none)"; else \
+		VMTEST_ARCH=arm64 BTRACE_BIN_ARM64=$(ARM64_BIN) WORKLOAD_BIN_ARM64=target/aarch64/workload \
+		bash tests/vm/run.sh $(ARM64_KERNELS); fi
 
 test: lint unit vmtest
 

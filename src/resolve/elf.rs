@@ -256,7 +256,19 @@ fn is_library(file: &str, name: &str) -> bool {
         || (file.starts_with(&format!("{lib}-")) && file.contains(".so"))
 }
 
-/// The libraries of ld.so's cache (`ldconfig -p`): file name and path, x86-64 ones.
+/// How `ldconfig -p` names the architecture btrace is built for, and the Debian/Ubuntu
+/// multiarch library directories of it (searched before the plain default directories).
+#[cfg(target_arch = "aarch64")]
+const LD_CACHE_ARCH: &str = "AArch64";
+#[cfg(target_arch = "aarch64")]
+const MULTIARCH_LIB_DIRS: [&str; 2] = ["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu"];
+#[cfg(not(target_arch = "aarch64"))]
+const LD_CACHE_ARCH: &str = "x86-64";
+#[cfg(not(target_arch = "aarch64"))]
+const MULTIARCH_LIB_DIRS: [&str; 2] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"];
+
+/// The libraries of ld.so's cache (`ldconfig -p`): file name and path, those of btrace's
+/// own architecture.
 fn ld_cache() -> Vec<(String, PathBuf)> {
     let Ok(out) = std::process::Command::new("ldconfig").arg("-p").output() else {
         return Vec::new();
@@ -266,7 +278,7 @@ fn ld_cache() -> Vec<(String, PathBuf)> {
         .filter_map(|l| {
             let (left, path) = l.trim().split_once(" => ")?;
             let file = left.split_whitespace().next()?;
-            (cfg!(not(target_arch = "x86_64")) || left.contains("x86-64"))
+            left.contains(LD_CACHE_ARCH)
                 .then(|| (file.to_string(), PathBuf::from(path)))
         })
         .collect()
@@ -314,14 +326,10 @@ pub fn find_target(target: &str, pid: Option<u32>) -> Result<PathBuf> {
     if let Some((_, p)) = ld_cache().into_iter().find(|(f, _)| is_library(f, target)) {
         return Ok(p);
     }
-    for d in [
-        "/lib/x86_64-linux-gnu",
-        "/usr/lib/x86_64-linux-gnu",
-        "/lib64",
-        "/usr/lib64",
-        "/lib",
-        "/usr/lib",
-    ] {
+    for d in MULTIARCH_LIB_DIRS
+        .into_iter()
+        .chain(["/lib64", "/usr/lib64", "/lib", "/usr/lib"])
+    {
         if let Some(p) = in_dir(Path::new(d), target) {
             return Ok(p);
         }

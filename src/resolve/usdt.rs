@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! USDT probes (SystemTap SDT notes, `.note.stapsdt`) of an ELF file: provider, name,
-//! address and argument specs (`-4@%edi 8@-16(%rbp)`: size, signedness, location), for
-//! `btrace usdt --list` and for typing the arguments libbpf decodes.
+//! address and argument specs (`-4@%edi 8@-16(%rbp)` on x86-64, `-4@x0 -8@[sp, 40]` on
+//! arm64: size, signedness, location), for `btrace usdt --list` and for typing the
+//! arguments libbpf decodes.
 
 use object::{Object, ObjectSection};
 
@@ -92,13 +93,39 @@ fn parse_notes(mut data: &[u8], little: bool) -> Vec<UsdtProbe> {
                 name: pname,
                 addr: u64_at(desc, 0).unwrap_or(0),
                 semaphore: u64_at(desc, 16).unwrap_or(0),
-                args: args.split_whitespace().map(str::to_string).collect(),
+                args: split_arg_specs(&args),
             });
         }
         if desc_end > data.len() {
             break;
         }
         data = &data[desc_end..];
+    }
+    out
+}
+
+/// The argument specs of a note, separated by blanks; arm64's memory operands hold one
+/// (`-8@[sp, 40]`), so a blank inside brackets does not end a spec.
+fn split_arg_specs(specs: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0usize;
+    for c in specs.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if c.is_whitespace() && depth == 0 {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
     }
     out
 }
@@ -131,5 +158,18 @@ mod tests {
         );
         assert_eq!(p[0].addr, 0x1234);
         assert_eq!(p[0].arg_types(), [(true, 8), (false, 4)]);
+    }
+
+    #[test]
+    fn arm64_memory_operands_are_one_spec() {
+        assert_eq!(
+            split_arg_specs("-8@[sp, 40] 4@x1  -8@[x29, -16] 8@[sp]"),
+            ["-8@[sp, 40]", "4@x1", "-8@[x29, -16]", "8@[sp]"]
+        );
+        assert_eq!(
+            split_arg_specs("-4@%edi 8@-16(%rbp)"),
+            ["-4@%edi", "8@-16(%rbp)"]
+        );
+        assert!(split_arg_specs("").is_empty());
     }
 }

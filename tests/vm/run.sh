@@ -3,13 +3,18 @@
 # Kernel-matrix harness behind `make vmtest`.
 #
 #   bash tests/vm/run.sh [KERNEL...]        default: 5.10 6.1 6.12 newest
+#   VMTEST_ARCH=arm64 bash tests/vm/run.sh [KERNEL...]
+#                                           the arm64 kernels (qemu-system-aarch64 -M virt)
+#   bash tests/vm/run.sh 6.12 arm64:6.12    a name may carry its architecture
 #
 # For every kernel: fetch (or re-use) a Debian cloud kernel, boot it under qemu/TCG
 # with an initramfs holding busybox, the static btrace (a dynamic one is refused: the
 # matrix proves the shipped binary, not the host's libraries), the workload helpers (only
 # target/ufuncs is dynamic, for the libc uprobe checks: the libc it brings is its own) and
 # the guest checks (tests/vm/guest-checks.sh + tests/vm/checks/*.sh), read the results from
-# the serial console and print a table check x kernel. Exit status 1 if any check failed,
+# the serial console and print a table check x kernel. arm64 guests get Debian's arm64 cloud
+# kernels, an arm64 busybox and libc (downloaded, never installed), the aarch64 btrace and
+# the helpers cross-built into target/aarch64/ (see "arm64 guests" below). Exit status 1 if any check failed,
 # a kernel could not be fetched, a guest timed out or a result is missing.
 # See tests/vm/README.md for environment variables and how to add checks.
 set -euo pipefail
@@ -44,21 +49,77 @@ CPU_CX16=${VMTEST_CPU:-max}
 # -smp 2 stays, so per-CPU maps and cross-CPU paths are still exercised.
 ACCEL=${VMTEST_ACCEL:-tcg,thread=single}
 
+say() { printf 'vmtest: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 2; }
+
+# ---------------------------------------------------------------- architectures
+# A kernel name is VERSION (amd64, or VMTEST_ARCH's) or ARCH:VERSION; inside, arm64 names
+# are "arm64-VERSION" (file names, table columns) and amd64 names stay bare.
+VMTEST_ARCH=${VMTEST_ARCH:-amd64}
+# arm64 guests: the aarch64 btrace (make build-arm64) and the test helpers cross-built
+# into target/aarch64/ (the Makefile's ARM64_HELPERS); a files.list path target/NAME is
+# taken from target/aarch64/NAME for them.
+BTRACE_BIN_ARM64=${BTRACE_BIN_ARM64:-$ROOT/target/aarch64-unknown-linux-gnu/release/btrace}
+WORKLOAD_BIN_ARM64=${WORKLOAD_BIN_ARM64:-$ROOT/target/aarch64/workload}
+ARM64_HELPERS=$ROOT/target/aarch64
+# -cpu max emulates pointer authentication with the architected QARMA5 cipher, which TCG
+# computes in software at every signed return (Debian's arm64 kernels sign every
+# function's return address): pauth-impdef=on keeps PAuth but uses QEMU's cheap
+# implementation-defined algorithm (see tests/vm/README.md for the boot times measured).
+ARM64_CPU=${VMTEST_ARM64_CPU:-max,pauth-impdef=on}
+# arm64 guests are slower under TCG: the whole set took 356 to 648 s per kernel here (two
+# guests at a time on a busy 2-CPU host), against 600 s for amd64. VMTEST_TIMEOUT, when
+# set, applies to both.
+ARM64_TIMEOUT=${VMTEST_TIMEOUT:-1500}
+
+canonical_kernel_names() {
+    local i v arch
+    for i in "${!KERNELS[@]}"; do
+        v=${KERNELS[$i]}
+        case "$v" in
+            *:*) arch=${v%%:*} v=${v#*:} ;;
+            arm64-*) arch=arm64 v=${v#arm64-} ;;
+            *) arch=$VMTEST_ARCH ;;
+        esac
+        case "$arch" in
+            amd64) KERNELS[i]=$v ;;
+            arm64) KERNELS[i]=arm64-$v ;;
+            *) die "unknown architecture '$arch' in kernel '${KERNELS[$i]}' (amd64 or arm64)" ;;
+        esac
+    done
+}
+# kernel_arch NAME: amd64 or arm64; kernel_version NAME: 5.10, 6.1, 6.12 or newest.
+kernel_arch() { case "$1" in arm64-*) echo arm64 ;; *) echo amd64 ;; esac; }
+kernel_version() { echo "${1#arm64-}"; }
+# has_arch ARCH: a kernel of this run is of ARCH (no pipe into grep -q: under pipefail
+# its early exit could fail the writer).
+has_arch() {
+    local v
+    for v in "${KERNELS[@]}"; do [ "$(kernel_arch "$v")" = "$1" ] && return 0; done
+    return 1
+}
+# The architectures of this run, each once, in the order of KERNELS.
+run_archs() {
+    local v a seen=" "
+    for v in "${KERNELS[@]}"; do
+        a=$(kernel_arch "$v")
+        case "$seen" in *" $a "*) ;; *) seen+="$a " && echo "$a" ;; esac
+    done
+}
+
 if [ $# -gt 0 ]; then
     # accept "5.10 6.1" as one argument too (make vmtest KERNELS="...")
     read -r -a KERNELS <<<"$*"
 else
     KERNELS=(5.10 6.1 6.12 newest)
 fi
-
-say() { printf 'vmtest: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 2; }
+canonical_kernel_names
 
 # The Debian suites a kernel name is taken from. With several, the one whose
-# linux-image-cloud-amd64 resolves to the highest version wins ("newest": sid and
+# linux-image-cloud-amd64 (-arm64) resolves to the highest version wins ("newest": sid and
 # trixie-backports, either of which may be ahead).
 suite_for() {
-    case "$1" in
+    case "$(kernel_version "$1")" in
         5.10) echo bullseye ;;
         6.1) echo bookworm ;;
         6.12) echo trixie ;;
@@ -68,7 +129,7 @@ suite_for() {
 }
 for v in "${KERNELS[@]}"; do
     suite_for "$v" >/dev/null ||
-        die "unknown kernel '$v' (known: 5.10 bullseye, 6.1 bookworm, 6.12 trixie, newest = the higher of sid and trixie-backports)"
+        die "unknown kernel '$v' (known: 5.10 bullseye, 6.1 bookworm, 6.12 trixie, newest = the higher of sid and trixie-backports; arm64:VERSION for arm64)"
 done
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -77,6 +138,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 ensure_host_packages() {
     local need=()
     command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+    if has_arch arm64; then
+        command -v qemu-system-aarch64 >/dev/null 2>&1 || need+=(qemu-system-arm)
+    fi
     command -v cpio >/dev/null 2>&1 || need+=(cpio)
     command -v readelf >/dev/null 2>&1 || need+=(binutils)
     if [ -z "${VMTEST_BUSYBOX:-}" ] &&
@@ -106,17 +170,22 @@ debian_mirror() {
     echo "${m:-http://deb.debian.org/debian}"
 }
 
-# apt_opts SUITE: the private apt configuration of one suite, in the array APT_OPTS.
-# Everything apt touches lives under $VMDIR/apt/SUITE; the system's sources are not used.
+# apt_opts SUITE [ARCH [NAME]]: the private apt configuration of one suite, in the array
+# APT_OPTS. Everything apt touches lives under APT_DIR=$VMDIR/apt/NAME (default SUITE, or
+# SUITE-arm64 for arm64: runs at the same time need different NAMEs); the system's sources
+# are not used.
 apt_opts() {
-    local a=$VMDIR/apt/$1
+    local arch=${2:-amd64}
+    local a=$VMDIR/apt/${3:-$1}
+    [ -n "${3:-}" ] || [ "$arch" = amd64 ] || a+=-$arch
+    APT_DIR=$a
     mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/deb"
     : >"$a/status"
     echo "deb [trusted=yes] $MIRROR $1 main" >"$a/sources.list"
     APT_OPTS=(-o "Dir::Etc::SourceList=$a/sources.list" -o Dir::Etc::SourceParts=/dev/null
         -o "Dir::State::Lists=$a/lists" -o "Dir::State::status=$a/status" -o "Dir::Cache=$a/cache"
         -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
-        -o Acquire::Languages=none -o APT::Architecture=amd64 -o APT::Architectures=amd64
+        -o Acquire::Languages=none -o APT::Architecture="$arch" -o APT::Architectures="$arch"
         -o APT::Sandbox::User="$(id -un)" -o Acquire::Retries=3 -o Acquire::http::Timeout=60)
 }
 
@@ -129,9 +198,9 @@ fetch_kernel() {
         echo "cached: $(cat "$dir/package" 2>/dev/null)"
         return 0
     fi
-    meta=linux-image-cloud-amd64
+    meta=linux-image-cloud-$(kernel_arch "$ver")
     for suite in $(suite_for "$ver"); do
-        apt_opts "$suite"
+        apt_opts "$suite" "$(kernel_arch "$ver")"
         if ! apt-get "${APT_OPTS[@]}" -q update; then
             echo "FETCH-ERROR kernel $ver: apt-get update of suite '$suite' from $MIRROR failed"
             return 1
@@ -153,7 +222,7 @@ fetch_kernel() {
         fi
     done
     suite=$best_suite real=$best_real
-    apt_opts "$suite"
+    apt_opts "$suite" "$(kernel_arch "$ver")"
     # From 7.x on, linux-image-ABI is an empty package: the image is in linux-binary-ABI
     # (signed; linux-binary-unsigned-ABI is the alternative), config and System.map in
     # linux-base-ABI, modules (loop.ko, for biolatency's checks) in linux-modules-ABI (23 MB,
@@ -163,7 +232,7 @@ fetch_kernel() {
         awk -v abi="${real#linux-image-}" '$1 ~ /Depends:$/ &&
             ($2 == "linux-binary-" abi || $2 == "linux-base-" abi || $2 == "linux-modules-" abi) { print $2 }' | sort -u | tr '\n' ' ')"
     echo "downloading: $pkgs"
-    local a=$VMDIR/apt/$suite
+    local a=$APT_DIR
     rm -f "$a/deb"/*.deb
     # shellcheck disable=SC2086 # word splitting wanted
     if ! (cd "$a/deb" && apt-get "${APT_OPTS[@]}" -q download $pkgs); then
@@ -187,6 +256,7 @@ fetch_kernel() {
         return 1
     fi
     cp "$vmlinuz" "$tmp/vmlinuz"
+    if [ "$(kernel_arch "$ver")" = arm64 ]; then arm64_image "$tmp/vmlinuz" || return 1; fi
     for f in config System.map; do
         # The first match of a glob over Debian package files (plain names); none: empty.
         # shellcheck disable=SC2012
@@ -218,8 +288,12 @@ fetch_kernel() {
 }
 
 # ---------------------------------------------------------------- initramfs
-STAGE=$VMDIR/initramfs
-INITRD=$VMDIR/initramfs.cpio
+# One per architecture: initrd_for ARCH. build_initramfs ARCH sets STAGE and INITRD.
+initrd_for() { if [ "$1" = amd64 ]; then echo "$VMDIR/initramfs.cpio"; else echo "$VMDIR/initramfs-$1.cpio"; fi; }
+stage_for() { if [ "$1" = amd64 ]; then echo "$VMDIR/initramfs"; else echo "$VMDIR/initramfs-$1"; fi; }
+STAGE_ARCH=amd64
+STAGE=$(stage_for amd64)
+INITRD=$(initrd_for amd64)
 
 # stage_file HOST GUEST: copy a file (and, for dynamic ELF files, the libraries ldd names).
 stage_file() {
@@ -228,7 +302,9 @@ stage_file() {
     mkdir -p "$STAGE$(dirname "$dst")"
     # --remove-destination: DST may be a busybox applet link; never write through it
     cp -L --remove-destination "$src" "$STAGE$dst"
-    if [ -f "$src" ] && [ -x "$src" ] && head -c4 "$src" | grep -q ELF; then
+    if [ "$STAGE_ARCH" = arm64 ]; then
+        stage_arm64_libs "$src"
+    elif [ -f "$src" ] && [ -x "$src" ] && head -c4 "$src" | grep -q ELF; then
         for lib in $(ldd "$src" 2>/dev/null | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'); do
             [ -e "$STAGE$lib" ] && continue
             mkdir -p "$STAGE$(dirname "$lib")"
@@ -239,9 +315,15 @@ stage_file() {
 
 build_initramfs() {
     local applet f line src dst
+    local arch=${1:-amd64} busybox=$BUSYBOX btrace=$BTRACE_BIN workload=$WORKLOAD_BIN
+    STAGE_ARCH=$arch STAGE=$(stage_for "$arch") INITRD=$(initrd_for "$arch")
+    if [ "$arch" = arm64 ]; then
+        busybox=$ARM64_USERLAND/bin/busybox btrace=$BTRACE_BIN_ARM64 workload=$WORKLOAD_BIN_ARM64
+    fi
     rm -rf "$STAGE"
     mkdir -p "$STAGE"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,root,vmtest/checks}
-    cp "$BUSYBOX" "$STAGE/bin/busybox"
+    cp "$busybox" "$STAGE/bin/busybox"
+    # the applets of the host's busybox (arm64: the same Debian package, which cannot run here)
     for applet in $("$BUSYBOX" --list-full); do
         # never link busybox to itself (ELOOP), and keep our /init
         case "$applet" in bin/busybox | linuxrc | init) continue ;; esac
@@ -262,13 +344,14 @@ build_initramfs() {
     for f in "$HERE"/checks/*.sh; do install -m 644 "$f" "$STAGE/vmtest/checks/"; done
 
     # static (checked above): stage_file copies no library for it
-    stage_file "$BTRACE_BIN" /bin/btrace
-    stage_file "$WORKLOAD_BIN" /bin/workload
+    stage_file "$btrace" /bin/btrace
+    stage_file "$workload" /bin/workload
     # tests/vm/files.list: "HOST-PATH [GUEST-PATH]" per line, host paths relative to the repo root
     if [ -r "$HERE/files.list" ]; then
         while read -r src dst; do
             case "$src" in '' | '#'*) continue ;; esac
             case "$src" in /*) ;; *) src=$ROOT/$src ;; esac
+            [ "$arch" = arm64 ] && src=$(arm64_helper "$src")
             stage_file "$src" "${dst:-/bin/$(basename "$src")}"
         done <"$HERE/files.list"
     fi
@@ -294,35 +377,175 @@ cpu_for() {
     fi
 }
 
+# qemu_for VER: the qemu command line (without -kernel, -initrd, -append) of a kernel's
+# architecture in the array QEMU, its -cpu in QEMU_CPU, its serial console in CONSOLE and
+# the guest's timeout in QEMU_TIMEOUT.
+qemu_for() {
+    if [ "$(kernel_arch "$1")" = arm64 ]; then
+        # -M virt boots an arm64 Image directly (no firmware); its serial port is a PL011
+        QEMU_CPU=$ARM64_CPU QEMU_TIMEOUT=$ARM64_TIMEOUT
+        QEMU=(qemu-system-aarch64 -M virt -accel "$ACCEL" -cpu "$QEMU_CPU" -m 1G -smp 2
+            -nographic -no-reboot -nic none)
+        CONSOLE=ttyAMA0
+    else
+        QEMU_CPU=$(cpu_for "$1") QEMU_TIMEOUT=$TIMEOUT
+        QEMU=(qemu-system-x86_64 -accel "$ACCEL" -cpu "$QEMU_CPU" -m 1G -smp 2
+            -nographic -no-reboot -nic none)
+        CONSOLE=ttyS0
+    fi
+}
+
 boot_kernel() {
-    local ver=$1 log=$VMDIR/logs/$1.log rc=0 t0
-    local append="console=ttyS0 quiet panic=-1 vmtest.kernel=$ver"
+    local ver=$1 log=$VMDIR/logs/$1.log rc=0 t0 QEMU QEMU_CPU QEMU_TIMEOUT CONSOLE
+    qemu_for "$ver"
+    local append="console=$CONSOLE quiet panic=-1 vmtest.kernel=$ver"
     [ -n "${VMTEST_CHECKS:-}" ] && append+=" vmtest.checks=$VMTEST_CHECKS"
     [ -n "${VMTEST_VERBOSE:-}" ] && append+=" vmtest.verbose=1"
     [ -n "${VMTEST_APPEND:-}" ] && append+=" $VMTEST_APPEND"
     t0=$(date +%s)
     # the shared initramfs, then this kernel's modules (the kernel unpacks both archives)
-    cat "$INITRD" "$VMDIR/kernels/$ver/modules.cpio" >"$VMDIR/initramfs-$ver.cpio"
-    timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel "$ACCEL" -cpu "$(cpu_for "$ver")" -m 1G -smp 2 \
-        -nographic -no-reboot -nic none \
+    cat "$(initrd_for "$(kernel_arch "$ver")")" "$VMDIR/kernels/$ver/modules.cpio" >"$VMDIR/initramfs-$ver.cpio"
+    timeout -k 10 "$QEMU_TIMEOUT" "${QEMU[@]}" \
         -kernel "$VMDIR/kernels/$ver/vmlinuz" -initrd "$VMDIR/initramfs-$ver.cpio" -append "$append" \
         </dev/null >"$log" 2>&1 || rc=$?
     echo "$rc" >"$VMDIR/logs/$ver.rc"
-    say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc, -cpu $(cpu_for "$ver"))"
+    say "$ver: guest finished in $(($(date +%s) - t0)) s (exit $rc, ${QEMU[0]} -cpu $QEMU_CPU)"
+}
+
+# ---------------------------------------------------------------- arm64 guests
+# Nothing of arm64 is installed on the host: the kernels, busybox and the libc of the one
+# dynamic helper (ufuncs) are Debian arm64 packages downloaded with a private apt
+# configuration (APT::Architecture=arm64) and unpacked; btrace and the helpers are
+# cross-built (make build-arm64, the Makefile's ARM64_HELPERS).
+ARM64_USERLAND=$VMDIR/arm64-userland
+
+# arm64_image FILE: make FILE a plain arm64 Image for qemu -kernel. Debian's arm64 vmlinuz
+# is the Image gzipped (up to 6.x); an EFI zboot image ("MZ", "zimg" at byte 4) carries
+# the compressed Image at the offset and size its header gives. Plain Images pass as they
+# are ("ARM\x64" at byte 56).
+arm64_image() {
+    local f=$1 kind
+    kind=$(od -An -c -j4 -N4 "$f" | tr -d ' ')
+    if gzip -t "$f" 2>/dev/null; then
+        gzip -dc "$f" >"$f.Image" && mv "$f.Image" "$f"
+    elif [ "$kind" = zimg ]; then
+        local off size comp
+        off=$(od -An -tu4 -j8 -N4 "$f" | tr -d ' ')
+        size=$(od -An -tu4 -j12 -N4 "$f" | tr -d ' ')
+        comp=$(dd if="$f" bs=1 skip=24 count=8 status=none | tr -d '\0')
+        case "$comp" in
+            gzip) tail -c +$((off + 1)) "$f" | head -c "$size" | gzip -dc >"$f.Image" ;;
+            zstd | zstd22) tail -c +$((off + 1)) "$f" | head -c "$size" | zstd -qdc >"$f.Image" ;;
+            xzkern) tail -c +$((off + 1)) "$f" | head -c "$size" | xz -dc >"$f.Image" ;;
+            *) echo "FETCH-ERROR arm64 EFI zboot image compressed with '$comp': not unpacked"; return 1 ;;
+        esac
+        mv "$f.Image" "$f"
+    fi
+    if [ "$(od -An -c -j56 -N4 "$f" | tr -d ' ')" != 'ARMd' ]; then
+        echo "FETCH-ERROR the arm64 vmlinuz is not an arm64 Image (no Image magic at byte 56) after unpacking"
+        return 1
+    fi
+}
+
+# fetch_arm64_userland: busybox (busybox-static) and libc6 of the host's Debian suite for
+# arm64, unpacked under $ARM64_USERLAND (kept until VMTEST_REFRESH).
+fetch_arm64_userland() {
+    local suite deb tmp=$ARM64_USERLAND.tmp
+    if [ -x "$ARM64_USERLAND/bin/busybox" ] && [ -z "${VMTEST_REFRESH:-}" ]; then return 0; fi
+    # shellcheck disable=SC1091 # the host's, read at run time
+    suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    suite=${suite:-bookworm}
+    # its own apt directory: the kernel of the same suite is fetched at the same time
+    apt_opts "$suite" arm64 "$suite-arm64-userland"
+    apt-get "${APT_OPTS[@]}" -q update >"$VMDIR/logs/fetch-arm64-userland.log" 2>&1 ||
+        die "apt-get update of $suite (arm64) from $MIRROR failed: $VMDIR/logs/fetch-arm64-userland.log"
+    rm -f "$APT_DIR/deb"/*.deb
+    (cd "$APT_DIR/deb" && apt-get "${APT_OPTS[@]}" -q download busybox-static libc6) \
+        >>"$VMDIR/logs/fetch-arm64-userland.log" 2>&1 ||
+        die "apt-get download busybox-static libc6 ($suite, arm64) failed: $VMDIR/logs/fetch-arm64-userland.log"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    for deb in "$APT_DIR/deb"/*.deb; do dpkg-deb -x "$deb" "$tmp"; done
+    [ -x "$tmp/bin/busybox" ] || die "no bin/busybox in the arm64 busybox-static package"
+    rm -rf "$ARM64_USERLAND" && mv "$tmp" "$ARM64_USERLAND"
+    (cd "$APT_DIR/deb" && ls) >"$ARM64_USERLAND/packages"
+    rm -f "$APT_DIR/deb"/*.deb
+    say "arm64 userland: $(tr '\n' ' ' <"$ARM64_USERLAND/packages")"
+}
+
+# stage_arm64_libs FILE: the program interpreter and NEEDED libraries (recursively) of an
+# arm64 ELF file, taken from the unpacked arm64 libc6 (ldd cannot run a foreign binary).
+stage_arm64_libs() {
+    local todo=("$1") f lib path dir interp
+    while [ ${#todo[@]} -gt 0 ]; do
+        f=${todo[0]}
+        todo=("${todo[@]:1}")
+        head -c4 "$f" | grep -q ELF || continue
+        interp=$(LC_ALL=C readelf -lW "$f" 2>/dev/null | sed -n 's/.*\[Requesting program interpreter: \(.*\)\]$/\1/p')
+        if [ -n "$interp" ] && [ ! -e "$STAGE$interp" ]; then
+            [ -e "$ARM64_USERLAND$interp" ] || die "$f: its interpreter $interp is not in the arm64 libc6"
+            mkdir -p "$STAGE$(dirname "$interp")"
+            cp -L "$ARM64_USERLAND$interp" "$STAGE$interp"
+        fi
+        for lib in $(LC_ALL=C readelf -dW "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
+            path=""
+            for dir in /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib; do
+                if [ -e "$ARM64_USERLAND$dir/$lib" ]; then path=$dir/$lib && break; fi
+            done
+            [ -n "$path" ] || die "$f needs $lib, which the arm64 libc6 does not have"
+            [ -e "$STAGE$path" ] && continue
+            mkdir -p "$STAGE$(dirname "$path")"
+            cp -L "$ARM64_USERLAND$path" "$STAGE$path"
+            todo+=("$ARM64_USERLAND$path")
+        done
+    done
+}
+
+# arm64_helper HOST-PATH: the arm64 build of a test helper ($ROOT/target/NAME ->
+# $ROOT/target/aarch64/NAME); other files as they are.
+arm64_helper() {
+    case "$1" in
+        "$ROOT"/target/aarch64/*) echo "$1" ;;
+        "$ROOT"/target/*) echo "$ARM64_HELPERS/${1#"$ROOT"/target/}" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# table_suffix: "" for amd64 guests only (logs/table.txt), else "-arm64" (table-arm64.txt).
+table_suffix() {
+    if has_arch arm64; then echo -arm64; fi
+}
+
+# check_arm64_binaries: the aarch64 btrace is static (like the amd64 one), btrace and the
+# workload are aarch64 ELF files.
+check_arm64_binaries() {
+    local f headers
+    for f in "$BTRACE_BIN_ARM64" "$WORKLOAD_BIN_ARM64"; do
+        [ -x "$f" ] || die "arm64 guest file not found: $f (run 'make build-arm64 arm64-helpers' or set BTRACE_BIN_ARM64 / WORKLOAD_BIN_ARM64)"
+        LC_ALL=C readelf -hW "$f" 2>/dev/null | grep -q 'Machine: *AArch64' || die "$f is not an aarch64 ELF file"
+    done
+    headers=$(LC_ALL=C readelf -lW -dW "$BTRACE_BIN_ARM64" 2>&1) || die "readelf cannot read $BTRACE_BIN_ARM64: $headers"
+    case "$headers" in
+        *INTERP* | *NEEDED*) die "$BTRACE_BIN_ARM64 is dynamically linked; the matrix tests the static binary: run 'make build-arm64'" ;;
+    esac
 }
 
 # ---------------------------------------------------------------- main
 T0=$(date +%s)
-[ -x "$BTRACE_BIN" ] || die "btrace binary not found: $BTRACE_BIN (run 'make build-release' or set BTRACE_BIN)"
-[ -x "$WORKLOAD_BIN" ] || die "workload helper not found: $WORKLOAD_BIN (run 'make target/workload' or set WORKLOAD_BIN)"
+if has_arch amd64; then
+    [ -x "$BTRACE_BIN" ] || die "btrace binary not found: $BTRACE_BIN (run 'make build-release' or set BTRACE_BIN)"
+    [ -x "$WORKLOAD_BIN" ] || die "workload helper not found: $WORKLOAD_BIN (run 'make target/workload' or set WORKLOAD_BIN)"
+fi
 ensure_host_packages
-# The guests must run btrace without any library of the host: no interpreter, no NEEDED.
-ELF_HEADERS=$(LC_ALL=C readelf -lW -dW "$BTRACE_BIN" 2>&1) || die "readelf cannot read $BTRACE_BIN: $ELF_HEADERS"
-case "$ELF_HEADERS" in
-    *INTERP* | *NEEDED*)
-        die "$BTRACE_BIN is dynamically linked ($(echo "$ELF_HEADERS" | grep -o -E 'program interpreter: [^]]*|Shared library: \[[^]]*\]' | tr '\n' ' ')); the matrix tests the static release binary: run 'make build-release'"
-        ;;
-esac
+if has_arch amd64; then
+    # The guests must run btrace without any library of the host: no interpreter, no NEEDED.
+    ELF_HEADERS=$(LC_ALL=C readelf -lW -dW "$BTRACE_BIN" 2>&1) || die "readelf cannot read $BTRACE_BIN: $ELF_HEADERS"
+    case "$ELF_HEADERS" in
+        *INTERP* | *NEEDED*)
+            die "$BTRACE_BIN is dynamically linked ($(echo "$ELF_HEADERS" | grep -o -E 'program interpreter: [^]]*|Shared library: \[[^]]*\]' | tr '\n' ' ')); the matrix tests the static release binary: run 'make build-release'"
+            ;;
+    esac
+fi
+has_arch arm64 && check_arm64_binaries
 MIRROR=$(debian_mirror)
 mkdir -p "$VMDIR/logs" "$VMDIR/kernels"
 # one run at a time per target dir (initramfs, logs and the apt cache are shared)
@@ -339,14 +562,17 @@ for v in "${KERNELS[@]}"; do
     fetch_kernel "$v" >"$VMDIR/logs/fetch-$v.log" 2>&1 &
     pids+=($!)
 done
-build_initramfs
+for a in $(run_archs); do
+    [ "$a" = arm64 ] && fetch_arm64_userland
+    build_initramfs "$a"
+done
 for i in "${!KERNELS[@]}"; do
     v=${KERNELS[$i]}
     if wait "${pids[$i]}"; then
         FETCH_OK[$v]=1
         say "$v: kernel $(tail -n1 "$VMDIR/logs/fetch-$v.log")"
     else
-        say "$v: cannot download kernel (Debian $(suite_for "$v"), package linux-image-cloud-amd64 from $MIRROR):"
+        say "$v: cannot download kernel (Debian $(suite_for "$v"), package linux-image-cloud-$(kernel_arch "$v") from $MIRROR):"
         { grep -E '^(E|W):|FETCH-ERROR' "$VMDIR/logs/fetch-$v.log" || tail -n 5 "$VMDIR/logs/fetch-$v.log"; } |
             sed 's/^/    /' >&2
     fi
@@ -354,7 +580,7 @@ done
 BOOT=()
 for v in "${KERNELS[@]}"; do [ -n "${FETCH_OK[$v]:-}" ] && BOOT+=("$v"); done
 [ ${#BOOT[@]} -gt 0 ] &&
-    say "initramfs: $(du -h "$INITRD" | cut -f1); booting ${BOOT[*]} ($ACCEL, timeout ${TIMEOUT}s each, $JOBS at a time)"
+    say "initramfs: $(for a in $(run_archs); do printf '%s %s ' "$a" "$(du -h "$(initrd_for "$a")" | cut -f1)"; done); booting ${BOOT[*]} ($ACCEL, timeout $(run_archs | sed "s/^amd64\$/${TIMEOUT}s/; s/^arm64\$/arm64 ${ARM64_TIMEOUT}s/" | paste -sd, -) each, $JOBS at a time)"
 
 running=0
 for v in "${BOOT[@]}"; do
@@ -404,9 +630,8 @@ for v in "${KERNELS[@]}"; do
     done <"$log"
     if [ -n "$started" ]; then RES[$v,$started]=HUNG; fi
     if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
-        # The quotes around $started are text (inside double quotes).
-        # shellcheck disable=SC2016
-        PROBLEMS+=("$v: guest timed out after ${TIMEOUT}s${started:+ during check '$started'}; log: $log")
+        # shellcheck disable=SC2016 # the quotes around the check's name are text
+        PROBLEMS+=("$v: guest timed out after $(if [ "$(kernel_arch "$v")" = arm64 ]; then echo "$ARM64_TIMEOUT"; else echo "$TIMEOUT"; fi)s${started:+ during check '$started'}; log: $log")
     elif [ -z "$done_seen" ]; then
         if grep -q 'Kernel panic' "$log"; then
             PROBLEMS+=("$v: kernel panic: $(grep -m1 'Kernel panic' "$log" | tr -d '\r'); log: $log")
@@ -418,7 +643,7 @@ for v in "${KERNELS[@]}"; do
 done
 
 FAILED=0
-TABLE=$VMDIR/logs/table.txt
+TABLE=$VMDIR/logs/table$(table_suffix).txt
 exec 3>&1 >"$TABLE"
 w=10
 for c in "${CHECKS[@]}"; do [ "${#c}" -gt "$w" ] && w=${#c}; done

@@ -2,7 +2,7 @@
 /* Workloads with known stacks for `btrace profile`, `btrace offcpu` and `--stack`: every
  * function named below is a real, symbol-carrying function (built with frame pointers and
  * debug info, see the Makefile), and each makes its syscalls itself (inline `syscall`
- * instructions), so the user stack at a syscall starts in that function: a libc wrapper
+ * instructions on x86-64, `svc 0` on arm64), so the user stack at a syscall starts in that function: a libc wrapper
  * built without frame pointers would hide its caller from a frame-pointer walk.
  *
  *   stackload burn MS             one thread burns MS ms of CPU: 70 % in burn_hot (most of
@@ -45,9 +45,11 @@
 #include <time.h>
 #include <unistd.h>
 
-/* One syscall with up to four arguments, made right here (inlined into the caller). */
+/* One syscall with up to four arguments, made right here (inlined into the caller). The
+ * numbers are the architecture's own (<sys/syscall.h>). */
 static inline __attribute__((always_inline)) long sys4(long nr, long a, long b, long c, long d)
 {
+#if defined(__x86_64__)
 	long ret;
 	register long r10 __asm__("r10") = d;
 
@@ -56,6 +58,18 @@ static inline __attribute__((always_inline)) long sys4(long nr, long a, long b, 
 			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
 			 : "rcx", "r11", "memory");
 	return ret;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = nr;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+
+	__asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+	return x0;
+#else
+#error "stackload: no inline syscall for this architecture"
+#endif
 }
 
 static inline __attribute__((always_inline)) long thread_cpu_ns(void)

@@ -8,7 +8,8 @@
  *
  *   workload syscalls N M         N getppid and M read(2) of 1 byte from /dev/zero
  *   workload getids N M           N getppid, then M getpgid(0) (kernel functions
- *                                 __x64_sys_getppid and __x64_sys_getpgid: N and M calls)
+ *                                 __x64_sys_getppid and __x64_sys_getpgid, on arm64
+ *                                 __arm64_sys_getppid and __arm64_sys_getpgid: N and M calls)
  *   workload block T MS           T threads, each blocked MS ms in one nanosleep
  *   workload spread N             one thread per CPU, pinned, N getppid in total
  *   workload threads T N          T threads one after another (each joined before the
@@ -62,7 +63,9 @@
  *                                 DIR/f<i> O_WRONLY|O_CREAT|O_CLOEXEC 0640; openat O_RDWR|
  *                                 O_CREAT|O_TRUNC 0600; openat2 O_RDWR|O_CREAT|O_CLOEXEC 0644;
  *                                 creat 0644 (each closed); then J openat O_RDONLY of the
- *                                 missing DIR/missing-<j> (ENOENT)
+ *                                 missing DIR/missing-<j> (ENOENT). Where the architecture
+ *                                 has no open(2) and creat(2) (arm64), those two are the
+ *                                 openat calls its libc makes for them.
  *   workload direct DEV N SIZE    N writes then N reads of SIZE bytes (a multiple of 4096),
  *                                 O_DIRECT, at offsets 0, SIZE, 2*SIZE... of DEV
  *   workload wakeups N [NAME]     a child named NAME (default "wakee") sleeps 1 ms N times,
@@ -719,7 +722,11 @@ static int do_opens(const char *dir, long k, long j)
 		snprintf(path, sizeof(path), "%s/f%ld", dir, i);
 		switch (i % 4) {
 		case 0:
+#ifdef SYS_open
 			fd = syscall(SYS_open, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+#else /* arm64 has no open(2): what its libc's open() does */
+			fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+#endif
 			break;
 		case 1:
 			fd = syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -731,7 +738,11 @@ static int do_opens(const char *dir, long k, long j)
 			break;
 		}
 		default:
+#ifdef SYS_creat
 			fd = syscall(SYS_creat, path, 0644);
+#else /* arm64 has no creat(2): what its libc's creat() does */
+			fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+#endif
 		}
 		if (fd < 0)
 			return 1;

@@ -11,7 +11,9 @@ doctor_facts() {
     [ "$(fact ringbuf ok)" = true ] || fail "ringbuf not ok"
     [ -e /sys/bus/event_source/devices/kprobe ] || fail "this kernel has no kprobe PMU?"
     [ "$(fact kprobes ok)" = true ] || fail "kprobes: $(fact kprobes detail)"
-    [ "$(fact fentry ok)" = true ] || fail "fentry: $(fact fentry detail)"
+    # fentry where the kernel has direct-call ftrace (lib.sh: not arm64 before 6.4)
+    if has_fentry; then fe=true; else fe=false; fi
+    [ "$(fact fentry ok)" = "$fe" ] || fail "fentry ok=$(fact fentry ok), want $fe: $(fact fentry detail)"
     [ "$(fact tp_btf ok)" = true ] || fail "tp_btf: $(fact tp_btf detail)"
     if kver_ge 5.11; then want=true; else want=false; fi
     [ "$(fact task_storage ok)" = "$want" ] || fail "task_storage ok=$(fact task_storage ok), want $want on $(uname -r)"
@@ -20,8 +22,16 @@ doctor_facts() {
     [ "$(fact jit value)" = "$(cat /proc/sys/net/core/bpf_jit_enable)" ] || fail "jit value"
     for m in auto fentry kprobe; do
         w=$(json_get /tmp/doc.json "\"command\":\"kprobe\",\"mode\":\"$m\"" works)
-        [ "$w" = true ] || fail "doctor says kprobe --mode $m does not work"
+        if [ "$m" = fentry ]; then
+            [ "$w" = "$fe" ] || fail "doctor says kprobe --mode fentry works=$w, want $fe"
+        else
+            [ "$w" = true ] || fail "doctor says kprobe --mode $m does not work"
+        fi
     done
-    detail "kernel, btf, ringbuf, kprobes, fentry, tp_btf, task_storage=$want, uprobe_multi=$um, jit as expected"
+    if [ "$fe" = false ]; then
+        how=$(json_get /tmp/doc.json '"command":"kprobe","mode":"auto"' how)
+        echo "$how" | grep -q kprobe || fail "no fentry: doctor's kprobe auto does not say it takes kprobe: $how"
+    fi
+    detail "kernel, btf, ringbuf, kprobes, fentry=$fe, tp_btf, task_storage=$want, uprobe_multi=$um, jit as expected"
 }
 register doctor_facts 60

@@ -109,6 +109,15 @@ kprobe_soak() {
                     ;;
             esac
             case "$c" in
+                f | F)
+                    if ! has_fentry; then
+                        echo "skip $f $c: no fentry on this kernel"
+                        printf '%s %s (no fentry); ' "$f" "$c" >>/tmp/soak.skipped
+                        continue
+                    fi
+                    ;;
+            esac
+            case "$c" in
                 k) soak_cycle "$f" kprobe ;;
                 K) soak_cycle "$f" kprobe --ret ;;
                 f) soak_cycle "$f" fentry ;;
@@ -136,8 +145,23 @@ register kprobe_soak 400
 # kernels whose trampolines have no per-program recursion check (before 5.12): there 5.10
 # hangs silently, so btrace refuses --hook fentry in one line and auto takes kprobe; from
 # 5.12 the recursion is caught and counted as missed, and fentry --ret must just work.
-# (Functions the trampoline itself calls: kprobe_trampoline_deny_list.)
+# (Functions the trampoline itself calls: kprobe_trampoline_deny_list.) arm64 inlines its
+# spin locks (ARCH_INLINE_SPIN_*): no _raw_spin_lock function to trace there.
 kprobe_fentry_reentry() {
+    kallsyms_pick _raw_spin_lock >/dev/null ||
+        skip "_raw_spin_lock is not a function of this kernel (inlined spin locks, as on arm64)"
+    if kver_ge 5.12 && ! has_fentry; then
+        # no fentry at all (arm64 before 6.4): refused in one line, auto --ret takes kprobe
+        run /tmp/reent.out /tmp/reent.err "$BTRACE" kprobe _raw_spin_lock --hook fentry --ret -d 0.3 --json &&
+            fail "--hook fentry --ret on _raw_spin_lock worked on a kernel without fentry"
+        no_fentry_refusal /tmp/reent.out /tmp/reent.err
+        run /tmp/reent.json /tmp/reent.err2 "$BTRACE" kprobe _raw_spin_lock --ret -d 0.3 --json ||
+            fail "auto --ret on _raw_spin_lock exited $?: $(head -n1 /tmp/reent.err2)"
+        [ "$(json_get /tmp/reent.json '"type":"summary"' hook)" = kprobe ] ||
+            fail "auto --ret on _raw_spin_lock did not take kprobe: $(tail -n1 /tmp/reent.json)"
+        detail "no fentry here: --hook fentry refused in one line; auto took kprobe ($(json_get /tmp/reent.json '"type":"summary"' events) events)"
+        return
+    fi
     if kver_ge 5.12; then
         run /tmp/reent.json /tmp/reent.err "$BTRACE" kprobe _raw_spin_lock --hook fentry --ret -d 0.3 --json ||
             fail "fentry --ret on _raw_spin_lock exited $?: $(head -n1 /tmp/reent.err)"

@@ -57,7 +57,7 @@ usdt_exact() {
 register usdt_exact 60
 
 kprobe_hist_exact() {
-    run /tmp/kh.json /tmp/kh.err "$BTRACE" kprobe --json __x64_sys_getppid --hist -c "$WORKLOAD syscalls 1000 0" ||
+    run /tmp/kh.json /tmp/kh.err "$BTRACE" kprobe --json "$(sys_fn getppid)" --hist -c "$WORKLOAD syscalls 1000 0" ||
         fail "btrace kprobe --hist exited $?: $(head -n1 /tmp/kh.err)"
     c=$(json_get /tmp/kh.json '"type":"hist"' count)
     [ "$c" = 1000 ] || fail "hist count=${c:-none}, want 1000"
@@ -85,7 +85,8 @@ register uprobe_count_exact 60
 # An offset inside an instruction of f is refused before attaching (a breakpoint there
 # crashed every process running f), and f still runs; the first valid offset the message
 # suggests attaches and counts every call. (f+2: ufuncs is built -O0, so f starts with
-# `push %rbp` (1 byte) then a 3-byte `mov`, or with a 4-byte `endbr64`: inside either way.)
+# `push %rbp` (1 byte) then a 3-byte `mov`, or with a 4-byte `endbr64`: inside either way;
+# on arm64 every instruction is 4 bytes.)
 uprobe_mid_instruction_refused() {
     # btrace in the background, f called 1 s later: had it attached, f would crash.
     "$BTRACE" uprobe --json "$UFUNCS:f+2" -d 3 >/tmp/ui.json 2>/tmp/ui.err &
