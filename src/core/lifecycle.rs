@@ -52,7 +52,7 @@ pub enum Tree {
     Last,
 }
 
-/// What a tracer declares; [`open_load`], [`attach`], [`load_way`] and [`load_first`]
+/// What a tracer declares; [`open_load`], [`attach()`], [`load_way`] and [`load_first`]
 /// drive it.
 pub trait Declaration {
     /// The generated skeleton.
