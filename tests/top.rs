@@ -485,10 +485,19 @@ fn dashboard_in_a_terminal_shows_toggles_filters_and_quits_clean() {
     for _ in 0..30 {
         t.keys(&["1", "2", "3"]);
     }
+    // Keys are handled in order: the help box opened by a last `?` shows that all 90
+    // toggles were handled (the screen before them already read "on", so waiting for
+    // "on" alone could pass while the dashboard was half way through them).
+    t.keys(&["?"]);
+    t.wait_for(10, "the help box after the toggles", |s| {
+        s.contains("any key closes")
+    });
+    t.keys(&["Space"]);
     t.wait_for(5, "groups on", |s| {
-        ["syscalls", "tcp", "runq"]
-            .iter()
-            .all(|g| probe_state(s, g) == Some("on"))
+        !s.contains("any key closes")
+            && ["syscalls", "tcp", "runq"]
+                .iter()
+                .all(|g| probe_state(s, g) == Some("on"))
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(link_ids(pid).len(), links.len());
