@@ -30,14 +30,15 @@ CAPSRUN := target/capsrun
 # libc for the aarch64 build), tests (bpftool, tmux, iproute2,
 # the static workload helpers, prometheus and promtool for tests/serve.rs, chromium to
 # render flame graphs), the kernel matrix (qemu for x86-64 and arm64 guests, busybox, cpio), bench (bpftrace, linux-perf, and libbpf-tools: execsnoop, opensnoop, biolatency,
-# runqlat, offcputime as peers; curl for the exporter bench's scrapes), lint (shellcheck).
+# runqlat, offcputime as peers; curl for the exporter bench's scrapes), lint (shellcheck),
+# make dist (lintian checks the .deb files).
 PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make gcc libc6-dev binutils \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	bpftool bpftrace tmux iproute2 util-linux python3 qemu-system-x86 qemu-system-arm busybox-static cpio \
 	prometheus chromium linux-perf xz-utils zstd systemtap-sdt-dev libbpf-tools curl \
-	shellcheck
+	shellcheck lintian
 
-.PHONY: deps build build-release build-arm64 arm64-helpers run test unit lint vmtest vmtest-amd64 vmtest-arm64 bench vmlinux clean
+.PHONY: deps build build-release build-arm64 dist arm64-helpers run test unit lint vmtest vmtest-amd64 vmtest-arm64 bench vmlinux clean
 
 deps:
 	@missing=""; for p in $(PACKAGES); do \
@@ -115,6 +116,27 @@ target/aarch64/capsrun: tests/workload/capsrun.c
 	@mkdir -p target/aarch64
 	$(ARM64_CC) -static -O2 -Wall -o $@ $<
 
+# Release files in target/dist: btrace-VERSION-{x86_64,aarch64}-linux.tar.gz (the static
+# binary, man pages, completions, README, CHANGELOG, licences with the third-party list, the
+# systemd unit), btrace_VERSION_{amd64,arm64}.deb (lintian-clean of errors) and SHA256SUMS.
+# Built on an x86_64 host (the aarch64 binary is the cross build).
+# Remade only when a binary or an input changed (SHA256SUMS is written last, and removed
+# when lintian finds an error). The kernel matrix and tests/static_binary.rs run the
+# binaries unpacked from these archives: what a user downloads is what is tested.
+DIST := target/dist
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DIST_INPUTS := contrib/dist.sh contrib/third_party.py contrib/btrace-serve.service \
+	README.md CHANGELOG.md LICENSE $(wildcard LICENSES/*) Cargo.lock
+DIST_BIN := $(DIST)/unpacked/btrace-$(VERSION)-$(shell uname -m)-linux/btrace
+DIST_ARM64_BIN := $(DIST)/unpacked/btrace-$(VERSION)-aarch64-linux/btrace
+dist: build-release build-arm64
+	@$(MAKE) --no-print-directory $(DIST)/SHA256SUMS
+$(DIST)/SHA256SUMS: $(BIN) $(ARM64_BIN) $(DIST_INPUTS)
+	bash contrib/dist.sh $(DIST) $(BIN) $(ARM64_BIN)
+	lintian --fail-on error --tag-display-limit 0 $(DIST)/*.deb || { rm -f $@; exit 1; }
+	mkdir -p $(DIST)/unpacked
+	for a in x86_64 aarch64; do tar -xzf $(DIST)/btrace-$(VERSION)-$$a-linux.tar.gz -C $(DIST)/unpacked; done
+
 # The main job: syscall latency histograms of the whole machine for a few seconds.
 run: build-release
 	$(BIN) hist --duration 5 --top 8
@@ -122,7 +144,7 @@ run: build-release
 # Layers import downwards only (.ci/layers: apps -> tracers -> core -> resolve -> model);
 # the API docs build without a warning (broken or private links); every shell script of the
 # project passes shellcheck (settings in .shellcheckrc).
-SHELL_SCRIPTS := .ci/run .ci/layers tests/vm/init \
+SHELL_SCRIPTS := .ci/run .ci/layers tests/vm/init contrib/dist.sh \
 	$(wildcard bench/*.sh tests/vm/*.sh tests/vm/checks/*.sh)
 lint: deps
 	$(CARGO) fmt --check
@@ -133,9 +155,10 @@ lint: deps
 	$(CARGO) clippy --all-targets --features testing -- -D warnings
 
 # Unit tests and integration tests against the real kernel (needs root). The `testing`
-# feature adds the test hooks the release binary leaves out (see README). The static
-# release binary first: tests/static_binary.rs runs it from an empty root.
-unit: deps build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
+# feature adds the test hooks the release binary leaves out (see README). The release
+# files first: tests/dist.rs checks them, tests/static_binary.rs runs the archive's binary
+# from an empty root.
+unit: deps dist $(WORKLOAD) $(STACKLOAD) $(UFUNCS)
 	$(CARGO) test --features testing -- --test-threads=2
 
 # Both kernel matrices, amd64 then arm64 (the arm64 one runs even when the first failed;
@@ -145,12 +168,12 @@ vmtest:
 	@rc=0; $(MAKE) --no-print-directory vmtest-amd64 || rc=1; \
 	$(MAKE) --no-print-directory vmtest-arm64 || rc=1; exit $$rc
 
-vmtest-amd64: build-release $(WORKLOAD) $(STACKLOAD) $(UFUNCS) $(CAPSRUN)
-	BTRACE_BIN=$(BIN) bash tests/vm/run.sh $(KERNELS)
+vmtest-amd64: dist $(WORKLOAD) $(STACKLOAD) $(UFUNCS) $(CAPSRUN)
+	BTRACE_BIN=$(DIST_BIN) bash tests/vm/run.sh $(KERNELS)
 
-vmtest-arm64: build-arm64 $(ARM64_HELPERS)
+vmtest-arm64: dist $(ARM64_HELPERS)
 	@if [ "$(ARM64_KERNELS)" = none ]; then echo "vmtest: arm64 left out (ARM64_KERNELS=none)"; else \
-		VMTEST_ARCH=arm64 BTRACE_BIN_ARM64=$(ARM64_BIN) WORKLOAD_BIN_ARM64=target/aarch64/workload \
+		VMTEST_ARCH=arm64 BTRACE_BIN_ARM64=$(DIST_ARM64_BIN) WORKLOAD_BIN_ARM64=target/aarch64/workload \
 		bash tests/vm/run.sh $(ARM64_KERNELS); fi
 
 test: lint unit vmtest

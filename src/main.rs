@@ -75,6 +75,62 @@ enum Command {
     /// Prometheus/OpenMetrics exporter: syscall latency, TCP and run-queue figures kept in
     /// the kernel, served on GET /metrics (or written to a textfile)
     Serve(serve::ServeArgs),
+    /// Man pages or a shell's completions, made from the flags --help shows (`make dist`)
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// What `btrace generate` writes.
+#[derive(clap::Args, Debug)]
+struct GenerateArgs {
+    #[arg(value_enum)]
+    what: Generated,
+    /// Directory for the man pages (btrace.1 and one btrace-COMMAND.1 per command);
+    /// completions go to standard output
+    #[arg(value_name = "DIR", required_if_eq("what", "man"))]
+    dir: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Generated {
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+}
+
+/// Writes what `btrace generate` was asked for, from [`command_line`]: the same
+/// definitions, help texts and hidden arguments as the parser itself.
+fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use clap_complete::Shell;
+    let cli = command_line();
+    let shell = match args.what {
+        Generated::Man => {
+            let dir = args.dir.expect("clap requires DIR for man");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            return clap_mangen::generate_to(cli, &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()));
+        }
+        Generated::CompleteBash => Shell::Bash,
+        Generated::CompleteZsh => Shell::Zsh,
+        Generated::CompleteFish => Shell::Fish,
+    };
+    clap_complete::generate(
+        shell,
+        &mut without_hidden(cli),
+        "btrace",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+/// The command line without its hidden commands, which clap_complete would offer.
+fn without_hidden(cli: clap::Command) -> clap::Command {
+    clap::Command::new("btrace")
+        .version(env!("BTRACE_VERSION_LINE"))
+        .args(cli.get_arguments().cloned())
+        .subcommands(cli.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
 
 /// The global flags (`Cli`'s) that these commands do not take: hidden from their
@@ -128,6 +184,7 @@ fn main() {
         Command::Tcp(a) => tcp::command::run(a, sink),
         Command::Top(a) => top::run(a, sink),
         Command::Serve(a) => serve::run(a, sink),
+        Command::Generate(a) => generate(a).map(|()| 0),
     };
     match result {
         // A -c command that ended the run passes its exit status on.
@@ -161,6 +218,19 @@ fn exit_on_usage(e: clap::Error) -> ! {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("bad usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "the following required arguments were not provided:" lists them on the indented
+    // lines below: they belong to the one line.
+    let listed: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    let first = if first.ends_with(':') && !listed.is_empty() {
+        format!("{first} {}", listed.join(", "))
+    } else {
+        first.to_string()
+    };
     // clap's "tip: a similar ... exists" lines are the useful part of a typo.
     let tips: Vec<&str> = text
         .lines()

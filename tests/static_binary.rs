@@ -1,37 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The shipped release binary is fully static: it runs from a root that holds nothing but
-//! itself and the static workload (no /lib, no loader), and counts exactly there.
+//! The shipped release binary (from its release archive, `make dist`) is fully static: it
+//! runs from a root that holds nothing but itself and the static workload (no /lib, no
+//! loader), and counts exactly there.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Once;
 
+use common::dist::release_bin;
 use common::*;
-
-/// The release binary under test: `$BTRACE_RELEASE_BIN` if set (e.g. one unpacked from a
-/// release archive), else the one `make build-release` makes, built here first (a no-op when
-/// it is up to date; `make unit` has built it already).
-fn release_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BTRACE_RELEASE_BIN") {
-        return PathBuf::from(p);
-    }
-    static BUILD: Once = Once::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    BUILD.call_once(|| {
-        let ok = Command::new("make")
-            .args(["-s", "build-release"])
-            .current_dir(&root)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "make build-release failed");
-    });
-    root.join(format!(
-        "target/{}-unknown-linux-gnu/release/btrace",
-        std::env::consts::ARCH
-    ))
-}
 
 /// The program headers and dynamic section as readelf prints them.
 fn elf_headers(bin: &Path) -> String {

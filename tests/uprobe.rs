@@ -262,6 +262,12 @@ fn errors_are_one_line() {
     );
     let e = one_line_error(&btrace(&["uprobe", &u]));
     assert!(e.contains("not TARGET:FUNC"), "{e}");
+    // A missing argument is named on the one line (clap lists it on a line of its own).
+    let e = one_line_error(&btrace(&["uprobe"]));
+    assert!(
+        e.contains("required arguments were not provided: <TARGET:FUNC>"),
+        "{e}"
+    );
     let e = one_line_error(&btrace(&["usdt", &format!("{u}:nope:nothing")]));
     assert!(e.contains("no USDT probe nope:nothing"), "{e}");
     let e = one_line_error(&btrace(&["uprobe", &format!("{u}:f"), "-i", "1"]));

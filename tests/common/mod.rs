@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub mod agent;
+pub mod dist;
 pub mod net;
 
 pub fn btrace_bin() -> PathBuf {
