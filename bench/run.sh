@@ -10,6 +10,8 @@ echo
 python3 bench/classic_overhead.py
 echo
 python3 bench/startup.py
+echo
+python3 bench/static_dynamic.py
 for part in bench/*.sh; do
     [ "$part" = bench/run.sh ] && continue
     echo
