@@ -25,7 +25,7 @@ pub fn escape_text(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
-    escape_into(&mut out, s.as_bytes(), true);
+    escape_into(&mut out, s.as_bytes(), true, false, needs_escape);
     Cow::Owned(out)
 }
 
@@ -42,7 +42,7 @@ pub fn escape_line(b: &[u8]) -> Option<String> {
         }
     }
     let mut out = String::with_capacity(b.len() + 8);
-    escape_into(&mut out, b, false);
+    escape_into(&mut out, b, false, false, needs_escape);
     Some(out)
 }
 
@@ -51,16 +51,19 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// The one escaping both forms share; `backslash`: whether `\` is doubled.
-fn escape_into(out: &mut String, b: &[u8], backslash: bool) {
+/// The one escaping every form shares (text, lines, C strings): `\n`, `\t`, `\r`, and each
+/// invalid UTF-8 byte as `\xNN`; `backslash`: whether `\` is doubled; `quote`: whether `"`
+/// is escaped; `hex`: which other characters become `\xNN` per UTF-8 byte.
+fn escape_into(out: &mut String, b: &[u8], backslash: bool, quote: bool, hex: fn(char) -> bool) {
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
                 '\\' if backslash => out.push_str("\\\\"),
+                '"' if quote => out.push_str("\\\""),
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
-                c if needs_escape(c) => {
+                c if hex(c) => {
                     let mut buf = [0u8; 4];
                     for byte in c.encode_utf8(&mut buf).bytes() {
                         let _ = write!(out, "\\x{byte:02x}");
@@ -78,27 +81,7 @@ fn escape_into(out: &mut String, b: &[u8], backslash: bool) {
 /// `b` in C-style escapes, without quotes.
 pub fn escape_c(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for byte in c.encode_utf8(&mut buf).bytes() {
-                        let _ = write!(out, "\\x{byte:02x}");
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
-        }
-    }
+    escape_into(&mut out, b, true, true, char::is_control);
     out
 }
 
