@@ -101,30 +101,30 @@ fn int_of(ty: BtfType<'_>) -> Option<Resolved> {
         }
         BtfKind::Enum => {
             let e = types::Enum::try_from(ty).ok()?;
-            let it = IntType {
-                width: e.size(),
-                signed: e.is_signed(),
-            };
-            let names = e
-                .iter()
-                .filter_map(|m| Some((it.extend(m.value as u64), name_of(m.name?))))
-                .collect();
-            Some((it, Some(names)))
+            let members = e.iter().map(|m| (m.value as u64, m.name));
+            Some(enum_of(e.size(), e.is_signed(), members))
         }
         BtfKind::Enum64 => {
             let e = types::Enum64::try_from(ty).ok()?;
-            let it = IntType {
-                width: e.size(),
-                signed: e.is_signed(),
-            };
-            let names = e
-                .iter()
-                .filter_map(|m| Some((it.extend(m.value as u64), name_of(m.name?))))
-                .collect();
-            Some((it, Some(names)))
+            let members = e.iter().map(|m| (m.value as u64, m.name));
+            Some(enum_of(e.size(), e.is_signed(), members))
         }
         _ => None,
     }
+}
+
+/// An enum's integer type and its enumerators (BTF's 32- and 64-bit enums alike), each
+/// value as the enum's type extends it to 64 bits.
+fn enum_of<'b>(
+    width: usize,
+    signed: bool,
+    members: impl Iterator<Item = (u64, Option<&'b std::ffi::OsStr>)>,
+) -> Resolved {
+    let it = IntType { width, signed };
+    let names = members
+        .filter_map(|(value, name)| Some((it.extend(value), name_of(name?))))
+        .collect();
+    (it, Some(names))
 }
 
 fn name_of(n: &std::ffi::OsStr) -> String {
