@@ -28,7 +28,7 @@ use anyhow::Result;
 
 use crate::core::cgroup_labels::CgroupLabels;
 use crate::core::losses::Losses;
-use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::scope::{FilterArgs, Scope};
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
 
@@ -62,7 +62,7 @@ pub struct LoadConfig {
     /// The run-time filter the tracer starts with.
     pub filter: LiveFilter,
     /// The load-time scope (--cgroup, --tid, --comm); -p/-c do not apply here.
-    pub scope: ScopeArgs,
+    pub scope: FilterArgs,
     pub mode: Mode,
     /// The exporter's `--by cgroup`: its `--max-cgroups` (the kernel keeps the tracer's
     /// figures per cgroup too, where it can).
@@ -77,7 +77,7 @@ impl LoadConfig {
         let mut scope = if a.cgroups.is_empty() && a.tid.is_none() && a.comm.is_none() {
             Scope::default()
         } else {
-            Scope::new(None, a)?
+            Scope::filtered(a)?
         };
         scope.live_tree = self.mode == Mode::Dashboard;
         Ok(scope)
