@@ -127,9 +127,10 @@ fn hex_pair(s: &[u8]) -> Option<u8> {
     }
 }
 
-/// The bytes of a JSON value listed under `"escaped"`: `\\` is a backslash, `\xNN` a byte.
-/// None if `s` is not such a form.
-pub fn unescape_json(s: &str) -> Option<Vec<u8>> {
+/// The bytes of an escaped form: each backslash starts an escape that `escape` decodes
+/// from what follows the backslash, as (the byte, how many bytes after the backslash it
+/// takes). None if an escape does not decode.
+fn unescape(s: &str, escape: impl Fn(&[u8]) -> Option<(u8, usize)>) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -139,44 +140,36 @@ pub fn unescape_json(s: &str) -> Option<Vec<u8>> {
             i += 1;
             continue;
         }
-        match b.get(i + 1) {
-            Some(b'\\') => {
-                out.push(b'\\');
-                i += 2;
-            }
-            _ => {
-                out.push(hex_pair(&b[i + 1..])?);
-                i += 4;
-            }
-        }
+        let (byte, used) = escape(&b[i + 1..])?;
+        out.push(byte);
+        i += 1 + used;
     }
     Some(out)
+}
+
+/// The bytes of a JSON value listed under `"escaped"`: `\\` is a backslash, `\xNN` a byte.
+/// None if `s` is not such a form.
+pub fn unescape_json(s: &str) -> Option<Vec<u8>> {
+    unescape(s, |e| match e {
+        [b'\\', ..] => Some((b'\\', 1)),
+        _ => Some((hex_pair(e)?, 3)),
+    })
 }
 
 /// The bytes of a C-style escaped text value (without its quotes). None if `s` is not
 /// such a form.
 pub fn unescape_c(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let (byte, used) = match b.get(i + 1)? {
-            b'\\' => (b'\\', 2),
-            b'"' => (b'"', 2),
-            b'n' => (b'\n', 2),
-            b't' => (b'\t', 2),
-            b'r' => (b'\r', 2),
-            _ => (hex_pair(&b[i + 1..])?, 4),
+    unescape(s, |e| {
+        let byte = match e.first()? {
+            b'\\' => b'\\',
+            b'"' => b'"',
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'r' => b'\r',
+            _ => return Some((hex_pair(e)?, 3)),
         };
-        out.push(byte);
-        i += used;
-    }
-    Some(out)
+        Some((byte, 1))
+    })
 }
 
 /// Bytes as lowercase hex digits (arrays that are not text).
