@@ -11,6 +11,7 @@ use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration, Tree};
 use crate::core::rodata;
 use crate::core::scope::Scope;
+use crate::core::stack_run::StackSettings;
 
 use super::skel::{Offcpu, OffcpuKind, OffcpuSkel, OpenOffcpuSkel};
 
@@ -22,10 +23,7 @@ pub const MAX_PROCS: u32 = 65536;
 pub struct Config {
     pub scope: Scope,
     pub min_block_ns: u64,
-    pub kernel: bool,
-    pub user: bool,
-    pub max_stacks: u32,
-    pub max_counts: u32,
+    pub stacks: StackSettings,
 }
 
 /// The profiler's double-buffered tables.
@@ -46,15 +44,15 @@ impl Declaration for Config {
     }
 
     fn stack_tables(&self) -> Option<(u32, u32)> {
-        Some((self.max_stacks, self.max_counts))
+        Some((self.stacks.max_stacks, self.stacks.max_counts))
     }
 
     fn configure(&self, way: TaskWay, open: &mut OpenOffcpuSkel<'_>) -> Result<()> {
         {
             let ro = rodata::typed(&mut open.maps.rodata_data);
             ro.min_block_ns = self.min_block_ns;
-            ro.want_kernel = self.kernel;
-            ro.want_user = self.user;
+            ro.want_kernel = self.stacks.kernel;
+            ro.want_user = self.stacks.user;
         }
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         let btf = way == TaskWay::TpBtfTask;
@@ -99,10 +97,7 @@ pub fn check() -> Result<String> {
     let (way, ..) = load(&Config {
         scope: Scope::default(),
         min_block_ns: 0,
-        kernel: true,
-        user: true,
-        max_stacks: 64,
-        max_counts: 64,
+        stacks: StackSettings::CHECK,
     })?;
     Ok(format!("via {way}"))
 }
