@@ -84,6 +84,36 @@ impl LoadConfig {
     }
 }
 
+/// Writes a long-lived tracer's run-time settings into its loaded skeleton `$skel` (maps
+/// `scope_procs`, `scope_cgroups` and `.bss`, whose `epoch_ns` entries stored before are
+/// stale): the dashboard's filter `$live` (its process tree and cgroup slot prepared
+/// before the `.bss` switch turns it on), and the epoch `$epoch_ns`; None leaves either
+/// as it is. A macro because each skeleton has its own `.bss` type.
+macro_rules! write_live {
+    ($skel:expr, $live:expr, $epoch_ns:expr) => {{
+        let skel = $skel;
+        let live: Option<&$crate::tracers::LiveFilter> = $live;
+        let epoch_ns: Option<u64> = $epoch_ns;
+        let mut cgroup_id = 0;
+        if let Some(f) = live {
+            $crate::core::scope::prepare_live_tree(&skel.maps.scope_procs, f.pid)?;
+            cgroup_id = $crate::core::scope::install_live_cgroup(
+                &skel.maps.scope_cgroups,
+                f.cgroup.as_deref(),
+            )?;
+        }
+        $crate::core::skel::write_bss(&skel.maps.bss, skel.maps.bss_data.as_deref(), |bss| {
+            if let Some(f) = live {
+                $crate::set_live_scope!(bss, f, cgroup_id);
+            }
+            if let Some(e) = epoch_ns {
+                bss.epoch_ns = e;
+            }
+        })
+    }};
+}
+pub(crate) use write_live;
+
 /// What a tracer measured: cumulative figures (histograms, counts) or the events that
 /// arrived since the last call.
 pub enum Sample {

@@ -17,7 +17,7 @@ use crate::core::losses::Losses;
 use crate::core::percpu;
 use crate::core::rodata;
 use crate::core::scope::Scope;
-use crate::core::skel::{plain_prefix, write_bss};
+use crate::core::skel::plain_prefix;
 use crate::model::delta::Cumulative;
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
@@ -132,24 +132,7 @@ pub fn load_first(
 /// Writes the run-time process filter and the epoch before which stored wake times are
 /// stale (set before re-attaching, so a task woken while detached is not measured).
 fn write_live(runq: &RunqSkel<'_>, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
-    let mut cgroup_id = 0;
-    if let Some(f) = live {
-        crate::core::scope::prepare_live_tree(&runq.maps.scope_procs, f.pid)?;
-        cgroup_id =
-            crate::core::scope::install_live_cgroup(&runq.maps.scope_cgroups, f.cgroup.as_deref())?;
-    }
-    write_bss(
-        &runq.maps.bss,
-        runq.maps.bss_data.as_deref(),
-        |bss: &mut types::bss| {
-            if let Some(f) = live {
-                crate::set_live_scope!(bss, f, cgroup_id);
-            }
-            if let Some(e) = epoch_ns {
-                bss.epoch_ns = e;
-            }
-        },
-    )
+    crate::tracers::write_live!(runq, live, epoch_ns)
 }
 
 /// Waits for a CPU: their latency histogram and how they began, CPUs summed.
