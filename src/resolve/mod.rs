@@ -42,6 +42,17 @@ pub fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// Where a file system of type `fs` (`tracefs`, `cgroup2`) is mounted, from
+/// /proc/self/mounts: the first such mount.
+pub fn mount_point(fs: &str) -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (_, dir, fs_type) = (w.next(), w.next()?, w.next()?);
+        (fs_type == fs).then(|| dir.into())
+    })
+}
+
 /// Why an input file cannot be read as one: `Some("PATH is a FIFO (named pipe), not a
 /// regular file")` when `path` exists (links followed) and is not a regular file, None
 /// otherwise (a missing file is the caller's own error). Decided on metadata alone,
