@@ -114,6 +114,38 @@ macro_rules! write_live {
 }
 pub(crate) use write_live;
 
+/// The [`Tracer`] methods a loaded tracer `$name` answers alike from its fields: `way`
+/// (how it was loaded, shown as its hook), `links` (empty while detached) and its loaded
+/// skeleton `$skel` (its programs).
+macro_rules! loaded_tracer {
+    ($name:literal, $skel:ident) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn hook(&self) -> String {
+            self.way.to_string()
+        }
+
+        fn attached(&self) -> bool {
+            !self.links.is_empty()
+        }
+
+        fn detach(&mut self) {
+            self.links.clear();
+        }
+
+        fn programs(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+            $crate::core::attach::loaded_programs(self.$skel.object())
+        }
+
+        fn program_names(&self) -> Vec<String> {
+            $crate::core::attach::loaded_program_names(self.$skel.object())
+        }
+    };
+}
+pub(crate) use loaded_tracer;
+
 /// What a tracer measured: cumulative figures (histograms, counts) or the events that
 /// arrived since the last call.
 pub enum Sample {

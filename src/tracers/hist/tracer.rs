@@ -3,7 +3,6 @@
 //! the cheapest way this kernel allows. Used by `btrace hist` and by the dashboard.
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
 
 use anyhow::{bail, Result};
 use libbpf_rs::skel::Skel;
@@ -508,17 +507,7 @@ impl SyscallTracer {
 }
 
 impl Tracer for SyscallTracer {
-    fn name(&self) -> &'static str {
-        "syscalls"
-    }
-
-    fn hook(&self) -> String {
-        self.way.to_string()
-    }
-
-    fn attached(&self) -> bool {
-        !self.links.is_empty()
-    }
+    crate::tracers::loaded_tracer!("syscalls", hist);
 
     /// Entries stored before the detach are marked stale first, so no latency spans the
     /// time the tracer was off.
@@ -532,24 +521,12 @@ impl Tracer for SyscallTracer {
         Ok(())
     }
 
-    fn detach(&mut self) {
-        self.links.clear();
-    }
-
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
         write_live(&self.hist, Some(f), None)
     }
 
     fn losses(&self) -> Result<Losses> {
         losses(&self.hist)
-    }
-
-    fn programs(&self) -> Vec<BorrowedFd<'_>> {
-        attach::loaded_programs(self.hist.object())
-    }
-
-    fn program_names(&self) -> Vec<String> {
-        attach::loaded_program_names(self.hist.object())
     }
 
     fn sample(&mut self) -> Result<Sample> {

@@ -3,8 +3,6 @@
 //! the kernel (runq.bpf.c), optionally broken down by process or cgroup. Used by
 //! `btrace runqlat` and the dashboard.
 
-use std::os::fd::BorrowedFd;
-
 use anyhow::Result;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::MapCore;
@@ -262,17 +260,7 @@ impl RunqTracer {
 }
 
 impl Tracer for RunqTracer {
-    fn name(&self) -> &'static str {
-        "runq"
-    }
-
-    fn hook(&self) -> String {
-        self.way.to_string()
-    }
-
-    fn attached(&self) -> bool {
-        !self.links.is_empty()
-    }
+    crate::tracers::loaded_tracer!("runq", runq);
 
     fn attach(&mut self) -> Result<()> {
         if self.links.is_empty() {
@@ -282,24 +270,12 @@ impl Tracer for RunqTracer {
         Ok(())
     }
 
-    fn detach(&mut self) {
-        self.links.clear();
-    }
-
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
         write_live(&self.runq, Some(f), None)
     }
 
     fn losses(&self) -> Result<Losses> {
-        Losses::read(&self.runq.maps.losses)?.with_missed(self.runq.object())
-    }
-
-    fn programs(&self) -> Vec<BorrowedFd<'_>> {
-        attach::loaded_programs(self.runq.object())
-    }
-
-    fn program_names(&self) -> Vec<String> {
-        attach::loaded_program_names(self.runq.object())
+        losses(&self.runq)
     }
 
     fn sample(&mut self) -> Result<Sample> {
