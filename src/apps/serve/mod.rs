@@ -636,8 +636,7 @@ mod tests {
 
     #[test]
     fn textfile_is_replaced_atomically() {
-        let dir = std::env::temp_dir().join(format!("btrace-textfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::resolve::scratch_dir("textfile");
         let f = dir.join("btrace.prom");
         write_atomically(&f, b"a 1\n").unwrap();
         write_atomically(&f, b"a 2\n").unwrap();
