@@ -121,6 +121,46 @@ impl SyscallHook {
     }
 }
 
+/// The hook and per-task store of a tracer that keeps a time per task between two
+/// scheduler events (offcpu, runq: thread_store.h), cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskWay {
+    /// tp_btf with task storage (5.11+)
+    #[value(name = "tp_btf")]
+    TpBtfTask,
+    /// raw_tp with a bounded hash keyed by thread id
+    #[value(name = "raw_tp")]
+    RawTpHash,
+}
+
+impl TaskWay {
+    /// Every way, cheapest first.
+    pub const ALL: [TaskWay; 2] = [TaskWay::TpBtfTask, TaskWay::RawTpHash];
+
+    /// The kind of program: `tp_btf` or `raw_tp`.
+    pub fn hook(self) -> &'static str {
+        match self {
+            TaskWay::TpBtfTask => "tp_btf",
+            TaskWay::RawTpHash => "raw_tp",
+        }
+    }
+
+    /// Where each task's time waits: `task_storage` or `hash`.
+    pub fn store(self) -> &'static str {
+        match self {
+            TaskWay::TpBtfTask => "task_storage",
+            TaskWay::RawTpHash => "hash",
+        }
+    }
+}
+
+/// `tp_btf+task_storage`, `raw_tp+hash`.
+impl std::fmt::Display for TaskWay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{}", self.hook(), self.store())
+    }
+}
+
 /// Whether a syscall tracepoint exists (some calls have none on some architectures).
 pub fn syscall_tp_exists(name: &str) -> bool {
     crate::core::system::tracefs_dir()

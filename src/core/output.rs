@@ -515,8 +515,7 @@ mod tests {
 
     #[test]
     fn an_existing_file_is_emptied_at_the_first_write_only() {
-        let dir = std::env::temp_dir().join(format!("btrace-output-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::resolve::scratch_dir("output");
         let f = dir.join("keep.txt");
         std::fs::write(&f, "old contents\n").unwrap();
         let mut out = OutputFile::create(&f, "-o").unwrap();

@@ -3,21 +3,85 @@
 //! ([`run::aggregate`]): while the programs count stacks, each process's maps are read at
 //! its first stack (while it lives) and the tables are drained; at the end the programs
 //! stop, the tables are drained a last time, and the stacks are symbolized and reported
-//! (top stacks, folded, JSON, SVG). The command then closes with its own fields.
+//! (top stacks, folded, JSON, SVG). The command then closes with its own fields. Both take
+//! the same flags beside their own ([`StackRunArgs`]) and start from them alike ([`start`]).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use clap::Args;
 use libbpf_rs::MapCore;
 use serde_json::Value;
 
 use crate::core::losses::Losses;
-use crate::core::output::OutputFile;
-use crate::core::run::{self, Aggregation, Ended, Polling};
-use crate::core::session::Session;
+use crate::core::output::{OutputArgs, OutputFile};
+use crate::core::run::{self, Aggregation, Checked, Ended, Polling};
+use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::session::{Session, TraceArgs};
 use crate::core::stack_tables::{Seen, StackTables, TableMaps};
 use crate::core::stacks::{self, Measure, ProcStacks, StackLosses, StackOutArgs};
 use crate::core::stream::EventStream;
+
+/// The flags both profilers take beside their own: the report's, the scope, the run's.
+#[derive(Args, Debug, Clone)]
+pub struct StackRunArgs {
+    #[command(flatten)]
+    pub stacks: StackOutArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub common: TraceArgs,
+}
+
+/// What a profiler's programs take from the stack flags: which stacks they walk, and the
+/// tables' bounds (see [`StackTables::new`]).
+#[derive(Clone, Copy, Debug)]
+pub struct StackSettings {
+    pub kernel: bool,
+    pub user: bool,
+    pub max_stacks: u32,
+    pub max_counts: u32,
+}
+
+impl StackSettings {
+    /// Both stacks, small tables: a load that only checks the profiler works here.
+    pub const CHECK: StackSettings = StackSettings {
+        kernel: true,
+        user: true,
+        max_stacks: 64,
+        max_counts: 64,
+    };
+}
+
+/// A profile's start, before anything is loaded.
+pub struct Start {
+    /// The run, its target started.
+    pub session: Session,
+    /// `--svg`'s file.
+    pub svg: Option<OutputFile>,
+    pub scope: Scope,
+    pub stacks: StackSettings,
+}
+
+/// Starts a profile from its flags: the session, --svg's file, the scope and the stacks'
+/// settings; `max_counts` is the profiler's bound of each counts buffer.
+pub fn start(args: &StackRunArgs, sink: &OutputArgs, max_counts: u32) -> Result<Start> {
+    let session = Checked::system()?.start(&args.common, sink, None)?;
+    let svg = stacks::open_svg(&args.stacks)?;
+    let scope = Scope::new(session.tgid(), &args.scope)?;
+    let stacks = StackSettings {
+        kernel: !args.stacks.user_stacks,
+        user: !args.stacks.kernel_stacks,
+        max_stacks: args.stacks.max_stacks,
+        max_counts: args.stacks.max_counts(max_counts),
+    };
+    Ok(Start {
+        session,
+        svg,
+        scope,
+        stacks,
+    })
+}
 
 /// The maps of a profiler's skeleton that its run reads.
 pub struct ProfileMaps<'a> {
@@ -49,9 +113,8 @@ pub(crate) use profile_maps;
 /// A stack profile, as [`profile`] runs it.
 pub struct Profile<'a> {
     pub maps: ProfileMaps<'a>,
-    /// The tables' bounds (see [`StackTables::new`]).
-    pub max_counts: u32,
-    pub max_stacks: u32,
+    /// The tables' bounds among them.
+    pub stacks: StackSettings,
     /// (value, count) of one count entry.
     pub value: fn(&[u8]) -> (u64, u64),
     pub args: &'a StackOutArgs,
@@ -93,7 +156,7 @@ pub fn profile<'a>(
     stop: impl FnOnce(),
 ) -> Result<Profiled<'a>> {
     let m = &p.maps;
-    let mut tables = StackTables::new(p.max_counts, p.max_stacks, p.value);
+    let mut tables = StackTables::new(p.stacks.max_counts, p.stacks.max_stacks, p.value);
     let drain = p.args.drain();
     let mut procs = EventStream::new(m.proc_events, stacks::decode_proc_event)?;
     let mut seen_procs = ProcStacks::new();

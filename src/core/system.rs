@@ -155,12 +155,7 @@ const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/traci
 
 /// Where tracefs is mounted (from /proc/mounts), readable or not.
 pub fn tracefs_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        let (_, dir, fs) = (w.next(), w.next()?, w.next()?);
-        (fs == "tracefs").then(|| PathBuf::from(dir))
-    })
+    crate::resolve::mount_point("tracefs")
 }
 
 /// The mount namespace btrace started in, when [`ensure_tracefs`] has moved btrace into

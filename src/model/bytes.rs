@@ -25,7 +25,7 @@ pub fn escape_text(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
-    escape_into(&mut out, s.as_bytes(), true);
+    escape_into(&mut out, s.as_bytes(), true, false, needs_escape);
     Cow::Owned(out)
 }
 
@@ -42,7 +42,7 @@ pub fn escape_line(b: &[u8]) -> Option<String> {
         }
     }
     let mut out = String::with_capacity(b.len() + 8);
-    escape_into(&mut out, b, false);
+    escape_into(&mut out, b, false, false, needs_escape);
     Some(out)
 }
 
@@ -51,16 +51,19 @@ fn needs_escape(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// The one escaping both forms share; `backslash`: whether `\` is doubled.
-fn escape_into(out: &mut String, b: &[u8], backslash: bool) {
+/// The one escaping every form shares (text, lines, C strings): `\n`, `\t`, `\r`, and each
+/// invalid UTF-8 byte as `\xNN`; `backslash`: whether `\` is doubled; `quote`: whether `"`
+/// is escaped; `hex`: which other characters become `\xNN` per UTF-8 byte.
+fn escape_into(out: &mut String, b: &[u8], backslash: bool, quote: bool, hex: fn(char) -> bool) {
     for chunk in b.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
                 '\\' if backslash => out.push_str("\\\\"),
+                '"' if quote => out.push_str("\\\""),
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
-                c if needs_escape(c) => {
+                c if hex(c) => {
                     let mut buf = [0u8; 4];
                     for byte in c.encode_utf8(&mut buf).bytes() {
                         let _ = write!(out, "\\x{byte:02x}");
@@ -78,27 +81,7 @@ fn escape_into(out: &mut String, b: &[u8], backslash: bool) {
 /// `b` in C-style escapes, without quotes.
 pub fn escape_c(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '"' => out.push_str("\\\""),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for byte in c.encode_utf8(&mut buf).bytes() {
-                        let _ = write!(out, "\\x{byte:02x}");
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            let _ = write!(out, "\\x{byte:02x}");
-        }
-    }
+    escape_into(&mut out, b, true, true, char::is_control);
     out
 }
 
@@ -144,9 +127,10 @@ fn hex_pair(s: &[u8]) -> Option<u8> {
     }
 }
 
-/// The bytes of a JSON value listed under `"escaped"`: `\\` is a backslash, `\xNN` a byte.
-/// None if `s` is not such a form.
-pub fn unescape_json(s: &str) -> Option<Vec<u8>> {
+/// The bytes of an escaped form: each backslash starts an escape that `escape` decodes
+/// from what follows the backslash, as (the byte, how many bytes after the backslash it
+/// takes). None if an escape does not decode.
+fn unescape(s: &str, escape: impl Fn(&[u8]) -> Option<(u8, usize)>) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -156,44 +140,36 @@ pub fn unescape_json(s: &str) -> Option<Vec<u8>> {
             i += 1;
             continue;
         }
-        match b.get(i + 1) {
-            Some(b'\\') => {
-                out.push(b'\\');
-                i += 2;
-            }
-            _ => {
-                out.push(hex_pair(&b[i + 1..])?);
-                i += 4;
-            }
-        }
+        let (byte, used) = escape(&b[i + 1..])?;
+        out.push(byte);
+        i += 1 + used;
     }
     Some(out)
+}
+
+/// The bytes of a JSON value listed under `"escaped"`: `\\` is a backslash, `\xNN` a byte.
+/// None if `s` is not such a form.
+pub fn unescape_json(s: &str) -> Option<Vec<u8>> {
+    unescape(s, |e| match e {
+        [b'\\', ..] => Some((b'\\', 1)),
+        _ => Some((hex_pair(e)?, 3)),
+    })
 }
 
 /// The bytes of a C-style escaped text value (without its quotes). None if `s` is not
 /// such a form.
 pub fn unescape_c(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let (byte, used) = match b.get(i + 1)? {
-            b'\\' => (b'\\', 2),
-            b'"' => (b'"', 2),
-            b'n' => (b'\n', 2),
-            b't' => (b'\t', 2),
-            b'r' => (b'\r', 2),
-            _ => (hex_pair(&b[i + 1..])?, 4),
+    unescape(s, |e| {
+        let byte = match e.first()? {
+            b'\\' => b'\\',
+            b'"' => b'"',
+            b'n' => b'\n',
+            b't' => b'\t',
+            b'r' => b'\r',
+            _ => return Some((hex_pair(e)?, 3)),
         };
-        out.push(byte);
-        i += used;
-    }
-    Some(out)
+        Some((byte, 1))
+    })
 }
 
 /// Bytes as lowercase hex digits (arrays that are not text).

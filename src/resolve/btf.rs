@@ -101,30 +101,32 @@ fn int_of(ty: BtfType<'_>) -> Option<Resolved> {
         }
         BtfKind::Enum => {
             let e = types::Enum::try_from(ty).ok()?;
-            let it = IntType {
-                width: e.size(),
-                signed: e.is_signed(),
-            };
-            let names = e
-                .iter()
-                .filter_map(|m| Some((it.extend(m.value as u64), name_of(m.name?))))
-                .collect();
+            let members = e.iter().map(|m| (m.value as u64, m.name));
+            let (it, names) = enum_of(e.size(), e.is_signed(), members);
             Some((it, Some(names)))
         }
         BtfKind::Enum64 => {
             let e = types::Enum64::try_from(ty).ok()?;
-            let it = IntType {
-                width: e.size(),
-                signed: e.is_signed(),
-            };
-            let names = e
-                .iter()
-                .filter_map(|m| Some((it.extend(m.value as u64), name_of(m.name?))))
-                .collect();
+            let members = e.iter().map(|m| (m.value as u64, m.name));
+            let (it, names) = enum_of(e.size(), e.is_signed(), members);
             Some((it, Some(names)))
         }
         _ => None,
     }
+}
+
+/// An enum's integer type and its named enumerators (BTF's 32- and 64-bit enums alike),
+/// each value as the enum's type extends it to 64 bits.
+fn enum_of<'b>(
+    width: usize,
+    signed: bool,
+    members: impl Iterator<Item = (u64, Option<&'b std::ffi::OsStr>)>,
+) -> (IntType, EnumNames) {
+    let it = IntType { width, signed };
+    let names = members
+        .filter_map(|(value, name)| Some((it.extend(value), name_of(name?))))
+        .collect();
+    (it, names)
 }
 
 fn name_of(n: &std::ffi::OsStr) -> String {
@@ -368,25 +370,15 @@ impl BtfTypes {
     fn enumerator_index(&self) -> HashMap<String, u64> {
         let mut m = HashMap::new();
         for e in self.btf.type_by_kind::<types::Enum<'_>>() {
-            let it = IntType {
-                width: e.size(),
-                signed: e.is_signed(),
-            };
-            for v in e.iter() {
-                if let Some(n) = v.name {
-                    m.entry(name_of(n)).or_insert(it.extend(v.value as u64));
-                }
+            let members = e.iter().map(|m| (m.value as u64, m.name));
+            for (value, name) in enum_of(e.size(), e.is_signed(), members).1 {
+                m.entry(name).or_insert(value);
             }
         }
         for e in self.btf.type_by_kind::<types::Enum64<'_>>() {
-            let it = IntType {
-                width: e.size(),
-                signed: e.is_signed(),
-            };
-            for v in e.iter() {
-                if let Some(n) = v.name {
-                    m.entry(name_of(n)).or_insert(it.extend(v.value as u64));
-                }
+            let members = e.iter().map(|m| (m.value as u64, m.name));
+            for (value, name) in enum_of(e.size(), e.is_signed(), members).1 {
+                m.entry(name).or_insert(value);
             }
         }
         m

@@ -320,34 +320,10 @@ pub fn eval(expr: &str, env: &dyn KernelTypes) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::ctype::{base_int, unqualified, EnumNames};
-
-    /// C's types, `gfp_t` (an unsigned int, as in the kernel) and two enumerators.
-    pub struct Env;
-    impl KernelTypes for Env {
-        fn int_type(&self, c_type: &str) -> Option<IntType> {
-            match unqualified(c_type).as_str() {
-                "gfp_t" => Some(IntType {
-                    width: 4,
-                    signed: false,
-                }),
-                t => base_int(t),
-            }
-        }
-        fn enum_names(&self, _: &str) -> Option<EnumNames> {
-            None
-        }
-        fn enumerator(&self, name: &str) -> Option<u64> {
-            match name {
-                "IOPRIO_CLASS_RT" => Some(1),
-                "MINUS_ONE" => Some(u64::MAX),
-                _ => None,
-            }
-        }
-    }
+    use crate::resolve::ctype::TestTypes;
 
     fn ev(s: &str) -> Option<u64> {
-        eval(s, &Env)
+        eval(s, &TestTypes)
     }
 
     #[test]

@@ -12,12 +12,7 @@ use std::time::{Duration, Instant};
 /// The cgroup v2 mount: `/sys/fs/cgroup` on a pure v2 system, `/sys/fs/cgroup/unified` on
 /// a hybrid one.
 pub fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        let (_, dir, fs) = (w.next(), w.next()?, w.next()?);
-        (fs == "cgroup2").then(|| PathBuf::from(dir))
-    })
+    super::mount_point("cgroup2")
 }
 
 #[derive(Default)]

@@ -54,6 +54,39 @@ impl KernelTypes for BaseTypes {
     }
 }
 
+/// For the resolvers' unit tests: C's types, `gfp_t` (an unsigned int, as in the kernel),
+/// and the enumerators the tests name (the I/O priority classes; MINUS_ONE, all bits set).
+#[cfg(test)]
+pub struct TestTypes;
+
+#[cfg(test)]
+impl KernelTypes for TestTypes {
+    fn int_type(&self, c_type: &str) -> Option<IntType> {
+        match unqualified(c_type).as_str() {
+            "gfp_t" => Some(IntType {
+                width: 4,
+                signed: false,
+            }),
+            t => base_int(t),
+        }
+    }
+    fn enum_names(&self, _: &str) -> Option<EnumNames> {
+        None
+    }
+    fn enumerator(&self, name: &str) -> Option<u64> {
+        [
+            ("IOPRIO_CLASS_NONE", 0),
+            ("IOPRIO_CLASS_RT", 1),
+            ("IOPRIO_CLASS_BE", 2),
+            ("IOPRIO_CLASS_IDLE", 3),
+            ("MINUS_ONE", u64::MAX),
+        ]
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+    }
+}
+
 /// `c_type` without `const`/`volatile`, words separated by one space, `*` kept apart.
 pub fn unqualified(c_type: &str) -> String {
     c_type

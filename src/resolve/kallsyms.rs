@@ -75,23 +75,15 @@ mod tests {
              ffffffffc0000000 t mod_fn\t[mymod]\n\
              ffffffffc0001000 T end_marker\n",
         );
-        assert_eq!(
-            k.symbolize(0xffffffff81000000, true).as_deref(),
-            Some("_stext")
-        );
-        assert_eq!(
-            k.symbolize(0xffffffff81000123, true).as_deref(),
-            Some("do_thing+0x23")
-        );
-        assert_eq!(
-            k.symbolize(0xffffffff81000123, false).as_deref(),
-            Some("do_thing")
-        );
-        assert_eq!(
-            k.symbolize(0xffffffffc0000010, true).as_deref(),
-            Some("mod_fn+0x10 [mymod]")
-        );
-        assert_eq!(k.symbolize(0x1000, true), None);
+        for (addr, offset, want) in [
+            (0xffffffff81000000, true, Some("_stext")),
+            (0xffffffff81000123, true, Some("do_thing+0x23")),
+            (0xffffffff81000123, false, Some("do_thing")),
+            (0xffffffffc0000010, true, Some("mod_fn+0x10 [mymod]")),
+            (0x1000, true, None),
+        ] {
+            assert_eq!(k.symbolize(addr, offset).as_deref(), want, "{addr:#x}");
+        }
         assert_eq!(k.symbolize(0xffffffffc0002000, true), None, "past the last");
     }
 

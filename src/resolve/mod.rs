@@ -42,6 +42,17 @@ pub fn file_kind(t: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// Where a file system of type `fs` (`tracefs`, `cgroup2`) is mounted, from
+/// /proc/self/mounts: the first such mount.
+pub fn mount_point(fs: &str) -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (_, dir, fs_type) = (w.next(), w.next()?, w.next()?);
+        (fs_type == fs).then(|| dir.into())
+    })
+}
+
 /// Why an input file cannot be read as one: `Some("PATH is a FIFO (named pipe), not a
 /// regular file")` when `path` exists (links followed) and is not a regular file, None
 /// otherwise (a missing file is the caller's own error). Decided on metadata alone,
@@ -79,14 +90,22 @@ pub fn read_planted_file(path: &std::path::Path, max: u64) -> Option<String> {
     Some(text)
 }
 
+/// For unit tests: a directory of their own under the system's temporary one,
+/// `btrace-NAME-PID`, made if missing; the test removes it.
+#[cfg(test)]
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("btrace-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn planted_files_are_read_only_when_regular() {
-        let dir = std::env::temp_dir().join(format!("btrace-planted-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = super::scratch_dir("planted");
         let file = dir.join("perf-1.map");
         std::fs::write(&file, "1000 10 jit\n").unwrap();
         assert_eq!(read_planted_file(&file, 1 << 20).unwrap(), "1000 10 jit\n");

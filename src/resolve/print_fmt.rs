@@ -391,34 +391,7 @@ pub fn renders(print_fmt_line: &str, types: &dyn KernelTypes) -> Vec<(String, Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::ctype::{base_int, unqualified, EnumNames, IntType};
-
-    struct Env;
-    impl KernelTypes for Env {
-        fn int_type(&self, c_type: &str) -> Option<IntType> {
-            match unqualified(c_type).as_str() {
-                "gfp_t" => Some(IntType {
-                    width: 4,
-                    signed: false,
-                }),
-                t => base_int(t),
-            }
-        }
-        fn enum_names(&self, _: &str) -> Option<EnumNames> {
-            None
-        }
-        fn enumerator(&self, name: &str) -> Option<u64> {
-            [
-                ("IOPRIO_CLASS_NONE", 0),
-                ("IOPRIO_CLASS_RT", 1),
-                ("IOPRIO_CLASS_BE", 2),
-                ("IOPRIO_CLASS_IDLE", 3),
-            ]
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| *v)
-        }
-    }
+    use crate::resolve::ctype::TestTypes;
 
     fn fmt_line(fixture: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -457,7 +430,7 @@ mod tests {
 
     #[test]
     fn inet_sock_set_state() {
-        let r = renders(&fmt_line("sock_inet_sock_set_state"), &Env);
+        let r = renders(&fmt_line("sock_inet_sock_set_state"), &TestTypes);
         let Some(Render::Symbolic(states)) = render(&r, "newstate") else {
             panic!("{r:?}")
         };
@@ -493,7 +466,7 @@ mod tests {
 
     #[test]
     fn kmalloc_gfp_flags_and_call_site() {
-        let r = renders(&fmt_line("kmem_kmalloc"), &Env);
+        let r = renders(&fmt_line("kmem_kmalloc"), &TestTypes);
         assert_eq!(
             render(&r, "call_site"),
             Some(&Render::KernelSym { offset: true })
@@ -520,7 +493,7 @@ mod tests {
 
     #[test]
     fn kfree_skb_reason_and_location() {
-        let r = renders(&fmt_line("skb_kfree_skb"), &Env);
+        let r = renders(&fmt_line("skb_kfree_skb"), &TestTypes);
         assert_eq!(
             render(&r, "reason").unwrap().int(2, None).as_deref(),
             Some("NOT_SPECIFIED")
@@ -533,14 +506,14 @@ mod tests {
 
     #[test]
     fn timer_function_and_block_ioprio() {
-        let r = renders(&fmt_line("timer_timer_expire_entry"), &Env);
+        let r = renders(&fmt_line("timer_timer_expire_entry"), &TestTypes);
         assert_eq!(
             render(&r, "function"),
             Some(&Render::KernelSym { offset: false })
         );
         // The ioprio class table's key is an expression of the field, not the field:
         // no render, though its IOPRIO_CLASS_* values evaluate.
-        let r = renders(&fmt_line("block_block_rq_issue"), &Env);
+        let r = renders(&fmt_line("block_block_rq_issue"), &TestTypes);
         assert_eq!(r, Vec::new());
         let entries: Vec<String> = [
             "{ IOPRIO_CLASS_RT, \"rt\" }",
@@ -549,12 +522,12 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        assert_eq!(table(&entries, &Env), [(1, "rt".to_string())]);
+        assert_eq!(table(&entries, &TestTypes), [(1, "rt".to_string())]);
     }
 
     #[test]
     fn syscalls_have_no_names() {
-        assert!(renders(&fmt_line("syscalls_sys_enter_openat"), &Env).is_empty());
+        assert!(renders(&fmt_line("syscalls_sys_enter_openat"), &TestTypes).is_empty());
     }
 
     #[test]

@@ -49,23 +49,20 @@ pub fn probes(file: &ElfFile) -> Vec<UsdtProbe> {
     parse_notes(data, little)
 }
 
+/// The `size`-byte unsigned word at `at` in `b`, in the file's byte order (`little`).
+fn word_at(b: &[u8], at: usize, size: usize, little: bool) -> Option<u64> {
+    let bytes = b.get(at..at.checked_add(size)?)?;
+    let big_end_first = |v: u64, byte: &u8| v << 8 | u64::from(*byte);
+    Some(if little {
+        bytes.iter().rev().fold(0, big_end_first)
+    } else {
+        bytes.iter().fold(0, big_end_first)
+    })
+}
+
 fn parse_notes(mut data: &[u8], little: bool) -> Vec<UsdtProbe> {
-    let u32_at = |b: &[u8], at: usize| -> Option<u32> {
-        let v: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        Some(if little {
-            u32::from_le_bytes(v)
-        } else {
-            u32::from_be_bytes(v)
-        })
-    };
-    let u64_at = |b: &[u8], at: usize| -> Option<u64> {
-        let v: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-        Some(if little {
-            u64::from_le_bytes(v)
-        } else {
-            u64::from_be_bytes(v)
-        })
-    };
+    let u32_at = |b: &[u8], at: usize| word_at(b, at, 4, little).map(|v| v as u32);
+    let u64_at = |b: &[u8], at: usize| word_at(b, at, 8, little);
     let mut out = Vec::new();
     while data.len() >= 12 {
         let (Some(namesz), Some(descsz), Some(ty)) =
@@ -158,6 +155,16 @@ mod tests {
         );
         assert_eq!(p[0].addr, 0x1234);
         assert_eq!(p[0].arg_types(), [(true, 8), (false, 4)]);
+    }
+
+    #[test]
+    fn words_in_either_byte_order() {
+        let b = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0];
+        assert_eq!(word_at(&b, 0, 4, true), Some(0x7856_3412));
+        assert_eq!(word_at(&b, 0, 4, false), Some(0x1234_5678));
+        assert_eq!(word_at(&b, 0, 8, true), Some(u64::from_le_bytes(b)));
+        assert_eq!(word_at(&b, 0, 8, false), Some(u64::from_be_bytes(b)));
+        assert_eq!(word_at(&b, 6, 4, true), None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use anyhow::Result;
 
 use crate::core::cgroup_labels::CgroupLabels;
 use crate::core::losses::Losses;
-use crate::core::scope::{Scope, ScopeArgs};
+use crate::core::scope::{FilterArgs, Scope};
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
 
@@ -62,7 +62,7 @@ pub struct LoadConfig {
     /// The run-time filter the tracer starts with.
     pub filter: LiveFilter,
     /// The load-time scope (--cgroup, --tid, --comm); -p/-c do not apply here.
-    pub scope: ScopeArgs,
+    pub scope: FilterArgs,
     pub mode: Mode,
     /// The exporter's `--by cgroup`: its `--max-cgroups` (the kernel keeps the tracer's
     /// figures per cgroup too, where it can).
@@ -77,12 +77,74 @@ impl LoadConfig {
         let mut scope = if a.cgroups.is_empty() && a.tid.is_none() && a.comm.is_none() {
             Scope::default()
         } else {
-            Scope::new(None, a)?
+            Scope::filtered(a)?
         };
         scope.live_tree = self.mode == Mode::Dashboard;
         Ok(scope)
     }
 }
+
+/// Writes a long-lived tracer's run-time settings into its loaded skeleton `$skel` (maps
+/// `scope_procs`, `scope_cgroups` and `.bss`, whose `epoch_ns` entries stored before are
+/// stale): the dashboard's filter `$live` (its process tree and cgroup slot prepared
+/// before the `.bss` switch turns it on), and the epoch `$epoch_ns`; None leaves either
+/// as it is. A macro because each skeleton has its own `.bss` type.
+macro_rules! write_live {
+    ($skel:expr, $live:expr, $epoch_ns:expr) => {{
+        let skel = $skel;
+        let live: Option<&$crate::tracers::LiveFilter> = $live;
+        let epoch_ns: Option<u64> = $epoch_ns;
+        let mut cgroup_id = 0;
+        if let Some(f) = live {
+            $crate::core::scope::prepare_live_tree(&skel.maps.scope_procs, f.pid)?;
+            cgroup_id = $crate::core::scope::install_live_cgroup(
+                &skel.maps.scope_cgroups,
+                f.cgroup.as_deref(),
+            )?;
+        }
+        $crate::core::skel::write_bss(&skel.maps.bss, skel.maps.bss_data.as_deref(), |bss| {
+            if let Some(f) = live {
+                $crate::set_live_scope!(bss, f, cgroup_id);
+            }
+            if let Some(e) = epoch_ns {
+                bss.epoch_ns = e;
+            }
+        })
+    }};
+}
+pub(crate) use write_live;
+
+/// The [`Tracer`] methods a loaded tracer `$name` answers alike from its fields: `way`
+/// (how it was loaded, shown as its hook), `links` (empty while detached) and its loaded
+/// skeleton `$skel` (its programs).
+macro_rules! loaded_tracer {
+    ($name:literal, $skel:ident) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+
+        fn hook(&self) -> String {
+            self.way.to_string()
+        }
+
+        fn attached(&self) -> bool {
+            !self.links.is_empty()
+        }
+
+        fn detach(&mut self) {
+            self.links.clear();
+        }
+
+        fn programs(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+            $crate::core::attach::loaded_programs(self.$skel.object())
+        }
+
+        fn program_names(&self) -> Vec<String> {
+            $crate::core::attach::loaded_program_names(self.$skel.object())
+        }
+    };
+}
+pub(crate) use loaded_tracer;
 
 /// What a tracer measured: cumulative figures (histograms, counts) or the events that
 /// arrived since the last call.

@@ -28,7 +28,7 @@ use crate::core::cgroup_labels::{CgroupLabels, DEFAULT_MAX};
 use crate::core::losses::Losses;
 use crate::core::output::OutputArgs;
 use crate::core::runstats::{self, RunStats};
-use crate::core::scope::ScopeArgs;
+use crate::core::scope::FilterArgs;
 use crate::model::metrics::{Kind, Metrics, Value};
 use crate::tracers::{self, LiveFilter, LoadConfig, LoadFn, Mode, Tracer, REGISTRY};
 
@@ -81,34 +81,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub web_config: Option<PathBuf>,
     #[command(flatten)]
-    pub scope: ServeScope,
-}
-
-/// The scope flags serve takes: those of [`ScopeArgs`] but --no-children, which applies
-/// to -p/-c, which serve has not (a command shows only the flags it accepts).
-#[derive(Args, Debug, Clone)]
-pub struct ServeScope {
-    /// Only tasks in this cgroup v2 group or below it: a path (absolute, or relative to
-    /// the cgroup2 mount, e.g. system.slice/nginx.service) or a cgroup id (repeatable)
-    #[arg(long = "cgroup", value_name = "PATH|ID")]
-    pub cgroups: Vec<String>,
-    /// Trace only this thread id
-    #[arg(long, value_name = "TID", value_parser = clap::value_parser!(u32).range(1..))]
-    pub tid: Option<u32>,
-    /// Trace only tasks with this name (as in /proc/PID/comm; longer names are cut to 15 characters like the kernel's)
-    #[arg(long, value_name = "NAME")]
-    pub comm: Option<String>,
-}
-
-impl ServeScope {
-    fn args(&self) -> ScopeArgs {
-        ScopeArgs {
-            cgroups: self.cgroups.clone(),
-            tid: self.tid,
-            comm: self.comm.clone(),
-            ..ScopeArgs::default()
-        }
-    }
+    pub scope: FilterArgs,
 }
 
 /// What `--by` labels series by.
@@ -485,7 +458,7 @@ pub fn run(args: ServeArgs, sink: &OutputArgs) -> Result<i32> {
         bail!("--by cgroup: no cgroup v2 hierarchy is mounted here");
     }
     // Bad scope arguments fail here, once, before anything loads.
-    crate::core::scope::Scope::new(None, &args.scope.args())?;
+    crate::core::scope::Scope::filtered(&args.scope)?;
     let listen = match (args.listen, &args.textfile) {
         (Some(a), _) => Some(a),
         (None, None) => Some(DEFAULT_LISTEN.parse().expect("valid default")),
@@ -548,7 +521,7 @@ pub fn run(args: ServeArgs, sink: &OutputArgs) -> Result<i32> {
             port: args.port,
             cgroup: None,
         },
-        scope: args.scope.args(),
+        scope: args.scope.clone(),
         mode: Mode::Exporter,
         by_cgroup: args
             .by
@@ -663,8 +636,7 @@ mod tests {
 
     #[test]
     fn textfile_is_replaced_atomically() {
-        let dir = std::env::temp_dir().join(format!("btrace-textfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::resolve::scratch_dir("textfile");
         let f = dir.join("btrace.prom");
         write_atomically(&f, b"a 1\n").unwrap();
         write_atomically(&f, b"a 2\n").unwrap();

@@ -278,8 +278,7 @@ mod tests {
 
     #[test]
     fn bad_files_say_what_is_wrong() {
-        let dir = std::env::temp_dir().join(format!("btrace-webcfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::resolve::scratch_dir("webcfg");
         let f = dir.join("web.yml");
         let err = |text: &str| {
             std::fs::write(&f, text).unwrap();

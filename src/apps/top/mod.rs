@@ -312,32 +312,13 @@ fn on_key(
         match k.code {
             KeyCode::Char('q') | KeyCode::Esc => session::request_stop(),
             KeyCode::Char('?') => view.help = true,
-            KeyCode::Char('p') => {
-                view.prompt = Some(Prompt {
-                    what: PromptKind::Pid,
-                    text: groups
-                        .filter()
-                        .pid
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                })
-            }
+            KeyCode::Char('p') => view.prompt = Some(Prompt::new(PromptKind::Pid, groups.filter())),
             KeyCode::Char('f') => {
-                view.prompt = Some(Prompt {
-                    what: PromptKind::Port,
-                    text: groups
-                        .filter()
-                        .port
-                        .map(|p| p.to_string())
-                        .unwrap_or_default(),
-                })
+                view.prompt = Some(Prompt::new(PromptKind::Port, groups.filter()))
             }
             KeyCode::Char('c') => view.by_cgroup = !view.by_cgroup,
             KeyCode::Char('g') => {
-                view.prompt = Some(Prompt {
-                    what: PromptKind::Cgroup,
-                    text: groups.filter().cgroup.clone().unwrap_or_default(),
-                })
+                view.prompt = Some(Prompt::new(PromptKind::Cgroup, groups.filter()))
             }
             KeyCode::Up | KeyCode::Char('k') => ui::move_selection(view, snap.as_ref(), false),
             KeyCode::Down | KeyCode::Char('j') => ui::move_selection(view, snap.as_ref(), true),

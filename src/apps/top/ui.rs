@@ -10,6 +10,7 @@ use ratatui::Frame;
 
 use crate::model::histogram::Log2Hist;
 use crate::model::units::fmt_ns;
+use crate::tracers::LiveFilter;
 
 use super::snapshot::{ProbeFigures, Snapshot};
 
@@ -17,6 +18,22 @@ use super::snapshot::{ProbeFigures, Snapshot};
 pub struct Prompt {
     pub what: PromptKind,
     pub text: String,
+}
+
+impl Prompt {
+    /// The prompt for one of the dashboard's filters, its text the filter's current value
+    /// (empty when it is off).
+    pub fn new(what: PromptKind, filter: &LiveFilter) -> Prompt {
+        let current = match what {
+            PromptKind::Pid => filter.pid.map(|p| p.to_string()),
+            PromptKind::Port => filter.port.map(|p| p.to_string()),
+            PromptKind::Cgroup => filter.cgroup.clone(),
+        };
+        Prompt {
+            what,
+            text: current.unwrap_or_default(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -214,14 +214,11 @@ pub fn ringbuf() -> Probe {
     let rc = unsafe {
         libbpf_sys::libbpf_probe_bpf_map_type(libbpf_sys::BPF_MAP_TYPE_RINGBUF, std::ptr::null())
     };
-    match rc {
-        1 => Probe::yes("BPF_MAP_TYPE_RINGBUF map created"),
-        0 => Probe::no("the kernel has no BPF_MAP_TYPE_RINGBUF (needs Linux 5.8+)"),
-        e => Probe::no(format!(
-            "probing failed: {}",
-            std::io::Error::from_raw_os_error(-e)
-        )),
-    }
+    probed(
+        rc,
+        "BPF_MAP_TYPE_RINGBUF map created",
+        "the kernel has no BPF_MAP_TYPE_RINGBUF (needs Linux 5.8+)",
+    )
 }
 
 /// BPF cookies in kprobe-type programs (bpf_get_attach_cookie, Linux 5.15+), asked of
@@ -236,9 +233,19 @@ pub fn attach_cookie() -> Probe {
         )
     };
     crate::core::bpf_log::take();
+    probed(
+        rc,
+        "bpf_get_attach_cookie available to kprobe programs",
+        "the kernel has no BPF cookies (bpf_get_attach_cookie: Linux 5.15+)",
+    )
+}
+
+/// The answer of one of libbpf's probes (1: yes, 0: no, negative: the probe itself failed
+/// with that errno), `yes` or `no` saying what it means.
+fn probed(rc: i32, yes: &str, no: &str) -> Probe {
     match rc {
-        1 => Probe::yes("bpf_get_attach_cookie available to kprobe programs"),
-        0 => Probe::no("the kernel has no BPF cookies (bpf_get_attach_cookie: Linux 5.15+)"),
+        1 => Probe::yes(yes),
+        0 => Probe::no(no),
         e => Probe::no(format!(
             "probing failed: {}",
             std::io::Error::from_raw_os_error(-e)

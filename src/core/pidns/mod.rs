@@ -158,24 +158,30 @@ impl PidView {
 
     /// The host id of a task btrace's namespace calls `ns_id`.
     pub fn to_host(&mut self, ns_id: u32) -> Option<u32> {
-        if self.inum.is_none() {
-            return Some(ns_id);
-        }
-        if !self.by_ns.contains_key(&ns_id) {
-            self.refresh_if_stale();
-        }
-        self.by_ns.get(&ns_id).map(|e| e.host_pid)
+        self.other_id(ns_id, |v| &v.by_ns, |e| e.host_pid)
     }
 
     /// The namespace id of the host task `host_id`; None for a task outside the namespace.
     pub fn to_ns(&mut self, host_id: u32) -> Option<u32> {
+        self.other_id(host_id, |v| &v.by_host, |e| e.ns_pid)
+    }
+
+    /// `id` looked up in the table `by` (the ids re-read first when it is not there and the
+    /// last reading is stale), given as the other side's id (`other`); the same id outside a
+    /// namespace.
+    fn other_id(
+        &mut self,
+        id: u32,
+        by: fn(&PidView) -> &HashMap<u32, Ids>,
+        other: fn(&Ids) -> u32,
+    ) -> Option<u32> {
         if self.inum.is_none() {
-            return Some(host_id);
+            return Some(id);
         }
-        if !self.by_host.contains_key(&host_id) {
+        if !by(self).contains_key(&id) {
             self.refresh_if_stale();
         }
-        self.by_host.get(&host_id).map(|e| e.ns_pid)
+        by(self).get(&id).map(other)
     }
 }
 

@@ -29,6 +29,14 @@ pub struct ScopeArgs {
     /// With -p/-c: that one process only, not the processes it starts
     #[arg(long)]
     pub no_children: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// The scope flags that apply without -p/-c: all a command without a target takes (serve:
+/// a command shows only the flags it accepts).
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
     /// Only tasks in this cgroup v2 group or below it: a path (absolute, or relative to
     /// the cgroup2 mount, e.g. system.slice/nginx.service) or a cgroup id (repeatable)
     #[arg(long = "cgroup", value_name = "PATH|ID")]
@@ -87,7 +95,7 @@ impl Scope {
             pids.to_host(id)
                 .with_context(|| format!("{what} {id} is not visible from btrace's pid namespace"))
         };
-        if let Some(tid) = args.tid {
+        if let Some(tid) = args.filter.tid {
             match crate::core::target::task_info(tid) {
                 None => bail!("no thread with id {tid}"),
                 Some(t) if target.is_some_and(|p| p != t.tgid) && args.no_children => bail!(
@@ -101,10 +109,11 @@ impl Scope {
         if args.no_children && target.is_none() {
             bail!("--no-children applies to -p or -c: give one of them");
         }
-        if args.cgroups.len() > MAX_CGROUPS {
+        if args.filter.cgroups.len() > MAX_CGROUPS {
             bail!("--cgroup can be given at most {MAX_CGROUPS} times");
         }
         let cgroups = args
+            .filter
             .cgroups
             .iter()
             .map(|c| resolve_cgroup(c))
@@ -116,6 +125,7 @@ impl Scope {
             (None, _) => (0, None),
         };
         let tid = args
+            .filter
             .tid
             .map(|t| host(&mut pids, t, "thread"))
             .transpose()?
@@ -126,10 +136,19 @@ impl Scope {
             tree_ns: target.filter(|_| !args.no_children),
             pids: std::cell::RefCell::new(pids),
             tid,
-            comm: args.comm.as_deref().map(comm_bytes).transpose()?,
+            comm: args.filter.comm.as_deref().map(comm_bytes).transpose()?,
             cgroups,
             live_tree: false,
         })
+    }
+
+    /// The scope of a command without -p/-c (the long-lived tracers'): `args` alone.
+    pub fn filtered(args: &FilterArgs) -> Result<Self> {
+        let args = ScopeArgs {
+            no_children: false,
+            filter: args.clone(),
+        };
+        Scope::new(None, &args)
     }
 
     /// The dashboard's scope: nothing fixed, a process tree kept for its pid filter.

@@ -258,37 +258,30 @@ fn sym_frames(s: &blazesym::symbolize::Sym<'_>, addr: u64, module: &str) -> Vec<
         c.map(|c| (Some(c.file.to_string_lossy().into_owned()), c.line))
             .unwrap_or((None, None))
     };
-    // The location of the outer function is where its inlined call is, when there is one.
-    let (file, line) = match s.inlined.first() {
-        Some(_) => (None, None),
-        None => code(s.code_info.as_deref()),
-    };
-    let mut out = vec![Frame {
-        name: Some(demangle(&s.name)),
-        inlined: false,
+    let frame = |name: &str, inlined: bool, (file, line)| Frame {
+        name: Some(demangle(name)),
+        inlined,
         module: Some(module.to_string()),
         offset: 0,
         file,
         line,
         addr,
-    }];
+    };
+    // The location of the outer function is where its inlined call is, when there is one.
+    let at = match s.inlined.first() {
+        Some(_) => (None, None),
+        None => code(s.code_info.as_deref()),
+    };
+    let mut out = vec![frame(&s.name, false, at)];
     let n = s.inlined.len();
     for (k, f) in s.inlined.iter().enumerate() {
         // The innermost one sits at the address itself.
-        let (file, line) = if k + 1 == n {
+        let at = if k + 1 == n {
             code(s.code_info.as_deref())
         } else {
             (None, None)
         };
-        out.push(Frame {
-            name: Some(demangle(&f.name)),
-            inlined: true,
-            module: Some(module.to_string()),
-            offset: 0,
-            file,
-            line,
-            addr,
-        });
+        out.push(frame(&f.name, true, at));
     }
     out
 }

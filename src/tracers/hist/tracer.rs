@@ -3,7 +3,6 @@
 //! the cheapest way this kernel allows. Used by `btrace hist` and by the dashboard.
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
 
 use anyhow::{bail, Result};
 use libbpf_rs::skel::Skel;
@@ -17,7 +16,6 @@ use crate::core::losses::Losses;
 use crate::core::percpu;
 use crate::core::rodata;
 use crate::core::scope::Scope;
-use crate::core::skel::write_bss;
 use crate::model::abi::MAX_SYSCALLS;
 use crate::model::delta::Deltas;
 use crate::model::histogram::Log2Hist;
@@ -348,24 +346,7 @@ pub fn load_best(cfg: &Config) -> Result<(Way, Hist, Links)> {
 /// applies at syscall entry only, so an exit always completes the entry its thread
 /// stored) and the epoch before which stored entries are stale.
 fn write_live(hist: &HistSkel<'_>, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
-    let mut cgroup_id = 0;
-    if let Some(f) = live {
-        crate::core::scope::prepare_live_tree(&hist.maps.scope_procs, f.pid)?;
-        cgroup_id =
-            crate::core::scope::install_live_cgroup(&hist.maps.scope_cgroups, f.cgroup.as_deref())?;
-    }
-    write_bss(
-        &hist.maps.bss,
-        hist.maps.bss_data.as_deref(),
-        |bss: &mut types::bss| {
-            if let Some(f) = live {
-                crate::set_live_scope!(bss, f, cgroup_id);
-            }
-            if let Some(e) = epoch_ns {
-                bss.epoch_ns = e;
-            }
-        },
-    )
+    crate::tracers::write_live!(hist, live, epoch_ns)
 }
 
 /// Empties the per-thread hash store. For re-attaching after a detach: threads that
@@ -526,17 +507,7 @@ impl SyscallTracer {
 }
 
 impl Tracer for SyscallTracer {
-    fn name(&self) -> &'static str {
-        "syscalls"
-    }
-
-    fn hook(&self) -> String {
-        self.way.to_string()
-    }
-
-    fn attached(&self) -> bool {
-        !self.links.is_empty()
-    }
+    crate::tracers::loaded_tracer!("syscalls", hist);
 
     /// Entries stored before the detach are marked stale first, so no latency spans the
     /// time the tracer was off.
@@ -550,24 +521,12 @@ impl Tracer for SyscallTracer {
         Ok(())
     }
 
-    fn detach(&mut self) {
-        self.links.clear();
-    }
-
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
         write_live(&self.hist, Some(f), None)
     }
 
     fn losses(&self) -> Result<Losses> {
         losses(&self.hist)
-    }
-
-    fn programs(&self) -> Vec<BorrowedFd<'_>> {
-        attach::loaded_programs(self.hist.object())
-    }
-
-    fn program_names(&self) -> Vec<String> {
-        attach::loaded_program_names(self.hist.object())
     }
 
     fn sample(&mut self) -> Result<Sample> {

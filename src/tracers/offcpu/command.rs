@@ -9,11 +9,9 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::output::OutputArgs;
-use crate::core::run::{Aggregation, Checked, Ending};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::TraceArgs;
-use crate::core::stack_run::{self, profile_maps, Profile};
-use crate::core::stacks::{self, Measure, StackOutArgs};
+use crate::core::run::{Aggregation, Ending};
+use crate::core::stack_run::{self, profile_maps, Profile, StackRunArgs};
+use crate::core::stacks::Measure;
 
 use super::skel::types::offcpu_val;
 use super::tracer::{self, Config};
@@ -24,23 +22,15 @@ pub struct OffcpuArgs {
     #[arg(long, value_name = "US", default_value = "1", value_parser = tracer::parse_min_block)]
     pub min_block: u64,
     #[command(flatten)]
-    pub stacks: StackOutArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
+    pub run: StackRunArgs,
 }
 
 pub fn run(args: OffcpuArgs, sink: &OutputArgs) -> Result<i32> {
-    let session = Checked::system()?.start(&args.common, sink, None)?;
-    let svg = stacks::open_svg(&args.stacks)?;
+    let start = stack_run::start(&args.run, sink, tracer::MAX_COUNTS)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: start.scope,
         min_block_ns: args.min_block,
-        kernel: !args.stacks.user_stacks,
-        user: !args.stacks.kernel_stacks,
-        max_stacks: args.stacks.max_stacks,
-        max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
+        stacks: start.stacks,
     };
     let (way, o, mut links) = tracer::load(&cfg).map_err(|e| {
         crate::core::kmem::unless_too_big(e, |e| {
@@ -52,19 +42,18 @@ pub fn run(args: OffcpuArgs, sink: &OutputArgs) -> Result<i32> {
     let desc = Aggregation::new(what, &hook);
     let profile = Profile {
         maps: profile_maps!(o, tracer::table_maps(&o)),
-        max_counts: cfg.max_counts,
-        max_stacks: cfg.max_stacks,
+        stacks: cfg.stacks,
         value: |v| {
             let val: offcpu_val = crate::core::skel::plain_prefix(v);
             (val.total_ns, val.count)
         },
-        args: &args.stacks,
-        svg,
+        args: &args.run.stacks,
+        svg: start.svg,
         measure: Measure::BlockedNs,
         title: "btrace offcpu: time blocked (ns)",
         from_tracing: true,
     };
-    let r = stack_run::profile(session, desc, profile, || links.clear())?;
+    let r = stack_run::profile(start.session, desc, profile, || links.clear())?;
     r.ended.close(Ending {
         losses: r.losses,
         counted: Some(("blocks", r.count)),

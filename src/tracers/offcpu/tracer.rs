@@ -3,38 +3,17 @@
 //! sched_wakeup (offcpu.bpf.c), the cheapest way this kernel allows: tp_btf with task storage, else
 //! raw_tp with a bounded hash.
 
-use std::fmt;
-
 use anyhow::{Context, Result};
 use libbpf_rs::Link;
 
-use crate::core::attach::Links;
+use crate::core::attach::{Links, TaskWay};
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration, Tree};
 use crate::core::rodata;
 use crate::core::scope::Scope;
+use crate::core::stack_run::StackSettings;
 
 use super::skel::{Offcpu, OffcpuKind, OffcpuSkel, OpenOffcpuSkel};
-
-/// The hooks and per-task store, cheapest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Way {
-    /// tp_btf on sched_switch, the switch-out kept in task storage (5.11+).
-    TpBtfTask,
-    /// raw_tp, the switch-out kept in a bounded hash keyed by thread id.
-    RawTpHash,
-}
-
-pub const WAYS: [Way; 2] = [Way::TpBtfTask, Way::RawTpHash];
-
-impl fmt::Display for Way {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Way::TpBtfTask => "tp_btf+task_storage",
-            Way::RawTpHash => "raw_tp+hash",
-        })
-    }
-}
 
 /// Bound of each counts buffer, and of the hash store (threads blocked at once).
 pub const MAX_COUNTS: u32 = 65536;
@@ -44,10 +23,7 @@ pub const MAX_PROCS: u32 = 65536;
 pub struct Config {
     pub scope: Scope,
     pub min_block_ns: u64,
-    pub kernel: bool,
-    pub user: bool,
-    pub max_stacks: u32,
-    pub max_counts: u32,
+    pub stacks: StackSettings,
 }
 
 /// The profiler's double-buffered tables.
@@ -58,7 +34,7 @@ pub fn table_maps(o: &Offcpu) -> crate::core::stack_tables::TableMaps<'_> {
 /// The off-CPU profiler as core::lifecycle drives it: the config is the declaration.
 impl Declaration for Config {
     type Kind = OffcpuKind;
-    type Way = Way;
+    type Way = TaskWay;
     const DRIVERS: &'static [Driver] = &[crate::core::stack_tables::STACKS_DRIVER];
     // Process tracking and the tree before the switches are seen.
     const TREE: Tree = Tree::First;
@@ -68,18 +44,18 @@ impl Declaration for Config {
     }
 
     fn stack_tables(&self) -> Option<(u32, u32)> {
-        Some((self.max_stacks, self.max_counts))
+        Some((self.stacks.max_stacks, self.stacks.max_counts))
     }
 
-    fn configure(&self, way: Way, open: &mut OpenOffcpuSkel<'_>) -> Result<()> {
+    fn configure(&self, way: TaskWay, open: &mut OpenOffcpuSkel<'_>) -> Result<()> {
         {
             let ro = rodata::typed(&mut open.maps.rodata_data);
             ro.min_block_ns = self.min_block_ns;
-            ro.want_kernel = self.kernel;
-            ro.want_user = self.user;
+            ro.want_kernel = self.stacks.kernel;
+            ro.want_user = self.stacks.user;
         }
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
-        let btf = way == Way::TpBtfTask;
+        let btf = way == TaskWay::TpBtfTask;
         open.progs.offcpu_switch_btf.set_autoload(btf);
         open.progs.offcpu_switch_raw.set_autoload(!btf);
         open.progs.offcpu_wakeup_btf.set_autoload(btf);
@@ -93,16 +69,16 @@ impl Declaration for Config {
         Ok(())
     }
 
-    fn hooks(&self, way: Way, skel: &OffcpuSkel<'_>, links: &mut Links) -> Result<()> {
+    fn hooks(&self, way: TaskWay, skel: &OffcpuSkel<'_>, links: &mut Links) -> Result<()> {
         let sw = match way {
-            Way::TpBtfTask => skel.progs.offcpu_switch_btf.attach(),
-            Way::RawTpHash => skel.progs.offcpu_switch_raw.attach(),
+            TaskWay::TpBtfTask => skel.progs.offcpu_switch_btf.attach(),
+            TaskWay::RawTpHash => skel.progs.offcpu_switch_raw.attach(),
         }
         .context("attaching to sched_switch")?;
         links.push(sw);
         let wake = match way {
-            Way::TpBtfTask => skel.progs.offcpu_wakeup_btf.attach(),
-            Way::RawTpHash => skel.progs.offcpu_wakeup_raw.attach(),
+            TaskWay::TpBtfTask => skel.progs.offcpu_wakeup_btf.attach(),
+            TaskWay::RawTpHash => skel.progs.offcpu_wakeup_raw.attach(),
         }
         .context("attaching to sched_wakeup")?;
         links.push(wake);
@@ -111,8 +87,8 @@ impl Declaration for Config {
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
-pub fn load(cfg: &Config) -> Result<(Way, Offcpu, Vec<Link>)> {
-    let (way, o, links) = lifecycle::load_first(cfg, &WAYS)?;
+pub fn load(cfg: &Config) -> Result<(TaskWay, Offcpu, Vec<Link>)> {
+    let (way, o, links) = lifecycle::load_first(cfg, &TaskWay::ALL)?;
     Ok((way, o, links.into_vec()))
 }
 
@@ -121,10 +97,7 @@ pub fn check() -> Result<String> {
     let (way, ..) = load(&Config {
         scope: Scope::default(),
         min_block_ns: 0,
-        kernel: true,
-        user: true,
-        max_stacks: 64,
-        max_counts: 64,
+        stacks: StackSettings::CHECK,
     })?;
     Ok(format!("via {way}"))
 }

@@ -9,11 +9,9 @@ use libbpf_rs::skel::Skel;
 use serde_json::json;
 
 use crate::core::output::OutputArgs;
-use crate::core::run::{Aggregation, Checked, Ending};
-use crate::core::scope::{Scope, ScopeArgs};
-use crate::core::session::TraceArgs;
-use crate::core::stack_run::{self, profile_maps, Profile};
-use crate::core::stacks::{self, Measure, StackOutArgs};
+use crate::core::run::{Aggregation, Ending};
+use crate::core::stack_run::{self, profile_maps, Profile, StackRunArgs};
+use crate::core::stacks::Measure;
 
 use super::tracer::{self, Config, DEFAULT_HZ};
 
@@ -23,23 +21,15 @@ pub struct ProfileArgs {
     #[arg(short = 'F', long = "frequency", value_name = "HZ", default_value_t = DEFAULT_HZ, value_parser = tracer::parse_hz)]
     pub hz: u64,
     #[command(flatten)]
-    pub stacks: StackOutArgs,
-    #[command(flatten)]
-    pub scope: ScopeArgs,
-    #[command(flatten)]
-    pub common: TraceArgs,
+    pub run: StackRunArgs,
 }
 
 pub fn run(args: ProfileArgs, sink: &OutputArgs) -> Result<i32> {
-    let session = Checked::system()?.start(&args.common, sink, None)?;
-    let svg = stacks::open_svg(&args.stacks)?;
+    let start = stack_run::start(&args.run, sink, tracer::MAX_COUNTS)?;
     let cfg = Config {
-        scope: Scope::new(session.tgid(), &args.scope)?,
+        scope: start.scope,
         hz: args.hz,
-        kernel: !args.stacks.user_stacks,
-        user: !args.stacks.kernel_stacks,
-        max_stacks: args.stacks.max_stacks,
-        max_counts: args.stacks.max_counts(tracer::MAX_COUNTS),
+        stacks: start.stacks,
     };
     let mut loaded = tracer::load(&cfg).map_err(|e| {
         crate::core::kmem::unless_too_big(e, |e| {
@@ -56,20 +46,19 @@ pub fn run(args: ProfileArgs, sink: &OutputArgs) -> Result<i32> {
     };
     let profile = Profile {
         maps: profile_maps!(p, tracer::table_maps(p)),
-        max_counts: cfg.max_counts,
-        max_stacks: cfg.max_stacks,
+        stacks: cfg.stacks,
         value: |v| {
             let n = u64::from_ne_bytes(v[..8].try_into().expect("a u64 count"));
             (n, n)
         },
-        args: &args.stacks,
-        svg,
+        args: &args.run.stacks,
+        svg: start.svg,
         measure: Measure::Samples,
         title: &format!("btrace profile: CPU samples at {} Hz", args.hz),
         from_tracing: false,
     };
     // Sampling stops with the perf events, closed with their links.
-    let r = stack_run::profile(session, desc, profile, || loaded.links.clear())?;
+    let r = stack_run::profile(start.session, desc, profile, || loaded.links.clear())?;
     r.ended.close(Ending {
         losses: r.losses,
         counted: Some(("samples", r.value)),

@@ -13,6 +13,7 @@ use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration, Tree};
 use crate::core::rodata;
 use crate::core::scope::Scope;
+use crate::core::stack_run::StackSettings;
 
 use super::skel::{OpenProfileSkel, Profile, ProfileKind, ProfileSkel};
 
@@ -37,10 +38,7 @@ pub fn parse_hz(s: &str) -> std::result::Result<u64, String> {
 pub struct Config {
     pub scope: Scope,
     pub hz: u64,
-    pub kernel: bool,
-    pub user: bool,
-    pub max_stacks: u32,
-    pub max_counts: u32,
+    pub stacks: StackSettings,
 }
 
 /// The loaded profiler: its object and its links (each perf event's, which owns the
@@ -122,14 +120,14 @@ impl Declaration for ProfileLoad<'_> {
     }
 
     fn stack_tables(&self) -> Option<(u32, u32)> {
-        Some((self.cfg.max_stacks, self.cfg.max_counts))
+        Some((self.cfg.stacks.max_stacks, self.cfg.stacks.max_counts))
     }
 
     fn configure(&self, _way: (), open: &mut OpenProfileSkel<'_>) -> Result<()> {
         {
             let ro = rodata::typed(&mut open.maps.rodata_data);
-            ro.want_kernel = self.cfg.kernel;
-            ro.want_user = self.cfg.user;
+            ro.want_kernel = self.cfg.stacks.kernel;
+            ro.want_user = self.cfg.stacks.user;
         }
         open.maps.proc_gens.set_max_entries(MAX_PROCS)?;
         Ok(())
@@ -181,10 +179,7 @@ pub fn check() -> Result<String> {
     let l = load(&Config {
         scope: Scope::default(),
         hz: DEFAULT_HZ,
-        kernel: true,
-        user: true,
-        max_stacks: 64,
-        max_counts: 64,
+        stacks: StackSettings::CHECK,
     })?;
     Ok(format!("cpu-clock perf events on {} CPUs", l.cpus.len()))
 }

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
+use crate::core::attach::TaskWay;
 use crate::core::output::{Output, OutputArgs};
 use crate::core::pidns::PidView;
 use crate::core::run::{self, AggregateArgs, Aggregation, Checked, Ending, Period};
@@ -15,18 +16,7 @@ use crate::model::units::fmt_ns;
 use crate::resolve::cgroups::CgroupNames;
 
 use super::skel::Runq;
-use super::tracer::{self, By, RunqStat, Way};
-
-/// The hook (and its per-task store).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Hook {
-    /// tp_btf with task storage (5.11+)
-    #[value(name = "tp_btf")]
-    TpBtf,
-    /// raw_tp with a bounded hash keyed by thread id
-    #[value(name = "raw_tp")]
-    RawTp,
-}
+use super::tracer::{self, By, RunqStat};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunqlatArgs {
@@ -45,7 +35,7 @@ pub struct RunqlatArgs {
     pub top: Option<usize>,
     /// Use only this hook, no fallback (default: tp_btf with task storage, else raw_tp)
     #[arg(long, value_enum)]
-    pub hook: Option<Hook>,
+    pub hook: Option<TaskWay>,
 }
 
 fn stat_fields(s: &RunqStat, total: u64, rec: &mut Map<String, Value>) {
@@ -206,12 +196,8 @@ pub fn run(args: RunqlatArgs, sink: &OutputArgs) -> Result<i32> {
         (_, true) => By::Cgroup,
         _ => By::Nothing,
     };
-    let mut ways = tracer::WAYS.to_vec();
-    ways.retain(|w| match args.hook {
-        None => true,
-        Some(Hook::TpBtf) => *w == Way::TpBtfTask,
-        Some(Hook::RawTp) => *w == Way::RawTpHash,
-    });
+    let mut ways = TaskWay::ALL.to_vec();
+    ways.retain(|w| args.hook.is_none_or(|want| *w == want));
     let (way, runq, _links) = tracer::load_first(&ways, &scope, None, by, None)?;
     let mut printer = Printer {
         by,
@@ -221,12 +207,8 @@ pub fn run(args: RunqlatArgs, sink: &OutputArgs) -> Result<i32> {
         pids: PidView::new()?,
         cgroups: CgroupNames::new(),
     };
-    let (hook, store) = match way {
-        Way::TpBtfTask => ("tp_btf", "task_storage"),
-        Way::RawTpHash => ("raw_tp", "hash"),
-    };
     let what = "run-queue latency";
-    let desc = Aggregation::new(what, hook);
+    let desc = Aggregation::new(what, way.hook());
     run::aggregate(
         session,
         desc,
@@ -234,6 +216,6 @@ pub fn run(args: RunqlatArgs, sink: &OutputArgs) -> Result<i32> {
     )?
     .close(Ending::new(
         tracer::losses(&runq)?,
-        json!({ "store": store }),
+        json!({ "store": way.store() }),
     ))
 }

@@ -3,14 +3,11 @@
 //! the kernel (runq.bpf.c), optionally broken down by process or cgroup. Used by
 //! `btrace runqlat` and the dashboard.
 
-use std::fmt;
-use std::os::fd::BorrowedFd;
-
 use anyhow::Result;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::MapCore;
 
-use crate::core::attach::{self, Links};
+use crate::core::attach::{self, Links, TaskWay};
 use crate::core::cgroup_labels::{CgroupLabels, CgroupSplit};
 use crate::core::kmem::Driver;
 use crate::core::lifecycle::{self, Declaration};
@@ -18,7 +15,7 @@ use crate::core::losses::Losses;
 use crate::core::percpu;
 use crate::core::rodata;
 use crate::core::scope::Scope;
-use crate::core::skel::{plain_prefix, write_bss};
+use crate::core::skel::plain_prefix;
 use crate::model::delta::Cumulative;
 use crate::model::histogram::Log2Hist;
 use crate::model::metrics::Metrics;
@@ -36,26 +33,6 @@ pub enum By {
     Cgroup,
 }
 
-/// The hooks and per-task store, cheapest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Way {
-    /// tp_btf on the sched tracepoints, wake time in task storage (5.11+).
-    TpBtfTask,
-    /// raw_tp, wake time in a bounded hash keyed by pid.
-    RawTpHash,
-}
-
-pub const WAYS: [Way; 2] = [Way::TpBtfTask, Way::RawTpHash];
-
-impl fmt::Display for Way {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Way::TpBtfTask => "tp_btf+task_storage",
-            Way::RawTpHash => "raw_tp+hash",
-        })
-    }
-}
-
 /// One load of the tracer as core::lifecycle drives it.
 struct RunqLoad<'a> {
     scope: &'a Scope,
@@ -69,14 +46,14 @@ struct RunqLoad<'a> {
 
 impl Declaration for RunqLoad<'_> {
     type Kind = RunqKind;
-    type Way = Way;
+    type Way = TaskWay;
     const DRIVERS: &'static [Driver] = &[Driver::new("runq_keys", "--max-keys")];
 
     fn scope(&self) -> &Scope {
         self.scope
     }
 
-    fn configure(&self, way: Way, open: &mut OpenRunqSkel<'_>) -> Result<()> {
+    fn configure(&self, way: TaskWay, open: &mut OpenRunqSkel<'_>) -> Result<()> {
         let by = self.by;
         rodata::typed(&mut open.maps.rodata_data).by = match by {
             By::Nothing => types::runq_by::RUNQ_BY_NONE.0,
@@ -92,7 +69,7 @@ impl Declaration for RunqLoad<'_> {
         open.maps
             .runq_comms
             .set_max_entries(if by == By::Process { keys } else { 1 })?;
-        let btf = way == Way::TpBtfTask;
+        let btf = way == TaskWay::TpBtfTask;
         let p = &mut open.progs;
         p.sched_wakeup_btf.set_autoload(btf);
         p.sched_wakeup_new_btf.set_autoload(btf);
@@ -108,7 +85,7 @@ impl Declaration for RunqLoad<'_> {
         Ok(())
     }
 
-    fn loaded(&self, _way: Way, runq: &RunqSkel<'_>) -> Result<()> {
+    fn loaded(&self, _way: TaskWay, runq: &RunqSkel<'_>) -> Result<()> {
         match self.live {
             Some(live) => write_live(runq, live, None),
             None => Ok(()),
@@ -118,7 +95,7 @@ impl Declaration for RunqLoad<'_> {
 
 /// Opens and loads the programs of one way without attaching them. `keys`: the bound of
 /// the breakdown's table (default RUNQ_MAX_KEYS).
-pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<Runq> {
+pub fn open_load(way: TaskWay, scope: &Scope, by: By, keys: Option<u32>) -> Result<Runq> {
     let decl = RunqLoad {
         scope,
         by,
@@ -129,18 +106,18 @@ pub fn open_load(way: Way, scope: &Scope, by: By, keys: Option<u32>) -> Result<R
 }
 
 /// Loads and attaches the cheapest way this kernel accepts.
-pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(Way, Runq, Links)> {
-    load_first(&WAYS, scope, live, By::Nothing, None)
+pub fn load_best(scope: &Scope, live: Option<&LiveFilter>) -> Result<(TaskWay, Runq, Links)> {
+    load_first(&TaskWay::ALL, scope, live, By::Nothing, None)
 }
 
 /// Loads and attaches the first of `ways` this kernel accepts.
 pub fn load_first(
-    ways: &[Way],
+    ways: &[TaskWay],
     scope: &Scope,
     live: Option<&LiveFilter>,
     by: By,
     keys: Option<u32>,
-) -> Result<(Way, Runq, Links)> {
+) -> Result<(TaskWay, Runq, Links)> {
     let decl = RunqLoad {
         scope,
         by,
@@ -153,24 +130,7 @@ pub fn load_first(
 /// Writes the run-time process filter and the epoch before which stored wake times are
 /// stale (set before re-attaching, so a task woken while detached is not measured).
 fn write_live(runq: &RunqSkel<'_>, live: Option<&LiveFilter>, epoch_ns: Option<u64>) -> Result<()> {
-    let mut cgroup_id = 0;
-    if let Some(f) = live {
-        crate::core::scope::prepare_live_tree(&runq.maps.scope_procs, f.pid)?;
-        cgroup_id =
-            crate::core::scope::install_live_cgroup(&runq.maps.scope_cgroups, f.cgroup.as_deref())?;
-    }
-    write_bss(
-        &runq.maps.bss,
-        runq.maps.bss_data.as_deref(),
-        |bss: &mut types::bss| {
-            if let Some(f) = live {
-                crate::set_live_scope!(bss, f, cgroup_id);
-            }
-            if let Some(e) = epoch_ns {
-                bss.epoch_ns = e;
-            }
-        },
-    )
+    crate::tracers::write_live!(runq, live, epoch_ns)
 }
 
 /// Waits for a CPU: their latency histogram and how they began, CPUs summed.
@@ -267,7 +227,7 @@ pub fn process_name(runq: &Runq, tgid: u64) -> Option<String> {
 /// The runq tracer as the dashboard and the exporter hold it.
 pub struct RunqTracer {
     runq: Runq,
-    way: Way,
+    way: TaskWay,
     links: Links,
     /// The exporter's `--by cgroup` (loaded with the per-cgroup breakdown).
     by_cgroup: Option<CgroupSplit<()>>,
@@ -283,8 +243,13 @@ impl RunqTracer {
         // Labelled cgroups, and room for those that come and go between scrapes (the
         // entries of cgroups sent to "other" are deleted at each scrape).
         let keys = cfg.by_cgroup.map(|cap| cap.saturating_add(1024));
-        let (way, runq, links) =
-            load_first(&WAYS, &cfg.make_scope()?, Some(&cfg.filter), by, keys)?;
+        let (way, runq, links) = load_first(
+            &TaskWay::ALL,
+            &cfg.make_scope()?,
+            Some(&cfg.filter),
+            by,
+            keys,
+        )?;
         Ok(Box::new(RunqTracer {
             runq,
             way,
@@ -295,17 +260,7 @@ impl RunqTracer {
 }
 
 impl Tracer for RunqTracer {
-    fn name(&self) -> &'static str {
-        "runq"
-    }
-
-    fn hook(&self) -> String {
-        self.way.to_string()
-    }
-
-    fn attached(&self) -> bool {
-        !self.links.is_empty()
-    }
+    crate::tracers::loaded_tracer!("runq", runq);
 
     fn attach(&mut self) -> Result<()> {
         if self.links.is_empty() {
@@ -315,24 +270,12 @@ impl Tracer for RunqTracer {
         Ok(())
     }
 
-    fn detach(&mut self) {
-        self.links.clear();
-    }
-
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
         write_live(&self.runq, Some(f), None)
     }
 
     fn losses(&self) -> Result<Losses> {
-        Losses::read(&self.runq.maps.losses)?.with_missed(self.runq.object())
-    }
-
-    fn programs(&self) -> Vec<BorrowedFd<'_>> {
-        attach::loaded_programs(self.runq.object())
-    }
-
-    fn program_names(&self) -> Vec<String> {
-        attach::loaded_program_names(self.runq.object())
+        losses(&self.runq)
     }
 
     fn sample(&mut self) -> Result<Sample> {

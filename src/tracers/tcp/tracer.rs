@@ -4,7 +4,6 @@
 //! `btrace tcp` and by the dashboard.
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::Skel;
@@ -453,27 +452,13 @@ impl TcpTracer {
 }
 
 impl Tracer for TcpTracer {
-    fn name(&self) -> &'static str {
-        "tcp"
-    }
-
-    fn hook(&self) -> String {
-        self.way.to_string()
-    }
-
-    fn attached(&self) -> bool {
-        !self.links.is_empty()
-    }
+    crate::tracers::loaded_tracer!("tcp", tcp);
 
     fn attach(&mut self) -> Result<()> {
         if self.links.is_empty() {
             self.links = attach(&self.tcp)?;
         }
         Ok(())
-    }
-
-    fn detach(&mut self) {
-        self.links.clear();
     }
 
     fn set_filter(&mut self, f: &LiveFilter) -> Result<()> {
@@ -488,14 +473,6 @@ impl Tracer for TcpTracer {
 
     fn losses(&self) -> Result<Losses> {
         losses(&self.tcp)
-    }
-
-    fn programs(&self) -> Vec<BorrowedFd<'_>> {
-        attach::loaded_programs(self.tcp.object())
-    }
-
-    fn program_names(&self) -> Vec<String> {
-        attach::loaded_program_names(self.tcp.object())
     }
 
     fn sample(&mut self) -> Result<Sample> {

@@ -102,15 +102,7 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return Ok(true);
         };
-        while tls.wants_write() {
-            match tls.write_tls(&mut self.stream) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
+        write_tls(tls, &mut self.stream)
     }
 
     /// Writes as much of the response as the socket takes; true when all of it went.
@@ -149,13 +141,8 @@ impl Conn {
             return Ok(true);
         };
         loop {
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            if !write_tls(tls, &mut self.stream)? {
+                return Ok(false);
             }
             if *sent < total {
                 // Records are sealed as plaintext is handed over, a buffer's worth at a
@@ -194,6 +181,20 @@ impl Conn {
     pub(super) fn evictable(&self) -> bool {
         matches!(self.stage, Stage::Head(_) | Stage::Linger(_))
     }
+}
+
+/// Writes what `tls` has ready (handshake messages, records) to `stream`; true when all
+/// of it went, false when the socket would block.
+fn write_tls(tls: &mut rustls::ServerConnection, stream: &mut TcpStream) -> std::io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 /// Makes the coming close send a reset and drop what is unsent (SO_LINGER of 0).
