@@ -24,7 +24,6 @@ Standalone: python3 bench/startup.py  (RUNS=7 by default; BTRACE=path of the bin
 """
 import os
 import pty
-import re
 import select
 import signal
 import statistics
@@ -32,6 +31,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from readme_block import write_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BTRACE = os.environ.get("BTRACE", os.path.join(ROOT, "target/release/btrace"))
@@ -190,12 +191,7 @@ def main():
         "<!-- /bench:startup -->",
     ])
     print(block)
-    readme = os.path.join(ROOT, "README.md")
-    text = open(readme).read()
-    if "<!-- bench:startup -->" in text:
-        text = re.sub(r"<!-- bench:startup -->.*?<!-- /bench:startup -->",
-                      lambda m: block, text, flags=re.S)
-        open(readme, "w").write(text)
+    write_block("startup", block)
 
 
 if __name__ == "__main__":

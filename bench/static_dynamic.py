@@ -21,11 +21,12 @@ Standalone: python3 bench/static_dynamic.py  (RUNS=7, VERSION_RUNS=70, N=1000000
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import time
+
+from readme_block import write_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRIPLE = f"{platform.machine()}-unknown-linux-gnu"
@@ -127,12 +128,7 @@ def main():
         "<!-- /bench:static -->",
     ])
     print(block)
-    readme = os.path.join(ROOT, "README.md")
-    text = open(readme).read()
-    if "<!-- bench:static -->" in text:
-        text = re.sub(r"<!-- bench:static -->.*?<!-- /bench:static -->",
-                      lambda m: block, text, flags=re.S)
-        open(readme, "w").write(text)
+    write_block("static", block)
 
 
 if __name__ == "__main__":
