@@ -116,13 +116,12 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         Generated::CompleteZsh => Shell::Zsh,
         Generated::CompleteFish => Shell::Fish,
     };
-    clap_complete::generate(
-        shell,
-        &mut without_hidden(cli),
-        "btrace",
-        &mut std::io::stdout(),
-    );
-    Ok(())
+    // clap_complete panics when its writer fails: the script is made in memory, and a
+    // closed pipe or a full disk is then an error like any other output's.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut without_hidden(cli), "btrace", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)
+        .context("writing the completions")
 }
 
 /// The command line without its hidden commands, which clap_complete would offer.

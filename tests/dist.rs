@@ -280,3 +280,23 @@ fn archives_unpack_into_one_versioned_directory() {
         assert!(outside.is_empty(), "{arch}: {outside:?}");
     }
 }
+
+/// The completions go to standard output like any result: a full disk is one line and a
+/// non-zero exit, a reader that goes away ends the command cleanly (no panic either way).
+#[test]
+fn completions_to_a_full_or_closed_output_end_cleanly() {
+    let bin = unpacked(std::env::consts::ARCH).join("btrace");
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let out = Command::new(&bin)
+        .args(["generate", "complete-bash"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let e = common::one_line_error(&out);
+    assert!(e.contains("writing the completions"), "{e}");
+    let out = run(Command::new("bash").arg("-c").arg(format!(
+        "(sleep 0.3; exec {} generate complete-zsh) | true; echo ${{PIPESTATUS[0]}}",
+        bin.display()
+    )));
+    assert_eq!(out.trim(), "0");
+}
